@@ -1,0 +1,283 @@
+package limiter
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/herdcap/herdcap/internal/bucketkey"
+)
+
+// Local is an in-process Budget: one golang.org/x/time/rate bucket per key,
+// held in a sharded map of bounded size. It is the embedded default store and
+// the fallback of the Redis backends.
+//
+// Memory is bounded by WithMaxKeys (default DefaultMaxKeys) whatever the
+// number of distinct keys: when a shard is full, a key whose bucket has
+// refilled to its burst is dropped first (which changes no decision, since a
+// new key starts full); failing that, the least recently used of a small
+// random sample is dropped, and the key starts afresh if it comes back (such
+// lossy evictions are counted in Stats). Keys longer than
+// bucketkey.MaxVerbatim bytes are stored as their SHA-256 digest.
+//
+// A Local is safe for concurrent use. Its AllowN allocates nothing once a
+// key's bucket exists.
+type Local struct {
+	clock    Clock
+	limit    limitState
+	seed     maphash.Seed
+	shards   []localShard
+	mask     uint64
+	perShard int
+	closed   atomic.Bool
+
+	evictions, lossy atomic.Uint64
+}
+
+type localShard struct {
+	mu sync.RWMutex
+	m  map[string]*localEntry
+	_  [40]byte // keep shards on separate cache lines
+}
+
+type localEntry struct {
+	lim  rate.Limiter
+	gen  atomic.Uint64 // ramp generation applied to lim
+	seen atomic.Int64  // last use, unix ns, at millisecond granularity
+}
+
+// LocalStats describes a Local's key map.
+type LocalStats struct {
+	// Keys is the number of buckets held.
+	Keys int
+	// Capacity is the most buckets that can be held (WithMaxKeys).
+	Capacity int
+	// Evictions counts buckets dropped to make room.
+	Evictions uint64
+	// LossyEvictions counts the evictions of buckets that were not full:
+	// their keys got a fresh burst when they came back.
+	LossyEvictions uint64
+}
+
+// NewLocal returns an in-process budget enforcing l per key. It accepts
+// WithClock, WithRamp, WithMaxKeys and WithLogger.
+func NewLocal(l Limit, opts ...Option) (*Local, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	o, err := buildOptions(kindLocal, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newLocal(l, o), nil
+}
+
+func newLocal(l Limit, o options) *Local {
+	shards := 1
+	for shards < 64 && o.maxKeys/(shards*2) >= 16 {
+		shards *= 2
+	}
+	lb := &Local{
+		clock:    o.clock,
+		seed:     maphash.MakeSeed(),
+		shards:   make([]localShard, shards),
+		mask:     uint64(shards - 1),
+		perShard: o.maxKeys / shards,
+	}
+	for i := range lb.shards {
+		lb.shards[i].m = make(map[string]*localEntry)
+	}
+	lb.limit.init(l, o.ramp)
+	return lb
+}
+
+// AllowN takes n tokens for key now, if all n are available. See Budget.
+func (lb *Local) AllowN(_ context.Context, key string, n int) (Decision, error) {
+	return lb.decide(key, lb.clock.Now(), n, false)
+}
+
+// AllowNAt is AllowN at time t.
+func (lb *Local) AllowNAt(_ context.Context, key string, t time.Time, n int) (Decision, error) {
+	return lb.decide(key, t, n, false)
+}
+
+// TakeUpTo takes as many of n tokens as are available now, at least one.
+func (lb *Local) TakeUpTo(_ context.Context, key string, n int) (Decision, error) {
+	return lb.decide(key, lb.clock.Now(), n, true)
+}
+
+// TakeUpToAt is TakeUpTo at time t.
+func (lb *Local) TakeUpToAt(_ context.Context, key string, t time.Time, n int) (Decision, error) {
+	return lb.decide(key, t, n, true)
+}
+
+// Limit returns the limit in force now.
+func (lb *Local) Limit() Limit {
+	l, _ := lb.limit.at(lb.clock.Now())
+	return l
+}
+
+// SetLimit ramps every key to l over the WithRamp window, starting now.
+func (lb *Local) SetLimit(l Limit) error { return lb.SetLimitAt(lb.clock.Now(), l) }
+
+// SetLimitAt is SetLimit with the ramp starting at t.
+func (lb *Local) SetLimitAt(t time.Time, l Limit) error { return lb.limit.set(t, l) }
+
+// Close marks the budget closed; later decisions fail with ErrClosed.
+func (lb *Local) Close() error {
+	lb.closed.Store(true)
+	return nil
+}
+
+// Stats reports the size of the key map and its evictions.
+func (lb *Local) Stats() LocalStats {
+	s := LocalStats{
+		Capacity:       lb.perShard * len(lb.shards),
+		Evictions:      lb.evictions.Load(),
+		LossyEvictions: lb.lossy.Load(),
+	}
+	for i := range lb.shards {
+		sh := &lb.shards[i]
+		sh.mu.RLock()
+		s.Keys += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return s
+}
+
+func checkArgs(key string, n int) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	}
+	if n < 0 {
+		return fmt.Errorf("%w: n must be >= 0, got %d", ErrInvalidN, n)
+	}
+	return nil
+}
+
+func errOverBurst(n int, l Limit) error {
+	return fmt.Errorf("%w: n = %d exceeds the burst of %d, so it could never be granted", ErrInvalidN, n, l.Burst)
+}
+
+func (lb *Local) decide(key string, t time.Time, n int, upTo bool) (Decision, error) {
+	if lb.closed.Load() {
+		return Decision{Source: SourceLocal}, ErrClosed
+	}
+	if err := checkArgs(key, n); err != nil {
+		return Decision{Source: SourceLocal}, err
+	}
+	lim, r := lb.limit.at(t)
+	if n > lim.Burst && !upTo {
+		return Decision{Limit: lim, Source: SourceLocal}, errOverBurst(n, lim)
+	}
+	e := lb.entry(bucketkey.Local(key), t, lim, r)
+	if e.gen.Load() != r.gen || r.active(t) {
+		e.lim.SetLimitAt(t, rate.Limit(lim.PerSecond()))
+		e.lim.SetBurstAt(t, lim.Burst)
+		e.gen.Store(r.gen)
+	}
+	return decideBucket(&e.lim, t, n, upTo, lim), nil
+}
+
+// decideBucket makes one decision on an x/time/rate bucket.
+func decideBucket(b *rate.Limiter, t time.Time, n int, upTo bool, lim Limit) Decision {
+	d := Decision{Limit: lim, Source: SourceLocal}
+	want := n
+	if upTo {
+		want = min(n, int(b.TokensAt(t)))
+		if n > 0 && want < 1 {
+			want = -1 // nothing available
+		}
+	}
+	switch {
+	case want == 0:
+		d.Allowed = true
+	case want > 0 && b.AllowN(t, want):
+		d.Allowed, d.Taken = true, want
+	}
+	tokens := b.TokensAt(t)
+	perSec := lim.PerSecond()
+	if !d.Allowed {
+		need := float64(n)
+		if upTo {
+			need = 1
+		}
+		d.RetryAfter = durationFromTokens(need-tokens, perSec)
+		if d.RetryAfter <= 0 {
+			// Taken by a concurrent caller between our look and our
+			// take; the shortest honest wait is one token's worth.
+			d.RetryAfter = durationFromTokens(1, perSec)
+		}
+	}
+	d.ResetAfter = durationFromTokens(float64(lim.Burst)-tokens, perSec)
+	d.Remaining = int(math.Max(0, math.Floor(tokens)))
+	return d
+}
+
+// entry returns the bucket for k, creating it (and evicting to make room)
+// when needed.
+func (lb *Local) entry(k string, t time.Time, lim Limit, r *ramp) *localEntry {
+	sh := &lb.shards[maphash.String(lb.seed, k)&lb.mask]
+	now := t.UnixNano()
+	sh.mu.RLock()
+	e := sh.m[k]
+	sh.mu.RUnlock()
+	if e != nil {
+		if s := e.seen.Load(); now-s > int64(time.Millisecond) || now < s {
+			e.seen.Store(now)
+		}
+		return e
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e = sh.m[k]; e != nil {
+		return e
+	}
+	for len(sh.m) >= lb.perShard {
+		lb.evict(sh, t)
+	}
+	e = &localEntry{}
+	// Initialise at the zero time so the first use finds a full bucket.
+	e.lim.SetLimitAt(time.Time{}, rate.Limit(lim.PerSecond()))
+	e.lim.SetBurstAt(time.Time{}, lim.Burst)
+	e.gen.Store(r.gen)
+	e.seen.Store(now)
+	sh.m[strings.Clone(k)] = e
+	return e
+}
+
+// evictSample is how many entries evict looks at.
+const evictSample = 8
+
+// evict drops one entry of sh (whose lock the caller holds): a full bucket if
+// the sample has one, else the least recently used of the sample.
+func (lb *Local) evict(sh *localShard, t time.Time) {
+	var (
+		oldestKey string
+		oldest    int64 = math.MaxInt64
+		i         int
+	)
+	for k, e := range sh.m { // map iteration starts at a random entry
+		if e.lim.TokensAt(t) >= float64(e.lim.Burst()) {
+			delete(sh.m, k)
+			lb.evictions.Add(1)
+			return
+		}
+		if s := e.seen.Load(); s < oldest {
+			oldest, oldestKey = s, k
+		}
+		if i++; i == evictSample {
+			break
+		}
+	}
+	delete(sh.m, oldestKey)
+	lb.evictions.Add(1)
+	lb.lossy.Add(1)
+}
