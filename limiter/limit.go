@@ -60,8 +60,8 @@ func (l Limit) Validate() error {
 	case l.Burst > maxBurst:
 		return fmt.Errorf("%w: Limit.Burst must be <= %d, got %d", ErrInvalidLimit, int64(maxBurst), l.Burst)
 	}
-	if ps := l.PerSecond(); ps <= 0 || math.IsInf(ps, 0) || ps > 1e15 {
-		return fmt.Errorf("%w: Limit.Rate/Limit.Period gives %v tokens per second, outside (0, 1e15]", ErrInvalidLimit, ps)
+	if ps := l.PerSecond(); ps < 1e-9 || math.IsInf(ps, 0) || ps > 1e15 {
+		return fmt.Errorf("%w: Limit.Rate/Limit.Period gives %v tokens per second, outside [1e-9, 1e15]", ErrInvalidLimit, ps)
 	}
 	return nil
 }

@@ -12,7 +12,6 @@ package bucketkey
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
 )
 
 // MaxVerbatim is the longest key kept as is.
@@ -20,7 +19,15 @@ const MaxVerbatim = 128
 
 // verbatim reports whether key can be used as is.
 func verbatim(key string) bool {
-	return len(key) <= MaxVerbatim && (len(key) == 0 || key[0] != 0) && !strings.ContainsAny(key, "{}")
+	if len(key) > MaxVerbatim || (len(key) > 0 && key[0] == 0) {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c == '{' || c == '}' {
+			return false
+		}
+	}
+	return true
 }
 
 // Local returns the in-process form of key: key itself when verbatim (without

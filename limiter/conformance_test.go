@@ -1,0 +1,251 @@
+package limiter
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The conformance suite: every backend makes the same decisions for the same
+// calls at the same explicit times. Each test gets its own Redis name, so
+// tests never share buckets.
+
+type backendCase struct {
+	name string
+	// make builds the backend under test; it is closed on cleanup.
+	make func(t *testing.T, l Limit, opts ...Option) Backend
+}
+
+var nameSeq atomic.Int64
+
+// uniqueName returns a fresh WithName value.
+func uniqueName() string { return fmt.Sprintf("t%d", nameSeq.Add(1)) }
+
+func conformanceBackends(t *testing.T) []backendCase {
+	cases := []backendCase{{
+		name: "local",
+		make: func(t *testing.T, l Limit, opts ...Option) Backend {
+			b, err := NewLocal(l, opts...)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = b.Close() })
+			return b
+		},
+	}}
+	cases = append(cases, redisBackends(t)...)
+	return cases
+}
+
+func forEachBackend(t *testing.T, f func(t *testing.T, bc backendCase)) {
+	for _, bc := range conformanceBackends(t) {
+		t.Run(bc.name, func(t *testing.T) { f(t, bc) })
+	}
+}
+
+func mustAllow(t *testing.T, b Backend, key string, at time.Time, n int) Decision {
+	t.Helper()
+	d, err := b.AllowNAt(context.Background(), key, at, n)
+	require.NoError(t, err)
+	return d
+}
+
+func TestConformanceBurstThenRefill(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(10, 5))
+		for i := range 5 {
+			d := mustAllow(t, b, "k", t0, 1)
+			assert.True(t, d.Allowed, "request %d", i)
+			assert.Equal(t, 1, d.Taken)
+			assert.Equal(t, 4-i, d.Remaining)
+			assert.Zero(t, d.RetryAfter)
+			assert.Equal(t, time.Duration(i+1)*100*time.Millisecond, d.ResetAfter)
+			assert.Equal(t, PerSecond(10, 5), d.Limit)
+		}
+		d := mustAllow(t, b, "k", t0, 1)
+		assert.False(t, d.Allowed)
+		assert.Zero(t, d.Taken)
+		assert.Zero(t, d.Remaining)
+		assert.Equal(t, 100*time.Millisecond, d.RetryAfter)
+		assert.Equal(t, 500*time.Millisecond, d.ResetAfter)
+
+		// 250 ms later: 2.5 tokens back.
+		at := t0.Add(250 * time.Millisecond)
+		d = mustAllow(t, b, "k", at, 1)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 1, d.Remaining)
+		d = mustAllow(t, b, "k", at, 1)
+		assert.True(t, d.Allowed)
+		d = mustAllow(t, b, "k", at, 1)
+		assert.False(t, d.Allowed)
+		assert.Equal(t, 50*time.Millisecond, d.RetryAfter)
+	})
+}
+
+func TestConformanceMultiToken(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(2, 10))
+		d := mustAllow(t, b, "k", t0, 7)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 7, d.Taken)
+		assert.Equal(t, 3, d.Remaining)
+		d = mustAllow(t, b, "k", t0, 4)
+		assert.False(t, d.Allowed, "4 > 3 left")
+		assert.Equal(t, 3, d.Remaining, "a denial takes nothing")
+		assert.Equal(t, 500*time.Millisecond, d.RetryAfter)
+		d = mustAllow(t, b, "k", t0, 3)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 0, d.Remaining)
+		// n equal to the burst is legal; more is not.
+		d = mustAllow(t, b, "k2", t0, 10)
+		assert.True(t, d.Allowed)
+		_, err := b.AllowNAt(context.Background(), "k2", t0, 11)
+		assert.ErrorIs(t, err, ErrInvalidN)
+		assert.ErrorContains(t, err, "burst")
+	})
+}
+
+func TestConformancePeek(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(1, 3))
+		d := mustAllow(t, b, "k", t0, 0)
+		assert.True(t, d.Allowed)
+		assert.Zero(t, d.Taken)
+		assert.Equal(t, 3, d.Remaining)
+		mustAllow(t, b, "k", t0, 2)
+		for range 3 {
+			d = mustAllow(t, b, "k", t0, 0)
+			assert.True(t, d.Allowed)
+			assert.Equal(t, 1, d.Remaining, "peeking takes nothing")
+			assert.Equal(t, 2*time.Second, d.ResetAfter)
+		}
+	})
+}
+
+func TestConformanceTakeUpTo(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(4, 5))
+		ctx := context.Background()
+		d, err := b.TakeUpToAt(ctx, "k", t0, 3)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 3, d.Taken)
+		d, err = b.TakeUpToAt(ctx, "k", t0, 3)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 2, d.Taken, "only 2 were left")
+		assert.Equal(t, 0, d.Remaining)
+		d, err = b.TakeUpToAt(ctx, "k", t0, 3)
+		require.NoError(t, err)
+		assert.False(t, d.Allowed)
+		assert.Zero(t, d.Taken)
+		assert.Equal(t, 250*time.Millisecond, d.RetryAfter, "the wait for one token")
+		// Asking for more than the burst is fine: it is capped.
+		d, err = b.TakeUpToAt(ctx, "k2", t0, 100)
+		require.NoError(t, err)
+		assert.Equal(t, 5, d.Taken)
+	})
+}
+
+func TestConformanceBadInput(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(1, 3))
+		ctx := context.Background()
+		_, err := b.AllowNAt(ctx, "", t0, 1)
+		assert.ErrorIs(t, err, ErrInvalidKey)
+		_, err = b.AllowNAt(ctx, "k", t0, -1)
+		assert.ErrorIs(t, err, ErrInvalidN)
+		_, err = b.TakeUpToAt(ctx, "k", t0, -1)
+		assert.ErrorIs(t, err, ErrInvalidN)
+		_, err = b.AllowN(ctx, "", 1)
+		assert.ErrorIs(t, err, ErrInvalidKey)
+		assert.ErrorIs(t, b.SetLimit(Limit{Rate: -1, Burst: 1}), ErrInvalidLimit)
+	})
+}
+
+func TestConformanceKeysAreIsolated(t *testing.T) {
+	long := strings.Repeat("x", 3<<20)
+	keys := []string{"a", "a}", "{a}", "{a", "k:a", "h:a", long, long + "y", "\x00a", "a\x00", "ключ", " "}
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(1, 1))
+		for _, k := range keys {
+			d := mustAllow(t, b, k, t0, 1)
+			assert.True(t, d.Allowed, "key %.20q has its own bucket", k)
+		}
+		for _, k := range keys {
+			d := mustAllow(t, b, k, t0, 1)
+			assert.False(t, d.Allowed, "key %.20q is spent", k)
+		}
+	})
+}
+
+func TestConformanceTimeNeverRunsBackwards(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(1, 2))
+		mustAllow(t, b, "k", t0, 2)
+		d := mustAllow(t, b, "k", t0.Add(-time.Hour), 1)
+		assert.False(t, d.Allowed, "an earlier time refills nothing")
+		d = mustAllow(t, b, "k", t0.Add(time.Second), 1)
+		assert.True(t, d.Allowed, "time after the last update refills")
+	})
+}
+
+func TestConformanceRamp(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		clk := fakeClockAt(t0)
+		b := bc.make(t, PerSecond(10, 10), WithRamp(10*time.Second), WithClock(clk))
+		require.NoError(t, b.SetLimit(PerSecond(110, 110)))
+		assert.Equal(t, PerSecond(10, 10), b.Limit(), "nothing moves at the start")
+		mid := t0.Add(5 * time.Second)
+		d := mustAllow(t, b, "k", mid, 0)
+		assert.InDelta(t, 60, d.Limit.Rate, 1e-9, "halfway: halfway")
+		assert.Equal(t, 60, d.Limit.Burst)
+		clk.Set(t0.Add(time.Minute))
+		assert.Equal(t, PerSecond(110, 110), b.Limit(), "the ramp ends at the new limit")
+		// Admissions follow the ramp: a key drained at t0 refills at the
+		// interpolated rate, never at the new rate at once.
+		b2 := bc.make(t, PerSecond(10, 10), WithRamp(10*time.Second), WithClock(fakeClockAt(t0)))
+		mustAllow(t, b2, "k", t0, 10)
+		require.NoError(t, b2.SetLimit(PerSecond(1000, 1000)))
+		d = mustAllow(t, b2, "k", t0.Add(100*time.Millisecond), 0)
+		assert.LessOrEqual(t, d.Remaining, 10, "100 ms into a 10 s ramp from 10/s to 1000/s: at most ~1.5 tokens/100ms more than before")
+		assert.GreaterOrEqual(t, d.Remaining, 1)
+	})
+}
+
+func TestConformanceAtomicUnderConcurrency(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(1, 50))
+		var allowed atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 20 {
+					d, err := b.AllowNAt(context.Background(), "hot", t0, 1)
+					if err == nil && d.Allowed {
+						allowed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		assert.Equal(t, int64(50), allowed.Load(), "exactly the burst, never more")
+	})
+}
+
+func TestConformanceClose(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(1, 1))
+		require.NoError(t, b.Close())
+		_, err := b.AllowNAt(context.Background(), "k", t0, 1)
+		assert.ErrorIs(t, err, ErrClosed)
+		assert.NoError(t, b.Close(), "Close is idempotent")
+	})
+}

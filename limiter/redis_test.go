@@ -1,0 +1,5 @@
+package limiter
+
+import "testing"
+
+func redisBackends(t *testing.T) []backendCase { return nil }

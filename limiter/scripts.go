@@ -1,0 +1,104 @@
+package limiter
+
+import "github.com/redis/go-redis/v9"
+
+// bucketScript is one token-bucket decision, atomically, in one round trip.
+//
+// KEYS[1]  the bucket: a hash {t = tokens, ts = last update in µs}
+// ARGV[1]  refill rate in tokens per microsecond
+// ARGV[2]  burst (capacity) in tokens
+// ARGV[3]  n, the tokens asked for (>= 0)
+// ARGV[4]  mode: 0 all-or-nothing, 1 up to n, 2 give n tokens back
+// ARGV[5]  now in µs since the Unix epoch, or "" to use Redis TIME
+//
+// It returns {allowed (0/1), taken, floor(tokens left), retry-after µs,
+// reset-after µs}. A bucket that does not exist is full. Only a change is
+// written; the key expires when the bucket would be full again, so idle keys
+// disappear (a missing key and a full bucket are the same thing). Time never
+// runs backwards for a bucket: an older "now" than the last update adds
+// nothing. Writes are effect-replicated (the Redis 5+ default), so reading
+// TIME before writing needs no replicate_commands.
+var bucketScript = redis.NewScript(`
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local mode = tonumber(ARGV[4])
+local now
+if ARGV[5] == "" then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[5])
+end
+if rate == nil or burst == nil or n == nil or mode == nil or now == nil then
+  return redis.error_reply("herdcap: bad arguments")
+end
+local st = redis.call("HMGET", KEYS[1], "t", "ts")
+local tokens = tonumber(st[1])
+local ts = tonumber(st[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+if now > ts then
+  tokens = tokens + (now - ts) * rate
+  ts = now
+end
+if tokens > burst then
+  tokens = burst
+end
+local allowed = 0
+local taken = 0
+if mode == 2 then
+  tokens = math.min(burst, tokens + n)
+  allowed = 1
+elseif n == 0 then
+  allowed = 1
+elseif mode == 1 then
+  taken = math.min(n, math.floor(tokens))
+  if taken >= 1 then allowed = 1 else taken = 0 end
+elseif tokens >= n then
+  taken = n
+  allowed = 1
+end
+tokens = tokens - taken
+local reset = math.min(math.ceil((burst - tokens) / rate), 9e15)
+if taken > 0 or mode == 2 then
+  if reset <= 0 then
+    redis.call("DEL", KEYS[1])
+  else
+    redis.call("HSET", KEYS[1], "t", string.format("%.17g", tokens), "ts", string.format("%.0f", ts))
+    redis.call("PEXPIRE", KEYS[1], math.ceil(reset / 1000) + 1)
+  end
+end
+local retry = 0
+if allowed == 0 then
+  local need = n
+  if mode == 1 then need = 1 end
+  retry = math.min(math.ceil((need - tokens) / rate), 9e15)
+  if retry < 1 then retry = 1 end
+end
+return {allowed, taken, math.floor(tokens), retry, reset}
+`)
+
+// heartbeatScript records this node as live and counts the live nodes.
+//
+// KEYS[1]  the live-node sorted set (score: last heartbeat, ms)
+// ARGV[1]  node ID
+// ARGV[2]  how long a node counts as live after its last heartbeat, ms
+// ARGV[3]  1 to add the node, 0 to remove it (on Close)
+//
+// It returns the number of live nodes.
+var heartbeatScript = redis.NewScript(`
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - ttl)
+if ARGV[3] == "1" then
+  redis.call("ZADD", KEYS[1], now, ARGV[1])
+else
+  redis.call("ZREM", KEYS[1], ARGV[1])
+end
+redis.call("PEXPIRE", KEYS[1], ttl)
+return redis.call("ZCARD", KEYS[1])
+`)
