@@ -1,5 +1,155 @@
 package limiter
 
-import "testing"
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
 
-func redisBackends(t *testing.T) []backendCase { return nil }
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func redisBackends(t *testing.T) []backendCase {
+	return []backendCase{
+		{name: "redis", make: func(t *testing.T, l Limit, opts ...Option) Backend {
+			return newRedisForTest(t, srv.Client(t), l, opts...)
+		}},
+		{name: "cluster", make: func(t *testing.T, l Limit, opts ...Option) Backend {
+			return newRedisForTest(t, cluster.Client(t), l, opts...)
+		}},
+	}
+}
+
+func newRedisForTest(t *testing.T, c redis.UniversalClient, l Limit, opts ...Option) *Redis {
+	t.Helper()
+	// A generous time budget: CI runs under -race on 2 loaded cores, and
+	// these tests check decisions, not latency.
+	opts = append([]Option{WithName(uniqueName()), WithTimeout(2 * time.Second)}, opts...)
+	b, err := NewRedis(c, l, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// countingHook counts the commands a client sends.
+type countingHook struct{ n, pipelines int }
+
+func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n++
+		return next(ctx, cmd)
+	}
+}
+func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.pipelines++
+		return next(ctx, cmds)
+	}
+}
+
+func TestRedisOneRoundTripPerDecision(t *testing.T) {
+	c := srv.Client(t)
+	b := newRedisForTest(t, c, PerSecond(100, 100), WithFailure(FailOpen)) // FailOpen: no heartbeat traffic
+	ctx := context.Background()
+	_, err := b.AllowN(ctx, "warm", 1) // loads the script (EVALSHA, then EVAL once)
+	require.NoError(t, err)
+	h := &countingHook{}
+	c.AddHook(h)
+	for i := range 50 {
+		d, err := b.AllowN(ctx, "k", 1)
+		require.NoError(t, err)
+		require.True(t, d.Allowed, "decision %d", i)
+		require.Equal(t, SourceRedis, d.Source)
+	}
+	assert.Equal(t, 50, h.n, "exactly one command (EVALSHA) per decision")
+	assert.Zero(t, h.pipelines)
+}
+
+func TestRedisUsesServerTimeAndExpiresIdleKeys(t *testing.T) {
+	c := srv.Client(t)
+	b := newRedisForTest(t, c, PerSecond(1000, 10), WithFailure(FailOpen))
+	ctx := context.Background()
+	d, err := b.AllowN(ctx, "idle", 5)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	keys, err := c.Keys(ctx, "*:"+b.r.o.name+":{k:idle}").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	pttl, err := c.PTTL(ctx, keys[0]).Result()
+	require.NoError(t, err)
+	// 5 tokens at 1000/s refill in 5 ms; the key lives until then (+1 ms).
+	assert.Greater(t, pttl, time.Duration(0))
+	assert.LessOrEqual(t, pttl, 10*time.Millisecond)
+	// A full bucket needs no key at all.
+	require.Eventually(t, func() bool {
+		n, err := c.Exists(ctx, keys[0]).Result()
+		return err == nil && n == 0
+	}, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestRedisRequiresContextTimeout(t *testing.T) {
+	opts := srv.Options()
+	opts.ContextTimeoutEnabled = false
+	c := redis.NewClient(opts)
+	defer c.Close()
+	_, err := NewRedis(c, PerSecond(1, 1))
+	require.ErrorIs(t, err, ErrInvalidOption)
+	assert.ErrorContains(t, err, "ContextTimeoutEnabled")
+	_, err = NewRedis(nil, PerSecond(1, 1))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = NewRedis(srv.Client(t), PerSecond(1, 1), WithMaxKeys(3))
+	assert.ErrorContains(t, err, "WithMaxKeys does not apply to NewRedis")
+	_, err = NewRedis(srv.Client(t), PerSecond(1, 1), WithName("a{b}"))
+	assert.ErrorContains(t, err, "WithName")
+}
+
+func TestRedisUnexpectedReply(t *testing.T) {
+	c := srv.Client(t)
+	b := newRedisForTest(t, c, PerSecond(1, 1), WithFailure(FailOpen))
+	ctx := context.Background()
+	// A foreign value of the wrong type under the bucket's key.
+	require.NoError(t, c.Set(ctx, "herdcap:"+b.r.o.name+":{k:taken}", "x", time.Minute).Err())
+	_, err := b.AllowN(ctx, "taken", 1)
+	require.ErrorIs(t, err, ErrUnexpectedReply)
+	assert.ErrorContains(t, err, "WRONGTYPE")
+	// A foreign hash with junk fields is treated as a missing bucket.
+	require.NoError(t, c.HSet(ctx, "herdcap:"+b.r.o.name+":{k:junk}", "t", "zzz", "ts", "1").Err())
+	d, err := b.AllowN(ctx, "junk", 1)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed)
+	// The breaker did not count the bad reply as Redis being down.
+	d, err = b.AllowN(ctx, "fine", 1)
+	require.NoError(t, err)
+	assert.Equal(t, SourceRedis, d.Source)
+}
+
+func TestParseBucketReply(t *testing.T) {
+	for _, v := range []any{nil, "x", []any{int64(1)}, []any{int64(1), int64(1), int64(1), int64(1), "x"}, []any{int64(1), int64(1), int64(-1), int64(1), int64(1)}} {
+		_, err := parseBucketReply(v, PerSecond(1, 1), SourceRedis)
+		assert.ErrorIs(t, err, ErrUnexpectedReply, "%v", v)
+	}
+}
+
+func TestClusterKeysSpreadAcrossMasters(t *testing.T) {
+	c := cluster.Client(t)
+	b := newRedisForTest(t, c, PerSecond(1, 5), WithFailure(FailOpen))
+	ctx := context.Background()
+	for i := range 64 {
+		d, err := b.AllowN(ctx, string(rune('a'+i%26))+string(rune('A'+i/26)), 1)
+		require.NoError(t, err)
+		require.True(t, d.Allowed)
+	}
+	var masters atomic.Int32
+	err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		n, err := m.DBSize(ctx).Result()
+		if n > 0 {
+			masters.Add(1)
+		}
+		return err
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int32(3), masters.Load(), "64 keys land on all three masters")
+}
