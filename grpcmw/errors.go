@@ -1,0 +1,100 @@
+package grpcmw
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// PushbackTrailer is the trailer key through which a server tells grpc-go
+// clients with a retry policy how long to wait before the next attempt, in
+// whole milliseconds (gRPC A6). Clients honour it only on a Trailers-Only
+// response.
+const PushbackTrailer = "grpc-retry-pushback-ms"
+
+var (
+	// ErrRateLimited is wrapped by an *Error whose Code is
+	// codes.ResourceExhausted: the caller's quota is spent.
+	ErrRateLimited = errors.New("grpcmw: rate limit exceeded")
+	// ErrLimiterFailed is wrapped by an *Error whose Code is
+	// codes.Unavailable: the budget returned an error (a store outage under
+	// the fail-closed policy, or any other failure), so no decision was
+	// made from the limit. The *Error also wraps the budget's error.
+	ErrLimiterFailed = errors.New("grpcmw: rate limiter unavailable")
+)
+
+// Error is a call turned away by the rate limit. The interceptors turn it
+// into its gRPC status (see GRPCStatus) and send RetryAfter as the pushback
+// trailer; Limiter.Limit returns it as is.
+//
+// Its message and status never include the budget's own error, which may
+// describe internals (addresses, keys); errors.Is and errors.As reach it
+// through Unwrap on the server side.
+type Error struct {
+	// Code is codes.ResourceExhausted when the quota is spent, and
+	// codes.Unavailable when the budget failed.
+	Code codes.Code
+	// RetryAfter is how long the client is told to wait before retrying:
+	// the Decision's RetryAfter, or for a failed budget without one, the
+	// WithUnavailableRetryAfter delay.
+	RetryAfter time.Duration
+	// cause is the budget's error (Unavailable only).
+	cause error
+}
+
+// Error returns "grpcmw: " followed by the status message.
+func (e *Error) Error() string { return "grpcmw: " + e.message() }
+
+func (e *Error) message() string {
+	d := time.Duration(pushbackMillis(e.RetryAfter)) * time.Millisecond
+	if e.Code == codes.ResourceExhausted {
+		return "rate limit exceeded; retry after " + d.String()
+	}
+	return "rate limiter unavailable; retry after " + d.String()
+}
+
+// Unwrap returns ErrRateLimited, or ErrLimiterFailed and the budget's error.
+func (e *Error) Unwrap() []error {
+	if e.Code == codes.ResourceExhausted {
+		return []error{ErrRateLimited}
+	}
+	if e.cause == nil {
+		return []error{ErrLimiterFailed}
+	}
+	return []error{ErrLimiterFailed, e.cause}
+}
+
+// GRPCStatus returns the status sent to the client: Code, a message stating
+// the delay, and an errdetails.RetryInfo detail whose RetryDelay is
+// RetryAfter. It lets status.FromError and status.Code see through an
+// *Error.
+func (e *Error) GRPCStatus() *status.Status {
+	st := status.New(e.Code, e.message())
+	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)}); err == nil {
+		return withInfo
+	}
+	return st // only if the detail cannot be marshalled, which RetryInfo always can
+}
+
+// trailer returns the pushback trailer for e.
+func (e *Error) trailer() metadata.MD {
+	return metadata.MD{PushbackTrailer: []string{strconv.FormatInt(pushbackMillis(e.RetryAfter), 10)}}
+}
+
+// pushbackMillis rounds d up to whole milliseconds, at least 1 (a 0 would
+// invite an immediate retry) and at most math.MaxInt32 (about 24.8 days, so
+// that 32-bit clients can parse it).
+func pushbackMillis(d time.Duration) int64 {
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond > 0 {
+		ms++
+	}
+	return min(max(ms, 1), math.MaxInt32)
+}

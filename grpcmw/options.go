@@ -1,0 +1,147 @@
+package grpcmw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"time"
+
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// DefaultUnavailableRetryAfter is the retry delay sent with codes.Unavailable
+// when the limiter's error comes with a Decision whose RetryAfter is zero.
+const DefaultUnavailableRetryAfter = time.Second
+
+// KeyFunc derives the limiter key of a call from its context and full method
+// name ("/package.Service/Method"). A non-nil error rejects the call without
+// consulting the budget: an error carrying a gRPC status (see
+// google.golang.org/grpc/status.FromError) is returned to the client as it
+// is; any other error becomes codes.InvalidArgument with a generic message.
+// An empty key is treated like an error. A KeyFunc is called concurrently.
+type KeyFunc func(ctx context.Context, fullMethod string) (string, error)
+
+// CostFunc returns the number of tokens a call takes (default 1). Zero lets
+// the call through without taking anything; a negative cost, or one larger
+// than the limit's burst, is a limiter error (codes.Unavailable, logged). A
+// CostFunc is called concurrently.
+type CostFunc func(ctx context.Context, fullMethod string) int
+
+// Option configures UnaryServerRateLimit, StreamServerRateLimit and
+// NewLimiter. The zero Option is invalid.
+type Option struct {
+	name  string
+	apply func(*config) error
+}
+
+// ErrInvalidOption is wrapped by the error a constructor returns for a bad
+// option; the message names the option.
+var ErrInvalidOption = errors.New("grpcmw: invalid option")
+
+// ErrNilBudget is returned by a constructor given a nil limiter.Budget.
+var ErrNilBudget = errors.New("grpcmw: budget is nil")
+
+type config struct {
+	key              KeyFunc
+	cost             CostFunc // nil means 1
+	skip             func(fullMethod string) bool
+	logger           *slog.Logger
+	unavailableRetry time.Duration
+}
+
+func buildConfig(b limiter.Budget, opts []Option) (config, error) {
+	c := config{
+		key:              PeerIP,
+		logger:           slog.New(slog.DiscardHandler),
+		unavailableRetry: DefaultUnavailableRetryAfter,
+	}
+	if b == nil {
+		return c, ErrNilBudget
+	}
+	if v := reflect.ValueOf(b); isNilable(v.Kind()) && v.IsNil() {
+		return c, fmt.Errorf("%w (a nil %T)", ErrNilBudget, b)
+	}
+	for i, o := range opts {
+		if o.apply == nil {
+			return c, fmt.Errorf("%w: option %d is the zero Option value", ErrInvalidOption, i)
+		}
+		if err := o.apply(&c); err != nil {
+			return c, fmt.Errorf("%w: %s: %w", ErrInvalidOption, o.name, err)
+		}
+	}
+	return c, nil
+}
+
+func isNilable(k reflect.Kind) bool {
+	switch k {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return true
+	}
+	return false
+}
+
+// WithKeyFunc sets how a call's limiter key is derived. The default is
+// PeerIP: one bucket per client IP address.
+func WithKeyFunc(f KeyFunc) Option {
+	return Option{name: "WithKeyFunc", apply: func(c *config) error {
+		if f == nil {
+			return errors.New("key function is nil")
+		}
+		c.key = f
+		return nil
+	}}
+}
+
+// WithCost sets how many tokens a call takes. The default is one token per
+// call (a stream costs one token when it opens, whatever it carries).
+func WithCost(f CostFunc) Option {
+	return Option{name: "WithCost", apply: func(c *config) error {
+		if f == nil {
+			return errors.New("cost function is nil")
+		}
+		c.cost = f
+		return nil
+	}}
+}
+
+// WithSkip exempts the methods for which skip returns true (for example
+// "/grpc.health.v1.Health/Check") from the limit: their calls go straight to
+// the handler, and neither the key function nor the budget is consulted. By
+// default no method is skipped. skip is called concurrently.
+func WithSkip(skip func(fullMethod string) bool) Option {
+	return Option{name: "WithSkip", apply: func(c *config) error {
+		if skip == nil {
+			return errors.New("skip function is nil")
+		}
+		c.skip = skip
+		return nil
+	}}
+}
+
+// WithLogger sets the logger. Limiter errors are logged at Error level, key
+// function errors without a gRPC status at Warn, denials and status-carrying
+// key function errors at Debug. By default nothing is logged.
+func WithLogger(l *slog.Logger) Option {
+	return Option{name: "WithLogger", apply: func(c *config) error {
+		if l == nil {
+			return errors.New("logger is nil")
+		}
+		c.logger = l
+		return nil
+	}}
+}
+
+// WithUnavailableRetryAfter sets the retry delay sent with codes.Unavailable
+// when the limiter fails without suggesting one (a zero
+// Decision.RetryAfter). Default DefaultUnavailableRetryAfter; d must be > 0.
+func WithUnavailableRetryAfter(d time.Duration) Option {
+	return Option{name: "WithUnavailableRetryAfter", apply: func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("delay must be > 0, got %v", d)
+		}
+		c.unavailableRetry = d
+		return nil
+	}}
+}

@@ -1,0 +1,461 @@
+package grpcmw
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/herdcap/herdcap/limiter"
+)
+
+func TestUnaryAllowedThenExhausted(t *testing.T) {
+	b := newLocal(t, limiter.Every(time.Hour, 2))
+	rl, err := UnaryServerRateLimit(b)
+	require.NoError(t, err)
+	var reached atomic.Int32
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl, countUnary(&reached))))
+	req := &healthpb.HealthCheckRequest{}
+
+	for i := range 2 {
+		var header metadata.MD
+		resp, err := c.Check(t.Context(), req, grpc.Header(&header))
+		require.NoError(t, err, "call %d", i)
+		assert.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+		assert.NotEmpty(t, header, "an allowed call gets a header frame")
+	}
+
+	var header, trailer metadata.MD
+	start := time.Now()
+	_, err = c.Check(t.Context(), req, grpc.Header(&header), grpc.Trailer(&trailer))
+	elapsed := time.Since(start)
+	st := status.Convert(err)
+	require.Equal(t, codes.ResourceExhausted, st.Code(), "status %v", st)
+	assert.Contains(t, st.Message(), "rate limit exceeded")
+	delay := retryInfo(t, err)
+	// Two tokens were taken from a bucket refilling one per hour, so the
+	// wait is an hour less the time since the first take. One minute of
+	// slack is far more than a loaded CI machine needs for three calls.
+	assert.LessOrEqual(t, delay, time.Hour)
+	assert.Greater(t, delay, time.Hour-time.Minute-elapsed)
+	assert.Equal(t, ceilMillis(delay), pushback(t, trailer))
+	// Trailers-Only: the status came in the only header frame, so the
+	// client saw no response header (an allowed call does, above).
+	assert.Empty(t, header)
+	assert.EqualValues(t, 2, reached.Load(), "the denied call must not reach the handler")
+}
+
+func TestStreamAllowedThenExhausted(t *testing.T) {
+	b := newLocal(t, limiter.Every(time.Hour, 1))
+	rl, err := StreamServerRateLimit(b)
+	require.NoError(t, err)
+	var reached atomic.Int32
+	c := dialHealth(t, startHealth(t, grpc.ChainStreamInterceptor(rl, countStream(&reached))))
+	req := &healthpb.HealthCheckRequest{}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	s, err := c.Watch(ctx, req)
+	require.NoError(t, err)
+	resp, err := s.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+	cancel()
+
+	s, err = c.Watch(t.Context(), req)
+	require.NoError(t, err)
+	_, err = s.Recv()
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "err %v", err)
+	delay := retryInfo(t, err)
+	assert.LessOrEqual(t, delay, time.Hour)
+	assert.Greater(t, delay, 59*time.Minute) // see the unary test for the slack
+	assert.Equal(t, ceilMillis(delay), pushback(t, s.Trailer()))
+	header, _ := s.Header()
+	assert.Empty(t, header, "Trailers-Only: no response header")
+	assert.EqualValues(t, 1, reached.Load(), "the denied stream must not reach the handler")
+}
+
+// TestRetryPolicyHonoursPushback shows that a grpc-go client with a retry
+// policy waits for the pushback the server sent, then succeeds.
+func TestRetryPolicyHonoursPushback(t *testing.T) {
+	const interval = time.Second // one token per second, burst 1
+	b := newLocal(t, limiter.Every(interval, 1))
+	rl, err := UnaryServerRateLimit(b)
+	require.NoError(t, err)
+
+	type attempt struct {
+		at    time.Time
+		code  codes.Code
+		delay time.Duration
+	}
+	var (
+		mu       sync.Mutex
+		attempts []attempt
+	)
+	// record sits before the rate limit: it sees each attempt arrive and
+	// what the rate limit answered.
+	record := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		a := attempt{at: time.Now()}
+		resp, err := h(ctx, req)
+		a.code = status.Code(err)
+		if err != nil {
+			a.delay = retryInfo(t, err)
+		}
+		mu.Lock()
+		attempts = append(attempts, a)
+		mu.Unlock()
+		return resp, err
+	}
+	addr := startHealth(t, grpc.ChainUnaryInterceptor(record, rl))
+
+	// The client's own backoff is 1ms: had it ignored the pushback, its
+	// second and third attempts would arrive within milliseconds, be
+	// denied, and the call would fail.
+	const serviceConfig = `{"methodConfig": [{
+		"name": [{"service": "grpc.health.v1.Health"}],
+		"retryPolicy": {
+			"maxAttempts": 3,
+			"initialBackoff": "0.001s",
+			"maxBackoff": "0.001s",
+			"backoffMultiplier": 1,
+			"retryableStatusCodes": ["RESOURCE_EXHAUSTED"]
+		}
+	}]}`
+	c := dialHealth(t, addr, grpc.WithDefaultServiceConfig(serviceConfig))
+
+	// Spend the token under the client's key, so that the first attempt
+	// is denied with a pushback of nearly the whole interval.
+	d, err := b.AllowN(t.Context(), "127.0.0.1", 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+
+	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err, "the retry after the pushback should succeed")
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, attempts, 2, "one denied attempt and one allowed retry: %+v", attempts)
+	require.Equal(t, codes.ResourceExhausted, attempts[0].code)
+	require.Equal(t, codes.OK, attempts[1].code)
+	pb := time.Duration(ceilMillis(attempts[0].delay)) * time.Millisecond
+	require.Greater(t, pb, 10*time.Millisecond, "the pushback must dwarf the 1ms backoff for the test to mean anything")
+	// A lower bound only: load can delay the retry's arrival, never
+	// advance it, so this cannot flake.
+	gap := attempts[1].at.Sub(attempts[0].at)
+	assert.GreaterOrEqual(t, gap, pb, "the client retried before the pushback of %v", pb)
+}
+
+func TestDefaultKeyIsPeerIP(t *testing.T) {
+	b := newLocal(t, limiter.Every(time.Hour, 1))
+	rl, err := UnaryServerRateLimit(b)
+	require.NoError(t, err)
+	addr := startHealth(t, grpc.ChainUnaryInterceptor(rl))
+	one := dialHealth(t, addr, fromSource(net.IPv4(127, 0, 0, 1)))
+	two := dialHealth(t, addr, fromSource(net.IPv4(127, 0, 0, 2)))
+	req := &healthpb.HealthCheckRequest{}
+
+	_, err = one.Check(t.Context(), req)
+	require.NoError(t, err)
+	_, err = one.Check(t.Context(), req)
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "127.0.0.1 spent its token")
+	_, err = two.Check(t.Context(), req)
+	assert.NoError(t, err, "127.0.0.2 has a bucket of its own")
+
+	for _, key := range []string{"127.0.0.1", "127.0.0.2"} {
+		d, err := b.AllowN(t.Context(), key, 0) // peek
+		require.NoError(t, err)
+		assert.Zero(t, d.Remaining, "bucket %q should be spent", key)
+	}
+	assert.Equal(t, 2, b.Stats().Keys)
+}
+
+func TestUnavailableOnLimiterError(t *testing.T) {
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	fb := failingBudget{retryAfter: 1500 * time.Microsecond}
+	unary, err := UnaryServerRateLimit(fb, WithLogger(logger))
+	require.NoError(t, err)
+	stream, err := StreamServerRateLimit(fb, WithLogger(logger))
+	require.NoError(t, err)
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)))
+	req := &healthpb.HealthCheckRequest{}
+
+	var trailer metadata.MD
+	_, err = c.Check(t.Context(), req, grpc.Trailer(&trailer))
+	checkUnavailable(t, err, trailer, 1500*time.Microsecond)
+
+	s, err := c.Watch(t.Context(), req)
+	require.NoError(t, err)
+	_, err = s.Recv()
+	checkUnavailable(t, err, s.Trailer(), 1500*time.Microsecond)
+
+	assert.Contains(t, logs.String(), "secret-key", "the budget's error is logged")
+	assert.Contains(t, logs.String(), "level=ERROR")
+}
+
+func checkUnavailable(t *testing.T, err error, trailer metadata.MD, delay time.Duration) {
+	t.Helper()
+	st := status.Convert(err)
+	require.Equal(t, codes.Unavailable, st.Code(), "status %v", st)
+	assert.NotContains(t, st.Message(), "redis", "internals must not leak")
+	assert.NotContains(t, st.Message(), "secret-key", "internals must not leak")
+	assert.Equal(t, delay, retryInfo(t, err))
+	assert.Equal(t, ceilMillis(delay), pushback(t, trailer))
+}
+
+// TestUnavailableOnOtherLimiterError uses a real Local budget that cannot
+// grant the cost asked for (more than its burst): any budget error is
+// Unavailable, and with no RetryAfter from the budget, the configured delay
+// is sent.
+func TestUnavailableOnOtherLimiterError(t *testing.T) {
+	b := newLocal(t, limiter.PerSecond(10, 2))
+	for _, tc := range []struct {
+		name  string
+		opts  []Option
+		delay time.Duration
+	}{
+		{"default delay", nil, DefaultUnavailableRetryAfter},
+		{"configured delay", []Option{WithUnavailableRetryAfter(3 * time.Second)}, 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := append([]Option{WithCost(func(context.Context, string) int { return 5 })}, tc.opts...)
+			rl, err := UnaryServerRateLimit(b, opts...)
+			require.NoError(t, err)
+			c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl)))
+			var trailer metadata.MD
+			_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+			checkUnavailable(t, err, trailer, tc.delay)
+		})
+	}
+}
+
+func TestKeyFuncErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		key     KeyFunc
+		code    codes.Code
+		message string
+	}{
+		{
+			name:    "plain error",
+			key:     func(context.Context, string) (string, error) { return "", errors.New("db lookup of tenant 42 failed") },
+			code:    codes.InvalidArgument,
+			message: "cannot identify the caller for rate limiting",
+		},
+		{
+			name: "status error",
+			key: func(context.Context, string) (string, error) {
+				return "", status.Error(codes.Unauthenticated, "missing x-api-key")
+			},
+			code:    codes.Unauthenticated,
+			message: "missing x-api-key",
+		},
+		{
+			name:    "empty key",
+			key:     func(context.Context, string) (string, error) { return "", nil },
+			code:    codes.InvalidArgument,
+			message: "cannot identify the caller for rate limiting",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newLocal(t, limiter.Every(time.Hour, 1))
+			unary, err := UnaryServerRateLimit(b, WithKeyFunc(tc.key))
+			require.NoError(t, err)
+			stream, err := StreamServerRateLimit(b, WithKeyFunc(tc.key))
+			require.NoError(t, err)
+			var reached atomic.Int32
+			c := dialHealth(t, startHealth(t,
+				grpc.ChainUnaryInterceptor(unary, countUnary(&reached)),
+				grpc.ChainStreamInterceptor(stream, countStream(&reached))))
+			req := &healthpb.HealthCheckRequest{}
+
+			_, err = c.Check(t.Context(), req)
+			st := status.Convert(err)
+			assert.Equal(t, tc.code, st.Code())
+			assert.Equal(t, tc.message, st.Message())
+
+			s, err := c.Watch(t.Context(), req)
+			require.NoError(t, err)
+			_, err = s.Recv()
+			st = status.Convert(err)
+			assert.Equal(t, tc.code, st.Code())
+			assert.Equal(t, tc.message, st.Message())
+
+			assert.Zero(t, reached.Load(), "no call may reach the handler")
+			assert.Zero(t, b.Stats().Keys, "the budget must not be consulted")
+		})
+	}
+}
+
+func TestNoPeerIsInvalidArgument(t *testing.T) {
+	b := newLocal(t, limiter.Every(time.Hour, 1))
+	rl, err := UnaryServerRateLimit(b)
+	require.NoError(t, err)
+	called := false
+	_, err = rl(t.Context(), nil, &grpc.UnaryServerInfo{FullMethod: checkMethod},
+		func(context.Context, any) (any, error) { called = true; return nil, nil })
+	assert.Equal(t, codes.InvalidArgument, status.Code(err))
+	assert.False(t, called)
+}
+
+func TestSkip(t *testing.T) {
+	b := newLocal(t, limiter.Every(time.Hour, 1))
+	skip := WithSkip(func(m string) bool { return m == checkMethod })
+	unary, err := UnaryServerRateLimit(b, skip)
+	require.NoError(t, err)
+	stream, err := StreamServerRateLimit(b, skip)
+	require.NoError(t, err)
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)))
+	req := &healthpb.HealthCheckRequest{}
+
+	for i := range 3 {
+		_, err := c.Check(t.Context(), req)
+		require.NoError(t, err, "skipped call %d", i)
+	}
+	assert.Zero(t, b.Stats().Keys, "skipped calls take nothing")
+
+	// Watch is not skipped: one stream, then the limit.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s, err := c.Watch(ctx, req)
+	require.NoError(t, err)
+	_, err = s.Recv()
+	require.NoError(t, err)
+	s, err = c.Watch(ctx, req)
+	require.NoError(t, err)
+	_, err = s.Recv()
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err))
+}
+
+func TestCost(t *testing.T) {
+	b := newLocal(t, limiter.Every(time.Hour, 3))
+	var methods []string
+	var mu sync.Mutex
+	rl, err := UnaryServerRateLimit(b, WithCost(func(_ context.Context, m string) int {
+		mu.Lock()
+		methods = append(methods, m)
+		mu.Unlock()
+		return 2
+	}))
+	require.NoError(t, err)
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl)))
+	req := &healthpb.HealthCheckRequest{}
+
+	_, err = c.Check(t.Context(), req)
+	require.NoError(t, err)
+	d, err := b.AllowN(t.Context(), "127.0.0.1", 0)
+	require.NoError(t, err)
+	assert.Equal(t, 1, d.Remaining, "the call took 2 of 3 tokens")
+	_, err = c.Check(t.Context(), req)
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "2 tokens wanted, 1 left")
+	mu.Lock()
+	assert.Equal(t, []string{checkMethod, checkMethod}, methods)
+	mu.Unlock()
+}
+
+func TestDenialIsLoggedAtDebug(t *testing.T) {
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b := newLocal(t, limiter.Every(time.Hour, 1))
+	rl, err := UnaryServerRateLimit(b, WithLogger(logger), WithKeyFunc(func(context.Context, string) (string, error) { return "tenant-7", nil }))
+	require.NoError(t, err)
+	ctx := peer.NewContext(t.Context(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}})
+	info := &grpc.UnaryServerInfo{FullMethod: checkMethod}
+	ok := func(context.Context, any) (any, error) { return "ok", nil }
+	_, err = rl(ctx, nil, info, ok)
+	require.NoError(t, err)
+	assert.Empty(t, logs.String(), "an allowed call logs nothing")
+	_, err = rl(ctx, nil, info, ok)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, codes.ResourceExhausted, e.Code)
+	assert.ErrorIs(t, err, ErrRateLimited)
+	assert.Contains(t, logs.String(), "level=DEBUG")
+	assert.Contains(t, logs.String(), "key=tenant-7")
+}
+
+func TestBadOptions(t *testing.T) {
+	b := newLocal(t, limiter.PerSecond(1, 1))
+	var nilLocal *limiter.Local
+	for _, tc := range []struct {
+		name   string
+		budget limiter.Budget
+		opts   []Option
+		is     error
+		want   string
+	}{
+		{"nil budget", nil, nil, ErrNilBudget, "budget is nil"},
+		{"typed nil budget", nilLocal, nil, ErrNilBudget, "*limiter.Local"},
+		{"nil key func", b, []Option{WithKeyFunc(nil)}, ErrInvalidOption, "WithKeyFunc"},
+		{"nil cost func", b, []Option{WithCost(nil)}, ErrInvalidOption, "WithCost"},
+		{"nil skip func", b, []Option{WithSkip(nil)}, ErrInvalidOption, "WithSkip"},
+		{"nil logger", b, []Option{WithLogger(nil)}, ErrInvalidOption, "WithLogger"},
+		{"zero unavailable delay", b, []Option{WithUnavailableRetryAfter(0)}, ErrInvalidOption, "WithUnavailableRetryAfter"},
+		{"negative unavailable delay", b, []Option{WithUnavailableRetryAfter(-time.Second)}, ErrInvalidOption, "WithUnavailableRetryAfter"},
+		{"zero Option", b, []Option{WithLogger(slog.Default()), {}}, ErrInvalidOption, "option 1 is the zero Option"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := UnaryServerRateLimit(tc.budget, tc.opts...)
+			assert.ErrorIs(t, err, tc.is)
+			assert.ErrorContains(t, err, tc.want)
+			_, err = StreamServerRateLimit(tc.budget, tc.opts...)
+			assert.ErrorIs(t, err, tc.is)
+			assert.ErrorContains(t, err, tc.want)
+			l, err := NewLimiter(tc.budget, tc.opts...)
+			assert.ErrorIs(t, err, tc.is)
+			assert.ErrorContains(t, err, tc.want)
+			assert.Nil(t, l)
+		})
+	}
+}
+
+func BenchmarkUnaryServerRateLimit(b *testing.B) {
+	budget, err := limiter.NewLocal(limiter.PerSecond(1e12, 1e12)) // never denies
+	require.NoError(b, err)
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 40000}})
+	info := &grpc.UnaryServerInfo{FullMethod: checkMethod}
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	constKey := WithKeyFunc(func(context.Context, string) (string, error) { return "tenant-7", nil })
+
+	for _, bc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"PeerIP", nil},
+		{"ConstKey", []Option{constKey}},
+	} {
+		rl, err := UnaryServerRateLimit(budget, bc.opts...)
+		require.NoError(b, err)
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := rl(ctx, nil, info, handler); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(bc.name+"/Parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := rl(ctx, nil, info, handler); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
