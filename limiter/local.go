@@ -3,10 +3,6 @@ package limiter
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
-	"math"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,31 +26,15 @@ import (
 // A Local is safe for concurrent use. Its AllowN allocates nothing once a
 // key's bucket exists.
 type Local struct {
-	clock    Clock // nil: the monotonic clock (see now)
-	limit    limitState
-	seed     maphash.Seed
-	shards   []localShard
-	mask     uint64
-	perShard int
-	closed   atomic.Bool
-
-	evictions, lossy atomic.Uint64
-}
-
-type localShard struct {
-	mu sync.RWMutex
-	m  map[string]*localEntry
-	// hot is the shard's most recently created or looked-up entry: a hot
-	// key (the common case under a storm) skips the map and its lock.
-	hot atomic.Pointer[localEntry]
-	_   [32]byte // keep shards on separate cache lines
+	clock  Clock // nil: the monotonic clock (see now)
+	limit  limitState
+	keys   *keyMap[localEntry]
+	closed atomic.Bool
 }
 
 type localEntry struct {
-	key  string
-	lim  rate.Limiter
-	gen  atomic.Uint64 // ramp generation applied to lim
-	seen atomic.Int64  // last use, unix ns, at millisecond granularity
+	lim rate.Limiter
+	gen atomic.Uint64 // ramp generation applied to lim
 }
 
 // LocalStats describes a Local's key map.
@@ -84,24 +64,18 @@ func NewLocal(l Limit, opts ...Option) (*Local, error) {
 }
 
 func newLocal(l Limit, o options) *Local {
-	shards := 1
-	for shards < 64 && o.maxKeys/(shards*2) >= 16 {
-		shards *= 2
-	}
-	lb := &Local{
-		seed:     maphash.MakeSeed(),
-		shards:   make([]localShard, shards),
-		mask:     uint64(shards - 1),
-		perShard: o.maxKeys / shards,
-	}
-	for i := range lb.shards {
-		lb.shards[i].m = make(map[string]*localEntry)
-	}
+	lb := &Local{keys: newKeyMap(o.maxKeys, localFull, nil)}
 	if o.clockSet {
 		lb.clock = o.clock
 	}
 	lb.limit.init(l, o.ramp)
 	return lb
+}
+
+// localFull reports whether e's bucket is full at t: dropping it loses
+// nothing, since a new key starts full.
+func localFull(e *localEntry, t time.Time) bool {
+	return e.lim.TokensAt(t) >= float64(e.lim.Burst())
 }
 
 // monoBase anchors the monotonic clock that Local uses when no clock is
@@ -158,18 +132,12 @@ func (lb *Local) Close() error {
 
 // Stats reports the size of the key map and its evictions.
 func (lb *Local) Stats() LocalStats {
-	s := LocalStats{
-		Capacity:       lb.perShard * len(lb.shards),
-		Evictions:      lb.evictions.Load(),
-		LossyEvictions: lb.lossy.Load(),
+	return LocalStats{
+		Keys:           lb.keys.len(),
+		Capacity:       lb.keys.capacity(),
+		Evictions:      lb.keys.evictions.Load(),
+		LossyEvictions: lb.keys.lossy.Load(),
 	}
-	for i := range lb.shards {
-		sh := &lb.shards[i]
-		sh.mu.RLock()
-		s.Keys += len(sh.m)
-		sh.mu.RUnlock()
-	}
-	return s
 }
 
 func checkArgs(key string, n int) error {
@@ -207,7 +175,12 @@ func (lb *Local) decideLimit(d *Decision, key string, t time.Time, n int, upTo b
 	if n > lim.Burst && !upTo {
 		return errOverBurst(n, lim)
 	}
-	e := lb.entry(bucketkey.Local(key), t, lim, gen)
+	e := &lb.keys.get(bucketkey.Local(key), t, func(e *localEntry) {
+		// Initialise at the zero time so the first use finds a full bucket.
+		e.lim.SetLimitAt(time.Time{}, rate.Limit(lim.PerSecond()))
+		e.lim.SetBurstAt(time.Time{}, lim.Burst)
+		e.gen.Store(gen)
+	}).v
 	if e.gen.Load() != gen || ramping {
 		e.lim.SetLimitAt(t, rate.Limit(lim.PerSecond()))
 		e.lim.SetBurstAt(t, lim.Burst)
@@ -253,75 +226,3 @@ func decideBucket(d *Decision, b *rate.Limiter, t time.Time, n int, upTo bool) {
 	}
 }
 
-// entry returns the bucket for k, creating it (and evicting to make room)
-// when needed.
-func (lb *Local) entry(k string, t time.Time, lim Limit, gen uint64) *localEntry {
-	sh := &lb.shards[maphash.String(lb.seed, k)&lb.mask]
-	now := t.UnixNano()
-	e := sh.hot.Load()
-	if e == nil || e.key != k {
-		sh.mu.RLock()
-		e = sh.m[k]
-		sh.mu.RUnlock()
-		if e != nil {
-			sh.hot.Store(e)
-		}
-	}
-	if e != nil {
-		if s := e.seen.Load(); now-s > int64(time.Millisecond) || now < s {
-			e.seen.Store(now)
-		}
-		return e
-	}
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if e = sh.m[k]; e != nil {
-		return e
-	}
-	for len(sh.m) >= lb.perShard {
-		lb.evict(sh, t)
-	}
-	e = &localEntry{key: strings.Clone(k)}
-	// Initialise at the zero time so the first use finds a full bucket.
-	e.lim.SetLimitAt(time.Time{}, rate.Limit(lim.PerSecond()))
-	e.lim.SetBurstAt(time.Time{}, lim.Burst)
-	e.gen.Store(gen)
-	e.seen.Store(now)
-	sh.m[e.key] = e
-	sh.hot.Store(e)
-	return e
-}
-
-// evictSample is how many entries evict looks at.
-const evictSample = 8
-
-// evict drops one entry of sh (whose lock the caller holds): a full bucket if
-// the sample has one, else the least recently used of the sample.
-func (lb *Local) evict(sh *localShard, t time.Time) {
-	var (
-		oldestKey string
-		oldest    int64 = math.MaxInt64
-		i         int
-	)
-	for k, e := range sh.m { // map iteration starts at a random entry
-		if e.lim.TokensAt(t) >= float64(e.lim.Burst()) {
-			lb.drop(sh, k, e)
-			return
-		}
-		if s := e.seen.Load(); s < oldest {
-			oldest, oldestKey = s, k
-		}
-		if i++; i == evictSample {
-			break
-		}
-	}
-	lb.drop(sh, oldestKey, sh.m[oldestKey])
-	lb.lossy.Add(1)
-}
-
-// drop removes e (under key k) from sh, whose lock the caller holds.
-func (lb *Local) drop(sh *localShard, k string, e *localEntry) {
-	delete(sh.m, k)
-	sh.hot.CompareAndSwap(e, nil)
-	lb.evictions.Add(1)
-}

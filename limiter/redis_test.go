@@ -34,18 +34,18 @@ func newRedisForTest(t *testing.T, c redis.UniversalClient, l Limit, opts ...Opt
 }
 
 // countingHook counts the commands a client sends.
-type countingHook struct{ n, pipelines int }
+type countingHook struct{ cmds, pipes atomic.Int64 }
 
 func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n++
+		h.cmds.Add(1)
 		return next(ctx, cmd)
 	}
 }
 func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.pipelines++
+		h.pipes.Add(1)
 		return next(ctx, cmds)
 	}
 }
@@ -64,8 +64,8 @@ func TestRedisOneRoundTripPerDecision(t *testing.T) {
 		require.True(t, d.Allowed, "decision %d", i)
 		require.Equal(t, SourceRedis, d.Source)
 	}
-	assert.Equal(t, 50, h.n, "exactly one command (EVALSHA) per decision")
-	assert.Zero(t, h.pipelines)
+	assert.Equal(t, int64(50), h.cmds.Load(), "exactly one command (EVALSHA) per decision")
+	assert.Zero(t, h.pipes.Load())
 }
 
 func TestRedisUsesServerTimeAndExpiresIdleKeys(t *testing.T) {

@@ -1,0 +1,218 @@
+package limiter
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/internal/redistest"
+)
+
+func newLeasedForTest(t *testing.T, c redis.UniversalClient, l Limit, opts ...Option) *Leased {
+	t.Helper()
+	opts = append([]Option{WithTimeout(2 * time.Second)}, opts...)
+	b, err := NewLeased(c, l, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// TestLeasedOvershootBound hammers one key from four Leased nodes sharing one
+// Redis and checks every trailing window of admissions against the bound
+// stated on Leased: Rate·W + Burst + N·L.
+func TestLeasedOvershootBound(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		client func(t *testing.T) redis.UniversalClient
+	}{
+		{"redis", func(t *testing.T) redis.UniversalClient { return srv.Client(t) }},
+		{"cluster", func(t *testing.T) redis.UniversalClient { return cluster.Client(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const (
+				nodes   = 4
+				workers = 8
+				run     = 2 * time.Second
+			)
+			lim := PerSecond(500, 100)
+			name := uniqueName()
+			var bs []*Leased
+			for range nodes {
+				bs = append(bs, newLeasedForTest(t, tc.client(t), lim, WithName(name), WithFailure(FailOpen)))
+			}
+			L := bs[0].maxLeaseFor(lim)
+			require.Equal(t, 50, L, "a tenth of a second of 500/s")
+
+			var (
+				mu    sync.Mutex
+				times []time.Time
+				wg    sync.WaitGroup
+				asked atomic.Int64
+			)
+			start := time.Now()
+			for _, b := range bs {
+				for range workers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var mine []time.Time
+						for i := 0; i < 2_000_000 && time.Since(start) < run; i++ {
+							asked.Add(1)
+							d, err := b.AllowN(context.Background(), "hot", 1)
+							if err == nil && d.Allowed {
+								mine = append(mine, time.Now())
+							}
+							// Pause like a server between requests, rather
+							// than spin: 32 spinning goroutines on two
+							// cores would starve the refills of CPU.
+							time.Sleep(200 * time.Microsecond)
+						}
+						mu.Lock()
+						times = append(times, mine...)
+						mu.Unlock()
+					}()
+				}
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+			for _, w := range []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, time.Second} {
+				bound := lim.PerSecond()*w.Seconds() + float64(lim.Burst) + float64(nodes*L)
+				worst, j := 0, 0
+				for i := range times {
+					for times[i].Sub(times[j]) > w {
+						j++
+					}
+					worst = max(worst, i-j+1)
+				}
+				t.Logf("window %v: worst %d admissions, bound %.0f", w, worst, bound)
+				assert.LessOrEqual(t, float64(worst), bound, "window %v", w)
+			}
+			total := float64(len(times))
+			ideal := lim.PerSecond()*elapsed.Seconds() + float64(lim.Burst)
+			t.Logf("asked %d, admitted %.0f in %v; ideal %.0f", asked.Load(), total, elapsed, ideal)
+			assert.LessOrEqual(t, total, ideal+float64(nodes*L))
+			// Liveness: the nodes did not simply refuse. Under -race on two
+			// loaded cores refills can lag, hence a loose floor.
+			assert.GreaterOrEqual(t, total, 0.5*ideal)
+		})
+	}
+}
+
+func TestLeasedHotPathMakesNoRoundTrip(t *testing.T) {
+	c := srv.Client(t)
+	b := newLeasedForTest(t, c, PerSecond(100_000, 100_000), WithName(uniqueName()), WithFailure(FailOpen))
+	ctx := context.Background()
+	// Warm up: demand is observed and a lease of ~0.1 s of it is taken.
+	for range 200 {
+		_, err := b.AllowN(ctx, "k", 1)
+		require.NoError(t, err)
+		time.Sleep(time.Millisecond)
+	}
+	h := &countingHook{}
+	c.AddHook(h)
+	decisions, fromLease := 0, 0
+	for range 2000 {
+		d, err := b.AllowN(ctx, "k", 1)
+		require.NoError(t, err)
+		decisions++
+		if d.Source == SourceLease {
+			fromLease++
+		}
+	}
+	t.Logf("%d decisions, %d from the lease, %d commands", decisions, fromLease, h.cmds.Load())
+	assert.Greater(t, fromLease, decisions*9/10)
+	assert.Less(t, h.cmds.Load(), int64(decisions/10), "round trips are batched refills, not one per decision")
+}
+
+func TestLeasedGivesTokensBackOnClose(t *testing.T) {
+	c := srv.Client(t)
+	name := uniqueName()
+	lim := PerSecond(0.001, 100) // effectively no refill during the test
+	strict := newRedisForTest(t, c, lim, WithName(name), WithFailure(FailOpen))
+	b, err := NewLeased(c, lim, WithName(name), WithFailure(FailOpen), WithLease(time.Second, 40))
+	require.NoError(t, err)
+	ctx := context.Background()
+	for range 30 {
+		d, err := b.AllowN(ctx, "k", 1)
+		require.NoError(t, err)
+		require.True(t, d.Allowed)
+	}
+	require.Eventually(t, func() bool {
+		d, err := strict.AllowN(ctx, "k", 0)
+		return err == nil && d.Remaining < 70
+	}, 5*time.Second, time.Millisecond, "the lease holds tokens beyond those spent")
+	require.NoError(t, b.Close())
+	d, err := strict.AllowN(ctx, "k", 0)
+	require.NoError(t, err)
+	assert.Equal(t, 70, d.Remaining, "100 - 30 spent: the unspent lease came back")
+	_, err = b.AllowN(ctx, "k", 1)
+	assert.ErrorIs(t, err, ErrClosed)
+}
+
+func TestLeasedBadInputAndOptions(t *testing.T) {
+	c := srv.Client(t)
+	b := newLeasedForTest(t, c, PerSecond(10, 10), WithName(uniqueName()), WithFailure(FailOpen))
+	ctx := context.Background()
+	_, err := b.AllowN(ctx, "", 1)
+	assert.ErrorIs(t, err, ErrInvalidKey)
+	_, err = b.AllowN(ctx, "k", -1)
+	assert.ErrorIs(t, err, ErrInvalidN)
+	_, err = b.AllowN(ctx, "k", 11)
+	assert.ErrorIs(t, err, ErrInvalidN)
+	_, err = NewLeased(c, PerSecond(10, 10), WithLease(0, 1))
+	assert.ErrorContains(t, err, "WithLease")
+	_, err = NewLeased(c, PerSecond(10, 10), WithLease(time.Second, 11))
+	assert.ErrorContains(t, err, "exceeds the burst")
+	_, err = NewLocal(PerSecond(10, 10), WithLease(time.Second, 1))
+	assert.ErrorContains(t, err, "does not apply to NewLocal")
+}
+
+func TestLeasedFallsBackWhenRedisDies(t *testing.T) {
+	s := redistest.Start(t)
+	b, err := NewLeased(s.Client(t), PerSecond(1000, 1000), WithName(uniqueName()),
+		WithTimeout(30*time.Millisecond), WithBreaker(1, time.Hour), WithHeartbeat(20*time.Millisecond))
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := context.Background()
+	d, err := b.AllowN(ctx, "k", 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	s.Kill(t)
+	sources := map[Source]int{}
+	for range 3000 {
+		start := time.Now()
+		d, err := b.AllowN(ctx, "k", 1)
+		require.NoError(t, err)
+		require.Less(t, time.Since(start), 30*time.Millisecond+slack)
+		sources[d.Source]++
+	}
+	t.Logf("sources: %v", sources)
+	assert.Greater(t, sources[SourceFallback], 0, "once the lease is spent, the fallback answers")
+}
+
+func TestLeasedBoundedKeysReturnEvictedLeases(t *testing.T) {
+	c := srv.Client(t)
+	name := uniqueName()
+	lim := PerSecond(0.001, 10)
+	b := newLeasedForTest(t, c, lim, WithName(name), WithFailure(FailOpen), WithMaxKeys(2), WithLease(time.Second, 5))
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		_, err := b.AllowN(ctx, k, 1)
+		require.NoError(t, err)
+	}
+	strict := newRedisForTest(t, c, lim, WithName(name), WithFailure(FailOpen))
+	// Evicted leases are given back in the background; each key ends with
+	// 10 - 1 spent, whatever its lease held.
+	require.Eventually(t, func() bool {
+		d, err := strict.AllowN(ctx, "a", 0)
+		return err == nil && d.Remaining == 9
+	}, 5*time.Second, 5*time.Millisecond)
+}
