@@ -1,0 +1,173 @@
+package httpmw_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/herdcap/herdcap/httpmw"
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// fixedClock stops time, so that the printed header values are exact.
+type fixedClock struct{}
+
+func (fixedClock) Now() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
+
+// show sends a GET with the given header to url and prints the status and
+// the rate-limit fields.
+func show(url string, header http.Header) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	req.Header = header
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	fmt.Printf("%d RateLimit: %s", res.StatusCode, res.Header.Get("RateLimit"))
+	if ra := res.Header.Get("Retry-After"); ra != "" {
+		fmt.Printf(" Retry-After: %s", ra)
+	}
+	fmt.Printf(" body: %q\n", body)
+}
+
+func ExampleRateLimit() {
+	// Two requests at once per client IP, then one every 2 seconds.
+	budget, err := limiter.NewLocal(limiter.PerSecond(0.5, 2), limiter.WithClock(fixedClock{}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	mw, err := httpmw.RateLimit(budget)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	hello := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "hello")
+	})
+	srv := httptest.NewServer(mw(hello))
+	defer srv.Close()
+
+	res, err := http.Get(srv.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	res.Body.Close()
+	fmt.Println("RateLimit-Policy:", res.Header.Get("RateLimit-Policy"))
+	for range 2 {
+		show(srv.URL, nil)
+	}
+	// Output:
+	// RateLimit-Policy: "default";q=2;w=4
+	// 200 RateLimit: "default";r=0;t=4 body: "hello"
+	// 429 RateLimit: "default";r=0;t=2 Retry-After: 2 body: "Too Many Requests\n"
+}
+
+func ExampleWithTrustedProxies() {
+	budget, err := limiter.NewLocal(limiter.PerSecond(1, 5), limiter.WithClock(fixedClock{}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// The test server's peer is 127.0.0.1: call it our reverse proxy.
+	mw, err := httpmw.RateLimit(budget, httpmw.WithTrustedProxies("127.0.0.1/32"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv := httptest.NewServer(mw(http.NotFoundHandler()))
+	defer srv.Close()
+
+	// Each client behind the proxy has its own bucket; what a client
+	// writes left of the proxy's entry does not count.
+	show(srv.URL, http.Header{"X-Forwarded-For": {"203.0.113.1"}})
+	show(srv.URL, http.Header{"X-Forwarded-For": {"198.51.100.99, 203.0.113.1"}})
+	show(srv.URL, http.Header{"Forwarded": {`for="[2001:db8::2]:4711"`}})
+	// Output:
+	// 404 RateLimit: "default";r=4;t=1 body: "404 page not found\n"
+	// 404 RateLimit: "default";r=3;t=2 body: "404 page not found\n"
+	// 404 RateLimit: "default";r=4;t=1 body: "404 page not found\n"
+}
+
+func ExampleWithKeyFunc() {
+	budget, err := limiter.NewLocal(limiter.PerSecond(1, 1), limiter.WithClock(fixedClock{}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	byAPIKey := func(r *http.Request) (string, error) {
+		k := r.Header.Get("X-Api-Key")
+		if k == "" {
+			return "", fmt.Errorf("no X-Api-Key: %w", httpmw.ErrNoKey) // 400
+		}
+		return "api-key:" + k, nil
+	}
+	mw, err := httpmw.RateLimit(budget, httpmw.WithKeyFunc(byAPIKey), httpmw.WithPolicyName("per-key"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv := httptest.NewServer(mw(http.NotFoundHandler()))
+	defer srv.Close()
+
+	show(srv.URL, http.Header{"X-Api-Key": {"alice"}})
+	show(srv.URL, http.Header{"X-Api-Key": {"alice"}})
+	show(srv.URL, http.Header{"X-Api-Key": {"bob"}})
+	show(srv.URL, nil)
+	// Output:
+	// 404 RateLimit: "per-key";r=0;t=1 body: "404 page not found\n"
+	// 429 RateLimit: "per-key";r=0;t=1 Retry-After: 1 body: "Too Many Requests\n"
+	// 404 RateLimit: "per-key";r=0;t=1 body: "404 page not found\n"
+	// 400 RateLimit:  body: "Bad Request\n"
+}
+
+func ExampleWithDenyHandler() {
+	budget, err := limiter.NewLocal(limiter.PerSecond(1, 1), limiter.WithClock(fixedClock{}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	problem := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, _ := httpmw.DenialFromContext(r.Context())
+		w.Header().Set("Content-Type", "application/problem+json")
+		fmt.Fprintf(w, `{"status":%d,"title":%q}`, d.Status, http.StatusText(d.Status))
+	})
+	mw, err := httpmw.RateLimit(budget, httpmw.WithDenyHandler(problem))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv := httptest.NewServer(mw(http.NotFoundHandler()))
+	defer srv.Close()
+
+	show(srv.URL, nil)
+	show(srv.URL, nil)
+	// Output:
+	// 404 RateLimit: "default";r=0;t=1 body: "404 page not found\n"
+	// 429 RateLimit: "default";r=0;t=1 Retry-After: 1 body: "{\"status\":429,\"title\":\"Too Many Requests\"}"
+}
+
+func ExampleRateLimit_badOption() {
+	budget, err := limiter.NewLocal(limiter.PerSecond(10, 10))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = httpmw.RateLimit(budget, httpmw.WithTrustedProxies("10.0.0.0/8", "10.0.0.300/32"))
+	fmt.Println(errors.Is(err, httpmw.ErrInvalidOption))
+	fmt.Println(err)
+	// Output:
+	// true
+	// httpmw: invalid option: WithTrustedProxies: CIDR "10.0.0.300/32": netip.ParsePrefix("10.0.0.300/32"): ParseAddr("10.0.0.300"): IPv4 field has value >255
+}

@@ -1,0 +1,156 @@
+package httpmw
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/limiter"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// manualClock is a limiter.Clock that moves only when told to, so that the
+// header values in these tests are exact.
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newManualClock() *manualClock { return &manualClock{t: t0} }
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// newLocal returns a real Local budget of l on clk.
+func newLocal(t *testing.T, l limiter.Limit, clk limiter.Clock) *limiter.Local {
+	t.Helper()
+	b, err := limiter.NewLocal(l, limiter.WithClock(clk))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// countingBudget counts the calls reaching the real budget it wraps.
+type countingBudget struct {
+	limiter.Budget
+	calls atomic.Int64
+}
+
+func (c *countingBudget) AllowN(ctx context.Context, key string, n int) (limiter.Decision, error) {
+	c.calls.Add(1)
+	return c.Budget.AllowN(ctx, key, n)
+}
+
+// failingBudget always fails with err. No backend that fails closed exists
+// yet (the Redis backends with FailClosed will return
+// limiter.ErrUnavailable), so this is the one stand-in these tests use: it
+// returns exactly what such a backend documents, an error and a Decision
+// carrying only a RetryAfter hint.
+type failingBudget struct {
+	err        error
+	retryAfter time.Duration
+}
+
+func (f failingBudget) AllowN(context.Context, string, int) (limiter.Decision, error) {
+	return limiter.Decision{RetryAfter: f.retryAfter, Source: limiter.SourceFallback}, f.err
+}
+
+// okHandler counts the requests it serves and answers "ok".
+type okHandler struct{ served atomic.Int64 }
+
+func (h *okHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	h.served.Add(1)
+	_, _ = io.WriteString(w, "ok")
+}
+
+// serve starts an httptest server running next behind RateLimit(b, opts...).
+func serve(t *testing.T, b limiter.Budget, next http.Handler, opts ...Option) *httptest.Server {
+	t.Helper()
+	mw, err := RateLimit(b, opts...)
+	require.NoError(t, err)
+	srv := httptest.NewServer(mw(next))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// response is what a test needs of one exchange.
+type response struct {
+	status     int
+	body       string
+	policy     string
+	rateLimit  string
+	retryAfter string
+	header     http.Header
+}
+
+// get sends a GET to srv with the given header lines and reads the answer.
+func get(t *testing.T, srv *httptest.Server, header http.Header) response {
+	t.Helper()
+	return getPath(t, srv, "/", header)
+}
+
+// getPath is get for srv.URL+path.
+func getPath(t *testing.T, srv *httptest.Server, path string, header http.Header) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+	require.NoError(t, err)
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	res, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return response{
+		status:     res.StatusCode,
+		body:       string(body),
+		policy:     res.Header.Get("RateLimit-Policy"),
+		rateLimit:  res.Header.Get("RateLimit"),
+		retryAfter: res.Header.Get("Retry-After"),
+		header:     res.Header,
+	}
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newTextLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
