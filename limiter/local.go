@@ -225,4 +225,3 @@ func decideBucket(d *Decision, b *rate.Limiter, t time.Time, n int, upTo bool) {
 		d.Remaining = int(tokens)
 	}
 }
-

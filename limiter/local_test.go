@@ -76,8 +76,10 @@ func TestLocalBoundedUnderUniqueKeyFlood(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	n := 1_000_000
-	if testing.Short() {
-		n = 100_000
+	if raceEnabled || testing.Short() {
+		// Under -race a million inserts take ~40 s; a quarter million
+		// still evicts 96% of them, which is what the test is about.
+		n = 250_000
 	}
 	var before, after runtime.MemStats
 	runtime.GC()
