@@ -249,3 +249,37 @@ func TestConformanceClose(t *testing.T) {
 		assert.NoError(t, b.Close(), "Close is idempotent")
 	})
 }
+
+func TestConformanceReserve(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(10, 2))
+		r, ok := b.(Reserver)
+		require.True(t, ok)
+		ctx := context.Background()
+		var waits []time.Duration
+		for range 5 {
+			d, err := r.ReserveNAt(ctx, "k", t0, 1, time.Second)
+			require.NoError(t, err)
+			require.True(t, d.Allowed)
+			assert.Equal(t, 1, d.Taken)
+			waits = append(waits, d.RetryAfter)
+		}
+		assert.Equal(t, []time.Duration{0, 0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond}, waits,
+			"reservations queue at the limit's rate")
+		d, err := r.ReserveNAt(ctx, "k", t0, 1, 350*time.Millisecond)
+		require.NoError(t, err)
+		assert.False(t, d.Allowed, "the next slot is 400 ms out")
+		assert.Equal(t, 400*time.Millisecond, d.RetryAfter)
+		// The debt is real: AllowN waits behind it.
+		a, err := b.AllowNAt(ctx, "k", t0.Add(350*time.Millisecond), 1)
+		require.NoError(t, err)
+		assert.False(t, a.Allowed)
+		a, err = b.AllowNAt(ctx, "k", t0.Add(400*time.Millisecond), 1)
+		require.NoError(t, err)
+		assert.True(t, a.Allowed)
+		_, err = r.ReserveNAt(ctx, "k", t0, 3, time.Second)
+		assert.ErrorIs(t, err, ErrInvalidN)
+		_, err = r.ReserveNAt(ctx, "k", t0, 1, -time.Second)
+		assert.ErrorIs(t, err, ErrInvalidN)
+	})
+}

@@ -175,6 +175,13 @@ func (lb *Local) decideLimit(d *Decision, key string, t time.Time, n int, upTo b
 	if n > lim.Burst && !upTo {
 		return errOverBurst(n, lim)
 	}
+	e := lb.bucket(key, t, lim, gen, ramping)
+	decideBucket(d, &e.lim, t, n, upTo)
+	return nil
+}
+
+// bucket returns key's bucket, brought to limit lim of generation gen.
+func (lb *Local) bucket(key string, t time.Time, lim Limit, gen uint64, ramping bool) *localEntry {
 	e := &lb.keys.get(bucketkey.Local(key), t, func(e *localEntry) {
 		// Initialise at the zero time so the first use finds a full bucket.
 		e.lim.SetLimitAt(time.Time{}, rate.Limit(lim.PerSecond()))
@@ -186,8 +193,7 @@ func (lb *Local) decideLimit(d *Decision, key string, t time.Time, n int, upTo b
 		e.lim.SetBurstAt(t, lim.Burst)
 		e.gen.Store(gen)
 	}
-	decideBucket(d, &e.lim, t, n, upTo)
-	return nil
+	return e
 }
 
 // decideBucket makes one decision on an x/time/rate bucket, into d (whose

@@ -8,11 +8,15 @@ import "github.com/redis/go-redis/v9"
 // ARGV[1]  refill rate in tokens per microsecond
 // ARGV[2]  burst (capacity) in tokens
 // ARGV[3]  n, the tokens asked for (>= 0)
-// ARGV[4]  mode: 0 all-or-nothing, 1 up to n, 2 give n tokens back
+// ARGV[4]  mode: 0 all-or-nothing, 1 up to n, 2 give n tokens back,
+//          3 reserve n, if they can be had within ARGV[6] µs
 // ARGV[5]  now in µs since the Unix epoch, or "" to use Redis TIME
+// ARGV[6]  mode 3 only: the longest acceptable wait, µs
 //
-// It returns {allowed (0/1), taken, floor(tokens left), retry-after µs,
-// reset-after µs}. A bucket that does not exist is full. Only a change is
+// It returns {allowed (0/1), taken, floor(tokens left) (0 when in debt),
+// retry-after µs (for mode 3, the reservation's wait), reset-after µs}. A
+// reservation may leave the bucket in debt (negative tokens): later callers
+// queue behind it. A bucket that does not exist is full. Only a change is
 // written; the key expires when the bucket would be full again, so idle keys
 // disappear (a missing key and a full bucket are the same thing). Time never
 // runs backwards for a bucket: an older "now" than the last update adds
@@ -49,7 +53,17 @@ if tokens > burst then
 end
 local allowed = 0
 local taken = 0
-if mode == 2 then
+local retry = 0
+if mode == 3 then
+  local maxwait = tonumber(ARGV[6]) or 0
+  if tokens < n then
+    retry = math.min(math.ceil((n - tokens) / rate), 9e15)
+  end
+  if retry <= maxwait then
+    taken = n
+    allowed = 1
+  end
+elseif mode == 2 then
   tokens = math.min(burst, tokens + n)
   allowed = 1
 elseif n == 0 then
@@ -71,14 +85,13 @@ if taken > 0 or mode == 2 then
     redis.call("PEXPIRE", KEYS[1], math.ceil(reset / 1000) + 1)
   end
 end
-local retry = 0
-if allowed == 0 then
+if allowed == 0 and mode ~= 3 then
   local need = n
   if mode == 1 then need = 1 end
   retry = math.min(math.ceil((need - tokens) / rate), 9e15)
   if retry < 1 then retry = 1 end
 end
-return {allowed, taken, math.floor(tokens), retry, reset}
+return {allowed, taken, math.max(0, math.floor(tokens)), retry, reset}
 `)
 
 // heartbeatScript records this node as live and counts the live nodes.
