@@ -9,7 +9,9 @@ import "github.com/redis/go-redis/v9"
 // ARGV[2]  burst (capacity) in tokens
 // ARGV[3]  n, the tokens asked for (>= 0)
 // ARGV[4]  mode: 0 all-or-nothing, 1 up to n, 2 give n tokens back,
-//          3 reserve n, if they can be had within ARGV[6] µs
+//
+//	3 reserve n, if they can be had within ARGV[6] µs
+//
 // ARGV[5]  now in µs since the Unix epoch, or "" to use Redis TIME
 // ARGV[6]  mode 3 only: the longest acceptable wait, µs
 //
