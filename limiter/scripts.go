@@ -8,12 +8,9 @@ import "github.com/redis/go-redis/v9"
 // ARGV[1]  refill rate in tokens per microsecond
 // ARGV[2]  burst (capacity) in tokens
 // ARGV[3]  n, the tokens asked for (>= 0)
-// ARGV[4]  mode: 0 all-or-nothing, 1 up to n, 2 give n tokens back,
-//
-//	3 reserve n, if they can be had within ARGV[6] µs
-//
+// ARGV[4]  mode: 0 all-or-nothing, 1 up to n, 2 give n back, 3 reserve n
 // ARGV[5]  now in µs since the Unix epoch, or "" to use Redis TIME
-// ARGV[6]  mode 3 only: the longest acceptable wait, µs
+// ARGV[6]  mode 3: reserve only if the wait is at most this many µs
 //
 // It returns {allowed (0/1), taken, floor(tokens left) (0 when in debt),
 // retry-after µs (for mode 3, the reservation's wait), reset-after µs}. A
