@@ -25,8 +25,11 @@
 //
 //   - Allowed: the handler is called.
 //   - Quota spent (the Decision is not Allowed): codes.ResourceExhausted.
-//   - The budget returned an error (limiter.ErrUnavailable when a Redis
-//     store is down under the fail-closed policy, or any other error):
+//   - The budget rejected the cost or key (limiter.ErrInvalidN: a WithCost
+//     beyond the burst or negative; limiter.ErrInvalidKey): codes.Internal,
+//     without pushback, since no retry can succeed.
+//   - The budget returned another error (limiter.ErrUnavailable when a
+//     Redis store is down under the fail-closed policy, or any other error):
 //     codes.Unavailable. The message is generic, never the budget's error,
 //     which is logged (WithLogger) instead.
 //   - The key function failed: its own status if its error carries one,

@@ -46,6 +46,12 @@ func (g *gate) check(ctx context.Context, fullMethod string) error {
 	}
 	d, err := g.budget.AllowN(ctx, key, n)
 	switch {
+	case errors.Is(err, limiter.ErrInvalidN) || errors.Is(err, limiter.ErrInvalidKey):
+		// The cost or key is one the budget can never grant: a server
+		// bug, not a reason for the client to retry.
+		g.logger.LogAttrs(ctx, slog.LevelError, "grpcmw: the budget rejected the call's cost or key; answering Internal",
+			slog.String("method", fullMethod), slog.Int("cost", n), slog.Any("error", err))
+		return status.Error(codes.Internal, "rate limiter misconfigured")
 	case err != nil:
 		e := &Error{Code: codes.Unavailable, RetryAfter: d.RetryAfter, cause: err}
 		if e.RetryAfter <= 0 {

@@ -215,12 +215,12 @@ func checkUnavailable(t *testing.T, err error, trailer metadata.MD, delay time.D
 	assert.Equal(t, ceilMillis(delay), pushback(t, trailer))
 }
 
-// TestUnavailableOnOtherLimiterError uses a real Local budget that cannot
-// grant the cost asked for (more than its burst): any budget error is
-// Unavailable, and with no RetryAfter from the budget, the configured delay
-// is sent.
+// TestUnavailableOnOtherLimiterError uses a real Local budget that has been
+// closed: any budget error is Unavailable, and with no RetryAfter from the
+// budget, the configured delay is sent.
 func TestUnavailableOnOtherLimiterError(t *testing.T) {
 	b := newLocal(t, limiter.PerSecond(10, 2))
+	require.NoError(t, b.Close())
 	for _, tc := range []struct {
 		name  string
 		opts  []Option
@@ -230,8 +230,7 @@ func TestUnavailableOnOtherLimiterError(t *testing.T) {
 		{"configured delay", []Option{WithUnavailableRetryAfter(3 * time.Second)}, 3 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := append([]Option{WithCost(func(context.Context, string) int { return 5 })}, tc.opts...)
-			rl, err := UnaryServerRateLimit(b, opts...)
+			rl, err := UnaryServerRateLimit(b, tc.opts...)
 			require.NoError(t, err)
 			c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl)))
 			var trailer metadata.MD
@@ -239,6 +238,21 @@ func TestUnavailableOnOtherLimiterError(t *testing.T) {
 			checkUnavailable(t, err, trailer, tc.delay)
 		})
 	}
+}
+
+// TestCostBeyondBurstIsInternal: a cost the budget can never grant is a
+// server bug, answered Internal without pushback, so clients do not retry.
+func TestCostBeyondBurstIsInternal(t *testing.T) {
+	b := newLocal(t, limiter.PerSecond(10, 2))
+	rl, err := UnaryServerRateLimit(b, WithCost(func(context.Context, string) int { return 5 }))
+	require.NoError(t, err)
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl)))
+	var trailer metadata.MD
+	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+	st := status.Convert(err)
+	assert.Equal(t, codes.Internal, st.Code())
+	assert.Equal(t, "rate limiter misconfigured", st.Message())
+	assert.Empty(t, trailer.Get(PushbackTrailer))
 }
 
 func TestKeyFuncErrors(t *testing.T) {

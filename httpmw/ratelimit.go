@@ -27,8 +27,11 @@ import (
 //     the comment on the field names in headers.go for the exact mapping);
 //   - quota exceeded: 429 Too Many Requests with Retry-After (whole
 //     seconds, rounded up, at least 1) and the two RateLimit fields;
-//   - the limiter failed (limiter.ErrUnavailable when a store is down and
-//     the budget fails closed, or any other error): 503 Service Unavailable
+//   - the budget rejected the cost or key (limiter.ErrInvalidN: WithCost
+//     beyond the burst or negative; limiter.ErrInvalidKey): 500 Internal
+//     Server Error without Retry-After, since no retry can succeed;
+//   - the limiter failed otherwise (limiter.ErrUnavailable when a store is
+//     down and the budget fails closed, or any other error): 503 Service Unavailable
 //     with Retry-After (from the Decision, at least 1 s) and no RateLimit
 //     fields, since no limit was applied. The error is logged (WithLogger),
 //     never sent;
@@ -109,6 +112,10 @@ func (m *middleware) serve(next http.Handler, w http.ResponseWriter, r *http.Req
 	}
 	d, err := m.budget.AllowN(r.Context(), key, cost)
 	if err != nil {
+		if errors.Is(err, limiter.ErrInvalidN) || errors.Is(err, limiter.ErrInvalidKey) {
+			m.misconfigured(w, r, err)
+			return
+		}
 		m.unavailable(w, r, d, err)
 		return
 	}
@@ -150,6 +157,19 @@ func (m *middleware) unavailable(w http.ResponseWriter, r *http.Request, d limit
 	_, ra := retryAfter(d.RetryAfter)
 	w.Header()[headerRetryAfter] = ra
 	m.refuse(w, r, http.StatusServiceUnavailable, d)
+}
+
+// misconfigured answers 500 when the budget rejected the request's cost or
+// key: a server bug (WithCost beyond the burst, say) that no retry would fix,
+// so no Retry-After either.
+func (m *middleware) misconfigured(w http.ResponseWriter, r *http.Request, err error) {
+	if n, ok := m.keyLog.allow(); ok {
+		m.log.LogAttrs(r.Context(), slog.LevelError, "httpmw: the budget rejected the request's cost or key; answering 500",
+			slog.String("policy", m.policyName),
+			slog.Any("error", err),
+			slog.Uint64("suppressed", n))
+	}
+	writeText(w, http.StatusInternalServerError)
 }
 
 // keyFailed answers 400 or 500 for a key-function failure.
