@@ -1,12 +1,10 @@
 package grpcmw
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/herdcap/herdcap/internal/logtest"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -138,21 +137,4 @@ func (f failingBudget) AllowN(context.Context, string, int) (limiter.Decision, e
 		fmt.Errorf("redis 10.1.2.3:6379 secret-key: dial timeout: %w", limiter.ErrUnavailable)
 }
 
-// syncBuffer is a log sink safe to write from server goroutines and read
-// from the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = logtest.Buffer

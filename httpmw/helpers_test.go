@@ -1,44 +1,28 @@
 package httpmw
 
 import (
-	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/internal/logtest"
 	"github.com/herdcap/herdcap/limiter"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// manualClock is a limiter.Clock that moves only when told to, so that the
-// header values in these tests are exact.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// manualClock moves only when told to, so that the header values in these
+// tests are exact.
+type manualClock = fakeclock.Clock
 
-func newManualClock() *manualClock { return &manualClock{t: t0} }
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newManualClock() *manualClock { return fakeclock.New(t0) }
 
 // newLocal returns a real Local budget of l on clk.
 func newLocal(t *testing.T, l limiter.Limit, clk limiter.Clock) *limiter.Local {
@@ -133,24 +117,6 @@ func getPath(t *testing.T, srv *httptest.Server, path string, header http.Header
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type syncBuffer = logtest.Buffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newTextLogger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+var newTextLogger = logtest.NewLogger

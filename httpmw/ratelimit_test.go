@@ -33,7 +33,7 @@ func TestAllowedSetsFields(t *testing.T) {
 	}
 	assert.EqualValues(t, 3, next.served.Load())
 
-	clk.Advance(1500 * time.Millisecond) // 1.5 tokens back: 8.5 in the bucket
+	clk.Add(1500 * time.Millisecond) // 1.5 tokens back: 8.5 in the bucket
 	res := get(t, srv, nil)
 	require.Equal(t, http.StatusOK, res.status)
 	// 7.5 left: 2.5 s to full, rounded up to 3.
@@ -82,13 +82,13 @@ func TestQuotaExceeded(t *testing.T) {
 	assert.EqualValues(t, 2, next.served.Load(), "a denied request must not reach the handler")
 
 	// 100 ms short of a token: the wait is 0.1 s, sent as 1, never 0.
-	clk.Advance(2400 * time.Millisecond)
+	clk.Add(2400 * time.Millisecond)
 	res = get(t, srv, nil)
 	require.Equal(t, http.StatusTooManyRequests, res.status)
 	assert.Equal(t, "1", res.retryAfter)
 	assert.Equal(t, `"default";r=0;t=1`, res.rateLimit)
 
-	clk.Advance(100 * time.Millisecond)
+	clk.Add(100 * time.Millisecond)
 	res = get(t, srv, nil)
 	assert.Equal(t, http.StatusOK, res.status)
 	assert.EqualValues(t, 3, next.served.Load())
