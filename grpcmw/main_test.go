@@ -20,11 +20,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/herdcap/herdcap/internal/logtest"
+	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// TestRedisFailClosedIsUnavailable kills a redis-server under a client,
+	// after which go-redis redials in the background for up to a second.
+	goleak.VerifyTestMain(m, redistest.LeakOptions()...)
 }
 
 const (
@@ -127,9 +130,9 @@ func ceilMillis(d time.Duration) int64 {
 }
 
 // failingBudget always fails with limiter.ErrUnavailable, as a Redis budget
-// under the fail-closed policy does while Redis is away. It is the one
-// stand-in in these tests, until the Redis fail-closed backend exists; every
-// other test uses the real limiter.Local.
+// under the fail-closed policy does while Redis is away, with an error text
+// the tests check never leaks. TestRedisFailClosedIsUnavailable runs the real
+// fail-closed path; every other test uses the real limiter.Local.
 type failingBudget struct{ retryAfter time.Duration }
 
 func (f failingBudget) AllowN(context.Context, string, int) (limiter.Decision, error) {

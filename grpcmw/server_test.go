@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -472,4 +473,25 @@ func BenchmarkUnaryServerRateLimit(b *testing.B) {
 			})
 		})
 	}
+}
+
+// TestRedisFailClosedIsUnavailable runs the real thing: a Redis budget that
+// fails closed, in front of a private redis-server that is then killed.
+func TestRedisFailClosedIsUnavailable(t *testing.T) {
+	s := redistest.Start(t)
+	b, err := limiter.NewRedis(s.Client(t), limiter.PerSecond(10, 10),
+		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1, 2*time.Second), limiter.WithTimeout(time.Second))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	rl, err := UnaryServerRateLimit(b)
+	require.NoError(t, err)
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl)))
+	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+
+	s.Kill(t)
+	var trailer metadata.MD
+	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+	checkUnavailable(t, err, trailer, 2*time.Second)
+	assert.NotContains(t, status.Convert(err).Message(), s.Addr())
 }

@@ -44,11 +44,10 @@ func (c *countingBudget) AllowN(ctx context.Context, key string, n int) (limiter
 	return c.Budget.AllowN(ctx, key, n)
 }
 
-// failingBudget always fails with err. No backend that fails closed exists
-// yet (the Redis backends with FailClosed will return
-// limiter.ErrUnavailable), so this is the one stand-in these tests use: it
-// returns exactly what such a backend documents, an error and a Decision
-// carrying only a RetryAfter hint.
+// failingBudget always fails with err and a Decision carrying only a
+// RetryAfter hint, exactly as the fail-closed Redis backends document: it
+// covers error classes a real backend cannot be made to produce on demand.
+// TestRedisFailClosedIs503 runs the real fail-closed path.
 type failingBudget struct {
 	err        error
 	retryAfter time.Duration

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -289,4 +290,31 @@ func TestDenyHandlerWritingNothing(t *testing.T) {
 func TestDenialFromContextOutsideDenyHandler(t *testing.T) {
 	_, ok := DenialFromContext(context.Background())
 	assert.False(t, ok)
+}
+
+// TestRedisFailClosedIs503 runs the real thing: a Redis budget that fails
+// closed, in front of a private redis-server that is then killed.
+func TestRedisFailClosedIs503(t *testing.T) {
+	s := redistest.Start(t)
+	b, err := limiter.NewRedis(s.Client(t), limiter.PerSecond(10, 10),
+		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1, 2*time.Second), limiter.WithTimeout(time.Second))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	var logs syncBuffer
+	srv := serve(t, b, &okHandler{}, WithLogger(newTextLogger(&logs)))
+	res := get(t, srv, nil)
+	require.Equal(t, http.StatusOK, res.status)
+	assert.Equal(t, `"default";r=9;t=1`, res.rateLimit)
+
+	s.Kill(t)
+	res = get(t, srv, nil)
+	require.Equal(t, http.StatusServiceUnavailable, res.status)
+	assert.Equal(t, "2", res.retryAfter, "come back when the breaker lets a probe through")
+	assert.Equal(t, "Service Unavailable\n", res.body)
+	assert.NotContains(t, res.body, s.Addr())
+	assert.Contains(t, logs.String(), "store unavailable")
+
+	s.Restart(t)
+	require.Eventually(t, func() bool { return get(t, srv, nil).status == http.StatusOK },
+		15*time.Second, 50*time.Millisecond, "back to normal once Redis is")
 }
