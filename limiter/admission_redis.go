@@ -1,0 +1,113 @@
+package limiter
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herdcap/herdcap/internal/bucketkey"
+)
+
+// admitScript is one admission decision, atomically, in one round trip.
+//
+// KEYS[1]  the gate's token bucket: a hash {t = tokens, ts = last update µs}
+// KEYS[2]  the client's booked slot: a string, the slot's time in µs
+// ARGV[1]  refill rate in tokens per microsecond
+// ARGV[2]  burst in tokens
+// ARGV[3]  now in µs since the Unix epoch, or "" to use Redis TIME
+// ARGV[4]  horizon: book at most this many µs ahead
+// ARGV[5]  grace: a slot is honoured until this many µs after its time
+//
+// It returns {status, µs}: {0, 0} admitted now; {1, wait} slot booked wait
+// µs ahead; {2, 0} the client came back for its slot (admitted, nothing
+// taken); {3, wait} the client came early, its slot is wait µs ahead;
+// {4, wait} the next slot is wait µs ahead, past the horizon, and nothing
+// was booked. The bucket arithmetic is bucketScript's reserve mode (and
+// memAdmission's, step for step). The slot key expires (PX) after the
+// grace, but expiry is also judged against now, so that an injected clock
+// sees the same as the memory store.
+var admitScript = redis.NewScript(`
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local horizon = tonumber(ARGV[4])
+local grace = tonumber(ARGV[5])
+local now
+if ARGV[3] == "" then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[3])
+end
+if rate == nil or burst == nil or horizon == nil or grace == nil or now == nil then
+  return redis.error_reply("herdcap: bad arguments")
+end
+local slot = tonumber(redis.call("GET", KEYS[2]))
+if slot ~= nil then
+  if now < slot then
+    return {3, slot - now}
+  end
+  redis.call("DEL", KEYS[2])
+  if now < slot + grace then
+    return {2, 0}
+  end
+end
+local st = redis.call("HMGET", KEYS[1], "t", "ts")
+local tokens = tonumber(st[1])
+local ts = tonumber(st[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+if now > ts then
+  tokens = tokens + (now - ts) * rate
+  ts = now
+end
+if tokens > burst then
+  tokens = burst
+end
+local wait = 0
+if tokens < 1 then
+  wait = math.min(math.ceil((1 - tokens) / rate), 9e15)
+end
+if wait > horizon then
+  return {4, wait}
+end
+tokens = tokens - 1
+local reset = math.min(math.ceil((burst - tokens) / rate), 9e15)
+redis.call("HSET", KEYS[1], "t", string.format("%.17g", tokens), "ts", string.format("%.0f", ts))
+redis.call("PEXPIRE", KEYS[1], math.ceil(reset / 1000) + 1)
+if wait > 0 then
+  redis.call("SET", KEYS[2], string.format("%.0f", now + wait), "PX", math.ceil((wait + grace) / 1000) + 1)
+  return {1, wait}
+end
+return {0, 0}
+`)
+
+// redisDecide runs admitScript for id. An error is the eval's (for the
+// failure policy to judge) or, for a reply that parses badly,
+// ErrUnexpectedReply.
+func (a *Admission) redisDecide(ctx context.Context, id string, t time.Time, passTime bool, lim Limit) (admitStatus, time.Duration, error) {
+	v, err := a.r.eval(ctx, admitScript, []string{a.bucketKey, a.slotPrefix + bucketkey.Tag(id)},
+		lim.PerSecond()/1e6, lim.Burst, nowArg(t, passTime), a.horizon.Microseconds(), a.grace.Microseconds())
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseAdmitReply(v)
+}
+
+// parseAdmitReply turns admitScript's reply into a status and a wait. A
+// reply the script cannot produce is ErrUnexpectedReply.
+func parseAdmitReply(v any) (admitStatus, time.Duration, error) {
+	a, ok := v.([]any)
+	if !ok || len(a) != 2 {
+		return 0, 0, fmt.Errorf("%w: admission: want {status, µs}, got %T %v", ErrUnexpectedReply, v, v)
+	}
+	st, ok1 := a[0].(int64)
+	us, ok2 := a[1].(int64)
+	if !ok1 || !ok2 || st < 0 || st > int64(admitDeferred) || us < 0 {
+		return 0, 0, fmt.Errorf("%w: admission: want {status 0-4, µs >= 0}, got %v", ErrUnexpectedReply, v)
+	}
+	return admitStatus(st), time.Duration(us) * time.Microsecond, nil
+}
