@@ -19,6 +19,10 @@ import (
 // called (under the shard lock, so it must be quick and must not call user
 // code) for every entry removed.
 type keyMap[V any] struct {
+	// hot is the map's hottest slot: checked by string equality before the
+	// key is even hashed. It is replaced only once it has gone unused for
+	// a millisecond, so keys taking turns do not fight over its cache line.
+	hot      atomic.Pointer[slot[V]]
 	seed     maphash.Seed
 	shards   []kmShard[V]
 	mask     uint64
@@ -43,6 +47,14 @@ type slot[V any] struct {
 	key  string
 	seen atomic.Int64 // last use, unix ns, at millisecond granularity
 	v    V
+}
+
+// touch records a use at now (unix ns), at millisecond granularity so that
+// a hot slot's cache line is not written on every use.
+func (s *slot[V]) touch(now int64) {
+	if seen := s.seen.Load(); now-seen > int64(time.Millisecond) || now < seen {
+		s.seen.Store(now)
+	}
 }
 
 // evictSample is how many entries an eviction looks at.
@@ -70,8 +82,12 @@ func newKeyMap[V any](maxKeys int, idle func(*V, time.Time) bool, drop func(*V))
 // get returns the slot for k, creating it with init (under the shard lock)
 // when absent. k must already be in bucketkey.Local form.
 func (m *keyMap[V]) get(k string, t time.Time, init func(*V)) *slot[V] {
-	sh := &m.shards[maphash.String(m.seed, k)&m.mask]
 	now := t.UnixNano()
+	if s := m.hot.Load(); s != nil && s.key == k {
+		s.touch(now)
+		return s
+	}
+	sh := &m.shards[maphash.String(m.seed, k)&m.mask]
 	s := sh.hot.Load()
 	if s == nil || s.key != k {
 		sh.mu.RLock()
@@ -82,8 +98,9 @@ func (m *keyMap[V]) get(k string, t time.Time, init func(*V)) *slot[V] {
 		}
 	}
 	if s != nil {
-		if seen := s.seen.Load(); now-seen > int64(time.Millisecond) || now < seen {
-			s.seen.Store(now)
+		s.touch(now)
+		if g := m.hot.Load(); g == nil || now-g.seen.Load() > int64(time.Millisecond) {
+			m.hot.Store(s)
 		}
 		return s
 	}
@@ -130,6 +147,7 @@ func (m *keyMap[V]) evict(sh *kmShard[V], t time.Time) {
 func (m *keyMap[V]) remove(sh *kmShard[V], s *slot[V]) {
 	delete(sh.m, s.key)
 	sh.hot.CompareAndSwap(s, nil)
+	m.hot.CompareAndSwap(s, nil)
 	m.evictions.Add(1)
 	if m.drop != nil {
 		m.drop(&s.v)

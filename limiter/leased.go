@@ -71,6 +71,7 @@ type lease struct {
 	fetched  chan struct{}
 	timer    *time.Timer
 	timerAt  time.Time
+	timerGen uint64 // identifies the scheduled fetch; a stale timer does nothing
 	remote   int     // the bucket's remaining tokens at the last fetch
 	demand   float64 // tokens asked for per second, smoothed
 	asked    int     // tokens asked for since sampleAt
@@ -91,14 +92,17 @@ func (l *lease) endFetchLocked() {
 	l.fetched = nil
 }
 
-// stopTimerLocked cancels a scheduled fetch, and reports whether it had not
-// started (so its WaitGroup count is the caller's to release).
+// stopTimerLocked cancels a scheduled fetch, and reports whether its
+// callback will never run (so its WaitGroup count is the caller's to
+// release). A callback already under way finds itself stale and does
+// nothing.
 func (l *lease) stopTimerLocked() bool {
 	if l.timer == nil {
 		return false
 	}
 	stopped := l.timer.Stop()
 	l.timer = nil
+	l.timerGen++
 	return stopped
 }
 
@@ -268,7 +272,8 @@ func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime b
 	d := Decision{Limit: lim, Source: SourceLease}
 	l.mu.Lock()
 	l.asked += n
-	waited, synced := false, false
+	synced := false
+	var deadline time.Time // for waiting on a fetch: the time budget, once
 	for {
 		if take := b.takeLocked(l, n, upTo); take >= 0 {
 			// The hot path: spend from the lease, and top it up in the
@@ -285,6 +290,11 @@ func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime b
 			}
 			return d, nil
 		}
+		if !synced && l.scheduled() && !t.Before(l.timerAt) && l.stopTimerLocked() {
+			// The scheduled fetch is overdue (its goroutine starved of
+			// CPU, say): do it now rather than refuse meanwhile.
+			b.wg.Done()
+		}
 		switch {
 		case synced || l.scheduled():
 			// The bucket is short; a fetch is due when tokens accrue.
@@ -295,22 +305,26 @@ func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime b
 			fillDecision(&d, l.tokens+l.remote, lim)
 			l.mu.Unlock()
 			return d, nil
-		case l.fetching() && !waited:
-			// Tokens are on their way: wait for them (within the time
-			// budget) rather than refuse a request the bucket can serve.
+		case l.fetching():
+			// Tokens are on their way: wait for them, within the time
+			// budget, rather than refuse a request the bucket can serve.
+			if deadline.IsZero() {
+				deadline = time.Now().Add(b.r.o.timeout)
+			}
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				d.RetryAfter = lim.Interval()
+				fillDecision(&d, l.tokens+l.remote, lim)
+				l.mu.Unlock()
+				return d, nil
+			}
 			ch := l.fetched
 			l.mu.Unlock()
-			if err := b.await(ctx, ch); err != nil {
+			if err := b.await(ctx, ch, wait); err != nil {
 				return Decision{Limit: lim, Source: SourceLease}, err
 			}
-			waited = true
 			l.mu.Lock()
 			continue
-		case l.fetching():
-			d.RetryAfter = lim.Interval()
-			fillDecision(&d, l.tokens+l.remote, lim)
-			l.mu.Unlock()
-			return d, nil
 		case b.r.br.State() == gobreaker.StateOpen || l.gone:
 			l.mu.Unlock()
 			d, err, _ := b.r.failed(ctx, gobreaker.ErrOpenState, key, t, n, upTo, lim, rp.gen, rp.active(t))
@@ -340,9 +354,9 @@ func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime b
 	}
 }
 
-// await waits for a fetch to end, for at most the time budget.
-func (b *Leased) await(ctx context.Context, ch <-chan struct{}) error {
-	tm := time.NewTimer(b.r.o.timeout)
+// await waits for a fetch to end, for at most wait.
+func (b *Leased) await(ctx context.Context, ch <-chan struct{}, wait time.Duration) error {
+	tm := time.NewTimer(wait)
 	defer tm.Stop()
 	select {
 	case <-ch:
@@ -399,16 +413,29 @@ func (b *Leased) target(l *lease, lim Limit, t time.Time) int {
 	return max(1, min(want, b.maxLeaseFor(lim)))
 }
 
-// fetch tops l up, in the background. The caller has marked l fetching,
-// or is l's timer.
+// fetch tops l up, in the background. The caller has marked l fetching.
 func (b *Leased) fetch(l *lease, passTime bool) {
+	l.mu.Lock()
+	b.fetchLocked(l, passTime)
+}
+
+// fetchTimer is the scheduled fetch of generation gen.
+func (b *Leased) fetchTimer(l *lease, gen uint64, passTime bool) {
+	l.mu.Lock()
+	if l.timer == nil || l.timerGen != gen || l.fetching() {
+		l.mu.Unlock() // cancelled, or taken over by a request
+		return
+	}
+	l.timer = nil
+	l.startFetchLocked()
+	b.fetchLocked(l, passTime)
+}
+
+// fetchLocked runs the fetch l is marked for; it is called with l.mu held
+// and releases it.
+func (b *Leased) fetchLocked(l *lease, passTime bool) {
 	t := b.clock.Now()
 	lim, _ := b.limit.at(t)
-	l.mu.Lock()
-	if !l.fetching() {
-		l.timer = nil // we are the timer
-		l.startFetchLocked()
-	}
 	want := b.target(l, lim, t) - l.tokens
 	if l.gone || want <= 0 {
 		l.endFetchLocked()
@@ -453,9 +480,11 @@ func (b *Leased) scheduleLocked(l *lease, t time.Time, retry time.Duration, lim 
 	}
 	b.wg.Add(1)
 	l.timerAt = t.Add(delay)
+	l.timerGen++
+	gen := l.timerGen
 	l.timer = time.AfterFunc(delay, func() {
 		defer b.wg.Done()
-		b.fetch(l, passTime)
+		b.fetchTimer(l, gen, passTime)
 	})
 }
 

@@ -93,8 +93,11 @@ func (lb *Local) now() time.Time {
 }
 
 // AllowN takes n tokens for key now, if all n are available. See Budget.
-func (lb *Local) AllowN(_ context.Context, key string, n int) (Decision, error) {
-	return lb.decide(key, lb.now(), n, false)
+func (lb *Local) AllowN(_ context.Context, key string, n int) (d Decision, err error) {
+	t := lb.now()
+	lim, r := lb.limit.at(t)
+	err = lb.decideLimit(&d, key, t, n, false, lim, r.gen, r.active(t), SourceLocal)
+	return d, err
 }
 
 // AllowNAt is AllowN at time t.

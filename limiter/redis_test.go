@@ -111,12 +111,12 @@ func TestRedisUnexpectedReply(t *testing.T) {
 	b := newRedisForTest(t, c, PerSecond(1, 1), WithFailure(FailOpen))
 	ctx := context.Background()
 	// A foreign value of the wrong type under the bucket's key.
-	require.NoError(t, c.Set(ctx, "herdcap:"+b.r.o.name+":{k:taken}", "x", time.Minute).Err())
+	require.NoError(t, c.LPush(ctx, "herdcap:"+b.r.o.name+":{k:taken}", "x").Err())
 	_, err := b.AllowN(ctx, "taken", 1)
 	require.ErrorIs(t, err, ErrUnexpectedReply)
 	assert.ErrorContains(t, err, "WRONGTYPE")
-	// A foreign hash with junk fields is treated as a missing bucket.
-	require.NoError(t, c.HSet(ctx, "herdcap:"+b.r.o.name+":{k:junk}", "t", "zzz", "ts", "1").Err())
+	// A foreign string is treated as a missing bucket.
+	require.NoError(t, c.Set(ctx, "herdcap:"+b.r.o.name+":{k:junk}", "zzz 1", time.Minute).Err())
 	d, err := b.AllowN(ctx, "junk", 1)
 	require.NoError(t, err)
 	assert.True(t, d.Allowed)
