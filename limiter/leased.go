@@ -71,7 +71,7 @@ type lease struct {
 	fetched  chan struct{}
 	timer    *time.Timer
 	timerAt  time.Time
-	timerGen uint64 // identifies the scheduled fetch; a stale timer does nothing
+	timerGen uint64  // identifies the scheduled fetch; a stale timer does nothing
 	remote   int     // the bucket's remaining tokens at the last fetch
 	demand   float64 // tokens asked for per second, smoothed
 	asked    int     // tokens asked for since sampleAt

@@ -4,8 +4,8 @@ import "github.com/redis/go-redis/v9"
 
 // bucketScript is one token-bucket decision, atomically, in one round trip.
 //
-// KEYS[1]  the bucket: a string "<tokens> <last update, µs>" (one GET, one
-//          SET with PX: the cheapest layout, measured against a hash)
+// KEYS[1]  the bucket: a string "<tokens> <last update, µs>", read with one
+// GET and written with one SET PX (cheaper than a hash and PEXPIRE).
 // ARGV[1]  refill rate in tokens per microsecond
 // ARGV[2]  burst (capacity) in tokens
 // ARGV[3]  n, the tokens asked for (>= 0)
