@@ -53,24 +53,22 @@ const (
 )
 
 type options struct {
-	clock       Clock
-	clockSet    bool
-	ramp        time.Duration
-	maxKeys     int
-	timeout     time.Duration
-	failure     FailurePolicy
-	brFailures  int
-	brOpen      time.Duration
-	logger      *slog.Logger
-	name        string
-	prefix      string
-	nodeID      string
-	heartbeat   time.Duration
-	leaseMin    int
-	leaseMax    int
-	leaseAhead  time.Duration
-	leaseExpiry time.Duration
-	errs        []error
+	clock      Clock
+	clockSet   bool
+	ramp       time.Duration
+	maxKeys    int
+	timeout    time.Duration
+	failure    FailurePolicy
+	brFailures int
+	brOpen     time.Duration
+	logger     *slog.Logger
+	name       string
+	prefix     string
+	nodeID     string
+	heartbeat  time.Duration
+	leaseMin   int
+	leaseMax   int
+	leaseAhead time.Duration
 }
 
 func defaultOptions() options {
