@@ -1,0 +1,105 @@
+// Package invalidate rolls cache invalidations out to clients in paced,
+// cohort-by-cohort waves that any node of a fleet can advance, pause or
+// abort.
+//
+// # Rollouts and waves
+//
+// An invalidation is a Rollout: an ID (the idempotency key), a Scope the
+// clients understand (opaque to herdcap), an epoch, a number of cohorts and
+// a fleet-wide Rate in clients per second. Each client belongs to one
+// cohort, limiter.Cohort(rollout ID, client ID, Cohorts): sticky, and
+// reshuffled for every rollout. Cohorts are released in order, 0 first;
+// a client is told to drop the scope once its cohort is released. Releases
+// happen when a node advances (Coordinator.Run, or AdvanceAt in virtual
+// time); every advance is one atomic store operation, so any number of
+// nodes may advance and each cohort is released once.
+//
+// The pace: a cohort takes
+//
+//	interval = max(Population / (Cohorts × Rate), MinDuration / Cohorts)
+//
+// of running time, where Population is the largest of Rollout.Clients, the
+// store's estimate of distinct clients seen, and any earlier value for this
+// rollout. Running time is banked as it passes and spent one interval per
+// cohort; an advance never banks more than max(interval, advance interval),
+// so after any gap at most one wave is released: max(one cohort, Rate ×
+// advance interval) clients. The notices a fleet hands out therefore stay
+// within the budget plus one wave over any window, and a rollout never
+// finishes faster than Population/Rate or MinDuration.
+//
+// Pause stops releases fleet-wide at once; Resume counts progress from the
+// moment it is called (paused time is not progress). Abort is final: clients
+// of cohorts released before it are still told, the others never are. A
+// health input (WithHealth) holds every running rollout while any node sees
+// the origin in trouble; held time is not progress either.
+//
+// # The population estimate
+//
+// Rate is in clients, so the pace needs the number of clients. The caller
+// may give it (Rollout.Clients); the store also estimates it: every Due call
+// records its client in a per-node HyperLogLog sketch (lock-free, no
+// allocation), which each advance merges into a fleet-wide sketch (on
+// Redis, a native HyperLogLog, PFMERGE/PFCOUNT). The estimate counts the
+// clients seen in the current and previous window (WithPopulationWindow,
+// default 10 minutes), within about 1% (0.81% standard error). The larger of
+// the two numbers wins, and a rollout's population never falls, so an
+// underestimate cannot speed a rollout up. Both stores count with the same
+// estimator and give the same numbers.
+//
+// # The guard
+//
+// A rollout whose scope is ScopeAll, or whose Coverage (the caller's share
+// of clients holding data in the scope) is unknown or above Guard.Share, is
+// suspect whoever asks: it is never instant (Guard.MinDuration, default 10
+// minutes, whatever the caller asks), it is paced no faster than
+// Guard.MaxRate when set, it needs Guard.MinCohorts cohorts, and its starts
+// are budgeted per Rollout.Source (default 3 per 10 minutes; a limiter.Redis
+// budget makes it fleet-wide). An over-budget start fails with a
+// *StartRefusedError that says why and when to retry. Every start, refusal,
+// pause, resume and abort is logged through slog with its source.
+//
+// # Epochs and Due
+//
+// A client carries one number, the highest epoch it has applied, and asks
+// Due(ctx, clientID, applied) what to drop now. Epochs are ordered across
+// all scopes of a namespace: the store assigns them from one monotonic
+// sequence, max(last + 1, the time in Unix milliseconds), so the sequence
+// keeps rising even if Redis loses its data and no node remembers it. An
+// explicit Rollout.Epoch must be above every epoch assigned so far
+// (ErrEpochBackwards).
+//
+// Due returns the notices of rollouts above the applied epoch, in epoch
+// order, whose cohort for this client is released, and stops at the first
+// rollout still pending for it: a later rollout is never delivered before
+// an earlier one, so the client records the highest epoch it was given and
+// misses nothing. Rollouts aborted before the client's cohort was released
+// are skipped. Delivery needs no per-client state, and telling a client
+// twice is impossible once it records its epoch.
+//
+// Due answers from this node's cached copy of the released-wave state: at
+// most one store round trip when the copy is older than WithCacheTTL
+// (default 1 s), none otherwise; AppendDue allocates nothing. A release,
+// pause or abort reaches a node's answers within its cache TTL or at its
+// next advance, whichever is sooner (and at once on the node that made the
+// change). While the store is unreachable Due answers from the last copy.
+//
+// # Durability
+//
+// The rollout lives in the store, not in the node that started it: if that
+// node dies, the others finish it. If Redis restarts empty, every node that
+// knew the rollouts notices (the store's generation token changed, or an
+// unfinished rollout vanished) and re-registers them at its next advance,
+// each with the highest released count it knows; the store keeps the
+// largest, keeps a known abort, and restarts the pace from the
+// re-registration. Meanwhile Due keeps answering from the nodes' copies.
+// Finished rollouts stay for WithRetention (default 24 h) so that clients
+// that were away still get their notice.
+//
+// # Transports
+//
+// Notice fields are plain strings and a number, ready for a header or
+// trailer; the per-request call is AppendDue with a reused buffer. For push
+// channels (websockets, gRPC streams), a Pusher sends the due notices to the
+// sessions connected to a node, with bounded concurrency and optionally a
+// fleet-wide push budget.
+package invalidate

@@ -1,0 +1,297 @@
+package invalidate
+
+import (
+	"context"
+	"math"
+	"sync/atomic"
+
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// view is a node's cached released-wave state: immutable but for fetched.
+type view struct {
+	ver     version
+	recs    []record // by epoch
+	items   []item   // recs[i] as Due reads it
+	head    uint64   // the highest epoch
+	fetched atomic.Int64
+}
+
+// item is what Due needs of one rollout.
+type item struct {
+	id, scope string
+	epoch     uint64
+	cohorts   int
+	released  int
+	aborted   bool
+}
+
+func newView(recs []record, ver version, fetched int64) *view {
+	sortRecords(recs)
+	v := &view{ver: ver, recs: recs, items: make([]item, len(recs))}
+	for i := range recs {
+		r := &recs[i]
+		v.items[i] = item{id: r.r.ID, scope: r.r.Scope, epoch: r.st.epoch, cohorts: r.st.cohorts,
+			released: r.st.released, aborted: r.st.phase == Aborted}
+		v.head = max(v.head, r.st.epoch)
+	}
+	v.fetched.Store(fetched)
+	return v
+}
+
+// errEmptyClient is preallocated: Due is a hot path.
+var errEmptyClient error = wrapped{msg: "invalidate: invalid client ID: empty", err: ErrInvalidClient}
+
+// wrapped is an error with a fixed message that wraps a sentinel.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w wrapped) Error() string { return w.msg }
+func (w wrapped) Unwrap() error { return w.err }
+
+// Due returns the notices client clientID must apply now, given the epoch it
+// has applied: see AppendDue.
+func (c *Coordinator) Due(ctx context.Context, clientID string, applied uint64) ([]Notice, error) {
+	return c.AppendDue(ctx, nil, clientID, applied)
+}
+
+// AppendDue appends to dst the notices client clientID must apply now,
+// given applied, the highest epoch it has applied (0 for none), and
+// returns the extended slice. It is the hot path: from the cache it makes
+// no store call and, when dst has room, allocates nothing.
+//
+// The notices are those of the rollouts with an epoch above applied, in
+// epoch order, whose cohort for this client is released, up to the first
+// rollout that is still pending for it: a later rollout is never delivered
+// before an earlier one, so after applying every notice the client records
+// the highest Epoch among them, and never misses one. Rollouts aborted
+// before this client's cohort was released are skipped (the client is
+// never told of them); finished rollouts are answered until they leave the
+// store (WithRetention).
+//
+// The answer comes from the released-wave state this node read within the
+// cache TTL (WithCacheTTL); when it is older, Due reads the store once (one
+// round trip) first. Concurrent callers do not queue behind that read: they
+// answer from the older state. If the store cannot be read, Due answers
+// from the last state read; with none, it fails with ErrUnavailable (or
+// the context's error). Due also records clientID in this node's population
+// sketch (see WithPopulationWindow).
+func (c *Coordinator) AppendDue(ctx context.Context, dst []Notice, clientID string, applied uint64) ([]Notice, error) {
+	if clientID == "" {
+		return dst, errEmptyClient
+	}
+	if c.cfg.window > 0 {
+		c.seen.add(clientID)
+	}
+	v, err := c.current(ctx)
+	if err != nil {
+		return dst, err
+	}
+	return v.appendDue(dst, clientID, applied), nil
+}
+
+// Head returns the highest epoch of the rollouts the namespace holds, from
+// the cache as Due reads it (0 when there are none). A client that starts
+// with an empty cache may record it as applied.
+func (c *Coordinator) Head(ctx context.Context) (uint64, error) {
+	v, err := c.current(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return v.head, nil
+}
+
+func (v *view) appendDue(dst []Notice, clientID string, applied uint64) []Notice {
+	items := v.items
+	lo, hi := 0, len(items)
+	for lo < hi { // the first item with an epoch above applied
+		m := int(uint(lo+hi) >> 1)
+		if items[m].epoch <= applied {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	for i := lo; i < len(items); i++ {
+		it := &items[i]
+		if it.released >= it.cohorts ||
+			(it.released > 0 && limiter.Cohort(it.id, clientID, it.cohorts) < it.released) {
+			dst = append(dst, Notice{RolloutID: it.id, Scope: it.scope, Epoch: it.epoch})
+			continue
+		}
+		if !it.aborted {
+			break // pending for this client: later rollouts wait behind it
+		}
+	}
+	return dst
+}
+
+// current returns the cached view, reading the store first when it is
+// older than the TTL.
+func (c *Coordinator) current(ctx context.Context) (*view, error) {
+	v := c.view.Load()
+	now := c.tick()
+	if v != nil && now-v.fetched.Load() < int64(c.cfg.cacheTTL) {
+		return v, nil
+	}
+	if v == nil {
+		c.coldMu.Lock()
+		defer c.coldMu.Unlock()
+		if v = c.view.Load(); v != nil && now-v.fetched.Load() < int64(c.cfg.cacheTTL) {
+			return v, nil
+		}
+	} else {
+		if !c.refreshing.CompareAndSwap(false, true) {
+			return v, nil // another caller is reading the store
+		}
+		defer c.refreshing.Store(false)
+	}
+	var known version
+	if v != nil {
+		known = v.ver
+	}
+	s, err := c.store.snapshot(ctx, known)
+	if err != nil {
+		if v != nil {
+			v.fetched.Store(now) // answer from what we know; retry after the TTL
+			c.log.Debug("herdcap: invalidation state read failed; answering from the last one", "node", c.cfg.node, "err", err)
+			return v, nil
+		}
+		return nil, err
+	}
+	return c.install(s, now), nil
+}
+
+// install makes s the cached view, and returns the view now in force.
+//
+// It also notices when the store lost rollouts this node knows: all of
+// them, when the store's gen changed (Redis restarted empty, or was
+// written again since); or an unfinished one that is gone or no longer
+// decodes (only finished rollouts are purged). Those are re-registered at
+// the next advance, and until then Due keeps answering from this node's
+// copy merged with the store's.
+func (c *Coordinator) install(s snapshot, now int64) *view {
+	if s.corrupt > 0 {
+		c.log.Warn("herdcap: invalidation store holds records that do not decode; skipped", "node", c.cfg.node, "count", s.corrupt)
+	}
+	nv, lost, reset := c.installLocked(s, now)
+	if lost > 0 { // logged outside the lock: a slog handler is user code
+		c.log.Warn("herdcap: invalidation store lost rollouts this node knows; answering from its copy until they are re-registered",
+			"node", c.cfg.node, "lost", lost, "store_reset", reset, "store_has", len(s.recs))
+	}
+	return nv
+}
+
+func (c *Coordinator) installLocked(s snapshot, now int64) (nv *view, nlost int, reset bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.view.Load()
+	switch {
+	case old == nil:
+		if !s.changed {
+			s.recs = nil
+		}
+		nv := newView(s.recs, s.ver, now)
+		c.view.Store(nv)
+		return nv, 0, false
+	case !s.changed:
+		old.fetched.Store(now)
+		return old, 0, false
+	case s.ver.gen == old.ver.gen && s.ver.ver < old.ver.ver:
+		old.fetched.Store(now) // an older reply overtaken by a newer one
+		return old, 0, false
+	}
+	reset = old.ver.gen != "" && s.ver.gen != old.ver.gen
+	if reset || c.tried == nil {
+		c.tried = map[string]bool{}
+	}
+	for _, r := range s.recs {
+		delete(c.tried, r.r.ID)
+	}
+	var lost []record
+	if reset {
+		lost = old.recs
+	} else {
+		lost = unfinishedMissing(old.recs, s.recs, c.tried)
+	}
+	if len(lost) > 0 {
+		for _, r := range lost {
+			c.tried[r.r.ID] = true
+		}
+		c.lost = mergeRecords(c.lost, lost)
+		c.lostGen++
+		c.restore.Store(true)
+	}
+	recs := s.recs
+	if c.restore.Load() {
+		recs = mergeRecords(recs, c.lost)
+	}
+	nv = newView(recs, s.ver, now)
+	c.view.Store(nv)
+	return nv, len(lost), reset
+}
+
+// unfinishedMissing returns the unfinished rollouts of known that fresh
+// lacks and that were not already re-registered once (tried): a finished
+// rollout may have been purged, an unfinished one never is.
+func unfinishedMissing(known, fresh []record, tried map[string]bool) []record {
+	have := make(map[string]bool, len(fresh))
+	for _, r := range fresh {
+		have[r.r.ID] = true
+	}
+	var out []record
+	for _, k := range known {
+		if !k.st.phase.Finished() && !tried[k.r.ID] && !have[k.r.ID] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// learn puts a record this node just wrote (start, pause, resume, abort)
+// into its view at once, so that its own Due answers and its restore
+// knowledge never lag its own actions.
+func (c *Coordinator) learn(rec record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.view.Load()
+	var recs []record
+	ver, fetched := version{}, int64(staleTick) // a first view is read again by the next Due
+	if old != nil {
+		ver, fetched = old.ver, old.fetched.Load()
+		recs = make([]record, 0, len(old.recs)+1)
+		for _, r := range old.recs {
+			if r.r.ID != rec.r.ID {
+				recs = append(recs, r)
+			}
+		}
+	}
+	c.view.Store(newView(append(recs, rec), ver, fetched))
+}
+
+// staleTick is a fetched time older than any TTL, without overflow.
+const staleTick = math.MinInt64 / 2
+
+// mergeRecords returns the union of a and b: for a rollout in both (same
+// content and epoch), the released count only grows and an abort is kept.
+func mergeRecords(a, b []record) []record {
+	out := append([]record(nil), a...)
+	idx := make(map[string]int, len(out))
+	for i, r := range out {
+		idx[r.r.ID] = i
+	}
+	for _, r := range b {
+		i, ok := idx[r.r.ID]
+		if !ok {
+			idx[r.r.ID] = len(out)
+			out = append(out, r)
+			continue
+		}
+		if out[i].r == r.r && out[i].st.epoch == r.st.epoch {
+			out[i].st.merge(&r.st, max(out[i].st.updated, r.st.updated))
+		}
+	}
+	return out
+}

@@ -1,0 +1,349 @@
+package invalidate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+)
+
+// RedisStore keeps the rollouts of a namespace in Redis, for a fleet: every
+// operation is one Lua script (one round trip, atomic), and every key of the
+// namespace shares one hash tag, so the store works on Redis Cluster (each
+// script touches one slot). Times come from Redis TIME unless the
+// coordinator has an injected clock.
+//
+// Each call has a time budget (WithTimeout) and passes through a circuit
+// breaker (WithBreaker); while it is open no Redis call is made and
+// operations fail at once with ErrUnavailable (Due then answers from the
+// state it last read). If Redis loses its data (a restart without
+// persistence), the coordinators that knew the rollouts re-register them
+// (see the package documentation on durability).
+//
+// The client must have ContextTimeoutEnabled set, or the time budget could
+// not be enforced; NewRedisStore checks it for *redis.Client,
+// *redis.ClusterClient and *redis.Ring. A RedisStore is safe for concurrent
+// use and holds no goroutine.
+type RedisStore struct {
+	c          redis.UniversalClient
+	cfg        config
+	br         *gobreaker.CircuitBreaker[any]
+	transition atomic.Int32
+	keys       [3]string // cfg, st, meta
+	base       string    // prefix:{inv:ns}:
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// errNoContextTimeout is returned when the client would ignore the per-call
+// time budget.
+var errNoContextTimeout = errors.New("the redis client must be created with ContextTimeoutEnabled: true, or a stalled Redis could block Due for its ReadTimeout instead of the time budget")
+
+// NewRedisStore returns a store on c. It accepts WithNamespace, WithPrefix,
+// WithTimeout, WithBreaker and WithLogger.
+func NewRedisStore(c redis.UniversalClient, opts ...Option) (*RedisStore, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: redis client is nil", ErrInvalidOption)
+	}
+	cfg, err := buildConfig(forRedisStore, opts)
+	if err != nil {
+		return nil, err
+	}
+	timeoutOK := true
+	switch cc := c.(type) {
+	case *redis.Client:
+		timeoutOK = cc.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		timeoutOK = cc.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		timeoutOK = cc.Options().ContextTimeoutEnabled
+	}
+	if !timeoutOK {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, errNoContextTimeout)
+	}
+	s := &RedisStore{c: c, cfg: cfg, base: cfg.prefix + ":{inv:" + cfg.namespace + "}:"}
+	s.keys = [3]string{s.base + "cfg", s.base + "st", s.base + "meta"}
+	s.br = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+		Name:        "herdcap-invalidate-" + cfg.namespace,
+		MaxRequests: 1,
+		Timeout:     cfg.brOpen,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= uint32(cfg.brFailures)
+		},
+		IsSuccessful: func(err error) bool { return !isStoreFailure(err) },
+		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			s.transition.Store(int32(from)<<8 | int32(to) | 1<<16)
+		},
+	})
+	return s, nil
+}
+
+func (s *RedisStore) name() string { return "redis" }
+
+// eval runs script through the breaker, within the time budget. A store
+// failure comes back wrapped in ErrUnavailable; the caller's own
+// cancellation as is.
+func (s *RedisStore) eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v, err := s.br.Execute(func() (any, error) {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+		defer cancel()
+		return sc.Run(cctx, s.c, keys, args...).Result()
+	})
+	if tr := s.transition.Swap(0); tr != 0 {
+		from, to := gobreaker.State(tr>>8&0xff), gobreaker.State(tr&0xff)
+		lvl := slog.LevelInfo
+		if to == gobreaker.StateOpen {
+			lvl = slog.LevelWarn
+		}
+		s.cfg.logger.Log(ctx, lvl, "herdcap: invalidate redis breaker changed state",
+			"namespace", s.cfg.namespace, "from", from.String(), "to", to.String(), "err", err)
+	}
+	switch {
+	case err == nil:
+		return v, nil
+	case ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded):
+		return nil, ctx.Err()
+	case isStoreFailure(err):
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil, fmt.Errorf("%w: redis answered: %w", ErrCorrupt, err)
+}
+
+// isStoreFailure reports whether err means Redis could not be used (down,
+// slow, overloaded, failing over) rather than that it answered.
+func isStoreFailure(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		return redis.IsLoadingError(err) || redis.IsClusterDownError(err) ||
+			redis.IsTryAgainError(err) || redis.IsMasterDownError(err) ||
+			redis.IsReadOnlyError(err) || redis.IsMaxClientsError(err) ||
+			redis.HasErrorPrefix(err, "BUSY")
+	}
+	return true // network errors, timeouts, pool exhaustion, open breaker
+}
+
+func timeArg(t stamp) string {
+	if t.server {
+		return ""
+	}
+	return strconv.FormatInt(t.us, 10)
+}
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+func (s *RedisStore) start(ctx context.Context, req startReq) (startRes, error) {
+	g := 0
+	if req.st.guarded {
+		g = 1
+	}
+	v, err := s.eval(ctx, startScript, s.keys[:],
+		req.r.ID, encodeRollout(req.r), req.st.epoch, timeArg(req.now),
+		req.floor, req.max, req.retention, req.gen,
+		req.st.cohorts, fmtFloat(req.st.rate), req.st.minDur, req.st.clients, g)
+	if err != nil {
+		return startRes{}, err
+	}
+	a, ok := v.([]any)
+	if !ok || len(a) == 0 {
+		return startRes{}, replyErr(v)
+	}
+	code, _ := a[0].(int64)
+	switch {
+	case code == 0 && len(a) == 2:
+		text, ok := a[1].(string)
+		if !ok {
+			return startRes{}, replyErr(v)
+		}
+		st, err := decodeState(text)
+		if err != nil {
+			return startRes{}, err
+		}
+		return startRes{code: startCreated, rec: record{r: req.r, st: st}}, nil
+	case code == 1 && len(a) == 3:
+		blob, ok1 := a[1].(string)
+		text, ok2 := a[2].(string)
+		if !ok1 || !ok2 {
+			return startRes{}, replyErr(v)
+		}
+		rec, err := decodeRecord(req.r.ID, []byte(blob), text)
+		return startRes{code: startExists, rec: rec, err: err}, nil
+	case code == 3 && len(a) == 2:
+		str, _ := a[1].(string)
+		seq, err := strconv.ParseUint(str, 10, 64)
+		if err != nil {
+			return startRes{}, replyErr(v)
+		}
+		return startRes{code: startBackwards, seq: seq}, nil
+	case code == 4 && len(a) == 1:
+		return startRes{code: startTooMany}, nil
+	}
+	return startRes{}, replyErr(v)
+}
+
+func (s *RedisStore) get(ctx context.Context, id string) (record, error) {
+	v, err := s.eval(ctx, getScript, s.keys[:2], id)
+	if err != nil {
+		return record{}, err
+	}
+	a, ok := v.([]any)
+	if !ok || len(a) > 2 {
+		return record{}, replyErr(v)
+	}
+	// Lua turns a missing field into nil, which ends the reply array.
+	if len(a) == 0 || a[0] == nil {
+		return record{}, ErrUnknownRollout
+	}
+	blob, ok1 := a[0].(string)
+	text := ""
+	ok2 := true
+	if len(a) == 2 && a[1] != nil {
+		text, ok2 = a[1].(string)
+	}
+	if !ok1 || !ok2 {
+		return record{}, replyErr(v)
+	}
+	return decodeRecord(id, []byte(blob), text)
+}
+
+func (s *RedisStore) control(ctx context.Context, id string, act action, now stamp, gen string) (record, bool, error) {
+	v, err := s.eval(ctx, controlScript, s.keys[:], id, int(act), timeArg(now), gen)
+	if err != nil {
+		return record{}, false, err
+	}
+	a, ok := v.([]any)
+	if !ok || len(a) == 0 {
+		return record{}, false, replyErr(v)
+	}
+	code, _ := a[0].(int64)
+	if code == 2 && len(a) == 1 {
+		return record{}, false, ErrUnknownRollout
+	}
+	if len(a) != 3 {
+		return record{}, false, replyErr(v)
+	}
+	blob, ok1 := a[1].(string)
+	text, ok2 := a[2].(string)
+	if !ok1 || !ok2 {
+		return record{}, false, replyErr(v)
+	}
+	rec, err := decodeRecord(id, []byte(blob), text)
+	switch {
+	case err != nil:
+		return record{}, false, err
+	case code == 0:
+		return rec, true, nil
+	case code == 1:
+		return rec, false, nil
+	case code == 3:
+		return rec, false, ErrFinished
+	}
+	return record{}, false, replyErr(v)
+}
+
+func (s *RedisStore) advance(ctx context.Context, req advanceReq) (advanceRes, error) {
+	counting := "0"
+	w := req.window
+	if w >= 0 {
+		counting = "1"
+	} else {
+		w = 0
+	}
+	keys := []string{s.keys[0], s.keys[1], s.keys[2],
+		s.base + "seen:" + strconv.FormatInt(w, 10),
+		s.base + "seen:" + strconv.FormatInt(w-1, 10),
+		s.base + "seen:tmp"}
+	v, err := s.eval(ctx, advanceScript, keys,
+		timeArg(req.now), req.holdUs, req.waveUs, req.retention,
+		counting, req.sketch, max(req.windowTTL, 1), req.known.ver, req.known.gen, req.gen)
+	if err != nil {
+		return advanceRes{}, err
+	}
+	pop, snap, err := parseSnapshot(v)
+	if err != nil {
+		return advanceRes{}, err
+	}
+	return advanceRes{pop: pop, snap: snap}, nil
+}
+
+func (s *RedisStore) snapshot(ctx context.Context, known version) (snapshot, error) {
+	v, err := s.eval(ctx, snapshotScript, s.keys[:], known.ver, known.gen)
+	if err != nil {
+		return snapshot{}, err
+	}
+	_, snap, err := parseSnapshot(v)
+	return snap, err
+}
+
+func (s *RedisStore) restore(ctx context.Context, recs []record, now stamp, gen string) (int, error) {
+	args := make([]any, 0, 2+3*len(recs))
+	args = append(args, timeArg(now), gen)
+	for _, r := range recs {
+		args = append(args, r.r.ID, encodeRollout(r.r), r.st.encode())
+	}
+	v, err := s.eval(ctx, restoreScript, s.keys[:], args...)
+	if err != nil {
+		return 0, err
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return 0, replyErr(v)
+	}
+	return int(n), nil
+}
+
+// parseSnapshot reads {population, ver, gen, changed, (ID, rollout,
+// state)...}. Records that do not decode are counted and skipped, so one
+// damaged record does not hide the others.
+func parseSnapshot(v any) (int64, snapshot, error) {
+	a, ok := v.([]any)
+	if !ok || len(a) < 4 || (len(a)-4)%3 != 0 {
+		return 0, snapshot{}, replyErr(v)
+	}
+	pop, ok1 := a[0].(int64)
+	verS, ok2 := a[1].(string)
+	gen, ok3 := a[2].(string)
+	changed, ok4 := a[3].(int64)
+	ver, err := strconv.ParseUint(verS, 10, 64)
+	if !ok1 || !ok2 || !ok3 || !ok4 || err != nil || pop < 0 || changed > 1 || changed < 0 {
+		return 0, snapshot{}, replyErr(v)
+	}
+	s := snapshot{ver: version{ver: ver, gen: gen}, changed: changed == 1}
+	if !s.changed && len(a) > 4 {
+		return 0, snapshot{}, replyErr(v)
+	}
+	if s.changed {
+		s.recs = make([]record, 0, (len(a)-4)/3)
+	}
+	for i := 4; i+2 < len(a); i += 3 {
+		id, ok1 := a[i].(string)
+		blob, ok2 := a[i+1].(string)
+		text, ok3 := a[i+2].(string)
+		if !ok1 || !ok2 || !ok3 {
+			s.corrupt++
+			continue
+		}
+		rec, err := decodeRecord(id, []byte(blob), text)
+		if err != nil {
+			s.corrupt++
+			continue
+		}
+		s.recs = append(s.recs, rec)
+	}
+	return pop, s, nil
+}
+
+func replyErr(v any) error {
+	return fmt.Errorf("%w: unexpected reply from redis: %T %.200v", ErrCorrupt, v, v)
+}
