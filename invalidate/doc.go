@@ -92,8 +92,12 @@
 // each with the highest released count it knows; the store keeps the
 // largest, keeps a known abort, and restarts the pace from the
 // re-registration. Meanwhile Due keeps answering from the nodes' copies.
-// Finished rollouts stay for WithRetention (default 24 h) so that clients
-// that were away still get their notice.
+// An abort is known at once to the node that made it, so it survives a
+// restart unless that node is lost too before any other read it. To stop a
+// rollout, Abort it: an unfinished rollout whose keys are deleted by hand is
+// re-registered by the nodes that know it. Finished rollouts stay for
+// WithRetention (default 24 h) so that clients that were away still get
+// their notice.
 //
 // # Transports
 //

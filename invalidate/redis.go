@@ -14,8 +14,11 @@ import (
 
 // RedisStore keeps the rollouts of a namespace in Redis, for a fleet: every
 // operation is one Lua script (one round trip, atomic), and every key of the
-// namespace shares one hash tag, so the store works on Redis Cluster (each
-// script touches one slot). Times come from Redis TIME unless the
+// namespace shares one hash tag ({inv:namespace}), so the store works on
+// Redis Cluster: the multi-key scripts (advance touches six keys) are legal
+// there only because all their keys hash to one slot. The price is that a
+// namespace lives on one cluster node; use several namespaces to spread
+// independent sets of rollouts. Times come from Redis TIME unless the
 // coordinator has an injected clock.
 //
 // Each call has a time budget (WithTimeout) and passes through a circuit
