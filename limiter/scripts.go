@@ -4,8 +4,9 @@ import "github.com/redis/go-redis/v9"
 
 // bucketScript is one token-bucket decision, atomically, in one round trip.
 //
-// KEYS[1]  the bucket: a string "<tokens> <last update, µs>", read with one
-// GET and written with one SET PX (cheaper than a hash and PEXPIRE).
+// KEYS[1]  the bucket: 16 bytes, two doubles (tokens, last update in µs)
+// packed with Lua's struct library: one GET, one SET PX, no number
+// formatting or parsing (which cost more than the rest of the script).
 // ARGV[1]  refill rate in tokens per microsecond
 // ARGV[2]  burst (capacity) in tokens
 // ARGV[3]  n, the tokens asked for (>= 0)
@@ -18,8 +19,11 @@ import "github.com/redis/go-redis/v9"
 // reservation may leave the bucket in debt (negative tokens): later callers
 // queue behind it. A bucket that does not exist, or holds something else
 // than the layout above, is full. Only a change is
-// written; the key expires when the bucket would be full again, so idle keys
-// disappear (a missing key and a full bucket are the same thing). Time never
+// written; the key expires when the bucket would be full again, but not
+// sooner than a second after its last write, so idle keys disappear (a
+// missing key and a full bucket are the same thing) while busy ones are
+// overwritten rather than created anew on every call (which costs Redis a
+// third more time). Time never
 // runs backwards for a bucket: an older "now" than the last update adds
 // nothing. Writes are effect-replicated (the Redis 5+ default), so reading
 // TIME before writing needs no replicate_commands.
@@ -40,14 +44,11 @@ if rate == nil or burst == nil or n == nil or mode == nil or now == nil then
 end
 local tokens, ts
 local v = redis.call("GET", KEYS[1])
-if v then
-  local sp = string.find(v, " ", 1, true)
-  if sp then
-    tokens = tonumber(string.sub(v, 1, sp - 1))
-    ts = tonumber(string.sub(v, sp + 1))
-  end
+if v and #v == 16 then
+  tokens, ts = struct.unpack("dd", v)
 end
-if tokens == nil or ts == nil then
+-- Anything else (missing, foreign, NaN or infinite) is a full bucket.
+if not (tokens and ts and tokens > -1e300 and tokens < 1e300 and ts >= 0 and ts < 1e18) then
   tokens = burst
   ts = now
 end
@@ -88,7 +89,7 @@ if taken > 0 or mode == 2 then
   if reset <= 0 then
     redis.call("DEL", KEYS[1])
   else
-    redis.call("SET", KEYS[1], string.format("%.17g %.0f", tokens, ts), "PX", math.ceil(reset / 1000) + 1)
+    redis.call("SET", KEYS[1], struct.pack("dd", tokens, ts), "PX", math.max(math.ceil(reset / 1000) + 1, 1000))
   end
 end
 if allowed == 0 and mode ~= 3 then
