@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/sony/gobreaker/v2"
+
+	"github.com/herdcap/herdcap/internal/redisguard"
 )
 
 // RedisStore keeps the rollouts of a namespace in Redis, for a fleet: every
@@ -33,19 +32,14 @@ import (
 // *redis.ClusterClient and *redis.Ring. A RedisStore is safe for concurrent
 // use and holds no goroutine.
 type RedisStore struct {
-	c          redis.UniversalClient
-	cfg        config
-	br         *gobreaker.CircuitBreaker[any]
-	transition atomic.Int32
-	keys       [3]string // cfg, st, meta
-	base       string    // prefix:{inv:ns}:
+	c     redis.UniversalClient
+	cfg   config
+	guard *redisguard.Guard
+	keys  [3]string // cfg, st, meta
+	base  string    // prefix:{inv:ns}:
 }
 
 var _ Store = (*RedisStore)(nil)
-
-// errNoContextTimeout is returned when the client would ignore the per-call
-// time budget.
-var errNoContextTimeout = errors.New("the redis client must be created with ContextTimeoutEnabled: true, or a stalled Redis could block Due for its ReadTimeout instead of the time budget")
 
 // NewRedisStore returns a store on c. It accepts WithNamespace, WithPrefix,
 // WithTimeout, WithBreaker and WithLogger.
@@ -57,32 +51,17 @@ func NewRedisStore(c redis.UniversalClient, opts ...Option) (*RedisStore, error)
 	if err != nil {
 		return nil, err
 	}
-	timeoutOK := true
-	switch cc := c.(type) {
-	case *redis.Client:
-		timeoutOK = cc.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		timeoutOK = cc.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		timeoutOK = cc.Options().ContextTimeoutEnabled
-	}
-	if !timeoutOK {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, errNoContextTimeout)
+	if err := redisguard.CheckClient(c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	s := &RedisStore{c: c, cfg: cfg, base: cfg.prefix + ":{inv:" + cfg.namespace + "}:"}
 	s.keys = [3]string{s.base + "cfg", s.base + "st", s.base + "meta"}
-	s.br = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
-		Name:        "herdcap-invalidate-" + cfg.namespace,
-		MaxRequests: 1,
-		Timeout:     cfg.brOpen,
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= uint32(cfg.brFailures)
-		},
-		IsSuccessful: func(err error) bool { return !isStoreFailure(err) },
-		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			s.transition.Store(int32(from)<<8 | int32(to) | 1<<16)
-		},
+	s.guard = redisguard.New(c, redisguard.Settings{
+		Name:     "herdcap-invalidate-" + cfg.namespace,
+		Timeout:  cfg.timeout,
+		Failures: cfg.brFailures,
+		OpenFor:  cfg.brOpen,
+		Logger:   cfg.logger,
 	})
 	return s, nil
 }
@@ -93,48 +72,16 @@ func (s *RedisStore) name() string { return "redis" }
 // failure comes back wrapped in ErrUnavailable; the caller's own
 // cancellation as is.
 func (s *RedisStore) eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	v, err := s.br.Execute(func() (any, error) {
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
-		defer cancel()
-		return sc.Run(cctx, s.c, keys, args...).Result()
-	})
-	if tr := s.transition.Swap(0); tr != 0 {
-		from, to := gobreaker.State(tr>>8&0xff), gobreaker.State(tr&0xff)
-		lvl := slog.LevelInfo
-		if to == gobreaker.StateOpen {
-			lvl = slog.LevelWarn
-		}
-		s.cfg.logger.Log(ctx, lvl, "herdcap: invalidate redis breaker changed state",
-			"namespace", s.cfg.namespace, "from", from.String(), "to", to.String(), "err", err)
-	}
+	v, err := s.guard.Eval(ctx, sc, keys, args...)
 	switch {
 	case err == nil:
 		return v, nil
 	case ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded):
 		return nil, ctx.Err()
-	case isStoreFailure(err):
+	case redisguard.IsStoreFailure(err):
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil, fmt.Errorf("%w: redis answered: %w", ErrCorrupt, err)
-}
-
-// isStoreFailure reports whether err means Redis could not be used (down,
-// slow, overloaded, failing over) rather than that it answered.
-func isStoreFailure(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return false
-	}
-	var re redis.Error
-	if errors.As(err, &re) {
-		return redis.IsLoadingError(err) || redis.IsClusterDownError(err) ||
-			redis.IsTryAgainError(err) || redis.IsMasterDownError(err) ||
-			redis.IsReadOnlyError(err) || redis.IsMaxClientsError(err) ||
-			redis.HasErrorPrefix(err, "BUSY")
-	}
-	return true // network errors, timeouts, pool exhaustion, open breaker
 }
 
 func timeArg(t stamp) string {

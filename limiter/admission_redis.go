@@ -12,7 +12,7 @@ import (
 
 // admitScript is one admission decision, atomically, in one round trip.
 //
-// KEYS[1]  the gate's token bucket: a hash {t = tokens, ts = last update µs}
+// KEYS[1]  the gate's token bucket (see luaBucketLib)
 // KEYS[2]  the client's booked slot: a string, the slot's time in µs
 // ARGV[1]  refill rate in tokens per microsecond
 // ARGV[2]  burst in tokens
@@ -28,18 +28,12 @@ import (
 // memAdmission's, step for step). The slot key expires (PX) after the
 // grace, but expiry is also judged against now, so that an injected clock
 // sees the same as the memory store.
-var admitScript = redis.NewScript(`
+var admitScript = redis.NewScript(luaBucketLib + `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[4])
 local grace = tonumber(ARGV[5])
-local now
-if ARGV[3] == "" then
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[3])
-end
+local now = clock(ARGV[3])
 if rate == nil or burst == nil or horizon == nil or grace == nil or now == nil then
   return redis.error_reply("herdcap: bad arguments")
 end
@@ -53,20 +47,7 @@ if slot ~= nil then
     return {2, 0}
   end
 end
-local st = redis.call("HMGET", KEYS[1], "t", "ts")
-local tokens = tonumber(st[1])
-local ts = tonumber(st[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-if now > ts then
-  tokens = tokens + (now - ts) * rate
-  ts = now
-end
-if tokens > burst then
-  tokens = burst
-end
+local tokens, ts = loadBucket(KEYS[1], rate, burst, now)
 local wait = 0
 if tokens < 1 then
   wait = math.min(math.ceil((1 - tokens) / rate), 9e15)
@@ -76,8 +57,7 @@ if wait > horizon then
 end
 tokens = tokens - 1
 local reset = math.min(math.ceil((burst - tokens) / rate), 9e15)
-redis.call("HSET", KEYS[1], "t", string.format("%.17g", tokens), "ts", string.format("%.0f", ts))
-redis.call("PEXPIRE", KEYS[1], math.ceil(reset / 1000) + 1)
+storeBucket(KEYS[1], tokens, ts, reset)
 if wait > 0 then
   redis.call("SET", KEYS[2], string.format("%.0f", now + wait), "PX", math.ceil((wait + grace) / 1000) + 1)
   return {1, wait}

@@ -325,7 +325,7 @@ func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime b
 			}
 			l.mu.Lock()
 			continue
-		case b.r.br.State() == gobreaker.StateOpen || l.gone:
+		case b.r.guard.Open() || l.gone:
 			l.mu.Unlock()
 			d, err, _ := b.r.failed(ctx, gobreaker.ErrOpenState, key, t, n, upTo, lim, rp.gen, rp.active(t))
 			return d, err

@@ -6,14 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/sony/gobreaker/v2"
+
+	"github.com/herdcap/herdcap/internal/redisguard"
 )
 
 // remote is what the Redis and Leased backends share: the client, the
@@ -23,23 +23,14 @@ import (
 type remote struct {
 	client   redis.UniversalClient
 	o        options
-	br       *gobreaker.CircuitBreaker[any]
+	guard    *redisguard.Guard
 	fallback *Local
 	live     atomic.Int64
 	nodesKey string
 
-	// transition holds a breaker state change not yet logged, as
-	// from<<8 | to | 1<<16. gobreaker reports changes under its lock;
-	// they are logged after the call instead.
-	transition atomic.Int32
-
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
-
-// errNoContextTimeout is returned when the client would ignore the per-call
-// time budget.
-var errNoContextTimeout = errors.New("the redis client must be created with ContextTimeoutEnabled: true, or a stalled Redis could block decisions for its ReadTimeout instead of the time budget")
 
 func newRemote(c redis.UniversalClient, kind backendKind, opts []Option) (*remote, error) {
 	if c == nil {
@@ -49,19 +40,8 @@ func newRemote(c redis.UniversalClient, kind backendKind, opts []Option) (*remot
 	if err != nil {
 		return nil, err
 	}
-	switch cc := c.(type) {
-	case *redis.Client:
-		if !cc.Options().ContextTimeoutEnabled {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, errNoContextTimeout)
-		}
-	case *redis.ClusterClient:
-		if !cc.Options().ContextTimeoutEnabled {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, errNoContextTimeout)
-		}
-	case *redis.Ring:
-		if !cc.Options().ContextTimeoutEnabled {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, errNoContextTimeout)
-		}
+	if err := redisguard.CheckClient(c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	if o.nodeID == "" {
 		var b [8]byte
@@ -79,18 +59,12 @@ func newRemote(c redis.UniversalClient, kind backendKind, opts []Option) (*remot
 	fo := o
 	fo.ramp = 0
 	r.fallback = newLocal(Limit{Rate: 1, Burst: 1}, fo)
-	r.br = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
-		Name:        "herdcap-" + o.name,
-		MaxRequests: 1,
-		Timeout:     o.brOpen,
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= uint32(o.brFailures)
-		},
-		IsSuccessful: func(err error) bool { return !isStoreFailure(err) },
-		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			r.transition.Store(int32(from)<<8 | int32(to) | 1<<16)
-		},
+	r.guard = redisguard.New(c, redisguard.Settings{
+		Name:     "herdcap-" + o.name,
+		Timeout:  o.timeout,
+		Failures: o.brFailures,
+		OpenFor:  o.brOpen,
+		Logger:   o.logger.With("policy", o.failure.String()),
 	})
 	return r, nil
 }
@@ -155,43 +129,13 @@ func (r *remote) closed() bool {
 	}
 }
 
-// eval runs script through the breaker, within the time budget. The caller's
-// own cancellation is returned as is.
+// eval runs script through the breaker, within the time budget.
 func (r *remote) eval(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	v, err := r.br.Execute(func() (any, error) {
-		cctx, cancel := context.WithTimeout(ctx, r.o.timeout)
-		defer cancel()
-		return s.Run(cctx, r.client, keys, args...).Result()
-	})
-	if tr := r.transition.Swap(0); tr != 0 {
-		from, to := gobreaker.State(tr>>8&0xff), gobreaker.State(tr&0xff)
-		lvl := slog.LevelInfo
-		if to == gobreaker.StateOpen {
-			lvl = slog.LevelWarn
-		}
-		r.o.logger.Log(ctx, lvl, "herdcap: redis breaker changed state", "name", r.o.name, "from", from.String(), "to", to.String(), "policy", r.o.failure.String(), "err", err)
-	}
-	return v, err
+	return r.guard.Eval(ctx, s, keys, args...)
 }
 
-// isStoreFailure reports whether err means Redis could not be used (down,
-// slow, overloaded, failing over) rather than that it answered.
-func isStoreFailure(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return false
-	}
-	var re redis.Error
-	if errors.As(err, &re) {
-		return redis.IsLoadingError(err) || redis.IsClusterDownError(err) ||
-			redis.IsTryAgainError(err) || redis.IsMasterDownError(err) ||
-			redis.IsReadOnlyError(err) || redis.IsMaxClientsError(err) ||
-			redis.HasErrorPrefix(err, "BUSY")
-	}
-	return true // network errors, timeouts, pool exhaustion, open breaker
-}
+// isStoreFailure: see redisguard.IsStoreFailure.
+var isStoreFailure = redisguard.IsStoreFailure
 
 // failed turns a failed call into the failure policy's answer. It returns
 // (decision, error, true) when err was a store failure, and false when the

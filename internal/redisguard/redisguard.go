@@ -1,0 +1,129 @@
+// Package redisguard runs Redis scripts within a time budget and behind a
+// circuit breaker: the one way herdcap's packages talk to Redis.
+package redisguard
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+)
+
+// ErrNoContextTimeout is returned by CheckClient for a client that would
+// ignore a context deadline.
+var ErrNoContextTimeout = errors.New("the redis client must be created with ContextTimeoutEnabled: true, or a stalled Redis could block callers for its ReadTimeout instead of the time budget")
+
+// CheckClient reports whether c honours context deadlines, which the time
+// budget depends on. It can tell for *redis.Client, *redis.ClusterClient and
+// *redis.Ring, and accepts any other implementation.
+func CheckClient(c redis.UniversalClient) error {
+	ok := true
+	switch cc := c.(type) {
+	case *redis.Client:
+		ok = cc.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		ok = cc.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		ok = cc.Options().ContextTimeoutEnabled
+	}
+	if !ok {
+		return ErrNoContextTimeout
+	}
+	return nil
+}
+
+// Settings configures a Guard. Every field must be set.
+type Settings struct {
+	// Name names the breaker in logs.
+	Name string
+	// Timeout is the time budget of one call.
+	Timeout time.Duration
+	// Failures is how many consecutive failed calls open the breaker.
+	Failures int
+	// OpenFor is how long the breaker stays open before one probe.
+	OpenFor time.Duration
+	// Logger receives breaker state changes.
+	Logger *slog.Logger
+}
+
+// Guard wraps a client. It is safe for concurrent use.
+type Guard struct {
+	c  redis.UniversalClient
+	s  Settings
+	br *gobreaker.CircuitBreaker[any]
+	// transition holds a breaker state change not yet logged, as
+	// from<<8 | to | 1<<16: gobreaker reports changes under its lock, and
+	// the logger (user code) is called after the call instead.
+	transition atomic.Int32
+}
+
+// New returns a Guard for c.
+func New(c redis.UniversalClient, s Settings) *Guard {
+	g := &Guard{c: c, s: s}
+	g.br = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+		Name:        s.Name,
+		MaxRequests: 1,
+		Timeout:     s.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= uint32(s.Failures)
+		},
+		IsSuccessful: func(err error) bool { return !IsStoreFailure(err) },
+		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			g.transition.Store(int32(from)<<8 | int32(to) | 1<<16)
+		},
+	})
+	return g
+}
+
+// Open reports whether the breaker is open: calls would not reach Redis.
+func (g *Guard) Open() bool { return g.br.State() == gobreaker.StateOpen }
+
+// Eval runs script through the breaker, within the time budget, and returns
+// Redis's reply. The caller's own cancellation is returned as is (and is not
+// held against Redis); use IsStoreFailure to tell a Redis that could not
+// answer from one that answered with an error.
+func (g *Guard) Eval(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v, err := g.br.Execute(func() (any, error) {
+		cctx, cancel := context.WithTimeout(ctx, g.s.Timeout)
+		defer cancel()
+		return s.Run(cctx, g.c, keys, args...).Result()
+	})
+	if tr := g.transition.Swap(0); tr != 0 {
+		from, to := gobreaker.State(tr>>8&0xff), gobreaker.State(tr&0xff)
+		lvl := slog.LevelInfo
+		if to == gobreaker.StateOpen {
+			lvl = slog.LevelWarn
+		}
+		g.s.Logger.Log(ctx, lvl, "herdcap: redis breaker changed state",
+			"breaker", g.s.Name, "from", from.String(), "to", to.String(), "err", err)
+	}
+	if err != nil && ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, ctx.Err()
+	}
+	return v, err
+}
+
+// IsStoreFailure reports whether err means Redis could not be used (down,
+// slow, overloaded, failing over, or the breaker open) rather than that it
+// answered.
+func IsStoreFailure(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		return redis.IsLoadingError(err) || redis.IsClusterDownError(err) ||
+			redis.IsTryAgainError(err) || redis.IsMasterDownError(err) ||
+			redis.IsReadOnlyError(err) || redis.IsMaxClientsError(err) ||
+			redis.HasErrorPrefix(err, "BUSY")
+	}
+	return true // network errors, timeouts, pool exhaustion, open breaker
+}
