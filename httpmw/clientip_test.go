@@ -16,7 +16,7 @@ import (
 // RateLimit does.
 func newClientIP(t testing.TB, opts ...Option) *clientIP {
 	t.Helper()
-	c, err := buildConfig(opts)
+	c, err := buildConfig(forRateLimit, opts)
 	require.NoError(t, err)
 	return &clientIP{trusted: c.trusted, useXFF: c.useXFF, useFwd: c.useFwd}
 }

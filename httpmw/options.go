@@ -9,8 +9,9 @@ import (
 	"strings"
 )
 
-// ErrInvalidOption is returned by RateLimit when an option is invalid or
-// options conflict; the wrapped message names the option.
+// ErrInvalidOption is returned by RateLimit, Invalidate and Admit when an
+// option is invalid, options conflict, or an option does not apply to the
+// constructor it was given to; the wrapped message names the option.
 var ErrInvalidOption = errors.New("httpmw: invalid option")
 
 // ErrNoKey is what a key function returns (wrapped with %w) when the request
@@ -35,10 +36,37 @@ const (
 	HeaderForwarded = "Forwarded"
 )
 
-// Option configures RateLimit. The zero Option is invalid.
+// Option configures RateLimit, Invalidate or Admit; each option's comment
+// says which it applies to, and a constructor rejects the others with
+// ErrInvalidOption. The zero Option is invalid.
 type Option struct {
 	name  string
+	scope target
 	apply func(*config) error
+}
+
+// target is the set of constructors an Option applies to.
+type target uint8
+
+const (
+	forRateLimit target = 1 << iota
+	forInvalidate
+	forAdmit
+
+	forAll = forRateLimit | forInvalidate | forAdmit
+)
+
+// String names the constructor, for errors.
+func (t target) String() string {
+	switch t {
+	case forRateLimit:
+		return "RateLimit"
+	case forInvalidate:
+		return "Invalidate"
+	case forAdmit:
+		return "Admit"
+	}
+	return "this constructor"
 }
 
 type config struct {
@@ -52,6 +80,9 @@ type config struct {
 	policyName  string
 	logger      *slog.Logger
 	denyHandler http.Handler
+
+	sessionStart func(*http.Request) bool // Admit
+	maxNotices   int                      // Invalidate
 }
 
 func defaultConfig() config {
@@ -60,14 +91,18 @@ func defaultConfig() config {
 		useFwd:     true,
 		policyName: DefaultPolicyName,
 		logger:     slog.New(slog.DiscardHandler),
+		maxNotices: DefaultMaxNotices,
 	}
 }
 
-func buildConfig(opts []Option) (config, error) {
+func buildConfig(t target, opts []Option) (config, error) {
 	c := defaultConfig()
 	for i, opt := range opts {
 		if opt.apply == nil {
 			return c, fmt.Errorf("%w: option %d is the zero Option", ErrInvalidOption, i)
+		}
+		if opt.scope&t == 0 {
+			return c, fmt.Errorf("%w: %s does not apply to %v", ErrInvalidOption, opt.name, t)
 		}
 		if err := opt.apply(&c); err != nil {
 			return c, fmt.Errorf("%w: %s: %w", ErrInvalidOption, opt.name, err)
@@ -82,15 +117,20 @@ func buildConfig(opts []Option) (config, error) {
 	return c, nil
 }
 
-// WithKeyFunc sets the function that names the bucket a request draws from.
-// The default key is the client IP address (see WithTrustedProxies). An
-// error wrapping ErrNoKey gets 400 Bad Request, any other error (or an empty
-// key) 500 Internal Server Error; neither calls the limiter. f is called
-// concurrently and must be safe for concurrent use. It cannot be combined
-// with WithTrustedProxies or WithClientIPHeaders, which configure the
-// default key function.
+// WithKeyFunc sets the function that names the client of a request: for
+// RateLimit, the bucket it draws from; for Invalidate and Admit, its client
+// ID (at most limiter.MaxClientIDLen bytes), which places it in cohorts and
+// admission slots. The default key is the client IP address (see
+// WithTrustedProxies) for RateLimit, and for Invalidate and Admit the
+// HeaderClient header when the request carries one, else the client IP
+// address. An error wrapping ErrNoKey gets 400 Bad Request, any other error
+// (or an empty key) 500 Internal Server Error; neither calls the limiter,
+// coordinator or admission. f is called concurrently and must be safe for
+// concurrent use. It cannot be combined with WithTrustedProxies or
+// WithClientIPHeaders, which configure the default key function. Applies
+// to RateLimit, Invalidate and Admit.
 func WithKeyFunc(f func(*http.Request) (string, error)) Option {
-	return Option{name: "WithKeyFunc", apply: func(c *config) error {
+	return Option{name: "WithKeyFunc", scope: forAll, apply: func(c *config) error {
 		if f == nil {
 			return errors.New("key function is nil")
 		}
@@ -106,9 +146,9 @@ func WithKeyFunc(f func(*http.Request) (string, error)) Option {
 // address of the X-Forwarded-For / Forwarded chain that is not itself a
 // trusted proxy; any other request is keyed by its peer address, whatever
 // headers it carries. By default no proxy is trusted. A prefix that does not
-// parse is an error naming it.
+// parse is an error naming it. Applies to RateLimit, Invalidate and Admit.
 func WithTrustedProxies(cidrs ...string) Option {
-	return Option{name: "WithTrustedProxies", apply: func(c *config) error {
+	return Option{name: "WithTrustedProxies", scope: forAll, apply: func(c *config) error {
 		for _, s := range cidrs {
 			p, err := parsePrefix(s)
 			if err != nil {
@@ -152,8 +192,9 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // keyed by its peer: that keeps a client from choosing its key with a header
 // the proxy passes through untouched. Name only the header your proxies set
 // (and overwrite or append to) if your clients may send the other one.
+// Applies to RateLimit, Invalidate and Admit.
 func WithClientIPHeaders(names ...string) Option {
-	return Option{name: "WithClientIPHeaders", apply: func(c *config) error {
+	return Option{name: "WithClientIPHeaders", scope: forAll, apply: func(c *config) error {
 		if len(names) == 0 {
 			return errors.New("no header named")
 		}
@@ -175,9 +216,9 @@ func WithClientIPHeaders(names ...string) Option {
 // WithCost sets the number of tokens a request takes (default 1). f is
 // called concurrently, once per request. A cost of 0 only reads the bucket;
 // a negative cost, or one above the limit's burst, is a limiter error and
-// gets 503 (and is logged).
+// gets 503 (and is logged). Applies to RateLimit only.
 func WithCost(f func(*http.Request) int) Option {
-	return Option{name: "WithCost", apply: func(c *config) error {
+	return Option{name: "WithCost", scope: forRateLimit, apply: func(c *config) error {
 		if f == nil {
 			return errors.New("cost function is nil")
 		}
@@ -188,9 +229,10 @@ func WithCost(f func(*http.Request) int) Option {
 
 // WithPolicyName sets the policy name sent in the RateLimit-Policy and
 // RateLimit fields (default DefaultPolicyName). It is sent as a structured
-// field String, so it must be 1 to 64 bytes of printable ASCII.
+// field String, so it must be 1 to 64 bytes of printable ASCII. Applies to
+// RateLimit only.
 func WithPolicyName(name string) Option {
-	return Option{name: "WithPolicyName", apply: func(c *config) error {
+	return Option{name: "WithPolicyName", scope: forRateLimit, apply: func(c *config) error {
 		if err := checkPolicyName(name); err != nil {
 			return err
 		}
@@ -211,12 +253,13 @@ func checkPolicyName(name string) error {
 	return nil
 }
 
-// WithLogger sets the logger for limiter and key-function errors. By
+// WithLogger sets the logger for limiter, coordinator, admission and
+// key-function errors (and, at Debug level, malformed herdcap headers). By
 // default nothing is logged. Records are rate limited to about one per
 // second per kind, carrying a count of those suppressed, so that an outage
-// does not become a log storm.
+// does not become a log storm. Applies to RateLimit, Invalidate and Admit.
 func WithLogger(l *slog.Logger) Option {
-	return Option{name: "WithLogger", apply: func(c *config) error {
+	return Option{name: "WithLogger", scope: forAll, apply: func(c *config) error {
 		if l == nil {
 			return errors.New("logger is nil")
 		}
@@ -230,9 +273,9 @@ func WithLogger(l *slog.Logger) Option {
 // code, Retry-After and RateLimit fields are set by the middleware and
 // re-applied when h writes its header, so h cannot change them; it may add
 // headers (such as Content-Type) and learn why it was called from
-// DenialFromContext(r.Context()).
+// DenialFromContext(r.Context()). Applies to RateLimit only.
 func WithDenyHandler(h http.Handler) Option {
-	return Option{name: "WithDenyHandler", apply: func(c *config) error {
+	return Option{name: "WithDenyHandler", scope: forRateLimit, apply: func(c *config) error {
 		if h == nil {
 			return errors.New("handler is nil")
 		}

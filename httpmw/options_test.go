@@ -56,7 +56,7 @@ func TestNilBudget(t *testing.T) {
 }
 
 func TestGoodOptions(t *testing.T) {
-	c, err := buildConfig([]Option{
+	c, err := buildConfig(forRateLimit, []Option{
 		WithTrustedProxies("10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "::ffff:198.51.100.1", "10.1.2.3/8"),
 		WithClientIPHeaders("forwarded"),
 		WithPolicyName(`a "quoted" \ name`),

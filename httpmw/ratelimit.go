@@ -1,5 +1,3 @@
-// Package httpmw provides net/http middleware that rate limits requests with
-// a limiter.Budget and tells clients the limits on the wire.
 package httpmw
 
 import (
@@ -55,7 +53,7 @@ func RateLimit(b limiter.Budget, opts ...Option) (func(http.Handler) http.Handle
 	if b == nil {
 		return nil, errors.New("httpmw: RateLimit: budget is nil")
 	}
-	c, err := buildConfig(opts)
+	c, err := buildConfig(forRateLimit, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,237 @@
+package httpmw
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// testSigner is a resume signer with a fixed key.
+func testSigner(t testing.TB) *limiter.ResumeSigner {
+	t.Helper()
+	s, err := limiter.NewResumeSigner([]byte("a 32-byte key for herdcap tests!"))
+	require.NoError(t, err)
+	return s
+}
+
+// newAdmission returns a real in-process Admission on clk.
+func newAdmission(t testing.TB, l limiter.Limit, clk limiter.Clock, opts ...limiter.AdmissionOption) *limiter.Admission {
+	t.Helper()
+	opts = append([]limiter.AdmissionOption{limiter.WithClock(clk)}, opts...)
+	a, err := limiter.NewAdmission(l, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+// serveAdmit starts an httptest server with next behind Admit.
+func serveAdmit(t testing.TB, a Admitter, next http.Handler, opts ...Option) *httptest.Server {
+	t.Helper()
+	mw, err := Admit(a, opts...)
+	require.NoError(t, err)
+	srv := httptest.NewServer(mw(next))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func asClient(id string) http.Header { return http.Header{HeaderClient: {id}} }
+
+func TestAdmitRefusesWithSlot(t *testing.T) {
+	clk := newManualClock()
+	// 2 new sessions per second, 1 at once: the gate of
+	// limiter.ExampleNewAdmission, whose numbers these must match.
+	a := newAdmission(t, limiter.PerSecond(2, 1), clk)
+	next := &okHandler{}
+	srv := serveAdmit(t, a, next)
+
+	res := get(t, srv, asClient("alice"))
+	require.Equal(t, http.StatusOK, res.status)
+	assert.Empty(t, res.retryAfter)
+	assert.Empty(t, res.header.Values(HeaderResume), "no resume tokens unless the Admission issues them")
+
+	for _, tc := range []struct {
+		id     string
+		ms     string
+		header string
+	}{{"bob", "864", "1"}, {"carol", "1230", "2"}, {"dave", "1572", "2"}} {
+		res := get(t, srv, asClient(tc.id))
+		require.Equal(t, http.StatusServiceUnavailable, res.status, tc.id)
+		assert.Equal(t, "Service Unavailable\n", res.body)
+		assert.Equal(t, tc.header, res.retryAfter, "%s: whole seconds, rounded up", tc.id)
+		assert.Equal(t, tc.ms, res.header.Get(HeaderRetryAfterMillis), "%s: the exact slot", tc.id)
+	}
+	assert.EqualValues(t, 1, next.served.Load(), "refused sessions never reach the handler")
+
+	// Early is refused with the same slot; at the slot, let in.
+	clk.Add(300 * time.Millisecond)
+	res = get(t, srv, asClient("bob"))
+	require.Equal(t, http.StatusServiceUnavailable, res.status)
+	assert.Equal(t, "564", res.header.Get(HeaderRetryAfterMillis), "the same slot, 300 ms closer")
+	clk.Add(564 * time.Millisecond)
+	assert.Equal(t, http.StatusOK, get(t, srv, asClient("bob")).status)
+}
+
+func TestAdmitResumeTokens(t *testing.T) {
+	clk := newManualClock()
+	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, limiter.WithResume(testSigner(t), 10*time.Minute))
+	srv := serveAdmit(t, a, &okHandler{})
+
+	res := get(t, srv, asClient("ann"))
+	require.Equal(t, http.StatusOK, res.status)
+	tok := res.header.Get(HeaderResume)
+	require.Len(t, tok, limiter.ResumeTokenLen)
+
+	// The budget is spent for an hour; ann resumes on her token, and
+	// is handed a fresh one each time.
+	clk.Add(time.Minute)
+	res = get(t, srv, http.Header{HeaderClient: {"ann"}, HeaderResume: {tok}})
+	require.Equal(t, http.StatusOK, res.status)
+	fresh := res.header.Get(HeaderResume)
+	require.Len(t, fresh, limiter.ResumeTokenLen)
+	assert.NotEqual(t, tok, fresh, "the token is refreshed")
+
+	flip := []byte(fresh)
+	flip[10] ^= 'A' ^ 'B'
+	if flip[10] == fresh[10] {
+		flip[10] = 'C'
+	}
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+	}{
+		{"no token", asClient("ann")},
+		{"tampered", http.Header{HeaderClient: {"ann"}, HeaderResume: {string(flip)}}},
+		{"another client's", http.Header{HeaderClient: {"bob"}, HeaderResume: {fresh}}},
+		{"truncated", http.Header{HeaderClient: {"ann"}, HeaderResume: {fresh[:20]}}},
+		{"oversized", http.Header{HeaderClient: {"ann"}, HeaderResume: {strings.Repeat(fresh, 300)}}},
+		{"repeated", http.Header{HeaderClient: {"ann"}, HeaderResume: {fresh, fresh}}},
+		{"not base64url", http.Header{HeaderClient: {"ann"}, HeaderResume: {strings.Repeat("+", limiter.ResumeTokenLen)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := get(t, srv, tc.header)
+			assert.Equal(t, http.StatusServiceUnavailable, res.status, "a bad token makes a new session, which the spent budget refuses")
+			assert.NotEmpty(t, res.retryAfter)
+			assert.Empty(t, res.header.Values(HeaderResume))
+		})
+	}
+
+	clk.Add(11 * time.Minute)
+	res = get(t, srv, http.Header{HeaderClient: {"ann"}, HeaderResume: {fresh}})
+	assert.Equal(t, http.StatusServiceUnavailable, res.status, "an expired token is a new session")
+}
+
+func TestAdmitSessionStart(t *testing.T) {
+	clk := newManualClock()
+	a := newAdmission(t, limiter.Every(time.Hour, 1), clk)
+	next := &okHandler{}
+	srv := serveAdmit(t, a, next, WithSessionStart(func(r *http.Request) bool { return r.URL.Path == "/connect" }))
+
+	assert.Equal(t, http.StatusOK, getPath(t, srv, "/connect", asClient("a")).status)
+	assert.Equal(t, http.StatusServiceUnavailable, getPath(t, srv, "/connect", asClient("b")).status)
+	for range 3 {
+		assert.Equal(t, http.StatusOK, getPath(t, srv, "/data", asClient("b")).status, "only /connect starts a session")
+	}
+	assert.EqualValues(t, 4, next.served.Load())
+}
+
+func TestAdmitBadInput(t *testing.T) {
+	clk := newManualClock()
+	a := newAdmission(t, limiter.Every(time.Hour, 100), clk)
+	var logs syncBuffer
+	next := &okHandler{}
+	srv := serveAdmit(t, a, next, WithLogger(newTextLogger(&logs)))
+	for _, h := range []http.Header{
+		{HeaderClient: {""}},
+		{HeaderClient: {"a", "b"}},
+		{HeaderClient: {strings.Repeat("x", MaxClientHeaderLen+1)}},
+		{HeaderClient: {"caf\xc3\xa9"}},
+	} {
+		res := get(t, srv, h)
+		assert.Equal(t, http.StatusBadRequest, res.status, "%q", h)
+		assert.Equal(t, "Bad Request\n", res.body)
+	}
+	assert.Zero(t, next.served.Load())
+	assert.Contains(t, logs.String(), "no usable client ID; answering 400")
+
+	// A key function handing the Admission an ID it cannot take is a
+	// server bug: 500, no Retry-After.
+	long := func(*http.Request) (string, error) { return strings.Repeat("k", limiter.MaxClientIDLen+1), nil }
+	srv = serveAdmit(t, a, next, WithKeyFunc(long), WithLogger(newTextLogger(&logs)))
+	res := get(t, srv, nil)
+	assert.Equal(t, http.StatusInternalServerError, res.status)
+	assert.Empty(t, res.retryAfter)
+	assert.Contains(t, logs.String(), "rejected the client ID; answering 500")
+}
+
+func TestAdmitClosedIs503(t *testing.T) {
+	a := newAdmission(t, limiter.PerSecond(10, 10), newManualClock())
+	require.NoError(t, a.Close())
+	var logs syncBuffer
+	srv := serveAdmit(t, a, &okHandler{}, WithLogger(newTextLogger(&logs)))
+	res := get(t, srv, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, res.status)
+	assert.Equal(t, "1", res.retryAfter, "no hint from the admission: come back in a second")
+	assert.Empty(t, res.header.Values(HeaderRetryAfterMillis))
+	assert.Contains(t, logs.String(), "admission failed; answering 503")
+}
+
+// TestAdmitRedisFailClosed runs the real fail-closed path: a Redis
+// admission whose server is killed refuses with 503 and a Retry-After
+// spread over one to two breaker periods, without leaking the error.
+func TestAdmitRedisFailClosed(t *testing.T) {
+	s := redistest.Start(t)
+	const breakerOpen = 2 * time.Second
+	a, err := limiter.NewRedisAdmission(s.Client(t), limiter.PerSecond(100, 100),
+		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1, breakerOpen), limiter.WithTimeout(time.Second))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	var logs syncBuffer
+	srv := serveAdmit(t, a, &okHandler{}, WithLogger(newTextLogger(&logs)))
+	require.Equal(t, http.StatusOK, get(t, srv, asClient("c1")).status)
+
+	s.Kill(t)
+	for i := range 3 {
+		res := get(t, srv, asClient(fmt.Sprint("c", i)))
+		require.Equal(t, http.StatusServiceUnavailable, res.status)
+		assert.Equal(t, "Service Unavailable\n", res.body)
+		assert.NotContains(t, res.body, s.Addr())
+		ms, err := strconv.Atoi(res.header.Get(HeaderRetryAfterMillis))
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, time.Duration(ms)*time.Millisecond, breakerOpen)
+		assert.LessOrEqual(t, time.Duration(ms)*time.Millisecond, 2*breakerOpen)
+		secs, err := strconv.Atoi(res.retryAfter)
+		require.NoError(t, err)
+		assert.Equal(t, (ms+999)/1000, secs)
+	}
+	assert.Contains(t, logs.String(), "unavailable=true")
+}
+
+func TestAdmitOptions(t *testing.T) {
+	a := newAdmission(t, limiter.PerSecond(1, 1), newManualClock())
+	_, err := Admit(nil)
+	assert.ErrorContains(t, err, "nil")
+	for _, tc := range []struct {
+		opt  Option
+		want string
+	}{
+		{WithCost(func(*http.Request) int { return 1 }), "WithCost does not apply to Admit"},
+		{WithMaxNotices(3), "WithMaxNotices does not apply to Admit"},
+		{WithDenyHandler(http.NotFoundHandler()), "WithDenyHandler does not apply to Admit"},
+		{WithSessionStart(nil), "WithSessionStart: predicate is nil"},
+		{WithKeyFunc(func(*http.Request) (string, error) { return "", nil }), ""},
+	} {
+		_, err := Admit(a, tc.opt, WithTrustedProxies("10.0.0.0/8"))
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		assert.ErrorContains(t, err, tc.want)
+	}
+}

@@ -1,0 +1,284 @@
+package httpmw
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// newCoordinator returns a real coordinator on a fresh memory store, driven
+// by clk, reading the store on every Due (cache TTL 0) so that what a test
+// released is what the next request sees.
+func newCoordinator(t testing.TB, clk *manualClock, opts ...invalidate.Option) *invalidate.Coordinator {
+	t.Helper()
+	opts = append([]invalidate.Option{invalidate.WithClock(clk), invalidate.WithCacheTTL(0), invalidate.WithPopulationWindow(0)}, opts...)
+	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), opts...)
+	require.NoError(t, err)
+	return c
+}
+
+// startRollout starts r on c and returns its epoch.
+func startRollout(t testing.TB, c *invalidate.Coordinator, r invalidate.Rollout) uint64 {
+	t.Helper()
+	st, err := c.Start(context.Background(), r)
+	require.NoError(t, err)
+	return st.Rollout.Epoch
+}
+
+// advance moves clk by d and advances c to it.
+func advance(t testing.TB, c *invalidate.Coordinator, clk *manualClock, d time.Duration) {
+	t.Helper()
+	require.NoError(t, c.AdvanceAt(context.Background(), clk.Add(d)))
+}
+
+// serveInvalidate starts an httptest server with next behind Invalidate.
+func serveInvalidate(t testing.TB, src NoticeSource, next http.Handler, opts ...Option) *httptest.Server {
+	t.Helper()
+	mw, err := Invalidate(src, opts...)
+	require.NoError(t, err)
+	srv := httptest.NewServer(mw(next))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// catalog is an unguarded rollout of 4 cohorts, one per second for 100
+// clients (100 / (4 × 25) = 1 s per cohort).
+var catalog = invalidate.Rollout{ID: "catalog-v2", Scope: "tag:catalog", Cohorts: 4, Rate: 25,
+	Clients: 100, Coverage: 0.1, Source: "test"}
+
+func TestInvalidateDeliversReleasedCohorts(t *testing.T) {
+	clk := newManualClock()
+	c := newCoordinator(t, clk)
+	epoch := startRollout(t, c, catalog)
+	next := &okHandler{}
+	srv := serveInvalidate(t, c, next)
+	want := fmt.Sprintf(`"tag:catalog";epoch=%d;id="catalog-v2"`, epoch)
+
+	ids := make([]string, 100)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("client-%03d", i)
+	}
+	told := func(applied uint64) map[string]bool {
+		out := map[string]bool{}
+		for _, id := range ids {
+			res := get(t, srv, http.Header{HeaderClient: {id}, HeaderEpoch: {strconv.FormatUint(applied, 10)}})
+			require.Equal(t, http.StatusOK, res.status)
+			require.Equal(t, "ok", res.body)
+			if v := res.header.Get(HeaderInvalidate); v != "" {
+				assert.Equal(t, want, v)
+				assert.Equal(t, strconv.FormatUint(epoch, 10), res.header.Get(HeaderEpoch))
+				out[id] = true
+			} else {
+				assert.Empty(t, res.header.Values(HeaderEpoch))
+			}
+		}
+		return out
+	}
+
+	assert.Empty(t, told(0), "nothing is released before the first advance")
+	for wave := 1; wave <= 4; wave++ {
+		advance(t, c, clk, time.Second)
+		got := told(0)
+		for _, id := range ids {
+			cohort := limiter.Cohort(catalog.ID, id, catalog.Cohorts)
+			assert.Equal(t, cohort < wave, got[id], "wave %d: %s is in cohort %d", wave, id, cohort)
+		}
+	}
+	assert.Empty(t, told(epoch), "a client that applied the epoch is told nothing")
+
+	// A request without an epoch is from a client that takes no part.
+	res := get(t, srv, http.Header{HeaderClient: {ids[0]}})
+	require.Equal(t, http.StatusOK, res.status)
+	assert.Empty(t, res.header.Values(HeaderInvalidate))
+	assert.EqualValues(t, 100*6+1, next.served.Load(), "every request reaches the handler")
+}
+
+func TestInvalidateKeysByClientIPWithoutHeader(t *testing.T) {
+	clk := newManualClock()
+	c := newCoordinator(t, clk)
+	epoch := startRollout(t, c, invalidate.Rollout{ID: "r", Scope: "s", Cohorts: 1000, Rate: 1000,
+		Clients: 1000, Coverage: 0.1, Source: "test"})
+	srv := serveInvalidate(t, c, &okHandler{})
+	// Release exactly the cohorts up to the one of 127.0.0.1: its
+	// requests are told, those of a client ID in a later cohort are not.
+	mine := limiter.Cohort("r", "127.0.0.1", 1000)
+	other := ""
+	for i := 0; other == ""; i++ {
+		if id := fmt.Sprint("c", i); limiter.Cohort("r", id, 1000) > mine {
+			other = id
+		}
+	}
+	for {
+		st, err := c.Status(t.Context(), "r")
+		require.NoError(t, err)
+		if st.Released > mine {
+			require.LessOrEqual(t, st.Released, limiter.Cohort("r", other, 1000), "advance released past the probe's cohort; pick smaller steps")
+			break
+		}
+		advance(t, c, clk, time.Millisecond)
+	}
+	res := get(t, srv, http.Header{HeaderEpoch: {"0"}})
+	assert.Equal(t, strconv.FormatUint(epoch, 10), res.header.Get(HeaderEpoch))
+	res = get(t, srv, http.Header{HeaderEpoch: {"0"}, HeaderClient: {other}})
+	assert.Empty(t, res.header.Get(HeaderEpoch))
+}
+
+func TestInvalidateBadInputIs400(t *testing.T) {
+	clk := newManualClock()
+	c := newCoordinator(t, clk)
+	startRollout(t, c, catalog)
+	next := &okHandler{}
+	srv := serveInvalidate(t, c, next)
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+	}{
+		{"empty epoch", http.Header{HeaderEpoch: {""}}},
+		{"negative epoch", http.Header{HeaderEpoch: {"-1"}}},
+		{"hex epoch", http.Header{HeaderEpoch: {"0x2a"}}},
+		{"decimal epoch", http.Header{HeaderEpoch: {"4.2"}}},
+		{"epoch above MaxEpoch", http.Header{HeaderEpoch: {"9007199254740992"}}},
+		{"epoch overflowing uint64", http.Header{HeaderEpoch: {"18446744073709551616"}}},
+		{"oversized epoch", http.Header{HeaderEpoch: {strings.Repeat("9", 8<<10)}}},
+		{"repeated epoch", http.Header{HeaderEpoch: {"1", "2"}}},
+		{"two epochs in one line", http.Header{HeaderEpoch: {"1, 2"}}},
+		{"client ID with a space", http.Header{HeaderEpoch: {"0"}, HeaderClient: {"a b"}}},
+		{"client ID with a comma", http.Header{HeaderEpoch: {"0"}, HeaderClient: {"a,b"}}},
+		{"oversized client ID", http.Header{HeaderEpoch: {"0"}, HeaderClient: {strings.Repeat("c", MaxClientHeaderLen+1)}}},
+		{"repeated client ID", http.Header{HeaderEpoch: {"0"}, HeaderClient: {"a", "b"}}},
+		{"empty client ID", http.Header{HeaderEpoch: {"0"}, HeaderClient: {""}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := get(t, srv, tc.header)
+			assert.Equal(t, http.StatusBadRequest, res.status)
+			assert.Equal(t, "Bad Request\n", res.body)
+			assert.Empty(t, res.header.Values(HeaderInvalidate))
+		})
+	}
+	assert.Zero(t, next.served.Load(), "a bad request never reaches the handler")
+}
+
+// deadRedis returns a client for a loopback port nothing listens on: a real
+// store that cannot be reached.
+func deadRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1,
+		DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestInvalidateCoordinatorErrorServesWithoutNotices(t *testing.T) {
+	store, err := invalidate.NewRedisStore(deadRedis(t), invalidate.WithTimeout(time.Second))
+	require.NoError(t, err)
+	c, err := invalidate.NewCoordinator(store)
+	require.NoError(t, err)
+	var logs syncBuffer
+	next := &okHandler{}
+	srv := serveInvalidate(t, c, next, WithLogger(newTextLogger(&logs)))
+
+	res := get(t, srv, http.Header{HeaderEpoch: {"0"}, HeaderClient: {"c1"}})
+	assert.Equal(t, http.StatusOK, res.status, "a coordinator failure must not fail the request")
+	assert.Equal(t, "ok", res.body)
+	assert.Empty(t, res.header.Values(HeaderInvalidate))
+	assert.EqualValues(t, 1, next.served.Load())
+	assert.Contains(t, logs.String(), "coordinator failed; serving without notices")
+	assert.Contains(t, logs.String(), "unavailable=true")
+}
+
+func TestInvalidateKeyFunc(t *testing.T) {
+	clk := newManualClock()
+	c := newCoordinator(t, clk)
+	epoch := startRollout(t, c, invalidate.Rollout{ID: "all-at-once", Scope: "s", Cohorts: 1, Rate: 1000,
+		Clients: 1, Coverage: 0.1, Source: "test"})
+	advance(t, c, clk, time.Second)
+	key := func(r *http.Request) (string, error) {
+		switch u := r.Header.Get("X-User"); u {
+		case "":
+			return "", fmt.Errorf("not logged in: %w", ErrNoKey)
+		case "broken":
+			return "", io.ErrUnexpectedEOF
+		default:
+			return "user:" + u, nil
+		}
+	}
+	var logs syncBuffer
+	srv := serveInvalidate(t, c, &okHandler{}, WithKeyFunc(key), WithLogger(newTextLogger(&logs)))
+	res := get(t, srv, http.Header{HeaderEpoch: {"0"}, "X-User": {"ann"}})
+	assert.Equal(t, http.StatusOK, res.status)
+	assert.Equal(t, strconv.FormatUint(epoch, 10), res.header.Get(HeaderEpoch))
+	assert.Equal(t, http.StatusBadRequest, get(t, srv, http.Header{HeaderEpoch: {"0"}}).status)
+	assert.Equal(t, http.StatusInternalServerError, get(t, srv, http.Header{HeaderEpoch: {"0"}, "X-User": {"broken"}}).status)
+	assert.Contains(t, logs.String(), "unexpected EOF")
+	// A client that takes no part is not keyed at all.
+	assert.Equal(t, http.StatusOK, get(t, srv, nil).status)
+}
+
+func TestInvalidateMaxNotices(t *testing.T) {
+	clk := newManualClock()
+	c := newCoordinator(t, clk)
+	var epochs []uint64
+	for i := range 5 {
+		epochs = append(epochs, startRollout(t, c, invalidate.Rollout{ID: fmt.Sprint("r", i), Scope: fmt.Sprint("s", i),
+			Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, Source: "test"}))
+	}
+	advance(t, c, clk, time.Second)
+	srv := serveInvalidate(t, c, &okHandler{}, WithMaxNotices(2))
+	var applied uint64
+	var scopes []string
+	for range 4 {
+		res := get(t, srv, http.Header{HeaderEpoch: {strconv.FormatUint(applied, 10)}})
+		got, err := parseNotices(nil, res.header.Values(HeaderInvalidate))
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(got), 2)
+		for _, n := range got {
+			scopes = append(scopes, n.Scope)
+			applied = n.Epoch
+		}
+		if len(got) > 0 {
+			assert.Equal(t, strconv.FormatUint(applied, 10), res.header.Get(HeaderEpoch))
+		}
+	}
+	assert.Equal(t, []string{"s0", "s1", "s2", "s3", "s4"}, scopes, "in epoch order, each once")
+	assert.Equal(t, epochs[4], applied)
+}
+
+func TestInvalidateOptions(t *testing.T) {
+	c := newCoordinator(t, newManualClock())
+	_, err := Invalidate(nil)
+	assert.ErrorContains(t, err, "nil")
+	for _, tc := range []struct {
+		opt  Option
+		want string
+	}{
+		{WithCost(func(*http.Request) int { return 1 }), "WithCost does not apply to Invalidate"},
+		{WithPolicyName("p"), "WithPolicyName does not apply to Invalidate"},
+		{WithDenyHandler(http.NotFoundHandler()), "WithDenyHandler does not apply to Invalidate"},
+		{WithSessionStart(func(*http.Request) bool { return true }), "WithSessionStart does not apply to Invalidate"},
+		{WithMaxNotices(0), "WithMaxNotices: max notices must be >= 1, got 0"},
+	} {
+		_, err := Invalidate(c, tc.opt)
+		assert.ErrorIs(t, err, ErrInvalidOption)
+		assert.ErrorContains(t, err, tc.want)
+	}
+	_, err = RateLimit(newLocal(t, limiter.PerSecond(1, 1), newManualClock()), WithMaxNotices(3))
+	assert.ErrorContains(t, err, "WithMaxNotices does not apply to RateLimit")
+}
