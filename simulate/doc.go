@@ -1,0 +1,143 @@
+// Package simulate replays cache-invalidation and reconnect storms in
+// virtual time, against herdcap's real components, protected and not.
+//
+// # The model
+//
+// A run is a deterministic discrete-event simulation: one virtual clock,
+// one seeded random stream, events processed in time order. It drives the
+// real herdcap code through its injected clocks and explicit-time methods
+// (limiter budgets' AllowNAt and ReserveNAt, Admission.AdmitAt,
+// invalidate.Coordinator's AdvanceAt and AppendDue, limiter.Backoff with a
+// seeded source, limiter.RetryBudget); it re-implements none of them.
+//
+//   - Clients (1 to 10,000,000) each hold a connection to one node (client
+//     i to node i mod nodes) and a cached copy of their page data. They
+//     poll (view a page) as a Poisson process of mean Client.PollInterval.
+//     A poll is served from the copy (a hit) unless the copy is gone; each
+//     poll finds the copy stale with the probability that makes its mean
+//     life Client.CopyTTL, and the client refetches. On an invalidation
+//     directive a client drops its copy and refetches; on a disconnect it
+//     reconnects.
+//   - Nodes (1 to 50) answer a fetch from their cache with probability
+//     Node.CacheHit (decided once per need, so retries of one need agree);
+//     a miss is a call to the origin. A restarted node comes back cold and
+//     warms linearly over Node.WarmKeys origin fills. A reconnect sets up a
+//     session, which is one origin call.
+//   - The origin serves Origin.Capacity requests per second from one FIFO
+//     queue, so a request's completion time is known when it arrives (a
+//     fluid queue: no events of its own). Latency is its base latency plus
+//     the queueing delay. A request that would take longer than
+//     Origin.Timeout fails at the timeout, but the origin still does the
+//     work (no deadline propagation), so a long queue serves mostly
+//     requests nobody waits for any more. Failures make clients retry, the
+//     retries keep the queue long, and the queue keeps failing requests: a
+//     metastable collapse emerges from these dynamics when the load that
+//     started it is gone; nothing in the model declares it.
+//
+// The unprotected run is the fleet of the incident: the rogue node's
+// "invalidate everything" reaches every client at once (within
+// Client.Reaction); a client retries a failed fetch after the fixed
+// Client.RetryDelay; a disconnected client reconnects at once and retries
+// after the same fixed delay; nothing paces the origin. With
+// Client.DisconnectOnError (the incident), a failed fetch also drops the
+// connection.
+//
+// The protected run changes only what herdcap changes:
+//
+//   - the rogue node's invalidation becomes an invalidate.Rollout (scope
+//     "*", so the guard paces it: Protection.RolloutRate clients per
+//     second in Protection.Cohorts cohorts, never in less than
+//     Protection.MinDuration) on a Coordinator per node sharing one store.
+//     The nodes take turns to advance it, one advance per Protection.Tick.
+//     Every poll asks the client's node AppendDue (the allocation-free
+//     Due); when a cohort is released its clients are also pushed the
+//     notice (each push asks AppendDue again), spaced evenly over one
+//     cohort interval and starting one Due cache TTL after the release, so
+//     that every node's answer has it;
+//   - every origin call books a token of a fleet-wide origin budget
+//     (limiter ReserveNAt, Protection.OriginBudget calls per second, burst
+//     5% of that): the node holds the call until its token is due, up to a
+//     second, and past that answers 503 with the wait as Retry-After;
+//   - a reconnect asks a fleet-wide limiter.Admission (Client.Backoff
+//     "slot", Protection.AdmissionRate sessions per second) and comes back
+//     at the slot it is given; with "jitter" the client only backs off;
+//   - clients wait with limiter.Backoff (full jitter, honouring the
+//     server's hint) and retry only while their limiter.RetryBudget allows
+//     (otherwise their next page view asks again);
+//   - the config change's limit ramps over Protection.Ramp (limiter
+//     WithRamp and SetLimitAt) instead of jumping.
+//
+// Coordination lives in process by default. With Config.Redis the same
+// budgets, admission and rollouts run on Redis, with the virtual time
+// passed to every script, and the same seed gives the same numbers (the
+// Redis backends run FailClosed with a long time budget, so a Redis that
+// cannot answer stops the run rather than changing its numbers).
+//
+// # Triggers
+//
+// A Scenario (JSON; see Scenario and the files under scenarios/) has one
+// trigger: rogue-invalidate (one node tells every client to invalidate),
+// reconnect-storm (a share of clients drop at once, or one node restarts),
+// incident (the rogue invalidation, with clients that reconnect on
+// errors), and config-change (a content push paced by a limit that an
+// operator raises 100× at once, against ramped). Each runs unprotected and
+// protected with the same seed (Compare); the clients' placement and poll
+// phases are the same in both.
+//
+// # Definitions
+//
+//   - Steady state: the mean origin load in the seconds before the
+//     trigger (skipping the first ten). Runs start in steady state: every
+//     client connected with a copy, poll phases random.
+//   - Intended calls: the origin calls a fault-free system would make for
+//     the same client needs: each need for data that misses the node cache
+//     once, plus one session per client the trigger disconnected.
+//     Amplification is origin calls ÷ intended calls; retries, reconnects
+//     after errors and duplicate work push it above 1.
+//   - Affected and converged: the clients the trigger affects are all of
+//     them (invalidations), the ones it drops (reconnect storm) or the ones
+//     the content push must refresh (config change). One converges when it
+//     has applied the change and holds data again, connected. Time to
+//     converge runs from the trigger to the last one; the target is
+//     Result.ConvergeOverSchedule ≤ 1.1: converged within 1.1 × (affected ÷
+//     budget), no less than the rollout's least duration, plus one wave
+//     (one cohort interval; one tick for the others).
+//   - Hit rate: page views served from the client's copy ÷ page views, per
+//     second; normal is its mean before the trigger.
+//   - Recovered: from some second after the trigger to the end of the run
+//     (at least a minute), the trailing minute always had a hit rate of at
+//     least 90% of normal and an error rate under 1%. Not recovered is
+//     reported as Collapsed: a metastable collapse, the failure outlasting
+//     its trigger.
+//   - Errors: failed client requests: origin timeouts and rejections, a
+//     node that is down, and refusals (503 from the origin budget,
+//     admission's "come back at your slot"), which are cheap but are not
+//     successes.
+//   - Time to data: from the moment a client needs data until a fetch
+//     delivers it, retries and waits included; needs still open at the end
+//     count with their age.
+//
+// # Sizes
+//
+// A scenario's rates and capacities are for its client count; Scale
+// resizes it, multiplying them all, so the dynamics stay the same. The
+// built-ins are written for 1,000,000 clients; stormsim runs them at
+// LaptopClients by default, and the tests at a smaller size. Per-second
+// counts carry Poisson noise of about √n, so small sizes show a rougher
+// picture of the same dynamics.
+//
+// # Engine
+//
+// Events are 16-byte values in a calendar queue: a ring of 16384 buckets of
+// 10 ms of virtual time, each an unsorted slice sorted when reached, with a
+// 4-ary heap for events beyond the ring's 164 s horizon. Push and pop are
+// O(1) amortised and allocate nothing once the buffers have grown. Client
+// state is a flat array of 32-byte structs without pointers (one cache line
+// per event, nothing for the garbage collector to scan) plus one string
+// holding every client ID. Each client has at most one pending action
+// (fetch, its outcome, a reconnect, ...) and one pending poll; a
+// rescheduled action leaves its old event in the queue, skipped when popped
+// because it no longer matches the client's pending action and time. Runs
+// are single-threaded and deterministic: the same scenario and seed give
+// the same Result, byte for byte in JSON.
+package simulate

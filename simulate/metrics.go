@@ -1,0 +1,338 @@
+package simulate
+
+import (
+	"math"
+	"time"
+)
+
+// Series is a run's time series, one value per virtual second (index s
+// covers [s, s+1) seconds). Counts are events in that second; levels
+// (Connected, Unconverged, QueueDelay) are sampled at its end or its
+// maximum, as stated.
+type Series struct {
+	// OriginCalls is the load offered to the origin: calls arriving.
+	OriginCalls []float64
+	// OriginErrors counts origin calls that timed out or were rejected.
+	OriginErrors []float64
+	// QueueDelay is the longest origin queueing delay met in the second,
+	// in seconds.
+	QueueDelay []float64
+	// Views counts client polls (page views); Hits those served from the
+	// client's cached copy. HitRate is Hits ÷ Views.
+	Views, Hits, HitRate []float64
+	// Requests counts client requests (fetch and session attempts);
+	// Errors those that failed (timeouts, rejections, refusals, a node
+	// that is down, and 503s from the origin budget).
+	Requests, Errors []float64
+	// Goodput counts fetches that delivered data to a client.
+	Goodput []float64
+	// Changed counts clients that applied the change (an invalidation,
+	// a refresh, or a reconnection after the drop).
+	Changed []float64
+	// Reconnects counts reconnect attempts.
+	Reconnects []float64
+	// Connected is the number of connected clients at the second's end.
+	Connected []float64
+	// Unconverged is the number of clients affected by the trigger and
+	// not yet converged, at the second's end.
+	Unconverged []float64
+	// RedisOps counts Redis commands sent (0 on the memory store).
+	RedisOps []float64
+}
+
+func newSeries(secs int) *Series {
+	f := func() []float64 { return make([]float64, secs) }
+	return &Series{
+		OriginCalls: f(), OriginErrors: f(), QueueDelay: f(),
+		Views: f(), Hits: f(), HitRate: f(),
+		Requests: f(), Errors: f(), Goodput: f(), Changed: f(),
+		Reconnects: f(), Connected: f(), Unconverged: f(), RedisOps: f(),
+	}
+}
+
+// Result is the outcome of one run, every number a pure function of the
+// scenario, the mode and the seed. Rates are per virtual second; times are
+// virtual seconds, counted from the trigger where they say so. -1 stands
+// for "never".
+type Result struct {
+	// Scenario and Mode identify the run.
+	Scenario string `json:"scenario"`
+	Mode     Mode   `json:"mode"`
+	// Clients, Nodes and Seed are the run's size and seed.
+	Clients int    `json:"clients"`
+	Nodes   int    `json:"nodes"`
+	Seed    uint64 `json:"seed"`
+	// Store is "memory" or "redis": where coordination lived.
+	Store string `json:"store"`
+
+	// SteadyRPS is the steady state: the mean origin load over the
+	// seconds before the trigger (after the first ten).
+	SteadyRPS float64 `json:"steady_rps"`
+	// PeakRPS is the highest origin load in one second, PeakOverSteady
+	// its ratio to SteadyRPS, PeakOverBudget its ratio to the configured
+	// origin budget (BudgetRPS).
+	PeakRPS        float64 `json:"peak_rps"`
+	PeakOverSteady float64 `json:"peak_over_steady"`
+	BudgetRPS      float64 `json:"budget_rps"`
+	PeakOverBudget float64 `json:"peak_over_budget"`
+	// CapacityRPS is the origin's capacity; OverloadCalls the origin load
+	// above it, summed over the seconds (requests).
+	CapacityRPS   float64 `json:"capacity_rps"`
+	OverloadCalls float64 `json:"overload_calls"`
+	// OriginCalls is every call that reached the origin; IntendedCalls
+	// the calls a fault-free system would have made for the same client
+	// needs (each fetch that misses the node cache once, and one session
+	// per client the trigger dropped); Amplification their ratio.
+	OriginCalls   int64   `json:"origin_calls"`
+	IntendedCalls int64   `json:"intended_calls"`
+	Amplification float64 `json:"amplification"`
+	// WastedCalls counts origin calls that timed out: work the origin
+	// did for nobody.
+	WastedCalls int64 `json:"wasted_calls"`
+	// ChangedPeak is the most clients that applied the change in one
+	// second; ChangeBudget the budget meant to bound it (the rollout rate,
+	// the admission rate, or the config change's final limit);
+	// ChangedOverBudget their ratio.
+	ChangedPeak       float64 `json:"changed_peak"`
+	ChangeBudget      float64 `json:"change_budget"`
+	ChangedOverBudget float64 `json:"changed_over_budget"`
+	// MaxStepRPS is the largest change of origin load from one second to
+	// the next.
+	MaxStepRPS float64 `json:"max_step_rps"`
+	// MaxStepOverCapacity is MaxStepRPS ÷ CapacityRPS: the step as a share
+	// of what the origin can take, comparable across sizes.
+	MaxStepOverCapacity float64 `json:"max_step_over_capacity"`
+	// MaxRiseRPS is the largest increase of origin load from one second to
+	// the next (a sudden drop, when work runs out, harms nobody);
+	// MaxRiseOverCapacity its share of the capacity.
+	MaxRiseRPS          float64 `json:"max_rise_rps"`
+	MaxRiseOverCapacity float64 `json:"max_rise_over_capacity"`
+	// Affected is the number of clients the trigger affected. Converged
+	// reports whether every one of them converged before the run ended,
+	// ConvergeS when the last did (from the trigger; -1 if not).
+	Affected  int     `json:"affected"`
+	Converged bool    `json:"converged"`
+	ConvergeS float64 `json:"converge_s"`
+	// ScheduleS is the fastest the change budget lets the affected
+	// clients change (Affected ÷ ChangeBudget, and no less than the
+	// rollout's least duration), WaveS one wave of it;
+	// ConvergeOverSchedule is (ConvergeS − WaveS) ÷ ScheduleS (-1 when not
+	// converged).
+	ScheduleS            float64 `json:"schedule_s"`
+	WaveS                float64 `json:"wave_s"`
+	ConvergeOverSchedule float64 `json:"converge_over_schedule"`
+	// NormalHitRate is the mean hit rate before the trigger, MinHitRate
+	// the lowest one-second hit rate after it, HitRecoverS the time from
+	// the trigger until the hit rate is back at 90% of normal for good
+	// (-1 if never).
+	NormalHitRate float64 `json:"normal_hit_rate"`
+	MinHitRate    float64 `json:"min_hit_rate"`
+	HitRecoverS   float64 `json:"hit_recover_s"`
+	// Recovered reports whether the system recovered after the trigger:
+	// from some second on, to the end of the run (at least a minute), the
+	// trailing minute always had a hit rate of at least 90% of normal and
+	// an error rate under 1%. RecoverS is when (from the trigger; -1 if not).
+	// Collapsed is its negation: a metastable collapse, the failure
+	// outlasting its trigger.
+	Recovered bool    `json:"recovered"`
+	RecoverS  float64 `json:"recover_s"`
+	Collapsed bool    `json:"collapsed"`
+	// GoodputRPS is the mean rate of fetches that delivered data after the
+	// trigger; ErrorRate the share of client requests that failed after
+	// it.
+	GoodputRPS float64 `json:"goodput_rps"`
+	ErrorRate  float64 `json:"error_rate"`
+	// LatencyP50S, LatencyP99S and LatencyP999S are percentiles of the
+	// client's time to data: from the moment a client needs data (its copy
+	// dropped or stale) until a fetch delivers it, retries and backoff
+	// included; needs still open at the end count with their age.
+	LatencyP50S  float64 `json:"latency_p50_s"`
+	LatencyP99S  float64 `json:"latency_p99_s"`
+	LatencyP999S float64 `json:"latency_p999_s"`
+	// ReconnectPeak is the most reconnect attempts in one second.
+	ReconnectPeak float64 `json:"reconnect_peak"`
+	// RedisOps is the number of Redis commands the run sent,
+	// RedisOpsPeak and RedisOpsMean per second (0 on the memory store).
+	RedisOps     int64   `json:"redis_ops"`
+	RedisOpsPeak float64 `json:"redis_ops_peak"`
+	RedisOpsMean float64 `json:"redis_ops_mean"`
+
+	// Series is the per-second time series (not in the JSON).
+	Series *Series `json:"-"`
+}
+
+// hist is a log-linear latency histogram: 16 buckets per power of two
+// from 1 µs, so a percentile is exact to about 4%. Fixed size, no
+// allocation per sample.
+type hist struct {
+	counts [64 * 16]int64
+	n      int64
+}
+
+func histIndex(ns int64) int {
+	us := float64(ns) / 1e3
+	if us < 1 {
+		return 0
+	}
+	i := int(math.Log2(us)*16) + 1
+	return min(i, len(hist{}.counts)-1)
+}
+
+func (h *hist) add(ns int64) {
+	h.counts[histIndex(ns)]++
+	h.n++
+}
+
+// quantile returns the q-quantile in seconds: the upper edge of its bucket.
+func (h *hist) quantile(q float64) float64 {
+	if h.n == 0 {
+		return 0
+	}
+	rank := int64(math.Ceil(q * float64(h.n)))
+	var c int64
+	for i, k := range h.counts {
+		c += k
+		if c >= rank {
+			if i == 0 {
+				return 1e-6
+			}
+			return round6(math.Exp2(float64(i)/16) * 1e-6)
+		}
+	}
+	return 0
+}
+
+// round6 rounds to six significant digits, so reports stay readable.
+func round6(x float64) float64 {
+	if x == 0 || math.IsNaN(x) || math.IsInf(x, 0) {
+		return x
+	}
+	p := math.Pow(10, 5-math.Floor(math.Log10(math.Abs(x))))
+	return math.Round(x*p) / p
+}
+
+// summarize computes r's summary from its series and counters.
+func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
+	s := r.Series
+	secs := len(s.OriginCalls)
+	for i := range secs {
+		if s.Views[i] > 0 {
+			s.HitRate[i] = s.Hits[i] / s.Views[i]
+		}
+	}
+	mean := func(x []float64, from, to int) float64 {
+		if to <= from {
+			return 0
+		}
+		var t float64
+		for _, v := range x[from:to] {
+			t += v
+		}
+		return t / float64(to-from)
+	}
+	from := min(10, trig/2)
+	r.SteadyRPS = round6(mean(s.OriginCalls, from, trig))
+	var views, hits float64
+	for i := from; i < trig; i++ {
+		views += s.Views[i]
+		hits += s.Hits[i]
+	}
+	if views > 0 {
+		r.NormalHitRate = round6(hits / views)
+	}
+	r.CapacityRPS = round6(sc.Origin.Capacity)
+	r.BudgetRPS = round6(sc.Protection.OriginBudget)
+	for i := range secs {
+		r.PeakRPS = max(r.PeakRPS, s.OriginCalls[i])
+		r.OverloadCalls += max(0, s.OriginCalls[i]-sc.Origin.Capacity)
+		r.ChangedPeak = max(r.ChangedPeak, s.Changed[i])
+		r.ReconnectPeak = max(r.ReconnectPeak, s.Reconnects[i])
+		r.RedisOpsPeak = max(r.RedisOpsPeak, s.RedisOps[i])
+		if i > 0 {
+			r.MaxStepRPS = max(r.MaxStepRPS, math.Abs(s.OriginCalls[i]-s.OriginCalls[i-1]))
+			r.MaxRiseRPS = max(r.MaxRiseRPS, s.OriginCalls[i]-s.OriginCalls[i-1])
+		}
+	}
+	r.OverloadCalls = round6(r.OverloadCalls)
+	r.MaxStepOverCapacity = round6(r.MaxStepRPS / sc.Origin.Capacity)
+	r.MaxRiseOverCapacity = round6(r.MaxRiseRPS / sc.Origin.Capacity)
+	r.PeakOverSteady = round6(r.PeakRPS / math.Max(r.SteadyRPS, 1e-9))
+	r.PeakOverBudget = round6(r.PeakRPS / r.BudgetRPS)
+	if r.IntendedCalls > 0 {
+		r.Amplification = round6(float64(r.OriginCalls) / float64(r.IntendedCalls))
+	}
+	if r.ChangeBudget > 0 {
+		r.ChangedOverBudget = round6(r.ChangedPeak / r.ChangeBudget)
+	}
+	r.RedisOpsMean = round6(mean(s.RedisOps, 0, secs))
+
+	// Hit rate after the trigger, and its recovery to 90% of normal.
+	r.MinHitRate = 1
+	lastLow := -1
+	for i := trig; i < secs; i++ {
+		r.MinHitRate = min(r.MinHitRate, s.HitRate[i])
+		if s.HitRate[i] < 0.9*r.NormalHitRate {
+			lastLow = i
+		}
+	}
+	r.MinHitRate = round6(r.MinHitRate)
+	r.HitRecoverS = -1
+	if lastLow < secs-1 {
+		r.HitRecoverS = float64(max(lastLow+1, trig) - trig)
+	}
+
+	// Recovery: from some second to the end, over the trailing minute
+	// (so that one refusal among few requests, or a few misses, is not a
+	// failure), errors under 1% and the hit rate at 90% of normal, with at
+	// least a minute left to show it.
+	lastBad := trig - 1
+	var reqs, errs, vs, hs float64
+	for i := trig; i < secs; i++ {
+		reqs += s.Requests[i]
+		errs += s.Errors[i]
+		vs += s.Views[i]
+		hs += s.Hits[i]
+		if j := i - 60; j >= trig {
+			reqs -= s.Requests[j]
+			errs -= s.Errors[j]
+			vs -= s.Views[j]
+			hs -= s.Hits[j]
+		}
+		if errs >= 0.01*math.Max(reqs, 1) || hs < 0.9*r.NormalHitRate*vs {
+			lastBad = i
+		}
+	}
+	r.RecoverS = -1
+	if lastBad+1 <= secs-60 {
+		r.Recovered = true
+		r.RecoverS = float64(lastBad + 1 - trig)
+	}
+	r.Collapsed = !r.Recovered
+
+	var good float64
+	reqs, errs = 0, 0
+	for i := trig; i < secs; i++ {
+		good += s.Goodput[i]
+		reqs += s.Requests[i]
+		errs += s.Errors[i]
+	}
+	r.GoodputRPS = round6(good / math.Max(float64(secs-trig), 1))
+	if reqs > 0 {
+		r.ErrorRate = round6(errs / reqs)
+	}
+	r.LatencyP50S = h.quantile(0.5)
+	r.LatencyP99S = h.quantile(0.99)
+	r.LatencyP999S = h.quantile(0.999)
+
+	r.ConvergeOverSchedule = -1
+	if r.Converged && r.ScheduleS > 0 {
+		r.ConvergeOverSchedule = round6((r.ConvergeS - r.WaveS) / r.ScheduleS)
+	}
+	r.ScheduleS = round6(r.ScheduleS)
+	r.WaveS = round6(r.WaveS)
+}
+
+// secondsOf converts virtual ns to seconds, rounded to the millisecond.
+func secondsOf(ns int64) float64 {
+	return math.Round(float64(ns)/float64(time.Millisecond)) / 1e3
+}

@@ -1,0 +1,211 @@
+package simulate
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// budget is what the simulator needs of a limiter backend: *limiter.Local
+// on the memory store, *limiter.Redis on Redis.
+type budget interface {
+	AllowNAt(ctx context.Context, key string, t time.Time, n int) (limiter.Decision, error)
+	TakeUpToAt(ctx context.Context, key string, t time.Time, n int) (limiter.Decision, error)
+	ReserveNAt(ctx context.Context, key string, t time.Time, n int, maxWait time.Duration) (limiter.Decision, error)
+	SetLimitAt(t time.Time, l limiter.Limit) error
+	Close() error
+}
+
+// store is where a run's coordination lives: in process, or on Redis with
+// the virtual time passed to every script. Each run gets its own key
+// prefix on Redis, so runs never share state.
+type store struct {
+	clock  *vclock
+	redis  redis.UniversalClient // nil: memory
+	prefix string
+	ops    *atomic.Int64 // Redis commands sent; nil on memory
+}
+
+// redisTimeout is the time budget of one Redis call in a simulation: long,
+// because a call answered by the failure policy instead of Redis would make
+// the run depend on the machine's load. The failure policy is FailClosed,
+// so a Redis that cannot answer stops the run with an error.
+const redisTimeout = 10 * time.Second
+
+func (st *store) budget(name string, l limiter.Limit, ramp time.Duration) (budget, error) {
+	opts := []limiter.Option{limiter.WithClock(st.clock), limiter.WithRamp(ramp)}
+	if st.redis == nil {
+		return limiter.NewLocal(l, opts...)
+	}
+	opts = append(opts, limiter.WithPrefix(st.prefix), limiter.WithName(name),
+		limiter.WithTimeout(redisTimeout), limiter.WithFailure(limiter.FailClosed),
+		limiter.WithBreaker(1<<20, time.Second))
+	return limiter.NewRedis(st.redis, l, opts...)
+}
+
+func (st *store) admission(l limiter.Limit, horizon time.Duration, maxKeys int) (*limiter.Admission, error) {
+	opts := []limiter.AdmissionOption{limiter.WithClock(st.clock), limiter.WithHorizon(horizon)}
+	if st.redis == nil {
+		return limiter.NewAdmission(l, append(opts, limiter.WithMaxKeys(maxKeys))...)
+	}
+	opts = append(opts, limiter.WithPrefix(st.prefix), limiter.WithTimeout(redisTimeout),
+		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1<<20, time.Second))
+	return limiter.NewRedisAdmission(st.redis, l, opts...)
+}
+
+func (st *store) invalidateStore() (invalidate.Store, error) {
+	if st.redis == nil {
+		return invalidate.NewMemoryStore(), nil
+	}
+	return invalidate.NewRedisStore(st.redis, invalidate.WithPrefix(st.prefix),
+		invalidate.WithTimeout(redisTimeout), invalidate.WithBreaker(1<<20, time.Second))
+}
+
+// refreshLimit is the config change's limit: rate clients per second,
+// with a burst of one tick's worth, so that a tick can take all it earned.
+func refreshLimit(rate float64, tick time.Duration) limiter.Limit {
+	return limiter.PerSecond(rate, max(1, int(math.Ceil(rate*tick.Seconds()))))
+}
+
+// originLimit is the origin budget: a burst of 5% of a second's worth (at
+// least one call), so that no second sees more than 1.05 × the budget.
+func originLimit(rate float64) limiter.Limit {
+	return limiter.PerSecond(rate, max(1, int(math.Floor(rate*0.05))))
+}
+
+// guards are the herdcap components of a protected run: the real ones,
+// driven through their injected clocks and explicit times.
+type guards struct {
+	origin    budget                 // origin calls, fleet-wide
+	admission *limiter.Admission     // new sessions (slot policy)
+	backoff   *limiter.Backoff       // clients' retry and reconnect waits
+	retry     []*limiter.RetryBudget // per client, made on its first failure
+	rTokens   int
+	rRatio    float64
+	coords    []*invalidate.Coordinator // one per node, on one store
+	notices   []invalidate.Notice       // AppendDue's reused buffer
+	ops       *atomic.Int64
+
+	rollout  invalidate.Rollout
+	released int      // cohorts released so far
+	turn     int      // the node whose turn it is to advance
+	cohortOf []uint32 // clients by cohort (counting sort)
+	cohortAt []int    // cohortOf[cohortAt[c]:cohortAt[c+1]] are cohort c
+}
+
+func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
+	g := &guards{rTokens: sc.Client.RetryTokens, rRatio: sc.Client.RetryRatio, ops: st.ops}
+	var err error
+	p := sc.Protection
+	if g.origin, err = st.budget("origin", originLimit(p.OriginBudget), 0); err != nil {
+		return nil, fmt.Errorf("origin budget: %w", err)
+	}
+	// The horizon holds the largest herd that should come back flat: every
+	// client, at the admission rate (at least the default minute).
+	horizon := max(limiter.DefaultHorizon, time.Duration(float64(sc.Clients)/p.AdmissionRate*float64(time.Second)))
+	horizon = min(horizon, 24*time.Hour)
+	if g.admission, err = st.admission(originLimit(p.AdmissionRate), horizon, sc.Clients+1024); err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
+	}
+	g.admission.SetSalt(fmt.Sprintf("%s-%d", sc.Name, seed))
+	rng := rand.New(rand.NewPCG(seed, 0xbac0ff))
+	if g.backoff, err = limiter.NewBackoff(sc.Client.BackoffBase.D(), sc.Client.BackoffCap.D(), limiter.WithBackoffRand(rng)); err != nil {
+		return nil, fmt.Errorf("backoff: %w", err)
+	}
+	g.retry = make([]*limiter.RetryBudget, sc.Clients)
+	if sc.Trigger.Kind == KindRogueInvalidate || sc.Trigger.Kind == KindIncident {
+		is, err := st.invalidateStore()
+		if err != nil {
+			return nil, fmt.Errorf("invalidation store: %w", err)
+		}
+		guard := invalidate.Guard{MinDuration: p.MinDuration.D(), MaxRate: p.RolloutRate}
+		for k := range sc.Nodes {
+			c, err := invalidate.NewCoordinator(is, invalidate.WithClock(st.clock), invalidate.WithNode(fmt.Sprintf("node-%d", k)),
+				invalidate.WithGuard(guard), invalidate.WithAdvanceInterval(p.Tick.D()))
+			if err != nil {
+				return nil, fmt.Errorf("coordinator: %w", err)
+			}
+			g.coords = append(g.coords, c)
+		}
+		g.notices = make([]invalidate.Notice, 0, 8)
+	}
+	return g, nil
+}
+
+func (g *guards) close() {
+	if g.origin != nil {
+		g.origin.Close()
+	}
+	if g.admission != nil {
+		g.admission.Close()
+	}
+}
+
+// originMaxWait is the longest a node holds an origin call for its
+// booked token before refusing it.
+const originMaxWait = time.Second
+
+// reserveOrigin books a token of the origin budget at virtual time now
+// (limiter ReserveNAt): ok with the wait until the token is due, or not ok
+// with the wait a refusal hints.
+func (g *guards) reserveOrigin(ctx context.Context, now int64) (ok bool, wait time.Duration, err error) {
+	d, err := g.origin.ReserveNAt(ctx, "origin", at(now), 1, originMaxWait)
+	if err != nil {
+		return false, 0, fmt.Errorf("origin budget: %w", err)
+	}
+	return d.Allowed, d.RetryAfter, nil
+}
+
+// admit asks the admission for a new session of client id; when refused,
+// wait is how long until its slot.
+func (g *guards) admit(ctx context.Context, id string, now int64) (ok bool, wait time.Duration, err error) {
+	d, err := g.admission.AdmitAt(ctx, id, at(now), "")
+	if err != nil {
+		return false, 0, fmt.Errorf("admission: %w", err)
+	}
+	return d.Admitted, d.RetryAfter, nil
+}
+
+// success and failure feed client i's retry budget; failure reports
+// whether the client may retry now.
+func (g *guards) success(i int) {
+	if b := g.retry[i]; b != nil {
+		b.RecordSuccess()
+	}
+}
+
+func (g *guards) failure(i int) bool {
+	b := g.retry[i]
+	if b == nil {
+		var err error
+		if b, err = limiter.NewRetryBudget(g.rTokens, g.rRatio); err != nil {
+			return true // validated with the scenario; unreachable
+		}
+		g.retry[i] = b
+	}
+	return b.RecordFailure()
+}
+
+// due asks node k's coordinator which notices client id must apply, and
+// returns the highest epoch among them (or applied).
+func (g *guards) due(ctx context.Context, k int, id string, applied uint64) (uint64, error) {
+	if g.coords == nil {
+		return applied, nil
+	}
+	ns, err := g.coords[k].AppendDue(ctx, g.notices[:0], id, applied)
+	if err != nil {
+		return applied, fmt.Errorf("due: %w", err)
+	}
+	for _, n := range ns {
+		applied = max(applied, n.Epoch)
+	}
+	return applied, nil
+}

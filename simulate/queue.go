@@ -1,0 +1,141 @@
+package simulate
+
+import (
+	"cmp"
+	"slices"
+)
+
+// event is one scheduled happening: 16 bytes, no pointers, so the queue's
+// buffers are invisible to the garbage collector.
+type event struct {
+	at   int64  // virtual nanoseconds since the run started
+	id   uint32 // the client (or node, for node events)
+	kind uint8
+	arg  uint8
+}
+
+// before orders events by time alone. Events at the same nanosecond come
+// out in an order that depends only on the order they were pushed in and
+// on the (deterministic) sort, and a run pushes in the same order every
+// time: the run stays deterministic, and a comparison is one integer
+// compare on the hot path.
+func (e event) before(o event) bool { return e.at < o.at }
+
+func cmpEvent(a, b event) int { return cmp.Compare(a.at, b.at) }
+
+// queue is a calendar queue: a ring of buckets, each holding the events of
+// one width of virtual time, unsorted; the current bucket is sorted when it
+// is reached. Events beyond the ring's horizon wait in a 4-ary heap and move
+// into the ring as it turns. Push and pop are O(1) amortised plus the sort
+// of one small bucket; buffers are reused, so a run in steady state
+// allocates nothing per event.
+type queue struct {
+	width   int64 // ns of virtual time per bucket
+	mask    int64
+	buckets [][]event
+	inRing  int   // events in the ring's buckets (not counting cur)
+	cur     int64 // absolute index of the current bucket
+	now     []event
+	pos     int
+	far     []event // 4-ary min-heap
+	n       int
+}
+
+// newQueue returns a queue of 2^bits buckets of width ns each.
+func newQueue(width int64, bits uint) *queue {
+	nb := int64(1) << bits
+	return &queue{width: width, mask: nb - 1, buckets: make([][]event, nb)}
+}
+
+func (q *queue) len() int { return q.n }
+
+// push schedules e; e.at must not be before the last popped event.
+func (q *queue) push(e event) {
+	q.n++
+	b := e.at / q.width
+	switch {
+	case b <= q.cur:
+		// Into the sorted current bucket, after what has been popped.
+		rest := q.now[q.pos:]
+		i, _ := slices.BinarySearchFunc(rest, e, cmpEvent)
+		q.now = slices.Insert(q.now, q.pos+i, e)
+	case b <= q.cur+q.mask:
+		q.buckets[b&q.mask] = append(q.buckets[b&q.mask], e)
+		q.inRing++
+	default:
+		q.farPush(e)
+	}
+}
+
+// pop removes and returns the earliest event; ok is false when the queue is
+// empty.
+func (q *queue) pop() (e event, ok bool) {
+	for q.pos >= len(q.now) {
+		if q.n == 0 {
+			return event{}, false
+		}
+		q.now, q.pos = q.now[:0], 0
+		if q.inRing == 0 && len(q.far) > 0 {
+			// Nothing in the ring: jump to the first far event.
+			q.cur = max(q.cur+1, q.far[0].at/q.width-q.mask)
+		} else {
+			q.cur++
+		}
+		for len(q.far) > 0 && q.far[0].at/q.width <= q.cur+q.mask {
+			f := q.farPop()
+			q.buckets[(f.at/q.width)&q.mask] = append(q.buckets[(f.at/q.width)&q.mask], f)
+			q.inRing++
+		}
+		bk := &q.buckets[q.cur&q.mask]
+		if len(*bk) > 0 {
+			q.inRing -= len(*bk)
+			q.now, *bk = *bk, q.now
+			slices.SortFunc(q.now, cmpEvent)
+		}
+	}
+	e = q.now[q.pos]
+	q.pos++
+	q.n--
+	return e, true
+}
+
+func (q *queue) farPush(e event) {
+	q.far = append(q.far, e)
+	i := len(q.far) - 1
+	for i > 0 {
+		p := (i - 1) / 4
+		if !q.far[i].before(q.far[p]) {
+			break
+		}
+		q.far[i], q.far[p] = q.far[p], q.far[i]
+		i = p
+	}
+}
+
+func (q *queue) farPop() event {
+	h := q.far
+	top := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	h = h[:last]
+	i := 0
+	for {
+		c := 4*i + 1
+		if c >= len(h) {
+			break
+		}
+		m := c
+		for j := c + 1; j < c+4 && j < len(h); j++ {
+			if h[j].before(h[m]) {
+				m = j
+			}
+		}
+		if !h[m].before(h[i]) {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	q.far = h
+	return top
+}

@@ -1,0 +1,147 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/simulate"
+)
+
+var (
+	once sync.Once
+	cmp  *simulate.Comparison
+	cerr error
+)
+
+// comparison runs one small real comparison, shared by the tests.
+func comparison(t *testing.T) *simulate.Comparison {
+	t.Helper()
+	once.Do(func() {
+		scs, err := simulate.BuiltIn()
+		if err != nil {
+			cerr = err
+			return
+		}
+		sc, err := scs[2].Scale(2000) // incident
+		if err != nil {
+			cerr = err
+			return
+		}
+		sc.Duration = simulate.Duration(6 * time.Minute)
+		cmp, cerr = simulate.Compare(context.Background(), sc, simulate.Config{})
+	})
+	require.NoError(t, cerr)
+	return cmp
+}
+
+func TestTable(t *testing.T) {
+	c := comparison(t)
+	var b bytes.Buffer
+	require.NoError(t, Table(&b, []*simulate.Comparison{c}))
+	out := b.String()
+	assert.Contains(t, out, "== incident: 2000 clients, 10 nodes, 6m0s virtual, seed 1, memory store")
+	assert.Contains(t, out, "metric")
+	assert.Contains(t, out, "unprotected")
+	assert.Contains(t, out, "NO: metastable collapse")
+	assert.Contains(t, out, "bounds: ")
+	for _, r := range rows {
+		assert.Contains(t, out, r.label)
+	}
+}
+
+func TestWriteDir(t *testing.T) {
+	c := comparison(t)
+	dir := filepath.Join(t.TempDir(), "nested", "out")
+	require.NoError(t, WriteDir(dir, []*simulate.Comparison{c}))
+	for _, f := range []string{"incident.csv", "index.html",
+		"incident-origin.png", "incident-origin.svg", "incident-hitrate.png", "incident-hitrate.svg",
+		"incident-changed.png", "incident-changed.svg"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		require.NoError(t, err, f)
+		assert.Positive(t, st.Size(), f)
+	}
+	png, err := os.ReadFile(filepath.Join(dir, "incident-origin.png"))
+	require.NoError(t, err)
+	assert.True(t, bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")))
+	svg, err := os.ReadFile(filepath.Join(dir, "incident-origin.svg"))
+	require.NoError(t, err)
+	assert.True(t, strings.Contains(string(svg), "<svg"))
+	html, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	require.NoError(t, err)
+	assert.Equal(t, 3, strings.Count(string(html), `<img src="data:image/svg`), "the report embeds the three charts")
+	assert.True(t, strings.Contains(string(html), `href="incident.csv"`), "the report links the CSV")
+
+	f, err := os.Open(filepath.Join(dir, "incident.csv"))
+	require.NoError(t, err)
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, recs, 1+360, "a header and one row per virtual second")
+	assert.Equal(t, "second", recs[0][0])
+	assert.Contains(t, recs[0], "unprotected_origin_rps")
+	assert.Contains(t, recs[0], "protected_hit_rate")
+}
+
+// TestDirStaysInside: nothing is written outside the output directory,
+// whatever the names or the links planted in it.
+func TestDirStaysInside(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "out")
+	outside := filepath.Join(base, "outside")
+	require.NoError(t, os.MkdirAll(outside, 0o755))
+	d, err := OpenDir(dir)
+	require.NoError(t, err)
+	defer d.Close()
+	for _, name := range []string{"../escape.csv", "../../etc/x", "/tmp/abs.csv", "sub/file.csv", "..", ".", ".hidden", "", `a\b`} {
+		_, err := d.Create(name)
+		assert.ErrorIs(t, err, ErrBadName, "%q", name)
+	}
+	// A symbolic link planted in the directory, pointing out of it.
+	require.NoError(t, os.Symlink(filepath.Join(outside, "victim.csv"), filepath.Join(dir, "incident.csv")))
+	err = d.WriteFile("incident.csv", []byte("x"))
+	require.Error(t, err, "a link out of the directory is not followed")
+	_, err = os.Stat(filepath.Join(outside, "victim.csv"))
+	assert.True(t, os.IsNotExist(err), "nothing was created outside")
+	// A link to a directory outside.
+	require.NoError(t, os.Symlink(outside, filepath.Join(dir, "linkdir")))
+	_, err = d.Create("linkdir")
+	assert.Error(t, err)
+	entries, err := os.ReadDir(outside)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+
+	// WriteDir refuses a directory whose report files are such links.
+	err = WriteDir(dir, []*simulate.Comparison{comparison(t)})
+	assert.Error(t, err)
+	entries, err = os.ReadDir(outside)
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+}
+
+func TestOpenDirErrors(t *testing.T) {
+	_, err := OpenDir("")
+	assert.Error(t, err)
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	_, err = OpenDir(file)
+	assert.Error(t, err)
+	_, err = OpenDir(filepath.Join(file, "sub"))
+	assert.Error(t, err)
+}
+
+func TestFormatNum(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 12: "12", 1234.5678: "1234.6", 3.14159: "3.142", 0.0001234: "0.0001234"} {
+		assert.Equal(t, want, formatNum(v))
+	}
+	assert.True(t, strings.HasPrefix(formatNum(-2.5), "-2.5"))
+}

@@ -1,0 +1,210 @@
+package simulate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config configures Run and Compare. The zero value runs on the memory
+// store, silently.
+type Config struct {
+	// Redis, when set, runs the coordination (budgets, admission,
+	// rollouts) on that Redis, with the virtual time passed to every
+	// script. Each run makes its own client from these options (with
+	// ContextTimeoutEnabled, and read and write timeouts of at least 10 s),
+	// uses its own key prefix, and deletes its keys when done. The same seed gives the same numbers as on the memory
+	// store.
+	Redis *redis.Options
+	// Progress, when set, is called about twice a second of wall time
+	// during a run, and once at its end, from the goroutine running it.
+	Progress func(Progress)
+}
+
+// Comparison is a scenario run unprotected and protected with the same
+// seed, and the checks of its bounds.
+type Comparison struct {
+	Scenario    *Scenario `json:"scenario"`
+	Unprotected *Result   `json:"unprotected"`
+	Protected   *Result   `json:"protected"`
+	Checks      []Check   `json:"checks"`
+	// Pass reports whether every bound held.
+	Pass bool `json:"pass"`
+}
+
+// Compare runs sc unprotected, then protected, and checks its bounds.
+func Compare(ctx context.Context, sc *Scenario, cfg Config) (*Comparison, error) {
+	un, err := Run(ctx, sc, Unprotected, cfg)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := Run(ctx, sc, Protected, cfg)
+	if err != nil {
+		return nil, err
+	}
+	checks, pass := checkBounds(sc, un, pr)
+	c := *sc
+	return &Comparison{Scenario: &c, Unprotected: un, Protected: pr, Checks: checks, Pass: pass}, nil
+}
+
+// Run replays sc in virtual time in the given mode and returns its result.
+// It is deterministic: the same scenario and seed give the same Result,
+// on the memory store and on Redis alike (but for the Redis operation
+// counts). A run is single-threaded; runs may proceed in parallel.
+func Run(ctx context.Context, sc *Scenario, mode Mode, cfg Config) (*Result, error) {
+	if sc == nil {
+		return nil, fmt.Errorf("%w: scenario: nil", ErrInvalidScenario)
+	}
+	if mode != Unprotected && mode != Protected {
+		return nil, fmt.Errorf("simulate: unknown mode %q", mode)
+	}
+	c := *sc
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	sc = &c
+	s := newSim(ctx, sc, mode)
+	s.progress = cfg.Progress
+	st := &store{clock: s.clock}
+	storeName := "memory"
+	if cfg.Redis != nil {
+		storeName = "redis"
+		cleanup, err := st.openRedis(ctx, cfg.Redis)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+	}
+	if mode == Protected {
+		g, err := newGuards(sc, st, sc.Seed)
+		if err != nil {
+			return nil, fmt.Errorf("simulate: %s: %w", sc.Name, err)
+		}
+		defer g.close()
+		s.prot = g
+	}
+	if sc.Trigger.Kind == KindConfigChange {
+		var ramp time.Duration
+		if mode == Protected {
+			ramp = sc.Protection.Ramp.D()
+		}
+		b, err := st.budget("refresh", refreshLimit(sc.Trigger.Limit, sc.Protection.Tick.D()), ramp)
+		if err != nil {
+			return nil, fmt.Errorf("simulate: %s: refresh limit: %w", sc.Name, err)
+		}
+		defer b.Close()
+		s.refreshB = b
+	}
+	if err := s.run(); err != nil {
+		return nil, err
+	}
+	return s.result(storeName), nil
+}
+
+// openRedis makes the run's Redis client, counting its commands, under a
+// fresh key prefix; cleanup deletes the prefix's keys and closes it.
+func (st *store) openRedis(ctx context.Context, o *redis.Options) (cleanup func(), err error) {
+	opts := *o
+	// Every call is bounded by redisTimeout through its context; socket
+	// timeouts shorter than that would only turn a slow machine into a
+	// failed run.
+	opts.ContextTimeoutEnabled = true
+	opts.ReadTimeout = max(opts.ReadTimeout, redisTimeout)
+	opts.WriteTimeout = max(opts.WriteTimeout, redisTimeout)
+	c := redis.NewClient(&opts)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	st.prefix = "stormsim-" + hex.EncodeToString(b[:])
+	st.ops = new(atomic.Int64)
+	c.AddHook(opsHook{st.ops})
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("simulate: redis: %w", err)
+	}
+	st.redis = c
+	return func() {
+		// Delete this run's keys: a background context, since the run's
+		// may be done.
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		iter := c.Scan(cctx, 0, st.prefix+"*", 1000).Iterator()
+		var keys []string
+		for iter.Next(cctx) {
+			keys = append(keys, iter.Val())
+			if len(keys) == 500 {
+				c.Unlink(cctx, keys...)
+				keys = keys[:0]
+			}
+		}
+		if len(keys) > 0 {
+			c.Unlink(cctx, keys...)
+		}
+		c.Close()
+	}, nil
+}
+
+// opsHook counts the commands a client sends.
+type opsHook struct{ n *atomic.Int64 }
+
+func (h opsHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h opsHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h opsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// result builds the run's Result.
+func (s *sim) result(storeName string) *Result {
+	sc := s.sc
+	r := &Result{
+		Scenario: sc.Name, Mode: s.mode, Clients: sc.Clients, Nodes: sc.Nodes, Seed: sc.Seed, Store: storeName,
+		OriginCalls: s.originCalls, IntendedCalls: s.intended, WastedCalls: s.wasted,
+		Affected: s.affected, Series: s.series,
+	}
+	if s.prot != nil && s.prot.ops != nil {
+		r.RedisOps = s.prot.ops.Load()
+	}
+	p := sc.Protection
+	switch sc.Trigger.Kind {
+	case KindRogueInvalidate, KindIncident:
+		r.ChangeBudget = p.RolloutRate
+		r.ScheduleS = max(float64(s.affected)/p.RolloutRate, p.MinDuration.Seconds())
+		r.WaveS = r.ScheduleS / float64(p.Cohorts)
+	case KindReconnectStorm:
+		r.ChangeBudget = p.AdmissionRate
+		r.ScheduleS = float64(s.affected) / p.AdmissionRate
+		r.WaveS = p.Tick.Seconds()
+	case KindConfigChange:
+		r.ChangeBudget = sc.Trigger.Limit * sc.Trigger.Factor
+		r.ScheduleS = float64(s.affected) / r.ChangeBudget
+		r.WaveS = p.Tick.Seconds()
+	}
+	r.Converged = s.affected > 0 && s.unconverged == 0
+	r.ConvergeS = -1
+	if r.Converged {
+		r.ConvergeS = secondsOf(max(0, s.lastConverge-s.trig))
+	}
+	// Needs still open count with their age.
+	for i := range s.cl {
+		if t := s.cl[i].needAt; t >= 0 {
+			s.hist.add(s.end - t)
+		}
+	}
+	r.summarize(sc, &s.hist, int(s.trig/int64(time.Second)))
+	return r
+}

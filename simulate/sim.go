@@ -1,0 +1,718 @@
+package simulate
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Mode says whether a run has herdcap's protection.
+type Mode string
+
+const (
+	// Unprotected is the fleet of the incident: invalidations fan out at
+	// once, clients retry and reconnect after a fixed delay, nothing paces
+	// the origin.
+	Unprotected Mode = "unprotected"
+	// Protected runs the same fleet through herdcap's real components:
+	// rollouts, admission, client backoff and retry budget, an origin
+	// budget and ramped limits.
+	Protected Mode = "protected"
+)
+
+// Client flags.
+const (
+	fConn    uint8 = 1 << iota // connected to its node
+	fCopy                      // holds a valid copy of its page data
+	fPending                   // affected by the trigger and not yet converged
+	fOrigin                    // the open need misses the node cache
+	fRefresh                   // told to refresh (config change), not yet applied
+	fDropped                   // dropped by the trigger, not yet reconnected
+	fDenied                    // the last failure was a budget refusal with a hint
+)
+
+// Event kinds, in the order same-time events run.
+const (
+	evSystem    uint8 = iota // arg: a sys* constant; id: a node where it matters
+	evAct                    // the client's action slot; arg: an a* constant
+	evDirective              // a directive reaches a client; arg: a dir* constant
+	evPoll                   // a client polls (a page view)
+)
+
+const (
+	sysTick uint8 = iota
+	sysTrigger
+	sysNodeUp
+)
+
+// Actions: at most one is pending per client (actAt/act say which; an
+// event that does not match them is stale and skipped).
+const (
+	aNone uint8 = iota
+	aFetch
+	aFetchOK
+	aFetchErr
+	aConnect
+	aConnOK
+	aConnErr
+	aFetchOrigin   // a fetch's origin call, held by the origin budget
+	aSessionOrigin // a session's origin call, held by the origin budget
+)
+
+const (
+	dirInvalidate uint8 = iota // the unprotected rogue broadcast
+	dirPush                    // a protected node pushes a due notice
+	dirRefresh                 // the config change's paced refresh
+)
+
+type nodeState struct {
+	up    bool
+	cold  bool
+	fills int
+}
+
+// client is one client's state: 32 bytes, no pointers, so that the
+// client array is one flat allocation the garbage collector skips and an
+// event touches one cache line of it.
+type client struct {
+	actAt  int64  // when the pending action is due; -1: none
+	needAt int64  // when the open need for data began; -1: none
+	epoch  uint64 // the invalidation epoch the client applied
+	hint   uint32 // ms: the server's hint with the last refusal
+	fails  uint16 // consecutive failed attempts
+	flags  uint8
+	act    uint8 // the pending action
+}
+
+// sim is one run.
+type sim struct {
+	sc       *Scenario
+	mode     Mode
+	ctx      context.Context
+	rng      *rand.Rand
+	q        *queue
+	now      int64
+	end      int64
+	trig     int64
+	clock    *vclock
+	org      origin
+	prot     *guards // nil when unprotected
+	refreshB budget  // the config change's refresh limit
+	tickRng  *rand.Rand
+	ticks    int64
+
+	cl    []client
+	ids   string // client IDs, idLen bytes each
+	idLen int
+
+	nodes       []nodeState
+	curEpoch    uint64 // unprotected: the rogue broadcast's epoch
+	target      uint64 // the epoch a client must apply to converge
+	pStale      float64
+	pollMean    float64
+	retryDelay  int64
+	reaction    int64
+	nodeLat     int64
+	hitP        float64
+	refresh     []uint32 // config change: clients in refresh order
+	refreshNext int
+
+	series       *Series
+	hist         hist
+	connected    int
+	unconverged  int
+	affected     int
+	lastConverge int64
+	sampled      int // seconds whose levels are written
+	redisSeen    int64
+	originCalls  int64
+	intended     int64
+	wasted       int64
+	events       int64
+	progress     func(Progress)
+	lastProgress time.Time
+	err          error
+}
+
+// Progress describes a run under way, for a progress display.
+type Progress struct {
+	// Scenario and Mode identify the run.
+	Scenario string
+	Mode     Mode
+	// Virtual is how far the run has got, Duration its length.
+	Virtual, Duration time.Duration
+	// Events is the number of events processed so far.
+	Events int64
+}
+
+func (s *sim) sec() int { return int(s.now / int64(time.Second)) }
+
+func (s *sim) id(i int) string { return s.ids[i*s.idLen : (i+1)*s.idLen] }
+
+func (s *sim) node(i int) int { return i % s.sc.Nodes }
+
+func (s *sim) jitter(d int64) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64(s.rng.Float64() * float64(d))
+}
+
+func (s *sim) schedulePoll(i int) {
+	d := int64(s.rng.ExpFloat64()*s.pollMean) + 1
+	s.push(event{at: s.now + d, id: uint32(i), kind: evPoll})
+}
+
+func (s *sim) setAct(i int, a uint8, t int64) {
+	t = ceilMicro(t)
+	s.cl[i].act, s.cl[i].actAt = a, t
+	s.push(event{at: t, id: uint32(i), kind: evAct, arg: a})
+}
+
+// push schedules e at a whole microsecond: the Redis scripts count time in
+// µs and the in-process stores in ns, so virtual times on the µs grid are
+// the same time to both.
+func (s *sim) push(e event) {
+	e.at = ceilMicro(e.at)
+	s.q.push(e)
+}
+
+func ceilMicro(t int64) int64 { return (t + 999) / 1000 * 1000 }
+
+func (s *sim) clearAct(i int) { s.cl[i].act, s.cl[i].actAt = aNone, -1 }
+
+func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
+	n := sc.Clients
+	s := &sim{
+		sc: sc, mode: mode, ctx: ctx,
+		q:          newQueue(int64(10*time.Millisecond), 14),
+		end:        int64(sc.Duration),
+		trig:       int64(sc.Trigger.At),
+		clock:      &vclock{},
+		org:        newOrigin(sc),
+		cl:         make([]client, n),
+		nodes:      make([]nodeState, sc.Nodes),
+		pStale:     -math.Expm1(-sc.Client.PollInterval.Seconds() / sc.Client.CopyTTL.Seconds()),
+		pollMean:   float64(sc.Client.PollInterval),
+		retryDelay: int64(sc.Client.RetryDelay),
+		reaction:   int64(sc.Client.Reaction),
+		nodeLat:    int64(sc.Node.Latency),
+		hitP:       sc.Node.CacheHit,
+		series:     newSeries(int(sc.Duration.D() / time.Second)),
+	}
+	// Unprotected and protected runs of one seed share the client
+	// placement and poll phases: the streams diverge only where the
+	// protection acts.
+	s.rng = rand.New(rand.NewPCG(sc.Seed, 0x5eed))
+	s.tickRng = rand.New(rand.NewPCG(sc.Seed, 0x71c))
+	s.idLen = len(strconv.Itoa(n-1)) + 1
+	var b strings.Builder
+	b.Grow(n * s.idLen)
+	for i := range n {
+		v := strconv.Itoa(i)
+		b.WriteByte('c')
+		for range s.idLen - 1 - len(v) {
+			b.WriteByte('0')
+		}
+		b.WriteString(v)
+	}
+	s.ids = b.String()
+	for k := range s.nodes {
+		s.nodes[k].up = true
+	}
+	for i := range n {
+		s.cl[i] = client{flags: fConn | fCopy, actAt: -1, needAt: -1}
+		s.schedulePoll(i)
+	}
+	s.connected = n
+	return s
+}
+
+// run processes events until the end of the run.
+func (s *sim) run() error {
+	s.push(event{at: s.trig, kind: evSystem, arg: sysTrigger})
+	if s.needsTicks() {
+		s.push(event{at: 0, kind: evSystem, arg: sysTick})
+	}
+	if s.sc.Trigger.Kind == KindConfigChange {
+		s.setupRefresh()
+	}
+	for s.err == nil {
+		e, ok := s.q.pop()
+		if !ok || e.at >= s.end {
+			break
+		}
+		s.advance(e.at)
+		i := int(e.id)
+		switch e.kind {
+		case evSystem:
+			s.system(e)
+		case evAct:
+			if s.cl[i].actAt == e.at && s.cl[i].act == e.arg {
+				s.clearAct(i)
+				s.action(i, e.arg)
+			}
+		case evDirective:
+			s.directive(i, e.arg)
+		case evPoll:
+			s.poll(i)
+		}
+		s.events++
+		if s.events&0xffff == 0 {
+			if err := s.ctx.Err(); err != nil {
+				return err
+			}
+			s.report(false)
+		}
+	}
+	if s.err != nil {
+		return s.err
+	}
+	s.advance(s.end)
+	s.report(true)
+	return nil
+}
+
+// needsTicks reports whether the run needs the periodic tick.
+func (s *sim) needsTicks() bool {
+	return s.sc.Trigger.Kind == KindConfigChange || s.prot != nil
+}
+
+func (s *sim) report(final bool) {
+	if s.progress == nil {
+		return
+	}
+	if now := time.Now(); final || now.Sub(s.lastProgress) >= 500*time.Millisecond {
+		s.lastProgress = now
+		s.progress(Progress{Scenario: s.sc.Name, Mode: s.mode, Virtual: time.Duration(s.now), Duration: s.sc.Duration.D(), Events: s.events})
+	}
+}
+
+// advance moves virtual time to t, writing the levels of every second
+// that ends on the way.
+func (s *sim) advance(t int64) {
+	s.now = t
+	s.clock.set(t)
+	sec := int(t / int64(time.Second))
+	for s.sampled < sec && s.sampled < len(s.series.Connected) {
+		s.series.Connected[s.sampled] = float64(s.connected)
+		s.series.Unconverged[s.sampled] = float64(s.unconverged)
+		if s.prot != nil && s.prot.ops != nil {
+			n := s.prot.ops.Load()
+			s.series.RedisOps[s.sampled] = float64(n - s.redisSeen)
+			s.redisSeen = n
+		}
+		s.sampled++
+	}
+}
+
+func (s *sim) fail(err error) {
+	if s.err == nil {
+		s.err = fmt.Errorf("simulate: %s %s at %v: %w", s.sc.Name, s.mode, time.Duration(s.now), err)
+	}
+}
+
+func (s *sim) system(e event) {
+	switch e.arg {
+	case sysTick:
+		s.tick()
+		// Ticks keep to their period, each a little late by a random
+		// fraction of a millisecond (from their own stream), so that paced
+		// decisions do not fall on the exact token boundaries where two
+		// stores' float arithmetic could round apart.
+		s.ticks++
+		next := s.ticks*int64(s.sc.Protection.Tick) + int64(s.tickRng.Float64()*float64(time.Millisecond))
+		s.push(event{at: max(next, s.now+1), kind: evSystem, arg: sysTick})
+	case sysTrigger:
+		s.trigger()
+	case sysNodeUp:
+		s.nodes[e.id].up = true
+	}
+}
+
+func (s *sim) trigger() {
+	sc := s.sc
+	switch sc.Trigger.Kind {
+	case KindRogueInvalidate, KindIncident:
+		s.affected = sc.Clients
+		for i := range sc.Clients {
+			s.cl[i].flags |= fPending
+		}
+		s.unconverged = sc.Clients
+		if s.prot == nil {
+			// The rogue node tells every client at once.
+			s.curEpoch++
+			s.target = s.curEpoch
+			for i := range sc.Clients {
+				s.push(event{at: s.now + s.jitter(s.reaction), id: uint32(i), kind: evDirective, arg: dirInvalidate})
+			}
+			return
+		}
+		ep, err := s.startRollout()
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		s.target = ep
+	case KindReconnectStorm:
+		if sc.Trigger.Cause == "restart" {
+			k := sc.Trigger.Node
+			s.nodes[k] = nodeState{up: false, cold: true}
+			for i := k; i < sc.Clients; i += sc.Nodes {
+				s.drop(i)
+			}
+			s.push(event{at: s.now + int64(sc.Trigger.Downtime), id: uint32(k), kind: evSystem, arg: sysNodeUp})
+			return
+		}
+		for i := range sc.Clients {
+			if s.rng.Float64() < sc.Trigger.Share {
+				s.drop(i)
+			}
+		}
+	case KindConfigChange:
+		l := refreshLimit(sc.Trigger.Limit*sc.Trigger.Factor, sc.Protection.Tick.D())
+		if err := s.refreshBudget().SetLimitAt(at(s.now), l); err != nil {
+			s.fail(err)
+		}
+	}
+}
+
+// drop disconnects client i by the trigger: its reconnect is intended.
+func (s *sim) drop(i int) {
+	if s.cl[i].flags&fConn != 0 {
+		s.connected--
+	}
+	s.cl[i].flags = s.cl[i].flags&^fConn | fPending | fDropped
+	s.affected++
+	s.unconverged++
+	s.intended++
+	s.cl[i].fails = 0
+	s.setAct(i, aConnect, s.now+s.jitter(s.reaction))
+}
+
+// disconnect drops client i after a failed fetch (DisconnectOnError).
+func (s *sim) disconnect(i int) {
+	if s.cl[i].flags&fConn != 0 {
+		s.connected--
+	}
+	s.cl[i].flags &^= fConn
+	wait := s.jitter(s.reaction) // the naive client reconnects at once
+	if s.prot != nil {
+		wait = s.retryWait(i, false)
+	}
+	s.setAct(i, aConnect, s.now+wait)
+}
+
+// retryWait is how long client i waits before its next attempt, after
+// s.cl[i].fails failures: the naive client's fixed delay, or the protected
+// client's backoff (honouring the server's hint when it sent one).
+func (s *sim) retryWait(i int, useHint bool) int64 {
+	if s.prot == nil {
+		return s.retryDelay
+	}
+	attempt := max(int(s.cl[i].fails)-1, 0)
+	if useHint && s.cl[i].flags&fDenied != 0 {
+		return int64(s.prot.backoff.DelayHint(attempt, time.Duration(s.cl[i].hint)*time.Millisecond)) + 1
+	}
+	return int64(s.prot.backoff.Delay(attempt)) + 1
+}
+
+func (s *sim) poll(i int) {
+	sec := s.sec()
+	s.series.Views[sec]++
+	f := s.cl[i].flags
+	if f&fConn != 0 {
+		if s.prot != nil {
+			s.checkDue(i)
+			if s.err != nil {
+				return
+			}
+			f = s.cl[i].flags
+		}
+		if f&fCopy != 0 {
+			if s.rng.Float64() < s.pStale {
+				s.cl[i].flags &^= fCopy
+				s.need(i, false)
+			} else {
+				s.series.Hits[sec]++
+			}
+		} else if s.cl[i].act == aNone && s.cl[i].needAt >= 0 {
+			// The page view asks again (a new request, not a retry).
+			s.fetch(i)
+		}
+	}
+	s.schedulePoll(i)
+}
+
+// need opens a need for data at client i, if none is open, and starts a
+// fetch when the client is connected and idle.
+func (s *sim) need(i int, forceOrigin bool) {
+	if s.cl[i].needAt < 0 {
+		s.cl[i].needAt = s.now
+		s.cl[i].flags &^= fOrigin
+		if forceOrigin || s.rng.Float64() >= s.hitProb(s.node(i)) {
+			s.cl[i].flags |= fOrigin
+			s.intended++
+		}
+	}
+	if s.cl[i].flags&fConn != 0 && s.cl[i].act == aNone {
+		s.fetch(i)
+	}
+}
+
+func (s *sim) hitProb(k int) float64 {
+	n := &s.nodes[k]
+	if !n.cold {
+		return s.hitP
+	}
+	return s.hitP * min(1, float64(n.fills)/float64(s.sc.Node.WarmKeys))
+}
+
+// fetch sends one fetch attempt of client i to its node.
+func (s *sim) fetch(i int) {
+	s.series.Requests[s.sec()]++
+	if s.cl[i].flags&fOrigin == 0 {
+		s.setAct(i, aFetchOK, s.now+s.nodeLat)
+		return
+	}
+	s.cl[i].flags &^= fDenied
+	if s.prot != nil && !s.gate(i, aFetchOrigin, aFetchErr) {
+		return
+	}
+	s.fetchOrigin(i)
+}
+
+// gate passes an origin call of client i through the origin budget: the
+// node books a token (limiter ReserveNAt) and holds the call until it is
+// due, up to originMaxWait; past that it refuses with the wait as a hint
+// (a 503 with Retry-After), scheduling the refusal as action refused. It
+// reports whether the call may go now; when the call is held, action held
+// runs it later.
+func (s *sim) gate(i int, held, refused uint8) bool {
+	ok, wait, err := s.prot.reserveOrigin(s.ctx, s.now)
+	if err != nil {
+		s.fail(err)
+		return false
+	}
+	switch {
+	case !ok:
+		s.denied(i, wait)
+		s.setAct(i, refused, s.now+s.nodeLat)
+		return false
+	case wait > 0:
+		s.setAct(i, held, s.now+int64(wait))
+		return false
+	}
+	return true
+}
+
+func (s *sim) fetchOrigin(i int) {
+	t, ok := s.callOrigin()
+	if ok {
+		s.setAct(i, aFetchOK, t)
+	} else {
+		s.setAct(i, aFetchErr, t)
+	}
+}
+
+func (s *sim) sessionOrigin(i int) {
+	t, ok := s.callOrigin()
+	if ok {
+		s.setAct(i, aConnOK, t)
+	} else {
+		s.setAct(i, aConnErr, t)
+	}
+}
+
+func (s *sim) denied(i int, wait time.Duration) {
+	s.cl[i].flags |= fDenied
+	s.cl[i].hint = uint32(min(wait.Milliseconds()+1, math.MaxUint32))
+}
+
+// callOrigin sends one call to the origin and returns when its caller
+// learns the outcome.
+func (s *sim) callOrigin() (int64, bool) {
+	sec := s.sec()
+	s.originCalls++
+	s.series.OriginCalls[sec]++
+	t, out, wait := s.org.call(s.now)
+	s.series.QueueDelay[sec] = max(s.series.QueueDelay[sec], wait/1e9)
+	if out != served {
+		s.series.OriginErrors[sec]++
+		if out == timedOut {
+			s.wasted++
+		}
+		return t, false
+	}
+	return t, true
+}
+
+func (s *sim) action(i int, a uint8) {
+	sec := s.sec()
+	switch a {
+	case aFetch:
+		if s.cl[i].flags&fConn != 0 && s.cl[i].needAt >= 0 {
+			s.fetch(i)
+		}
+	case aFetchOK:
+		s.series.Goodput[sec]++
+		if s.cl[i].flags&fOrigin != 0 {
+			if n := &s.nodes[s.node(i)]; n.cold {
+				n.fills++
+				if n.fills >= s.sc.Node.WarmKeys {
+					n.cold = false
+				}
+			}
+		}
+		s.cl[i].flags = s.cl[i].flags&^(fOrigin|fDenied) | fCopy
+		s.cl[i].fails = 0
+		if s.cl[i].needAt >= 0 {
+			s.hist.add(s.now - s.cl[i].needAt)
+			s.cl[i].needAt = -1
+		}
+		if s.prot != nil {
+			s.prot.success(i)
+		}
+		s.tryConverge(i)
+	case aFetchErr:
+		s.series.Errors[sec]++
+		s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
+		denied := s.cl[i].flags&fDenied != 0
+		if !denied && s.sc.Client.DisconnectOnError {
+			s.disconnect(i)
+			return
+		}
+		if s.prot != nil && !s.prot.failure(i) {
+			return // the retry budget says no: the next page view asks again
+		}
+		s.setAct(i, aFetch, s.now+s.retryWait(i, true))
+	case aConnect:
+		s.connect(i)
+	case aFetchOrigin:
+		s.fetchOrigin(i)
+	case aSessionOrigin:
+		s.sessionOrigin(i)
+	case aConnOK:
+		s.cl[i].flags |= fConn
+		s.connected++
+		s.cl[i].fails = 0
+		if s.cl[i].flags&fDropped != 0 {
+			s.cl[i].flags &^= fDropped
+			s.series.Changed[sec]++
+		}
+		if s.prot == nil {
+			if s.cl[i].epoch < s.curEpoch {
+				s.invalidate(i, s.curEpoch)
+			}
+		} else {
+			s.checkDue(i)
+		}
+		if s.cl[i].flags&fRefresh != 0 {
+			s.applyRefresh(i)
+		}
+		if s.cl[i].flags&fCopy == 0 {
+			s.need(i, false)
+		}
+		s.tryConverge(i)
+	case aConnErr:
+		s.series.Errors[sec]++
+		s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
+		s.setAct(i, aConnect, s.now+s.retryWait(i, true))
+	}
+}
+
+// connect makes one reconnect attempt of client i: admission (protected,
+// slot policy), then a session set up at the origin.
+func (s *sim) connect(i int) {
+	sec := s.sec()
+	s.series.Reconnects[sec]++
+	s.series.Requests[sec]++
+	s.cl[i].flags &^= fDenied
+	if !s.nodes[s.node(i)].up {
+		s.setAct(i, aConnErr, s.now+s.nodeLat) // connection refused
+		return
+	}
+	if s.prot != nil {
+		if s.sc.Client.Backoff == "slot" {
+			ok, wait, err := s.prot.admit(s.ctx, s.id(i), s.now)
+			if err != nil {
+				s.fail(err)
+				return
+			}
+			if !ok {
+				s.denied(i, wait)
+				s.setAct(i, aConnErr, s.now+s.nodeLat)
+				return
+			}
+		}
+		if !s.gate(i, aSessionOrigin, aConnErr) {
+			return
+		}
+	}
+	s.sessionOrigin(i)
+}
+
+func (s *sim) directive(i int, arg uint8) {
+	if s.cl[i].flags&fConn == 0 {
+		return // a disconnected client learns on reconnecting
+	}
+	switch arg {
+	case dirInvalidate:
+		if s.cl[i].epoch < s.curEpoch {
+			s.invalidate(i, s.curEpoch)
+		}
+	case dirPush:
+		s.checkDue(i)
+	case dirRefresh:
+		if s.cl[i].flags&fRefresh != 0 {
+			s.applyRefresh(i)
+		}
+	}
+}
+
+// checkDue asks the node's coordinator whether client i is due to drop its
+// copy, and applies what it is told.
+func (s *sim) checkDue(i int) {
+	ep, err := s.prot.due(s.ctx, s.node(i), s.id(i), s.cl[i].epoch)
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	if ep > s.cl[i].epoch {
+		s.invalidate(i, ep)
+	}
+}
+
+// invalidate applies an invalidation of epoch ep at client i: it drops its
+// copy and refetches.
+func (s *sim) invalidate(i int, ep uint64) {
+	s.cl[i].epoch = ep
+	s.series.Changed[s.sec()]++
+	s.cl[i].flags &^= fCopy
+	s.need(i, false)
+}
+
+func (s *sim) applyRefresh(i int) {
+	s.cl[i].flags &^= fRefresh | fCopy
+	s.cl[i].epoch = 1
+	s.series.Changed[s.sec()]++
+	s.cl[i].needAt = -1 // a new content: a new need, to the origin
+	s.clearAct(i)
+	s.need(i, true)
+}
+
+// tryConverge marks client i converged if it was affected and now holds
+// data of the change, connected.
+func (s *sim) tryConverge(i int) {
+	f := s.cl[i].flags
+	if f&fPending == 0 || f&(fConn|fCopy) != fConn|fCopy || f&(fRefresh|fDropped) != 0 || s.cl[i].epoch < s.target {
+		return
+	}
+	s.cl[i].flags &^= fPending
+	s.unconverged--
+	s.lastConverge = s.now
+}
