@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,8 @@ type Config struct {
 	// store.
 	Redis *redis.Options
 	// Progress, when set, is called about twice a second of wall time
-	// during a run, and once at its end, from the goroutine running it.
+	// during a run, and once at its end, from the goroutine running it
+	// (Compare runs its two runs on two goroutines at once).
 	Progress func(Progress)
 }
 
@@ -37,14 +39,32 @@ type Comparison struct {
 	Pass bool `json:"pass"`
 }
 
-// Compare runs sc unprotected, then protected, and checks its bounds.
+// Compare runs sc unprotected and protected, at the same time on two
+// goroutines (each run is single-threaded and independent of the other, so
+// the results are those of running them one after the other), and checks
+// its bounds. If either run fails, Compare cancels the other and returns
+// the first error.
 func Compare(ctx context.Context, sc *Scenario, cfg Config) (*Comparison, error) {
-	un, err := Run(ctx, sc, Unprotected, cfg)
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		pr   *Result
+		perr error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		pr, perr = Run(ctx, sc, Protected, cfg)
+		if perr != nil {
+			cancel()
+		}
+	}()
+	un, uerr := Run(ctx, sc, Unprotected, cfg)
+	if uerr != nil {
+		cancel()
 	}
-	pr, err := Run(ctx, sc, Protected, cfg)
-	if err != nil {
+	<-done
+	if err := firstErr(uerr, perr); err != nil {
 		return nil, err
 	}
 	checks, pass := checkBounds(sc, un, pr)
@@ -105,6 +125,22 @@ func Run(ctx context.Context, sc *Scenario, mode Mode, cfg Config) (*Result, err
 		return nil, err
 	}
 	return s.result(storeName), nil
+}
+
+// firstErr returns the first error that is not a cancellation caused by
+// the other, or the first error.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // openRedis makes the run's Redis client, counting its commands, under a

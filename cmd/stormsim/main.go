@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -227,20 +228,17 @@ func bench(ctx context.Context, o *options, cfg simulate.Config, stdout, stderr 
 		sc.Seed = o.seed
 	}
 	fmt.Fprintf(stdout, "benchmark: %s, %d clients, %d nodes, %v virtual, %s store\n", sc.Name, sc.Clients, sc.Nodes, sc.Duration.D(), storeName(cfg))
-	var total time.Duration
-	for _, m := range []simulate.Mode{simulate.Unprotected, simulate.Protected} {
-		start := time.Now()
-		r, err := simulate.Run(ctx, sc, m, cfg)
-		if err != nil {
-			fmt.Fprintln(stderr, "stormsim:", err)
-			return 2
-		}
-		wall := time.Since(start)
-		total += wall
-		fmt.Fprintf(stdout, "  %-11s %6.1f s wall  (peak %.0f req/s, %d origin calls, collapsed %v)\n",
-			m, wall.Seconds(), r.PeakRPS, r.OriginCalls, r.Collapsed)
+	start := time.Now()
+	c, err := simulate.Compare(ctx, sc, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "stormsim:", err)
+		return 2
 	}
-	fmt.Fprintf(stdout, "  total       %6.1f s wall, peak RSS %s\n", total.Seconds(), formatRSS(peakRSS()))
+	wall := time.Since(start)
+	for _, r := range []*simulate.Result{c.Unprotected, c.Protected} {
+		fmt.Fprintf(stdout, "  %-11s peak %.0f req/s, %d origin calls, collapsed %v\n", r.Mode, r.PeakRPS, r.OriginCalls, r.Collapsed)
+	}
+	fmt.Fprintf(stdout, "  both runs (concurrent): %.1f s wall, peak RSS %s\n", wall.Seconds(), formatRSS(peakRSS()))
 	return 0
 }
 
@@ -263,25 +261,30 @@ func formatRSS(b int64) string {
 // five seconds.
 func progressPrinter(w io.Writer) func(simulate.Progress) {
 	tty := isTerminal(w)
-	var started, last time.Time
-	var current string
+	var (
+		mu      sync.Mutex // Compare reports from two goroutines
+		started = map[string]time.Time{}
+		last    time.Time
+	)
 	return func(p simulate.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
 		now := time.Now()
 		key := p.Scenario + "/" + string(p.Mode)
-		if key != current {
-			current, started, last = key, now, time.Time{}
+		if _, ok := started[key]; !ok {
+			started[key] = now
 		}
 		done := p.Virtual >= p.Duration
-		if now.Sub(started) < time.Second {
+		if now.Sub(started[key]) < time.Second {
 			return
 		}
-		if !tty && !done && now.Sub(last) < 5*time.Second {
+		if !done && now.Sub(last) < 5*time.Second && (!tty || now.Sub(last) < 500*time.Millisecond) {
 			return
 		}
 		last = now
 		pct := 100 * float64(p.Virtual) / float64(p.Duration)
 		line := fmt.Sprintf("stormsim: %s %s: %s of %s virtual (%.0f%%), %d events, %.0fs wall",
-			p.Scenario, p.Mode, p.Virtual.Truncate(time.Second), p.Duration, pct, p.Events, now.Sub(started).Seconds())
+			p.Scenario, p.Mode, p.Virtual.Truncate(time.Second), p.Duration, pct, p.Events, now.Sub(started[key]).Seconds())
 		switch {
 		case tty && done:
 			fmt.Fprintf(w, "\r\033[K%s\n", line)
