@@ -149,7 +149,9 @@ type Result struct {
 	LatencyP50S  float64 `json:"latency_p50_s"`
 	LatencyP99S  float64 `json:"latency_p99_s"`
 	LatencyP999S float64 `json:"latency_p999_s"`
-	// ReconnectPeak is the most reconnect attempts in one second.
+	// ReconnectPeak is the most reconnect attempts in one second (with
+	// admission, every attempt counts, also those told to come back at a
+	// slot).
 	ReconnectPeak float64 `json:"reconnect_peak"`
 	// RedisOps is the number of Redis commands the run sent,
 	// RedisOpsPeak and RedisOpsMean per second (0 on the memory store).

@@ -78,7 +78,7 @@ var rows = []row{
 	{"time to data p50 / p99 / p99.9 (s)", func(r *simulate.Result) string {
 		return formatNum(r.LatencyP50S) + " / " + formatNum(r.LatencyP99S) + " / " + formatNum(r.LatencyP999S)
 	}},
-	{"reconnects, peak per s", num(func(r *simulate.Result) float64 { return r.ReconnectPeak })},
+	{"reconnect attempts, peak per s", num(func(r *simulate.Result) float64 { return r.ReconnectPeak })},
 	{"redis ops, peak / mean per s", func(r *simulate.Result) string {
 		if r.Store != "redis" {
 			return "- (memory store)"
