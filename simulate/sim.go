@@ -212,13 +212,14 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 	s.idLen = len(strconv.Itoa(n-1)) + 1
 	var b strings.Builder
 	b.Grow(n * s.idLen)
+	var num []byte
 	for i := range n {
-		v := strconv.Itoa(i)
+		num = strconv.AppendInt(num[:0], int64(i), 10)
 		b.WriteByte('c')
-		for range s.idLen - 1 - len(v) {
+		for range s.idLen - 1 - len(num) {
 			b.WriteByte('0')
 		}
-		b.WriteString(v)
+		b.Write(num)
 	}
 	s.ids = b.String()
 	for k := range s.nodes {
