@@ -87,3 +87,22 @@ func builtin(t testing.TB, name string, clients int) *Scenario {
 	t.Fatalf("no built-in %q", name)
 	return nil
 }
+
+// TestJitterPolicy: with client-side full jitter instead of admission
+// slots, the protected reconnect storm still stays within the origin
+// budget and converges: the herd spreads over the backoff window and the
+// origin budget holds the rest.
+func TestJitterPolicy(t *testing.T) {
+	sc := builtin(t, "reconnect-storm", 5000)
+	sc.Client.Backoff = "jitter"
+	r, err := Run(context.Background(), sc, Protected, Config{})
+	require.NoError(t, err)
+	assert.LessOrEqual(t, r.PeakOverBudget, 1.1)
+	assert.False(t, r.Collapsed)
+	assert.True(t, r.Converged)
+	slot := builtin(t, "reconnect-storm", 5000)
+	rs, err := Run(context.Background(), slot, Protected, Config{})
+	require.NoError(t, err)
+	assert.Greater(t, r.ReconnectPeak, 0.0)
+	assert.NotEqual(t, rs.ReconnectPeak, r.ReconnectPeak, "the two policies bring clients back differently")
+}
