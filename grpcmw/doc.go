@@ -1,5 +1,6 @@
-// Package grpcmw provides gRPC server interceptors that rate-limit calls
-// with a limiter.Budget and tell clients when to come back.
+// Package grpcmw provides gRPC interceptors that carry herdcap's rate
+// limits, invalidation rollouts and reconnect admission, on the server and
+// on the client.
 //
 // # Server use
 //
@@ -60,5 +61,44 @@
 // interceptors, which report every refusal as codes.ResourceExhausted; it
 // sets the pushback trailer itself so that retry policies still work there.
 //
-// All interceptors and Limiters are safe for concurrent use.
+// # Invalidation
+//
+// UnaryServerInvalidate and StreamServerInvalidate tell clients, on their
+// ordinary responses, what to drop from their caches once an
+// invalidate.Coordinator has released their cohort. A client takes part by
+// sending the highest epoch it has applied (MetadataEpoch) and, usually,
+// its ID (MetadataClient; else PeerIP); the notices come back in
+// MetadataInvalidate, in the format of package httpmw's Herdcap-Invalidate
+// field, with MetadataEpoch, in the header metadata of a successful call
+// (a stream's first message), and in the trailer otherwise so that
+// refusals further in stay Trailers-Only. Malformed herdcap metadata is
+// codes.InvalidArgument; a coordinator error never fails the call.
+//
+// # Admission
+//
+// UnaryServerAdmission and StreamServerAdmission admit new sessions
+// through a limiter.Admission (a stream is a session; unary calls are gated
+// unless WithSkip exempts them). A refusal is codes.Unavailable with the
+// client's slot in RetryInfo and the pushback trailer, sent Trailers-Only
+// as above; an admitted client gets a resume token (MetadataResume) that
+// lets it back in later without spending the budget.
+//
+// Chain the interceptors in this order: rate limit, admission,
+// invalidation, then anything of your own:
+//
+//	srv := grpc.NewServer(
+//		grpc.ChainUnaryInterceptor(rl, admUnary, invUnary),
+//		grpc.ChainStreamInterceptor(rlStream, admStream, invStream))
+//
+// # Client side
+//
+// A Client holds one client's herdcap state and provides the unary and
+// stream client interceptors: they send the client ID, applied epoch and
+// resume token, apply each notice once and in order through the
+// application's callback, and retry refusals after the server's pushback
+// (or with full-jitter backoff) within a retry budget and bounds. See
+// Client for how to combine it with grpc-go's own retry policy without
+// retrying twice.
+//
+// All interceptors, Limiters and Clients are safe for concurrent use.
 package grpcmw

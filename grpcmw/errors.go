@@ -28,18 +28,24 @@ var (
 	// the fail-closed policy, or any other failure), so no decision was
 	// made from the limit. The *Error also wraps the budget's error.
 	ErrLimiterFailed = errors.New("grpcmw: rate limiter unavailable")
+	// ErrAdmissionRefused is wrapped by an *Error whose Code is
+	// codes.Unavailable from the admission interceptors: the budget of new
+	// sessions is spent, and RetryAfter is the client's slot.
+	ErrAdmissionRefused = errors.New("grpcmw: new session refused")
 )
 
-// Error is a call turned away by the rate limit. The interceptors turn it
-// into its gRPC status (see GRPCStatus) and send RetryAfter as the pushback
-// trailer; Limiter.Limit returns it as is.
+// Error is a call turned away by the rate limit or the admission
+// interceptors. The interceptors turn it into its gRPC status (see
+// GRPCStatus) and send RetryAfter as the pushback trailer; Limiter.Limit
+// returns it as is.
 //
 // Its message and status never include the budget's own error, which may
 // describe internals (addresses, keys); errors.Is and errors.As reach it
 // through Unwrap on the server side.
 type Error struct {
 	// Code is codes.ResourceExhausted when the quota is spent, and
-	// codes.Unavailable when the budget failed.
+	// codes.Unavailable when the budget failed, or when the admission
+	// interceptors refused a new session or failed.
 	Code codes.Code
 	// RetryAfter is how long the client is told to wait before retrying:
 	// the Decision's RetryAfter, or for a failed budget without one, the
@@ -47,6 +53,8 @@ type Error struct {
 	RetryAfter time.Duration
 	// cause is the budget's error (Unavailable only).
 	cause error
+	// admission marks a refusal by the admission interceptors.
+	admission bool
 }
 
 // Error returns "grpcmw: " followed by the status message.
@@ -54,16 +62,25 @@ func (e *Error) Error() string { return "grpcmw: " + e.message() }
 
 func (e *Error) message() string {
 	d := time.Duration(pushbackMillis(e.RetryAfter)) * time.Millisecond
-	if e.Code == codes.ResourceExhausted {
+	switch {
+	case e.Code == codes.ResourceExhausted:
 		return "rate limit exceeded; retry after " + d.String()
+	case e.admission && e.cause == nil:
+		return "new session refused; retry after " + d.String()
+	case e.admission:
+		return "admission unavailable; retry after " + d.String()
 	}
 	return "rate limiter unavailable; retry after " + d.String()
 }
 
-// Unwrap returns ErrRateLimited, or ErrLimiterFailed and the budget's error.
+// Unwrap returns ErrRateLimited, ErrAdmissionRefused, or ErrLimiterFailed
+// and the budget's (or admission's) error.
 func (e *Error) Unwrap() []error {
 	if e.Code == codes.ResourceExhausted {
 		return []error{ErrRateLimited}
+	}
+	if e.admission && e.cause == nil {
+		return []error{ErrAdmissionRefused}
 	}
 	if e.cause == nil {
 		return []error{ErrLimiterFailed}

@@ -29,11 +29,40 @@ type KeyFunc func(ctx context.Context, fullMethod string) (string, error)
 // CostFunc is called concurrently.
 type CostFunc func(ctx context.Context, fullMethod string) int
 
-// Option configures UnaryServerRateLimit, StreamServerRateLimit and
-// NewLimiter. The zero Option is invalid.
+// Option configures the server interceptors: UnaryServerRateLimit,
+// StreamServerRateLimit and NewLimiter (the rate limit), the invalidation
+// interceptors (UnaryServerInvalidate, StreamServerInvalidate) and the
+// admission interceptors (UnaryServerAdmission, StreamServerAdmission).
+// Each option's comment says which it applies to, and a constructor
+// rejects the others with ErrInvalidOption. The zero Option is invalid.
 type Option struct {
 	name  string
+	scope target
 	apply func(*config) error
+}
+
+// target is the set of constructors an Option applies to.
+type target uint8
+
+const (
+	forRateLimit target = 1 << iota
+	forInvalidate
+	forAdmission
+
+	forAll = forRateLimit | forInvalidate | forAdmission
+)
+
+// String names the constructors, for errors.
+func (t target) String() string {
+	switch t {
+	case forRateLimit:
+		return "the rate-limit interceptors"
+	case forInvalidate:
+		return "the invalidation interceptors"
+	case forAdmission:
+		return "the admission interceptors"
+	}
+	return "this constructor"
 }
 
 // ErrInvalidOption is wrapped by the error a constructor returns for a bad
@@ -45,6 +74,8 @@ var ErrNilBudget = errors.New("grpcmw: budget is nil")
 
 type config struct {
 	key              KeyFunc
+	keySet           bool     // WithKeyFunc was given
+	maxNotices       int      // invalidation
 	cost             CostFunc // nil means 1
 	skip             func(fullMethod string) bool
 	logger           *slog.Logger
@@ -52,20 +83,39 @@ type config struct {
 }
 
 func buildConfig(b limiter.Budget, opts []Option) (config, error) {
+	if b == nil {
+		return config{}, ErrNilBudget
+	}
+	if isNil(b) {
+		return config{}, fmt.Errorf("%w (a nil %T)", ErrNilBudget, b)
+	}
+	return applyOptions(forRateLimit, opts)
+}
+
+// isNil reports whether v is nil or an interface holding a nil pointer,
+// map, slice, func or channel.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return isNilable(rv.Kind()) && rv.IsNil()
+}
+
+// applyOptions builds the configuration of a constructor of target t.
+func applyOptions(t target, opts []Option) (config, error) {
 	c := config{
 		key:              PeerIP,
 		logger:           slog.New(slog.DiscardHandler),
 		unavailableRetry: DefaultUnavailableRetryAfter,
-	}
-	if b == nil {
-		return c, ErrNilBudget
-	}
-	if v := reflect.ValueOf(b); isNilable(v.Kind()) && v.IsNil() {
-		return c, fmt.Errorf("%w (a nil %T)", ErrNilBudget, b)
+		maxNotices:       DefaultMaxNotices,
 	}
 	for i, o := range opts {
 		if o.apply == nil {
 			return c, fmt.Errorf("%w: option %d is the zero Option value", ErrInvalidOption, i)
+		}
+		if o.scope&t == 0 {
+			return c, fmt.Errorf("%w: %s does not apply to %v", ErrInvalidOption, o.name, t)
 		}
 		if err := o.apply(&c); err != nil {
 			return c, fmt.Errorf("%w: %s: %w", ErrInvalidOption, o.name, err)
@@ -82,22 +132,28 @@ func isNilable(k reflect.Kind) bool {
 	return false
 }
 
-// WithKeyFunc sets how a call's limiter key is derived. The default is
-// PeerIP: one bucket per client IP address.
+// WithKeyFunc sets how a call's key is derived: for the rate limit, the
+// bucket it draws from; for the invalidation and admission interceptors,
+// the client ID (at most limiter.MaxClientIDLen bytes), which places the
+// client in cohorts and admission slots. The default is PeerIP (one bucket
+// per client IP address) for the rate limit, and for the others the
+// MetadataClient metadata when the call carries it, else PeerIP. Applies
+// to every interceptor.
 func WithKeyFunc(f KeyFunc) Option {
-	return Option{name: "WithKeyFunc", apply: func(c *config) error {
+	return Option{name: "WithKeyFunc", scope: forAll, apply: func(c *config) error {
 		if f == nil {
 			return errors.New("key function is nil")
 		}
-		c.key = f
+		c.key, c.keySet = f, true
 		return nil
 	}}
 }
 
 // WithCost sets how many tokens a call takes. The default is one token per
 // call (a stream costs one token when it opens, whatever it carries).
+// Applies to the rate limit only.
 func WithCost(f CostFunc) Option {
-	return Option{name: "WithCost", apply: func(c *config) error {
+	return Option{name: "WithCost", scope: forRateLimit, apply: func(c *config) error {
 		if f == nil {
 			return errors.New("cost function is nil")
 		}
@@ -109,9 +165,11 @@ func WithCost(f CostFunc) Option {
 // WithSkip exempts the methods for which skip returns true (for example
 // "/grpc.health.v1.Health/Check") from the limit: their calls go straight to
 // the handler, and neither the key function nor the budget is consulted. By
-// default no method is skipped. skip is called concurrently.
+// default no method is skipped. skip is called concurrently. Applies to
+// every interceptor: a skipped method is not rate limited, is told no
+// invalidations, and opens no session (admission).
 func WithSkip(skip func(fullMethod string) bool) Option {
-	return Option{name: "WithSkip", apply: func(c *config) error {
+	return Option{name: "WithSkip", scope: forAll, apply: func(c *config) error {
 		if skip == nil {
 			return errors.New("skip function is nil")
 		}
@@ -120,11 +178,13 @@ func WithSkip(skip func(fullMethod string) bool) Option {
 	}}
 }
 
-// WithLogger sets the logger. Limiter errors are logged at Error level, key
-// function errors without a gRPC status at Warn, denials and status-carrying
-// key function errors at Debug. By default nothing is logged.
+// WithLogger sets the logger. Limiter, admission and coordinator errors
+// are logged at Error level, key function errors without a gRPC status at
+// Warn, denials, malformed herdcap metadata and status-carrying key
+// function errors at Debug. By default nothing is logged. Applies to every
+// interceptor.
 func WithLogger(l *slog.Logger) Option {
-	return Option{name: "WithLogger", apply: func(c *config) error {
+	return Option{name: "WithLogger", scope: forAll, apply: func(c *config) error {
 		if l == nil {
 			return errors.New("logger is nil")
 		}
@@ -135,9 +195,11 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithUnavailableRetryAfter sets the retry delay sent with codes.Unavailable
 // when the limiter fails without suggesting one (a zero
-// Decision.RetryAfter). Default DefaultUnavailableRetryAfter; d must be > 0.
+// Decision.RetryAfter), or the admission fails without saying when to come
+// back. Default DefaultUnavailableRetryAfter; d must be > 0. Applies to the
+// rate limit and admission interceptors.
 func WithUnavailableRetryAfter(d time.Duration) Option {
-	return Option{name: "WithUnavailableRetryAfter", apply: func(c *config) error {
+	return Option{name: "WithUnavailableRetryAfter", scope: forRateLimit | forAdmission, apply: func(c *config) error {
 		if d <= 0 {
 			return fmt.Errorf("delay must be > 0, got %v", d)
 		}

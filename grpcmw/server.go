@@ -71,13 +71,13 @@ func (g *gate) check(ctx context.Context, fullMethod string) error {
 	return nil
 }
 
-func (g *gate) keyError(ctx context.Context, fullMethod string, err error) error {
+func (c *config) keyError(ctx context.Context, fullMethod string, err error) error {
 	if st, ok := status.FromError(err); ok {
-		g.logger.LogAttrs(ctx, slog.LevelDebug, "grpcmw: key function rejected the call",
+		c.logger.LogAttrs(ctx, slog.LevelDebug, "grpcmw: key function rejected the call",
 			slog.String("method", fullMethod), slog.Any("error", err))
 		return st.Err()
 	}
-	g.logger.LogAttrs(ctx, slog.LevelWarn, "grpcmw: key function failed; answering InvalidArgument",
+	c.logger.LogAttrs(ctx, slog.LevelWarn, "grpcmw: key function failed; answering InvalidArgument",
 		slog.String("method", fullMethod), slog.Any("error", err))
 	return status.Error(codes.InvalidArgument, "cannot identify the caller for rate limiting")
 }

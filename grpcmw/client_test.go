@@ -1,0 +1,434 @@
+package grpcmw
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// seen records the incoming metadata of every call or stream that reaches
+// it; it sits first in the server's chain.
+type seen struct {
+	mu  sync.Mutex
+	mds []metadata.MD
+	at  []time.Time
+}
+
+func (s *seen) add(ctx context.Context) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	s.mu.Lock()
+	s.mds = append(s.mds, md)
+	s.at = append(s.at, time.Now())
+	s.mu.Unlock()
+}
+
+func (s *seen) unary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		s.add(ctx)
+		return h(ctx, req)
+	}
+}
+
+func (s *seen) stream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		s.add(ss.Context())
+		return h(srv, ss)
+	}
+}
+
+// forClient returns the times of the attempts whose client ID is id.
+func (s *seen) forClient(id string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []time.Time
+	for i, md := range s.mds {
+		if v := md.Get(MetadataClient); len(v) == 1 && v[0] == id {
+			out = append(out, s.at[i])
+		}
+	}
+	return out
+}
+
+func (s *seen) all() []metadata.MD {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]metadata.MD(nil), s.mds...)
+}
+
+func newClient(t testing.TB, opts ...ClientOption) *Client {
+	t.Helper()
+	c, err := NewClient(opts...)
+	require.NoError(t, err)
+	return c
+}
+
+// dialWith dials addr through hc's interceptors.
+func dialWith(t testing.TB, addr string, hc *Client, opts ...grpc.DialOption) healthpb.HealthClient {
+	t.Helper()
+	opts = append([]grpc.DialOption{grpc.WithChainUnaryInterceptor(hc.UnaryInterceptor()),
+		grpc.WithChainStreamInterceptor(hc.StreamInterceptor())}, opts...)
+	return dialHealth(t, addr, opts...)
+}
+
+func TestClientEndToEnd(t *testing.T) {
+	clk := fakeclock.New(t0)
+	c := newCoordinator(t, clk)
+	a := newAdmission(t, limiter.Every(time.Hour, 1), limiter.WithClock(clk), limiter.WithResume(testSigner(t), time.Hour))
+	adm, err := UnaryServerAdmission(a)
+	require.NoError(t, err)
+	inv, err := UnaryServerInvalidate(c)
+	require.NoError(t, err)
+	var rec seen
+	addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), adm, inv))
+
+	var got []invalidate.Notice
+	hc := newClient(t, WithClientID("client-7"), WithOnInvalidate(func(n invalidate.Notice) { got = append(got, n) }))
+	health := dialWith(t, addr, hc)
+	req := &healthpb.HealthCheckRequest{}
+
+	_, err = health.Check(t.Context(), req)
+	require.NoError(t, err)
+	tok := hc.ResumeToken()
+	require.Len(t, tok, limiter.ResumeTokenLen)
+
+	e1 := releaseNow(t, c, clk, "r1", "tag:a")
+	e2 := releaseNow(t, c, clk, "r2", "caf\xc3\xa9")
+	for range 2 {
+		// The caller's own metadata is kept; herdcap keys it sets are replaced.
+		_, err = health.Check(withMD(t.Context(), "x-trace", "t1", MetadataEpoch, "999"), req)
+		require.NoError(t, err, "resumed on the token: the budget is spent for an hour")
+	}
+	assert.Equal(t, []invalidate.Notice{{RolloutID: "r1", Scope: "tag:a", Epoch: e1}, {RolloutID: "r2", Scope: "caf\xc3\xa9", Epoch: e2}}, got)
+	assert.Equal(t, e2, hc.Applied())
+
+	mds := rec.all()
+	require.Len(t, mds, 3)
+	assert.Equal(t, []string{"client-7"}, mds[0].Get(MetadataClient))
+	assert.Equal(t, []string{"0"}, mds[0].Get(MetadataEpoch))
+	assert.Empty(t, mds[0].Get(MetadataResume))
+	assert.Equal(t, []string{tok}, mds[1].Get(MetadataResume))
+	assert.Equal(t, []string{"t1"}, mds[1].Get("x-trace"))
+	assert.Equal(t, []string{fmt.Sprint(e2)}, mds[2].Get(MetadataEpoch))
+
+	hc.ResetSession()
+	_, err = health.Check(t.Context(), req, grpc.WaitForReady(false))
+	assert.Equal(t, codes.Unavailable, status.Code(err), "a new session now, refused until its slot in an hour")
+}
+
+// TestClientWaitsForTheSlot: a refused client comes back no earlier than
+// its admission slot and is let in.
+func TestClientWaitsForTheSlot(t *testing.T) {
+	// Real time: 5 sessions per second, 1 at once; the second client's
+	// slot is 200 ms after the first, plus up to 200 ms of jitter.
+	a := newAdmission(t, limiter.PerSecond(5, 1))
+	unary, err := UnaryServerAdmission(a)
+	require.NoError(t, err)
+	var rec seen
+	addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), unary))
+
+	first := dialWith(t, addr, newClient(t, WithClientID("first")), grpc.WithDisableRetry())
+	second := dialWith(t, addr, newClient(t, WithClientID("second")), grpc.WithDisableRetry())
+	_, err = first.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	_, err = second.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err, "let in on the retry")
+	at := rec.forClient("second")
+	require.Len(t, at, 2, "one refusal, one retry")
+	// A lower bound only: load can delay the retry, never advance it.
+	assert.GreaterOrEqual(t, at[1].Sub(rec.forClient("first")[0]), 200*time.Millisecond)
+}
+
+// TestClientStreamRetriesAtOpen: a server-streaming call refused as it
+// opens is opened again after the pushback, and its request sent again.
+func TestClientStreamRetriesAtOpen(t *testing.T) {
+	a := newAdmission(t, limiter.PerSecond(5, 1))
+	adm, err := StreamServerAdmission(a)
+	require.NoError(t, err)
+	var rec seen
+	addr := startHealth(t, grpc.ChainStreamInterceptor(rec.stream(), adm))
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	first := dialWith(t, addr, newClient(t, WithClientID("first")), grpc.WithDisableRetry())
+	s1, err := first.Watch(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	_, err = s1.Recv()
+	require.NoError(t, err)
+
+	second := dialWith(t, addr, newClient(t, WithClientID("second")), grpc.WithDisableRetry())
+	s2, err := second.Watch(ctx, &healthpb.HealthCheckRequest{Service: ""})
+	require.NoError(t, err)
+	resp, err := s2.Recv()
+	require.NoError(t, err, "the stream was opened again at its slot")
+	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus(), "the replayed request was answered")
+	assert.Len(t, rec.forClient("second"), 2)
+}
+
+// TestClientBidiNotRetried: a refused client-streaming or bidirectional
+// stream is not opened again.
+func TestClientBidiNotRetried(t *testing.T) {
+	a := newAdmission(t, limiter.Every(time.Hour, 1))
+	adm, err := StreamServerAdmission(a)
+	require.NoError(t, err)
+	var rec seen
+	addr := startHealth(t, grpc.ChainStreamInterceptor(rec.stream(), adm))
+	hc := newClient(t, WithClientID("c"))
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecureCreds()),
+		grpc.WithChainStreamInterceptor(hc.StreamInterceptor()), grpc.WithDisableRetry())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	d, err := a.Admit(t.Context(), "someone", "") // spend the hour's one session
+	require.NoError(t, err)
+	require.True(t, d.Admitted)
+	desc := &grpc.StreamDesc{StreamName: "Watch", ServerStreams: true, ClientStreams: true}
+	s, err := conn.NewStream(t.Context(), desc, watchMethod)
+	require.NoError(t, err)
+	require.NoError(t, s.SendMsg(&healthpb.HealthCheckRequest{}))
+	require.NoError(t, s.CloseSend())
+	err = s.RecvMsg(&healthpb.HealthCheckResponse{})
+	assert.Equal(t, codes.Unavailable, status.Code(err))
+	assert.Len(t, rec.forClient("c"), 1, "refused once, not retried")
+}
+
+// refusing returns a unary interceptor that fails every call with code,
+// setting the given pushback trailer (if any) and details.
+func refusing(code codes.Code, pushbackValue string, details ...*errdetails.RetryInfo) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, _ any, _ *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
+		if pushbackValue != "" {
+			_ = grpc.SetTrailer(ctx, metadata.Pairs(PushbackTrailer, pushbackValue))
+		}
+		st := status.New(code, "no")
+		for _, d := range details {
+			st, _ = st.WithDetails(d)
+		}
+		return nil, st.Err()
+	}
+}
+
+func TestClientRetryDecisions(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		server   grpc.UnaryServerInterceptor
+		opts     []ClientOption
+		attempts int
+		minGap   time.Duration
+	}{
+		{"pushback", refusing(codes.Unavailable, "30"), nil, 4, 30 * time.Millisecond},
+		{"RetryInfo without pushback", refusing(codes.ResourceExhausted, "", &errdetails.RetryInfo{RetryDelay: durationpb.New(40 * time.Millisecond)}), nil, 4, 40 * time.Millisecond},
+		{"negative pushback forbids retries", refusing(codes.Unavailable, "-1"), nil, 1, 0},
+		{"unparseable pushback forbids retries", refusing(codes.Unavailable, "soon"), nil, 1, 0},
+		{"code not retried", refusing(codes.PermissionDenied, "1"), nil, 1, 0},
+		{"codes chosen", refusing(codes.Aborted, "1"), []ClientOption{WithRetryCodes(codes.Aborted)}, 4, 0},
+		{"no codes", refusing(codes.Unavailable, "1"), []ClientOption{WithRetryCodes()}, 1, 0},
+		{"max attempts", refusing(codes.Unavailable, "1"), []ClientOption{WithMaxAttempts(2)}, 2, 0},
+		{"max wait", refusing(codes.Unavailable, "400"), []ClientOption{WithMaxWait(time.Second)}, 3, 0},
+		{"pushback beyond max wait", refusing(codes.Unavailable, "60000"), nil, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rec seen
+			addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), tc.server))
+			health := dialWith(t, addr, newClient(t, append([]ClientOption{WithClientID("c")}, tc.opts...)...), grpc.WithDisableRetry())
+			start := time.Now()
+			_, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+			require.Error(t, err)
+			at := rec.forClient("c")
+			assert.Len(t, at, tc.attempts)
+			for i := 1; i < len(at); i++ {
+				assert.GreaterOrEqual(t, at[i].Sub(at[i-1]), tc.minGap, "retried before the hint")
+			}
+			// Nothing here waits a second in all; 20 s is for a loaded machine.
+			assert.Less(t, time.Since(start), 20*time.Second)
+		})
+	}
+}
+
+func TestClientRetryBudget(t *testing.T) {
+	var rec seen
+	addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), refusing(codes.Unavailable, "1")))
+	// 4 tokens: an outage allows exactly one retry (4 → 3 → retry → 2 → stop).
+	rb, err := limiter.NewRetryBudget(4, 0.5)
+	require.NoError(t, err)
+	health := dialWith(t, addr, newClient(t, WithClientID("c"), WithRetryBudget(rb), WithMaxAttempts(100)), grpc.WithDisableRetry())
+	for range 5 {
+		_, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		require.Equal(t, codes.Unavailable, status.Code(err))
+	}
+	assert.Len(t, rec.forClient("c"), 6, "five first tries and the one retry the budget allows")
+}
+
+// TestClientWithGRPCRetryPolicy shows the two ways to combine the Client
+// with grpc-go's retry policy, and what happens when both retry. The
+// server refuses every call with a short pushback: an admission on a clock
+// that stands still keeps the client's slot ahead of it.
+func TestClientWithGRPCRetryPolicy(t *testing.T) {
+	const policy = `{"methodConfig": [{
+		"name": [{"service": "grpc.health.v1.Health"}],
+		"retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.001s", "maxBackoff": "0.001s",
+			"backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}
+	}]}`
+	for _, tc := range []struct {
+		name     string
+		client   []ClientOption
+		dial     grpc.DialOption
+		attempts int
+	}{
+		{"grpc-go retries, Client only carries metadata", []ClientOption{WithMaxAttempts(1)}, grpc.WithDefaultServiceConfig(policy), 3},
+		{"Client retries, no retry policy", nil, grpc.WithDisableRetry(), DefaultMaxAttempts},
+		{"both retry: attempts multiply", []ClientOption{WithMaxAttempts(2)}, grpc.WithDefaultServiceConfig(policy), 3 * 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := fakeclock.New(t0)
+			// 10 per second, 1 at once: the refused client's slot is
+			// 100 ms ahead plus jitter, and stays so.
+			a := newAdmission(t, limiter.PerSecond(10, 1), limiter.WithClock(clk))
+			_, err := a.Admit(t.Context(), "someone", "")
+			require.NoError(t, err)
+			adm, err := UnaryServerAdmission(a)
+			require.NoError(t, err)
+			var rec seen
+			addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), adm))
+			health := dialWith(t, addr, newClient(t, append([]ClientOption{WithClientID("c")}, tc.client...)...), tc.dial)
+			_, err = health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+			require.Equal(t, codes.Unavailable, status.Code(err))
+			at := rec.forClient("c")
+			assert.Len(t, at, tc.attempts)
+			for i := 1; i < len(at); i++ {
+				assert.GreaterOrEqual(t, at[i].Sub(at[i-1]), 100*time.Millisecond, "every attempt honours the pushback")
+			}
+		})
+	}
+}
+
+func TestClientHonoursCancellation(t *testing.T) {
+	addr := startHealth(t, grpc.ChainUnaryInterceptor(refusing(codes.Unavailable, "5000")))
+	health := dialWith(t, addr, newClient(t), grpc.WithDisableRetry())
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+	assert.Equal(t, codes.DeadlineExceeded, status.Code(err))
+	// The pushback was 5 s; 4 s of slack for a loaded machine still
+	// proves the wait ended with the context.
+	assert.Less(t, time.Since(start), 4*time.Second)
+}
+
+func TestClientMalformedNotices(t *testing.T) {
+	sendBad := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(MetadataInvalidate, `"a";epoch=5;id="r5", "b";epoch=x;id="r6"`))
+		return h(ctx, req)
+	}
+	addr := startHealth(t, grpc.ChainUnaryInterceptor(sendBad))
+	var logs syncBuffer
+	var got []string
+	hc := newClient(t, WithOnInvalidate(func(n invalidate.Notice) { got = append(got, n.Scope) }), WithClientLogger(newDebugLogger(&logs)))
+	_, err := dialWith(t, addr, hc).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a"}, got)
+	assert.EqualValues(t, 5, hc.Applied())
+	assert.Contains(t, logs.String(), "malformed herdcap-invalidate")
+}
+
+func TestClientConcurrentNoticesAppliedOnce(t *testing.T) {
+	clk := fakeclock.New(t0)
+	c := newCoordinator(t, clk)
+	const rollouts = 12
+	for i := range rollouts {
+		_, err := c.Start(t.Context(), invalidate.Rollout{ID: fmt.Sprint("r", i), Scope: fmt.Sprint("s", i), Cohorts: 1,
+			Rate: 1000, Clients: 1, Coverage: 0.1, Source: "test"})
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.AdvanceAt(t.Context(), clk.Add(time.Second)))
+	inv, err := UnaryServerInvalidate(c, WithMaxNotices(2))
+	require.NoError(t, err)
+	addr := startHealth(t, grpc.ChainUnaryInterceptor(inv))
+	var (
+		mu       sync.Mutex
+		got      []string
+		inFlight atomic.Int32
+		overlap  atomic.Bool
+	)
+	hc := newClient(t, WithClientID("c"), WithOnInvalidate(func(n invalidate.Notice) {
+		if inFlight.Add(1) > 1 {
+			overlap.Store(true)
+		}
+		time.Sleep(time.Millisecond)
+		mu.Lock()
+		got = append(got, n.Scope)
+		mu.Unlock()
+		inFlight.Add(-1)
+	}))
+	health := dialWith(t, addr, hc)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			for range 8 {
+				_, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	// Concurrent calls may carry an epoch the applier has not reached
+	// yet and be told the same notices again (which the Client skips);
+	// calls one at a time collect the rest.
+	for range rollouts {
+		_, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		require.NoError(t, err)
+	}
+	want := make([]string, rollouts)
+	for i := range want {
+		want[i] = fmt.Sprint("s", i)
+	}
+	assert.Equal(t, want, got)
+	assert.False(t, overlap.Load(), "the callback never runs twice at once")
+}
+
+func TestClientOptions(t *testing.T) {
+	for _, tc := range []struct {
+		opt  ClientOption
+		want string
+	}{
+		{ClientOption{}, "zero ClientOption"},
+		{WithClientID(""), "WithClientID"},
+		{WithClientID("a b"), "visible ASCII"},
+		{WithClientID(strings.Repeat("x", MaxClientMetadataLen+1)), "1 to 256 bytes"},
+		{WithOnInvalidate(nil), "WithOnInvalidate: callback is nil"},
+		{WithAppliedEpoch(invalidate.MaxEpoch + 1), "WithAppliedEpoch"},
+		{WithBackoff(nil), "WithBackoff: backoff is nil"},
+		{WithRetryBudget(nil), "WithRetryBudget: retry budget is nil"},
+		{WithMaxAttempts(0), "WithMaxAttempts: attempts must be >= 1, got 0"},
+		{WithMaxWait(-time.Second), "WithMaxWait"},
+		{WithRetryCodes(codes.OK), "WithRetryCodes: code OK cannot be retried"},
+		{WithRetryCodes(codes.Code(99)), "WithRetryCodes"},
+		{WithClientLogger(nil), "WithClientLogger"},
+	} {
+		_, err := NewClient(tc.opt)
+		assert.ErrorIs(t, err, ErrInvalidClientOption)
+		assert.ErrorContains(t, err, tc.want)
+	}
+	hc, err := NewClient(WithAppliedEpoch(42))
+	require.NoError(t, err)
+	assert.EqualValues(t, 42, hc.Applied())
+}
+
+func insecureCreds() credentials.TransportCredentials { return insecure.NewCredentials() }

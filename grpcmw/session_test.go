@@ -1,0 +1,393 @@
+package grpcmw
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/internal/logtest"
+	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// newCoordinator returns a real coordinator on a fresh memory store, driven
+// by clk, reading the store on every Due.
+func newCoordinator(t testing.TB, clk *fakeclock.Clock) *invalidate.Coordinator {
+	t.Helper()
+	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk),
+		invalidate.WithCacheTTL(0), invalidate.WithPopulationWindow(0))
+	require.NoError(t, err)
+	return c
+}
+
+// releaseNow starts an unguarded one-cohort rollout of scope on c,
+// releases it, and returns its epoch.
+func releaseNow(t testing.TB, c *invalidate.Coordinator, clk *fakeclock.Clock, id, scope string) uint64 {
+	t.Helper()
+	st, err := c.Start(context.Background(), invalidate.Rollout{ID: id, Scope: scope, Cohorts: 1, Rate: 1000,
+		Clients: 1, Coverage: 0.1, Source: "test"})
+	require.NoError(t, err)
+	require.NoError(t, c.AdvanceAt(context.Background(), clk.Add(time.Second)))
+	return st.Rollout.Epoch
+}
+
+// withMD returns ctx carrying outgoing metadata of key-value pairs.
+func withMD(ctx context.Context, kv ...string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, kv...)
+}
+
+func newAdmission(t testing.TB, l limiter.Limit, opts ...limiter.AdmissionOption) *limiter.Admission {
+	t.Helper()
+	a, err := limiter.NewAdmission(l, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+func testSigner(t testing.TB) *limiter.ResumeSigner {
+	t.Helper()
+	s, err := limiter.NewResumeSigner([]byte("a 32-byte key for herdcap tests!"))
+	require.NoError(t, err)
+	return s
+}
+
+func TestUnaryInvalidate(t *testing.T) {
+	clk := fakeclock.New(t0)
+	c := newCoordinator(t, clk)
+	epoch := releaseNow(t, c, clk, "catalog-v2", "tag:catalog")
+	inv, err := UnaryServerInvalidate(c)
+	require.NoError(t, err)
+	var reached atomic.Int32
+	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(inv, countUnary(&reached))))
+	req := &healthpb.HealthCheckRequest{}
+
+	var header metadata.MD
+	_, err = hc.Check(withMD(t.Context(), MetadataClient, "c1", MetadataEpoch, "0"), req, grpc.Header(&header))
+	require.NoError(t, err)
+	// The same bytes as httpmw's Herdcap-Invalidate.
+	assert.Equal(t, []string{fmt.Sprintf(`"tag:catalog";epoch=%d;id="catalog-v2"`, epoch)}, header.Get(MetadataInvalidate))
+	assert.Equal(t, []string{strconv.FormatUint(epoch, 10)}, header.Get(MetadataEpoch))
+
+	for _, ctx := range []context.Context{
+		withMD(t.Context(), MetadataClient, "c1", MetadataEpoch, strconv.FormatUint(epoch, 10)), // applied
+		withMD(t.Context(), MetadataClient, "c1"),                                               // takes no part
+		t.Context(),
+	} {
+		header = nil
+		_, err = hc.Check(ctx, req, grpc.Header(&header))
+		require.NoError(t, err)
+		assert.Empty(t, header.Get(MetadataInvalidate))
+	}
+	assert.EqualValues(t, 4, reached.Load())
+}
+
+func TestStreamInvalidate(t *testing.T) {
+	clk := fakeclock.New(t0)
+	c := newCoordinator(t, clk)
+	epoch := releaseNow(t, c, clk, "r", "scope with spaces")
+	inv, err := StreamServerInvalidate(c)
+	require.NoError(t, err)
+	hc := dialHealth(t, startHealth(t, grpc.ChainStreamInterceptor(inv)))
+
+	ctx, cancel := context.WithCancel(withMD(t.Context(), MetadataEpoch, "0"))
+	defer cancel()
+	s, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	resp, err := s.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+	header, err := s.Header()
+	require.NoError(t, err)
+	assert.Equal(t, []string{fmt.Sprintf(`"scope with spaces";epoch=%d;id="r"`, epoch)}, header.Get(MetadataInvalidate),
+		"sent in the header with the first message")
+}
+
+func TestInvalidateBadMetadata(t *testing.T) {
+	clk := fakeclock.New(t0)
+	c := newCoordinator(t, clk)
+	releaseNow(t, c, clk, "r", "s")
+	var logs syncBuffer
+	logger := newDebugLogger(&logs)
+	unary, err := UnaryServerInvalidate(c, WithLogger(logger))
+	require.NoError(t, err)
+	stream, err := StreamServerInvalidate(c, WithLogger(logger))
+	require.NoError(t, err)
+	var reached atomic.Int32
+	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(unary, countUnary(&reached)),
+		grpc.ChainStreamInterceptor(stream, countStream(&reached))))
+	for _, tc := range []struct {
+		name string
+		kv   []string
+	}{
+		{"empty epoch", []string{MetadataEpoch, ""}},
+		{"negative epoch", []string{MetadataEpoch, "-1"}},
+		{"hex epoch", []string{MetadataEpoch, "0x2a"}},
+		{"epoch above MaxEpoch", []string{MetadataEpoch, "9007199254740992"}},
+		{"epoch overflowing uint64", []string{MetadataEpoch, "18446744073709551616"}},
+		{"oversized epoch", []string{MetadataEpoch, strings.Repeat("9", 8<<10)}},
+		{"repeated epoch", []string{MetadataEpoch, "1", MetadataEpoch, "2"}},
+		{"client ID with a space", []string{MetadataEpoch, "0", MetadataClient, "a b"}},
+		{"oversized client ID", []string{MetadataEpoch, "0", MetadataClient, strings.Repeat("c", MaxClientMetadataLen+1)}},
+		{"repeated client ID", []string{MetadataEpoch, "0", MetadataClient, "a", MetadataClient, "b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := hc.Check(withMD(t.Context(), tc.kv...), &healthpb.HealthCheckRequest{})
+			st := status.Convert(err)
+			assert.Equal(t, codes.InvalidArgument, st.Code(), "%v", st)
+			assert.Contains(t, st.Message(), "malformed herdcap-")
+			s, err := hc.Watch(withMD(t.Context(), tc.kv...), &healthpb.HealthCheckRequest{})
+			require.NoError(t, err)
+			_, err = s.Recv()
+			assert.Equal(t, codes.InvalidArgument, status.Code(err))
+		})
+	}
+	assert.Zero(t, reached.Load(), "a bad call never reaches the handler")
+	assert.Contains(t, logs.String(), "malformed herdcap-epoch metadata")
+}
+
+// TestInvalidateKeepsRefusalsTrailersOnly puts a rate limit inside the
+// invalidation interceptor: its refusal must still go out Trailers-Only,
+// with the notices in the trailer beside the pushback.
+func TestInvalidateKeepsRefusalsTrailersOnly(t *testing.T) {
+	clk := fakeclock.New(t0)
+	c := newCoordinator(t, clk)
+	releaseNow(t, c, clk, "r", "s")
+	inv, err := UnaryServerInvalidate(c)
+	require.NoError(t, err)
+	rl, err := UnaryServerRateLimit(newLocal(t, limiter.Every(time.Hour, 1)))
+	require.NoError(t, err)
+	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(inv, rl)))
+	ctx := withMD(t.Context(), MetadataEpoch, "0")
+
+	var header, trailer metadata.MD
+	_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header), grpc.Trailer(&trailer))
+	require.NoError(t, err)
+	assert.NotEmpty(t, header.Get(MetadataInvalidate))
+
+	header, trailer = nil, nil
+	_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header), grpc.Trailer(&trailer))
+	require.Equal(t, codes.ResourceExhausted, status.Code(err))
+	assert.Empty(t, header, "Trailers-Only")
+	assert.Greater(t, pushback(t, trailer), int64(0))
+	assert.NotEmpty(t, trailer.Get(MetadataInvalidate), "the notices ride in the trailer")
+}
+
+// deadRedis returns a client for a loopback port nothing listens on.
+func deadRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestInvalidateCoordinatorErrorServesWithoutNotices(t *testing.T) {
+	store, err := invalidate.NewRedisStore(deadRedis(t), invalidate.WithTimeout(time.Second))
+	require.NoError(t, err)
+	c, err := invalidate.NewCoordinator(store)
+	require.NoError(t, err)
+	var logs syncBuffer
+	inv, err := UnaryServerInvalidate(c, WithLogger(newDebugLogger(&logs)))
+	require.NoError(t, err)
+	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(inv)))
+	var header metadata.MD
+	resp, err := hc.Check(withMD(t.Context(), MetadataEpoch, "0"), &healthpb.HealthCheckRequest{}, grpc.Header(&header))
+	require.NoError(t, err, "a coordinator failure must not fail the call")
+	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+	assert.Empty(t, header.Get(MetadataInvalidate))
+	assert.Contains(t, logs.String(), "coordinator failed; serving without notices")
+}
+
+func TestUnaryAdmission(t *testing.T) {
+	clk := fakeclock.New(t0)
+	// limiter.ExampleNewAdmission's gate: bob's slot is 864 ms away.
+	a := newAdmission(t, limiter.PerSecond(2, 1), limiter.WithClock(clk), limiter.WithResume(testSigner(t), time.Hour))
+	adm, err := UnaryServerAdmission(a)
+	require.NoError(t, err)
+	var reached atomic.Int32
+	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(adm, countUnary(&reached))))
+	req := &healthpb.HealthCheckRequest{}
+
+	var header metadata.MD
+	_, err = hc.Check(withMD(t.Context(), MetadataClient, "alice"), req, grpc.Header(&header))
+	require.NoError(t, err)
+	tok := header.Get(MetadataResume)
+	require.Len(t, tok, 1)
+	require.Len(t, tok[0], limiter.ResumeTokenLen)
+
+	var trailer metadata.MD
+	header = nil
+	_, err = hc.Check(withMD(t.Context(), MetadataClient, "bob"), req, grpc.Header(&header), grpc.Trailer(&trailer))
+	st := status.Convert(err)
+	require.Equal(t, codes.Unavailable, st.Code(), "%v", st)
+	assert.Equal(t, "new session refused; retry after 864ms", st.Message())
+	assert.Equal(t, 864*time.Millisecond, retryInfo(t, err))
+	assert.EqualValues(t, 864, pushback(t, trailer))
+	assert.Empty(t, header, "Trailers-Only")
+
+	// Alice resumes on her token although the budget is spent; a
+	// tampered token is a new session.
+	header = nil
+	_, err = hc.Check(withMD(t.Context(), MetadataClient, "alice", MetadataResume, tok[0]), req, grpc.Header(&header))
+	require.NoError(t, err)
+	assert.Len(t, header.Get(MetadataResume), 1, "a fresh token")
+	bad := []byte(tok[0])
+	bad[5] = map[bool]byte{true: 'A', false: 'B'}[bad[5] != 'A']
+	for _, v := range [][]string{{string(bad)}, {tok[0][:20]}, {tok[0], tok[0]}} {
+		kv := []string{MetadataClient, "alice"}
+		for _, x := range v {
+			kv = append(kv, MetadataResume, x)
+		}
+		_, err = hc.Check(withMD(t.Context(), kv...), req)
+		assert.Equal(t, codes.Unavailable, status.Code(err), "%.10q", v)
+	}
+	assert.EqualValues(t, 2, reached.Load())
+
+	clk.Add(864 * time.Millisecond)
+	_, err = hc.Check(withMD(t.Context(), MetadataClient, "bob"), req)
+	assert.NoError(t, err, "bob is let in at his slot")
+}
+
+func TestStreamAdmission(t *testing.T) {
+	clk := fakeclock.New(t0)
+	a := newAdmission(t, limiter.PerSecond(2, 1), limiter.WithClock(clk), limiter.WithResume(testSigner(t), time.Hour))
+	adm, err := StreamServerAdmission(a)
+	require.NoError(t, err)
+	var reached atomic.Int32
+	hc := dialHealth(t, startHealth(t, grpc.ChainStreamInterceptor(adm, countStream(&reached))))
+
+	ctx, cancel := context.WithCancel(withMD(t.Context(), MetadataClient, "alice"))
+	s, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	_, err = s.Recv()
+	require.NoError(t, err)
+	header, err := s.Header()
+	require.NoError(t, err)
+	assert.Len(t, header.Get(MetadataResume), 1, "the token comes with the first message")
+	cancel()
+
+	s, err = hc.Watch(withMD(t.Context(), MetadataClient, "bob"), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	_, err = s.Recv()
+	require.Equal(t, codes.Unavailable, status.Code(err))
+	assert.Equal(t, 864*time.Millisecond, retryInfo(t, err))
+	assert.EqualValues(t, 864, pushback(t, s.Trailer()))
+	header, _ = s.Header()
+	assert.Empty(t, header, "Trailers-Only")
+	assert.EqualValues(t, 1, reached.Load())
+}
+
+func TestAdmissionBadInput(t *testing.T) {
+	a := newAdmission(t, limiter.PerSecond(100, 100))
+	var logs syncBuffer
+	adm, err := UnaryServerAdmission(a, WithLogger(newDebugLogger(&logs)))
+	require.NoError(t, err)
+	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(adm)))
+	for _, kv := range [][]string{
+		{MetadataClient, ""},
+		{MetadataClient, "a,b"},
+		{MetadataClient, "a", MetadataClient, "b"},
+		{MetadataClient, strings.Repeat("x", MaxClientMetadataLen+1)},
+	} {
+		_, err := hc.Check(withMD(t.Context(), kv...), &healthpb.HealthCheckRequest{})
+		assert.Equal(t, codes.InvalidArgument, status.Code(err), "%.20q", kv)
+	}
+
+	long := func(context.Context, string) (string, error) {
+		return strings.Repeat("k", limiter.MaxClientIDLen+1), nil
+	}
+	adm, err = UnaryServerAdmission(a, WithKeyFunc(long), WithLogger(newDebugLogger(&logs)))
+	require.NoError(t, err)
+	hc = dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(adm)))
+	var trailer metadata.MD
+	_, err = hc.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+	assert.Equal(t, codes.Internal, status.Code(err))
+	assert.Empty(t, trailer.Get(PushbackTrailer), "no retry can help")
+	assert.Contains(t, logs.String(), "rejected the client ID")
+}
+
+// TestAdmissionRedisFailClosed runs the real fail-closed path: a Redis
+// admission whose server is killed answers Unavailable with a pushback of
+// one to two breaker periods, and no internals.
+func TestAdmissionRedisFailClosed(t *testing.T) {
+	s := redistest.Start(t)
+	const breakerOpen = 2 * time.Second
+	a, err := limiter.NewRedisAdmission(s.Client(t), limiter.PerSecond(100, 100),
+		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1, breakerOpen), limiter.WithTimeout(time.Second))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	var logs syncBuffer
+	adm, err := UnaryServerAdmission(a, WithLogger(newDebugLogger(&logs)))
+	require.NoError(t, err)
+	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(adm)))
+	_, err = hc.Check(withMD(t.Context(), MetadataClient, "c0"), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+
+	s.Kill(t)
+	var trailer metadata.MD
+	_, err = hc.Check(withMD(t.Context(), MetadataClient, "c1"), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+	st := status.Convert(err)
+	require.Equal(t, codes.Unavailable, st.Code())
+	assert.True(t, strings.HasPrefix(st.Message(), "admission unavailable; retry after "), st.Message())
+	assert.NotContains(t, st.Message(), s.Addr())
+	ms := pushback(t, trailer)
+	assert.GreaterOrEqual(t, time.Duration(ms)*time.Millisecond, breakerOpen)
+	assert.LessOrEqual(t, time.Duration(ms)*time.Millisecond, 2*breakerOpen)
+	assert.Contains(t, logs.String(), "admission failed; answering Unavailable")
+}
+
+func TestSessionOptions(t *testing.T) {
+	c := newCoordinator(t, fakeclock.New(t0))
+	a := newAdmission(t, limiter.PerSecond(1, 1))
+	_, err := UnaryServerInvalidate(nil)
+	assert.ErrorIs(t, err, ErrNilSource)
+	var nilCoord *invalidate.Coordinator
+	_, err = StreamServerInvalidate(nilCoord)
+	assert.ErrorIs(t, err, ErrNilSource)
+	_, err = UnaryServerAdmission(nil)
+	assert.ErrorIs(t, err, ErrNilAdmitter)
+	var nilAdm *limiter.Admission
+	_, err = StreamServerAdmission(nilAdm)
+	assert.ErrorIs(t, err, ErrNilAdmitter)
+
+	cost := WithCost(func(context.Context, string) int { return 1 })
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{second(UnaryServerInvalidate(c, cost)), "WithCost does not apply to the invalidation interceptors"},
+		{second(UnaryServerInvalidate(c, WithUnavailableRetryAfter(time.Second))), "WithUnavailableRetryAfter does not apply"},
+		{second(UnaryServerInvalidate(c, WithMaxNotices(0))), "WithMaxNotices: max notices must be >= 1"},
+		{second(UnaryServerAdmission(a, cost)), "WithCost does not apply to the admission interceptors"},
+		{second(StreamServerAdmission(a, WithMaxNotices(2))), "WithMaxNotices does not apply"},
+		{second(UnaryServerRateLimit(newLocal(t, limiter.PerSecond(1, 1)), WithMaxNotices(2))), "WithMaxNotices does not apply to the rate-limit interceptors"},
+	} {
+		assert.ErrorIs(t, tc.err, ErrInvalidOption)
+		assert.ErrorContains(t, tc.err, tc.want)
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+var newDebugLogger = logtest.NewLogger
