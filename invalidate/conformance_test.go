@@ -111,12 +111,13 @@ func TestConformanceEpochs(t *testing.T) {
 }
 
 // TestConformancePacing checks the pace formula exactly: a cohort per
-// CohortInterval of running time, and never more than one wave (here one
-// advance interval of running time) per advance, however long the gap.
+// CohortInterval of running time, a steady cadence of advances losing no
+// time, and never more than one wave (one cohort plus one advance interval
+// of running time) per advance, however long the gap.
 func TestConformancePacing(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		clk := newVClock(t0)
-		c := newNode(t, sc.fleet(t, 1)[0], clk) // advance interval 1 s: a wave is one cohort here
+		c := newNode(t, sc.fleet(t, 1)[0], clk) // advance interval 1 s, cohort interval 1 s
 		mustStart(t, c, ro("a"))
 		steps := []struct {
 			at       time.Duration
@@ -124,18 +125,17 @@ func TestConformancePacing(t *testing.T) {
 		}{
 			{500 * time.Millisecond, 0},
 			{time.Second, 1},
-			{2500 * time.Millisecond, 2}, // 1.5 s banked, capped at one wave
-			{10 * time.Second, 3},        // a 7.5 s gap: still one wave
-			{11 * time.Second, 4},
-			{12 * time.Second, 5},
-			{12 * time.Second, 5}, // the same time twice adds nothing
-			{11 * time.Second, 5}, // nor does an earlier one
-			{13 * time.Second, 6},
-			{14 * time.Second, 7},
-			{15 * time.Second, 8},
-			{16 * time.Second, 9},
-			{16900 * time.Millisecond, 9},
-			{17 * time.Second, 10},
+			{2500 * time.Millisecond, 2}, // 1.5 s banked: one cohort, 0.5 s left
+			{10 * time.Second, 4},        // a 7.5 s gap: capped at 2 s banked, one wave
+			{11 * time.Second, 5},
+			{12 * time.Second, 6},
+			{12 * time.Second, 6}, // the same time twice adds nothing
+			{11 * time.Second, 6}, // nor does an earlier one
+			{13 * time.Second, 7},
+			{14 * time.Second, 8},
+			{15 * time.Second, 9},
+			{15900 * time.Millisecond, 9},
+			{16 * time.Second, 10},
 		}
 		for _, s := range steps {
 			advance(t, c, t0.Add(s.at))
@@ -144,14 +144,33 @@ func TestConformancePacing(t *testing.T) {
 		}
 		st := mustStatus(t, c, "a")
 		assert.Equal(t, Done, st.Phase)
-		assert.Equal(t, t0.Add(17*time.Second), st.FinishedAt)
+		assert.Equal(t, t0.Add(16*time.Second), st.FinishedAt)
 
 		// A longer advance interval makes a bigger wave.
 		c3 := newNode(t, sc.fleet(t, 1)[0], clk, WithAdvanceInterval(3*time.Second))
 		base := clk.Now()
 		mustStart(t, c3, ro("b"))
 		advance(t, c3, base.Add(10*time.Second))
-		assert.Equal(t, 3, mustStatus(t, c3, "b").Released, "a 10 s gap releases one 3 s wave")
+		assert.Equal(t, 4, mustStatus(t, c3, "b").Released, "a 10 s gap releases one wave: a cohort plus 3 s")
+	})
+}
+
+// TestConformanceCadenceKeepsSchedule: a cohort interval that is not a
+// multiple of the advance interval loses no time to the wave cap.
+func TestConformanceCadenceKeepsSchedule(t *testing.T) {
+	forEachStore(t, func(t *testing.T, sc storeCase) {
+		clk := newVClock(t0)
+		c := newNode(t, sc.fleet(t, 1)[0], clk) // advance interval 1 s
+		r := ro("a")
+		r.Clients, r.Rate = 1300, 100 // 130 clients a cohort at 100/s: 1.3 s
+		st := mustStart(t, c, r)
+		require.Equal(t, 1300*time.Millisecond, st.CohortInterval)
+		at := time.Duration(0)
+		for mustStatus(t, c, "a").Phase == Running && at < time.Minute {
+			at += time.Second
+			advance(t, c, t0.Add(at))
+		}
+		assert.Equal(t, 13*time.Second, at, "10 cohorts of 1.3 s with an advance every second")
 	})
 }
 

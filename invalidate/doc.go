@@ -21,11 +21,13 @@
 // of running time, where Population is the largest of Rollout.Clients, the
 // store's estimate of distinct clients seen, and any earlier value for this
 // rollout. Running time is banked as it passes and spent one interval per
-// cohort; an advance never banks more than max(interval, advance interval),
-// so after any gap at most one wave is released: max(one cohort, Rate ×
-// advance interval) clients. The notices a fleet hands out therefore stay
-// within the budget plus one wave over any window, and a rollout never
-// finishes faster than Population/Rate or MinDuration.
+// cohort; the bank never holds more than one interval plus one advance
+// interval, so a steady cadence of advances loses no time (a rollout keeps
+// its schedule whatever the ratio of the two intervals) and after any gap
+// at most one wave is released: one cohort plus Rate × advance interval
+// clients. The notices a fleet hands out therefore stay within the budget
+// plus one wave over any window, and a rollout never finishes faster than
+// Population/Rate or MinDuration.
 //
 // Pause stops releases fleet-wide at once; Resume counts progress from the
 // moment it is called (paused time is not progress). Abort is final: clients

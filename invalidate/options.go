@@ -170,9 +170,9 @@ func WithCacheTTL(d time.Duration) Option {
 }
 
 // WithAdvanceInterval sets how often Run advances (default
-// DefaultAdvanceInterval). It is also the wave: one advance never banks
-// more than this much running time, so a wave is at most
-// max(one cohort, Rate × interval) clients; and the length of a health hold.
+// DefaultAdvanceInterval). It also sizes the wave: one advance releases at
+// most one cohort plus Rate × interval clients; and it is the length of a
+// health hold.
 func WithAdvanceInterval(d time.Duration) Option {
 	return Option{name: "WithAdvanceInterval", scope: forCoordinator, apply: func(o *config) error {
 		if d < time.Millisecond {

@@ -231,7 +231,7 @@ for i = 1, #all, 2 do
       local from = math.max(t[11], t[12])
       if now > from then
         local iv = math.max(t[9] * 1e6 / (t[4] * t[6]), t[7] / t[4])
-        local credit = math.min(t[10] + (now - from), math.max(iv, wave))
+        local credit = math.min(t[10] + (now - from), iv + wave)
         t[11] = now
         local n = math.floor(credit / iv)
         local left = t[4] - t[5]

@@ -141,8 +141,10 @@ func (s *state) interval(pop int64) float64 {
 // step advances a running rollout to now (µs). fleetPop is the store's
 // estimate of distinct clients seen; holdUs > 0 is a health hold of that
 // length (nothing is released, and no time before now+holdUs counts);
-// waveUs caps the banked running time, so that a gap between advances
-// never releases more than one wave. It reports whether the released count
+// banked running time is capped at one interval plus waveUs (the advance
+// interval): a steady cadence of advances never loses time, whatever the
+// ratio of the two intervals, and a gap between advances releases at most
+// one cohort more than the steady pace would. It reports whether the released count
 // or the phase changed. It is the Go twin of the advance script's step.
 func (s *state) step(now, fleetPop, holdUs, waveUs int64) bool {
 	if s.phase != Running {
@@ -159,7 +161,7 @@ func (s *state) step(now, fleetPop, holdUs, waveUs int64) bool {
 		return false
 	}
 	iv := s.interval(s.pop)
-	credit := math.Min(s.credit+float64(now-from), math.Max(iv, float64(waveUs)))
+	credit := math.Min(s.credit+float64(now-from), iv+float64(waveUs))
 	s.last = now
 	n := math.Floor(credit / iv)
 	if left := float64(s.cohorts - s.released); n > left {
