@@ -283,3 +283,27 @@ func TestConformanceReserve(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidN)
 	})
 }
+
+// TestConformanceLimitChange: a new limit applies from the bucket's last
+// write, on every backend alike (the Redis script refills since then at the
+// rate it is given, and Local follows it).
+func TestConformanceLimitChange(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		clk := fakeClockAt(t0)
+		b := bc.make(t, PerSecond(10, 10), WithClock(clk))
+		mustAllow(t, b, "k", t0, 10)
+		d := mustAllow(t, b, "k", t0.Add(100*time.Millisecond), 0) // a peek writes nothing
+		assert.Equal(t, 1, d.Remaining)
+		clk.Set(t0.Add(500 * time.Millisecond))
+		require.NoError(t, b.SetLimit(PerSecond(100, 100)))
+		d = mustAllow(t, b, "k", t0.Add(time.Second), 0)
+		assert.Equal(t, 100, d.Remaining, "1 s since the last take, at the new 100/s")
+		d = mustAllow(t, b, "k", t0.Add(time.Second), 30)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 70, d.Remaining)
+		clk.Set(t0.Add(1100 * time.Millisecond))
+		require.NoError(t, b.SetLimit(PerSecond(1, 100)))
+		d = mustAllow(t, b, "k", t0.Add(3*time.Second), 0)
+		assert.Equal(t, 72, d.Remaining, "2 s since the last take, at the new 1/s")
+	})
+}

@@ -35,6 +35,9 @@ type Local struct {
 type localEntry struct {
 	lim rate.Limiter
 	gen atomic.Uint64 // ramp generation applied to lim
+	// last is when tokens were last taken (unix ns; 0: never): when the
+	// bucket's state was last written, as Redis keeps it.
+	last atomic.Int64
 }
 
 // LocalStats describes a Local's key map.
@@ -121,7 +124,9 @@ func (lb *Local) Limit() Limit {
 	return l
 }
 
-// SetLimit ramps every key to l over the WithRamp window, starting now.
+// SetLimit ramps every key to l over the WithRamp window, starting now. A
+// bucket refills at the limit in force when it is read, counted from its
+// last take, exactly as on Redis.
 func (lb *Local) SetLimit(l Limit) error { return lb.SetLimitAt(lb.now(), l) }
 
 // SetLimitAt is SetLimit with the ramp starting at t.
@@ -180,6 +185,9 @@ func (lb *Local) decideLimit(d *Decision, key string, t time.Time, n int, upTo b
 	}
 	e := lb.bucket(key, t, lim, gen, ramping)
 	decideBucket(d, &e.lim, t, n, upTo)
+	if d.Taken > 0 {
+		e.last.Store(t.UnixNano())
+	}
 	return nil
 }
 
@@ -192,8 +200,16 @@ func (lb *Local) bucket(key string, t time.Time, lim Limit, gen uint64, ramping 
 		e.gen.Store(gen)
 	}).v
 	if e.gen.Load() != gen || ramping {
-		e.lim.SetLimitAt(t, rate.Limit(lim.PerSecond()))
-		e.lim.SetBurstAt(t, lim.Burst)
+		// A new limit applies from the bucket's last write, as in the
+		// Redis script, which refills since then at the rate it is given:
+		// so Local and Redis make the same decisions through a change.
+		// (Setting it at t would refill the gap at the old rate.)
+		at := time.Time{}
+		if ns := e.last.Load(); ns != 0 {
+			at = time.Unix(0, ns)
+		}
+		e.lim.SetLimitAt(at, rate.Limit(lim.PerSecond()))
+		e.lim.SetBurstAt(at, lim.Burst)
 		e.gen.Store(gen)
 	}
 	return e

@@ -62,15 +62,19 @@ func (lb *Local) reserve(key string, t time.Time, n int, maxWait time.Duration) 
 		return d, err
 	}
 	e := lb.bucket(key, t, lim, r.gen, r.active(t))
-	res := e.lim.ReserveN(t, n)
-	wait := res.DelayFrom(t)
+	// Look before booking rather than book and cancel: a cancellation
+	// moves the bucket's last update to t, which a later limit change
+	// would then refill from at the wrong rate (see bucket).
+	tokens := e.lim.TokensAt(t)
+	wait := durationFromTokens(float64(n)-tokens, lim.PerSecond())
 	if wait > maxWait {
-		res.CancelAt(t)
 		d.RetryAfter = wait
 	} else {
-		d.Allowed, d.Taken, d.RetryAfter = true, n, wait
+		res := e.lim.ReserveN(t, n)
+		d.Allowed, d.Taken, d.RetryAfter = true, n, res.DelayFrom(t)
+		e.last.Store(t.UnixNano())
+		tokens = e.lim.TokensAt(t)
 	}
-	tokens := e.lim.TokensAt(t)
 	d.ResetAfter = durationFromTokens(float64(lim.Burst)-tokens, lim.PerSecond())
 	if tokens >= 1 {
 		d.Remaining = int(tokens)
