@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -101,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := simulate.Config{}
 	if o.redisURL != "" {
-		ro, err := redis.ParseURL(o.redisURL)
+		ro, err := parseRedisURL(o.redisURL)
 		if err != nil {
 			fmt.Fprintln(stderr, "stormsim: -redis:", err)
 			return 2
@@ -303,4 +304,18 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// parseRedisURL parses -redis, insisting on an explicit host and port: a
+// URL whose port came out empty (an unset shell variable, say) would
+// otherwise fall back to localhost:6379, a Redis the run was not meant for.
+func parseRedisURL(s string) (*redis.Options, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if u.Hostname() == "" || u.Port() == "" {
+		return nil, fmt.Errorf("%q must name a host and a port, as in redis://127.0.0.1:6380/0", s)
+	}
+	return redis.ParseURL(s)
 }

@@ -119,6 +119,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-scenario", notJSON}, "bad JSON"},
 		{[]string{"-scenario", filepath.Join(t.TempDir(), "missing.json")}, "no such file"},
 		{[]string{"-redis", "ftp://x"}, "-redis:"},
+		{[]string{"-redis", "redis://127.0.0.1:/0"}, "must name a host and a port"}, // never a silent 6379
+		{[]string{"-redis", "redis:///0"}, "must name a host and a port"},
 		{[]string{"-bench", "-scenario", unknown}, "-bench runs the built-in incident"},
 		{[]string{"-q", "-out", filepath.Join(blocker, "sub"), "-scenario", writeFile(t, "ok.json", small)}, "-out:"},
 	}
