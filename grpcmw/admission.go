@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -50,7 +51,7 @@ func (d *doorman) admit(ctx context.Context, fullMethod string) (metadata.MD, er
 		return nil, err
 	}
 	tok := ""
-	if vals := metadata.ValueFromIncomingContext(ctx, MetadataResume); len(vals) == 1 && tokenShaped(vals[0]) {
+	if vals := metadata.ValueFromIncomingContext(ctx, MetadataResume); len(vals) == 1 && wire.TokenShaped(vals[0]) {
 		tok = vals[0]
 	}
 	dec, err := d.a.Admit(ctx, id, tok)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
 )
@@ -117,7 +118,7 @@ type Client struct {
 
 	token   atomic.Pointer[string]
 	applied atomic.Uint64
-	queue   noticeQueue
+	queue   wire.NoticeQueue
 	badLog  atomic.Int64 // unix ns before which malformed-notice records are suppressed
 }
 
@@ -132,7 +133,7 @@ type ClientOption struct {
 // default none is sent, and servers identify the client by PeerIP.
 func WithClientID(id string) ClientOption {
 	return ClientOption{"WithClientID", func(c *Client) error {
-		v, err := parseClientID([]string{id})
+		v, err := wire.ParseClientID([]string{id})
 		if err != nil || v != id {
 			return fmt.Errorf("client ID must be 1 to %d bytes of visible ASCII other than the comma", MaxClientMetadataLen)
 		}
@@ -326,7 +327,7 @@ func (c *Client) observe(ctx context.Context, md metadata.MD) {
 	if len(md) == 0 {
 		return
 	}
-	if vals := md.Get(MetadataResume); len(vals) == 1 && tokenShaped(vals[0]) {
+	if vals := md.Get(MetadataResume); len(vals) == 1 && wire.TokenShaped(vals[0]) {
 		tok := vals[0]
 		c.token.Store(&tok)
 	}
@@ -337,7 +338,7 @@ func (c *Client) observe(ctx context.Context, md metadata.MD) {
 	if len(vals) == 0 {
 		return
 	}
-	notices, err := parseNotices(nil, vals)
+	notices, err := wire.ParseNotices(nil, vals)
 	if err != nil {
 		now := time.Now().UnixNano()
 		if next := c.badLog.Load(); now >= next && c.badLog.CompareAndSwap(next, now+int64(time.Second)) {
@@ -345,7 +346,7 @@ func (c *Client) observe(ctx context.Context, md metadata.MD) {
 				slog.Int("applied", len(notices)), slog.Any("error", err))
 		}
 	}
-	c.queue.deliver(notices, &c.applied, c.onInvalidate)
+	c.queue.Deliver(notices, &c.applied, c.onInvalidate)
 }
 
 // retryable reports whether err has a retry code.
@@ -382,7 +383,7 @@ func retryHint(trailer metadata.MD, err error) (time.Duration, bool) {
 		if len(vals) != 1 {
 			return 0, false
 		}
-		ms, perr := parseDecimal(trimOWS(vals[0]), maxMillisDigits, math.MaxInt32)
+		ms, perr := wire.ParseDecimal(wire.TrimOWS(vals[0]), wire.MaxMillisDigits, math.MaxInt32)
 		if perr != nil {
 			return 0, false
 		}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
 )
 
@@ -88,7 +89,7 @@ func (n *noticer) notices(ctx context.Context, fullMethod string) (metadata.MD, 
 	if vals == nil {
 		return nil, nil // a client that takes no part
 	}
-	applied, err := parseEpoch(vals)
+	applied, err := wire.ParseEpoch(vals)
 	if err != nil {
 		n.badInput(ctx, fullMethod, MetadataEpoch, err)
 		return nil, status.Error(codes.InvalidArgument, "malformed "+MetadataEpoch+" metadata")
@@ -103,7 +104,7 @@ func (n *noticer) notices(ctx context.Context, fullMethod string) (metadata.MD, 
 	if err != nil {
 		n.failed(ctx, fullMethod, err)
 	} else if len(due) > 0 {
-		v, epoch := noticeField(due, n.maxNotices)
+		v, epoch := wire.NoticeField(due, n.maxNotices)
 		md = metadata.MD{MetadataInvalidate: {v}, MetadataEpoch: {strconv.FormatUint(epoch, 10)}}
 	}
 	if cap(due) <= maxPooledNotices {
@@ -194,29 +195,4 @@ func StreamServerInvalidate(src NoticeSource, opts ...Option) (grpc.StreamServer
 		ws.finish()
 		return err
 	}, nil
-}
-
-// noticeField returns the MetadataInvalidate value for the first notices
-// (at most limit, within maxNoticeField bytes, at least one) and the
-// highest epoch among them.
-func noticeField(notices []invalidate.Notice, limit int) (string, uint64) {
-	size, n := 0, 0
-	for _, x := range notices[:min(len(notices), limit)] {
-		l := noticeLen(x) + 2
-		if n > 0 && size+l > maxNoticeField {
-			break
-		}
-		size += l
-		n++
-	}
-	b := make([]byte, 0, size)
-	var epoch uint64
-	for i, x := range notices[:n] {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = appendNotice(b, x)
-		epoch = max(epoch, x.Epoch)
-	}
-	return string(b), epoch
 }

@@ -23,8 +23,9 @@ import (
 )
 
 // TestWireParityWithHTTP checks that the gRPC interceptors and the HTTP
-// middleware put the same notice bytes on the wire (the two packages keep
-// copies of one codec), so that a client library or gateway can speak both.
+// middleware put the same notice bytes on the wire (both encode with
+// package internal/wire), so that a client library or gateway can speak
+// both.
 func TestWireParityWithHTTP(t *testing.T) {
 	ctx := context.Background()
 	clk := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))

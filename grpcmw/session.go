@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/herdcap/herdcap/internal/wire"
 )
 
 // sessionKey returns the client ID of a call for the invalidation and
@@ -18,7 +20,7 @@ import (
 func (c *config) sessionKey(ctx context.Context, fullMethod string) (string, error) {
 	if !c.keySet {
 		if vals := metadata.ValueFromIncomingContext(ctx, MetadataClient); vals != nil {
-			id, err := parseClientID(vals)
+			id, err := wire.ParseClientID(vals)
 			if err != nil {
 				c.badInput(ctx, fullMethod, MetadataClient, err)
 				return "", status.Error(codes.InvalidArgument, "malformed "+MetadataClient+" metadata")

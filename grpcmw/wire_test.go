@@ -1,7 +1,6 @@
 package grpcmw
 
 import (
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,28 +13,17 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/internal/wire"
 )
 
-func TestNoticeCodec(t *testing.T) {
-	notices := []invalidate.Notice{
-		{RolloutID: "catalog-v2", Scope: "tag:catalog", Epoch: 1},
-		{RolloutID: `q"uo\te`, Scope: `say "hi"`, Epoch: 2},
-		{RolloutID: "bin\x00\xff", Scope: "caf\xc3\xa9", Epoch: maxSFInteger + 1},
-	}
-	v, epoch := noticeField(notices, 10)
-	assert.Equal(t, uint64(maxSFInteger+1), epoch)
-	assert.Equal(t, `"tag:catalog";epoch=1;id="catalog-v2", "say \"hi\"";epoch=2;id="q\"uo\\te", :Y2Fmw6k=:;epoch="1000000000000000";id=:YmluAP8=:`, v)
-	got, err := parseNotices(nil, []string{v})
-	require.NoError(t, err)
-	assert.Equal(t, notices, got)
-
-	_, err = parseEpoch([]string{"1", "2"})
-	assert.ErrorIs(t, err, errRepeated)
-	_, err = parseEpoch([]string{"9007199254740992"})
-	assert.ErrorIs(t, err, errEpochRange)
-	_, err = parseClientID([]string{"a,b"})
-	assert.ErrorIs(t, err, errClientIDBytes)
+// TestMaxClientMetadataLen checks that the documented limit is the one the
+// codec enforces, at the boundary.
+func TestMaxClientMetadataLen(t *testing.T) {
+	assert.Equal(t, wire.MaxClientIDLen, MaxClientMetadataLen)
+	_, err := NewClient(WithClientID(strings.Repeat("x", MaxClientMetadataLen)))
+	assert.NoError(t, err)
+	_, err = NewClient(WithClientID(strings.Repeat("x", MaxClientMetadataLen+1)))
+	assert.ErrorIs(t, err, ErrInvalidClientOption)
 }
 
 func TestRetryHint(t *testing.T) {
@@ -65,50 +53,6 @@ func TestRetryHint(t *testing.T) {
 		assert.Equal(t, tc.want, got, tc.name)
 		assert.Equal(t, tc.ok, ok, tc.name)
 	}
-}
-
-func FuzzEpochMetadata(f *testing.F) {
-	for _, s := range []string{"0", "42", "9007199254740991", "9007199254740992", "-1", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		e, err := parseEpoch([]string{s})
-		if err != nil {
-			return
-		}
-		require.LessOrEqual(t, e, uint64(invalidate.MaxEpoch))
-		trimmed := strings.Trim(s, " \t")
-		require.Empty(t, strings.Trim(trimmed, "0123456789"))
-		back, err := parseEpoch([]string{strconv.FormatUint(e, 10)})
-		require.NoError(t, err)
-		require.Equal(t, e, back)
-	})
-}
-
-// FuzzInvalidateMetadata feeds arbitrary values to the Client's parser: it
-// must never panic, and what it returns must follow the notice rules and
-// survive a round trip through the server's encoder.
-func FuzzInvalidateMetadata(f *testing.F) {
-	f.Add(`"tag:catalog";epoch=1767225600000;id="catalog-v2", "*";epoch=1767225600001;id="oops-1"`)
-	f.Add(`:Y2Fmw6k=:;epoch=2;id=:AP8=:`)
-	f.Add(`"a";x=?1;epoch="1000000000000000";y=-1.5;id="r"`)
-	f.Fuzz(func(t *testing.T, v string) {
-		got, _ := parseNotices(nil, []string{v})
-		var last uint64
-		for _, n := range got {
-			require.Greater(t, n.Epoch, last)
-			require.NotEmpty(t, n.Scope)
-			require.NotEmpty(t, n.RolloutID)
-			last = n.Epoch
-		}
-		if len(got) == 0 {
-			return
-		}
-		enc, _ := noticeField(got, len(got))
-		again, err := parseNotices(nil, []string{enc})
-		require.NoError(t, err)
-		require.Equal(t, got, again)
-	})
 }
 
 func FuzzPushbackTrailer(f *testing.F) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -109,7 +110,7 @@ func (m *admitter) serve(next http.Handler, w http.ResponseWriter, r *http.Reque
 		m.slog.keyFailed(w, r, err)
 		return
 	}
-	d, err := m.a.Admit(r.Context(), id, resumeToken(r.Header[HeaderResume]))
+	d, err := m.a.Admit(r.Context(), id, wire.ResumeToken(r.Header[HeaderResume]))
 	switch {
 	case errors.Is(err, limiter.ErrInvalidKey):
 		if n, ok := m.slog.keyLog.allow(); ok {

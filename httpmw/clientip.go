@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/herdcap/herdcap/internal/wire"
 )
 
 // clientIP resolves the address a request is keyed by when no key function
@@ -97,7 +99,7 @@ func (c *clientIP) fromXFF(lines []string) (text string, a netip.Addr, st chainS
 		end := len(line)
 		for end >= 0 {
 			start := strings.LastIndexByte(line[:end], ',') + 1
-			elem := trimOWS(line[start:end])
+			elem := wire.TrimOWS(line[start:end])
 			end = start - 1
 			if elem == "" {
 				continue // empty list elements are allowed, and carry nothing
@@ -208,14 +210,4 @@ func addrKey(text string, a netip.Addr) string {
 		return text
 	}
 	return string(b)
-}
-
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }

@@ -3,6 +3,8 @@ package httpmw
 import (
 	"net/netip"
 	"strings"
+
+	"github.com/herdcap/herdcap/internal/wire"
 )
 
 // fromForwarded walks the RFC 7239 Forwarded field lines right to left,
@@ -29,7 +31,7 @@ func (c *clientIP) fromForwarded(lines []string) (text string, a netip.Addr, st 
 			if !ok {
 				return "", netip.Addr{}, bad
 			}
-			elem := trimOWS(line[start:end])
+			elem := wire.TrimOWS(line[start:end])
 			end = start - 1
 			if elem == "" {
 				continue

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -45,7 +46,7 @@ const (
 
 // maxSFInteger is the largest Integer a structured field can carry (RFC
 // 9651 section 3.3.1: at most 15 digits).
-const maxSFInteger = 999_999_999_999_999
+const maxSFInteger = wire.MaxSFInteger
 
 // sfString serializes s (printable ASCII, checked by WithPolicyName) as a
 // structured-field String.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
 )
 
@@ -120,7 +121,7 @@ func (m *invalidator) serve(next http.Handler, w http.ResponseWriter, r *http.Re
 		next.ServeHTTP(w, r)
 		return
 	}
-	applied, err := parseEpoch(lines)
+	applied, err := wire.ParseEpoch(lines)
 	if err != nil {
 		m.slog.badInput(r, "malformed "+HeaderEpoch, err)
 		writeText(w, http.StatusBadRequest)
@@ -137,7 +138,7 @@ func (m *invalidator) serve(next http.Handler, w http.ResponseWriter, r *http.Re
 		m.failed(r, err)
 	} else if len(notices) > 0 {
 		h := w.Header()
-		v, epoch := noticeField(notices, m.max)
+		v, epoch := wire.NoticeField(notices, m.max)
 		h[HeaderInvalidate] = []string{v}
 		h[HeaderEpoch] = []string{strconv.FormatUint(epoch, 10)}
 	}
@@ -160,29 +161,4 @@ func (m *invalidator) failed(r *http.Request, err error) {
 			slog.Bool("unavailable", errors.Is(err, invalidate.ErrUnavailable)),
 			slog.Any("error", err), slog.Uint64("suppressed", n))
 	}
-}
-
-// noticeField returns the HeaderInvalidate value for the first notices
-// (at most limit, within maxNoticeField bytes, at least one) and the highest
-// epoch among them.
-func noticeField(notices []invalidate.Notice, limit int) (string, uint64) {
-	size, n := 0, 0
-	for _, x := range notices[:min(len(notices), limit)] {
-		l := noticeLen(x) + 2
-		if n > 0 && size+l > maxNoticeField {
-			break
-		}
-		size += l
-		n++
-	}
-	b := make([]byte, 0, size)
-	var epoch uint64
-	for i, x := range notices[:n] {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = appendNotice(b, x)
-		epoch = max(epoch, x.Epoch)
-	}
-	return string(b), epoch
 }

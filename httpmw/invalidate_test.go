@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
 )
@@ -246,7 +247,7 @@ func TestInvalidateMaxNotices(t *testing.T) {
 	var scopes []string
 	for range 4 {
 		res := get(t, srv, http.Header{HeaderEpoch: {strconv.FormatUint(applied, 10)}})
-		got, err := parseNotices(nil, res.header.Values(HeaderInvalidate))
+		got, err := wire.ParseNotices(nil, res.header.Values(HeaderInvalidate))
 		require.NoError(t, err)
 		require.LessOrEqual(t, len(got), 2)
 		for _, n := range got {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+
+	"github.com/herdcap/herdcap/internal/wire"
 )
 
 // sessionKeyFunc returns the client-ID function of Invalidate and Admit:
@@ -18,7 +20,7 @@ func sessionKeyFunc(c *config) func(*http.Request) (string, error) {
 	ip := &clientIP{trusted: c.trusted, useXFF: c.useXFF, useFwd: c.useFwd}
 	return func(r *http.Request) (string, error) {
 		if lines, ok := r.Header[HeaderClient]; ok {
-			id, err := parseClientID(lines)
+			id, err := wire.ParseClientID(lines)
 			if err != nil {
 				return "", fmt.Errorf("%w: %s: %w", ErrNoKey, HeaderClient, err)
 			}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
 )
@@ -101,7 +102,7 @@ type Transport struct {
 
 	token   atomic.Pointer[string] // nil or "": none
 	applied atomic.Uint64
-	queue   noticeQueue
+	queue   wire.NoticeQueue
 	badLog  logThrottle
 }
 
@@ -117,7 +118,7 @@ type TransportOption struct {
 // default none is sent, and servers identify the client by its IP address.
 func WithClientID(id string) TransportOption {
 	return TransportOption{"WithClientID", func(t *Transport) error {
-		v, err := parseClientID([]string{id})
+		v, err := wire.ParseClientID([]string{id})
 		if err != nil || v != id {
 			return fmt.Errorf("client ID %q: must be 1 to %d bytes of visible ASCII other than the comma", truncateID(id), MaxClientHeaderLen)
 		}
@@ -354,7 +355,7 @@ func (t *Transport) prepare(req *http.Request, attempt int) (*http.Request, erro
 
 // observe keeps a resume token and applies the notices of res.
 func (t *Transport) observe(ctx context.Context, res *http.Response) {
-	if lines := res.Header[HeaderResume]; len(lines) == 1 && tokenShaped(lines[0]) {
+	if lines := res.Header[HeaderResume]; len(lines) == 1 && wire.TokenShaped(lines[0]) {
 		tok := lines[0]
 		t.token.Store(&tok)
 	}
@@ -365,14 +366,14 @@ func (t *Transport) observe(ctx context.Context, res *http.Response) {
 	if len(lines) == 0 {
 		return
 	}
-	notices, err := parseNotices(nil, lines)
+	notices, err := wire.ParseNotices(nil, lines)
 	if err != nil {
 		if n, ok := t.badLog.allow(); ok {
 			t.log.LogAttrs(ctx, slog.LevelWarn, "httpmw: Transport: malformed "+HeaderInvalidate+"; applying the notices before the fault",
 				slog.Int("applied", len(notices)), slog.Any("error", err), slog.Uint64("suppressed", n))
 		}
 	}
-	t.queue.deliver(notices, &t.applied, t.onInvalidate)
+	t.queue.Deliver(notices, &t.applied, t.onInvalidate)
 }
 
 // canResend reports whether req may be sent again: an idempotent method (or
@@ -395,7 +396,7 @@ func canResend(req *http.Request) bool {
 // it does not parse.
 func retryHint(h http.Header, now time.Time) time.Duration {
 	if lines := h[HeaderRetryAfterMillis]; len(lines) == 1 {
-		if ms, err := parseDecimal(trimOWS(lines[0]), maxMillisDigits, math.MaxUint64); err == nil && ms > 0 {
+		if ms, err := wire.ParseDecimal(wire.TrimOWS(lines[0]), wire.MaxMillisDigits, math.MaxUint64); err == nil && ms > 0 {
 			return time.Duration(ms) * time.Millisecond
 		}
 	}
@@ -403,8 +404,8 @@ func retryHint(h http.Header, now time.Time) time.Duration {
 	if len(lines) != 1 {
 		return 0
 	}
-	v := trimOWS(lines[0])
-	if s, err := parseDecimal(v, maxMillisDigits, math.MaxUint64); err == nil {
+	v := wire.TrimOWS(lines[0])
+	if s, err := wire.ParseDecimal(v, wire.MaxMillisDigits, math.MaxUint64); err == nil {
 		return time.Duration(min(s, uint64(math.MaxInt64/time.Second))) * time.Second
 	}
 	if at, err := http.ParseTime(v); err == nil {

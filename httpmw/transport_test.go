@@ -396,22 +396,6 @@ func TestTransportMalformedNotices(t *testing.T) {
 	assert.Contains(t, logs.String(), "malformed Herdcap-Invalidate")
 }
 
-func TestNoticeQueueSurvivesAPanickingCallback(t *testing.T) {
-	var q noticeQueue
-	var applied atomic.Uint64
-	boom := func(n invalidate.Notice) {
-		if n.Epoch == 2 {
-			panic("boom")
-		}
-	}
-	ns := []invalidate.Notice{{Epoch: 1}, {Epoch: 2}, {Epoch: 3}}
-	assert.Panics(t, func() { q.deliver(ns, &applied, boom) })
-	assert.EqualValues(t, 1, applied.Load(), "epoch 2 was not applied")
-	var got []uint64
-	q.deliver(ns, &applied, func(n invalidate.Notice) { got = append(got, n.Epoch) })
-	assert.Equal(t, []uint64{2, 3}, got, "the queue is not stuck, and resumes at the first unapplied notice")
-}
-
 func TestTransportOptions(t *testing.T) {
 	for _, tc := range []struct {
 		opt  TransportOption
