@@ -15,6 +15,9 @@ const (
 	DefaultHintJitter = 0.1
 	// DefaultHintJitterMax caps the jitter added to a hint by default.
 	DefaultHintJitterMax = time.Second
+	// DefaultSlotJitter is the default window of the jitter added to an
+	// exact slot (DelaySlot).
+	DefaultSlotJitter = 5 * time.Millisecond
 )
 
 // Backoff tells a client how long to wait before its next attempt, on the
@@ -26,13 +29,27 @@ const (
 // are flat on average instead of synchronized, at every attempt; its mean
 // is half the window.
 //
-// With a hint (an HTTP Retry-After, gRPC pushback, an AdmitDecision's
-// RetryAfter) the hint wins, as in gRPC's retry policy: the wait is the hint
-// plus a small jitter, never less than the hint (an admission slot is not
+// With a hint the hint wins, as in gRPC's retry policy: the wait is the
+// hint plus a jitter, never less than the hint (an admission slot is not
 // open earlier) and never much more (a slot is held only for its grace).
-// The jitter is uniform in [0, min(frac·hint, max)) (WithHintJitter,
-// default 10% up to one second), so that clients told the same instant
-// (Retry-After carries whole seconds) do not come back in lockstep.
+// How much jitter depends on what the hint is:
+//
+//   - a coarse hint (DelayHint), such as an HTTP Retry-After in whole
+//     seconds, which many clients may be told alike: the jitter is uniform
+//     in [0, min(frac·hint, max)) (WithHintJitter, default 10% up to one
+//     second), so that clients told the same instant do not come back in
+//     lockstep;
+//   - an exact slot (DelaySlot), such as an AdmitDecision's RetryAfter
+//     as the herdcap transports carry it (gRPC pushback, httpmw's
+//     millisecond field): the server has already spread the slots at
+//     exactly its rate, jitter included, so the client comes back at its
+//     slot plus only a jitter uniform in [0, max) (WithSlotJitter, default
+//     DefaultSlotJitter). Each return is late by less than max, so a
+//     window of returns holds at most the slots of a window max longer:
+//     at 500 slots a second and 5 ms, two or three more than the rate. A
+//     proportional jitter would instead smear late slots by up to a
+//     second and put the busiest one-second windows some 5 to 10% over
+//     the rate.
 //
 // A Backoff holds no per-client state: the caller counts attempts. It is
 // safe for concurrent use (an injected *rand.Rand is used under a mutex).
@@ -40,6 +57,7 @@ type Backoff struct {
 	base, cap time.Duration
 	hintFrac  float64
 	hintMax   time.Duration
+	slotMax   time.Duration
 
 	mu  sync.Mutex
 	rng *rand.Rand // nil: math/rand/v2's global source
@@ -81,6 +99,22 @@ func WithHintJitter(frac float64, max time.Duration) BackoffOption {
 	}}
 }
 
+// WithSlotJitter sets the window of the jitter added to an exact slot
+// (DelaySlot): uniform in [0, max). max must be >= 0 (zero comes back
+// exactly at the slot). Default DefaultSlotJitter. A return is late by
+// less than max, so any window of returns holds at most rate × max more
+// than the rate of slots allows: keep max small against the window whose
+// flatness matters, and well under the server's slot grace.
+func WithSlotJitter(max time.Duration) BackoffOption {
+	return BackoffOption{"WithSlotJitter", func(b *Backoff) error {
+		if max < 0 {
+			return fmt.Errorf("max must be >= 0, got %v", max)
+		}
+		b.slotMax = max
+		return nil
+	}}
+}
+
 // NewBackoff returns a Backoff whose window starts at base and doubles with
 // every attempt up to cap. base must be > 0 and cap >= base; the error wraps
 // ErrInvalidOption and names the field.
@@ -91,7 +125,8 @@ func NewBackoff(base, cap time.Duration, opts ...BackoffOption) (*Backoff, error
 	if cap < base {
 		return nil, fmt.Errorf("%w: backoff cap (%v) must be >= base (%v)", ErrInvalidOption, cap, base)
 	}
-	b := &Backoff{base: base, cap: cap, hintFrac: DefaultHintJitter, hintMax: DefaultHintJitterMax}
+	b := &Backoff{base: base, cap: cap, hintFrac: DefaultHintJitter, hintMax: DefaultHintJitterMax,
+		slotMax: DefaultSlotJitter}
 	for _, o := range opts {
 		if o.apply == nil {
 			return nil, fmt.Errorf("%w: zero BackoffOption value", ErrInvalidOption)
@@ -120,13 +155,31 @@ func (b *Backoff) Delay(attempt int) time.Duration {
 }
 
 // DelayHint returns the wait before retry number attempt when the server
-// sent hint (hint <= 0 means none, and gives Delay(attempt)): hint plus a
-// jitter in [0, min(frac·hint, max)). It is never less than hint.
+// sent a coarse hint (hint <= 0 means none, and gives Delay(attempt)): hint
+// plus a jitter in [0, min(frac·hint, max)). It is never less than hint.
+// For a hint that is an exact, server-spread slot, use DelaySlot.
 func (b *Backoff) DelayHint(attempt int, hint time.Duration) time.Duration {
 	if hint <= 0 {
 		return b.Delay(attempt)
 	}
-	j := min(time.Duration(b.hintFrac*float64(hint)), b.hintMax)
+	return b.after(hint, min(time.Duration(b.hintFrac*float64(hint)), b.hintMax))
+}
+
+// DelaySlot returns the wait before retry number attempt when the server
+// booked the client an exact slot, slot from now (slot <= 0 means none, and
+// gives Delay(attempt)): slot plus a jitter in [0, WithSlotJitter's max).
+// It is never less than slot. The server's slots are already spread at its
+// rate, so the small jitter keeps the returns as flat as the slots.
+func (b *Backoff) DelaySlot(attempt int, slot time.Duration) time.Duration {
+	if slot <= 0 {
+		return b.Delay(attempt)
+	}
+	return b.after(slot, b.slotMax)
+}
+
+// after returns hint plus a jitter uniform in [0, j), saturating at the
+// largest Duration.
+func (b *Backoff) after(hint, j time.Duration) time.Duration {
 	d := hint + time.Duration(b.float()*float64(j))
 	if d < hint { // overflow
 		return math.MaxInt64

@@ -27,6 +27,7 @@ func TestBackoffConfig(t *testing.T) {
 		{time.Millisecond, time.Second, []BackoffOption{WithHintJitter(1.5, time.Second)}, "WithHintJitter: frac"},
 		{time.Millisecond, time.Second, []BackoffOption{WithHintJitter(math.NaN(), time.Second)}, "WithHintJitter: frac"},
 		{time.Millisecond, time.Second, []BackoffOption{WithHintJitter(0.1, -time.Second)}, "WithHintJitter: max"},
+		{time.Millisecond, time.Second, []BackoffOption{WithSlotJitter(-time.Millisecond)}, "WithSlotJitter: max must be >= 0"},
 		{time.Millisecond, time.Second, []BackoffOption{{}}, "zero BackoffOption"},
 	}
 	for _, c := range cases {
@@ -131,6 +132,61 @@ func TestBackoffHonoursHints(t *testing.T) {
 	assert.GreaterOrEqual(t, b.DelayHint(0, math.MaxInt64-1), time.Duration(math.MaxInt64-1))
 }
 
+// TestBackoffSlotJitterIsSmall: an exact slot gets only the slot jitter
+// (DefaultSlotJitter, whatever the slot's size), uniform and never early,
+// where DelayHint would add up to 10% of the hint.
+func TestBackoffSlotJitterIsSmall(t *testing.T) {
+	b, err := NewBackoff(100*time.Millisecond, 10*time.Second, WithBackoffRand(seeded(3)))
+	require.NoError(t, err)
+	for _, slot := range []time.Duration{time.Millisecond, 2 * time.Second, 19 * time.Second, time.Hour} {
+		const n = 10_000
+		var sum float64
+		distinct := map[time.Duration]bool{}
+		lo, hi := time.Duration(math.MaxInt64), time.Duration(-1)
+		for i := range n {
+			d := b.DelaySlot(i%8, slot)
+			lo, hi = min(lo, d), max(hi, d)
+			distinct[d] = true
+			sum += float64(d - slot)
+		}
+		assert.GreaterOrEqual(t, lo, slot, "never sooner than the slot")
+		assert.Less(t, hi, slot+DefaultSlotJitter, "slot %v", slot)
+		assert.Greater(t, len(distinct), n/2, "clients told the same slot do not come back in lockstep")
+		// The mean of n uniform draws over 5 ms has a standard deviation
+		// of 5 ms/√(12n) ≈ 0.3% of it; 5% is over 15 of them.
+		assert.InDelta(t, float64(DefaultSlotJitter)/2, sum/n, 0.05*float64(DefaultSlotJitter))
+	}
+	// Where a hint of 19 s gets up to a second.
+	hi := time.Duration(0)
+	for range 1000 {
+		hi = max(hi, b.DelayHint(0, 19*time.Second)-19*time.Second)
+	}
+	assert.Greater(t, hi, 500*time.Millisecond)
+
+	// No slot: full jitter.
+	hi = 0
+	for range 1000 {
+		hi = max(hi, b.DelaySlot(2, 0), b.DelaySlot(2, -time.Second))
+	}
+	assert.Less(t, hi, 400*time.Millisecond)
+	assert.Positive(t, hi)
+
+	// WithSlotJitter: its window, or none; no overflow at the end of time.
+	wide, err := NewBackoff(time.Millisecond, time.Second, WithSlotJitter(time.Second), WithBackoffRand(seeded(4)))
+	require.NoError(t, err)
+	hi = 0
+	for range 1000 {
+		hi = max(hi, wide.DelaySlot(0, time.Second)-time.Second)
+	}
+	assert.Greater(t, hi, 500*time.Millisecond)
+	assert.Less(t, hi, time.Second)
+	exact, err := NewBackoff(time.Millisecond, time.Second, WithSlotJitter(0))
+	require.NoError(t, err)
+	assert.Equal(t, 1234*time.Millisecond, exact.DelaySlot(0, 1234*time.Millisecond))
+	assert.Equal(t, time.Duration(math.MaxInt64), b.DelaySlot(0, math.MaxInt64))
+	assert.GreaterOrEqual(t, b.DelaySlot(0, math.MaxInt64-1), time.Duration(math.MaxInt64-1))
+}
+
 func TestBackoffDeterministicAndConcurrent(t *testing.T) {
 	x, _ := NewBackoff(time.Millisecond, time.Second, WithBackoffRand(seeded(7)))
 	y, _ := NewBackoff(time.Millisecond, time.Second, WithBackoffRand(seeded(7)))
@@ -147,6 +203,7 @@ func TestBackoffDeterministicAndConcurrent(t *testing.T) {
 			for i := range 1000 {
 				_ = x.Delay(i % 12)
 				_ = def.DelayHint(i%12, time.Millisecond)
+				_ = x.DelaySlot(i%12, time.Millisecond)
 			}
 		}()
 	}
