@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +24,34 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 type manualClock = fakeclock.Clock
 
 func newManualClock() *manualClock { return fakeclock.New(t0) }
+
+// thawingClock stands still at t0 until Thaw, then runs at wall-clock speed
+// from t0. A test freezes time while it sets up a decision that must not
+// depend on how fast the machine is (two requests "at once"), then lets a
+// real wait play out against it.
+type thawingClock struct {
+	mu     sync.Mutex
+	thawed time.Time // zero while frozen
+}
+
+// Now returns t0 while frozen, else t0 plus the wall time since Thaw.
+func (c *thawingClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.thawed.IsZero() {
+		return t0
+	}
+	return t0.Add(time.Since(c.thawed))
+}
+
+// Thaw starts the clock; later calls do nothing.
+func (c *thawingClock) Thaw() {
+	c.mu.Lock()
+	if c.thawed.IsZero() {
+		c.thawed = time.Now()
+	}
+	c.mu.Unlock()
+}
 
 // newLocal returns a real Local budget of l on clk.
 func newLocal(t *testing.T, l limiter.Limit, clk limiter.Clock) *limiter.Local {

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/herdcap/herdcap/internal/wire"
@@ -73,18 +75,40 @@ var ErrInvalidTransportOption = errors.New("httpmw: invalid transport option")
 //     HEAD, OPTIONS, TRACE, PUT, DELETE) or it carries an Idempotency-Key
 //     or X-Idempotency-Key header, and its body can be replayed (none, or
 //     Request.GetBody set, as http.NewRequest does for in-memory bodies);
-//   - the retry budget allows it (WithRetryBudget: every refusal takes a
-//     token, every other response gives a fraction back);
+//   - the retry budget allows it (WithRetryBudget: every refusal and
+//     connection failure takes a token, every other response gives a
+//     fraction back);
 //   - fewer than WithMaxAttempts attempts were made;
 //   - the wait fits in what is left of WithMaxWait.
 //
-// The wait is the server's hint when it sent one, HeaderRetryAfterMillis
-// (the exact admission slot) before Retry-After (delay-seconds or an HTTP
-// date), plus a small jitter, and never less than the hint; without a hint
-// it is exponential backoff with full jitter (limiter.Backoff.DelayHint).
-// The wait ends early if the request's context is done, and RoundTrip then
-// returns the context's error. Network errors are returned at once, not
-// retried.
+// The wait is the server's hint when it sent one, and never less than the
+// hint:
+//
+//   - HeaderRetryAfterMillis, Admit's exact wait (a booked slot, or a
+//     deferral the admission has already spread): the wait plus at most a
+//     few milliseconds of jitter (limiter.Backoff.DelaySlot, default at
+//     most limiter.DefaultSlotJitter), so that a herd comes back as flat
+//     as the slots were booked;
+//   - else Retry-After (delay-seconds or an HTTP date), which many clients
+//     may be told alike: the hint plus a wider jitter
+//     (limiter.Backoff.DelayHint, by default up to 10% of the hint and at
+//     most a second);
+//   - no hint: exponential backoff with full jitter
+//     (limiter.Backoff.Delay).
+//
+// A connection failure is retried like a refusal without a hint (full
+// jitter, the same budget, attempts and wait bounds): the dial failed
+// (refused, unreachable, timed out) or the connection broke before a
+// response came (reset, or closed: EOF). A failed dial sent nothing, so
+// any request whose body can be replayed is sent again; a broken
+// connection may have delivered the request, so only requests that can be
+// sent again safely are (as above). Other errors (the request's context,
+// TLS, a name that does not resolve) are returned at once. When the
+// Transport gives up on a connection failure, it returns the last
+// attempt's error as the base transport gave it.
+//
+// A wait ends early if the request's context is done, and RoundTrip then
+// returns the context's error.
 //
 // A Transport serves one client identity; give each client its own,
 // sharing one base transport (and its connection pool). It is safe for
@@ -99,6 +123,8 @@ type Transport struct {
 	maxWait      time.Duration
 	log          *slog.Logger
 	now          func() time.Time
+	// sleep waits d or until ctx is done (tests run it in virtual time).
+	sleep func(ctx context.Context, d time.Duration) error
 
 	token   atomic.Pointer[string] // nil or "": none
 	applied atomic.Uint64
@@ -164,8 +190,8 @@ func WithAppliedEpoch(epoch uint64) TransportOption {
 }
 
 // WithBackoff sets the backoff between attempts (default: full jitter from
-// DefaultBackoffBase to DefaultBackoffCap, with limiter's default hint
-// jitter). A Backoff holds no per-client state and may be shared.
+// DefaultBackoffBase to DefaultBackoffCap, with limiter's default hint and
+// slot jitter). A Backoff holds no per-client state and may be shared.
 func WithBackoff(b *limiter.Backoff) TransportOption {
 	return TransportOption{"WithBackoff", func(t *Transport) error {
 		if b == nil {
@@ -241,6 +267,7 @@ func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, 
 		maxWait:     DefaultMaxWait,
 		log:         slog.New(slog.DiscardHandler),
 		now:         time.Now,
+		sleep:       sleep,
 	}
 	for i, o := range opts {
 		if o.apply == nil {
@@ -290,6 +317,7 @@ func (t *Transport) CloseIdleConnections() {
 // RoundTrip sends req, as described on Transport.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resend := canResend(req)
+	replayable := canReplay(req)
 	var waited time.Duration
 	for attempt := 0; ; attempt++ {
 		out, err := t.prepare(req, attempt)
@@ -297,27 +325,83 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		res, err := t.base.RoundTrip(out)
+		var d time.Duration
 		if err != nil {
-			return nil, err
+			fault := connFault(err)
+			if fault == faultNone || req.Context().Err() != nil {
+				return nil, err
+			}
+			retry := fault == faultDial && replayable || fault == faultBroken && resend
+			if !t.budget.RecordFailure() || !retry || attempt+1 >= t.maxAttempts {
+				return nil, err
+			}
+			if d = t.backoff.Delay(attempt); d > t.maxWait-waited {
+				return nil, err
+			}
+		} else {
+			t.observe(req.Context(), res)
+			if res.StatusCode != http.StatusTooManyRequests && res.StatusCode != http.StatusServiceUnavailable {
+				t.budget.RecordSuccess()
+				return res, nil
+			}
+			if !t.budget.RecordFailure() || !resend || attempt+1 >= t.maxAttempts {
+				return res, nil
+			}
+			if hint, exact := retryHint(res.Header, t.now()); exact {
+				d = t.backoff.DelaySlot(attempt, hint)
+			} else {
+				d = t.backoff.DelayHint(attempt, hint)
+			}
+			if d > t.maxWait-waited {
+				return res, nil
+			}
+			discard(res.Body)
 		}
-		t.observe(req.Context(), res)
-		if res.StatusCode != http.StatusTooManyRequests && res.StatusCode != http.StatusServiceUnavailable {
-			t.budget.RecordSuccess()
-			return res, nil
-		}
-		if !t.budget.RecordFailure() || !resend || attempt+1 >= t.maxAttempts {
-			return res, nil
-		}
-		d := t.backoff.DelayHint(attempt, retryHint(res.Header, t.now()))
-		if d > t.maxWait-waited {
-			return res, nil
-		}
-		discard(res.Body)
-		if err := sleep(req, d); err != nil {
+		if err := t.sleep(req.Context(), d); err != nil {
 			return nil, err
 		}
 		waited += d
 	}
+}
+
+// A connection fault is a base transport error worth another attempt.
+const (
+	faultNone   = iota
+	faultDial   // no connection was made: nothing was sent
+	faultBroken // the connection failed before a response: maybe sent
+)
+
+// connFault classifies an error of the base transport.
+func connFault(err error) int {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		var dns *net.DNSError
+		if errors.As(err, &dns) && dns.IsNotFound {
+			return faultNone // no retry makes a name resolve
+		}
+		return faultDial
+	}
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return faultDial
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), serverClosedIdle(err):
+		return faultBroken
+	}
+	return faultNone
+}
+
+// serverClosedIdle reports whether err is net/http's unexported
+// errServerClosedIdle: the server closed the connection (EOF) before the
+// response, noticed before the request went out. net/http matches it by
+// identity; outside the package its text is all there is.
+func serverClosedIdle(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == "http: server closed idle connection" {
+			return true
+		}
+	}
+	return false
 }
 
 // prepare returns the request to send for attempt: a clone of req with the
@@ -376,10 +460,16 @@ func (t *Transport) observe(ctx context.Context, res *http.Response) {
 	t.queue.Deliver(notices, &t.applied, t.onInvalidate)
 }
 
+// canReplay reports whether req's body can be sent again: none, or
+// Request.GetBody set.
+func canReplay(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
 // canResend reports whether req may be sent again: an idempotent method (or
 // an idempotency key) and a body that can be replayed.
 func canResend(req *http.Request) bool {
-	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+	if !canReplay(req) {
 		return false
 	}
 	switch req.Method {
@@ -391,27 +481,27 @@ func canResend(req *http.Request) bool {
 	return k1 || k2
 }
 
-// retryHint returns the wait a refusal asks for: HeaderRetryAfterMillis,
-// else Retry-After (delay-seconds or an HTTP date); 0 when there is none or
-// it does not parse.
-func retryHint(h http.Header, now time.Time) time.Duration {
+// retryHint returns the wait a refusal asks for: HeaderRetryAfterMillis
+// (exact: a slot the server spread), else Retry-After (delay-seconds or an
+// HTTP date; coarse); 0 when there is none or it does not parse.
+func retryHint(h http.Header, now time.Time) (d time.Duration, exact bool) {
 	if lines := h[HeaderRetryAfterMillis]; len(lines) == 1 {
 		if ms, err := wire.ParseDecimal(wire.TrimOWS(lines[0]), wire.MaxMillisDigits, math.MaxUint64); err == nil && ms > 0 {
-			return time.Duration(ms) * time.Millisecond
+			return time.Duration(ms) * time.Millisecond, true
 		}
 	}
 	lines := h[headerRetryAfter]
 	if len(lines) != 1 {
-		return 0
+		return 0, false
 	}
 	v := wire.TrimOWS(lines[0])
 	if s, err := wire.ParseDecimal(v, wire.MaxMillisDigits, math.MaxUint64); err == nil {
-		return time.Duration(min(s, uint64(math.MaxInt64/time.Second))) * time.Second
+		return time.Duration(min(s, uint64(math.MaxInt64/time.Second))) * time.Second, false
 	}
 	if at, err := http.ParseTime(v); err == nil {
-		return max(at.Sub(now), 0)
+		return max(at.Sub(now), 0), false
 	}
-	return 0
+	return 0, false
 }
 
 // discard reads a little of a refusal's body, so the connection can be
@@ -421,17 +511,17 @@ func discard(body io.ReadCloser) {
 	_ = body.Close()
 }
 
-// sleep waits d, or until req's context is done.
-func sleep(req *http.Request, d time.Duration) error {
+// sleep waits d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
-		return req.Context().Err()
+		return ctx.Err()
 	}
 	tm := time.NewTimer(d)
 	defer tm.Stop()
 	select {
 	case <-tm.C:
 		return nil
-	case <-req.Context().Done():
-		return req.Context().Err()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -146,15 +146,26 @@ func TestTransportDoesNotTouchCallersRequest(t *testing.T) {
 // TestTransportWaitsForTheSlot checks that a refused client comes back no
 // earlier than its admission slot, and is let in then.
 func TestTransportWaitsForTheSlot(t *testing.T) {
-	// Real time: 5 sessions per second, 1 at once. The second client's
-	// slot is 200 ms after the first, plus up to 200 ms of jitter.
-	a, err := limiter.NewAdmission(limiter.PerSecond(5, 1))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = a.Close() })
+	// 5 sessions per second, 1 at once: the second client's slot is 200 ms
+	// after the first, plus up to 200 ms of the gate's jitter. The clock
+	// stands still for the first two requests, so the second is refused
+	// however slow the machine (on the wall clock the bucket could refill
+	// between them), and runs from the refusal on, so the Transport's real
+	// wait plays out against it. The retry is let in when it comes at or
+	// after the slot and within the 10 s slot grace: only a stall of 10 s
+	// between the refusal and the retry could fail this.
+	clk := &thawingClock{}
+	a := newAdmission(t, limiter.PerSecond(5, 1), clk)
 	var seen attempts
 	mw, err := Admit(a)
 	require.NoError(t, err)
-	srv := httptest.NewServer(seen.wrap(mw(&okHandler{})))
+	var served atomic.Int32
+	srv := httptest.NewServer(seen.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mw(&okHandler{}).ServeHTTP(w, r)
+		if served.Add(1) == 2 {
+			clk.Thaw() // after the refusal is decided, before the client waits
+		}
+	})))
 	t.Cleanup(srv.Close)
 
 	first := newTransport(t, srv, WithClientID("first"))
@@ -166,10 +177,10 @@ func TestTransportWaitsForTheSlot(t *testing.T) {
 
 	s := seen.all()
 	require.Len(t, s, 3, "one refusal, one retry")
-	// The refusal's hint is not visible here, but its lower bound is: the
-	// slot is at least one interval after the first admission. A lower
-	// bound only, since load can delay the retry but never advance it.
-	assert.GreaterOrEqual(t, s[2].at.Sub(s[0].at), 200*time.Millisecond)
+	// The slot is at least one interval after the refusal (which the
+	// clock put at the first admission). A lower bound only, since load
+	// can delay the retry but never advance it.
+	assert.GreaterOrEqual(t, s[2].at.Sub(s[1].at), 200*time.Millisecond)
 }
 
 // refuser answers 503 to the first n requests (with the given Retry-After

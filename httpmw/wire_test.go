@@ -26,23 +26,27 @@ func TestMaxClientHeaderLen(t *testing.T) {
 func TestRetryHint(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
-		h    http.Header
-		want time.Duration
+		h     http.Header
+		want  time.Duration
+		exact bool // the millisecond field: a slot the server spread
 	}{
-		{http.Header{}, 0},
-		{http.Header{"Retry-After": {"3"}}, 3 * time.Second},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"2417"}}, 2417 * time.Millisecond},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"0"}}, 3 * time.Second},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"-5"}}, 3 * time.Second},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"1", "2"}}, 3 * time.Second},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"99999999999"}}, 3 * time.Second},
-		{http.Header{"Retry-After": {"Thu, 01 Jan 2026 00:00:05 GMT"}}, 5 * time.Second},
-		{http.Header{"Retry-After": {"Wed, 31 Dec 2025 23:00:00 GMT"}}, 0},
-		{http.Header{"Retry-After": {"soon"}}, 0},
-		{http.Header{"Retry-After": {"1", "2"}}, 0},
-		{http.Header{"Retry-After": {"9999999999"}}, math.MaxInt64 / time.Second * time.Second}, // capped, no overflow
+		{http.Header{}, 0, false},
+		{http.Header{"Retry-After": {"3"}}, 3 * time.Second, false},
+		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"2417"}}, 2417 * time.Millisecond, true},
+		{http.Header{HeaderRetryAfterMillis: {" 12 "}}, 12 * time.Millisecond, true},
+		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"0"}}, 3 * time.Second, false},
+		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"-5"}}, 3 * time.Second, false},
+		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"1", "2"}}, 3 * time.Second, false},
+		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"99999999999"}}, 3 * time.Second, false},
+		{http.Header{"Retry-After": {"Thu, 01 Jan 2026 00:00:05 GMT"}}, 5 * time.Second, false},
+		{http.Header{"Retry-After": {"Wed, 31 Dec 2025 23:00:00 GMT"}}, 0, false},
+		{http.Header{"Retry-After": {"soon"}}, 0, false},
+		{http.Header{"Retry-After": {"1", "2"}}, 0, false},
+		{http.Header{"Retry-After": {"9999999999"}}, math.MaxInt64 / time.Second * time.Second, false}, // capped, no overflow
 	} {
-		assert.Equal(t, tc.want, retryHint(tc.h, now), "%v", tc.h)
+		d, exact := retryHint(tc.h, now)
+		assert.Equal(t, tc.want, d, "%v", tc.h)
+		assert.Equal(t, tc.exact, exact, "%v", tc.h)
 	}
 }
 
@@ -53,6 +57,8 @@ func FuzzRetryHint(f *testing.F) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, ra, ms string) {
 		h := http.Header{"Retry-After": {ra}, HeaderRetryAfterMillis: {ms}}
-		require.GreaterOrEqual(t, retryHint(h, now), time.Duration(0))
+		d, exact := retryHint(h, now)
+		require.GreaterOrEqual(t, d, time.Duration(0))
+		require.False(t, exact && d == 0, "an exact hint is a positive wait")
 	})
 }
