@@ -83,27 +83,11 @@ func newKeyMap[V any](maxKeys int, idle func(*V, time.Time) bool, drop func(*V))
 // when absent. k must already be in bucketkey.Local form.
 func (m *keyMap[V]) get(k string, t time.Time, init func(*V)) *slot[V] {
 	now := t.UnixNano()
-	if s := m.hot.Load(); s != nil && s.key == k {
-		s.touch(now)
+	s := m.lookup(k, now)
+	if s != nil {
 		return s
 	}
 	sh := &m.shards[maphash.String(m.seed, k)&m.mask]
-	s := sh.hot.Load()
-	if s == nil || s.key != k {
-		sh.mu.RLock()
-		s = sh.m[k]
-		sh.mu.RUnlock()
-		if s != nil {
-			sh.hot.Store(s)
-		}
-	}
-	if s != nil {
-		s.touch(now)
-		if g := m.hot.Load(); g == nil || now-g.seen.Load() > int64(time.Millisecond) {
-			m.hot.Store(s)
-		}
-		return s
-	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if s = sh.m[k]; s != nil {
@@ -117,6 +101,31 @@ func (m *keyMap[V]) get(k string, t time.Time, init func(*V)) *slot[V] {
 	s.seen.Store(now)
 	sh.m[s.key] = s
 	sh.hot.Store(s)
+	return s
+}
+
+// lookup returns the slot for k, or nil when k has none, recording a use at
+// now (unix ns). k must already be in bucketkey.Local form.
+func (m *keyMap[V]) lookup(k string, now int64) *slot[V] {
+	if s := m.hot.Load(); s != nil && s.key == k {
+		s.touch(now)
+		return s
+	}
+	sh := &m.shards[maphash.String(m.seed, k)&m.mask]
+	s := sh.hot.Load()
+	if s == nil || s.key != k {
+		sh.mu.RLock()
+		s = sh.m[k]
+		sh.mu.RUnlock()
+		if s == nil {
+			return nil
+		}
+		sh.hot.Store(s)
+	}
+	s.touch(now)
+	if g := m.hot.Load(); g == nil || now-g.seen.Load() > int64(time.Millisecond) {
+		m.hot.Store(s)
+	}
 	return s
 }
 

@@ -98,9 +98,36 @@ func (lb *Local) now() time.Time {
 // AllowN takes n tokens for key now, if all n are available. See Budget.
 func (lb *Local) AllowN(_ context.Context, key string, n int) (d Decision, err error) {
 	t := lb.now()
-	lim, r := lb.limit.at(t)
-	err = lb.decideLimit(&d, key, t, n, false, lim, r.gen, r.active(t), SourceLocal)
+	if lb.fast(&d, key, t, n) {
+		return d, nil
+	}
+	err = lb.decideAt(&d, key, t, n, false)
 	return d, err
+}
+
+// fast is AllowN's hot path, for the common case: 1 <= n <= burst, a limit
+// not ramping, and a key whose bucket exists under the current limit. It
+// reports false, having changed nothing, when any of that does not hold, and
+// the general path (decideAt) decides instead. It exists because passing a
+// Limit, a time and a Decision down four calls cost more than the bucket.
+func (lb *Local) fast(d *Decision, key string, t time.Time, n int) bool {
+	r := lb.limit.p.Load()
+	if n < 1 || n > r.to.Burst || t.Before(r.end) || len(key) == 0 || lb.closed.Load() {
+		return false
+	}
+	ns := t.UnixNano()
+	s := lb.keys.lookup(bucketkey.Local(key), ns)
+	if s == nil || s.v.gen.Load() != r.gen {
+		return false
+	}
+	e := &s.v
+	d.Limit, d.Source = r.to, SourceLocal
+	if e.lim.AllowN(t, n) {
+		d.Allowed, d.Taken = true, n
+		e.last.Store(ns)
+	}
+	fillFromTokens(d, e.lim.TokensAt(t), n, false)
+	return true
 }
 
 // AllowNAt is AllowN at time t.
@@ -163,9 +190,19 @@ func errOverBurst(n int, l Limit) error {
 }
 
 func (lb *Local) decide(key string, t time.Time, n int, upTo bool) (d Decision, err error) {
-	lim, r := lb.limit.at(t)
-	err = lb.decideLimit(&d, key, t, n, upTo, lim, r.gen, r.active(t), SourceLocal)
+	err = lb.decideAt(&d, key, t, n, upTo)
 	return d, err
+}
+
+// decideAt decides into d at t, under the limit in force then. Outside a
+// ramp window (the common case) that is one atomic load and one comparison.
+func (lb *Local) decideAt(d *Decision, key string, t time.Time, n int, upTo bool) error {
+	r := lb.limit.p.Load()
+	lim, ramping := r.to, false
+	if t.Before(r.end) {
+		lim, ramping = r.at(t), true
+	}
+	return lb.decideLimit(d, key, t, n, upTo, lim, r.gen, ramping, SourceLocal)
 }
 
 // decideLimit decides under lim into d. lim belongs to generation gen of the
@@ -231,7 +268,12 @@ func decideBucket(d *Decision, b *rate.Limiter, t time.Time, n int, upTo bool) {
 	case want > 0 && b.AllowN(t, want):
 		d.Allowed, d.Taken = true, want
 	}
-	tokens := b.TokensAt(t)
+	fillFromTokens(d, b.TokensAt(t), n, upTo)
+}
+
+// fillFromTokens completes d (whose Limit, Allowed and Taken are set) from
+// the tokens left in the bucket after the decision.
+func fillFromTokens(d *Decision, tokens float64, n int, upTo bool) {
 	perSec := d.Limit.PerSecond()
 	if !d.Allowed {
 		need := float64(n)

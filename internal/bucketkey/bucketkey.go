@@ -1,9 +1,10 @@
 // Package bucketkey turns user-supplied limiter keys into bounded, unambiguous
 // map keys and Redis keys.
 //
-// A key is kept verbatim when it is short (at most MaxVerbatim bytes), holds
-// no '{' or '}' (which would change a Redis Cluster hash tag) and does not
-// start with a NUL byte. Any other key is replaced by its SHA-256 digest,
+// A Redis key is kept verbatim when it is short (at most MaxVerbatim bytes),
+// holds no '{' or '}' (which would change a Redis Cluster hash tag) and does
+// not start with a NUL byte; an in-process key needs only the first and last
+// of these. Any other key is replaced by its SHA-256 digest,
 // marked so that no verbatim key can ever equal a digest form. Two different
 // user keys therefore never share a bucket (short of a SHA-256 collision),
 // and every Redis key built for one user key hashes to one cluster slot.
@@ -30,10 +31,13 @@ func verbatim(key string) bool {
 	return true
 }
 
-// Local returns the in-process form of key: key itself when verbatim (without
-// allocating), otherwise "\x00" followed by the 32 raw bytes of its SHA-256.
+// Local returns the in-process form of key: key itself (without allocating)
+// when it is at most MaxVerbatim bytes and does not start with a NUL byte,
+// otherwise "\x00" followed by the 32 raw bytes of its SHA-256. Braces are
+// kept: they only matter to Redis Cluster, and leaving them spares the hot
+// path a scan of the key.
 func Local(key string) string {
-	if verbatim(key) {
+	if len(key) <= MaxVerbatim && (len(key) == 0 || key[0] != 0) {
 		return key
 	}
 	sum := sha256.Sum256([]byte(key))

@@ -18,6 +18,11 @@ func TestLocalVerbatimAndHashed(t *testing.T) {
 	assert.NotEqual(t, l, Local(l))
 	assert.Len(t, Local(l), 33)
 	assert.NotEqual(t, Local("{a}"), Local("a"))
+	// Braces mean nothing in process: such keys stay verbatim there, and
+	// are hashed only for Redis.
+	assert.Equal(t, "{a}", Local("{a}"))
+	assert.Equal(t, byte(0), Local("\x00a")[0])
+	assert.Len(t, Local("\x00a"), 33)
 }
 
 func TestRedisTags(t *testing.T) {
