@@ -2,9 +2,12 @@ package invalidate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // Session is one client connected to this node over a push channel (a
@@ -22,6 +25,35 @@ type Session interface {
 	Notify(ctx context.Context, n Notice) error
 }
 
+// ErrSessionPanic is wrapped by the *SessionPanicError that Push returns
+// when a Session method (or the push budget) panicked.
+var ErrSessionPanic = errors.New("invalidate: session panicked during push")
+
+// SessionPanicError reports a panic that Push recovered: in a Session
+// method, or in the push budget while it was asked for that session's
+// token. The session counts as failed; the other sessions are still
+// handled.
+type SessionPanicError struct {
+	// Index is the session's position in the slice given to Push.
+	Index int
+	// ClientID is the session's client ID ("" if ClientID itself
+	// panicked).
+	ClientID string
+	// Call names what panicked: "ClientID", "Applied", "Notify" or
+	// "push budget".
+	Call string
+	// Value is the value the panic was called with.
+	Value any
+}
+
+// Error names the session, the call and the panic value.
+func (e *SessionPanicError) Error() string {
+	return fmt.Sprintf("invalidate: push: session %d (client %q): %s panicked: %v", e.Index, e.ClientID, e.Call, e.Value)
+}
+
+// Unwrap returns ErrSessionPanic.
+func (e *SessionPanicError) Unwrap() error { return ErrSessionPanic }
+
 // PushResult counts what one Push did.
 type PushResult struct {
 	// Sessions is the number of sessions looked at.
@@ -35,7 +67,8 @@ type PushResult struct {
 	// Deferred is the number with notices due that the push budget did not
 	// let through this time: the next Push tries them again.
 	Deferred int
-	// Failed is the number whose Notify returned an error.
+	// Failed is the number whose Notify returned an error, or whose
+	// Session methods or push budget panicked (see SessionPanicError).
 	Failed int
 }
 
@@ -44,9 +77,23 @@ type PushResult struct {
 // token from the push budget (WithPushBudget), if any; at most
 // WithConcurrency sessions are notified at once. A Pusher is safe for
 // concurrent use; call Push after each advance, or on a timer.
+//
+// A node with many sessions need not hand every one of them to every Push:
+// AppendWaves reports the cohorts released since it last looked, so the
+// node can pass Push only the sessions those waves make due (and the ones
+// the last Push deferred).
 type Pusher struct {
 	c   *Coordinator
 	cfg config
+
+	mu   sync.Mutex          // guards seen
+	seen map[string]waveMark // by rollout ID: what AppendWaves reported
+}
+
+// waveMark is how far AppendWaves has reported one rollout.
+type waveMark struct {
+	epoch    uint64
+	released int
 }
 
 // NewPusher returns a pusher answering from c. It accepts WithPushBudget,
@@ -59,75 +106,122 @@ func NewPusher(c *Coordinator, opts ...Option) (*Pusher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pusher{c: c, cfg: cfg}, nil
+	return &Pusher{c: c, cfg: cfg, seen: map[string]waveMark{}}, nil
 }
 
 // Push notifies every session in sessions of the notices due to it (as Due
 // answers), in epoch order, stopping a session at its first failed Notify.
 // When the push budget refuses a client, that client and every later one
 // with notices due are deferred to the next Push. Push returns when every
-// session is handled or ctx is done; the error is the context's, or the
-// first Due failure.
+// session is handled or ctx is done.
+//
+// A panic in a Session method or in the push budget is recovered: that
+// session counts as failed and the others are still handled. The error is
+// the first Due failure (which stops the push), else the context's, else
+// a *SessionPanicError (wrapping ErrSessionPanic) for the first session
+// that panicked; the PushResult is valid with any of them.
+//
+// At WithConcurrency(1) Push starts no goroutine: it handles the sessions
+// in the caller's goroutine, one after another in the order given, so that
+// with the coordinator and the push budget on one injected clock (a
+// virtual clock in a simulation) its outcome is deterministic.
 func (p *Pusher) Push(ctx context.Context, sessions []Session) (PushResult, error) {
-	var (
-		next                                     atomic.Int64
-		due, notified, notices, deferred, failed atomic.Int64
-		exhausted                                atomic.Bool
-		errOnce                                  sync.Once
-		firstErr                                 error
-		wg                                       sync.WaitGroup
-	)
+	st := &pushState{sessions: sessions}
 	workers := min(p.cfg.concurrency, len(sessions))
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []Notice
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(sessions) || ctx.Err() != nil {
-					return
-				}
-				s := sessions[i]
-				var err error
-				buf, err = p.c.AppendDue(ctx, buf[:0], s.ClientID(), s.Applied())
-				if err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-				if len(buf) == 0 {
-					continue
-				}
-				due.Add(1)
-				if !p.allow(ctx, &exhausted) {
-					deferred.Add(1)
-					continue
-				}
-				ok := true
-				for _, n := range buf {
-					if err := s.Notify(ctx, n); err != nil {
-						p.cfg.logger.Debug("herdcap: invalidation notify failed", "client", s.ClientID(), "id", n.RolloutID, "err", err)
-						failed.Add(1)
-						ok = false
-						break
-					}
-					notices.Add(1)
-				}
-				if ok {
-					notified.Add(1)
-				}
-			}
-		}()
+	if workers <= 1 {
+		p.work(ctx, st)
+	} else {
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.work(ctx, st)
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	res := PushResult{
-		Sessions: len(sessions), Due: int(due.Load()), Notified: int(notified.Load()),
-		Notices: int(notices.Load()), Deferred: int(deferred.Load()), Failed: int(failed.Load()),
+		Sessions: len(sessions), Due: int(st.due.Load()), Notified: int(st.notified.Load()),
+		Notices: int(st.notices.Load()), Deferred: int(st.deferred.Load()), Failed: int(st.failed.Load()),
 	}
-	if firstErr != nil {
-		return res, firstErr
+	if err := st.dueErr.Load(); err != nil {
+		return res, *err
 	}
-	return res, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if pe := st.panicked.Load(); pe != nil {
+		return res, pe
+	}
+	return res, nil
+}
+
+// pushState is one Push, shared by its workers.
+type pushState struct {
+	sessions                                 []Session
+	next                                     atomic.Int64
+	due, notified, notices, deferred, failed atomic.Int64
+	exhausted                                atomic.Bool
+	dueErr                                   atomic.Pointer[error]
+	panicked                                 atomic.Pointer[SessionPanicError]
+}
+
+// work handles sessions until none is left, ctx is done or Due fails.
+func (p *Pusher) work(ctx context.Context, st *pushState) {
+	var buf []Notice
+	for {
+		i := int(st.next.Add(1) - 1)
+		if i >= len(st.sessions) || ctx.Err() != nil || st.dueErr.Load() != nil {
+			return
+		}
+		var err error
+		if buf, err = p.one(ctx, st, i, buf[:0]); err != nil {
+			st.dueErr.CompareAndSwap(nil, &err)
+			return
+		}
+	}
+}
+
+// one handles session i: its due notices, the budget, Notify. A panic in
+// user code (the Session, the budget) is recovered into st. The error is
+// a Due failure.
+func (p *Pusher) one(ctx context.Context, st *pushState, i int, buf []Notice) (out []Notice, err error) {
+	s := st.sessions[i]
+	pe := SessionPanicError{Index: i, Call: "ClientID"}
+	defer func() {
+		if v := recover(); v != nil {
+			pe.Value = v
+			st.failed.Add(1)
+			st.panicked.CompareAndSwap(nil, &pe)
+			p.cfg.logger.Warn("herdcap: invalidation push: session panicked", "client", pe.ClientID, "call", pe.Call, "panic", v)
+			out, err = buf[:0], nil
+		}
+	}()
+	pe.ClientID = s.ClientID()
+	pe.Call = "Applied"
+	applied := s.Applied()
+	buf, err = p.c.AppendDue(ctx, buf, pe.ClientID, applied)
+	if err != nil || len(buf) == 0 {
+		return buf, err
+	}
+	st.due.Add(1)
+	pe.Call = "push budget"
+	if !p.allow(ctx, &st.exhausted) {
+		st.deferred.Add(1)
+		return buf, nil
+	}
+	pe.Call = "Notify"
+	for _, n := range buf {
+		if err := s.Notify(ctx, n); err != nil {
+			p.cfg.logger.Debug("herdcap: invalidation notify failed", "client", pe.ClientID, "id", n.RolloutID, "err", err)
+			st.failed.Add(1)
+			return buf, nil
+		}
+		st.notices.Add(1)
+	}
+	st.notified.Add(1)
+	return buf, nil
 }
 
 // allow takes one token from the push budget. Once the budget refuses, it
@@ -145,4 +239,76 @@ func (p *Pusher) allow(ctx context.Context, exhausted *atomic.Bool) bool {
 		return false
 	}
 	return true
+}
+
+// Wave is a run of cohorts of one rollout released since a Pusher last
+// reported that rollout (AppendWaves): the clients of cohorts From to
+// To-1 now have its notice due, unless they have applied its epoch.
+type Wave struct {
+	// RolloutID is the rollout's ID, Epoch the epoch it runs under and
+	// Cohorts its number of cohorts.
+	RolloutID string
+	Epoch     uint64
+	Cohorts   int
+	// From and To bound the cohorts released since the last report:
+	// cohorts From to To-1 (0 <= From < To <= Cohorts).
+	From, To int
+}
+
+// Cohort returns clientID's cohort in the wave's rollout,
+// limiter.Cohort(RolloutID, clientID, Cohorts): the placement Due uses.
+func (w Wave) Cohort(clientID string) int { return limiter.Cohort(w.RolloutID, clientID, w.Cohorts) }
+
+// Contains reports whether clientID's cohort is one of the wave's.
+func (w Wave) Contains(clientID string) bool {
+	c := w.Cohort(clientID)
+	return c >= w.From && c < w.To
+}
+
+// AppendWaves appends to dst the waves released since the previous
+// AppendWaves on this Pusher, one per rollout that released cohorts
+// meanwhile (the first call reports every cohort released so far), in
+// epoch order, and returns the extended slice. It answers from the same
+// cached state as Due (no store call within the cache TTL), so the clients
+// of a reported wave are due when Push asks right after.
+//
+// It lets a node with many sessions hand Push only its candidates: index
+// the sessions by Wave.Cohort once per rollout, and after each advance
+// push the sessions of the new waves, plus the ones the last Push
+// deferred. Sessions that connect later learn their notices from Due (or a
+// Push of every session). Calls are serialised; a wave is reported once
+// per Pusher.
+func (p *Pusher) AppendWaves(ctx context.Context, dst []Wave) ([]Wave, error) {
+	v, err := p.c.current(ctx)
+	if err != nil {
+		return dst, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range v.items {
+		it := &v.items[i]
+		rel := min(it.released, it.cohorts)
+		m, ok := p.seen[it.id]
+		if !ok || m.epoch != it.epoch {
+			m = waveMark{epoch: it.epoch}
+		}
+		if rel > m.released {
+			dst = append(dst, Wave{RolloutID: it.id, Epoch: it.epoch, Cohorts: it.cohorts, From: m.released, To: rel})
+			m.released = rel
+		}
+		p.seen[it.id] = m
+	}
+	if len(p.seen) > len(v.items) {
+		// Rollouts that left the store are forgotten.
+		live := make(map[string]bool, len(v.items))
+		for i := range v.items {
+			live[v.items[i].id] = true
+		}
+		for id := range p.seen {
+			if !live[id] {
+				delete(p.seen, id)
+			}
+		}
+	}
+	return dst, nil
 }
