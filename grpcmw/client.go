@@ -76,10 +76,22 @@ var ErrInvalidClientOption = errors.New("grpcmw: invalid client option")
 // attempts were made, the wait fits in what is left of WithMaxWait, and
 // the server did not forbid it (a grpc-retry-pushback-ms trailer that is
 // not a non-negative integer means "do not retry", as in gRPC's retry
-// design). The wait is the server's hint, the pushback trailer or else an
-// errdetails.RetryInfo detail, plus a small jitter and never less than
-// the hint; without a hint, exponential backoff with full jitter. It ends
-// early when the call's context is done.
+// design). The wait is the server's hint, and never less than it:
+//
+//   - the pushback trailer, the exact millisecond the server computed (for
+//     the admission interceptors, a slot already spread at the
+//     admission's rate): the hint plus at most a few milliseconds of
+//     jitter (limiter.Backoff.DelaySlot, default at most
+//     limiter.DefaultSlotJitter), so that a herd comes back as flat as the
+//     slots were booked;
+//   - else an errdetails.RetryInfo detail, which any server may send alike
+//     to many clients: the hint plus a wider jitter
+//     (limiter.Backoff.DelayHint, by default up to 10% and at most a
+//     second);
+//   - no hint (a pushback of 0, or a connection failure grpc-go reports
+//     as codes.Unavailable): exponential backoff with full jitter.
+//
+// A wait ends early when the call's context is done.
 //
 // Like a service config's retryPolicy, this treats the retry codes as
 // meaning the call was not processed; list only codes your handlers do
@@ -115,6 +127,9 @@ type Client struct {
 	maxWait      time.Duration
 	retryCodes   []codes.Code
 	log          *slog.Logger
+	// sleep waits d or until ctx is done, then returns ctx's error as a
+	// status error (tests run it in virtual time).
+	sleep func(ctx context.Context, d time.Duration) error
 
 	token   atomic.Pointer[string]
 	applied atomic.Uint64
@@ -260,6 +275,7 @@ func NewClient(opts ...ClientOption) (*Client, error) {
 		maxWait:     DefaultMaxWait,
 		retryCodes:  []codes.Code{codes.Unavailable, codes.ResourceExhausted},
 		log:         slog.New(slog.DiscardHandler),
+		sleep:       sleep,
 	}
 	for i, o := range opts {
 		if o.apply == nil {
@@ -364,40 +380,47 @@ func (c *Client) nextWait(attempt int, waited time.Duration, trailer metadata.MD
 	if !c.budget.RecordFailure() || attempt+1 >= c.maxAttempts {
 		return 0, false
 	}
-	hint, ok := retryHint(trailer, err)
+	hint, exact, ok := retryHint(trailer, err)
 	if !ok {
 		return 0, false
 	}
-	d := c.backoff.DelayHint(attempt, hint)
+	var d time.Duration
+	if exact {
+		d = c.backoff.DelaySlot(attempt, hint)
+	} else {
+		d = c.backoff.DelayHint(attempt, hint)
+	}
 	if d > c.maxWait-waited {
 		return 0, false
 	}
 	return d, true
 }
 
-// retryHint returns the wait a failure asks for: the pushback trailer, else
-// a RetryInfo detail; 0 for none. ok is false when the server forbade a
-// retry (a pushback that is not a non-negative integer).
-func retryHint(trailer metadata.MD, err error) (time.Duration, bool) {
+// retryHint returns the wait a failure asks for: the pushback trailer
+// (exact: the millisecond a server computed, an admission slot already
+// spread at its rate), else a RetryInfo detail (coarse: any server's
+// suggestion); 0 for none. ok is false when the server forbade a retry (a
+// pushback that is not a non-negative integer).
+func retryHint(trailer metadata.MD, err error) (d time.Duration, exact, ok bool) {
 	if vals := trailer.Get(PushbackTrailer); len(vals) > 0 {
 		if len(vals) != 1 {
-			return 0, false
+			return 0, false, false
 		}
 		ms, perr := wire.ParseDecimal(wire.TrimOWS(vals[0]), wire.MaxMillisDigits, math.MaxInt32)
 		if perr != nil {
-			return 0, false
+			return 0, false, false
 		}
-		return time.Duration(ms) * time.Millisecond, true
+		return time.Duration(ms) * time.Millisecond, ms > 0, true
 	}
 	st, _ := status.FromError(err)
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().IsValid() {
 			if delay := ri.GetRetryDelay().AsDuration(); delay > 0 {
-				return delay, true
+				return delay, false, true
 			}
 		}
 	}
-	return 0, true
+	return 0, false, true
 }
 
 // sleep waits d, or until ctx is done, and then returns its error as a
@@ -432,7 +455,7 @@ func (c *Client) UnaryInterceptor() grpc.UnaryClientInterceptor {
 			if !ok {
 				return err
 			}
-			if serr := sleep(ctx, d); serr != nil {
+			if serr := c.sleep(ctx, d); serr != nil {
 				return serr
 			}
 			waited += d
@@ -578,7 +601,7 @@ func (s *clientStream) retry(trailer metadata.MD, err error) error {
 	if !ok {
 		return err
 	}
-	if serr := sleep(s.ctx, d); serr != nil {
+	if serr := s.c.sleep(s.ctx, d); serr != nil {
 		return serr
 	}
 	cs, oerr := s.streamer(s.c.outgoing(s.ctx), s.desc, s.cc, s.method, s.opts...)

@@ -135,13 +135,61 @@ func TestClientEndToEnd(t *testing.T) {
 	assert.Equal(t, codes.Unavailable, status.Code(err), "a new session now, refused until its slot in an hour")
 }
 
+// thawingClock stands still at t0 until Thaw, then runs at wall-clock speed
+// from t0. A test freezes time while it sets up a decision that must not
+// depend on how fast the machine is (two sessions "at once"), then lets a
+// real wait play out against it.
+type thawingClock struct {
+	mu     sync.Mutex
+	thawed time.Time // zero while frozen
+}
+
+// Now returns t0 while frozen, else t0 plus the wall time since Thaw.
+func (c *thawingClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.thawed.IsZero() {
+		return t0
+	}
+	return t0.Add(time.Since(c.thawed))
+}
+
+// thawAfter is an Admitter that thaws clk once it has made n decisions.
+type thawAfter struct {
+	Admitter
+	clk *thawingClock
+	n   atomic.Int32
+}
+
+func (a *thawAfter) Admit(ctx context.Context, id, tok string) (limiter.AdmitDecision, error) {
+	d, err := a.Admitter.Admit(ctx, id, tok)
+	if a.n.Add(-1) == 0 {
+		a.clk.mu.Lock()
+		a.clk.thawed = time.Now()
+		a.clk.mu.Unlock()
+	}
+	return d, err
+}
+
+// frozenForTwo returns an Admission of 5 sessions per second, 1 at once,
+// whose clock stands still for its first two decisions and runs from then
+// on: the first client is admitted, the second refused with a slot 200 ms
+// later plus up to 200 ms of the gate's jitter however slow the machine
+// (on the wall clock the bucket could refill between them), and the
+// second's real wait plays out against the running clock. Its retry is let
+// in when it comes at or after the slot and within the 10 s slot grace:
+// only a stall of 10 s between the refusal and the retry could fail this.
+func frozenForTwo(t *testing.T) Admitter {
+	clk := &thawingClock{}
+	a := &thawAfter{Admitter: newAdmission(t, limiter.PerSecond(5, 1), limiter.WithClock(clk)), clk: clk}
+	a.n.Store(2)
+	return a
+}
+
 // TestClientWaitsForTheSlot: a refused client comes back no earlier than
 // its admission slot and is let in.
 func TestClientWaitsForTheSlot(t *testing.T) {
-	// Real time: 5 sessions per second, 1 at once; the second client's
-	// slot is 200 ms after the first, plus up to 200 ms of jitter.
-	a := newAdmission(t, limiter.PerSecond(5, 1))
-	unary, err := UnaryServerAdmission(a)
+	unary, err := UnaryServerAdmission(frozenForTwo(t))
 	require.NoError(t, err)
 	var rec seen
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), unary))
@@ -154,15 +202,15 @@ func TestClientWaitsForTheSlot(t *testing.T) {
 	require.NoError(t, err, "let in on the retry")
 	at := rec.forClient("second")
 	require.Len(t, at, 2, "one refusal, one retry")
-	// A lower bound only: load can delay the retry, never advance it.
-	assert.GreaterOrEqual(t, at[1].Sub(rec.forClient("first")[0]), 200*time.Millisecond)
+	// The slot is at least one interval after the refusal. A lower bound
+	// only: load can delay the retry, never advance it.
+	assert.GreaterOrEqual(t, at[1].Sub(at[0]), 200*time.Millisecond)
 }
 
 // TestClientStreamRetriesAtOpen: a server-streaming call refused as it
 // opens is opened again after the pushback, and its request sent again.
 func TestClientStreamRetriesAtOpen(t *testing.T) {
-	a := newAdmission(t, limiter.PerSecond(5, 1))
-	adm, err := StreamServerAdmission(a)
+	adm, err := StreamServerAdmission(frozenForTwo(t))
 	require.NoError(t, err)
 	var rec seen
 	addr := startHealth(t, grpc.ChainStreamInterceptor(rec.stream(), adm))
@@ -181,7 +229,9 @@ func TestClientStreamRetriesAtOpen(t *testing.T) {
 	resp, err := s2.Recv()
 	require.NoError(t, err, "the stream was opened again at its slot")
 	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus(), "the replayed request was answered")
-	assert.Len(t, rec.forClient("second"), 2)
+	at := rec.forClient("second")
+	require.Len(t, at, 2, "one refusal, one retry")
+	assert.GreaterOrEqual(t, at[1].Sub(at[0]), 200*time.Millisecond)
 }
 
 // TestClientBidiNotRetried: a refused client-streaming or bidirectional

@@ -37,20 +37,23 @@ func TestRetryHint(t *testing.T) {
 		trailer metadata.MD
 		err     error
 		want    time.Duration
+		exact   bool // the pushback: a millisecond the server computed
 		ok      bool
 	}{
-		{"nothing", nil, plain, 0, true},
-		{"pushback", metadata.Pairs(PushbackTrailer, "250"), plain, 250 * time.Millisecond, true},
-		{"pushback wins over RetryInfo", metadata.Pairs(PushbackTrailer, "250"), withInfo(time.Second), 250 * time.Millisecond, true},
-		{"RetryInfo", nil, withInfo(time.Second), time.Second, true},
-		{"negative RetryInfo ignored", nil, withInfo(-time.Second), 0, true},
-		{"negative pushback", metadata.Pairs(PushbackTrailer, "-1"), plain, 0, false},
-		{"garbage pushback", metadata.Pairs(PushbackTrailer, "soon"), plain, 0, false},
-		{"pushback beyond int32", metadata.Pairs(PushbackTrailer, "2147483648"), plain, 0, false},
-		{"two pushbacks", metadata.Pairs(PushbackTrailer, "1", PushbackTrailer, "2"), plain, 0, false},
+		{"nothing", nil, plain, 0, false, true},
+		{"pushback", metadata.Pairs(PushbackTrailer, "250"), plain, 250 * time.Millisecond, true, true},
+		{"zero pushback", metadata.Pairs(PushbackTrailer, "0"), plain, 0, false, true},
+		{"pushback wins over RetryInfo", metadata.Pairs(PushbackTrailer, "250"), withInfo(time.Second), 250 * time.Millisecond, true, true},
+		{"RetryInfo", nil, withInfo(time.Second), time.Second, false, true},
+		{"negative RetryInfo ignored", nil, withInfo(-time.Second), 0, false, true},
+		{"negative pushback", metadata.Pairs(PushbackTrailer, "-1"), plain, 0, false, false},
+		{"garbage pushback", metadata.Pairs(PushbackTrailer, "soon"), plain, 0, false, false},
+		{"pushback beyond int32", metadata.Pairs(PushbackTrailer, "2147483648"), plain, 0, false, false},
+		{"two pushbacks", metadata.Pairs(PushbackTrailer, "1", PushbackTrailer, "2"), plain, 0, false, false},
 	} {
-		got, ok := retryHint(tc.trailer, tc.err)
+		got, exact, ok := retryHint(tc.trailer, tc.err)
 		assert.Equal(t, tc.want, got, tc.name)
+		assert.Equal(t, tc.exact, exact, tc.name)
 		assert.Equal(t, tc.ok, ok, tc.name)
 	}
 }
@@ -60,10 +63,11 @@ func FuzzPushbackTrailer(f *testing.F) {
 	f.Add("-1")
 	f.Add("99999999999999999999")
 	f.Fuzz(func(t *testing.T, v string) {
-		d, ok := retryHint(metadata.Pairs(PushbackTrailer, v), status.Error(codes.Unavailable, "x"))
+		d, exact, ok := retryHint(metadata.Pairs(PushbackTrailer, v), status.Error(codes.Unavailable, "x"))
 		require.GreaterOrEqual(t, d, time.Duration(0))
 		if !ok {
 			require.Zero(t, d)
 		}
+		require.False(t, exact && d == 0, "an exact hint is a positive wait")
 	})
 }
