@@ -57,7 +57,7 @@ func (d *doorman) admit(ctx context.Context, fullMethod string) (metadata.MD, er
 	dec, err := d.a.Admit(ctx, id, tok)
 	switch {
 	case errors.Is(err, limiter.ErrInvalidKey):
-		d.logger.LogAttrs(ctx, slog.LevelError, "grpcmw: the admission rejected the client ID; answering Internal",
+		d.logThrottled(ctx, &d.logs.misconfig, slog.LevelError, "grpcmw: the admission rejected the client ID; answering Internal",
 			slog.String("method", fullMethod), slog.Int("id_bytes", len(id)), slog.Any("error", err))
 		return nil, status.Error(codes.Internal, "admission misconfigured")
 	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
@@ -67,14 +67,14 @@ func (d *doorman) admit(ctx context.Context, fullMethod string) (metadata.MD, er
 		if e.RetryAfter <= 0 {
 			e.RetryAfter = d.unavailableRetry
 		}
-		d.logger.LogAttrs(ctx, slog.LevelError, "grpcmw: admission failed; answering Unavailable",
+		d.logThrottled(ctx, &d.logs.failed, slog.LevelError, "grpcmw: admission failed; answering Unavailable",
 			slog.String("method", fullMethod), slog.String("source", dec.Source.String()),
 			slog.Bool("unavailable", errors.Is(err, limiter.ErrUnavailable)),
 			slog.Duration("retry_after", e.RetryAfter), slog.Any("error", err))
 		return nil, e
 	case !dec.Admitted:
-		if d.logger.Enabled(ctx, slog.LevelDebug) {
-			d.logger.LogAttrs(ctx, slog.LevelDebug, "grpcmw: new session refused",
+		if d.logger.Enabled(ctx, slog.LevelDebug) { // the refusal path builds no record when off
+			d.logThrottled(ctx, &d.logs.denied, slog.LevelDebug, "grpcmw: new session refused",
 				slog.String("method", fullMethod), slog.Bool("booked", dec.Booked),
 				slog.Duration("retry_after", dec.RetryAfter))
 		}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/herdcap/herdcap/internal/logthrottle"
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
@@ -134,7 +135,7 @@ type Client struct {
 	token   atomic.Pointer[string]
 	applied atomic.Uint64
 	queue   wire.NoticeQueue
-	badLog  atomic.Int64 // unix ns before which malformed-notice records are suppressed
+	badLog  logthrottle.Throttle // malformed-notice records
 }
 
 // ClientOption configures NewClient. The zero ClientOption is invalid.
@@ -356,10 +357,9 @@ func (c *Client) observe(ctx context.Context, md metadata.MD) {
 	}
 	notices, err := wire.ParseNotices(nil, vals)
 	if err != nil {
-		now := time.Now().UnixNano()
-		if next := c.badLog.Load(); now >= next && c.badLog.CompareAndSwap(next, now+int64(time.Second)) {
+		if n, ok := c.badLog.Allow(); ok {
 			c.log.LogAttrs(ctx, slog.LevelWarn, "grpcmw: Client: malformed "+MetadataInvalidate+" metadata; applying the notices before the fault",
-				slog.Int("applied", len(notices)), slog.Any("error", err))
+				slog.Int("applied", len(notices)), slog.Any("error", err), slog.Uint64("suppressed", n))
 		}
 	}
 	c.queue.Deliver(notices, &c.applied, c.onInvalidate)

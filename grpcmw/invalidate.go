@@ -120,7 +120,7 @@ func (n *noticer) failed(ctx context.Context, fullMethod string, err error) {
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return
 	}
-	n.logger.LogAttrs(ctx, slog.LevelError, "grpcmw: coordinator failed; serving without notices",
+	n.logThrottled(ctx, &n.logs.failed, slog.LevelError, "grpcmw: coordinator failed; serving without notices",
 		slog.String("method", fullMethod), slog.Bool("unavailable", errors.Is(err, invalidate.ErrUnavailable)),
 		slog.Any("error", err))
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/logthrottle"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -80,6 +81,29 @@ type config struct {
 	skip             func(fullMethod string) bool
 	logger           *slog.Logger
 	unavailableRetry time.Duration
+	logs             *logThrottles // the constructor's own; shared by copies of the config
+}
+
+// logThrottles hold each kind of record an interceptor logs per call to
+// about one a second (with the count suppressed before it), so that an
+// outage or a flood of bad calls does not become a log storm.
+type logThrottles struct {
+	failed    logthrottle.Throttle // the budget, admission or coordinator failed
+	misconfig logthrottle.Throttle // the budget or admission rejected a cost or key
+	key       logthrottle.Throttle // the key function failed
+	input     logthrottle.Throttle // malformed herdcap metadata (Debug)
+	denied    logthrottle.Throttle // denials (Debug)
+}
+
+// logThrottled logs a record at level through throttle th, adding the
+// count of records suppressed before it. Disabled levels cost nothing.
+func (c *config) logThrottled(ctx context.Context, th *logthrottle.Throttle, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !c.logger.Enabled(ctx, level) {
+		return
+	}
+	if n, ok := th.Allow(); ok {
+		c.logger.LogAttrs(ctx, level, msg, append(attrs, slog.Uint64("suppressed", n))...)
+	}
 }
 
 func buildConfig(b limiter.Budget, opts []Option) (config, error) {
@@ -109,6 +133,7 @@ func applyOptions(t target, opts []Option) (config, error) {
 		logger:           slog.New(slog.DiscardHandler),
 		unavailableRetry: DefaultUnavailableRetryAfter,
 		maxNotices:       DefaultMaxNotices,
+		logs:             new(logThrottles),
 	}
 	for i, o := range opts {
 		if o.apply == nil {
@@ -181,8 +206,10 @@ func WithSkip(skip func(fullMethod string) bool) Option {
 // WithLogger sets the logger. Limiter, admission and coordinator errors
 // are logged at Error level, key function errors without a gRPC status at
 // Warn, denials, malformed herdcap metadata and status-carrying key
-// function errors at Debug. By default nothing is logged. Applies to every
-// interceptor.
+// function errors at Debug. Each kind of record is throttled to about one
+// a second per interceptor, with a "suppressed" count of the records held
+// back before it, so that an outage does not flood the log. By default
+// nothing is logged. Applies to every interceptor.
 func WithLogger(l *slog.Logger) Option {
 	return Option{name: "WithLogger", scope: forAll, apply: func(c *config) error {
 		if l == nil {

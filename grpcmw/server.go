@@ -49,7 +49,7 @@ func (g *gate) check(ctx context.Context, fullMethod string) error {
 	case errors.Is(err, limiter.ErrInvalidN) || errors.Is(err, limiter.ErrInvalidKey):
 		// The cost or key is one the budget can never grant: a server
 		// bug, not a reason for the client to retry.
-		g.logger.LogAttrs(ctx, slog.LevelError, "grpcmw: the budget rejected the call's cost or key; answering Internal",
+		g.logThrottled(ctx, &g.logs.misconfig, slog.LevelError, "grpcmw: the budget rejected the call's cost or key; answering Internal",
 			slog.String("method", fullMethod), slog.Int("cost", n), slog.Any("error", err))
 		return status.Error(codes.Internal, "rate limiter misconfigured")
 	case err != nil:
@@ -57,12 +57,12 @@ func (g *gate) check(ctx context.Context, fullMethod string) error {
 		if e.RetryAfter <= 0 {
 			e.RetryAfter = g.unavailableRetry
 		}
-		g.logger.LogAttrs(ctx, slog.LevelError, "grpcmw: rate limiter failed; answering Unavailable",
+		g.logThrottled(ctx, &g.logs.failed, slog.LevelError, "grpcmw: rate limiter failed; answering Unavailable",
 			slog.String("method", fullMethod), slog.Any("error", err), slog.Duration("retry_after", e.RetryAfter))
 		return e
 	case !d.Allowed:
-		if g.logger.Enabled(ctx, slog.LevelDebug) {
-			g.logger.LogAttrs(ctx, slog.LevelDebug, "grpcmw: rate limit exceeded",
+		if g.logger.Enabled(ctx, slog.LevelDebug) { // the denial path builds no record when off
+			g.logThrottled(ctx, &g.logs.denied, slog.LevelDebug, "grpcmw: rate limit exceeded",
 				slog.String("method", fullMethod), slog.String("key", key), slog.Int("cost", n),
 				slog.Duration("retry_after", d.RetryAfter), slog.String("source", d.Source.String()))
 		}
@@ -73,11 +73,11 @@ func (g *gate) check(ctx context.Context, fullMethod string) error {
 
 func (c *config) keyError(ctx context.Context, fullMethod string, err error) error {
 	if st, ok := status.FromError(err); ok {
-		c.logger.LogAttrs(ctx, slog.LevelDebug, "grpcmw: key function rejected the call",
+		c.logThrottled(ctx, &c.logs.input, slog.LevelDebug, "grpcmw: key function rejected the call",
 			slog.String("method", fullMethod), slog.Any("error", err))
 		return st.Err()
 	}
-	c.logger.LogAttrs(ctx, slog.LevelWarn, "grpcmw: key function failed; answering InvalidArgument",
+	c.logThrottled(ctx, &c.logs.key, slog.LevelWarn, "grpcmw: key function failed; answering InvalidArgument",
 		slog.String("method", fullMethod), slog.Any("error", err))
 	return status.Error(codes.InvalidArgument, "cannot identify the caller for rate limiting")
 }

@@ -38,10 +38,10 @@ func (c *config) sessionKey(ctx context.Context, fullMethod string) (string, err
 	return id, nil
 }
 
-// badInput logs malformed herdcap metadata at Debug level.
+// badInput logs malformed herdcap metadata at Debug level, throttled.
 func (c *config) badInput(ctx context.Context, fullMethod, key string, err error) {
-	if c.logger.Enabled(ctx, slog.LevelDebug) {
-		c.logger.LogAttrs(ctx, slog.LevelDebug, "grpcmw: malformed "+key+" metadata; answering InvalidArgument",
+	if c.logger.Enabled(ctx, slog.LevelDebug) { // before building the message
+		c.logThrottled(ctx, &c.logs.input, slog.LevelDebug, "grpcmw: malformed "+key+" metadata; answering InvalidArgument",
 			slog.String("method", fullMethod), slog.Any("error", err))
 	}
 }

@@ -113,7 +113,7 @@ func (m *admitter) serve(next http.Handler, w http.ResponseWriter, r *http.Reque
 	d, err := m.a.Admit(r.Context(), id, wire.ResumeToken(r.Header[HeaderResume]))
 	switch {
 	case errors.Is(err, limiter.ErrInvalidKey):
-		if n, ok := m.slog.keyLog.allow(); ok {
+		if n, ok := m.slog.keyLog.Allow(); ok {
 			m.slog.log.LogAttrs(r.Context(), slog.LevelError, "httpmw: Admit: the admission rejected the client ID; answering 500",
 				slog.Int("id_bytes", len(id)), slog.Any("error", err), slog.Uint64("suppressed", n))
 		}
@@ -158,7 +158,7 @@ func (m *admitter) failed(r *http.Request, d limiter.AdmitDecision, err error) {
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return // the client has gone
 	}
-	if n, ok := m.slog.failLog.allow(); ok {
+	if n, ok := m.slog.failLog.Allow(); ok {
 		m.slog.log.LogAttrs(ctx, slog.LevelError, "httpmw: Admit: admission failed; answering 503",
 			slog.String("source", d.Source.String()),
 			slog.Bool("unavailable", errors.Is(err, limiter.ErrUnavailable)),

@@ -156,7 +156,7 @@ func (m *invalidator) failed(r *http.Request, err error) {
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return // the client has gone
 	}
-	if n, ok := m.slog.failLog.allow(); ok {
+	if n, ok := m.slog.failLog.Allow(); ok {
 		m.slog.log.LogAttrs(ctx, slog.LevelError, "httpmw: Invalidate: coordinator failed; serving without notices",
 			slog.Bool("unavailable", errors.Is(err, invalidate.ErrUnavailable)),
 			slog.Any("error", err), slog.Uint64("suppressed", n))

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/logthrottle"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -144,7 +144,7 @@ func (m *middleware) unavailable(w http.ResponseWriter, r *http.Request, d limit
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		// The client has gone; nothing to report.
 		m.log.LogAttrs(ctx, slog.LevelDebug, "httpmw: request canceled while rate limiting", slog.Any("error", err))
-	} else if n, ok := m.limiterLog.allow(); ok {
+	} else if n, ok := m.limiterLog.Allow(); ok {
 		m.log.LogAttrs(ctx, slog.LevelError, "httpmw: rate limiter failed; answering 503",
 			slog.String("policy", m.policyName),
 			slog.String("source", d.Source.String()),
@@ -161,7 +161,7 @@ func (m *middleware) unavailable(w http.ResponseWriter, r *http.Request, d limit
 // key: a server bug (WithCost beyond the burst, say) that no retry would fix,
 // so no Retry-After either.
 func (m *middleware) misconfigured(w http.ResponseWriter, r *http.Request, err error) {
-	if n, ok := m.keyLog.allow(); ok {
+	if n, ok := m.keyLog.Allow(); ok {
 		m.log.LogAttrs(r.Context(), slog.LevelError, "httpmw: the budget rejected the request's cost or key; answering 500",
 			slog.String("policy", m.policyName),
 			slog.Any("error", err),
@@ -180,7 +180,7 @@ func (m *middleware) keyFailed(w http.ResponseWriter, r *http.Request, err error
 		err = errors.New("key function returned an empty key")
 	}
 	if status == http.StatusInternalServerError {
-		if n, ok := m.keyLog.allow(); ok {
+		if n, ok := m.keyLog.Allow(); ok {
 			m.log.LogAttrs(r.Context(), slog.LevelError, "httpmw: key function failed; answering 500",
 				slog.String("policy", m.policyName),
 				slog.Any("error", err),
@@ -307,19 +307,4 @@ func (dw *denyWriter) Flush() {
 // logThrottle lets through about one log record per second, counting the
 // ones it holds back, so that a failing limiter under load does not flood
 // the log.
-type logThrottle struct {
-	next       atomic.Int64 // unix ns before which records are suppressed
-	suppressed atomic.Uint64
-}
-
-// allow reports whether a record may be logged now and, if so, how many
-// were suppressed since the last one.
-func (t *logThrottle) allow() (uint64, bool) {
-	now := time.Now().UnixNano()
-	next := t.next.Load()
-	if now < next || !t.next.CompareAndSwap(next, now+int64(time.Second)) {
-		t.suppressed.Add(1)
-		return 0, false
-	}
-	return t.suppressed.Swap(0), true
-}
+type logThrottle = logthrottle.Throttle

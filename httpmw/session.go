@@ -49,7 +49,7 @@ func (s *sessionLog) keyFailed(w http.ResponseWriter, r *http.Request, err error
 	}
 	if status == http.StatusBadRequest {
 		s.badInput(r, "no usable client ID", err)
-	} else if n, ok := s.keyLog.allow(); ok {
+	} else if n, ok := s.keyLog.Allow(); ok {
 		s.log.LogAttrs(r.Context(), slog.LevelError, s.name+": key function failed; answering 500",
 			slog.Any("error", err), slog.Uint64("suppressed", n))
 	}
@@ -62,7 +62,7 @@ func (s *sessionLog) badInput(r *http.Request, what string, err error) {
 	if !s.log.Enabled(r.Context(), slog.LevelDebug) {
 		return
 	}
-	if n, ok := s.inputLog.allow(); ok {
+	if n, ok := s.inputLog.Allow(); ok {
 		s.log.LogAttrs(r.Context(), slog.LevelDebug, s.name+": "+what+"; answering 400",
 			slog.Any("error", err), slog.Uint64("suppressed", n))
 	}

@@ -452,7 +452,7 @@ func (t *Transport) observe(ctx context.Context, res *http.Response) {
 	}
 	notices, err := wire.ParseNotices(nil, lines)
 	if err != nil {
-		if n, ok := t.badLog.allow(); ok {
+		if n, ok := t.badLog.Allow(); ok {
 			t.log.LogAttrs(ctx, slog.LevelWarn, "httpmw: Transport: malformed "+HeaderInvalidate+"; applying the notices before the fault",
 				slog.Int("applied", len(notices)), slog.Any("error", err), slog.Uint64("suppressed", n))
 		}
