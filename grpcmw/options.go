@@ -25,9 +25,11 @@ const DefaultUnavailableRetryAfter = time.Second
 type KeyFunc func(ctx context.Context, fullMethod string) (string, error)
 
 // CostFunc returns the number of tokens a call takes (default 1). Zero lets
-// the call through without taking anything; a negative cost, or one larger
-// than the limit's burst, is a limiter error (codes.Unavailable, logged). A
-// CostFunc is called concurrently.
+// the call through without taking anything. A negative cost, or one larger
+// than the limit's burst, can never be granted: it is a server bug, not a
+// reason for the client to retry, so the call ends with codes.Internal
+// without pushback (and the error is logged, throttled). A CostFunc is
+// called concurrently.
 type CostFunc func(ctx context.Context, fullMethod string) int
 
 // Option configures the server interceptors: UnaryServerRateLimit,

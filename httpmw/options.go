@@ -214,9 +214,11 @@ func WithClientIPHeaders(names ...string) Option {
 }
 
 // WithCost sets the number of tokens a request takes (default 1). f is
-// called concurrently, once per request. A cost of 0 only reads the bucket;
-// a negative cost, or one above the limit's burst, is a limiter error and
-// gets 503 (and is logged). Applies to RateLimit only.
+// called concurrently, once per request. A cost of 0 only reads the bucket.
+// A negative cost, or one above the limit's burst, can never be granted:
+// it is a server bug, not a reason for the client to retry, so the request
+// gets 500 Internal Server Error without Retry-After (and the error is
+// logged, throttled). Applies to RateLimit only.
 func WithCost(f func(*http.Request) int) Option {
 	return Option{name: "WithCost", scope: forRateLimit, apply: func(c *config) error {
 		if f == nil {
