@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,11 +103,41 @@ func TestConformanceEpochs(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, e, head)
 
+		// An explicit epoch may lie at most WithMaxEpochJump above the
+		// store's clock in ms: one start cannot exhaust the epoch space.
 		huge := ro("f")
 		huge.Epoch = MaxEpoch
-		mustStart(t, c, huge)
-		_, err = c.Start(context.Background(), ro("g"))
-		assert.ErrorIs(t, err, ErrEpochBackwards, "the epoch space is exhausted: an error, not a wrap")
+		_, err = c.Start(context.Background(), huge)
+		assert.ErrorIs(t, err, ErrEpochTooFar)
+		ceil := e + DefaultMaxEpochJump
+		assert.ErrorContains(t, err, fmt.Sprintf("Rollout.Epoch %d is above %d, the highest allowed now", uint64(MaxEpoch), ceil))
+		_, err = c.Status(context.Background(), "f")
+		assert.ErrorIs(t, err, ErrUnknownRollout, "a refused start leaves nothing behind")
+		assert.Equal(t, e+1, mustStart(t, c, ro("g")).Rollout.Epoch, "the namespace goes on")
+
+		far := ro("h")
+		far.Epoch = ceil
+		assert.Equal(t, ceil, mustStart(t, c, far).Rollout.Epoch, "the full jump is allowed")
+		further := ro("i")
+		further.Epoch = ceil + DefaultMaxEpochJump
+		_, err = c.Start(context.Background(), further)
+		assert.ErrorIs(t, err, ErrEpochTooFar, "the bound follows the clock: jumps do not ratchet it up")
+		further.Epoch = ceil + 1
+		assert.Equal(t, ceil+1, mustStart(t, c, further).Rollout.Epoch, "past the bound, the next epoch is still allowed")
+		assert.Equal(t, ceil+2, mustStart(t, c, ro("j")).Rollout.Epoch)
+
+		clk.Add(2 * 24 * time.Hour) // the clock catches up: the sequence follows it again
+		assert.Equal(t, uint64(clk.Now().UnixMilli()), mustStart(t, c, ro("k")).Rollout.Epoch)
+
+		// A tighter bound, on a fleet of its own.
+		c2 := newNode(t, sc.fleet(t, 1)[0], clk, WithMaxEpochJump(10))
+		now := uint64(clk.Now().UnixMilli())
+		r := ro("a")
+		r.Epoch = now + 11
+		_, err = c2.Start(context.Background(), r)
+		assert.ErrorIs(t, err, ErrEpochTooFar)
+		r.Epoch = now + 10
+		assert.Equal(t, now+10, mustStart(t, c2, r).Rollout.Epoch)
 	})
 }
 
@@ -327,7 +358,7 @@ func TestConformanceGuard(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		ctx := context.Background()
 		clk := newVClock(t0)
-		c := newNode(t, sc.fleet(t, 1)[0], clk, WithGuard(Guard{MaxRate: 50}))
+		c := newNode(t, sc.fleet(t, 1)[0], clk, WithGuard(Guard{MaxRate: 50, Starts: roomyStarts(t, clk)}), WithPopulationFloor(100))
 
 		all := Rollout{ID: "all", Scope: ScopeAll, Cohorts: 10, Rate: 1e9, Clients: 1000, Coverage: 0.01, Source: "node-a"}
 		st := mustStart(t, c, all)
@@ -338,11 +369,15 @@ func TestConformanceGuard(t *testing.T) {
 
 		for _, tc := range []struct {
 			coverage float64
+			clients  int
 			guarded  bool
-		}{{0, true}, {0.6, true}, {0.5, false}, {0.01, false}} {
-			r := ro(fmt.Sprintf("cov-%v", tc.coverage))
-			r.Coverage, r.Source = tc.coverage, "node-b"
-			assert.Equal(t, tc.guarded, mustStart(t, c, r).Guarded, "coverage %v", tc.coverage)
+		}{{0, 1000, true}, {0.6, 1000, true}, {0.5, 1000, false}, {0.01, 1000, false}, {0.01, 0, true}} {
+			r := ro(fmt.Sprintf("cov-%v-%d", tc.coverage, tc.clients))
+			r.Coverage, r.Clients, r.Source = tc.coverage, tc.clients, "node-b"
+			if tc.clients == 0 {
+				r.Cohorts = 100
+			}
+			assert.Equal(t, tc.guarded, mustStart(t, c, r).Guarded, "coverage %v, %d clients", tc.coverage, tc.clients)
 		}
 
 		few := all
@@ -350,41 +385,144 @@ func TestConformanceGuard(t *testing.T) {
 		_, err := c.Start(ctx, few)
 		assert.ErrorIs(t, err, ErrInvalidRollout)
 		assert.ErrorContains(t, err, "Rollout.Cohorts must be at least 10")
-
-		// node-a has one guarded start left of 3; node-b used two.
-		g2 := all
-		g2.ID = "all-2"
-		mustStart(t, c, g2)
-		g3 := all
-		g3.ID = "all-3"
-		mustStart(t, c, g3)
-		g4 := all
-		g4.ID = "all-4"
-		_, err = c.Start(ctx, g4)
-		require.ErrorIs(t, err, ErrStartRefused)
-		var refused *StartRefusedError
-		require.ErrorAs(t, err, &refused)
-		assert.Equal(t, "node-a", refused.Source)
-		assert.Equal(t, 200*time.Second, refused.RetryAfter, "3 per 10 min: one every 200 s")
-		assert.ErrorContains(t, err, `source "node-a"`)
-		assert.ErrorContains(t, err, "retry in 3m20s")
-		for range 5 {
-			_, err := c.Start(ctx, g3)
-			assert.NoError(t, err, "repeating a start spends no token")
-		}
-		_, err = c.Status(ctx, "all-4")
-		assert.ErrorIs(t, err, ErrUnknownRollout, "a refused start leaves nothing behind")
-		narrow := ro("narrow")
-		narrow.Source = "node-a"
-		mustStart(t, c, narrow) // unguarded starts are not budgeted
-		g4.Source = "node-c"
-		mustStart(t, c, g4) // another source has its own budget
-
-		clk.Add(200 * time.Second)
-		g5 := all
-		g5.ID = "all-5"
-		mustStart(t, c, g5)
 	})
+}
+
+// roomyStarts is a start budget that never refuses in a test's few starts.
+func roomyStarts(t *testing.T, clk *vclock) limiter.Budget {
+	t.Helper()
+	b, err := limiter.NewLocal(limiter.Limit{Rate: 1000, Period: time.Second, Burst: 1000}, limiter.WithClock(clk))
+	require.NoError(t, err)
+	return b
+}
+
+// TestConformanceGuardStartBudget: the default budget of guarded starts is
+// kept per node and per source, and shared by the fleet (every coordinator
+// of a MemoryStore; every node on one Redis namespace): varying the source
+// does not escape the node's budget, nor starting from another node the
+// source's. Refused and failing starts spend nothing.
+func TestConformanceGuardStartBudget(t *testing.T) {
+	forEachStore(t, func(t *testing.T, sc storeCase) {
+		ctx := context.Background()
+		clk := newVClock(t0)
+		stores := sc.fleet(t, 3)
+		a := newNode(t, stores[0], clk, WithNode("node-a"))
+		b := newNode(t, stores[1], clk, WithNode("node-b"))
+		c := newNode(t, stores[2], clk, WithNode("node-c"))
+		seq := 0
+		guarded := func(source string) Rollout {
+			seq++
+			return Rollout{ID: fmt.Sprintf("all-%d", seq), Scope: ScopeAll, Cohorts: 10, Rate: 100, Clients: 1000, Source: source}
+		}
+		refused := func(c *Coordinator, r Rollout) *StartRefusedError {
+			t.Helper()
+			_, err := c.Start(ctx, r)
+			require.ErrorIs(t, err, ErrStartRefused)
+			var e *StartRefusedError
+			require.ErrorAs(t, err, &e)
+			_, err = c.Status(ctx, r.ID)
+			require.ErrorIs(t, err, ErrUnknownRollout, "a refused start leaves nothing behind")
+			return e
+		}
+
+		// A rogue node naming a new source each time: the node's budget.
+		for _, src := range []string{"s1", "s2", "s3"} {
+			mustStart(t, a, guarded(src))
+		}
+		e := refused(a, guarded("s4"))
+		assert.True(t, e.NodeSpent)
+		assert.False(t, e.SourceSpent, "s4 has its whole budget")
+		assert.Equal(t, "node-a", e.Node)
+		assert.Equal(t, 200*time.Second, e.RetryAfter, "3 per 10 min: one every 200 s")
+		assert.ErrorContains(t, e, `node "node-a" (asked by source "s4") has used its budget`)
+		assert.ErrorContains(t, e, "retry in 3m20s")
+
+		// One source from several nodes: the source's budget, fleet-wide.
+		mustStart(t, b, guarded("s1"))
+		mustStart(t, b, guarded("s1"))
+		e = refused(c, guarded("s1")) // s1 started once on a, twice on b
+		assert.True(t, e.SourceSpent)
+		assert.False(t, e.NodeSpent, "node-c has started nothing")
+		assert.ErrorContains(t, e, `source "s1" has used its budget`)
+		e = refused(a, guarded("s1"))
+		assert.True(t, e.SourceSpent)
+		assert.True(t, e.NodeSpent)
+		assert.ErrorContains(t, e, `source "s1" and node "node-a"`)
+
+		// The refusals spent nothing: node-c still has its three, node-b
+		// its last one.
+		mustStart(t, b, guarded("s5"))
+		assert.True(t, refused(b, guarded("s6")).NodeSpent)
+
+		// Nor do starts the store refuses: a backwards epoch, a repeat.
+		back := guarded("s7")
+		back.Epoch = 1
+		for range 5 {
+			_, err := c.Start(ctx, back)
+			require.ErrorIs(t, err, ErrEpochBackwards)
+		}
+		first := mustStart(t, c, guarded("s7"))
+		for range 5 {
+			again, err := c.Start(ctx, first.Rollout)
+			require.NoError(t, err, "repeating a start spends no token")
+			assert.Equal(t, first, again)
+		}
+		mustStart(t, c, guarded("s8"))
+		mustStart(t, c, guarded("s9"))
+		assert.True(t, refused(c, guarded("s10")).NodeSpent)
+
+		// Unguarded starts are not budgeted.
+		narrow := ro("narrow")
+		narrow.Source = "s1"
+		mustStart(t, a, narrow)
+
+		// A token comes back every 200 s.
+		clk.Add(200 * time.Second)
+		mustStart(t, a, guarded("s4"))
+		assert.True(t, refused(a, guarded("s11")).NodeSpent)
+	})
+}
+
+// TestGuardStartKeys: a custom budget is asked under the node's and the
+// source's keys, and peeked at before any token is taken.
+func TestGuardStartKeys(t *testing.T) {
+	clk := newVClock(t0)
+	rec := &recordingBudget{allow: map[string]bool{"node:n1": true, "source:ok": true}}
+	c := newNode(t, NewMemoryStore(), clk, WithNode("n1"), WithGuard(Guard{Starts: rec}))
+	r := Rollout{ID: "a", Scope: ScopeAll, Cohorts: 10, Rate: 1, Clients: 10, Source: "ok"}
+	mustStart(t, c, r)
+	assert.Equal(t, []string{"node:n1/0", "source:ok/0", "node:n1/1", "source:ok/1"}, rec.calls)
+
+	rec.calls = nil
+	r.ID, r.Source = "b", "spent"
+	_, err := c.Start(context.Background(), r)
+	var e *StartRefusedError
+	require.ErrorAs(t, err, &e)
+	assert.True(t, e.SourceSpent)
+	assert.False(t, e.NodeSpent)
+	assert.Equal(t, []string{"node:n1/0", "source:spent/0", "source:spent/1"}, rec.calls, "no token taken from the node")
+}
+
+// recordingBudget records its calls ("key/n") and allows the keys in allow.
+type recordingBudget struct {
+	mu    sync.Mutex
+	allow map[string]bool
+	calls []string
+}
+
+func (b *recordingBudget) AllowN(_ context.Context, key string, n int) (limiter.Decision, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, fmt.Sprintf("%s/%d", key, n))
+	d := limiter.Decision{Limit: DefaultGuardStarts}
+	if b.allow[key] {
+		d.Allowed, d.Remaining = true, 1
+	} else if n == 0 {
+		d.Allowed = true // a peek is allowed, and shows nothing left
+	} else {
+		d.RetryAfter = time.Minute
+	}
+	return d, nil
 }
 
 // TestConformanceGuardNeverInstant: a guarded rollout asking for everything
@@ -393,7 +531,7 @@ func TestConformanceGuardNeverInstant(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		clk := newVClock(t0)
 		c := newNode(t, sc.fleet(t, 1)[0], clk, WithGuard(Guard{MinDuration: time.Minute}), WithAdvanceInterval(time.Second))
-		mustStart(t, c, Rollout{ID: "rogue", Scope: ScopeAll, Cohorts: 10, Rate: MaxRate, Source: "bad-node"})
+		mustStart(t, c, Rollout{ID: "rogue", Scope: ScopeAll, Cohorts: 10, Rate: MaxRate, Clients: 10, Source: "bad-node"})
 		prev := 0
 		for at := time.Millisecond; at <= 70*time.Second; at += 500 * time.Millisecond {
 			advance(t, c, t0.Add(at))
@@ -486,6 +624,106 @@ func TestConformancePopulation(t *testing.T) {
 	}
 }
 
+// TestConformanceUnknownPopulation: a rollout whose caller gives no
+// population (Clients 0) on a fleet whose estimate is cold. Before the
+// warm-up, the estimate had seen no client and the pace assumed one: 100
+// cohorts at 100 clients/s all went out in the first one-second advance.
+// Now such a rollout is guarded and waits out the warm-up, so the pace is
+// computed from the clients that polled meanwhile; a coordinator with no
+// estimate refuses it unless it has a population floor.
+func TestConformanceUnknownPopulation(t *testing.T) {
+	const warmup = 5 * time.Second
+	pops := map[string]int{}
+	forEachStore(t, func(t *testing.T, sc storeCase) {
+		ctx := context.Background()
+		cold := Rollout{ID: "cold", Scope: "tag:x", Cohorts: 100, Rate: 100, Coverage: 0.1, Source: "deployer"}
+		fleet := func(opts ...Option) []*Coordinator {
+			clk := newVClock(t0)
+			var nodes []*Coordinator
+			for i, s := range sc.fleet(t, 3) {
+				o := append([]Option{WithNode(fmt.Sprintf("n%d", i)), WithPopulationWindow(time.Minute), WithWarmup(warmup)}, opts...)
+				nodes = append(nodes, newNode(t, s, clk, o...))
+			}
+			return nodes
+		}
+		advanceAll := func(nodes []*Coordinator, at time.Time) Status {
+			t.Helper()
+			for _, n := range nodes {
+				advance(t, n, at)
+			}
+			return mustStatus(t, nodes[0], "cold")
+		}
+
+		t.Run("nobody polls", func(t *testing.T) {
+			nodes := fleet()
+			st := mustStart(t, nodes[0], cold)
+			assert.True(t, st.Guarded, "an unknown population is guarded")
+			assert.Equal(t, t0.Add(warmup), st.HoldUntil)
+			assert.Equal(t, DefaultGuardMinDuration, st.MinDuration)
+			for at := time.Second; at <= warmup; at += time.Second {
+				require.Zero(t, advanceAll(nodes, t0.Add(at)).Released, "at %v: released during the warm-up", at)
+			}
+			// No client seen: the guard's 10 minutes pace it, 6 s a cohort.
+			for at := warmup + time.Second; at <= time.Minute; at += time.Second {
+				st = advanceAll(nodes, t0.Add(at))
+				require.Equal(t, int((at-warmup)/(6*time.Second)), st.Released, "at %v", at)
+			}
+			assert.Equal(t, 1, st.Population)
+		})
+
+		t.Run("clients poll during the warm-up", func(t *testing.T) {
+			const clients = 5000
+			nodes := fleet(WithGuard(Guard{MinDuration: time.Second}))
+			st := mustStart(t, nodes[0], cold)
+			require.Zero(t, st.Population, "cold: nothing seen yet")
+			for i := range clients {
+				due(t, nodes[i%3], fmt.Sprintf("client-%d", i), 0)
+			}
+			for at := time.Second; at <= warmup; at += time.Second {
+				require.Zero(t, advanceAll(nodes, t0.Add(at)).Released, "at %v: released during the warm-up", at)
+			}
+			st = mustStatus(t, nodes[0], "cold")
+			assert.InEpsilon(t, clients, st.Population, 0.03, "warm: every polling client counted (HyperLogLog, 0.81%% standard error)")
+			iv := st.CohortInterval // about 50 clients a cohort at 100/s: 0.5 s
+			for at := warmup + time.Second; st.Phase == Running; at += time.Second {
+				st = advanceAll(nodes, t0.Add(at))
+				want := min(cold.Cohorts, int((at-warmup)/iv))
+				require.Equal(t, want, st.Released, "at %v: the pace of the estimated population", at)
+				// In clients: never more than the budget over the running
+				// time, plus one cohort (the estimate counts the clients).
+				perCohort := float64(st.Population) / float64(cold.Cohorts)
+				require.LessOrEqual(t, float64(st.Released)*perCohort, cold.Rate*(at-warmup).Seconds()+perCohort, "at %v", at)
+			}
+			took := st.FinishedAt.Sub(st.StartedAt)
+			assert.GreaterOrEqual(t, took, warmup+time.Duration(float64(st.Population)/cold.Rate*float64(time.Second))-time.Millisecond)
+			pops[sc.name] = st.Population
+		})
+
+		t.Run("no estimate", func(t *testing.T) {
+			clk := newVClock(t0)
+			c := newNode(t, sc.fleet(t, 1)[0], clk) // WithPopulationWindow(0)
+			_, err := c.Start(ctx, cold)
+			assert.ErrorIs(t, err, ErrInvalidRollout)
+			assert.ErrorContains(t, err, "Rollout.Clients is 0 (unknown)")
+			assert.ErrorContains(t, err, "WithPopulationFloor")
+
+			f := newNode(t, sc.fleet(t, 1)[0], clk, WithPopulationFloor(2000))
+			st := mustStart(t, f, cold)
+			assert.Equal(t, 2000, st.Population, "the floor is what is known")
+			assert.True(t, st.Guarded)
+			assert.True(t, st.HoldUntil.IsZero(), "no estimate to wait for")
+			assert.Equal(t, 6*time.Second, st.CohortInterval, "the guard's 10 min over 100 cohorts beats 2000 clients at 100/s")
+			known := ro("known")
+			known.Clients = 500
+			assert.Equal(t, 2000, mustStart(t, f, known).Population, "the floor applies to every rollout")
+		})
+	})
+	if len(pops) == 3 {
+		assert.Equal(t, pops["memory"], pops["redis"], "the memory store counts like PFCOUNT")
+		assert.Equal(t, pops["memory"], pops["cluster"])
+	}
+}
+
 // TestConformanceSameNumbers replays one seeded random schedule of starts,
 // advances, holds, pauses and aborts on every store and compares every
 // status along the way; it also checks the budget invariants at each step.
@@ -512,7 +750,7 @@ func TestConformanceSameNumbers(t *testing.T) {
 			switch k := rng.IntN(20); {
 			case k == 0 && len(started) < 6:
 				r := Rollout{ID: fmt.Sprintf("r%d", step), Scope: "s", Cohorts: 1 + rng.IntN(40),
-					Rate: float64(1 + rng.IntN(300)), Clients: rng.IntN(5000), Coverage: 0.2,
+					Rate: float64(1 + rng.IntN(300)), Clients: 1 + rng.IntN(5000), Coverage: 0.2,
 					MinDuration: time.Duration(rng.IntN(60)) * time.Second, Source: "x"}
 				mustStart(t, n, r)
 				started[r.ID] = now
@@ -589,7 +827,8 @@ func TestConformanceRestoreMerges(t *testing.T) {
 		other := known["b"]
 		other.r.Scope = "different" // same ID, different rollout: left alone
 		other.st.released = 9
-		n, err := s.restore(ctx, []record{ahead, behind, ghost, other}, now, "gen")
+		grace := 2 * time.Second
+		n, err := s.restore(ctx, []record{ahead, behind, ghost, other}, now, grace.Microseconds(), "gen")
 		require.NoError(t, err)
 		assert.Equal(t, 3, n)
 
@@ -604,21 +843,27 @@ func TestConformanceRestoreMerges(t *testing.T) {
 		assert.Equal(t, known["a"].st.epoch, g.Rollout.Epoch)
 		assert.Equal(t, "tag:b", b.Rollout.Scope)
 
-		// The ghost's pace restarts at the restore: no credit for the gap.
-		advance(t, c, t0.Add(time.Minute+500*time.Millisecond))
-		assert.Equal(t, 4, mustStatus(t, c, "ghost").Released)
-		advance(t, c, t0.Add(time.Minute+time.Second))
-		assert.Equal(t, 5, mustStatus(t, c, "ghost").Released)
-
 		full := known["a"]
 		full.st.released, full.st.phase = 10, Done
 		bad := known["b"] // inconsistent: all released but running
 		bad.st.released = 10
-		n, err = s.restore(ctx, []record{full, bad}, now, "gen")
+		n, err = s.restore(ctx, []record{full, bad}, now, 0, "gen")
 		require.NoError(t, err)
 		assert.Equal(t, 1, n, "a record that does not hold together is not restored")
 		assert.Equal(t, Done, mustStatus(t, c, "a").Phase, "all released is done")
 		assert.Equal(t, 3, mustStatus(t, c, "b").Released)
+
+		// The ghost's pace restarts at the restore, after the grace (the
+		// time for the nodes that know more, an abort, to re-register it
+		// too): no credit for the gap, nor for the grace.
+		assert.Equal(t, t0.Add(time.Minute+grace), g.HoldUntil, "a rollout written anew is held for the grace")
+		assert.True(t, a.HoldUntil.IsZero(), "a merged one is not")
+		advance(t, c, t0.Add(time.Minute+500*time.Millisecond))
+		assert.Equal(t, 4, mustStatus(t, c, "ghost").Released)
+		advance(t, c, t0.Add(time.Minute+grace+500*time.Millisecond))
+		assert.Equal(t, 4, mustStatus(t, c, "ghost").Released, "0.5 s of progress since the grace ended")
+		advance(t, c, t0.Add(time.Minute+grace+time.Second))
+		assert.Equal(t, 5, mustStatus(t, c, "ghost").Released)
 	})
 }
 

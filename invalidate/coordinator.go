@@ -33,7 +33,8 @@ type Coordinator struct {
 
 	view       atomic.Pointer[view]
 	refreshing atomic.Bool // a stale-cache refresh is in flight
-	coldMu     sync.Mutex  // serialises the first read
+	coldMu     sync.Mutex  // guards cold; never held across a store call
+	cold       *coldFlight // the first read of the store, while in flight
 
 	mu      sync.Mutex      // serialises view installs; guards lost, lostGen and tried
 	lost    []record        // what to re-register after the store lost it
@@ -45,6 +46,16 @@ type Coordinator struct {
 	seenWindow atomic.Int64
 	lastPop    atomic.Int64
 	held       atomic.Bool // the last health check failed
+
+	startsAt bool          // guard.Starts is the store's default and the clock injected: pass it this coordinator's time
+	warmup   time.Duration // the hold of a rollout of unknown population; 0 with counting off
+	grace    time.Duration // the hold of a rollout re-registered anew
+}
+
+// atBudget is a budget that takes the time of each decision (limiter.Local
+// and limiter.Redis).
+type atBudget interface {
+	AllowNAt(ctx context.Context, key string, t time.Time, n int) (limiter.Decision, error)
 }
 
 // monoBase anchors the monotonic time of the Due cache when no clock is
@@ -53,7 +64,8 @@ var monoBase = time.Now()
 
 // NewCoordinator returns a coordinator on store. It accepts WithClock,
 // WithNode, WithLogger, WithCacheTTL, WithAdvanceInterval, WithHealth,
-// WithGuard, WithRetention, WithMaxRollouts and WithPopulationWindow.
+// WithGuard, WithRetention, WithMaxRollouts, WithPopulationWindow,
+// WithPopulationFloor, WithWarmup, WithMaxEpochJump and WithRestoreGrace.
 func NewCoordinator(store Store, opts ...Option) (*Coordinator, error) {
 	if store == nil {
 		return nil, fmt.Errorf("%w: store is nil", ErrInvalidOption)
@@ -75,13 +87,30 @@ func NewCoordinator(store Store, opts ...Option) (*Coordinator, error) {
 	}
 	c.guard = cfg.guard.withDefaults()
 	if c.guard.Starts == nil {
-		lopts := []limiter.Option{}
-		if cfg.clockSet {
-			lopts = append(lopts, limiter.WithClock(cfg.clock))
-		}
-		c.guard.Starts, err = limiter.NewLocal(DefaultGuardStarts, lopts...)
+		b, err := store.startBudget()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("invalidate: default guard start budget: %w", err)
+		}
+		_, at := b.(atBudget)
+		// The store's budget is shared by coordinators that may each have
+		// their own clock: give it this one's time (without an injected
+		// clock, its own: the system clock, or Redis TIME).
+		c.guard.Starts, c.startsAt = b, at && cfg.clockSet
+	}
+	if cfg.window > 0 {
+		c.warmup = cfg.warmup
+		if c.warmup == 0 {
+			c.warmup = max(DefaultWarmup, 2*cfg.every)
+		} else if c.warmup < cfg.every {
+			return nil, fmt.Errorf("%w: WithWarmup: warm-up %v is shorter than the advance interval %v: no node could have merged its count of clients by then",
+				ErrInvalidOption, c.warmup, cfg.every)
+		}
+	}
+	c.grace = cfg.grace
+	if !cfg.graceSet {
+		c.grace = 3 * cfg.every
+		if rs, ok := store.(*RedisStore); ok {
+			c.grace += rs.breakerOpen()
 		}
 	}
 	c.seenWindow.Store(-1)
@@ -119,13 +148,23 @@ func (c *Coordinator) stamp(t time.Time, explicit bool) stamp {
 // rollout's status, whose Rollout.Epoch is the epoch it runs under.
 //
 // A guarded rollout (see Guard) gets the guard's pace, needs at least
-// Guard.MinCohorts cohorts, and takes a token from its source's start
-// budget: when none is left, Start fails with a *StartRefusedError (wrapping
-// ErrStartRefused) that says when to retry. An explicit Epoch not above the
-// namespace's highest fails with ErrEpochBackwards. Every start and refusal
-// is logged with its source.
+// Guard.MinCohorts cohorts, and takes a token from the start budget of
+// this node and one from that of its source: when either has none left,
+// Start fails with a *StartRefusedError (wrapping ErrStartRefused) that
+// says which and when to retry. An explicit Epoch not above the
+// namespace's highest fails with ErrEpochBackwards, one too far ahead with
+// ErrEpochTooFar (see WithMaxEpochJump). A rollout of unknown population
+// (Clients 0) is refused when this coordinator has no way to learn it (no
+// population counting, no floor), and otherwise starts with a warm-up (see
+// WithWarmup). Every start and refusal is logged with its source.
 func (c *Coordinator) Start(ctx context.Context, r Rollout) (Status, error) {
 	if err := r.Validate(); err != nil {
+		return Status{}, err
+	}
+	if r.Clients == 0 && c.cfg.window == 0 && c.cfg.popFloor == 0 {
+		err := fmt.Errorf("%w: Rollout.Clients is 0 (unknown), and this coordinator neither estimates the population (WithPopulationWindow(0)) nor has a WithPopulationFloor: no pace could be bounded; give Rollout.Clients",
+			ErrInvalidRollout)
+		c.log.Warn("herdcap: invalidation refused", "id", r.ID, "source", r.Source, "node", c.cfg.node, "err", err)
 		return Status{}, err
 	}
 	tmpl, err := c.guard.pace(&r)
@@ -133,6 +172,7 @@ func (c *Coordinator) Start(ctx context.Context, r Rollout) (Status, error) {
 		c.log.Warn("herdcap: invalidation refused", "id", r.ID, "source", r.Source, "node", c.cfg.node, "err", err)
 		return Status{}, err
 	}
+	tmpl.pop = max(tmpl.clients, int64(c.cfg.popFloor))
 	// Idempotency first, so that a repeated start spends no guard token.
 	switch rec, err := c.store.get(ctx, r.ID); {
 	case err == nil:
@@ -140,40 +180,128 @@ func (c *Coordinator) Start(ctx context.Context, r Rollout) (Status, error) {
 	case !errors.Is(err, ErrUnknownRollout):
 		return Status{}, err
 	}
-	if tmpl.guarded {
-		d, err := c.guard.Starts.AllowN(ctx, r.Source, 1)
-		if err != nil {
-			c.log.Warn("herdcap: invalidation refused: guard start budget failed", "id", r.ID, "source", r.Source, "node", c.cfg.node, "err", err)
-			return Status{}, fmt.Errorf("invalidate: guard start budget for source %q: %w", r.Source, err)
-		}
-		if !d.Allowed {
-			e := &StartRefusedError{Source: r.Source, RetryAfter: d.RetryAfter, Limit: d.Limit}
-			c.log.Warn("herdcap: invalidation refused by the guard", "id", r.ID, "scope", truncate(r.Scope, 256),
-				"source", r.Source, "node", c.cfg.node, "retry_after", d.RetryAfter, "limit", d.Limit.String())
-			return Status{}, e
-		}
-	}
-	res, err := c.store.start(ctx, startReq{
-		r: r, st: tmpl, now: c.stamp(c.now(), false), floor: c.head(),
+	req := startReq{
+		r: r, st: tmpl, now: c.stamp(c.now(), false), floor: c.head(), jump: c.cfg.epochJump,
 		max: c.cfg.maxRollouts, retention: c.cfg.retention.Microseconds(), gen: c.gen,
-	})
+	}
+	if r.Clients == 0 {
+		req.holdUs = c.warmup.Microseconds()
+	}
+	if tmpl.guarded {
+		// The store checks first (one more round trip, for guarded starts
+		// only), so that a start it would refuse spends no token.
+		req.dryRun = true
+		res, err := c.store.start(ctx, req)
+		if err != nil {
+			return Status{}, err
+		}
+		if res.code != startWouldCreate {
+			return c.started(res, r)
+		}
+		if err := c.takeStartTokens(ctx, r); err != nil {
+			return Status{}, err
+		}
+		req.dryRun = false
+	}
+	res, err := c.store.start(ctx, req)
 	if err != nil {
+		if tmpl.guarded {
+			c.log.Warn("herdcap: invalidation start failed after its guard tokens were taken", "id", r.ID,
+				"source", r.Source, "node", c.cfg.node, "err", err)
+		}
 		return Status{}, err
 	}
+	return c.started(res, r)
+}
+
+// started turns the store's answer to a start into Start's.
+func (c *Coordinator) started(res startRes, r Rollout) (Status, error) {
 	switch res.code {
 	case startExists:
 		return c.existing(res.rec, res.err, r)
 	case startBackwards:
 		return Status{}, fmt.Errorf("%w: Rollout.Epoch %d is not above %d, the namespace's highest", ErrEpochBackwards, r.Epoch, res.seq)
+	case startTooFar:
+		err := fmt.Errorf("%w: Rollout.Epoch %d is above %d, the highest allowed now (the namespace's highest is %d; WithMaxEpochJump allows %d above the store's clock in ms)",
+			ErrEpochTooFar, r.Epoch, res.ceil, res.seq, c.cfg.epochJump)
+		c.log.Warn("herdcap: invalidation refused", "id", r.ID, "source", r.Source, "node", c.cfg.node, "err", err)
+		return Status{}, err
 	case startTooMany:
 		return Status{}, fmt.Errorf("%w: the namespace holds %d (WithMaxRollouts); finished ones leave after %v", ErrTooManyRollouts, c.cfg.maxRollouts, c.cfg.retention)
+	case startWouldCreate:
+		return Status{}, fmt.Errorf("%w: the store answered a start with a dry run's reply", ErrCorrupt)
 	}
 	st := res.rec.st.status(res.rec.r)
 	c.learn(res.rec)
 	c.log.Info("herdcap: invalidation started", "id", r.ID, "scope", truncate(r.Scope, 256), "epoch", st.Rollout.Epoch,
 		"source", r.Source, "node", c.cfg.node, "guarded", st.Guarded, "cohorts", r.Cohorts,
-		"rate", st.Rate, "min_duration", st.MinDuration, "store", c.store.name())
+		"rate", st.Rate, "min_duration", st.MinDuration, "population", st.Population, "hold_until", st.HoldUntil,
+		"store", c.store.name())
 	return st, nil
+}
+
+// takeStartTokens takes a guarded start's tokens: one under this node's key
+// and one under its source's. Both budgets are looked at first (n = 0 takes
+// nothing), so that a start refused by one spends nothing from the other.
+func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
+	keys := [2]string{"node:" + c.cfg.node, "source:" + r.Source}
+	var spent [2]bool
+	var retry time.Duration
+	var lim limiter.Limit
+	for i, k := range keys {
+		d, err := c.allowStart(ctx, k, 0)
+		if err != nil {
+			return c.startBudgetFailed(r, err)
+		}
+		lim = d.Limit
+		if d.Remaining < 1 {
+			// Ask for the token to learn how long until it comes; if it has
+			// come meanwhile, it is taken, and needed below anyway.
+			if d, err = c.allowStart(ctx, k, 1); err != nil {
+				return c.startBudgetFailed(r, err)
+			}
+			if d.Allowed {
+				keys[i] = "" // taken
+				continue
+			}
+			spent[i], retry = true, max(retry, d.RetryAfter)
+		}
+	}
+	if !spent[0] && !spent[1] {
+		for i, k := range keys {
+			if k == "" {
+				continue
+			}
+			d, err := c.allowStart(ctx, k, 1)
+			if err != nil {
+				return c.startBudgetFailed(r, err)
+			}
+			if !d.Allowed { // taken by a concurrent start since the look
+				spent[i], retry, lim = true, max(retry, d.RetryAfter), d.Limit
+				break
+			}
+		}
+	}
+	if !spent[0] && !spent[1] {
+		return nil
+	}
+	e := &StartRefusedError{Source: r.Source, Node: c.cfg.node, NodeSpent: spent[0], SourceSpent: spent[1], RetryAfter: retry, Limit: lim}
+	c.log.Warn("herdcap: invalidation refused by the guard", "id", r.ID, "scope", truncate(r.Scope, 256),
+		"source", r.Source, "node", c.cfg.node, "source_spent", e.SourceSpent, "node_spent", e.NodeSpent,
+		"retry_after", e.RetryAfter, "limit", lim.String())
+	return e
+}
+
+func (c *Coordinator) allowStart(ctx context.Context, key string, n int) (limiter.Decision, error) {
+	if c.startsAt {
+		return c.guard.Starts.(atBudget).AllowNAt(ctx, key, c.now(), n)
+	}
+	return c.guard.Starts.AllowN(ctx, key, n)
+}
+
+func (c *Coordinator) startBudgetFailed(r Rollout, err error) error {
+	c.log.Warn("herdcap: invalidation refused: guard start budget failed", "id", r.ID, "source", r.Source, "node", c.cfg.node, "err", err)
+	return fmt.Errorf("invalidate: guard start budget for node %q, source %q: %w", c.cfg.node, r.Source, err)
 }
 
 // existing answers a start whose ID is taken.
@@ -221,19 +349,53 @@ func (c *Coordinator) Rollouts(ctx context.Context) ([]Status, error) {
 	return out, nil
 }
 
+// By says who asks for a Pause, Resume or Abort, and why: both are logged
+// with the action (the incident's lesson: every change that can spread must
+// say where it came from). The zero value means this node, no reason.
+type By struct {
+	// Source names who asked: an operator, a tool, a node; at most
+	// MaxSourceLen bytes. Empty means this node (WithNode).
+	Source string
+	// Reason says why, at most MaxReasonLen bytes; may be empty.
+	Reason string
+}
+
+// MaxReasonLen is the longest By.Reason, in bytes.
+const MaxReasonLen = 1024
+
+func (b By) check() error {
+	switch {
+	case len(b.Source) > MaxSourceLen:
+		return fmt.Errorf("%w: By.Source must be at most %d bytes, got %d", ErrInvalidControl, MaxSourceLen, len(b.Source))
+	case len(b.Reason) > MaxReasonLen:
+		return fmt.Errorf("%w: By.Reason must be at most %d bytes, got %d", ErrInvalidControl, MaxReasonLen, len(b.Reason))
+	}
+	return nil
+}
+
 // Pause stops releasing cohorts of rollout id, fleet-wide, from the moment
 // the store records it; the paused time does not count toward progress.
 // Pausing a paused rollout does nothing; a finished one fails with
 // ErrFinished, an unknown one with ErrUnknownRollout. Logged with this
-// node's name as source.
+// node's name as source; PauseBy says who asked.
 func (c *Coordinator) Pause(ctx context.Context, id string) error {
-	return c.control(ctx, id, actPause)
+	return c.control(ctx, id, actPause, By{})
+}
+
+// PauseBy is Pause on behalf of by, which is logged with it.
+func (c *Coordinator) PauseBy(ctx context.Context, id string, by By) error {
+	return c.control(ctx, id, actPause, by)
 }
 
 // Resume lets a paused rollout continue, counting progress from now.
 // Resuming a running rollout does nothing; see Pause for errors.
 func (c *Coordinator) Resume(ctx context.Context, id string) error {
-	return c.control(ctx, id, actResume)
+	return c.control(ctx, id, actResume, By{})
+}
+
+// ResumeBy is Resume on behalf of by, which is logged with it.
+func (c *Coordinator) ResumeBy(ctx context.Context, id string, by By) error {
+	return c.control(ctx, id, actResume, by)
 }
 
 // Abort stops rollout id for good: no further cohort is ever released.
@@ -242,26 +404,40 @@ func (c *Coordinator) Resume(ctx context.Context, id string) error {
 // in the store at once, in this node's Due answers at once, and in other
 // nodes' within their cache TTL or next advance, whichever is sooner.
 // Aborting an aborted rollout does nothing; a done one fails with
-// ErrFinished.
+// ErrFinished. Logged with this node's name as source; AbortBy says who
+// asked.
 func (c *Coordinator) Abort(ctx context.Context, id string) error {
-	return c.control(ctx, id, actAbort)
+	return c.control(ctx, id, actAbort, By{})
 }
 
-func (c *Coordinator) control(ctx context.Context, id string, act action) error {
+// AbortBy is Abort on behalf of by, which is logged with it.
+func (c *Coordinator) AbortBy(ctx context.Context, id string, by By) error {
+	return c.control(ctx, id, actAbort, by)
+}
+
+func (c *Coordinator) control(ctx context.Context, id string, act action, by By) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
+	if err := by.check(); err != nil {
+		return err
+	}
+	source := by.Source
+	if source == "" {
+		source = c.cfg.node
+	}
 	rec, changed, err := c.store.control(ctx, id, act, c.stamp(c.now(), false), c.gen)
 	if err != nil && !errors.Is(err, ErrFinished) {
-		c.log.Warn("herdcap: invalidation "+act.String()+" failed", "id", id, "source", c.cfg.node, "err", err)
+		c.log.Warn("herdcap: invalidation "+act.String()+" failed", "id", id, "source", source, "node", c.cfg.node, "reason", by.Reason, "err", err)
 		return err
 	}
 	c.learn(rec)
 	if err != nil {
-		c.log.Warn("herdcap: invalidation "+act.String()+" refused: finished", "id", id, "source", c.cfg.node, "phase", rec.st.phase.String())
+		c.log.Warn("herdcap: invalidation "+act.String()+" refused: finished", "id", id, "source", source, "node", c.cfg.node,
+			"reason", by.Reason, "phase", rec.st.phase.String())
 		return fmt.Errorf("%w: rollout %q is %v", err, id, rec.st.phase)
 	}
-	c.log.Info("herdcap: invalidation "+act.String(), "id", id, "source", c.cfg.node, "changed", changed,
+	c.log.Info("herdcap: invalidation "+act.String(), "id", id, "source", source, "node", c.cfg.node, "reason", by.Reason, "changed", changed,
 		"phase", rec.st.phase.String(), "released", rec.st.released, "cohorts", rec.st.cohorts, "epoch", rec.st.epoch)
 	return nil
 }
@@ -328,6 +504,13 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time, explicit bool) e
 		return err
 	}
 	c.install(res.snap, c.tick())
+	if c.restore.Load() {
+		// The store lost rollouts this node knows: re-register them now,
+		// not an advance later, so that an abort this node knows reaches
+		// the store within the grace of a re-registration by a node that
+		// knew less (see WithRestoreGrace).
+		c.restoreLost(ctx, now)
+	}
 	// A population that dropped below what this node alone has seen means
 	// the store lost its sketch: send ours again.
 	if prev := c.lastPop.Swap(res.pop); win >= 0 && res.pop < prev {
@@ -371,7 +554,7 @@ func (c *Coordinator) restoreLost(ctx context.Context, now stamp) {
 	c.mu.Lock()
 	lost, gen := c.lost, c.lostGen
 	c.mu.Unlock()
-	n, err := c.store.restore(ctx, lost, now, c.gen)
+	n, err := c.store.restore(ctx, lost, now, c.grace.Microseconds(), c.gen)
 	if err != nil {
 		c.log.Warn("herdcap: invalidation re-register failed", "node", c.cfg.node, "rollouts", len(lost), "err", err)
 		return

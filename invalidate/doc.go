@@ -19,8 +19,8 @@
 //	interval = max(Population / (Cohorts × Rate), MinDuration / Cohorts)
 //
 // of running time, where Population is the largest of Rollout.Clients, the
-// store's estimate of distinct clients seen, and any earlier value for this
-// rollout. Running time is banked as it passes and spent one interval per
+// store's estimate of distinct clients seen, WithPopulationFloor, and any
+// earlier value for this rollout. Running time is banked as it passes and spent one interval per
 // cohort; the bank never holds more than one interval plus one advance
 // interval, so a steady cadence of advances loses no time (a rollout keeps
 // its schedule whatever the ratio of the two intervals) and after any gap
@@ -48,17 +48,33 @@
 // underestimate cannot speed a rollout up. Both stores count with the same
 // estimator and give the same numbers.
 //
+// A rollout that gives no population (Clients 0) is paced on the estimate
+// alone, which is cold at first: a fleet that has only just started, or a
+// namespace clients have not polled, has seen almost nobody, and a pace
+// computed from that would release everything at once. So such a rollout
+// is guarded (below), and releases nothing until it has run for the
+// warm-up (WithWarmup; default 30 s, or two advance intervals if longer):
+// the clients polling meanwhile are counted, and the first cohort waits
+// for a warm estimate. A coordinator
+// that does not count (WithPopulationWindow(0)) refuses it unless it has a
+// WithPopulationFloor; the floor also bounds every other rollout's pace.
+//
 // # The guard
 //
-// A rollout whose scope is ScopeAll, or whose Coverage (the caller's share
-// of clients holding data in the scope) is unknown or above Guard.Share, is
-// suspect whoever asks: it is never instant (Guard.MinDuration, default 10
-// minutes, whatever the caller asks), it is paced no faster than
-// Guard.MaxRate when set, it needs Guard.MinCohorts cohorts, and its starts
-// are budgeted per Rollout.Source (default 3 per 10 minutes; a limiter.Redis
-// budget makes it fleet-wide). An over-budget start fails with a
-// *StartRefusedError that says why and when to retry. Every start, refusal,
-// pause, resume and abort is logged through slog with its source.
+// A rollout whose scope is ScopeAll, whose Coverage (the caller's share of
+// clients holding data in the scope) is unknown or above Guard.Share, or
+// whose population is unknown, is suspect whoever asks: it is never
+// instant (Guard.MinDuration, default 10 minutes, whatever the caller
+// asks), it is paced no faster than Guard.MaxRate when set, it needs
+// Guard.MinCohorts cohorts, and its starts are budgeted per node and per
+// source (default 3 per 10 minutes each): a node cannot escape its budget
+// by naming new sources, nor a source by asking other nodes. The default
+// budget is fleet-wide on the Redis store (a limiter.Redis on the same
+// client) and shared by the coordinators of a MemoryStore. An over-budget
+// start fails with a *StartRefusedError that says whose budget is spent
+// and when to retry; a start the store would refuse spends nothing. Every
+// start, refusal, pause, resume and abort is logged through slog with its
+// source (PauseBy, ResumeBy and AbortBy say who asked, and why).
 //
 // # Epochs and Due
 //
@@ -68,7 +84,11 @@
 // sequence, max(last + 1, the time in Unix milliseconds), so the sequence
 // keeps rising even if Redis loses its data and no node remembers it. An
 // explicit Rollout.Epoch must be above every epoch assigned so far
-// (ErrEpochBackwards).
+// (ErrEpochBackwards), and at most WithMaxEpochJump (default one day of
+// the sequence) above the store's clock in milliseconds, or just the next
+// epoch when the namespace is past that (ErrEpochTooFar): one start can
+// neither exhaust the epoch space, which would make every later start
+// fail, nor ratchet the bound up by repeating.
 //
 // Due returns the notices of rollouts above the applied epoch, in epoch
 // order, whose cohort for this client is released, and stops at the first
@@ -94,8 +114,14 @@
 // each with the highest released count it knows; the store keeps the
 // largest, keeps a known abort, and restarts the pace from the
 // re-registration. Meanwhile Due keeps answering from the nodes' copies.
-// An abort is known at once to the node that made it, so it survives a
-// restart unless that node is lost too before any other read it. To stop a
+// A rollout written anew by a re-registration releases nothing for a grace
+// (WithRestoreGrace, default three advance intervals plus the breaker's
+// open period): a node whose view was older than an abort re-registers the
+// rollout as running, and the grace lets the node that aborted it, which
+// re-registers at its first advance after the loss, restore the abort
+// before another cohort goes out. So no client is told of a cohort
+// released after an abort, unless the aborting node is lost too before any
+// other node read the abort, or stays away longer than the grace. To stop a
 // rollout, Abort it: an unfinished rollout whose keys are deleted by hand is
 // re-registered by the nodes that know it. Finished rollouts stay for
 // WithRetention (default 24 h) so that clients that were away still get

@@ -2,6 +2,7 @@ package invalidate
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync/atomic"
 
@@ -137,31 +138,81 @@ func (c *Coordinator) current(ctx context.Context) (*view, error) {
 		return v, nil
 	}
 	if v == nil {
-		c.coldMu.Lock()
-		defer c.coldMu.Unlock()
-		if v = c.view.Load(); v != nil && now-v.fetched.Load() < int64(c.cfg.cacheTTL) {
+		if v, err := c.coldRead(ctx, now); v != nil || err != nil {
+			return v, err
+		}
+		// A view appeared meanwhile (this node started or controlled a
+		// rollout): refresh it as any stale one.
+		if v = c.view.Load(); now-v.fetched.Load() < int64(c.cfg.cacheTTL) {
 			return v, nil
 		}
-	} else {
-		if !c.refreshing.CompareAndSwap(false, true) {
-			return v, nil // another caller is reading the store
-		}
-		defer c.refreshing.Store(false)
 	}
-	var known version
-	if v != nil {
-		known = v.ver
+	if !c.refreshing.CompareAndSwap(false, true) {
+		return v, nil // another caller is reading the store
 	}
-	s, err := c.store.snapshot(ctx, known)
+	defer c.refreshing.Store(false)
+	s, err := c.store.snapshot(ctx, v.ver)
 	if err != nil {
-		if v != nil {
-			v.fetched.Store(now) // answer from what we know; retry after the TTL
-			c.log.Debug("herdcap: invalidation state read failed; answering from the last one", "node", c.cfg.node, "err", err)
-			return v, nil
-		}
-		return nil, err
+		v.fetched.Store(now) // answer from what we know; retry after the TTL
+		c.log.Debug("herdcap: invalidation state read failed; answering from the last one", "node", c.cfg.node, "err", err)
+		return v, nil
 	}
 	return c.install(s, now), nil
+}
+
+// coldFlight is the first read of the store, shared by the callers that
+// arrive while it is in flight. v and err are written before done is
+// closed.
+type coldFlight struct {
+	done chan struct{}
+	v    *view
+	err  error
+}
+
+// coldRead makes the first read of the store, single-flight: one caller
+// reads, the others wait for its answer (or their context). No lock is held
+// across the read or the install (which may log: a slog handler is user
+// code). It returns (nil, nil) when a view appeared without a read.
+func (c *Coordinator) coldRead(ctx context.Context, now int64) (*view, error) {
+	for {
+		c.coldMu.Lock()
+		if c.view.Load() != nil {
+			c.coldMu.Unlock()
+			return nil, nil
+		}
+		f, leader := c.cold, false
+		if f == nil {
+			f, leader = &coldFlight{done: make(chan struct{})}, true
+			c.cold = f
+		}
+		c.coldMu.Unlock()
+		if leader {
+			s, err := c.store.snapshot(ctx, version{})
+			if err == nil {
+				f.v = c.install(s, now)
+			} else {
+				f.err = err
+			}
+			c.coldMu.Lock()
+			c.cold = nil
+			c.coldMu.Unlock()
+			close(f.done)
+			return f.v, f.err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-f.done:
+		}
+		if f.err == nil {
+			return f.v, nil
+		}
+		if ctx.Err() == nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) &&
+			!errors.Is(f.err, ErrUnavailable) {
+			continue // the reader's own context ended, not ours: read again
+		}
+		return nil, f.err
+	}
 }
 
 // install makes s the cached view, and returns the view now in force.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -110,7 +111,7 @@ func TestDurabilityRedisRestartedEmpty(t *testing.T) {
 		assert.LessOrEqual(t, most, int(rate*w.Seconds())+wave, "window %v", w)
 	}
 	// The epoch sequence survived too: a new rollout gets a later epoch.
-	next := mustStart(t, f.nodes[1], Rollout{ID: "r2", Scope: "s", Cohorts: 2, Rate: 1, Coverage: 0.1, Source: "node-1"})
+	next := mustStart(t, f.nodes[1], Rollout{ID: "r2", Scope: "s", Cohorts: 2, Rate: 1, Clients: 2, Coverage: 0.1, Source: "node-1"})
 	assert.Greater(t, next.Rollout.Epoch, epoch)
 }
 
@@ -219,7 +220,7 @@ func TestRedisCorruptRecords(t *testing.T) {
 	c := srv.Client(t)
 	ns := uniqueNS()
 	clk := newVClock(t0)
-	a := newNode(t, newRedisStore(t, c, WithNamespace(ns)), clk, WithPopulationWindow(time.Minute))
+	a := newNode(t, newRedisStore(t, c, WithNamespace(ns)), clk, WithPopulationWindow(time.Minute), WithRestoreGrace(2*time.Second))
 	good := mustStart(t, a, ro("good"))
 	damaged := mustStart(t, a, ro("bad-state"))
 	mustStart(t, a, ro("bad-cfg"))
@@ -257,15 +258,127 @@ func TestRedisCorruptRecords(t *testing.T) {
 
 	// The node that started them notices its unfinished rollouts are
 	// unreadable and re-registers what it knew: the damaged state is
-	// replaced; a foreign rollout record under the ID is left alone.
+	// replaced (and held for the grace); a foreign rollout record under
+	// the ID is left alone.
 	due(t, a, "someone", 0)
 	advance(t, a, t0.Add(11*time.Second))
 	st := mustStatus(t, a, "bad-state")
 	assert.Equal(t, damaged.Rollout.Epoch, st.Rollout.Epoch)
 	assert.Equal(t, Running, st.Phase)
+	assert.Equal(t, t0.Add(13*time.Second), st.HoldUntil)
 	_, err = a.Status(ctx, "bad-cfg")
 	assert.ErrorIs(t, err, ErrCorrupt)
-	advance(t, a, t0.Add(12*time.Second))
 	advance(t, a, t0.Add(13*time.Second))
+	assert.Zero(t, mustStatus(t, a, "bad-state").Released, "held for the grace")
+	advance(t, a, t0.Add(14*time.Second))
+	advance(t, a, t0.Add(15*time.Second))
 	assert.Equal(t, 2, mustStatus(t, a, "bad-state").Released, "it runs again")
+}
+
+// TestDurabilityAbortSurvivesRestartWithStaleNode: node A aborts a rollout;
+// node B, whose view is older, still saw it running. Redis is killed and
+// restarted empty before B reads again, and B re-registers first: as
+// running, with the count it knew. The re-registration holds the rollout
+// for the grace (WithRestoreGrace), in which A, which knows the abort,
+// re-registers too, and the store keeps the most final state. No client,
+// polling either node throughout, is told of a cohort that was not
+// released before the abort. The second order, A first, must hold as well.
+func TestDurabilityAbortSurvivesRestartWithStaleNode(t *testing.T) {
+	for _, staleFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stale node first=%v", staleFirst), func(t *testing.T) {
+			ctx := context.Background()
+			s := redistest.Start(t)
+			ns := uniqueNS()
+			clk := newVClock(t0)
+			mk := func(name string) *Coordinator {
+				// A short breaker: the test retries in real time, and the
+				// breaker's open period is real time. A TTL of an hour: a
+				// node's view changes only at its own advances and
+				// actions, so B's stays stale until it advances.
+				st := newRedisStore(t, s.Client(t), WithNamespace(ns), WithBreaker(3, 20*time.Millisecond))
+				return newNode(t, st, clk, WithNode(name), WithCacheTTL(time.Hour))
+			}
+			a, b := mk("a"), mk("b")
+			require.Equal(t, 3*time.Second+20*time.Millisecond, b.grace, "the default grace: three advance intervals and the breaker's open period")
+			r := Rollout{ID: "r", Scope: "s", Cohorts: 20, Rate: 100, Clients: 2000, Coverage: 0.1, Source: "a"}
+			mustStart(t, a, r) // one cohort a second
+			const clients = 2000
+			told := make([]int, clients) // notices per client
+			applied := make([]uint64, clients)
+			poll := func() {
+				t.Helper()
+				for i := range clients {
+					n := []*Coordinator{a, b}[i%2]
+					got, err := n.Due(ctx, fmt.Sprintf("client-%d", i), applied[i])
+					require.NoError(t, err, "Due answers from the last state while Redis is away")
+					for _, x := range got {
+						told[i]++
+						applied[i] = x.Epoch
+					}
+				}
+			}
+			// advanceUntilOK retries an advance at one virtual time while
+			// Redis comes back (real time: reconnects, the breaker).
+			advanceUntilOK := func(n *Coordinator, at time.Time) {
+				t.Helper()
+				require.Eventually(t, func() bool { return n.AdvanceAt(ctx, at) == nil }, 10*time.Second, 10*time.Millisecond,
+					"%s could not advance", n.Node())
+			}
+			for sec := 1; sec <= 5; sec++ {
+				at := clk.Add(time.Second)
+				advance(t, a, at)
+				advance(t, b, at)
+				poll()
+			}
+			require.Equal(t, 5, mustStatus(t, b, "r").Released)
+
+			clk.Add(500 * time.Millisecond)
+			require.NoError(t, a.Abort(ctx, "r"))
+			released := mustStatus(t, a, "r").Released // the cohorts released before the abort
+			require.Equal(t, 5, released)
+			s.Kill(t) // before B reads again: B's view still has r running
+			poll()
+			assert.Error(t, b.AdvanceAt(ctx, clk.Add(500*time.Millisecond)), "Redis is down")
+			s.Restart(t) // empty
+			_, err := s.Client(t).Get(ctx, "herdcap:{inv:"+ns+"}:meta").Result()
+			require.ErrorIs(t, err, redis.Nil, "the restarted Redis must be empty, or the test proves nothing")
+
+			first, second := a, b
+			if staleFirst {
+				first, second = b, a
+			}
+			advanceUntilOK(first, clk.Add(time.Second)) // re-registers what it knows
+			st := mustStatus(t, first, "r")
+			if staleFirst {
+				require.Equal(t, Running, st.Phase, "the stale node re-registered it as it knew it")
+				assert.Equal(t, clk.Now().Add(b.grace), st.HoldUntil)
+			} else {
+				require.Equal(t, Aborted, st.Phase)
+			}
+			// The first node advances alone for most of the grace: two more
+			// cohorts' worth of running time.
+			for range 2 {
+				advance(t, first, clk.Add(time.Second))
+				poll()
+			}
+			advanceUntilOK(second, clk.Add(500*time.Millisecond))
+			for range 30 {
+				at := clk.Add(time.Second)
+				advance(t, a, at)
+				advance(t, b, at)
+				poll()
+			}
+			st = mustStatus(t, b, "r")
+			assert.Equal(t, Aborted, st.Phase, "the abort survived")
+			assert.Equal(t, released, st.Released, "nothing released after the abort")
+			for i := range clients {
+				id := fmt.Sprintf("client-%d", i)
+				want := 0
+				if limiter.Cohort(r.ID, id, r.Cohorts) < released {
+					want = 1
+				}
+				require.Equal(t, want, told[i], "client %s, cohort %d, %d released before the abort", id, limiter.Cohort(r.ID, id, r.Cohorts), released)
+			}
+		})
+	}
 }

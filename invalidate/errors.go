@@ -21,7 +21,15 @@ var (
 	// ErrEpochBackwards: an explicit Rollout.Epoch is not above every epoch
 	// the namespace has already assigned.
 	ErrEpochBackwards = errors.New("invalidate: epoch going backwards")
-	// ErrStartRefused: the guard's per-source start budget refused a start.
+	// ErrEpochTooFar: an explicit Rollout.Epoch lies further ahead than
+	// WithMaxEpochJump allows; the message says the highest epoch allowed
+	// now.
+	ErrEpochTooFar = errors.New("invalidate: epoch too far ahead")
+	// ErrInvalidControl: the By given to PauseBy, ResumeBy or AbortBy is out
+	// of range; the wrapped message names the field.
+	ErrInvalidControl = errors.New("invalidate: invalid control request")
+	// ErrStartRefused: the guard's start budget (per node and per source)
+	// refused a start.
 	// The error is a *StartRefusedError, which says when to retry.
 	ErrStartRefused = errors.New("invalidate: start refused by the guard")
 	// ErrFinished: the rollout is finished (done or aborted) and can no

@@ -19,23 +19,31 @@ const (
 	DefaultGuardShare = 0.5
 )
 
-// DefaultGuardStarts is the default per-source budget of guarded starts:
-// 3 per 10 minutes, at most 3 at once.
+// DefaultGuardStarts is the default budget of guarded starts, per node and
+// per source: 3 per 10 minutes, at most 3 at once.
 var DefaultGuardStarts = limiter.Limit{Rate: 3, Period: 10 * time.Minute, Burst: 3}
 
 // Guard treats a broad invalidation as suspect, whoever asks: the incident
 // was one server telling every client to drop everything at once. A rollout
-// is guarded when its Scope is ScopeAll, or its Coverage is unknown (0) or
-// above Share. A guarded rollout
+// is guarded when its Scope is ScopeAll, its Coverage is unknown (0) or
+// above Share, or its population is unknown (Rollout.Clients 0: how broad
+// it is, and so how fast its waves may go, is then unknown too). A guarded
+// rollout
 //
 //   - is never instant: it takes at least MinDuration of running time,
 //     whatever Rollout.MinDuration asks, and has at least MinCohorts
 //     cohorts (Start refuses fewer, naming the field);
 //   - is paced at no more than MaxRate clients per second when MaxRate is
 //     set, whatever Rollout.Rate asks;
-//   - needs a token from Starts, a budget keyed by Rollout.Source, so that
-//     no single node can start many; an over-budget start fails with a
-//     *StartRefusedError saying when it may retry.
+//   - needs a token from Starts under two keys, the coordinator's node
+//     ("node:" + WithNode) and the rollout's source ("source:" +
+//     Rollout.Source), so that neither one node (whatever sources it
+//     names) nor one source (from whichever node) can start many; an
+//     over-budget start fails with a *StartRefusedError saying which
+//     budget is spent and when it may retry. The tokens are taken only
+//     once the store has checked that the start would be accepted, so a
+//     refused or failing start (an epoch going backwards, a full
+//     namespace) spends none.
 //
 // Zero fields take the defaults stated on them.
 type Guard struct {
@@ -52,9 +60,13 @@ type Guard struct {
 	// Share is the Coverage above which a rollout is guarded, in (0, 1]; 0
 	// means DefaultGuardShare.
 	Share float64
-	// Starts budgets guarded starts per Rollout.Source (the key). nil means
-	// a limiter.Local enforcing DefaultGuardStarts on the coordinator's
-	// clock; pass a limiter.Redis to budget each source fleet-wide.
+	// Starts budgets guarded starts, keyed "node:<node>" and
+	// "source:<Rollout.Source>": a start needs a token under both. nil
+	// means DefaultGuardStarts on a budget the store provides: fleet-wide
+	// on a RedisStore (a limiter.Redis on the store's client, prefix and
+	// namespace, failing closed), shared by every coordinator of the store
+	// on a MemoryStore (a limiter.Local); either takes the coordinator's
+	// clock.
 	Starts limiter.Budget
 }
 
@@ -93,7 +105,7 @@ func (g Guard) withDefaults() Guard {
 
 // guarded reports whether g applies to r.
 func (g *Guard) guarded(r *Rollout) bool {
-	return r.Scope == ScopeAll || r.Coverage == 0 || r.Coverage > g.Share
+	return r.Scope == ScopeAll || r.Coverage == 0 || r.Coverage > g.Share || r.Clients == 0
 }
 
 // pace returns the state template of r: the pace in force after the guard.
@@ -110,8 +122,8 @@ func (g *Guard) pace(r *Rollout) (state, error) {
 		return st, nil
 	}
 	if r.Cohorts < g.MinCohorts {
-		return st, fmt.Errorf("%w: Rollout.Cohorts must be at least %d for a guarded rollout (scope %q, coverage %v), got %d",
-			ErrInvalidRollout, g.MinCohorts, truncate(r.Scope, 64), r.Coverage, r.Cohorts)
+		return st, fmt.Errorf("%w: Rollout.Cohorts must be at least %d for a guarded rollout (scope %q, coverage %v, clients %d), got %d",
+			ErrInvalidRollout, g.MinCohorts, truncate(r.Scope, 64), r.Coverage, r.Clients, r.Cohorts)
 	}
 	st.minDur = max(st.minDur, ceilMicros(g.MinDuration))
 	if g.MaxRate > 0 {
@@ -131,21 +143,33 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// StartRefusedError is the error of a guarded start over its source's
-// budget. It wraps ErrStartRefused.
+// StartRefusedError is the error of a guarded start over its node's or its
+// source's budget. It wraps ErrStartRefused.
 type StartRefusedError struct {
-	// Source is the Rollout.Source that was refused.
+	// Source is the Rollout.Source of the refused start.
 	Source string
-	// RetryAfter is how long until the budget would allow one more start.
+	// Node is the node that was asked to start it (WithNode).
+	Node string
+	// SourceSpent and NodeSpent say whose budget is used up: the source's,
+	// the node's, or both.
+	SourceSpent, NodeSpent bool
+	// RetryAfter is how long until the budgets would allow one more start.
 	RetryAfter time.Duration
 	// Limit is the budget's limit.
 	Limit limiter.Limit
 }
 
-// Error says why, and when the source may retry.
+// Error says why, and when the start may be retried.
 func (e *StartRefusedError) Error() string {
-	return fmt.Sprintf("%v: source %q has used its budget of guarded starts (%v; a rollout is guarded when its scope is everything or covers an unknown or large share of clients); it may retry in %v",
-		ErrStartRefused, e.Source, e.Limit, e.RetryAfter)
+	who := fmt.Sprintf("source %q", e.Source)
+	switch {
+	case e.NodeSpent && e.SourceSpent:
+		who = fmt.Sprintf("source %q and node %q", e.Source, e.Node)
+	case e.NodeSpent:
+		who = fmt.Sprintf("node %q (asked by source %q)", e.Node, e.Source)
+	}
+	return fmt.Sprintf("%v: %s has used its budget of guarded starts (%v; a rollout is guarded when its scope is everything, or it covers an unknown or large share of clients, or its population is unknown); it may retry in %v",
+		ErrStartRefused, who, e.Limit, e.RetryAfter)
 }
 
 // Unwrap returns ErrStartRefused.

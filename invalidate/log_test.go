@@ -41,29 +41,43 @@ func TestEveryControlIsLoggedWithItsSource(t *testing.T) {
 	mustStart(t, c, r)
 	require.NoError(t, c.Pause(ctx, "r"))
 	require.NoError(t, c.Resume(ctx, "r"))
+	require.NoError(t, c.PauseBy(ctx, "r", By{Source: "oncall:alice", Reason: "origin p99 up"}))
+	require.NoError(t, c.ResumeBy(ctx, "r", By{Source: "oncall:alice"}))
+	require.NoError(t, c.AbortBy(ctx, "r", By{Source: "oncall:bob", Reason: "wrong page-data file"}))
 	require.NoError(t, c.Abort(ctx, "r"))
-	rogue := Rollout{ID: "x1", Scope: ScopeAll, Cohorts: 10, Rate: 1, Source: "rogue"}
+	rogue := Rollout{ID: "x1", Scope: ScopeAll, Cohorts: 10, Rate: 1, Clients: 10, Source: "rogue"}
 	for i := range 4 {
 		rogue.ID = string(rune('a' + i))
 		_, _ = c.Start(ctx, rogue)
 	}
 	lines := buf.lines()
-	want := []struct{ msg, source string }{
-		{"invalidation started", "deploy-bot"},
-		{"invalidation pause", "admin-node"},
-		{"invalidation resume", "admin-node"},
-		{"invalidation abort", "admin-node"},
-		{"invalidation started", "rogue"},
-		{"invalidation started", "rogue"},
-		{"invalidation started", "rogue"},
-		{"invalidation refused by the guard", "rogue"},
+	want := []struct{ msg, source, more string }{
+		{"invalidation started", "deploy-bot", ""},
+		{"invalidation pause", "admin-node", `reason=""`},
+		{"invalidation resume", "admin-node", ""},
+		{"invalidation pause", "oncall:alice", `reason="origin p99 up"`},
+		{"invalidation resume", "oncall:alice", ""},
+		{"invalidation abort", "oncall:bob", `reason="wrong page-data file"`},
+		{"invalidation abort", "admin-node", "changed=false"},
+		{"invalidation started", "rogue", ""},
+		{"invalidation started", "rogue", ""},
+		{"invalidation started", "rogue", ""},
+		{"invalidation refused by the guard", "rogue", "retry_after=3m20s"},
 	}
 	require.Len(t, lines, len(want), strings.Join(lines, "\n"))
 	for i, w := range want {
 		assert.Contains(t, lines[i], w.msg)
 		assert.Contains(t, lines[i], "source="+w.source)
+		assert.Contains(t, lines[i], "node=admin-node", "the node that acted is logged too")
+		assert.Contains(t, lines[i], w.more)
 	}
-	assert.Contains(t, lines[7], "retry_after=3m20s")
+
+	// A control request out of range is refused before it reaches the store.
+	long := strings.Repeat("x", MaxReasonLen+1)
+	assert.ErrorIs(t, c.PauseBy(ctx, "r", By{Reason: long}), ErrInvalidControl)
+	err := c.AbortBy(ctx, "r", By{Source: strings.Repeat("s", MaxSourceLen+1)})
+	assert.ErrorIs(t, err, ErrInvalidControl)
+	assert.ErrorContains(t, err, "By.Source")
 }
 
 // TestAppendDueAllocatesNothing holds the hot path's promise in the plain

@@ -3,6 +3,8 @@ package invalidate
 import (
 	"context"
 	"sync"
+
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // MemoryStore keeps rollouts in process: the embedded default, for a single
@@ -17,6 +19,10 @@ type MemoryStore struct {
 	seq  uint64 // the highest epoch assigned
 	ver  version
 	seen map[int64]*[hllRegisters]uint8 // population sketches by window
+
+	startsOnce sync.Once
+	starts     *limiter.Local // the default guard start budget, shared by the store's coordinators
+	startsErr  error
 }
 
 // NewMemoryStore returns an empty in-process store.
@@ -54,17 +60,26 @@ func (m *MemoryStore) start(_ context.Context, req startReq) (startRes, error) {
 	}
 	base := max(m.seq, req.floor)
 	epoch := req.st.epoch
+	nowMs := uint64(max(now, 0) / 1000)
 	if epoch == 0 {
-		epoch = max(base+1, uint64(max(now, 0)/1000))
+		epoch = max(base+1, nowMs)
 	} else if epoch <= base {
 		return startRes{code: startBackwards, seq: base}, nil
+	} else if ceil := max(base+1, nowMs+req.jump); epoch > ceil {
+		return startRes{code: startTooFar, seq: base, ceil: ceil}, nil
 	}
 	if epoch > MaxEpoch {
 		return startRes{code: startBackwards, seq: base}, nil
 	}
+	if req.dryRun {
+		return startRes{code: startWouldCreate}, nil
+	}
 	st := req.st
-	st.epoch, st.phase, st.released, st.pop, st.credit = epoch, Running, 0, st.clients, 0
+	st.epoch, st.phase, st.released, st.pop, st.credit = epoch, Running, 0, max(st.clients, st.pop), 0
 	st.last, st.hold, st.started, st.updated, st.finished = now, 0, now, now, 0
+	if req.holdUs > 0 {
+		st.hold = now + req.holdUs
+	}
 	rec := &record{r: req.r, st: st}
 	m.recs[req.r.ID] = rec
 	m.seq = epoch
@@ -170,7 +185,7 @@ func (m *MemoryStore) snapshotLocked(known version) snapshot {
 	return s
 }
 
-func (m *MemoryStore) restore(_ context.Context, recs []record, now stamp, gen string) (int, error) {
+func (m *MemoryStore) restore(_ context.Context, recs []record, now stamp, graceUs int64, gen string) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
@@ -181,7 +196,10 @@ func (m *MemoryStore) restore(_ context.Context, recs []record, now stamp, gen s
 		e, ok := m.recs[k.r.ID]
 		if !ok {
 			st := k.st
-			st.last, st.credit, st.hold = now.us, 0, 0
+			st.last, st.credit = now.us, 0
+			if graceUs > 0 && !st.phase.Finished() {
+				st.hold = max(st.hold, now.us+graceUs)
+			}
 			m.recs[k.r.ID] = &record{r: k.r, st: st}
 			m.seq = max(m.seq, st.epoch)
 			n++
@@ -195,4 +213,12 @@ func (m *MemoryStore) restore(_ context.Context, recs []record, now stamp, gen s
 		m.bump(gen)
 	}
 	return n, nil
+}
+
+// startBudget returns the store's guard start budget: one limiter.Local
+// shared by every coordinator on this store (the nodes of an in-process
+// fleet), taking each coordinator's time.
+func (m *MemoryStore) startBudget() (limiter.Budget, error) {
+	m.startsOnce.Do(func() { m.starts, m.startsErr = limiter.NewLocal(DefaultGuardStarts) })
+	return m.starts, m.startsErr
 }

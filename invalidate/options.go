@@ -29,6 +29,14 @@ const (
 	DefaultTimeout = 50 * time.Millisecond
 	// DefaultConcurrency is how many sessions a Pusher notifies at once.
 	DefaultConcurrency = 8
+	// DefaultWarmup is the least warm-up of a rollout whose population is
+	// unknown (see WithWarmup); the default is this or two advance
+	// intervals, whichever is longer.
+	DefaultWarmup = 30 * time.Second
+	// DefaultMaxEpochJump is how far above the store's clock (in epochs,
+	// which the store assigns in milliseconds) an explicit Rollout.Epoch may
+	// lie: one day of the sequence. See WithMaxEpochJump.
+	DefaultMaxEpochJump uint64 = 24 * 60 * 60 * 1000
 )
 
 // Option configures NewCoordinator, NewRedisStore or NewPusher. An option
@@ -72,6 +80,11 @@ type config struct {
 	retention   time.Duration
 	maxRollouts int
 	window      time.Duration
+	warmup      time.Duration // 0: the default
+	popFloor    int
+	epochJump   uint64
+	grace       time.Duration
+	graceSet    bool
 
 	namespace  string
 	prefix     string
@@ -93,6 +106,7 @@ func buildConfig(t target, opts []Option) (config, error) {
 		retention:   DefaultRetention,
 		maxRollouts: DefaultMaxRollouts,
 		window:      DefaultPopulationWindow,
+		epochJump:   DefaultMaxEpochJump,
 		namespace:   "default",
 		prefix:      "herdcap",
 		timeout:     DefaultTimeout,
@@ -246,6 +260,80 @@ func WithPopulationWindow(d time.Duration) Option {
 			return fmt.Errorf("window must be 0 (off) or >= 1s, got %v", d)
 		}
 		o.window = d
+		return nil
+	}}
+}
+
+// WithPopulationFloor sets the least population the pace of any rollout
+// assumes, in clients (0 to MaxClients; default 0): the pace is computed
+// from the largest of Rollout.Clients, the store's estimate and this floor.
+// It is the bound on what is known about a fleet whose size the callers do
+// not give: a coordinator that does not estimate the population
+// (WithPopulationWindow(0)) refuses rollouts with Rollout.Clients 0 unless
+// a floor is set.
+func WithPopulationFloor(n int) Option {
+	return Option{name: "WithPopulationFloor", scope: forCoordinator, apply: func(o *config) error {
+		if n < 0 || n > MaxClients {
+			return fmt.Errorf("population floor must be 0 to %d clients, got %d", int64(MaxClients), n)
+		}
+		o.popFloor = n
+		return nil
+	}}
+}
+
+// WithWarmup sets how long a rollout whose population is unknown
+// (Rollout.Clients 0) waits before releasing its first cohort, so that the
+// fleet's estimate of distinct clients (see WithPopulationWindow) has seen
+// the clients polling meanwhile: the pace is then computed from a warm
+// estimate, not from the handful of clients seen before the start. Choose
+// at least the clients' poll interval plus one advance interval: a client
+// is counted when it polls, and its node merges what it counted at its
+// next advance. It must be at least the advance interval (NewCoordinator
+// checks). Default: DefaultWarmup or two advance intervals, whichever is
+// longer. With counting off, there is nothing to wait for and no warm-up.
+func WithWarmup(d time.Duration) Option {
+	return Option{name: "WithWarmup", scope: forCoordinator, apply: func(o *config) error {
+		if d < time.Millisecond {
+			return fmt.Errorf("warm-up must be >= 1ms, got %v", d)
+		}
+		o.warmup = d
+		return nil
+	}}
+}
+
+// WithMaxEpochJump bounds an explicit Rollout.Epoch (default
+// DefaultMaxEpochJump, at most MaxEpoch): it may be at most n above the
+// store's clock in milliseconds (the sequence the store assigns epochs
+// from) or, when the namespace is already past that, only the next epoch.
+// An epoch further ahead is refused with ErrEpochTooFar, so that no single
+// start can exhaust the epoch space and make every later start of the
+// namespace fail (epochs only rise). The bound follows the clock, not the
+// namespace's highest epoch, so repeated starts cannot ratchet it up.
+func WithMaxEpochJump(n uint64) Option {
+	return Option{name: "WithMaxEpochJump", scope: forCoordinator, apply: func(o *config) error {
+		if n < 1 || n > MaxEpoch {
+			return fmt.Errorf("epoch jump must be 1 to %d, got %d", uint64(MaxEpoch), n)
+		}
+		o.epochJump = n
+		return nil
+	}}
+}
+
+// WithRestoreGrace sets how long a rollout re-registered after the store
+// lost its data releases nothing (default: three advance intervals, plus
+// the Redis store's breaker open period). Every node that knew the rollout
+// re-registers it at its first advance after noticing the loss, and the
+// store keeps the most final state any of them knew; the grace gives the
+// node that aborted it time to do so before a node with an older
+// view, which still saw it running, can release another cohort. Choose at
+// least the longest advance interval in the fleet plus the breaker's open
+// period. Zero turns the grace off.
+func WithRestoreGrace(d time.Duration) Option {
+	return Option{name: "WithRestoreGrace", scope: forCoordinator, apply: func(o *config) error {
+		if d < 0 {
+			return fmt.Errorf("grace must be >= 0, got %v", d)
+		}
+		o.grace, o.graceSet = d, true
 		return nil
 	}}
 }

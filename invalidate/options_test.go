@@ -23,6 +23,10 @@ func TestOptionsRejectBadValues(t *testing.T) {
 		"WithMaxRollouts":      WithMaxRollouts(0),
 		"WithPopulationWindow": WithPopulationWindow(time.Millisecond),
 		"WithGuard":            WithGuard(Guard{MinDuration: time.Millisecond}),
+		"WithPopulationFloor":  WithPopulationFloor(-1),
+		"WithWarmup":           WithWarmup(0),
+		"WithMaxEpochJump":     WithMaxEpochJump(0),
+		"WithRestoreGrace":     WithRestoreGrace(-time.Second),
 	} {
 		_, err := NewCoordinator(m, o)
 		assert.ErrorIs(t, err, ErrInvalidOption, name)
@@ -33,7 +37,24 @@ func TestOptionsRejectBadValues(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidOption, "%+v", g)
 		assert.ErrorContains(t, err, "Guard.")
 	}
-	_, err := NewCoordinator(nil)
+	_, err := NewCoordinator(m, WithAdvanceInterval(10*time.Second), WithWarmup(5*time.Second))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	assert.ErrorContains(t, err, "WithWarmup: warm-up 5s is shorter than the advance interval 10s")
+	for name, o := range map[string]Option{
+		"WithPopulationFloor": WithPopulationFloor(MaxClients + 1),
+		"WithMaxEpochJump":    WithMaxEpochJump(MaxEpoch + 1),
+	} {
+		_, err := NewCoordinator(m, o)
+		assert.ErrorIs(t, err, ErrInvalidOption, name)
+	}
+	c, err := NewCoordinator(m, WithAdvanceInterval(time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Minute, c.warmup, "the default warm-up is at least two advance intervals")
+	assert.Equal(t, 3*time.Minute, c.grace, "the default grace: three advance intervals (no breaker on memory)")
+	c, err = NewCoordinator(m, WithPopulationWindow(0))
+	require.NoError(t, err)
+	assert.Zero(t, c.warmup, "no counting, no warm-up")
+	_, err = NewCoordinator(nil)
 	assert.ErrorIs(t, err, ErrInvalidOption)
 	_, err = NewCoordinator(m, Option{})
 	assert.ErrorIs(t, err, ErrInvalidOption)

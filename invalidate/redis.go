@@ -2,13 +2,18 @@ package invalidate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herdcap/herdcap/internal/redisguard"
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // RedisStore keeps the rollouts of a namespace in Redis, for a fleet: every
@@ -37,6 +42,10 @@ type RedisStore struct {
 	guard *redisguard.Guard
 	keys  [3]string // cfg, st, meta
 	base  string    // prefix:{inv:ns}:
+
+	startsOnce sync.Once
+	starts     *limiter.Redis // the default guard start budget, on the same client
+	startsErr  error
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -68,6 +77,29 @@ func NewRedisStore(c redis.UniversalClient, opts ...Option) (*RedisStore, error)
 
 func (s *RedisStore) name() string { return "redis" }
 
+// startBudget returns the store's guard start budget: a limiter.Redis on the
+// same client, prefix and time budget, named after the namespace, so that
+// every node of the fleet draws on the same buckets. It fails closed: a
+// guarded start that cannot be counted is refused (the store it would be
+// written to is then unlikely to answer either). It starts no goroutine.
+func (s *RedisStore) startBudget() (limiter.Budget, error) {
+	s.startsOnce.Do(func() {
+		name := "inv-starts-" + s.cfg.namespace
+		if len(name) > 64 { // the limiter's bound on names
+			sum := sha256.Sum256([]byte(s.cfg.namespace))
+			name = "inv-starts-" + hex.EncodeToString(sum[:16])
+		}
+		s.starts, s.startsErr = limiter.NewRedis(s.c, DefaultGuardStarts, limiter.WithPrefix(s.cfg.prefix),
+			limiter.WithName(name), limiter.WithFailure(limiter.FailClosed), limiter.WithTimeout(s.cfg.timeout),
+			limiter.WithBreaker(s.cfg.brFailures, s.cfg.brOpen), limiter.WithLogger(s.cfg.logger))
+	})
+	return s.starts, s.startsErr
+}
+
+// breakerOpen is how long the store's breaker stays open: the longest a
+// node may make no Redis call after Redis comes back.
+func (s *RedisStore) breakerOpen() time.Duration { return s.cfg.brOpen }
+
 // eval runs script through the breaker, within the time budget. A store
 // failure comes back wrapped in ErrUnavailable; the caller's own
 // cancellation as is.
@@ -98,10 +130,15 @@ func (s *RedisStore) start(ctx context.Context, req startReq) (startRes, error) 
 	if req.st.guarded {
 		g = 1
 	}
+	dry := 0
+	if req.dryRun {
+		dry = 1
+	}
 	v, err := s.eval(ctx, startScript, s.keys[:],
 		req.r.ID, encodeRollout(req.r), req.st.epoch, timeArg(req.now),
 		req.floor, req.max, req.retention, req.gen,
-		req.st.cohorts, fmtFloat(req.st.rate), req.st.minDur, req.st.clients, g)
+		req.st.cohorts, fmtFloat(req.st.rate), req.st.minDur, req.st.clients, g,
+		req.st.pop, req.jump, req.holdUs, dry)
 	if err != nil {
 		return startRes{}, err
 	}
@@ -138,6 +175,17 @@ func (s *RedisStore) start(ctx context.Context, req startReq) (startRes, error) 
 		return startRes{code: startBackwards, seq: seq}, nil
 	case code == 4 && len(a) == 1:
 		return startRes{code: startTooMany}, nil
+	case code == 5 && len(a) == 1:
+		return startRes{code: startWouldCreate}, nil
+	case code == 6 && len(a) == 3:
+		s1, _ := a[1].(string)
+		s2, _ := a[2].(string)
+		seq, err1 := strconv.ParseUint(s1, 10, 64)
+		ceil, err2 := strconv.ParseUint(s2, 10, 64)
+		if err1 != nil || err2 != nil {
+			return startRes{}, replyErr(v)
+		}
+		return startRes{code: startTooFar, seq: seq, ceil: ceil}, nil
 	}
 	return startRes{}, replyErr(v)
 }
@@ -236,9 +284,9 @@ func (s *RedisStore) snapshot(ctx context.Context, known version) (snapshot, err
 	return snap, err
 }
 
-func (s *RedisStore) restore(ctx context.Context, recs []record, now stamp, gen string) (int, error) {
-	args := make([]any, 0, 2+3*len(recs))
-	args = append(args, timeArg(now), gen)
+func (s *RedisStore) restore(ctx context.Context, recs []record, now stamp, graceUs int64, gen string) (int, error) {
+	args := make([]any, 0, 3+3*len(recs))
+	args = append(args, timeArg(now), gen, graceUs)
 	for _, r := range recs {
 		args = append(args, r.r.ID, encodeRollout(r.r), r.st.encode())
 	}

@@ -46,8 +46,9 @@ type Rollout struct {
 	Scope string
 	// Epoch orders the rollouts of a namespace. Leave it 0 (recommended) to
 	// have the store assign the next one; an explicit epoch must be above
-	// every epoch the namespace has assigned (ErrEpochBackwards otherwise)
-	// and at most MaxEpoch. See the package documentation on epochs.
+	// every epoch the namespace has assigned (ErrEpochBackwards otherwise),
+	// at most MaxEpoch, and no further ahead than WithMaxEpochJump allows
+	// (ErrEpochTooFar). See the package documentation on epochs.
 	Epoch uint64
 	// Cohorts is the number of "every Nth client" cohorts, 1 to
 	// limiter.MaxCohorts. Clients are placed with limiter.Cohort(ID,
@@ -62,13 +63,18 @@ type Rollout struct {
 	// after the start. Zero means the rate alone paces it.
 	MinDuration time.Duration
 	// Source names the node (or operator) that asked, 1 to MaxSourceLen
-	// bytes. It is logged, and the guard budgets starts per source.
+	// bytes. It is logged, and the guard budgets starts per source (and
+	// per node: a caller cannot escape the budget by varying it).
 	Source string
 	// Clients is the caller's estimate of how many clients will be told
 	// (the population polling this namespace), 0 to MaxClients; 0 means
-	// unknown. The pace is computed from the larger of Clients and the
+	// unknown. The pace is computed from the largest of Clients, the
 	// store's own estimate of distinct clients seen (see
-	// WithPopulationWindow), so underestimating cannot speed a rollout up.
+	// WithPopulationWindow) and WithPopulationFloor, so underestimating
+	// cannot speed a rollout up. A rollout of unknown population is
+	// guarded (see Guard), and releases nothing until the estimate has
+	// warmed up (WithWarmup); a coordinator that does not estimate the
+	// population refuses it unless it has a WithPopulationFloor.
 	Clients int
 	// Coverage is the caller's estimate of the share of clients whose caches
 	// hold data in Scope (and so will refetch), in [0, 1]; 0 means unknown.
@@ -192,6 +198,12 @@ type Status struct {
 	// CohortInterval is the running time each cohort takes at that
 	// population: max(Population/(Cohorts*Rate), MinDuration/Cohorts).
 	CohortInterval time.Duration
+	// HoldUntil is the end of the rollout's latest hold, zero if it was
+	// never held: no running time before it counts toward progress. A hold
+	// is the warm-up of a rollout of unknown population (WithWarmup), the
+	// grace after a re-registration (WithRestoreGrace) or a health hold
+	// (WithHealth).
+	HoldUntil time.Time
 	// StartedAt is when the rollout was started; UpdatedAt when a cohort was
 	// last released or the phase last changed; FinishedAt when it was done
 	// or aborted (zero before).

@@ -63,7 +63,7 @@ func TestPhaseString(t *testing.T) {
 
 func TestGuardPace(t *testing.T) {
 	g := Guard{MaxRate: 5}.withDefaults()
-	r := Rollout{ID: "x", Scope: ScopeAll, Cohorts: 20, Rate: 100, MinDuration: time.Second, Source: "s", Coverage: 0.01}
+	r := Rollout{ID: "x", Scope: ScopeAll, Cohorts: 20, Rate: 100, MinDuration: time.Second, Source: "s", Coverage: 0.01, Clients: 100}
 	st, err := g.pace(&r)
 	require.NoError(t, err)
 	assert.True(t, st.guarded)
@@ -80,4 +80,10 @@ func TestGuardPace(t *testing.T) {
 	r.MinDuration = time.Nanosecond
 	st, _ = g.pace(&r)
 	assert.Equal(t, int64(1), st.minDur, "durations round up to the µs, never down to nothing")
+
+	r.Clients = 0
+	st, err = g.pace(&r)
+	require.NoError(t, err)
+	assert.True(t, st.guarded, "an unknown population is guarded")
+	assert.Equal(t, DefaultGuardMinDuration.Microseconds(), st.minDur)
 }

@@ -87,10 +87,14 @@ end
 // ARGV  1 ID, 2 encoded rollout, 3 requested epoch (0: assign), 4 now,
 //
 //	5 epoch floor, 6 most rollouts, 7 retention µs, 8 gen token,
-//	9 cohorts, 10 rate, 11 min duration µs, 12 clients, 13 guarded
+//	9 cohorts, 10 rate, 11 min duration µs, 12 clients, 13 guarded,
+//	14 initial population, 15 epoch jump, 16 hold µs (warm-up, 0: none),
+//	17 dry run (1: check only)
 //
 // Returns {0, state} created; {1, rollout, state} the ID exists; {3, seq}
-// the epoch would go backwards; {4} too many rollouts.
+// the epoch would go backwards; {4} too many rollouts; {5} a dry run
+// passed every check; {6, seq, ceiling} the explicit epoch is above
+// max(seq + 1, now in ms + jump).
 var startScript = redis.NewScript(luaPrelude + `
 local cfg, st, meta = KEYS[1], KEYS[2], KEYS[3]
 local id = ARGV[1]
@@ -117,15 +121,22 @@ end
 local seq = tonumber(redis.call("HGET", meta, "seq") or "0") or 0
 local base = math.max(seq, tonumber(ARGV[5]))
 local epoch = tonumber(ARGV[3])
+local nowMs = math.floor(now / 1000)
 if epoch == 0 then
-  epoch = math.max(base + 1, math.floor(now / 1000))
+  epoch = math.max(base + 1, nowMs)
 elseif epoch <= base then
   return {3, string.format("%.0f", base)}
+else
+  local ceil = math.max(base + 1, nowMs + tonumber(ARGV[15]))
+  if epoch > ceil then return {6, string.format("%.0f", base), string.format("%.0f", ceil)} end
 end
 if epoch > 9007199254740991 then return {3, string.format("%.0f", base)} end
+if ARGV[17] == "1" then return {5} end
 local clients = tonumber(ARGV[12])
+local hold = 0
+if tonumber(ARGV[16]) > 0 then hold = now + tonumber(ARGV[16]) end
 local s = enc({1, 1, epoch, tonumber(ARGV[9]), 0, tonumber(ARGV[10]), tonumber(ARGV[11]),
-  clients, clients, 0, now, 0, now, now, 0, tonumber(ARGV[13])})
+  clients, math.max(clients, tonumber(ARGV[14])), 0, now, hold, now, now, 0, tonumber(ARGV[13])})
 redis.call("HSET", cfg, id, ARGV[2])
 redis.call("HSET", st, id, s)
 redis.call("HSET", meta, "seq", string.format("%.0f", epoch))
@@ -268,21 +279,23 @@ return snap({0}, KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 `)
 
 // restoreScript re-registers rollouts a node knows after the store lost
-// them: an absent ID is written as known (its pace restarting now), a
-// present one with the same rollout and epoch merged (the released count
-// only grows, an abort is kept), one whose state does not decode replaced,
-// and a different rollout under the same ID left alone.
+// them: an absent ID is written as known (its pace restarting now and, when
+// unfinished, held for the grace), a present one with the same rollout and
+// epoch merged (the released count only grows, an abort is kept), one whose
+// state does not decode replaced, and a different rollout under the same
+// ID left alone.
 //
 // KEYS  cfg, st, meta
-// ARGV  1 now, 2 gen token, then (ID, rollout, state) triples
+// ARGV  1 now, 2 gen token, 3 grace µs, then (ID, rollout, state) triples
 //
 // Returns the number of rollouts written.
 var restoreScript = redis.NewScript(luaPrelude + `
 local cfg, st, meta = KEYS[1], KEYS[2], KEYS[3]
 local now = clock(ARGV[1])
+local grace = tonumber(ARGV[3])
 local seq = tonumber(redis.call("HGET", meta, "seq") or "0") or 0
 local n = 0
-for i = 3, #ARGV - 2, 3 do
+for i = 4, #ARGV - 2, 3 do
   local id, b, k = ARGV[i], ARGV[i + 1], dec(ARGV[i + 2])
   if k then
     local ob = redis.call("HGET", cfg, id)
@@ -291,7 +304,7 @@ for i = 3, #ARGV - 2, 3 do
     if not ob or (ob == b and not t) then
       k[11] = now
       k[10] = 0
-      k[12] = 0
+      if grace > 0 and k[2] ~= 3 and k[2] ~= 4 then k[12] = math.max(k[12], now + grace) end
       redis.call("HSET", cfg, id, b)
       redis.call("HSET", st, id, enc(k))
       seq = math.max(seq, k[3])

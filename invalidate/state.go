@@ -206,8 +206,9 @@ func (s *state) control(act action, now int64) (bool, error) {
 }
 
 // merge folds what a node knew (k) into the stored state s, for a restore:
-// the released count only grows, and an abort is kept. It reports whether s
-// changed.
+// the released count only grows, an abort is kept (the most final state
+// wins: a node with an older view, which still saw the rollout running,
+// cannot undo an abort another node knows). It reports whether s changed.
 func (s *state) merge(k *state, now int64) bool {
 	changed := false
 	if k.released > s.released {
@@ -263,6 +264,9 @@ func (s *state) status(r Rollout) Status {
 	}
 	if s.finished > 0 {
 		st.FinishedAt = fromMicros(s.finished)
+	}
+	if s.hold > 0 {
+		st.HoldUntil = fromMicros(s.hold)
 	}
 	return st
 }

@@ -1,6 +1,10 @@
 package invalidate
 
-import "context"
+import (
+	"context"
+
+	"github.com/herdcap/herdcap/limiter"
+)
 
 // Store is where the rollouts of a namespace live: NewMemoryStore (one
 // process) or NewRedisStore (a fleet). Every node of a fleet uses a store
@@ -26,8 +30,12 @@ type Store interface {
 	// one round trip.
 	snapshot(ctx context.Context, known version) (snapshot, error)
 	// restore re-registers rollouts a node knows after the store lost them,
-	// merging with what it holds.
-	restore(ctx context.Context, recs []record, now stamp, gen string) (int, error)
+	// merging with what it holds; an unfinished rollout it writes anew is
+	// held for graceUs.
+	restore(ctx context.Context, recs []record, now stamp, graceUs int64, gen string) (int, error)
+	// startBudget returns the default budget of guarded starts, shared by
+	// every coordinator on the store (on Redis, by every node of the fleet).
+	startBudget() (limiter.Budget, error)
 	// name says which store this is, for logs.
 	name() string
 }
@@ -51,12 +59,15 @@ type version struct {
 
 type startReq struct {
 	r         Rollout // as requested
-	st        state   // template: epoch (0: assign), cohorts, pace, clients, guarded
+	st        state   // template: epoch (0: assign), cohorts, pace, clients, pop, guarded
 	now       stamp
 	floor     uint64 // an assigned epoch is above this (the highest this node knows)
+	jump      uint64 // an explicit epoch is at most max(highest+1, now in ms + jump)
+	holdUs    int64  // > 0: no running time counts for this long after the start (warm-up)
 	max       int    // the most rollouts the namespace may hold
 	retention int64  // µs a finished rollout is kept
 	gen       string
+	dryRun    bool // check only: answer startWouldCreate instead of creating
 }
 
 type startCode uint8
@@ -66,13 +77,16 @@ const (
 	startExists
 	startBackwards
 	startTooMany
+	startTooFar      // the explicit epoch is above ceil
+	startWouldCreate // dry run: every check passed
 )
 
 type startRes struct {
 	code startCode
 	rec  record // created or existing
 	err  error  // startExists: the existing record could not be decoded
-	seq  uint64 // startBackwards: the namespace's highest epoch
+	seq  uint64 // startBackwards, startTooFar: the namespace's highest epoch
+	ceil uint64 // startTooFar: the highest explicit epoch allowed now
 }
 
 type advanceReq struct {
