@@ -14,13 +14,25 @@ import (
 )
 
 // The conformance suite: every backend makes the same decisions for the same
-// calls at the same explicit times. Each test gets its own Redis name, so
-// tests never share buckets.
+// calls at the same explicit times: local, redis and cluster (Redis), and
+// leased and leased-cluster (Leased, one node). Each test gets its own Redis
+// name, so tests never share buckets.
+//
+// Where a backend's semantics differ by design, backendCase says so and the
+// tests state the expectation for each kind (see remainingIsView); nothing
+// is skipped.
 
 type backendCase struct {
 	name string
 	// make builds the backend under test; it is closed on cleanup.
 	make func(t *testing.T, l Limit, opts ...Option) Backend
+	// remainingIsView is set for Leased: Decision.Remaining is the node's
+	// view (its unspent lease plus what the shared bucket held at the
+	// node's last exchange with Redis), so a decision served from the lease
+	// does not count refill since that exchange. Peeks read the bucket, so
+	// they are exact on every backend. Every other field of every decision
+	// is the same on all backends.
+	remainingIsView bool
 }
 
 var nameSeq atomic.Int64
@@ -290,7 +302,9 @@ func TestConformanceReserve(t *testing.T) {
 func TestConformanceLimitChange(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, bc backendCase) {
 		clk := fakeClockAt(t0)
-		b := bc.make(t, PerSecond(10, 10), WithClock(clk))
+		// WithRamp(0): this test is about the new limit's arithmetic, not
+		// the ramp (see TestConformanceRamp).
+		b := bc.make(t, PerSecond(10, 10), WithClock(clk), WithRamp(0))
 		mustAllow(t, b, "k", t0, 10)
 		d := mustAllow(t, b, "k", t0.Add(100*time.Millisecond), 0) // a peek writes nothing
 		assert.Equal(t, 1, d.Remaining)
@@ -305,5 +319,32 @@ func TestConformanceLimitChange(t *testing.T) {
 		require.NoError(t, b.SetLimit(PerSecond(1, 100)))
 		d = mustAllow(t, b, "k", t0.Add(3*time.Second), 0)
 		assert.Equal(t, 72, d.Remaining, "2 s since the last take, at the new 1/s")
+	})
+}
+
+// TestConformanceRemainingAfterRefill: Remaining counts refill on every
+// backend except Leased, whose Remaining is the node's view (see
+// backendCase.remainingIsView); a peek is exact on all of them.
+func TestConformanceRemainingAfterRefill(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		b := bc.make(t, PerSecond(10, 10))
+		d := mustAllow(t, b, "k", t0, 5)
+		require.True(t, d.Allowed)
+		assert.Equal(t, 5, d.Remaining)
+		// 500 ms later 5 tokens are back: 10 in all, 9 after this take.
+		at := t0.Add(500 * time.Millisecond)
+		d = mustAllow(t, b, "k", at, 1)
+		assert.True(t, d.Allowed)
+		if bc.remainingIsView {
+			// Served from the lease: the view is as of the last exchange,
+			// at t0, when 5 were left, one of them since spent.
+			assert.Equal(t, 4, d.Remaining, "the node's view, without the refill since t0")
+		} else {
+			assert.Equal(t, 9, d.Remaining)
+		}
+		d = mustAllow(t, b, "k", at, 0)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 9, d.Remaining, "a peek is exact")
+		assert.Equal(t, 100*time.Millisecond, d.ResetAfter)
 	})
 }

@@ -2,10 +2,12 @@ package limiter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,12 +23,17 @@ import (
 //
 // The lease of a key is sized from the demand this node observes for it:
 // about WithLease's lead time worth of demand (default 100 ms), at least one
-// token, and at most the max lease size (by default the limit's tokens per
-// lead time, capped at the burst). A key with no lease and no refill under
-// way (a new or idle key) is served by one synchronous acquisition; a key
-// whose lease is being refilled is answered from the lease alone. Leftover
-// tokens go back to the bucket on Close, and when a lease is dropped from
-// the bounded key map (WithMaxKeys).
+// token, and at most the max lease size L (by default the limit's tokens per
+// lead time, capped at the burst). A request the lease cannot serve, while
+// no refill is under way, makes one round trip: it takes what it lacks from
+// the bucket (with a top-up of the lease, if it asked for no more than the
+// lease's size), and a request for more than that takes the difference all
+// at once or not at all, so a refused request never grows a lease. While a
+// refill is under way, a request the lease cannot serve waits for it. When a
+// refill comes back short (the bucket is empty), the next one is due when
+// about half a lease has accrued, or one token, at most the lead time later;
+// until then this node refuses what its lease cannot serve, without a round
+// trip, and remembers a refused large request the same way.
 //
 // # Overshoot bound
 //
@@ -36,15 +43,38 @@ import (
 //
 //	admitted(W) <= Rate·W + Burst + N·L
 //
-// for N nodes with max lease size L: at most L tokens per node are held
-// unspent at the start of any window. With the defaults L is a tenth of a
-// second of the limit, so four nodes overshoot by at most 0.4 s worth of
-// tokens in any window, and not at all over the long run.
+// for N nodes with max lease size L: a lease never holds more than L unspent
+// tokens (a request for more than the lease holds takes the difference and
+// spends it at once), so at most L tokens per node are held unspent at the
+// start of any window. With the defaults L is a tenth of a second of the
+// limit, so four nodes overshoot by at most 0.4 s worth of tokens in any
+// window, and not at all over the long run.
+//
+// # Time budget
 //
 // Failure handling is that of Redis: the breaker, the time budget and the
-// failure policy. While Redis cannot be reached a node spends its lease
-// first, then answers from the failure policy. A Leased is safe for
-// concurrent use; Close it to return its leases and stop its background work.
+// failure policy. No decision waits longer than one time budget
+// (WithTimeout) in all, whether it waits for a refill under way, for its own
+// round trip, or both: once the budget is spent, the failure policy answers.
+// While Redis cannot be reached a node spends its lease first, then answers
+// from the failure policy.
+//
+// # Decisions
+//
+// Leased passes the conformance suite that Local and Redis pass, with one
+// stated difference: Remaining is this node's view, its unspent lease plus
+// what the shared bucket held at this node's last exchange with Redis, so a
+// decision served from the lease does not count refill since then (nor other
+// nodes' takes). A peek (n = 0) reads the shared bucket, without taking
+// anything, unless this node exchanged with it at the peek's time already.
+// TakeUpTo takes up to n from the lease when the bucket is known to be empty
+// (or Redis unreachable), and otherwise tops the lease up first.
+//
+// With an injected clock or explicit times (AllowNAt), the Leased runs no
+// timers: a fetch that is due is made by the first decision at or after its
+// due time, on that decision's timeline. Refills run at the time of the
+// decision that started them. A Leased is safe for concurrent use; Close it
+// to return its leases and stop its background work.
 type Leased struct {
 	r        *remote
 	limit    limitState
@@ -54,25 +84,51 @@ type Leased struct {
 	maxLease int // 0: derived from the limit at each refill
 	keys     *keyMap[lease]
 
-	mu      sync.Mutex // guards closing and wg.Add against Close
+	closed    atomic.Bool // set when Close begins; decisions then fail with ErrClosed
+	closeOnce sync.Once
+
+	mu      sync.Mutex // guards closing, late and wg.Add against Close
 	closing bool
+	late    []giveBackItem // give-backs that arrived once Close had begun
 	wg      sync.WaitGroup
 }
 
+// giveBackItem is a lease's unspent tokens, to go back to the bucket at rkey
+// at time at (passed to Redis when pass, else Redis TIME).
+type giveBackItem struct {
+	rkey   string
+	tokens int
+	at     time.Time
+	pass   bool
+}
+
 // lease is one key's tokens on this node. A lease is in one of three
-// states: settled, fetching (an acquisition is on the wire; fetched is
-// closed when it ends) or scheduled (the bucket was short, and timer will
-// fetch again when tokens have accrued).
+// states: settled, fetching (an exchange with Redis is on the wire; fetched
+// is closed when it ends) or scheduled (the bucket was short, and a fetch is
+// due at due: made by timer, or with virtual time by the first decision at
+// or after due). All fields are guarded by mu.
 type lease struct {
-	mu       sync.Mutex
-	userKey  string // the key as given (for the fallback)
-	rkey     string // its Redis key
-	tokens   int    // leased and unspent
-	fetched  chan struct{}
-	timer    *time.Timer
-	timerAt  time.Time
-	timerGen uint64  // identifies the scheduled fetch; a stale timer does nothing
-	remote   int     // the bucket's remaining tokens at the last fetch
+	mu      sync.Mutex
+	rkey    string // the Redis key (bounded: see bucketkey)
+	tokens  int    // leased and unspent
+	fetched chan struct{}
+
+	// The node's view of the shared bucket, from its last exchange.
+	remote int       // the bucket's whole tokens left at viewAt
+	viewAt time.Time // decision time of the latest exchange; zero: none yet
+	pass   bool      // whether that time was passed to Redis
+
+	due      time.Time   // scheduled: when the next fetch is due; zero: none
+	retryAt  time.Time   // when the bucket will hold one token, as last reported
+	timer    *time.Timer // the scheduled fetch, with real time only
+	timerGen uint64      // identifies the scheduled fetch; a stale timer does nothing
+
+	// A refused all-or-nothing request: a deficit of at least shortNeed
+	// cannot be had before shortUntil under shortLim.
+	shortNeed  int
+	shortUntil time.Time
+	shortLim   Limit
+
 	demand   float64 // tokens asked for per second, smoothed
 	asked    int     // tokens asked for since sampleAt
 	sampleAt time.Time
@@ -80,8 +136,8 @@ type lease struct {
 }
 
 func (l *lease) fetching() bool  { return l.fetched != nil }
-func (l *lease) scheduled() bool { return l.timer != nil }
-func (l *lease) settled() bool   { return l.fetched == nil && l.timer == nil }
+func (l *lease) scheduled() bool { return !l.due.IsZero() }
+func (l *lease) settled() bool   { return l.fetched == nil && l.due.IsZero() }
 
 // startFetchLocked marks l fetching.
 func (l *lease) startFetchLocked() { l.fetched = make(chan struct{}) }
@@ -92,18 +148,28 @@ func (l *lease) endFetchLocked() {
 	l.fetched = nil
 }
 
-// stopTimerLocked cancels a scheduled fetch, and reports whether its
-// callback will never run (so its WaitGroup count is the caller's to
-// release). A callback already under way finds itself stale and does
+// cancelScheduleLocked cancels a scheduled fetch, and reports whether its
+// timer's callback will never run (so its WaitGroup count is the caller's
+// to release). A callback already under way finds itself stale and does
 // nothing.
-func (l *lease) stopTimerLocked() bool {
+func (l *lease) cancelScheduleLocked() bool {
+	l.due = time.Time{}
+	l.timerGen++
 	if l.timer == nil {
 		return false
 	}
 	stopped := l.timer.Stop()
 	l.timer = nil
-	l.timerGen++
 	return stopped
+}
+
+// noteViewLocked records an exchange at t.
+func (l *lease) noteViewLocked(remaining int, t time.Time, pass bool) {
+	l.remote = remaining
+	if l.viewAt.IsZero() || t.After(l.viewAt) {
+		l.viewAt = t
+	}
+	l.pass = pass
 }
 
 // WithLease tunes the Leased backend: a lease holds about ahead worth of
@@ -123,7 +189,8 @@ func WithLease(ahead time.Duration, maxSize int) Option {
 	}}
 }
 
-// NewLeased returns a leasing budget enforcing l per key on Redis.
+// NewLeased returns a leasing budget enforcing l per key on Redis. It starts
+// the live-node heartbeat (see FailLocal); call Close when done.
 func NewLeased(c redis.UniversalClient, l Limit, opts ...Option) (*Leased, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
@@ -149,22 +216,36 @@ func NewLeased(c redis.UniversalClient, l Limit, opts ...Option) (*Leased, error
 func leaseIdle(l *lease, _ time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.tokens == 0 && l.settled()
+	return l.tokens == 0 && l.fetched == nil && l.timer == nil
 }
 
-// dropLease is called when l leaves the key map: its tokens go back.
+// dropLease is called when l leaves the key map, under the map's shard lock:
+// so it only takes l's tokens, and hands them to a goroutine to give back
+// (or, once Close has begun, to Close).
 func (b *Leased) dropLease(l *lease) {
 	l.mu.Lock()
 	l.gone = true
-	n := l.tokens
+	it := giveBackItem{rkey: l.rkey, tokens: l.tokens, at: l.viewAt, pass: l.pass}
 	l.tokens = 0
-	if l.stopTimerLocked() {
+	stopped := l.cancelScheduleLocked()
+	l.mu.Unlock()
+	if stopped {
 		b.wg.Done() // the scheduled refill will not run
 	}
-	l.mu.Unlock()
-	if n > 0 {
-		b.goBackground(func() { b.giveBack(l.rkey, n) })
+	if it.tokens <= 0 {
+		return
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		b.late = append(b.late, it)
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.giveBack(it)
+	}()
 }
 
 // AllowN takes n tokens for key if all n are available. See Budget.
@@ -193,7 +274,9 @@ func (b *Leased) Limit() Limit {
 	return l
 }
 
-// SetLimit ramps this node's limit to l over the WithRamp window.
+// SetLimit ramps this node's limit to l over the WithRamp window. The limit
+// travels with each call to Redis, so nodes that should agree must be set
+// alike.
 func (b *Leased) SetLimit(l Limit) error { return b.SetLimitAt(b.clock.Now(), l) }
 
 // SetLimitAt is SetLimit with the ramp starting at t.
@@ -203,57 +286,62 @@ func (b *Leased) SetLimitAt(t time.Time, l Limit) error { return b.limit.set(t, 
 func (b *Leased) LiveNodes() int { return int(b.r.live.Load()) }
 
 // Close stops background refills, gives every unspent token back to its
-// bucket, and leaves the live-node set.
+// bucket, and leaves the live-node set. Decisions made once Close has begun
+// fail with ErrClosed. Close is idempotent and safe to call concurrently;
+// every call returns once the first has finished.
 func (b *Leased) Close() error {
+	b.closeOnce.Do(b.close)
+	return nil
+}
+
+func (b *Leased) close() {
+	b.closed.Store(true)
 	b.mu.Lock()
-	if b.closing {
-		b.mu.Unlock()
-		return nil
-	}
 	b.closing = true
 	b.mu.Unlock()
-	var back []func()
+	var back []giveBackItem
 	b.keys.each(func(s *slot[lease]) {
 		l := &s.v
 		l.mu.Lock()
 		l.gone = true
-		if l.stopTimerLocked() {
+		if l.cancelScheduleLocked() {
 			b.wg.Done()
 		}
 		if n := l.tokens; n > 0 {
 			l.tokens = 0
-			rkey := l.rkey
-			back = append(back, func() { b.giveBack(rkey, n) })
+			back = append(back, giveBackItem{rkey: l.rkey, tokens: n, at: l.viewAt, pass: l.pass})
 		}
 		l.mu.Unlock()
 	})
 	b.wg.Wait() // refills under way give their tokens back themselves
-	for _, f := range back {
-		f()
+	b.mu.Lock()
+	back = append(back, b.late...)
+	b.late = nil
+	b.mu.Unlock()
+	for _, it := range back {
+		b.giveBack(it)
 	}
 	b.r.close()
-	return nil
 }
 
-// goBackground runs f on a tracked goroutine unless the backend is closing,
-// in which case it runs f inline.
-func (b *Leased) goBackground(f func()) {
+// goBackground runs f on a tracked goroutine and reports true, unless Close
+// has begun: then it reports false and does nothing.
+func (b *Leased) goBackground(f func()) bool {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closing {
-		b.mu.Unlock()
-		f()
-		return
+		return false
 	}
 	b.wg.Add(1)
-	b.mu.Unlock()
 	go func() {
 		defer b.wg.Done()
 		f()
 	}()
+	return true
 }
 
 func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime bool, n int, upTo bool) (Decision, error) {
-	if b.r.closed() {
+	if b.closed.Load() {
 		return Decision{Source: SourceLease}, ErrClosed
 	}
 	if err := checkArgs(key, n); err != nil {
@@ -264,127 +352,320 @@ func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime b
 		return Decision{Limit: lim, Source: SourceLease}, errOverBurst(n, lim)
 	}
 	s := b.keys.get(bucketkey.Local(key), t, func(l *lease) {
-		l.userKey = key
 		l.rkey = bucketkey.Redis(b.r.o.prefix, b.r.o.name, key)
 		l.sampleAt = t
 	})
 	l := &s.v
-	d := Decision{Limit: lim, Source: SourceLease}
+	c := call{ctx: ctx, key: key, t: t, pass: passTime, n: n, upTo: upTo, lim: lim, rp: rp, timeout: b.r.o.timeout}
 	l.mu.Lock()
 	l.asked += n
-	synced := false
-	var deadline time.Time // for waiting on a fetch: the time budget, once
 	for {
-		if take := b.takeLocked(l, n, upTo); take >= 0 {
-			// The hot path: spend from the lease, and top it up in the
-			// background when it falls to half its target.
-			d.Allowed, d.Taken = true, take
-			refill := l.settled() && !l.gone && l.tokens <= b.target(l, lim, t)/2
-			if refill {
-				l.startFetchLocked()
-			}
-			fillDecision(&d, l.tokens+l.remote, lim)
-			l.mu.Unlock()
-			if refill {
-				b.goBackground(func() { b.fetch(l, passTime) })
-			}
-			return d, nil
+		if n > 0 && l.tokens >= n {
+			// The hot path: spend from the lease.
+			return b.spendLocked(l, &c, n, SourceLease), nil
 		}
-		if !synced && l.scheduled() && !t.Before(l.timerAt) && l.stopTimerLocked() {
-			// The scheduled fetch is overdue (its goroutine starved of
-			// CPU, say): do it now rather than refuse meanwhile.
-			b.wg.Done()
-		}
-		switch {
-		case synced || l.scheduled():
-			// The bucket is short; a fetch is due when tokens accrue.
-			d.RetryAfter = lim.Interval()
-			if l.scheduled() {
-				d.RetryAfter = max(d.RetryAfter, l.timerAt.Sub(t))
-			}
-			fillDecision(&d, l.tokens+l.remote, lim)
-			l.mu.Unlock()
-			return d, nil
-		case l.fetching():
+		if l.fetching() {
 			// Tokens are on their way: wait for them, within the time
 			// budget, rather than refuse a request the bucket can serve.
-			if deadline.IsZero() {
-				deadline = time.Now().Add(b.r.o.timeout)
+			if err := b.awaitLocked(l, &c); err != nil {
+				return b.fail(&c, err)
 			}
-			wait := time.Until(deadline)
-			if wait <= 0 {
-				d.RetryAfter = lim.Interval()
+			continue
+		}
+		if !l.due.IsZero() && !t.Before(l.due) && l.cancelScheduleLocked() {
+			// The scheduled fetch is due (with virtual time, or its timer
+			// starved of CPU): make it now rather than refuse meanwhile.
+			b.wg.Done()
+		}
+		if l.gone {
+			l.mu.Unlock()
+			return b.direct(&c)
+		}
+		open := b.r.guard.Open()
+		if n == 0 {
+			if !l.viewAt.IsZero() && !t.After(l.viewAt) {
+				d := Decision{Allowed: true, Limit: lim, Source: SourceLease}
 				fillDecision(&d, l.tokens+l.remote, lim)
 				l.mu.Unlock()
 				return d, nil
 			}
-			ch := l.fetched
-			l.mu.Unlock()
-			if err := b.await(ctx, ch, wait); err != nil {
-				return Decision{Limit: lim, Source: SourceLease}, err
+			if open {
+				l.mu.Unlock()
+				return b.fail(&c, gobreaker.ErrOpenState)
 			}
-			l.mu.Lock()
-			continue
-		case b.r.guard.Open() || l.gone:
+			if err := b.exchangeLocked(l, &c, 0, 0); err != nil {
+				return b.fail(&c, err)
+			}
+			d := Decision{Allowed: true, Limit: lim, Source: SourceRedis}
+			fillDecision(&d, l.tokens+l.remote, lim)
 			l.mu.Unlock()
-			d, err, _ := b.r.failed(ctx, gobreaker.ErrOpenState, key, t, n, upTo, lim, rp.gen, rp.active(t))
-			return d, err
+			return d, nil
 		}
-		// A new or idle key: one synchronous acquisition, then take.
-		want := max(n, b.target(l, lim, t))
-		l.startFetchLocked()
-		l.mu.Unlock()
-		got, rep, err := b.acquire(ctx, l, want, t, passTime, lim)
-		l.mu.Lock()
-		l.endFetchLocked()
-		if err != nil {
+		if upTo && l.tokens > 0 && (open || l.scheduled()) {
+			// The bucket is known to be empty, or out of reach: what the
+			// lease holds is what there is.
+			return b.spendLocked(l, &c, l.tokens, SourceLease), nil
+		}
+		switch {
+		case open:
 			l.mu.Unlock()
-			d, err, _ := b.r.failed(ctx, err, key, t, n, upTo, lim, rp.gen, rp.active(t))
-			return d, err
-		}
-		if l.gone {
+			return b.fail(&c, gobreaker.ErrOpenState)
+		case l.scheduled():
+			// The bucket is short; a fetch is due when tokens accrue.
+			d := Decision{RetryAfter: b.retryLocked(l, &c), Limit: lim, Source: SourceLease}
+			fillDecision(&d, l.tokens+l.remote, lim)
 			l.mu.Unlock()
-			b.giveBack(l.rkey, got)
-			return Decision{RetryAfter: max(rep.RetryAfter, lim.Interval()), Remaining: rep.Remaining, ResetAfter: rep.ResetAfter, Limit: lim, Source: SourceRedis}, nil
+			return d, nil
+		case !upTo && l.shortNeed > 0 && n-l.tokens >= l.shortNeed && t.Before(l.shortUntil) && lim == l.shortLim:
+			// A refusal Redis gave already: it holds until shortUntil.
+			wait := l.shortUntil.Sub(t) + durationFromTokens(float64(n-l.tokens-l.shortNeed), lim.PerSecond())
+			d := Decision{RetryAfter: wait, Limit: lim, Source: SourceLease}
+			fillDecision(&d, l.tokens+l.remote, lim)
+			l.mu.Unlock()
+			return d, nil
 		}
-		l.tokens += got
-		l.remote = rep.Remaining
-		d.Source = SourceRedis // this one waited on Redis
-		synced = true
+		return b.acquireLocked(l, &c)
 	}
 }
 
-// await waits for a fetch to end, for at most wait.
-func (b *Leased) await(ctx context.Context, ch <-chan struct{}, wait time.Duration) error {
+// call is one decision's arguments, passed down the slow path.
+type call struct {
+	ctx      context.Context
+	key      string
+	t        time.Time
+	pass     bool
+	n        int
+	upTo     bool
+	lim      Limit
+	rp       *ramp
+	timeout  time.Duration // the time budget of the whole decision
+	deadline time.Time     // its end, set when the decision first waits
+}
+
+// budget returns what is left of c's time budget, starting it at the first
+// call: every wait of one decision draws on the same budget.
+func (c *call) budget() time.Duration {
+	if c.deadline.IsZero() {
+		c.deadline = time.Now().Add(c.timeout)
+	}
+	return time.Until(c.deadline)
+}
+
+// spendLocked takes k tokens from l for c, starts a background refill when
+// the lease has fallen to half its target, and unlocks l.
+func (b *Leased) spendLocked(l *lease, c *call, k int, src Source) Decision {
+	l.tokens -= k
+	d := Decision{Allowed: true, Taken: k, Limit: c.lim, Source: src}
+	refill := false
+	if l.fetched == nil && !l.gone && l.tokens <= b.target(l, c.lim, c.t)/2 {
+		switch {
+		case l.due.IsZero():
+			refill = true
+		case l.timer == nil && !c.t.Before(l.due):
+			// Due, with virtual time: refill now, in the background.
+			l.cancelScheduleLocked()
+			refill = true
+		}
+	}
+	if refill {
+		l.startFetchLocked()
+	}
+	fillDecision(&d, l.tokens+l.remote, c.lim)
+	l.mu.Unlock()
+	if refill {
+		t, pass := c.t, c.pass
+		if !b.goBackground(func() { b.fetch(l, t, pass) }) {
+			// Closing: no refill after all.
+			l.mu.Lock()
+			l.endFetchLocked()
+			l.mu.Unlock()
+		}
+	}
+	return d
+}
+
+// awaitLocked waits, with l unlocked, for l's fetch under way to end, within
+// what is left of c's time budget. It returns with l locked, or with l
+// unlocked and an error: the caller's cancellation, or
+// context.DeadlineExceeded once the budget is spent (Redis did not answer in
+// time).
+func (b *Leased) awaitLocked(l *lease, c *call) error {
+	wait := c.budget()
+	if wait <= 0 {
+		l.mu.Unlock()
+		return context.DeadlineExceeded
+	}
+	ch := l.fetched
+	l.mu.Unlock()
 	tm := time.NewTimer(wait)
 	defer tm.Stop()
 	select {
 	case <-ch:
 	case <-tm.C:
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-c.ctx.Done():
+		return c.ctx.Err()
 	}
+	l.mu.Lock()
 	return nil
 }
 
-// takeLocked takes n tokens (up to n when upTo) from l and returns how many,
-// or -1 when it cannot. n = 0 takes 0.
-func (b *Leased) takeLocked(l *lease, n int, upTo bool) int {
-	switch {
-	case n == 0:
-		return 0
-	case l.tokens >= n:
-		l.tokens -= n
-		return n
-	case upTo && l.tokens > 0:
-		n = l.tokens
-		l.tokens = 0
-		return n
+// fail answers c after err: the failure policy for a store failure, or the
+// error itself.
+func (b *Leased) fail(c *call, err error) (Decision, error) {
+	if errors.Is(err, ErrUnexpectedReply) {
+		return Decision{Limit: c.lim, Source: SourceRedis}, err
 	}
-	return -1
+	d, err, _ := b.r.failed(c.ctx, err, c.key, c.t, c.n, c.upTo, c.lim, c.rp.gen, c.rp.active(c.t))
+	return d, err
+}
+
+// direct decides c on the shared bucket alone, as Redis does: for a key
+// whose lease was dropped while the decision was under way.
+func (b *Leased) direct(c *call) (Decision, error) {
+	if b.closed.Load() {
+		return Decision{Limit: c.lim, Source: SourceLease}, ErrClosed
+	}
+	mode := 0
+	if c.upTo {
+		mode = 1
+	}
+	rep, err := b.exchange(c, bucketkey.Redis(b.r.o.prefix, b.r.o.name, c.key), c.n, mode)
+	if err != nil {
+		return b.fail(c, err)
+	}
+	return rep, nil
+}
+
+// exchange runs the bucket script for c on rkey: n tokens in mode (see
+// bucketScript), within what is left of c's time budget.
+func (b *Leased) exchange(c *call, rkey string, n, mode int) (Decision, error) {
+	left := c.budget()
+	if left <= 0 {
+		return Decision{}, context.DeadlineExceeded
+	}
+	ctx, cancel := context.WithDeadline(c.ctx, c.deadline)
+	defer cancel()
+	return b.script(ctx, rkey, n, mode, c.t, c.pass, c.lim)
+}
+
+// script runs the bucket script: n tokens in mode at t, under lim.
+func (b *Leased) script(ctx context.Context, rkey string, n, mode int, t time.Time, pass bool, lim Limit) (Decision, error) {
+	v, err := b.r.eval(ctx, bucketScript, []string{rkey}, lim.PerSecond()/1e6, lim.Burst, n, mode, nowArg(t, pass))
+	if err != nil {
+		return Decision{}, err
+	}
+	return parseBucketReply(v, lim, SourceRedis)
+}
+
+// exchangeLocked makes an exchange for c that changes nothing but l's
+// view: n = 0 reads the bucket. It returns with l locked, or with l
+// unlocked and an error.
+func (b *Leased) exchangeLocked(l *lease, c *call, n, mode int) error {
+	l.startFetchLocked()
+	l.mu.Unlock()
+	rep, err := b.exchange(c, l.rkey, n, mode)
+	l.mu.Lock()
+	l.endFetchLocked()
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	l.noteViewLocked(rep.Remaining, c.t, c.pass)
+	return nil
+}
+
+// acquireLocked serves c, which the lease cannot, with one round trip: it
+// holds the lease's tokens for c, asks the bucket for the rest (topping the
+// lease up to its target too, unless c asks for more than the target: then
+// all or nothing), and decides. It unlocks l.
+func (b *Leased) acquireLocked(l *lease, c *call) (Decision, error) {
+	target := b.target(l, c.lim, c.t)
+	held := l.tokens
+	mode, want := 1, max(c.n, target)-held
+	if !c.upTo && c.n > target {
+		mode, want = 0, c.n-held
+	}
+	l.tokens = 0 // held for c: other requests wait for this fetch
+	l.startFetchLocked()
+	l.mu.Unlock()
+	rep, err := b.exchange(c, l.rkey, want, mode)
+	l.mu.Lock()
+	l.endFetchLocked()
+	if err != nil {
+		l.tokens += held
+		l.mu.Unlock()
+		return b.fail(c, err)
+	}
+	have := held + rep.Taken
+	if l.gone {
+		// Dropped or closed meanwhile: decide c on what it has, and give
+		// the rest back.
+		take := 0
+		if have >= c.n || (c.upTo && have > 0) {
+			take = min(have, c.n)
+		}
+		it := giveBackItem{rkey: l.rkey, tokens: have - take, at: c.t, pass: c.pass}
+		l.mu.Unlock()
+		b.giveBack(it)
+		if b.closed.Load() && take == 0 {
+			return Decision{Limit: c.lim, Source: SourceRedis}, ErrClosed
+		}
+		d := Decision{Allowed: take > 0, Taken: take, Remaining: rep.Remaining, ResetAfter: rep.ResetAfter, Limit: c.lim, Source: SourceRedis}
+		if take == 0 {
+			d.RetryAfter = max(rep.RetryAfter, c.lim.Interval())
+		}
+		return d, nil
+	}
+	l.tokens += have
+	l.noteViewLocked(rep.Remaining, c.t, c.pass)
+	if mode == 1 && rep.Taken < want {
+		b.scheduleLocked(l, c.t, c.pass, wait1(rep, c.lim), c.lim)
+	}
+	if mode == 0 && !rep.Allowed {
+		l.shortNeed, l.shortUntil, l.shortLim = want, c.t.Add(rep.RetryAfter), c.lim
+	}
+	if l.tokens >= c.n || (c.upTo && l.tokens > 0) {
+		return b.spendLocked(l, c, min(l.tokens, c.n), SourceRedis), nil
+	}
+	d := Decision{Limit: c.lim, Source: SourceRedis}
+	if mode == 0 {
+		d.RetryAfter = rep.RetryAfter
+	} else {
+		d.RetryAfter = b.retryLocked(l, c)
+	}
+	fillDecision(&d, l.tokens+l.remote, c.lim)
+	l.mu.Unlock()
+	return d, nil
+}
+
+// wait1 returns, from a short fetch's reply, how long until the bucket holds
+// one token again: Redis reports it when it gave nothing; when it gave what
+// it had, the fraction left is read off its reset time.
+func wait1(rep Decision, lim Limit) time.Duration {
+	if rep.RetryAfter > 0 {
+		return rep.RetryAfter
+	}
+	w := rep.ResetAfter - durationFromTokens(float64(lim.Burst-1), lim.PerSecond())
+	return min(max(w, 0), lim.Interval())
+}
+
+// retryLocked returns how long c must wait, by l's view, until its tokens
+// (one, for TakeUpTo) could be had: not before the bucket holds them, nor
+// before this node's next fetch is due.
+func (b *Leased) retryLocked(l *lease, c *call) time.Duration {
+	need := c.n - l.tokens
+	if c.upTo {
+		need = 1
+	}
+	wait := l.retryAt.Sub(c.t) + durationFromTokens(float64(need-1), c.lim.PerSecond())
+	if l.scheduled() {
+		wait = max(wait, l.due.Sub(c.t))
+	}
+	return max(wait, time.Microsecond)
 }
 
 func fillDecision(d *Decision, remaining int, lim Limit) {
+	remaining = min(remaining, lim.Burst)
 	d.Remaining = remaining
 	d.ResetAfter = durationFromTokens(float64(lim.Burst-remaining), lim.PerSecond())
 }
@@ -413,28 +694,33 @@ func (b *Leased) target(l *lease, lim Limit, t time.Time) int {
 	return max(1, min(want, b.maxLeaseFor(lim)))
 }
 
-// fetch tops l up, in the background. The caller has marked l fetching.
-func (b *Leased) fetch(l *lease, passTime bool) {
+// fetch tops l up in the background, at time t (the time of the decision
+// that started it). The caller has marked l fetching.
+func (b *Leased) fetch(l *lease, t time.Time, pass bool) {
 	l.mu.Lock()
-	b.fetchLocked(l, passTime)
+	b.fetchLocked(l, t, pass)
 }
 
-// fetchTimer is the scheduled fetch of generation gen.
-func (b *Leased) fetchTimer(l *lease, gen uint64, passTime bool) {
+// fetchTimer is the scheduled fetch of generation gen (with real time).
+func (b *Leased) fetchTimer(l *lease, gen uint64) {
+	t := b.clock.Now() // before locking: a clock is user code
 	l.mu.Lock()
-	if l.timer == nil || l.timerGen != gen || l.fetching() {
+	if l.timer == nil || l.timerGen != gen {
 		l.mu.Unlock() // cancelled, or taken over by a request
 		return
 	}
-	l.timer = nil
+	l.timer, l.due = nil, time.Time{}
+	if l.fetching() {
+		l.mu.Unlock() // a request's exchange is under way
+		return
+	}
 	l.startFetchLocked()
-	b.fetchLocked(l, passTime)
+	b.fetchLocked(l, t, false)
 }
 
 // fetchLocked runs the fetch l is marked for; it is called with l.mu held
 // and releases it.
-func (b *Leased) fetchLocked(l *lease, passTime bool) {
-	t := b.clock.Now()
+func (b *Leased) fetchLocked(l *lease, t time.Time, pass bool) {
 	lim, _ := b.limit.at(t)
 	want := b.target(l, lim, t) - l.tokens
 	if l.gone || want <= 0 {
@@ -442,8 +728,9 @@ func (b *Leased) fetchLocked(l *lease, passTime bool) {
 		l.mu.Unlock()
 		return
 	}
+	rkey := l.rkey
 	l.mu.Unlock()
-	got, rep, err := b.acquire(context.Background(), l, want, t, passTime, lim)
+	rep, err := b.script(context.Background(), rkey, want, 1, t, pass, lim)
 	l.mu.Lock()
 	l.endFetchLocked()
 	if err != nil { // the next request retries, or falls back
@@ -452,64 +739,60 @@ func (b *Leased) fetchLocked(l *lease, passTime bool) {
 	}
 	if l.gone {
 		l.mu.Unlock()
-		b.giveBack(l.rkey, got)
+		b.giveBack(giveBackItem{rkey: rkey, tokens: rep.Taken, at: t, pass: pass})
 		return
 	}
-	l.tokens += got
-	l.remote = rep.Remaining
-	if got < want {
-		b.scheduleLocked(l, t, rep.RetryAfter, lim, passTime)
+	l.tokens += rep.Taken
+	l.noteViewLocked(rep.Remaining, t, pass)
+	if rep.Taken < want {
+		b.scheduleLocked(l, t, pass, wait1(rep, lim), lim)
 	}
 	l.mu.Unlock()
 }
 
-// scheduleLocked arranges the next fetch for l, whose bucket was short: when
-// about half a lease has accrued (or one token, if the lease is tiny),
-// rather than polling Redis. Nothing is scheduled once Close has begun. The
-// caller holds l.mu.
-func (b *Leased) scheduleLocked(l *lease, t time.Time, retry time.Duration, lim Limit, passTime bool) {
-	delay := retry
+// scheduleLocked arranges the next fetch for l, whose bucket was short at t
+// and will hold a token after wait: when about half a lease has accrued (or
+// one token, if the lease is tiny), but at most the lead time later, rather
+// than polling Redis. With real time a timer makes the fetch; with virtual
+// time (pass) the first decision at or after the due time does. No timer is
+// started once Close has begun. The caller holds l.mu.
+func (b *Leased) scheduleLocked(l *lease, t time.Time, pass bool, wait time.Duration, lim Limit) {
+	delay := wait
 	if half := b.target(l, lim, t) / 2; half > 1 {
 		delay = max(delay, durationFromTokens(float64(half), lim.PerSecond()))
 	}
 	delay = min(delay, b.ahead)
+	l.retryAt = t.Add(wait)
+	l.due = t.Add(delay)
+	l.timerGen++
+	if pass {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing {
 		return
 	}
 	b.wg.Add(1)
-	l.timerAt = t.Add(delay)
-	l.timerGen++
 	gen := l.timerGen
-	l.timer = time.AfterFunc(delay, func() {
+	// At least a millisecond between fetches of one key: never poll Redis
+	// in a tight loop, whatever the bucket reports.
+	l.timer = time.AfterFunc(max(delay, time.Millisecond), func() {
 		defer b.wg.Done()
-		b.fetchTimer(l, gen, passTime)
+		b.fetchTimer(l, gen)
 	})
 }
 
-// acquire takes up to want tokens from the shared bucket.
-func (b *Leased) acquire(ctx context.Context, l *lease, want int, t time.Time, passTime bool, lim Limit) (int, Decision, error) {
-	v, err := b.r.eval(ctx, bucketScript, []string{l.rkey}, lim.PerSecond()/1e6, lim.Burst, want, 1, nowArg(t, passTime))
-	if err != nil {
-		return 0, Decision{}, err
-	}
-	rep, err := parseBucketReply(v, lim, SourceRedis)
-	if err != nil {
-		return 0, Decision{}, err
-	}
-	return rep.Taken, rep, nil
-}
-
-// giveBack returns n unspent tokens to the bucket at rkey.
-func (b *Leased) giveBack(rkey string, n int) {
-	if n <= 0 {
+// giveBack returns unspent tokens to their bucket, at the time of the
+// lease's last exchange (Redis TIME if that was real time), so a give-back
+// never moves a bucket's clock.
+func (b *Leased) giveBack(it giveBackItem) {
+	if it.tokens <= 0 {
 		return
 	}
-	t := b.clock.Now()
-	lim, _ := b.limit.at(t)
-	_, err := b.r.eval(context.Background(), bucketScript, []string{rkey}, lim.PerSecond()/1e6, lim.Burst, n, 2, nowArg(t, b.injected))
+	lim, _ := b.limit.at(it.at)
+	_, err := b.script(context.Background(), it.rkey, it.tokens, 2, it.at, it.pass, lim)
 	if err != nil {
-		b.r.o.logger.Warn("herdcap: could not give leased tokens back", "name", b.r.o.name, "tokens", strconv.Itoa(n), "err", err)
+		b.r.o.logger.Warn("herdcap: could not give leased tokens back", "name", b.r.o.name, "tokens", strconv.Itoa(it.tokens), "err", err)
 	}
 }

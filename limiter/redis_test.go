@@ -19,6 +19,12 @@ func redisBackends(t *testing.T) []backendCase {
 		{name: "cluster", make: func(t *testing.T, l Limit, opts ...Option) Backend {
 			return newRedisForTest(t, cluster.Client(t), l, opts...)
 		}},
+		{name: "leased", remainingIsView: true, make: func(t *testing.T, l Limit, opts ...Option) Backend {
+			return newLeasedForTest(t, srv.Client(t), l, append([]Option{WithName(uniqueName())}, opts...)...)
+		}},
+		{name: "leased-cluster", remainingIsView: true, make: func(t *testing.T, l Limit, opts ...Option) Backend {
+			return newLeasedForTest(t, cluster.Client(t), l, append([]Option{WithName(uniqueName())}, opts...)...)
+		}},
 	}
 }
 

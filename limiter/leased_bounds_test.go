@@ -1,0 +1,240 @@
+package limiter
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/internal/bucketkey"
+	"github.com/herdcap/herdcap/internal/redistest"
+)
+
+// leaseOf returns key's lease on b (creating an empty one if it has none).
+func leaseOf(b *Leased, key string) *lease {
+	return &b.keys.get(bucketkey.Local(key), time.Now(), func(l *lease) {
+		l.rkey = bucketkey.Redis(b.r.o.prefix, b.r.o.name, key)
+	}).v
+}
+
+// leaseState returns key's unspent tokens and whether its lease is settled.
+func leaseState(b *Leased, key string) (tokens int, settled bool) {
+	l := leaseOf(b, key)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tokens, l.settled()
+}
+
+// TestLeasedWaitsAtMostOneBudget: a request that waits for a refill under way
+// and then, the refill having failed, would make its own round trip, spends
+// one time budget in all, not one for each.
+func TestLeasedWaitsAtMostOneBudget(t *testing.T) {
+	s := redistest.Start(t)
+	// A long budget, so that one budget (600 ms) and two (1.2 s less the
+	// pause below) are far apart compared with the scheduling noise of a
+	// loaded -race machine (see slack).
+	const budget = 600 * time.Millisecond
+	b, err := NewLeased(s.Client(t), PerSecond(1000, 1000), WithName(uniqueName()), WithFailure(FailOpen),
+		WithTimeout(budget), WithBreaker(1000, time.Hour), WithLease(time.Second, 1))
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := context.Background()
+	d, err := b.AllowN(ctx, "k", 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.Eventually(t, func() bool {
+		n, settled := leaseState(b, "k")
+		return n == 1 && settled
+	}, 10*time.Second, time.Millisecond, "the lease holds its one token")
+
+	s.Pause(t)
+	defer s.Resume(t)
+	// Spends the lease's token and starts a refill, which hangs.
+	d, err = b.AllowN(ctx, "k", 1)
+	require.NoError(t, err)
+	require.Equal(t, SourceLease, d.Source)
+	// Let the refill get on the wire first, so that it fails before this
+	// request's own budget ends: then the request has a round trip of its
+	// own to make, in what is left of its budget.
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	d, err = b.AllowN(ctx, "k", 1)
+	el := time.Since(start)
+	require.NoError(t, err)
+	assert.Equal(t, SourceFallback, d.Source)
+	assert.True(t, d.Allowed, "FailOpen")
+	t.Logf("waited %v with a budget of %v", el, budget)
+	assert.Greater(t, el, budget/2, "it waited for the refill under way")
+	assert.Less(t, el, budget+slack, "and then spent no second budget on its own round trip")
+}
+
+// TestLeasedRefusedLargeRequests: a request for more than the lease size that
+// the bucket cannot grant takes nothing, leaves the lease as it was, and is
+// remembered, so that repeating it makes no round trip until Redis said it
+// could succeed.
+func TestLeasedRefusedLargeRequests(t *testing.T) {
+	name := uniqueName()
+	lim := PerSecond(10, 100)
+	strict := newRedisForTest(t, srv.Client(t), lim, WithName(name), WithFailure(FailOpen))
+	c := srv.Client(t)
+	b := newLeasedForTest(t, c, lim, WithName(name), WithFailure(FailOpen), WithLease(time.Second, 5))
+	L := b.maxLeaseFor(lim)
+	require.Equal(t, 5, L)
+	ctx := context.Background()
+	d, err := strict.AllowNAt(ctx, "k", t0, 70)
+	require.NoError(t, err)
+	require.True(t, d.Allowed, "30 left")
+	require.NoError(t, c.Ping(ctx).Err()) // connect first: a new connection's HELLO would count
+
+	h := &countingHook{}
+	c.AddHook(h)
+	for i := range 10 {
+		d, err := b.AllowNAt(ctx, "k", t0, 40)
+		require.NoError(t, err)
+		assert.False(t, d.Allowed, "request %d", i)
+		assert.Equal(t, time.Second, d.RetryAfter, "10 more tokens at 10/s")
+		assert.Equal(t, 30, d.Remaining)
+		n, _ := leaseState(b, "k")
+		assert.LessOrEqual(t, n, L, "a refusal never grows the lease beyond L")
+	}
+	assert.Equal(t, int64(1), h.cmds.Load(), "one round trip; the refusals after it are remembered")
+	d, err = strict.AllowNAt(ctx, "k", t0, 0)
+	require.NoError(t, err)
+	assert.Equal(t, 30, d.Remaining, "the refusals took nothing")
+
+	// A smaller request the bucket can serve is not refused by that memory.
+	d, err = b.AllowNAt(ctx, "k", t0, 25)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed)
+	assert.Equal(t, 25, d.Taken)
+	// And once Redis's wait has passed, the large one is asked again.
+	before := h.cmds.Load()
+	d, err = b.AllowNAt(ctx, "k", t0.Add(4*time.Second), 40)
+	require.NoError(t, err)
+	assert.True(t, d.Allowed, "5 left at t0, 40 more in 4 s")
+	assert.Greater(t, h.cmds.Load(), before)
+	require.Eventually(t, func() bool { _, settled := leaseState(b, "k"); return settled }, 10*time.Second, time.Millisecond)
+	n, _ := leaseState(b, "k")
+	assert.LessOrEqual(t, n, L)
+}
+
+// TestLeasedMegabyteKeysCostBoundedMemory: a lease keeps only the bounded
+// forms of its key (bucketkey), never the key as given.
+func TestLeasedMegabyteKeysCostBoundedMemory(t *testing.T) {
+	b := newLeasedForTest(t, srv.Client(t), PerSecond(1, 1), WithName(uniqueName()), WithFailure(FailOpen))
+	ctx := context.Background()
+	const keys, size = 64, 1 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range keys {
+		k := strings.Repeat("x", size) + strconv.Itoa(i) // garbage once the call returns, unless kept
+		d, err := b.AllowNAt(ctx, k, t0, 1)
+		require.NoError(t, err)
+		require.True(t, d.Allowed)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Equal(t, keys, b.keys.len())
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d leases of 1 MiB keys: heap grew by %d bytes", keys, grown)
+	// The keys total 64 MiB; their leases, a few hundred bytes each. 8 MiB
+	// leaves room for whatever else the runtime and go-redis allocate.
+	assert.Less(t, grown, int64(keys*size/8))
+}
+
+// lockProbe checks, from inside user code (a clock, a logger), that its
+// caller holds none of a Leased's locks: it takes them all from another
+// goroutine. That finishes at once unless a lock is held for as long as the
+// user code runs, which no lock of Leased ever is (none is held across I/O
+// or a wait); 2 s is far beyond any scheduling delay, even on a loaded
+// -race machine.
+type lockProbe struct {
+	b          atomic.Pointer[Leased]
+	calls      atomic.Int64
+	violations atomic.Int64
+}
+
+func (p *lockProbe) check() {
+	b := p.b.Load()
+	if b == nil || p.violations.Load() > 0 {
+		return // one violation is enough to fail; don't wait 2 s for each
+	}
+	p.calls.Add(1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.mu.Lock()
+		//lint:ignore SA2001 taking the lock is the probe
+		b.mu.Unlock()
+		b.keys.each(func(s *slot[lease]) {
+			s.v.mu.Lock()
+			//lint:ignore SA2001 taking the lock is the probe
+			s.v.mu.Unlock()
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		p.violations.Add(1) // the probe finishes once the caller lets go
+	}
+}
+
+type probeClock struct {
+	p   *lockProbe
+	now atomic.Int64
+}
+
+func (c *probeClock) Now() time.Time {
+	c.p.check()
+	return time.Unix(0, c.now.Load())
+}
+
+type probeHandler struct{ p *lockProbe }
+
+func (h probeHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (h probeHandler) Handle(context.Context, slog.Record) error { h.p.check(); return nil }
+func (h probeHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
+func (h probeHandler) WithGroup(string) slog.Handler             { return h }
+
+// TestLeasedCallsNoUserCodeUnderLocks drives refills, evictions with tokens
+// to give back, a Redis outage (logged) and Close, with a clock and a logger
+// that check no lock of the Leased is held while they run.
+func TestLeasedCallsNoUserCodeUnderLocks(t *testing.T) {
+	s := redistest.Start(t)
+	p := &lockProbe{}
+	clk := &probeClock{p: p}
+	clk.now.Store(t0.UnixNano())
+	b, err := NewLeased(s.Client(t), PerSecond(1000, 1000), WithName(uniqueName()), WithFailure(FailOpen),
+		WithClock(clk), WithLogger(slog.New(probeHandler{p})), WithMaxKeys(4),
+		WithTimeout(time.Second), WithBreaker(1000, time.Hour))
+	require.NoError(t, err)
+	p.b.Store(b)
+	ctx := context.Background()
+	key := func(i int) string { return "k" + strconv.Itoa(i) }
+	for i := range 40 {
+		clk.now.Add(int64(time.Millisecond))
+		_, err := b.AllowN(ctx, key(i%8), 1)
+		require.NoError(t, err)
+		_, err = b.TakeUpTo(ctx, key(i%8), 3)
+		require.NoError(t, err)
+	}
+	s.Kill(t)
+	for i := range 40 {
+		clk.now.Add(int64(time.Millisecond))
+		_, err := b.AllowN(ctx, key(8+i%8), 1) // new keys evict leases holding tokens
+		require.NoError(t, err)
+	}
+	require.NoError(t, b.Close())
+	logs := p.calls.Load()
+	t.Logf("%d probes from the clock and the logger", logs)
+	assert.Greater(t, logs, int64(80), "the probes ran")
+	assert.Zero(t, p.violations.Load(), "user code ran while a lock was held")
+}
