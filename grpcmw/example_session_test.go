@@ -156,3 +156,71 @@ func ExampleNewClient() {
 	// applied epoch 1767225600000 cached scopes 0
 	// applied epoch 1767225600000 cached scopes 0
 }
+
+func ExampleStreamServerInvalidate() {
+	inv, err := grpcmw.StreamServerInvalidate(released())
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, stop := serveDial([]grpc.ServerOption{grpc.ChainStreamInterceptor(inv)})
+	defer stop()
+
+	// The notices go in the header sent with the stream's first message.
+	for _, applied := range []string{"0", "1767225600000"} {
+		ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(),
+			grpcmw.MetadataClient, "client-7", grpcmw.MetadataEpoch, applied))
+		stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			log.Fatal(err)
+		}
+		first, err := stream.Recv()
+		if err != nil {
+			log.Fatal(err)
+		}
+		header, err := stream.Header()
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("applied %s: %v %q %q\n", applied, first.GetStatus(),
+			header.Get(grpcmw.MetadataInvalidate), header.Get(grpcmw.MetadataEpoch))
+		cancel()
+	}
+	// Output:
+	// applied 0: SERVING ["\"tag:catalog\";epoch=1767225600000;id=\"catalog-v2\""] ["1767225600000"]
+	// applied 1767225600000: SERVING [] []
+}
+
+func ExampleStreamServerAdmission() {
+	// 2 new sessions per second, 1 at once, on a clock that stands still:
+	// a stream is a session, admitted when it opens.
+	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	gate, err := limiter.NewAdmission(limiter.PerSecond(2, 1), limiter.WithClock(clk))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer gate.Close()
+	adm, err := grpcmw.StreamServerAdmission(gate)
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, stop := serveDial([]grpc.ServerOption{grpc.ChainStreamInterceptor(adm)})
+	defer stop()
+
+	for _, id := range []string{"alice", "bob"} {
+		ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), grpcmw.MetadataClient, id))
+		stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			log.Fatal(err)
+		}
+		if first, err := stream.Recv(); err != nil {
+			// Refused as it opened: the slot is in the pushback trailer.
+			fmt.Println(id, status.Code(err), stream.Trailer().Get(grpcmw.PushbackTrailer))
+		} else {
+			fmt.Println(id, first.GetStatus())
+		}
+		cancel()
+	}
+	// Output:
+	// alice SERVING
+	// bob Unavailable [864]
+}

@@ -103,6 +103,24 @@ func ExampleBackoff() {
 	// hinted: 3.246s
 }
 
+func ExampleBackoff_DelaySlot() {
+	b, _ := limiter.NewBackoff(100*time.Millisecond, 2*time.Second,
+		limiter.WithBackoffRand(rand.New(rand.NewPCG(1, 2))))
+	// An admission booked the client a slot 19.4 s away (gRPC pushback, or
+	// httpmw's Herdcap-Retry-After-Ms): the slots are already spread at the
+	// gate's rate, so the client comes back at its slot, less than 5 ms
+	// late. A coarse hint of the same size gets up to a second more.
+	slot := 19400 * time.Millisecond
+	for range 3 {
+		fmt.Printf("slot: %v, coarse hint: %v\n",
+			b.DelaySlot(0, slot).Round(100*time.Microsecond), b.DelayHint(0, slot).Round(time.Millisecond))
+	}
+	// Output:
+	// slot: 19.4034s, coarse hint: 19.861s
+	// slot: 19.4025s, coarse hint: 19.83s
+	// slot: 19.404s, coarse hint: 19.788s
+}
+
 func ExampleRetryBudget() {
 	// gRPC's retryThrottling defaults in a service config: 10 tokens, 0.1
 	// back per success.
