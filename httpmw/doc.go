@@ -35,10 +35,12 @@
 // Transport is an http.RoundTripper for one client: it sends the client ID,
 // the epoch it has applied and its resume token; hands each invalidation
 // notice, once and in order, to the application's callback; and on a 429
-// or 503 waits as told (the millisecond hint, else Retry-After; full-jitter
-// backoff when there is no hint) before sending a request again, within a
-// retry budget, an attempt limit and a total wait, and only when the
-// request is safe to send again.
+// or 503 waits as told (the millisecond slot with a few milliseconds of
+// jitter, else Retry-After with a wider one; full-jitter backoff when there
+// is no hint), and on a refused or broken connection with full-jitter
+// backoff, before sending a request again, within a retry budget, an
+// attempt limit and a total wait, and only when the request is safe to
+// send again.
 //
 // # Header fields
 //
