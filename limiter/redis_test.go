@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -164,4 +165,42 @@ func TestClusterKeysSpreadAcrossMasters(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Equal(t, int32(3), masters.Load(), "64 keys land on all three masters")
+}
+
+// TestCloseConcurrently: Close is idempotent and safe to call from many
+// goroutines at once, on both Redis backends (a check-then-close of the stop
+// channel could close it twice and panic).
+func TestCloseConcurrently(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		make func(t *testing.T) Backend
+	}{
+		{"redis", func(t *testing.T) Backend { return newRedisForTest(t, srv.Client(t), PerSecond(1, 1)) }},
+		{"leased", func(t *testing.T) Backend {
+			return newLeasedForTest(t, srv.Client(t), PerSecond(1, 1), WithName(uniqueName()))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 20 {
+				b := tc.make(t)
+				_, err := b.AllowN(context.Background(), "k", 1)
+				require.NoError(t, err)
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for range 16 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						assert.NoError(t, b.Close())
+						// Every Close returns once the backend is closed.
+						_, err := b.AllowN(context.Background(), "k", 1)
+						assert.ErrorIs(t, err, ErrClosed)
+					}()
+				}
+				close(start)
+				wg.Wait()
+			}
+		})
+	}
 }

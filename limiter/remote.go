@@ -28,8 +28,9 @@ type remote struct {
 	live     atomic.Int64
 	nodesKey string
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop      chan struct{} // closed by close
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 func newRemote(c redis.UniversalClient, kind backendKind, opts []Option) (*remote, error) {
@@ -107,17 +108,16 @@ func (r *remote) beat(add bool) {
 	}
 }
 
-// close stops the heartbeat and leaves the live-node set.
+// close stops the heartbeat and leaves the live-node set. It is idempotent
+// and safe for concurrent use: the first call does the work, and every call
+// returns once it is done.
 func (r *remote) close() {
-	select {
-	case <-r.stop:
-		return
-	default:
-	}
-	close(r.stop)
-	r.wg.Wait()
-	r.beat(false)
-	_ = r.fallback.Close()
+	r.closeOnce.Do(func() {
+		close(r.stop)
+		r.wg.Wait()
+		r.beat(false)
+		_ = r.fallback.Close()
+	})
 }
 
 func (r *remote) closed() bool {
