@@ -348,3 +348,24 @@ func TestConformanceRemainingAfterRefill(t *testing.T) {
 		assert.Equal(t, 100*time.Millisecond, d.ResetAfter)
 	})
 }
+
+// TestConformanceDefaultRamp: without WithRamp a new limit ramps over
+// DefaultRamp (10 s), never in one jump; WithRamp(0) is the explicit opt-out.
+func TestConformanceDefaultRamp(t *testing.T) {
+	require.Equal(t, 10*time.Second, DefaultRamp)
+	forEachBackend(t, func(t *testing.T, bc backendCase) {
+		clk := fakeClockAt(t0)
+		b := bc.make(t, PerSecond(10, 10), WithClock(clk))
+		require.NoError(t, b.SetLimit(PerSecond(110, 110)))
+		assert.Equal(t, PerSecond(10, 10), b.Limit(), "no jump")
+		clk.Set(t0.Add(DefaultRamp / 2))
+		assert.InDelta(t, 60, b.Limit().Rate, 1e-9, "halfway through the default ramp")
+		clk.Set(t0.Add(DefaultRamp))
+		assert.Equal(t, PerSecond(110, 110), b.Limit())
+
+		clk0 := fakeClockAt(t0)
+		b0 := bc.make(t, PerSecond(10, 10), WithClock(clk0), WithRamp(0))
+		require.NoError(t, b0.SetLimit(PerSecond(110, 110)))
+		assert.Equal(t, PerSecond(110, 110), b0.Limit(), "WithRamp(0): at once")
+	})
+}

@@ -89,7 +89,8 @@ type Backend interface {
 	// Limit returns the limit in force at the backend's clock's now.
 	Limit() Limit
 	// SetLimit moves the backend to a new limit, ramping over the
-	// configured window (see WithRamp) rather than jumping.
+	// configured window (WithRamp, default DefaultRamp: 10 s) rather than
+	// jumping.
 	SetLimit(l Limit) error
 	// Close releases background resources. Decisions after Close fail
 	// with ErrClosed.

@@ -18,8 +18,8 @@
 // bucket holding this node's share of the limit). Every Decision says which
 // Source made it.
 //
-// A Limit changed at runtime ramps to its new value (WithRamp) instead of
-// jumping. Every backend takes its time from an injected Clock, or from an
+// A Limit changed at runtime ramps to its new value over a window
+// (WithRamp, default DefaultRamp: 10 s) instead of jumping. Every backend takes its time from an injected Clock, or from an
 // explicit time (AllowNAt), so tests and the storm simulator can drive it in
 // virtual time.
 package limiter

@@ -50,6 +50,9 @@ const (
 	DefaultBreakerOpen = time.Second
 	// DefaultHeartbeat is the default interval of the live-node heartbeat.
 	DefaultHeartbeat = time.Second
+	// DefaultRamp is the default window over which SetLimit moves a
+	// budget from its old limit to the new one (see WithRamp).
+	DefaultRamp = 10 * time.Second
 )
 
 type options struct {
@@ -74,6 +77,7 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		clock:      SystemClock,
+		ramp:       DefaultRamp,
 		maxKeys:    DefaultMaxKeys,
 		timeout:    DefaultTimeout,
 		failure:    FailLocal,
@@ -150,8 +154,14 @@ func WithClock(c Clock) Option {
 }
 
 // WithRamp sets the window over which SetLimit moves from the old limit to
-// the new one, linearly in both rate and burst. Zero (the default) applies a
-// new limit at once.
+// the new one, linearly in both rate and burst (default DefaultRamp, 10 s):
+// a limit changed at runtime never moves in one jump, so a mistaken change
+// (a zero too many) can be noticed and undone before it has spread.
+//
+// WithRamp(0) is an explicit opt-out: a new limit applies at once. It is
+// meant for callers that pace limit changes themselves, such as a
+// simulation stepping limits in virtual time, or a test of the limit itself.
+// A negative window is rejected.
 func WithRamp(window time.Duration) Option {
 	return Option{name: "WithRamp", scope: kindAll, apply: func(o *options) error {
 		if window < 0 {
