@@ -233,10 +233,13 @@ func (c *Coordinator) started(res startRes, r Rollout) (Status, error) {
 	}
 	st := res.rec.st.status(res.rec.r)
 	c.learn(res.rec)
-	c.log.Info("herdcap: invalidation started", "id", r.ID, "scope", truncate(r.Scope, 256), "epoch", st.Rollout.Epoch,
+	attrs := []any{"id", r.ID, "scope", truncate(r.Scope, 256), "epoch", st.Rollout.Epoch,
 		"source", r.Source, "node", c.cfg.node, "guarded", st.Guarded, "cohorts", r.Cohorts,
-		"rate", st.Rate, "min_duration", st.MinDuration, "population", st.Population, "hold_until", st.HoldUntil,
-		"store", c.store.name())
+		"rate", st.Rate, "min_duration", st.MinDuration, "population", st.Population}
+	if !st.HoldUntil.IsZero() {
+		attrs = append(attrs, "warm_until", st.HoldUntil)
+	}
+	c.log.Info("herdcap: invalidation started", append(attrs, "store", c.store.name())...)
 	return st, nil
 }
 

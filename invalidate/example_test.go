@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"time"
 
 	"github.com/herdcap/herdcap/invalidate"
@@ -125,4 +127,124 @@ func ExampleCoordinator_Abort() {
 	fmt.Println(st.Phase, st.Released, "of", st.Rollout.Cohorts, "cohorts were told")
 	// Output:
 	// aborted 3 of 100 cohorts were told
+}
+
+func ExampleWithHealth() {
+	ctx := context.Background()
+	clk := &clock{t: start}
+	originOK := true // e.g. the origin's error rate and latency are within bounds
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk),
+		invalidate.WithHealth(invalidate.HealthFunc(func(context.Context) bool { return originOK })))
+	_, _ = c.Start(ctx, invalidate.Rollout{ID: "catalog-v3", Scope: "tag:catalog", Cohorts: 10, Rate: 100,
+		Clients: 1000, Coverage: 0.2, Source: "deployer"}) // one cohort a second
+	for s := 1; s <= 9; s++ {
+		originOK = s < 4 || s > 6 // the refetches hurt the origin at 4 s to 6 s
+		clk.t = start.Add(time.Duration(s) * time.Second)
+		_ = c.AdvanceAt(ctx, clk.t) // what Run does every second
+		st, _ := c.Status(ctx, "catalog-v3")
+		fmt.Printf("%ds origin ok=%-5v released %d\n", s, originOK, st.Released)
+	}
+	// A hold lasts one advance interval past the last bad report, and held
+	// time is not progress: the rollout picks up where it stopped.
+
+	// Output:
+	// 1s origin ok=true  released 1
+	// 2s origin ok=true  released 2
+	// 3s origin ok=true  released 3
+	// 4s origin ok=false released 3
+	// 5s origin ok=false released 3
+	// 6s origin ok=false released 3
+	// 7s origin ok=true  released 3
+	// 8s origin ok=true  released 4
+	// 9s origin ok=true  released 5
+}
+
+func ExampleCoordinator_Pause() {
+	ctx := context.Background()
+	clk := &clock{t: start}
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk))
+	_, _ = c.Start(ctx, invalidate.Rollout{ID: "menu", Scope: "page:menu", Cohorts: 10, Rate: 10,
+		Clients: 100, Coverage: 0.1, Source: "cms"}) // one cohort a second
+	tick := func(s int) {
+		clk.t = start.Add(time.Duration(s) * time.Second)
+		_ = c.AdvanceAt(ctx, clk.t)
+	}
+	for s := 1; s <= 2; s++ {
+		tick(s)
+	}
+	_ = c.Pause(ctx, "menu") // fleet-wide: no node releases a cohort until Resume
+	for s := 3; s <= 60; s++ {
+		tick(s)
+	}
+	st, _ := c.Status(ctx, "menu")
+	fmt.Println(st.Phase, st.Released)
+	_ = c.Resume(ctx, "menu") // progress counts from now: the pause is not made up for
+	tick(61)
+	st, _ = c.Status(ctx, "menu")
+	fmt.Println(st.Phase, st.Released)
+	// Output:
+	// paused 2
+	// running 3
+}
+
+func ExampleCoordinator_AbortBy() {
+	ctx := context.Background()
+	clk := &clock{t: start}
+	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // keep the example's output stable
+			}
+			return a
+		}}))
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk),
+		invalidate.WithNode("node-1"), invalidate.WithLogger(log))
+	_, _ = c.Start(ctx, invalidate.Rollout{ID: "bad-file", Scope: "page:home", Cohorts: 100, Rate: 100,
+		Clients: 10000, Coverage: 0.3, Source: "cms"})
+	clk.t = start.Add(3 * time.Second)
+	_ = c.AdvanceAt(ctx, clk.t)
+	// Who asked, and why, goes to the log with the action (Abort alone
+	// logs this node as the source).
+	if err := c.AbortBy(ctx, "bad-file", invalidate.By{Source: "oncall:alice", Reason: "wrong page-data file"}); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// level=INFO msg="herdcap: invalidation started" id=bad-file scope=page:home epoch=1767225600000 source=cms node=node-1 guarded=false cohorts=100 rate=100 min_duration=0s population=10000 store=memory
+	// level=INFO msg="herdcap: invalidation abort" id=bad-file source=oncall:alice node=node-1 reason="wrong page-data file" changed=true phase=aborted released=2 cohorts=100 epoch=1767225600000
+}
+
+func ExampleWithWarmup() {
+	ctx := context.Background()
+	clk := &clock{t: start}
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk),
+		invalidate.WithWarmup(5*time.Second),
+		invalidate.WithGuard(invalidate.Guard{MinDuration: time.Second})) // the rate alone paces it
+	// The caller does not know how many clients there are (Clients 0).
+	st, _ := c.Start(ctx, invalidate.Rollout{ID: "prices", Scope: "prefix:/prices/", Cohorts: 20, Rate: 50,
+		Coverage: 0.1, Source: "pricing"})
+	fmt.Println("guarded:", st.Guarded, "warm-up until", st.HoldUntil.Sub(start))
+
+	for s := 1; s <= 5; s++ {
+		clk.t = start.Add(time.Duration(s) * time.Second)
+		if s == 1 { // 2,000 clients poll during the warm-up: Due counts them
+			for i := range 2000 {
+				_, _ = c.Due(ctx, fmt.Sprintf("client-%d", i), 0)
+			}
+		}
+		_ = c.AdvanceAt(ctx, clk.t)
+	}
+	st, _ = c.Status(ctx, "prices")
+	fmt.Println("released during the warm-up:", st.Released)
+	fmt.Println("population about", (st.Population+50)/100*100, "so one cohort every", st.CohortInterval.Round(100*time.Millisecond))
+	// Output:
+	// guarded: true warm-up until 5s
+	// released during the warm-up: 0
+	// population about 2000 so one cohort every 2s
+}
+
+func ExampleRollout_Validate() {
+	r := invalidate.Rollout{ID: "x", Scope: "tag:x", Cohorts: 10, Rate: -5, Source: "me"}
+	fmt.Println(r.Validate())
+	// Output:
+	// invalidate: invalid rollout: Rollout.Rate must be > 0 clients per second, got -5
 }
