@@ -2,6 +2,9 @@ package limiter
 
 import (
 	"context"
+	"encoding/binary"
+	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/internal/bucketkey"
 )
 
 func redisBackends(t *testing.T) []backendCase {
@@ -75,25 +80,107 @@ func TestRedisOneRoundTripPerDecision(t *testing.T) {
 	assert.Zero(t, h.pipes.Load())
 }
 
-func TestRedisUsesServerTimeAndExpiresIdleKeys(t *testing.T) {
+// redisTime returns Redis TIME.
+func redisTime(t *testing.T, c redis.UniversalClient) time.Time {
+	t.Helper()
+	now, err := c.Time(context.Background()).Result()
+	require.NoError(t, err)
+	return now
+}
+
+// storedTimestamp returns the time of the last update of the bucket stored
+// under rkey: the second of the two doubles the scripts pack (see
+// luaBucketLib), in µs since the Unix epoch.
+func storedTimestamp(t *testing.T, c redis.UniversalClient, rkey string) time.Time {
+	t.Helper()
+	v, err := c.Get(context.Background(), rkey).Bytes()
+	require.NoError(t, err)
+	require.Len(t, v, 16)
+	us := math.Float64frombits(binary.LittleEndian.Uint64(v[8:])) // struct.pack "d": native order, little-endian here
+	return time.UnixMicro(int64(us))
+}
+
+// lastArgsHook records the arguments of the last command sent.
+type lastArgsHook struct {
+	mu   sync.Mutex
+	args []any
+}
+
+func (h *lastArgsHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *lastArgsHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		h.args = cmd.Args()
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+func (h *lastArgsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *lastArgsHook) last() []any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.args
+}
+
+// TestRedisUsesServerTime: without an injected clock, no time is passed to
+// the script, which takes it from Redis TIME: the bucket's stored timestamp
+// lies between TIME read just before and just after the decision. With an
+// injected clock, an hour behind, that clock's time is passed and stored:
+// the checks can tell the two apart.
+func TestRedisUsesServerTime(t *testing.T) {
+	c := srv.Client(t)
+	ctx := context.Background()
+	b := newRedisForTest(t, c, PerSecond(1, 10), WithFailure(FailOpen))
+	h := &lastArgsHook{}
+	c.AddHook(h)
+	before := redisTime(t, c)
+	d, err := b.AllowN(ctx, "k", 5)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	args := h.last()
+	after := redisTime(t, c)
+	require.NotEmpty(t, args)
+	assert.Equal(t, "", args[len(args)-1], "no time argument: the script reads TIME; sent %v", args)
+	ts := storedTimestamp(t, c, bucketkey.Redis("herdcap", b.r.o.name, "k"))
+	assert.False(t, ts.Before(before.Truncate(time.Microsecond)), "stored %v, TIME before %v", ts, before)
+	assert.False(t, ts.After(after), "stored %v, TIME after %v", ts, after)
+
+	skewed := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	bs := newRedisForTest(t, c, PerSecond(1, 10), WithFailure(FailOpen), WithClock(fakeClockAt(skewed)))
+	d, err = bs.AllowN(ctx, "k", 5)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	args = h.last()
+	assert.Equal(t, strconv.FormatInt(skewed.UnixMicro(), 10), args[len(args)-1])
+	assert.Equal(t, skewed, storedTimestamp(t, c, bucketkey.Redis("herdcap", bs.r.o.name, "k")), "an injected clock's time is passed instead")
+	assert.Greater(t, before.Sub(skewed), 59*time.Minute, "and the two are told apart")
+}
+
+// TestRedisExpiresIdleKeys: a written bucket expires when it would be full
+// again, but not sooner than a second after its last write.
+func TestRedisExpiresIdleKeys(t *testing.T) {
 	c := srv.Client(t)
 	b := newRedisForTest(t, c, PerSecond(1000, 10), WithFailure(FailOpen))
 	ctx := context.Background()
+	start := time.Now()
 	d, err := b.AllowN(ctx, "idle", 5)
 	require.NoError(t, err)
 	require.True(t, d.Allowed)
-	keys, err := c.Keys(ctx, "*:"+b.r.o.name+":{k:idle}").Result()
+	rkey := bucketkey.Redis("herdcap", b.r.o.name, "idle")
+	pttl, err := c.PTTL(ctx, rkey).Result()
 	require.NoError(t, err)
-	require.Len(t, keys, 1)
-	pttl, err := c.PTTL(ctx, keys[0]).Result()
-	require.NoError(t, err)
-	// 5 tokens at 1000/s refill in 5 ms, but a key lives at least a
-	// second after its last write.
-	assert.Greater(t, pttl, 900*time.Millisecond)
+	el := time.Since(start)
+	// 5 tokens at 1000/s refill in 5 ms, but the key was written with a
+	// TTL of one second, and at most el has passed since (however loaded
+	// the machine: el is measured, not assumed); PTTL rounds to the ms.
 	assert.LessOrEqual(t, pttl, time.Second)
+	assert.GreaterOrEqual(t, pttl, time.Second-el-time.Millisecond, "TTL %v, %v after the call began", pttl, el)
 	// A full bucket needs no key at all.
 	require.Eventually(t, func() bool {
-		n, err := c.Exists(ctx, keys[0]).Result()
+		n, err := c.Exists(ctx, rkey).Result()
 		return err == nil && n == 0
 	}, 5*time.Second, 5*time.Millisecond)
 }
