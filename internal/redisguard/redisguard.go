@@ -96,6 +96,94 @@ func (g *Guard) Eval(ctx context.Context, s *redis.Script, keys []string, args .
 		defer cancel()
 		return s.Run(cctx, g.c, keys, args...).Result()
 	})
+	g.logTransition(ctx, err)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, ctx.Err()
+	}
+	return v, err
+}
+
+// Call is one script call of a batch: Script on Keys with Args, answered in
+// Val or Err.
+type Call struct {
+	Script *redis.Script
+	Keys   []string
+	Args   []any
+	// Val and Err are the call's reply, set by EvalBatch.
+	Val any
+	Err error
+}
+
+// EvalBatch runs calls in one pipeline, so that they share one round trip
+// (and a second one for the calls whose script Redis had not cached, sent
+// with EVAL), as one request of the breaker, within the time budget from
+// now. Each call gets its own reply. The batch serves several callers, so no
+// caller's context applies: each caller keeps its own deadline.
+func (g *Guard) EvalBatch(calls []*Call) {
+	_, err := g.br.Execute(func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), g.s.Timeout)
+		defer cancel()
+		return nil, g.pipeline(ctx, calls)
+	})
+	g.logTransition(context.Background(), err)
+	if err != nil {
+		for _, c := range calls {
+			if c.Err == nil && c.Val == nil {
+				c.Err = err
+			}
+		}
+	}
+}
+
+// pipeline sends calls as EVALSHA in one pipeline, then those that met
+// NOSCRIPT as EVAL in a second. It returns the first store failure (which
+// the breaker counts), not the scripts' own errors.
+func (g *Guard) pipeline(ctx context.Context, calls []*Call) error {
+	send := func(eval bool, idx []int) ([]*redis.Cmd, error) {
+		pipe := g.c.Pipeline()
+		cmds := make([]*redis.Cmd, len(idx))
+		for j, i := range idx {
+			c := calls[i]
+			if eval {
+				cmds[j] = c.Script.Eval(ctx, pipe, c.Keys, c.Args...)
+			} else {
+				cmds[j] = c.Script.EvalSha(ctx, pipe, c.Keys, c.Args...)
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	idx := make([]int, len(calls))
+	for i := range idx {
+		idx[i] = i
+	}
+	var failure error
+	for _, eval := range []bool{false, true} {
+		cmds, _ := send(eval, idx)
+		var again []int
+		for j, cmd := range cmds {
+			v, err := cmd.Result()
+			if !eval && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				again = append(again, idx[j])
+				continue
+			}
+			c := calls[idx[j]]
+			c.Val, c.Err = v, err
+			if failure == nil && IsStoreFailure(err) {
+				failure = err
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		idx = again
+	}
+	return failure
+}
+
+// logTransition logs a breaker state change that happened during the last
+// call, outside the breaker's lock.
+func (g *Guard) logTransition(ctx context.Context, err error) {
 	if tr := g.transition.Swap(0); tr != 0 {
 		from, to := gobreaker.State(tr>>8&0xff), gobreaker.State(tr&0xff)
 		lvl := slog.LevelInfo
@@ -105,10 +193,6 @@ func (g *Guard) Eval(ctx context.Context, s *redis.Script, keys []string, args .
 		g.s.Logger.Log(ctx, lvl, "herdcap: redis breaker changed state",
 			"breaker", g.s.Name, "from", from.String(), "to", to.String(), "err", err)
 	}
-	if err != nil && ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return nil, ctx.Err()
-	}
-	return v, err
 }
 
 // IsStoreFailure reports whether err means Redis could not be used (down,

@@ -1,0 +1,252 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/internal/redistest"
+)
+
+// scriptHook counts the script commands a client sends, alone or inside
+// pipelines, and the pipelines.
+type scriptHook struct {
+	single, piped, pipes, evals atomic.Int64
+	biggest                     atomic.Int64
+}
+
+func isScript(c redis.Cmder) bool {
+	n := strings.ToLower(c.Name())
+	return n == "evalsha" || n == "eval"
+}
+
+func (h *scriptHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *scriptHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isScript(cmd) {
+			h.single.Add(1)
+			if strings.EqualFold(cmd.Name(), "eval") {
+				h.evals.Add(1)
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *scriptHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.pipes.Add(1)
+		n := int64(0)
+		for _, c := range cmds {
+			if isScript(c) {
+				n++
+				if strings.EqualFold(c.Name(), "eval") {
+					h.evals.Add(1)
+				}
+			}
+		}
+		h.piped.Add(n)
+		for {
+			old := h.biggest.Load()
+			if n <= old || h.biggest.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// hammer runs workers goroutines making each decisions on keys chosen by
+// key, and returns how many were allowed and the sources seen.
+func hammer(t *testing.T, b Budget, workers, each int, key func(w, i int) string) (allowed int64, sources map[Source]int64) {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		got = map[Source]int64{}
+		ok  atomic.Int64
+	)
+	start := make(chan struct{})
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			local := map[Source]int64{}
+			for i := range each {
+				d, err := b.AllowN(context.Background(), key(w, i), 1)
+				if !assert.NoError(t, err) {
+					return
+				}
+				local[d.Source]++
+				if d.Allowed {
+					ok.Add(1)
+				}
+			}
+			mu.Lock()
+			for s, n := range local {
+				got[s] += n
+			}
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return ok.Load(), got
+}
+
+// Concurrent decisions on one key go out in batches, and the bucket stays
+// exact: with no refill to speak of, exactly the burst is admitted, and every
+// decision is exactly one script on Redis.
+func TestRedisBatchesConcurrentDecisionsExactly(t *testing.T) {
+	for _, bc := range []struct {
+		name string
+		c    func(t *testing.T) redis.UniversalClient
+	}{
+		{"redis", func(t *testing.T) redis.UniversalClient { return srv.Client(t) }},
+		{"cluster", func(t *testing.T) redis.UniversalClient { return cluster.Client(t) }},
+	} {
+		t.Run(bc.name, func(t *testing.T) {
+			c := bc.c(t)
+			// One token a day: no refill during the test.
+			b := newRedisForTest(t, c, Limit{Rate: 1, Period: 24 * time.Hour, Burst: 500}, WithFailure(FailClosed))
+			// A peek at the key loads the script on its master.
+			_, err := b.AllowN(context.Background(), "hot", 0)
+			require.NoError(t, err)
+			h := &scriptHook{}
+			c.AddHook(h)
+
+			const workers, each = 64, 40
+			allowed, sources := hammer(t, b, workers, each, func(int, int) string { return "hot" })
+			assert.Equal(t, int64(500), allowed, "exactly the burst, however the decisions were grouped")
+			assert.Equal(t, map[Source]int64{SourceRedis: workers * each}, sources)
+			assert.Equal(t, int64(workers*each), h.single.Load()+h.piped.Load(), "one script per decision")
+			assert.Positive(t, h.pipes.Load(), "64 concurrent callers should have shared round trips")
+			assert.LessOrEqual(t, h.biggest.Load(), int64(batchMax))
+			t.Logf("%d alone, %d in %d pipelines (largest %d)", h.single.Load(), h.piped.Load(), h.pipes.Load(), h.biggest.Load())
+		})
+	}
+}
+
+// Batches spread over many keys (and, on the cluster, over every master)
+// give each key its own exact bucket.
+func TestRedisBatchesManyKeys(t *testing.T) {
+	c := cluster.Client(t)
+	b := newRedisForTest(t, c, Limit{Rate: 1, Period: 24 * time.Hour, Burst: 3}, WithFailure(FailClosed))
+	const workers, each = 32, 30
+	// Worker w asks for key (w*each+i) % 100 : every key is asked for
+	// 32*30/100 = 9.6 times, so each admits exactly its burst of 3.
+	allowed, sources := hammer(t, b, workers, each, func(w, i int) string { return "k" + strconv.Itoa((w*each+i)%100) })
+	assert.Equal(t, int64(100*3), allowed)
+	assert.Equal(t, int64(workers*each), sources[SourceRedis])
+}
+
+// A batch whose script Redis has forgotten (SCRIPT FLUSH, a restart) is
+// resent with EVAL, and every decision still gets its answer.
+func TestRedisBatchReloadsFlushedScript(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	b := newRedisForTest(t, c, Limit{Rate: 1, Period: 24 * time.Hour, Burst: 1000}, WithFailure(FailClosed))
+	h := &scriptHook{}
+	c.AddHook(h)
+	for round := range 3 {
+		require.NoError(t, c.ScriptFlush(context.Background()).Err())
+		allowed, sources := hammer(t, b, 32, 5, func(w, i int) string { return "k" + strconv.Itoa(round) })
+		assert.Equal(t, int64(160), allowed, "round %d", round)
+		assert.Equal(t, int64(160), sources[SourceRedis], "round %d", round)
+	}
+	assert.Positive(t, h.evals.Load(), "the flushed script was sent again with EVAL")
+}
+
+// With Redis stalled, queued decisions give up at their own time budget and
+// are answered by the failure policy, not held behind the stalled batch; and
+// once Redis is back, decisions return to it.
+func TestRedisBatchHonoursTheTimeBudget(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	const budget = 50 * time.Millisecond
+	b, err := NewRedis(c, PerSecond(1000, 1000), WithName(uniqueName()), WithTimeout(budget),
+		WithFailure(FailOpen), WithBreaker(1000, time.Hour)) // a breaker that never opens: every call waits
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	_, err = b.AllowN(context.Background(), "warm", 1)
+	require.NoError(t, err)
+
+	s.Pause(t)
+	var slowest atomic.Int64
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			d, err := b.AllowN(context.Background(), "k", 1)
+			el := time.Since(start)
+			for {
+				old := slowest.Load()
+				if int64(el) <= old || slowest.CompareAndSwap(old, int64(el)) {
+					break
+				}
+			}
+			assert.NoError(t, err)
+			assert.Equal(t, SourceFallback, d.Source)
+		}()
+	}
+	wg.Wait()
+	s.Resume(t)
+	// The budget is 50 ms; the bound is generous because CI runs this under
+	// -race on two loaded cores, where scheduling alone can take tens of
+	// milliseconds. What it rules out is waiting behind other batches:
+	// 64 callers in 4 round trips at a time would take 16 budgets.
+	assert.Less(t, time.Duration(slowest.Load()), 8*budget, "no queued decision waits much past its own budget")
+
+	require.Eventually(t, func() bool {
+		d, err := b.AllowN(context.Background(), "k2", 1)
+		return err == nil && d.Source == SourceRedis
+	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// Closing the budget with decisions queued answers them with ErrClosed and
+// leaves no goroutine behind (goleak checks the package).
+func TestRedisBatchClose(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	b, err := NewRedis(c, PerSecond(1000, 1000), WithName(uniqueName()), WithTimeout(time.Second),
+		WithFailure(FailClosed), WithBreaker(1000, time.Hour))
+	require.NoError(t, err)
+	_, err = b.AllowN(context.Background(), "warm", 1)
+	require.NoError(t, err)
+	s.Pause(t) // hold the first round trips, so that the rest queue
+	var wg sync.WaitGroup
+	var closed, other atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := b.AllowN(context.Background(), "k", 1)
+			if assert.Error(t, err) && errors.Is(err, ErrClosed) {
+				closed.Add(1)
+			} else {
+				other.Add(1)
+			}
+		}()
+	}
+	require.Eventually(t, func() bool {
+		b.batch.mu.Lock()
+		defer b.batch.mu.Unlock()
+		return len(b.batch.queue) == 16-batchInFlight
+	}, 10*time.Second, time.Millisecond)
+	require.NoError(t, b.Close())
+	wg.Wait()
+	s.Resume(t)
+	assert.Equal(t, int64(16-batchInFlight), closed.Load(), "the queued decisions are answered ErrClosed")
+	assert.Equal(t, int64(batchInFlight), other.Load(), "those under way end with their round trip (here: unavailable)")
+}
