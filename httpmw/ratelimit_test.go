@@ -232,6 +232,11 @@ func TestPolicyFollowsLimitChanges(t *testing.T) {
 	srv := serve(t, b, &okHandler{})
 	assert.Equal(t, `"default";q=10;w=2`, get(t, srv, nil).policy)
 	require.NoError(t, b.SetLimit(limiter.PerSecond(2, 4)))
+	// The limit ramps (limiter.DefaultRamp) and the policy follows it:
+	// halfway, between the two; at the end, the new limit.
+	clk.Add(limiter.DefaultRamp / 2)
+	assert.Equal(t, `"default";q=7;w=2`, get(t, srv, nil).policy)
+	clk.Add(limiter.DefaultRamp / 2)
 	assert.Equal(t, `"default";q=4;w=2`, get(t, srv, nil).policy)
 }
 
