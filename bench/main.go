@@ -29,6 +29,8 @@ type config struct {
 	pool     int
 	timeout  time.Duration
 	rounds   int
+	duels    int
+	duelDur  time.Duration
 	micro    time.Duration
 	quick    bool
 	json     bool
@@ -48,6 +50,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.pool, "pool", 64, "go-redis PoolSize of every Redis-backed subject, herdcap's and redis_rate's alike")
 	fs.DurationVar(&c.timeout, "timeout", time.Second, "herdcap's per-call Redis time budget (limiter.WithTimeout); generous so that load on the machine does not trip it")
 	fs.IntVar(&c.rounds, "rounds", 5, "interleaved testing.Benchmark rounds of the hot-key c=1 local vs x/time/rate comparison (the median is reported)")
+	fs.IntVar(&c.duels, "duels", 5, "interleaved rounds of herdcap strict against redis_rate on every throughput workload (the median ratio is the target's figure; 0 skips them)")
+	fs.DurationVar(&c.duelDur, "duel-d", time.Second, "measured duration of each duel round per contender")
 	fs.DurationVar(&c.micro, "benchtime", time.Second, "testing.Benchmark time of each of those rounds")
 	fs.BoolVar(&c.quick, "quick", false, "smoke run: 200ms rows, 1s accuracy, one 200ms benchmark round (unless those flags are given too); the figures are not valid measurements")
 	fs.BoolVar(&c.json, "json", false, "write the rows to stdout as a JSON array (fields name, backend, keys, concurrency, ops_per_sec, p50_ns, p99_ns, admitted, ideal, ...) and the Markdown report to stderr")
@@ -73,10 +77,18 @@ func parseFlags(args []string) (config, error) {
 		if !set["benchtime"] {
 			c.micro = 200 * time.Millisecond
 		}
+		if !set["duels"] {
+			c.duels = 1
+		}
+		if !set["duel-d"] {
+			c.duelDur = 200 * time.Millisecond
+		}
 	}
 	switch {
-	case c.rowDur <= 0 || c.accDur <= 0 || c.micro <= 0:
-		return c, fmt.Errorf("-d, -acc and -benchtime must be > 0")
+	case c.rowDur <= 0 || c.accDur <= 0 || c.micro <= 0 || c.duelDur <= 0:
+		return c, fmt.Errorf("-d, -acc, -benchtime and -duel-d must be > 0")
+	case c.duels < 0:
+		return c, fmt.Errorf("-duels must be >= 0")
 	case c.accDem <= 0:
 		return c, fmt.Errorf("-acc-demand must be > 0")
 	case c.accConc < 1 || c.pool < 1 || c.rounds < 1:
@@ -158,6 +170,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		rep.micro = &m
+	}
+
+	if cfg.duels > 0 && (cfg.run == nil || cfg.run.MatchString("duel "+bStrict)) {
+		logf("strict against redis_rate: %d interleaved round(s) of %v per contender and workload", cfg.duels, cfg.duelDur)
+		d, err := runDuels(ctx, e, srv, cfg.duels, cfg.duelDur, logf)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		rep.duels = d
 	}
 
 	rows := plan(cfg)

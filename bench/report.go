@@ -61,6 +61,7 @@ type report struct {
 	cfg   config
 	meta  meta
 	micro *microResult
+	duels []duelResult
 	rows  []result
 }
 
@@ -194,8 +195,21 @@ func (rep *report) writeTargets(w io.Writer) {
 		fmt.Fprintf(w, "| local ns/op ÷ x/time/rate ns/op, hot key, c=1: ≤ 1.5× with 0 allocs | %s (%.1f ns vs %.1f ns, median of %d testing.Benchmark rounds; local %d allocs/op, AllocsPerRun %g; x/time/rate %d allocs/op) | %s |\n",
 			ratio(local/bare), local, bare, len(m.localNs), m.localAllocs, m.localAllocsPerRun, m.bareAllocs, verdict(ok))
 	}
+	for _, d := range rep.duels {
+		x := median(append([]float64(nil), d.ratios...))
+		note := ""
+		if d.errors > 0 {
+			note = fmt.Sprintf("; %s errors", group(d.errors))
+		}
+		fmt.Fprintf(w, "| strict ÷ redis_rate decisions/s, %s, c=%d: ≥ 1× | %s (median of %d interleaved rounds: %s; %s vs %s/s median)%s | %s |\n",
+			keysLabel(d.keys), d.conc, ratio(x), len(d.ratios), fmtRatios(d.ratios),
+			group(int64(median(append([]float64(nil), d.strict...)))), group(int64(median(append([]float64(nil), d.redisOps...)))), note, verdict(x >= 1 && d.errors == 0))
+	}
 	for _, keys := range []int{1, 10_000} {
 		for _, conc := range []int{1, 64} {
+			if len(rep.duels) > 0 {
+				break // the duels measure this, more robustly
+			}
 			name := row{workload: "throughput", keys: keys, conc: conc}.name()
 			s, ok1 := rep.find(name, bStrict)
 			p, ok2 := rep.find(name, bRedis)
