@@ -3,6 +3,7 @@ package limiter_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/herdcap/herdcap/limiter"
@@ -57,4 +58,25 @@ func ExampleLimit_Validate() {
 	fmt.Println(err)
 	// Output:
 	// limiter: invalid limit: Limit.Burst must be >= 1, got 0
+}
+
+func ExampleCohort() {
+	// Tell every 4th client first: a rolling change releases cohort 0, then
+	// 1, and so on. Placement is sticky for a salt (every node computes the
+	// same cohort, with no shared state), and a new salt reshuffles it, so
+	// the same clients are not always first.
+	for _, id := range []string{"alice", "bob", "carol"} {
+		fmt.Println(id, limiter.Cohort("invalidate-v41", id, 4), limiter.Cohort("invalidate-v42", id, 4))
+	}
+	// Over many clients, each cohort gets its share.
+	counts := make([]int, 4)
+	for i := range 100_000 {
+		counts[limiter.Cohort("invalidate-v42", "client-"+strconv.Itoa(i), 4)]++
+	}
+	fmt.Println(counts)
+	// Output:
+	// alice 1 2
+	// bob 2 3
+	// carol 3 2
+	// [25197 24899 24912 24992]
 }
