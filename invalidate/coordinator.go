@@ -47,9 +47,9 @@ type Coordinator struct {
 	lastPop    atomic.Int64
 	held       atomic.Bool // the last health check failed
 
-	startsAt bool          // guard.Starts is the store's default and the clock injected: pass it this coordinator's time
-	warmup   time.Duration // the hold of a rollout of unknown population; 0 with counting off
-	grace    time.Duration // the hold of a rollout re-registered anew
+	storeStarts bool          // guard.Starts is nil: the store's budget counts guarded starts
+	warmup      time.Duration // the hold of a rollout of unknown population; 0 with counting off
+	grace       time.Duration // the hold of a rollout re-registered anew
 }
 
 // atBudget is a budget that takes the time of each decision (limiter.Local
@@ -86,17 +86,7 @@ func NewCoordinator(store Store, opts ...Option) (*Coordinator, error) {
 		c.after = w.After
 	}
 	c.guard = cfg.guard.withDefaults()
-	if c.guard.Starts == nil {
-		b, err := store.startBudget()
-		if err != nil {
-			return nil, fmt.Errorf("invalidate: default guard start budget: %w", err)
-		}
-		_, at := b.(atBudget)
-		// The store's budget is shared by coordinators that may each have
-		// their own clock: give it this one's time (without an injected
-		// clock, its own: the system clock, or Redis TIME).
-		c.guard.Starts, c.startsAt = b, at && cfg.clockSet
-	}
+	c.storeStarts = c.guard.Starts == nil
 	if cfg.window > 0 {
 		c.warmup = cfg.warmup
 		if c.warmup == 0 {
@@ -247,12 +237,31 @@ func (c *Coordinator) started(res startRes, r Rollout) (Status, error) {
 // and one under its source's. Both budgets are looked at first (n = 0 takes
 // nothing), so that a start refused by one spends nothing from the other.
 func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
+	b, at := c.guard.Starts, false
+	if c.storeStarts {
+		sb, done, err := c.store.startBudget()
+		if err != nil {
+			return c.startBudgetFailed(r, err)
+		}
+		defer done()
+		// The store's budget is shared by coordinators that may each have
+		// their own clock: give it this one's time (without an injected
+		// clock, its own: the system clock, or Redis TIME).
+		_, at = sb.(atBudget)
+		b, at = sb, at && c.cfg.clockSet
+	}
+	allow := func(key string, n int) (limiter.Decision, error) {
+		if at {
+			return b.(atBudget).AllowNAt(ctx, key, c.now(), n)
+		}
+		return b.AllowN(ctx, key, n)
+	}
 	keys := [2]string{"node:" + c.cfg.node, "source:" + r.Source}
 	var spent [2]bool
 	var retry time.Duration
 	var lim limiter.Limit
 	for i, k := range keys {
-		d, err := c.allowStart(ctx, k, 0)
+		d, err := allow(k, 0)
 		if err != nil {
 			return c.startBudgetFailed(r, err)
 		}
@@ -260,7 +269,7 @@ func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
 		if d.Remaining < 1 {
 			// Ask for the token to learn how long until it comes; if it has
 			// come meanwhile, it is taken, and needed below anyway.
-			if d, err = c.allowStart(ctx, k, 1); err != nil {
+			if d, err = allow(k, 1); err != nil {
 				return c.startBudgetFailed(r, err)
 			}
 			if d.Allowed {
@@ -275,7 +284,7 @@ func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
 			if k == "" {
 				continue
 			}
-			d, err := c.allowStart(ctx, k, 1)
+			d, err := allow(k, 1)
 			if err != nil {
 				return c.startBudgetFailed(r, err)
 			}
@@ -293,13 +302,6 @@ func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
 		"source", r.Source, "node", c.cfg.node, "source_spent", e.SourceSpent, "node_spent", e.NodeSpent,
 		"retry_after", e.RetryAfter, "limit", lim.String())
 	return e
-}
-
-func (c *Coordinator) allowStart(ctx context.Context, key string, n int) (limiter.Decision, error) {
-	if c.startsAt {
-		return c.guard.Starts.(atBudget).AllowNAt(ctx, key, c.now(), n)
-	}
-	return c.guard.Starts.AllowN(ctx, key, n)
 }
 
 func (c *Coordinator) startBudgetFailed(r Rollout, err error) error {

@@ -218,7 +218,7 @@ func (m *MemoryStore) restore(_ context.Context, recs []record, now stamp, grace
 // startBudget returns the store's guard start budget: one limiter.Local
 // shared by every coordinator on this store (the nodes of an in-process
 // fleet), taking each coordinator's time.
-func (m *MemoryStore) startBudget() (limiter.Budget, error) {
+func (m *MemoryStore) startBudget() (limiter.Budget, func(), error) {
 	m.startsOnce.Do(func() { m.starts, m.startsErr = limiter.NewLocal(DefaultGuardStarts) })
-	return m.starts, m.startsErr
+	return m.starts, func() {}, m.startsErr
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,10 +41,7 @@ type RedisStore struct {
 	guard *redisguard.Guard
 	keys  [3]string // cfg, st, meta
 	base  string    // prefix:{inv:ns}:
-
-	startsOnce sync.Once
-	starts     *limiter.Redis // the default guard start budget, on the same client
-	startsErr  error
+	starts string   // the limiter name of the default guard start budget
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -65,6 +61,11 @@ func NewRedisStore(c redis.UniversalClient, opts ...Option) (*RedisStore, error)
 	}
 	s := &RedisStore{c: c, cfg: cfg, base: cfg.prefix + ":{inv:" + cfg.namespace + "}:"}
 	s.keys = [3]string{s.base + "cfg", s.base + "st", s.base + "meta"}
+	s.starts = "inv-starts-" + cfg.namespace
+	if len(s.starts) > 64 { // the limiter's bound on names
+		sum := sha256.Sum256([]byte(cfg.namespace))
+		s.starts = "inv-starts-" + hex.EncodeToString(sum[:16])
+	}
 	s.guard = redisguard.New(c, redisguard.Settings{
 		Name:     "herdcap-invalidate-" + cfg.namespace,
 		Timeout:  cfg.timeout,
@@ -81,19 +82,19 @@ func (s *RedisStore) name() string { return "redis" }
 // same client, prefix and time budget, named after the namespace, so that
 // every node of the fleet draws on the same buckets. It fails closed: a
 // guarded start that cannot be counted is refused (the store it would be
-// written to is then unlikely to answer either). It starts no goroutine.
-func (s *RedisStore) startBudget() (limiter.Budget, error) {
-	s.startsOnce.Do(func() {
-		name := "inv-starts-" + s.cfg.namespace
-		if len(name) > 64 { // the limiter's bound on names
-			sum := sha256.Sum256([]byte(s.cfg.namespace))
-			name = "inv-starts-" + hex.EncodeToString(sum[:16])
-		}
-		s.starts, s.startsErr = limiter.NewRedis(s.c, DefaultGuardStarts, limiter.WithPrefix(s.cfg.prefix),
-			limiter.WithName(name), limiter.WithFailure(limiter.FailClosed), limiter.WithTimeout(s.cfg.timeout),
-			limiter.WithBreaker(s.cfg.brFailures, s.cfg.brOpen), limiter.WithLogger(s.cfg.logger))
-	})
-	return s.starts, s.startsErr
+// written to is then unlikely to answer either). A limiter.Redis runs
+// worker goroutines until closed, and a RedisStore holds nothing that
+// needs closing, so each guarded start opens one and done closes it: the
+// buckets live in Redis, and guarded starts are rare (a few per node per
+// ten minutes), so nothing is lost but a few goroutine starts.
+func (s *RedisStore) startBudget() (limiter.Budget, func(), error) {
+	b, err := limiter.NewRedis(s.c, DefaultGuardStarts, limiter.WithPrefix(s.cfg.prefix),
+		limiter.WithName(s.starts), limiter.WithFailure(limiter.FailClosed), limiter.WithTimeout(s.cfg.timeout),
+		limiter.WithBreaker(s.cfg.brFailures, s.cfg.brOpen), limiter.WithLogger(s.cfg.logger))
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, func() { _ = b.Close() }, nil
 }
 
 // breakerOpen is how long the store's breaker stays open: the longest a
