@@ -36,12 +36,12 @@ import (
 // *redis.ClusterClient and *redis.Ring. A RedisStore is safe for concurrent
 // use and holds no goroutine.
 type RedisStore struct {
-	c     redis.UniversalClient
-	cfg   config
-	guard *redisguard.Guard
-	keys  [3]string // cfg, st, meta
-	base  string    // prefix:{inv:ns}:
-	starts string   // the limiter name of the default guard start budget
+	c      redis.UniversalClient
+	cfg    config
+	guard  *redisguard.Guard
+	keys   [3]string // cfg, st, meta
+	base   string    // prefix:{inv:ns}:
+	starts string    // the limiter name of the default guard start budget
 }
 
 var _ Store = (*RedisStore)(nil)
