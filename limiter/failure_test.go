@@ -17,8 +17,9 @@ import (
 // tests under -race on two loaded cores, where a goroutine can wait tens of
 // milliseconds for a CPU; 250 ms is far above that and still far below the
 // seconds a decision would block without the budget (go-redis's default read
-// timeout is 3 s). The tight figure (budget + a few ms) is measured by
-// BenchmarkRedisOutage and reported in the README.
+// timeout is 3 s). The tight figures (budget + a few ms) are measured by
+// BenchmarkOutageKill (Redis killed under concurrent load, Redis and Leased)
+// and BenchmarkRedisOutage (Redis stalled), and reported in the README.
 const slack = 250 * time.Millisecond
 
 func TestFailLocalUnderKillAndRestart(t *testing.T) {
