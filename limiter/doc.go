@@ -3,7 +3,9 @@
 //
 // Everything herdcap paces (requests, invalidation notices, reconnects,
 // warm-up fetches) draws tokens from a Budget. Three backends implement it
-// and pass one conformance suite:
+// and pass one conformance suite, on single-node Redis and Redis Cluster
+// alike (the one stated difference: Leased's Decision.Remaining is its
+// node's view of the shared bucket):
 //
 //   - Local: golang.org/x/time/rate buckets in a bounded in-process map,
 //     allocation-free on the hot path; the embedded default.
@@ -19,7 +21,7 @@
 // Source made it.
 //
 // A Limit changed at runtime ramps to its new value over a window
-// (WithRamp, default DefaultRamp: 10 s) instead of jumping. Every backend takes its time from an injected Clock, or from an
-// explicit time (AllowNAt), so tests and the storm simulator can drive it in
-// virtual time.
+// (WithRamp, default DefaultRamp: 10 s) instead of jumping. Every backend
+// takes its time from an injected Clock, or from an explicit time
+// (AllowNAt), so tests and the storm simulator can drive it in virtual time.
 package limiter
