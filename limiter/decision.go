@@ -46,7 +46,9 @@ type Decision struct {
 	// and n when TakeUpTo allows, and 0 when denied or peeking (n = 0).
 	Taken int
 	// Remaining is the number of whole tokens left in the bucket after this
-	// decision. Under concurrency it is a snapshot, not a promise.
+	// decision. Under concurrency it is a snapshot, not a promise. On
+	// Leased it is the node's view: its unspent lease plus what the shared
+	// bucket held at the node's last exchange with Redis (see Leased).
 	Remaining int
 	// RetryAfter is 0 when allowed; otherwise the wait until the requested
 	// tokens (one token, for TakeUpTo) could be had, if nobody else takes

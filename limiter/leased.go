@@ -592,8 +592,13 @@ func (b *Leased) acquireLocked(l *lease, c *call) (Decision, error) {
 	l.mu.Lock()
 	l.endFetchLocked()
 	if err != nil {
-		l.tokens += held
+		it := giveBackItem{rkey: l.rkey, tokens: held, at: l.viewAt, pass: l.pass}
+		if !l.gone {
+			l.tokens += held
+			it.tokens = 0
+		}
 		l.mu.Unlock()
+		b.giveBack(it) // dropped or closed meanwhile: what c held goes back
 		return b.fail(c, err)
 	}
 	have := held + rep.Taken
