@@ -35,6 +35,7 @@ type batcher struct {
 	queue    []*pending
 	inflight int
 	closed   bool
+	started  bool // workers running: only once a decision first queued
 
 	wake chan struct{} // buffered: a worker should look at the queue
 	stop chan struct{}
@@ -72,13 +73,23 @@ var pendingPool = sync.Pool{New: func() any {
 	return &pending{done: make(chan struct{}, 1), timer: t}
 }}
 
+// newBatcher returns a batcher sending through g. Its workers start the
+// first time a decision has to queue, so a budget used by one caller at a
+// time runs no goroutine for batching.
 func newBatcher(g *redisguard.Guard, timeout time.Duration) *batcher {
-	b := &batcher{g: g, timeout: timeout, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	return &batcher{g: g, timeout: timeout, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+// startLocked starts the workers; b.mu is held.
+func (b *batcher) startLocked() {
+	if b.started {
+		return
+	}
+	b.started = true
 	for range batchInFlight {
 		b.wg.Add(1)
 		go b.work()
 	}
-	return b
 }
 
 // errBatcherClosed is the answer of a decision queued when the budget was
@@ -108,6 +119,7 @@ func (b *batcher) eval(ctx context.Context, s *redis.Script, keys []string, args
 	p.call = redisguard.Call{Script: s, Keys: keys, Args: args}
 	p.state = pendingQueued
 	b.queue = append(b.queue, p)
+	b.startLocked()
 	b.mu.Unlock()
 	b.signal()
 

@@ -214,6 +214,19 @@ func TestRedisBatchHonoursTheTimeBudget(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 }
 
+// A budget used by one caller at a time never starts the batch workers.
+func TestRedisBatchWorkersStartOnlyWhenNeeded(t *testing.T) {
+	b := newRedisForTest(t, srv.Client(t), PerSecond(1000, 1000), WithFailure(FailOpen))
+	for range 20 {
+		_, err := b.AllowN(context.Background(), "k", 1)
+		require.NoError(t, err)
+	}
+	b.batch.mu.Lock()
+	started := b.batch.started
+	b.batch.mu.Unlock()
+	assert.False(t, started)
+}
+
 // Closing the budget with decisions queued answers them with ErrClosed and
 // leaves no goroutine behind (goleak checks the package).
 func TestRedisBatchClose(t *testing.T) {

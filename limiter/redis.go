@@ -40,7 +40,8 @@ import (
 // The client must have ContextTimeoutEnabled set, or the time budget could
 // not be enforced; NewRedis checks it for *redis.Client, *redis.ClusterClient
 // and *redis.Ring. A Redis is safe for concurrent use; Close it to stop its
-// heartbeat and batch workers.
+// heartbeat and batch workers (which run only once decisions have had to
+// queue).
 type Redis struct {
 	r        *remote
 	batch    *batcher
