@@ -77,6 +77,9 @@ func (b *Bound) validate(path string, depth int) error {
 	if depth > 4 {
 		return fieldErr(path, "bounds nest at most 4 deep")
 	}
+	if len(b.Any) > 16 {
+		return fieldErr(path+".any", "at most 16 alternatives, got %d", len(b.Any))
+	}
 	if len(b.Any) > 0 {
 		if b.Run != "" || b.Metric != "" || b.Min != nil || b.Max != nil {
 			return fieldErr(path, "a bound has either any or run, metric, min and max")
@@ -101,6 +104,9 @@ func (b *Bound) validate(path string, depth int) error {
 		if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
 			return fieldErr(path, "min and max must be finite")
 		}
+	}
+	if b.Min != nil && b.Max != nil && *b.Min > *b.Max {
+		return fieldErr(path, "min (%v) is above max (%v): the bound can never hold", *b.Min, *b.Max)
 	}
 	return nil
 }

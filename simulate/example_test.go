@@ -13,7 +13,6 @@ import (
 func Example() {
 	sc, err := simulate.ParseScenario([]byte(`{
 		"name": "rogue",
-		"duration": "15m",
 		"clients": 5000,
 		"origin": { "capacity": 5, "timeout": "30s" },
 		"protection": { "origin_budget": 4, "rollout_rate": 10 },

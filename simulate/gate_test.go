@@ -3,6 +3,7 @@ package simulate
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -36,9 +37,13 @@ func TestBuiltInBounds(t *testing.T) {
 			assert.True(t, c.Pass)
 			// Whatever a file declares, these hold for every built-in.
 			assert.False(t, c.Protected.Collapsed, "protected run collapsed")
-			assert.True(t, c.Unprotected.PeakOverSteady >= 20 || c.Unprotected.Collapsed || sc.Trigger.Kind == KindConfigChange,
+			assert.Positive(t, c.Protected.CollapseWindowS, "the run is long enough to tell a collapse")
+			assert.True(t, c.Unprotected.PeakOverSteady >= 20 || c.Unprotected.Collapsed,
 				"the unprotected run shows no failure: peak ÷ steady %v, collapsed %v", c.Unprotected.PeakOverSteady, c.Unprotected.Collapsed)
 			assert.LessOrEqual(t, c.Protected.PeakOverBudget, 1.1)
+			assert.LessOrEqual(t, c.Protected.ChangedOverBudget, 1.1)
+			assert.LessOrEqual(t, c.Protected.ConvergeOverSchedule, 1.1)
+			assert.True(t, c.Protected.Converged)
 		})
 	}
 }
@@ -53,10 +58,11 @@ func TestIncidentDynamics(t *testing.T) {
 	assert.True(t, un.Collapsed)
 	assert.Greater(t, un.WastedCalls, un.OriginCalls/2, "most origin work is done for callers that gave up")
 	assert.Greater(t, un.Amplification, 5.0, "retries and reconnects multiply the origin calls")
-	assert.Greater(t, un.ReconnectPeak, 100.0, "errors turn into a reconnect storm")
+	trig := int(sc.Trigger.At.Seconds())
+	first := s0(un.Series.Reconnects[trig : trig+3])
+	assert.Greater(t, first, 0.9*float64(sc.Clients), "the invalidation is a reconnect storm: every client reloads at once")
 	assert.Greater(t, un.OverloadCalls, 0.0)
 	s := un.Series
-	trig := int(sc.Trigger.At.Seconds())
 	assert.Greater(t, s.QueueDelay[len(s.QueueDelay)-1], sc.Origin.Timeout.Seconds(), "the origin queue is still longer than the timeout at the end")
 
 	pr, err := Run(context.Background(), sc, Protected, Config{})
@@ -64,12 +70,191 @@ func TestIncidentDynamics(t *testing.T) {
 	assert.False(t, pr.Collapsed)
 	assert.Zero(t, pr.WastedCalls)
 	assert.InDelta(t, 1, pr.Amplification, 0.05)
-	// Both runs start from the same clients and poll phases; before the
-	// trigger only the origin budget's brief holds (milliseconds) tell
-	// them apart, so their steady states agree closely.
+	// Both runs start from the same clients, caches and poll phases;
+	// before the trigger only the origin budget's brief holds
+	// (milliseconds) tell them apart, so their steady states agree.
 	assert.InEpsilon(t, un.SteadyRPS, pr.SteadyRPS, 0.1)
 	assert.Equal(t, un.NormalHitRate, pr.NormalHitRate)
-	_ = trig
+}
+
+// TestIncidentIsAReconnectStorm: the incident is the rogue invalidation
+// whose clients reload. Protected, every reload is a new session through
+// admission, paced by the rollout; the rogue invalidation alone reconnects
+// no one.
+func TestIncidentIsAReconnectStorm(t *testing.T) {
+	rogue := builtin(t, "rogue-invalidate", 5000)
+	inc := builtin(t, "incident", 5000)
+	rp, err := Run(context.Background(), rogue, Protected, Config{})
+	require.NoError(t, err)
+	ip, err := Run(context.Background(), inc, Protected, Config{})
+	require.NoError(t, err)
+	assert.Zero(t, rp.ReconnectPeak)
+	assert.Positive(t, ip.ReconnectPeak, "reloads reconnect")
+	assert.GreaterOrEqual(t, s0(ip.Series.Reconnects), float64(inc.Clients), "every client reloaded through admission")
+	assert.LessOrEqual(t, ip.ReconnectPeak, 3*inc.Protection.RolloutRate, "at the rollout's pace, not at once")
+	assert.Greater(t, ip.IntendedCalls, rp.IntendedCalls+int64(inc.Clients)/2, "each reload is a session at the origin")
+	assert.True(t, ip.Converged)
+}
+
+// TestPolicies: the three client policies, in both modes where they mean
+// something. Protected, the servers hold the origin within its budget
+// whatever the clients do; the policies differ in how often clients come
+// back. Unprotected, full jitter spreads the herd the naive client sends
+// at once.
+func TestPolicies(t *testing.T) {
+	res := map[string]*Result{}
+	for _, pol := range []string{PolicyNone, PolicyJitter, PolicySlot} {
+		sc := builtin(t, "reconnect-storm", 5000)
+		sc.Client.Backoff = pol
+		r, err := Run(context.Background(), sc, Protected, Config{})
+		require.NoError(t, err)
+		assert.LessOrEqual(t, r.PeakOverBudget, 1.1, pol)
+		assert.False(t, r.Collapsed, pol)
+		res[pol] = r
+	}
+	attempts := func(r *Result) float64 { return s0(r.Series.Reconnects) }
+	assert.True(t, res[PolicySlot].Converged)
+	assert.LessOrEqual(t, res[PolicySlot].ConvergeOverSchedule, 1.1, "coming back at the slot keeps the schedule")
+	assert.True(t, res[PolicyNone].Converged, "asking every second finds the slot within its grace")
+	assert.Greater(t, attempts(res[PolicyNone]), 3*attempts(res[PolicySlot]), "the naive client asks again every second until its slot")
+	// Full jitter ignores the slot: early returns are told the same slot,
+	// late ones find it expired and book again at the back, so the herd
+	// takes longer to get in than the budget allows, or never does.
+	assert.Greater(t, attempts(res[PolicyJitter]), attempts(res[PolicySlot]), "full jitter misses its slot and asks again")
+	assert.True(t, !res[PolicyJitter].Converged || res[PolicyJitter].ConvergeS > 1.2*res[PolicySlot].ConvergeS,
+		"jitter converged after %v s, slot after %v s", res[PolicyJitter].ConvergeS, res[PolicySlot].ConvergeS)
+
+	var peaks [2]float64
+	for k, pol := range []string{PolicyNone, PolicyJitter} {
+		sc := builtin(t, "reconnect-storm", 5000)
+		sc.Client.UnprotectedBackoff = pol
+		r, err := Run(context.Background(), sc, Unprotected, Config{})
+		require.NoError(t, err)
+		peaks[k] = r.ReconnectPeak
+	}
+	assert.Greater(t, peaks[0], 1.5*peaks[1], "unprotected, full jitter flattens the reconnect peak")
+}
+
+// TestDropReaction: a dropped client notices within the reaction spread;
+// under full jitter it then also backs off before its first reconnect,
+// while the naive and the slot client ask at once.
+func TestDropReaction(t *testing.T) {
+	first := map[string]float64{}
+	for _, pol := range []string{PolicyNone, PolicyJitter, PolicySlot} {
+		sc := builtin(t, "reconnect-storm", 5000)
+		sc.Client.Backoff = pol
+		sc.Duration = Duration(4 * time.Minute)
+		// Room for the whole herd at once, so that every reconnect in the
+		// trigger's second is a first attempt.
+		sc.Origin.Capacity, sc.Protection.OriginBudget, sc.Protection.AdmissionRate = 1e6, 1e6, 1e6
+		r, err := Run(context.Background(), sc, Protected, Config{})
+		require.NoError(t, err)
+		trig := int(sc.Trigger.At.Seconds())
+		first[pol] = r.Series.Reconnects[trig] / float64(r.Affected)
+	}
+	assert.Greater(t, first[PolicyNone], 0.99, "within the reaction second")
+	assert.Greater(t, first[PolicySlot], 0.99)
+	assert.InDelta(t, 0.5, first[PolicyJitter], 0.1, "reaction plus a full-jitter wait in [0, 1s): half in the first second")
+}
+
+// TestNodeCaches: an entry filled before the change cannot serve a client
+// that applied it; one filled after can; none outlives the TTL.
+func TestNodeCaches(t *testing.T) {
+	sc := builtin(t, "rogue-invalidate", 2000)
+	s := newSim(context.Background(), sc, Unprotected)
+	i := 7
+	assert.True(t, s.cached(i), "the caches start warm")
+	s.advance(int64(time.Minute))
+	s.target, s.changeAt = 1, s.now
+	assert.False(t, s.cached(i), "the TTL passed")
+	k, key := s.node(i), s.key(i)
+	s.nodes[k].fill[key] = s.now - 1
+	assert.True(t, s.cached(i), "a client that has not applied the change is served the old entry")
+	s.cl[i].epoch = 1
+	assert.False(t, s.cached(i), "a client that applied it is not")
+	s.nodes[k].fill[key] = s.now
+	assert.True(t, s.cached(i), "a refill after the change serves it")
+	s.advance(s.now + int64(sc.Node.CacheTTL))
+	assert.False(t, s.cached(i), "until the TTL passes")
+
+	// In a run: the broadcast empties the caches for everyone at once, so
+	// (with no coalescing of misses) nearly every refetch goes to the origin.
+	un, err := Run(context.Background(), builtin(t, "rogue-invalidate", 5000), Unprotected, Config{})
+	require.NoError(t, err)
+	trig := int(sc.Trigger.At.Seconds())
+	calls := un.Series.OriginCalls[trig] + un.Series.OriginCalls[trig+1]
+	assert.Greater(t, calls, 0.85*5000, "the invalidation emptied the node caches")
+	// Protected, the rollout's refetches refill the caches as it goes:
+	// after the first TTL, its clients mostly hit again.
+	pr, err := Run(context.Background(), builtin(t, "rogue-invalidate", 5000), Protected, Config{})
+	require.NoError(t, err)
+	assert.Less(t, float64(pr.IntendedCalls), float64(un.IntendedCalls)/2, "refetches through refilled caches")
+}
+
+// TestCollapseDefinition: a collapse is a failure that lasts the whole of
+// the run's final window, after the trigger's own work; a run that
+// recovers late is not one, and a run too short cannot tell.
+func TestCollapseDefinition(t *testing.T) {
+	sc := &Scenario{Origin: OriginSpec{Capacity: 100}}
+	mk := func(secs int, failFrom, failTo int) *Result {
+		r := &Result{Series: newSeries(secs), ScheduleS: 100, WaveS: 1, Affected: 1000}
+		for i := range secs {
+			r.Series.Goodput[i] = 50
+			r.Series.Requests[i] = 100
+			if i >= failFrom && i < failTo {
+				r.Series.Errors[i] = 50
+			}
+		}
+		return r
+	}
+	r := mk(1800, 120, 1800)
+	r.collapse(sc, 120)
+	assert.True(t, r.Collapsed, "failing to the end")
+	assert.Equal(t, 300.0, r.CollapseWindowS)
+	assert.Equal(t, 101.0, r.SettleS)
+
+	r = mk(1800, 120, 1770)
+	r.collapse(sc, 120)
+	assert.False(t, r.Collapsed, "recovered 30 s before the end: late, not collapsed")
+
+	r = mk(1800, 120, 600)
+	r.collapse(sc, 120)
+	assert.False(t, r.Collapsed)
+
+	r = mk(400, 120, 400)
+	r.collapse(sc, 120)
+	assert.False(t, r.Collapsed, "too short to tell")
+	assert.Zero(t, r.CollapseWindowS)
+
+	// Overload alone is a failure too.
+	r = mk(1800, 0, 0)
+	for i := range r.Series.OriginCalls {
+		r.Series.OriginCalls[i] = 100
+	}
+	r.collapse(sc, 120)
+	assert.True(t, r.Collapsed, "offered load at capacity to the end")
+}
+
+// TestConfigChangeRamp: what protects the origin from the raised limit is
+// the ramp: with it the node caches refill while the pace grows; without
+// it, the at-once raise overloads the origin (the protected run's budget
+// then holds it at the budget).
+func TestConfigChangeRamp(t *testing.T) {
+	sc := builtin(t, "config-change", gateClients)
+	ramped, err := Run(context.Background(), sc, Protected, Config{})
+	require.NoError(t, err)
+	assert.Less(t, ramped.PeakOverBudget, 0.9, "ramped: the origin stays below its budget")
+	un, err := Run(context.Background(), sc, Unprotected, Config{})
+	require.NoError(t, err)
+	assert.True(t, un.Collapsed, "at once: the backlog hits cold caches and the origin collapses")
+	jump := *sc
+	// A nanosecond: no take falls inside the ramp (see the limiter note in
+	// the scenario README).
+	jump.Protection.Ramp = Duration(1)
+	pr, err := Run(context.Background(), &jump, Protected, Config{})
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, pr.PeakOverBudget, 0.95, "without the ramp the origin budget is all that holds")
+	assert.Greater(t, pr.LatencyP999S, 10*ramped.LatencyP999S, "its clients wait in the budget's queue")
 }
 
 // builtin returns the built-in scenario name, resized to clients.
@@ -88,21 +273,10 @@ func builtin(t testing.TB, name string, clients int) *Scenario {
 	return nil
 }
 
-// TestJitterPolicy: with client-side full jitter instead of admission
-// slots, the protected reconnect storm still stays within the origin
-// budget and converges: the herd spreads over the backoff window and the
-// origin budget holds the rest.
-func TestJitterPolicy(t *testing.T) {
-	sc := builtin(t, "reconnect-storm", 5000)
-	sc.Client.Backoff = "jitter"
-	r, err := Run(context.Background(), sc, Protected, Config{})
-	require.NoError(t, err)
-	assert.LessOrEqual(t, r.PeakOverBudget, 1.1)
-	assert.False(t, r.Collapsed)
-	assert.True(t, r.Converged)
-	slot := builtin(t, "reconnect-storm", 5000)
-	rs, err := Run(context.Background(), slot, Protected, Config{})
-	require.NoError(t, err)
-	assert.Greater(t, r.ReconnectPeak, 0.0)
-	assert.NotEqual(t, rs.ReconnectPeak, r.ReconnectPeak, "the two policies bring clients back differently")
+// s0 sums v.
+func s0(v []float64) (n float64) {
+	for _, x := range v {
+		n += x
+	}
+	return n
 }

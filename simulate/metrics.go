@@ -131,12 +131,26 @@ type Result struct {
 	// Recovered reports whether the system recovered after the trigger:
 	// from some second on, to the end of the run (at least a minute), the
 	// trailing minute always had a hit rate of at least 90% of normal and
-	// an error rate under 1%. RecoverS is when (from the trigger; -1 if not).
-	// Collapsed is its negation: a metastable collapse, the failure
-	// outlasting its trigger.
+	// an error rate under 1%. RecoverS is when (from the trigger; -1 if
+	// not).
 	Recovered bool    `json:"recovered"`
 	RecoverS  float64 `json:"recover_s"`
-	Collapsed bool    `json:"collapsed"`
+	// SettleS is how long after the trigger its own work could last: the
+	// longest of ScheduleS plus one wave (what the change budget needs),
+	// one origin call per affected client at the origin's full capacity,
+	// and a minute. A failure that lasts beyond it outlasts its trigger.
+	SettleS float64 `json:"settle_s"`
+	// Collapsed reports a metastable collapse: the failure outlasting its
+	// trigger. It is judged over the run's last CollapseWindow, which must
+	// start after SettleS (CollapseWindowS is its length, 0 when the run
+	// is too short to tell, and then Collapsed is false): collapsed when in
+	// every second of that window the trailing 10 seconds were failing,
+	// that is the origin's offered load was at least its capacity, or at
+	// least 10% of client requests failed, or the goodput was under half
+	// its normal (before the trigger). A run that recovers before its end
+	// did not collapse, however late.
+	Collapsed       bool    `json:"collapsed"`
+	CollapseWindowS float64 `json:"collapse_window_s"`
 	// GoodputRPS is the mean rate of fetches that delivered data after the
 	// trigger; ErrorRate the share of client requests that failed after
 	// it.
@@ -309,7 +323,7 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 		r.Recovered = true
 		r.RecoverS = float64(lastBad + 1 - trig)
 	}
-	r.Collapsed = !r.Recovered
+	r.collapse(sc, trig)
 
 	var good float64
 	reqs, errs = 0, 0
@@ -337,4 +351,53 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 // secondsOf converts virtual ns to seconds, rounded to the millisecond.
 func secondsOf(ns int64) float64 {
 	return math.Round(float64(ns)/float64(time.Millisecond)) / 1e3
+}
+
+// CollapseWindow is the final stretch of a run over which a collapse is
+// judged (see Result.Collapsed).
+const CollapseWindow = 5 * time.Minute
+
+// failWindow is the trailing window, in seconds, over which a second of
+// the collapse window is judged failing.
+const failWindow = 10
+
+// collapse judges r's metastable collapse (see Result.Collapsed). It needs
+// r.ScheduleS and r.WaveS.
+func (r *Result) collapse(sc *Scenario, trig int) {
+	s := r.Series
+	secs := len(s.OriginCalls)
+	r.SettleS = round6(max(60, r.ScheduleS+r.WaveS, float64(r.Affected)/sc.Origin.Capacity))
+	win := int(CollapseWindow / time.Second)
+	from := secs - win
+	if float64(from) < float64(trig)+r.SettleS || from < 60 {
+		return // too short to tell
+	}
+	r.CollapseWindowS = float64(win)
+	var normal float64
+	lo := min(10, trig/2)
+	for i := lo; i < trig; i++ {
+		normal += s.Goodput[i]
+	}
+	normal /= math.Max(float64(trig-lo), 1)
+	// Trailing windows of failWindow seconds: long enough that a second
+	// of noise is not a recovery, short enough to see one near the end.
+	const w = failWindow
+	var calls, reqs, errs, good float64
+	for i := from - w; i < from; i++ {
+		calls += s.OriginCalls[i]
+		reqs += s.Requests[i]
+		errs += s.Errors[i]
+		good += s.Goodput[i]
+	}
+	for i := from; i < secs; i++ {
+		calls += s.OriginCalls[i] - s.OriginCalls[i-w]
+		reqs += s.Requests[i] - s.Requests[i-w]
+		errs += s.Errors[i] - s.Errors[i-w]
+		good += s.Goodput[i] - s.Goodput[i-w]
+		failing := calls >= w*sc.Origin.Capacity || (reqs > 0 && errs >= 0.1*reqs) || good < 0.5*w*normal
+		if !failing {
+			return
+		}
+	}
+	r.Collapsed = true
 }

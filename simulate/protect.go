@@ -17,6 +17,7 @@ import (
 // budget is what the simulator needs of a limiter backend: *limiter.Local
 // on the memory store, *limiter.Redis on Redis.
 type budget interface {
+	limiter.Budget
 	AllowNAt(ctx context.Context, key string, t time.Time, n int) (limiter.Decision, error)
 	TakeUpToAt(ctx context.Context, key string, t time.Time, n int) (limiter.Decision, error)
 	ReserveNAt(ctx context.Context, key string, t time.Time, n int, maxWait time.Duration) (limiter.Decision, error)
@@ -69,8 +70,9 @@ func (st *store) invalidateStore() (invalidate.Store, error) {
 		invalidate.WithTimeout(redisTimeout), invalidate.WithBreaker(1<<20, time.Second))
 }
 
-// refreshLimit is the config change's limit: rate clients per second,
-// with a burst of one tick's worth, so that a tick can take all it earned.
+// refreshLimit is a paced limit (the config change's refresh, the push
+// budget): rate per second, with a burst of one tick's worth, so that a
+// tick can take all it earned and no second more than the rate.
 func refreshLimit(rate float64, tick time.Duration) limiter.Limit {
 	return limiter.PerSecond(rate, max(1, int(math.Ceil(rate*tick.Seconds()))))
 }
@@ -81,28 +83,71 @@ func originLimit(rate float64) limiter.Limit {
 	return limiter.PerSecond(rate, max(1, int(math.Floor(rate*0.05))))
 }
 
-// guards are the herdcap components of a protected run: the real ones,
-// driven through their injected clocks and explicit times.
+// guards are the herdcap components of a protected run's servers: the
+// real ones, driven through their injected clocks and explicit times.
 type guards struct {
-	origin    budget                 // origin calls, fleet-wide
-	admission *limiter.Admission     // new sessions (slot policy)
-	backoff   *limiter.Backoff       // clients' retry and reconnect waits
-	retry     []*limiter.RetryBudget // per client, made on its first failure
-	rTokens   int
-	rRatio    float64
+	origin    budget                    // origin calls, fleet-wide
+	admission *limiter.Admission        // new sessions, fleet-wide
 	coords    []*invalidate.Coordinator // one per node, on one store
+	pushers   []*invalidate.Pusher      // one per node, on its coordinator
+	push      budget                    // the pushers' fleet-wide budget
 	notices   []invalidate.Notice       // AppendDue's reused buffer
 	ops       *atomic.Int64
 
-	rollout  invalidate.Rollout
-	released int      // cohorts released so far
-	turn     int      // the node whose turn it is to advance
-	cohortOf []uint32 // clients by cohort (counting sort)
-	cohortAt []int    // cohortOf[cohortAt[c]:cohortAt[c+1]] are cohort c
+	rollout invalidate.Rollout
+	turn    int // the node whose turn it is to advance
+	pushes  pushState
+}
+
+// clientSide is what herdcap gives a client (PolicyJitter, PolicySlot):
+// the real backoff and a retry budget per client.
+type clientSide struct {
+	backoff *limiter.Backoff
+	retry   []*limiter.RetryBudget // per client, made on its first failure
+	rTokens int
+	rRatio  float64
+}
+
+func newClientSide(sc *Scenario, seed uint64, mode Mode) (*clientSide, error) {
+	salt := uint64(0xbac0ff)
+	if mode == Unprotected {
+		salt = 0xbac0fe
+	}
+	rng := rand.New(rand.NewPCG(seed, salt))
+	c := sc.Client
+	b, err := limiter.NewBackoff(c.BackoffBase.D(), c.BackoffCap.D(), limiter.WithBackoffRand(rng),
+		limiter.WithHintJitter(limiter.DefaultHintJitter, c.HintJitter.D()))
+	if err != nil {
+		return nil, fmt.Errorf("backoff: %w", err)
+	}
+	return &clientSide{backoff: b, retry: make([]*limiter.RetryBudget, sc.Clients), rTokens: c.RetryTokens, rRatio: c.RetryRatio}, nil
+}
+
+// delay is the full-jitter wait before attempt (from 0), in ns, at least 1.
+func (c *clientSide) delay(attempt int) int64 { return int64(c.backoff.Delay(attempt)) + 1 }
+
+// success and failure feed client i's retry budget; failure reports
+// whether the client may retry now.
+func (c *clientSide) success(i int) {
+	if b := c.retry[i]; b != nil {
+		b.RecordSuccess()
+	}
+}
+
+func (c *clientSide) failure(i int) bool {
+	b := c.retry[i]
+	if b == nil {
+		var err error
+		if b, err = limiter.NewRetryBudget(c.rTokens, c.rRatio); err != nil {
+			return true // validated with the scenario; unreachable
+		}
+		c.retry[i] = b
+	}
+	return b.RecordFailure()
 }
 
 func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
-	g := &guards{rTokens: sc.Client.RetryTokens, rRatio: sc.Client.RetryRatio, ops: st.ops}
+	g := &guards{ops: st.ops}
 	var err error
 	p := sc.Protection
 	if g.origin, err = st.budget("origin", originLimit(p.OriginBudget), 0); err != nil {
@@ -116,24 +161,33 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	g.admission.SetSalt(fmt.Sprintf("%s-%d", sc.Name, seed))
-	rng := rand.New(rand.NewPCG(seed, 0xbac0ff))
-	if g.backoff, err = limiter.NewBackoff(sc.Client.BackoffBase.D(), sc.Client.BackoffCap.D(), limiter.WithBackoffRand(rng)); err != nil {
-		return nil, fmt.Errorf("backoff: %w", err)
-	}
-	g.retry = make([]*limiter.RetryBudget, sc.Clients)
 	if sc.Trigger.Kind == KindRogueInvalidate || sc.Trigger.Kind == KindIncident {
 		is, err := st.invalidateStore()
 		if err != nil {
 			return nil, fmt.Errorf("invalidation store: %w", err)
 		}
+		if g.push, err = st.budget("push", refreshLimit(p.PushBudget, p.PushInterval.D()), 0); err != nil {
+			return nil, fmt.Errorf("push budget: %w", err)
+		}
 		guard := invalidate.Guard{MinDuration: p.MinDuration.D(), MaxRate: p.RolloutRate}
 		for k := range sc.Nodes {
+			// The Due cache lives one tick, so that every node answers
+			// (and pushes) a release within a tick of it.
 			c, err := invalidate.NewCoordinator(is, invalidate.WithClock(st.clock), invalidate.WithNode(fmt.Sprintf("node-%d", k)),
-				invalidate.WithGuard(guard), invalidate.WithAdvanceInterval(p.Tick.D()))
+				invalidate.WithGuard(guard), invalidate.WithAdvanceInterval(p.Tick.D()), invalidate.WithCacheTTL(p.PushInterval.D()/2))
 			if err != nil {
 				return nil, fmt.Errorf("coordinator: %w", err)
 			}
 			g.coords = append(g.coords, c)
+			// The Due cache lives half a push interval, so that every
+			// node's push sees a release within one interval of it.
+			// Concurrency 1: the pusher runs in the simulation's goroutine,
+			// in order, so the run stays deterministic.
+			pu, err := invalidate.NewPusher(c, invalidate.WithConcurrency(1), invalidate.WithPushBudget(g.push, "push"))
+			if err != nil {
+				return nil, fmt.Errorf("pusher: %w", err)
+			}
+			g.pushers = append(g.pushers, pu)
 		}
 		g.notices = make([]invalidate.Notice, 0, 8)
 	}
@@ -141,8 +195,10 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 }
 
 func (g *guards) close() {
-	if g.origin != nil {
-		g.origin.Close()
+	for _, b := range []budget{g.origin, g.push} {
+		if b != nil {
+			b.Close()
+		}
 	}
 	if g.admission != nil {
 		g.admission.Close()
@@ -172,26 +228,6 @@ func (g *guards) admit(ctx context.Context, id string, now int64) (ok bool, wait
 		return false, 0, fmt.Errorf("admission: %w", err)
 	}
 	return d.Admitted, d.RetryAfter, nil
-}
-
-// success and failure feed client i's retry budget; failure reports
-// whether the client may retry now.
-func (g *guards) success(i int) {
-	if b := g.retry[i]; b != nil {
-		b.RecordSuccess()
-	}
-}
-
-func (g *guards) failure(i int) bool {
-	b := g.retry[i]
-	if b == nil {
-		var err error
-		if b, err = limiter.NewRetryBudget(g.rTokens, g.rRatio); err != nil {
-			return true // validated with the scenario; unreachable
-		}
-		g.retry[i] = b
-	}
-	return b.RecordFailure()
 }
 
 // due asks node k's coordinator which notices client id must apply, and

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -19,8 +20,8 @@ type Config struct {
 	// rollouts) on that Redis, with the virtual time passed to every
 	// script. Each run makes its own client from these options (with
 	// ContextTimeoutEnabled, and read and write timeouts of at least 10 s),
-	// uses its own key prefix, and deletes its keys when done. The same seed gives the same numbers as on the memory
-	// store.
+	// uses its own key prefix, and deletes its keys when done. The same
+	// seed gives the same numbers as on the memory store.
 	Redis *redis.Options
 	// Progress, when set, is called about twice a second of wall time
 	// during a run, and once at its end, from the goroutine running it
@@ -31,10 +32,14 @@ type Config struct {
 // Comparison is a scenario run unprotected and protected with the same
 // seed, and the checks of its bounds.
 type Comparison struct {
-	Scenario    *Scenario `json:"scenario"`
-	Unprotected *Result   `json:"unprotected"`
-	Protected   *Result   `json:"protected"`
-	Checks      []Check   `json:"checks"`
+	// Scenario is the scenario as run: defaults filled in, resized and
+	// reseeded as asked.
+	Scenario *Scenario `json:"scenario"`
+	// Unprotected and Protected are the results of the two runs.
+	Unprotected *Result `json:"unprotected"`
+	Protected   *Result `json:"protected"`
+	// Checks are the outcomes of the scenario's bounds, in its order.
+	Checks []Check `json:"checks"`
 	// Pass reports whether every bound held.
 	Pass bool `json:"pass"`
 }
@@ -100,6 +105,13 @@ func Run(ctx context.Context, sc *Scenario, mode Mode, cfg Config) (*Result, err
 			return nil, err
 		}
 		defer cleanup()
+	}
+	if s.policy != polNone {
+		cs, err := newClientSide(sc, sc.Seed, mode)
+		if err != nil {
+			return nil, fmt.Errorf("simulate: %s: %w", sc.Name, err)
+		}
+		s.cli = cs
 	}
 	if mode == Protected {
 		g, err := newGuards(sc, st, sc.Seed)
@@ -227,7 +239,11 @@ func (s *sim) result(storeName string) *Result {
 		r.WaveS = p.Tick.Seconds()
 	case KindConfigChange:
 		r.ChangeBudget = sc.Trigger.Limit * sc.Trigger.Factor
-		r.ScheduleS = float64(s.affected) / r.ChangeBudget
+		var ramp float64
+		if s.mode == Protected {
+			ramp = p.Ramp.Seconds()
+		}
+		r.ScheduleS = rampSchedule(float64(s.refreshLeft), sc.Trigger.Limit, r.ChangeBudget, ramp)
 		r.WaveS = p.Tick.Seconds()
 	}
 	r.Converged = s.affected > 0 && s.unconverged == 0
@@ -243,4 +259,25 @@ func (s *sim) result(storeName string) *Result {
 	}
 	r.summarize(sc, &s.hist, int(s.trig/int64(time.Second)))
 	return r
+}
+
+// rampSchedule is how long a limit that goes from `from` to `to` per
+// second, in a straight line over ramp seconds (0: at once), takes to let
+// n clients through: the least t with ∫₀ᵗ limit = n.
+func rampSchedule(n, from, to, ramp float64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	if ramp <= 0 {
+		return n / to
+	}
+	if inRamp := (from + to) / 2 * ramp; n > inRamp {
+		return ramp + (n-inRamp)/to
+	}
+	// from·t + (to-from)/(2·ramp)·t² = n
+	a := (to - from) / (2 * ramp)
+	if a <= 0 {
+		return n / from
+	}
+	return (-from + math.Sqrt(from*from+4*a*n)) / (2 * a)
 }

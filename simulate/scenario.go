@@ -9,7 +9,12 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // Limits on scenario sizes: what a laptop-sized run can hold.
@@ -24,6 +29,15 @@ const (
 	// poll events a run makes, so that no scenario file can ask for a run
 	// that would not end.
 	MaxPolls = 2e9
+	// MinRate and MaxRate bound every rate and capacity of a scenario, per
+	// second (the origin's capacity, the protection's budgets, the config
+	// change's limit before and after its factor): what the limiter takes,
+	// with room to Scale a scenario down by 1000.
+	MinRate = 1e-3
+	MaxRate = 1e9
+	// MaxCacheEntries bounds node.keys × nodes: the entries of the node
+	// caches, 8 bytes each.
+	MaxCacheEntries = 50_000_000
 	// maxScenarioBytes bounds a scenario file.
 	maxScenarioBytes = 1 << 20
 )
@@ -70,78 +84,132 @@ type Scenario struct {
 	// Nodes is the number of app-server nodes, 1 to MaxNodes. Default 10.
 	Nodes int `json:"nodes,omitempty"`
 
-	Client     ClientSpec     `json:"client"`
-	Node       NodeSpec       `json:"node"`
-	Origin     OriginSpec     `json:"origin"`
+	// Client describes the clients.
+	Client ClientSpec `json:"client"`
+	// Node describes the app-server nodes and their caches.
+	Node NodeSpec `json:"node"`
+	// Origin describes the origin behind the node caches. Its capacity is
+	// required.
+	Origin OriginSpec `json:"origin"`
+	// Protection sets the herdcap components of the protected run.
 	Protection ProtectionSpec `json:"protection"`
-	Trigger    Trigger        `json:"trigger"`
+	// Trigger is the event each run replays. Its kind is required.
+	Trigger Trigger `json:"trigger"`
 	// Bounds are the checks the runs must pass (see Bound).
 	Bounds []Bound `json:"bounds,omitempty"`
 }
 
+// Client policies: how a client waits before it retries a failed request
+// or reconnects (ClientSpec.Backoff and ClientSpec.UnprotectedBackoff).
+const (
+	// PolicyNone is the naive client of the incident: a fixed
+	// ClientSpec.RetryDelay before every retry, a reconnect as soon as it
+	// notices a drop, no retry budget, and a server's hint ignored.
+	PolicyNone = "none"
+	// PolicyJitter is herdcap's client without the server's help:
+	// full-jitter backoff (limiter.Backoff) before every retry and every
+	// reconnect, within a retry budget (limiter.RetryBudget); a server's
+	// hint is ignored.
+	PolicyJitter = "jitter"
+	// PolicySlot is herdcap's client that honours the server: like
+	// PolicyJitter, but when the server says when to come back (an
+	// admission slot, a Retry-After) it comes back then
+	// (limiter.Backoff.DelayHint). It needs a server that gives hints, so
+	// it applies to the protected run only.
+	PolicySlot = "slot"
+)
+
 // ClientSpec describes the clients.
 type ClientSpec struct {
 	// PollInterval is the mean time between a client's polls (page views):
-	// polls form a Poisson process. Default 60s, at least 100ms.
+	// polls form a Poisson process. Default 60s, 100ms to 1h.
 	PollInterval Duration `json:"poll_interval,omitempty"`
 	// CopyTTL is the mean lifetime of a client's cached copy: each poll
 	// finds the copy stale with probability 1-exp(-PollInterval/CopyTTL),
-	// and the client refetches. Default 10m, at least PollInterval.
+	// and the client refetches. Default 10m, PollInterval to 1000h.
 	CopyTTL Duration `json:"copy_ttl,omitempty"`
-	// RetryDelay is the naive (unprotected) client's fixed wait before a
-	// retry or a reconnect: no growth, no jitter. Default 1s.
+	// RetryDelay is the naive client's (PolicyNone) fixed wait before a
+	// retry or a reconnect: no growth, no jitter. Default 1s, 1ms to 1h.
 	RetryDelay Duration `json:"retry_delay,omitempty"`
-	// Reaction spreads a client's reaction to a directive or a drop: it
-	// acts after a uniform delay in [0, Reaction). Default 1s.
+	// Reaction spreads a client's reaction to a broadcast directive or a
+	// drop: it acts after a uniform delay in [0, Reaction). Default 1s, at
+	// most 1h.
 	Reaction Duration `json:"reaction,omitempty"`
 	// DisconnectOnError makes a client treat a failed fetch as a broken
 	// connection: it disconnects and reconnects (the incident's clients).
+	// A herdcap client (PolicyJitter, PolicySlot) does not treat a
+	// refusal that says when to come back as a broken connection; the
+	// naive client does.
 	DisconnectOnError bool `json:"disconnect_on_error,omitempty"`
-	// Backoff is the protected client's reconnect policy: "slot" (ask the
-	// node's admission and come back at the slot it gives, the default) or
-	// "jitter" (full-jitter backoff, no admission).
+	// ReconnectOnInvalidate makes applying an invalidation reload the
+	// client: it drops its connection and reconnects at once (a new
+	// session), then refetches, as the incident's clients did. Applying a
+	// notice it is given while reconnecting needs no second reload.
+	ReconnectOnInvalidate bool `json:"reconnect_on_invalidate,omitempty"`
+	// Backoff is the protected run's client policy: PolicySlot (the
+	// default), PolicyJitter or PolicyNone.
 	Backoff string `json:"backoff,omitempty"`
-	// BackoffBase and BackoffCap shape the protected client's full-jitter
-	// backoff (limiter.Backoff). Defaults 1s and 2m.
+	// UnprotectedBackoff is the unprotected run's client policy:
+	// PolicyNone (the default) or PolicyJitter (an unprotected server
+	// gives no slots, so PolicySlot does not apply).
+	UnprotectedBackoff string `json:"unprotected_backoff,omitempty"`
+	// BackoffBase is the first full-jitter window of limiter.Backoff
+	// (PolicyJitter, PolicySlot). Default 1s, 1ms to 1h.
 	BackoffBase Duration `json:"backoff_base,omitempty"`
-	BackoffCap  Duration `json:"backoff_cap,omitempty"`
-	// RetryTokens and RetryRatio shape the protected client's retry budget
-	// (limiter.RetryBudget). Defaults 10 and 0.1.
-	RetryTokens int     `json:"retry_tokens,omitempty"`
-	RetryRatio  float64 `json:"retry_ratio,omitempty"`
+	// BackoffCap is the largest full-jitter window. Default 2m,
+	// BackoffBase to 24h.
+	BackoffCap Duration `json:"backoff_cap,omitempty"`
+	// HintJitter caps the jitter a PolicySlot client adds to a server's
+	// hint (limiter.WithHintJitter: 10% of the hint, at most this). Default
+	// 1s (the limiter's default), 0 to 1m.
+	HintJitter Duration `json:"hint_jitter,omitempty"`
+	// RetryTokens is the size of a herdcap client's retry budget
+	// (limiter.RetryBudget). Default 10, 1 to 1000.
+	RetryTokens int `json:"retry_tokens,omitempty"`
+	// RetryRatio is the tokens a success gives back to the retry budget.
+	// Default 0.1, 0.000001 to RetryTokens.
+	RetryRatio float64 `json:"retry_ratio,omitempty"`
 }
 
-// NodeSpec describes the app-server nodes.
+// NodeSpec describes the app-server nodes and their caches.
 type NodeSpec struct {
-	// CacheHit is the share of fetches a warm node cache serves, in [0, 1).
-	// Default 0.8. A fetch that misses goes to the origin.
-	CacheHit float64 `json:"cache_hit,omitempty"`
-	// Latency is the node's round trip for an answer it has. Default 5ms.
+	// Keys is the number of distinct page-data keys. Client i's page data
+	// is one key, the same on every visit; clients sharing a key share
+	// node cache entries. Default clients ÷ 1000 (at least 1); scales with
+	// clients. Keys × nodes is at most MaxCacheEntries.
+	Keys int `json:"keys,omitempty"`
+	// CacheTTL is how long a node keeps a key after an origin fetch filled
+	// it; 0 means no node cache (every fetch goes to the origin). An entry
+	// filled before an invalidation (or a content push) cannot serve a
+	// client that has applied it, so an invalidation empties the caches for
+	// the clients it reaches, and their refetches refill them. Default 30s,
+	// at most 24h.
+	CacheTTL Duration `json:"cache_ttl,omitempty"`
+	// Latency is the node's round trip for an answer it has. Default 5ms,
+	// at most 1m.
 	Latency Duration `json:"latency,omitempty"`
-	// WarmKeys is the number of origin fills a restarted (cold) node
-	// needs to be warm again: its hit rate grows linearly with fills.
-	// Default clients ÷ nodes ÷ 20, at least 1; scales with clients.
-	WarmKeys int `json:"warm_keys,omitempty"`
 }
 
 // OriginSpec describes the origin behind the node caches.
 type OriginSpec struct {
-	// Capacity is the origin's throughput in requests per second (> 0).
-	// Required.
+	// Capacity is the origin's throughput in requests per second, MinRate
+	// to MaxRate. Required.
 	Capacity float64 `json:"capacity"`
 	// Latency is the origin's base latency, added to the queueing delay.
-	// Default 20ms.
+	// Default 20ms, at most 1m.
 	Latency Duration `json:"latency,omitempty"`
 	// Timeout is how long a caller waits for the origin: a request whose
 	// latency would exceed it becomes an error at Timeout, but the origin
-	// still does its work (no deadline propagation). Default 30s.
+	// still does its work (no deadline propagation). Default 30s, 1ms to
+	// 1h.
 	Timeout Duration `json:"timeout,omitempty"`
 	// QueueLimit rejects requests (a fast error) while this many are
-	// queued. 0 (the default) means unbounded.
+	// queued. 0 (the default) means unbounded; at most 1e9.
 	QueueLimit int `json:"queue_limit,omitempty"`
 }
 
-// ProtectionSpec sets the herdcap components of the protected run.
+// ProtectionSpec sets the herdcap components of the protected run. Every
+// rate is MinRate to MaxRate per second.
 type ProtectionSpec struct {
 	// OriginBudget is the fleet-wide budget of origin calls per second
 	// (a limiter budget every node takes from before calling the origin).
@@ -150,20 +218,32 @@ type ProtectionSpec struct {
 	// RolloutRate is the pace of an invalidation rollout, in clients per
 	// second across the fleet. Default OriginBudget.
 	RolloutRate float64 `json:"rollout_rate,omitempty"`
-	// Cohorts is the number of cohorts of a rollout. Default 100.
+	// PushBudget is the fleet-wide budget of pushed notices per second
+	// that every node's invalidate.Pusher draws on (WithPushBudget).
+	// Default 1.02 × RolloutRate: a little above the release pace, so that
+	// pushes keep up with cohorts of uneven size.
+	PushBudget float64 `json:"push_budget,omitempty"`
+	// Cohorts is the number of cohorts of a rollout, 10 (the guard's least,
+	// invalidate.DefaultGuardMinCohorts) to limiter.MaxCohorts. Default 100.
 	Cohorts int `json:"cohorts,omitempty"`
 	// MinDuration is the guard's least duration of a broad rollout.
-	// Default 1m.
+	// Default 1m, 1s to MaxDuration.
 	MinDuration Duration `json:"min_duration,omitempty"`
-	// AdmissionRate is the fleet-wide budget of new sessions per second.
-	// Default RolloutRate.
+	// AdmissionRate is the fleet-wide budget of new sessions per second
+	// (limiter.Admission). Default RolloutRate.
 	AdmissionRate float64 `json:"admission_rate,omitempty"`
 	// Ramp is the window over which a changed limit moves to its new
-	// value. Default 10m.
+	// value. Default 10m, at most MaxDuration.
 	Ramp Duration `json:"ramp,omitempty"`
-	// Tick is how often nodes advance rollouts and dispatch paced work.
-	// Default 1s, between 10ms and 1m.
+	// Tick is how often the nodes advance rollouts (taking turns: one
+	// advance per tick across the fleet; invalidate.WithAdvanceInterval)
+	// and dispatch paced work. Default 1s, 10ms to 1m.
 	Tick Duration `json:"tick,omitempty"`
+	// PushInterval is how often each node runs its invalidate.Pusher
+	// during a rollout; the push budget's burst is one interval of it, and
+	// the nodes' Due cache lives half of it, so that a release is pushed
+	// within one interval. Default 100ms, 10ms to Tick.
+	PushInterval Duration `json:"push_interval,omitempty"`
 }
 
 // Trigger is the event each run replays.
@@ -171,7 +251,7 @@ type Trigger struct {
 	// Kind is one of KindRogueInvalidate, KindReconnectStorm, KindIncident
 	// and KindConfigChange. Required.
 	Kind string `json:"kind"`
-	// At is when the trigger fires. Default 2m.
+	// At is when the trigger fires. Default 2m; in (0, Duration).
 	At Duration `json:"at,omitempty"`
 	// Share is the share of clients affected, in (0, 1]. Default 1.
 	// Invalidations reach every client, so they need 1.
@@ -181,12 +261,14 @@ type Trigger struct {
 	Node int `json:"node,omitempty"`
 	// Cause is the reconnect storm's cause: "blip" (Share of all clients
 	// drop; the default) or "restart" (node Node restarts: its clients drop
-	// and its cache comes back cold).
+	// and its cache comes back empty).
 	Cause string `json:"cause,omitempty"`
-	// Downtime is how long a restarted node stays down. Default 10s.
+	// Downtime is how long a restarted node stays down. Default 10s, at
+	// most 1h.
 	Downtime Duration `json:"downtime,omitempty"`
 	// Limit is the config change's starting refresh limit, in clients per
-	// second across the fleet (> 0); required for KindConfigChange.
+	// second across the fleet, MinRate to MaxRate; required for
+	// KindConfigChange. Limit × Factor is at most MaxRate too.
 	Limit float64 `json:"limit,omitempty"`
 	// Factor is what the config change multiplies the limit by, in
 	// (1, 10000]. Default 100.
@@ -270,10 +352,14 @@ func (s *Scenario) Defaults() {
 	setDur(&c.RetryDelay, time.Second)
 	setDur(&c.Reaction, time.Second)
 	if c.Backoff == "" {
-		c.Backoff = "slot"
+		c.Backoff = PolicySlot
+	}
+	if c.UnprotectedBackoff == "" {
+		c.UnprotectedBackoff = PolicyNone
 	}
 	setDur(&c.BackoffBase, time.Second)
 	setDur(&c.BackoffCap, 2*time.Minute)
+	setDur(&c.HintJitter, limiter.DefaultHintJitterMax)
 	if c.RetryTokens == 0 {
 		c.RetryTokens = 10
 	}
@@ -281,13 +367,11 @@ func (s *Scenario) Defaults() {
 		c.RetryRatio = 0.1
 	}
 	n := &s.Node
-	if n.CacheHit == 0 {
-		n.CacheHit = 0.8
+	if n.Keys == 0 && s.Clients > 0 {
+		n.Keys = max(1, s.Clients/1000)
 	}
+	setDur(&n.CacheTTL, 30*time.Second)
 	setDur(&n.Latency, 5*time.Millisecond)
-	if n.WarmKeys == 0 && s.Clients > 0 && s.Nodes > 0 {
-		n.WarmKeys = max(1, s.Clients/s.Nodes/20)
-	}
 	o := &s.Origin
 	setDur(&o.Latency, 20*time.Millisecond)
 	setDur(&o.Timeout, 30*time.Second)
@@ -298,6 +382,9 @@ func (s *Scenario) Defaults() {
 	if p.RolloutRate == 0 {
 		p.RolloutRate = p.OriginBudget
 	}
+	if p.PushBudget == 0 {
+		p.PushBudget = 1.02 * p.RolloutRate
+	}
 	if p.Cohorts == 0 {
 		p.Cohorts = 100
 	}
@@ -307,6 +394,7 @@ func (s *Scenario) Defaults() {
 	}
 	setDur(&p.Ramp, 10*time.Minute)
 	setDur(&p.Tick, time.Second)
+	setDur(&p.PushInterval, min(100*time.Millisecond, p.Tick.D()))
 	t := &s.Trigger
 	setDur(&t.At, 2*time.Minute)
 	if t.Share == 0 {
@@ -326,16 +414,20 @@ func fieldErr(path, format string, args ...any) error {
 	return fmt.Errorf("%w: scenario.%s: %s", ErrInvalidScenario, path, fmt.Sprintf(format, args...))
 }
 
+// checkRate checks a rate or capacity: finite, MinRate to MaxRate per
+// second (or 0 where allowZero says it may be unset).
 func checkRate(path string, v float64, allowZero bool) error {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		return fieldErr(path, "must be finite, got %v", v)
 	case v < 0:
 		return fieldErr(path, "must not be negative, got %v", v)
-	case v == 0 && !allowZero:
+	case v == 0 && allowZero:
+		return nil
+	case v == 0:
 		return fieldErr(path, "must be > 0, got 0")
-	case v > 1e12:
-		return fieldErr(path, "must be at most 1e12, got %v", v)
+	case v < MinRate || v > MaxRate:
+		return fieldErr(path, "must be between %g and %g per second, got %v", MinRate, float64(MaxRate), v)
 	}
 	return nil
 }
@@ -347,76 +439,86 @@ func checkDur(path string, d Duration, lo, hi time.Duration) error {
 	return nil
 }
 
+func checkInt(path string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return fieldErr(path, "must be between %d and %d, got %d", lo, hi, v)
+	}
+	return nil
+}
+
+func checkPolicy(path, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	q := make([]string, len(allowed))
+	for i, a := range allowed {
+		q[i] = strconv.Quote(a)
+	}
+	return fieldErr(path, "must be %s, got %q", strings.Join(q, ", "), truncate(v, 40))
+}
+
 // Validate checks every field, after Defaults; the error wraps
 // ErrInvalidScenario and names the first bad field's path.
 func (s *Scenario) Validate() error {
 	if !nameRE.MatchString(s.Name) {
 		return fieldErr("name", "must be 1 to 64 of a-z, 0-9, '-' and '_', got %q", truncate(s.Name, 70))
 	}
-	if s.Clients < 1 || s.Clients > MaxClients {
-		return fieldErr("clients", "must be between 1 and %d, got %d", MaxClients, s.Clients)
+	if len(s.Description) > 4096 {
+		return fieldErr("description", "must be at most 4096 bytes, got %d", len(s.Description))
 	}
-	if s.Nodes < 1 || s.Nodes > MaxNodes {
-		return fieldErr("nodes", "must be between 1 and %d, got %d", MaxNodes, s.Nodes)
-	}
-	if err := checkDur("duration", s.Duration, time.Minute, MaxDuration); err != nil {
-		return err
-	}
-	c := s.Client
+	c, n, o, p := s.Client, s.Node, s.Origin, s.Protection
 	checks := []error{
+		checkInt("clients", s.Clients, 1, MaxClients),
+		checkInt("nodes", s.Nodes, 1, MaxNodes),
+		checkDur("duration", s.Duration, time.Minute, MaxDuration),
 		checkDur("client.poll_interval", c.PollInterval, 100*time.Millisecond, time.Hour),
 		checkDur("client.copy_ttl", c.CopyTTL, c.PollInterval.D(), 1000*time.Hour),
 		checkDur("client.retry_delay", c.RetryDelay, time.Millisecond, time.Hour),
 		checkDur("client.reaction", c.Reaction, 0, time.Hour),
+		checkPolicy("client.backoff", c.Backoff, PolicySlot, PolicyJitter, PolicyNone),
+		checkPolicy("client.unprotected_backoff", c.UnprotectedBackoff, PolicyNone, PolicyJitter),
 		checkDur("client.backoff_base", c.BackoffBase, time.Millisecond, time.Hour),
 		checkDur("client.backoff_cap", c.BackoffCap, c.BackoffBase.D(), 24*time.Hour),
-	}
-	if c.Backoff != "slot" && c.Backoff != "jitter" {
-		checks = append(checks, fieldErr("client.backoff", "must be \"slot\" or \"jitter\", got %q", truncate(c.Backoff, 40)))
-	}
-	if c.RetryTokens < 1 || c.RetryTokens > 1000 {
-		checks = append(checks, fieldErr("client.retry_tokens", "must be between 1 and 1000, got %d", c.RetryTokens))
+		checkDur("client.hint_jitter", c.HintJitter, 0, time.Minute),
+		checkInt("client.retry_tokens", c.RetryTokens, 1, 1000),
+		checkInt("node.keys", n.Keys, 1, MaxClients),
+		checkDur("node.cache_ttl", n.CacheTTL, 0, 24*time.Hour),
+		checkDur("node.latency", n.Latency, 0, time.Minute),
+		checkRate("origin.capacity", o.Capacity, false),
+		checkDur("origin.latency", o.Latency, 0, time.Minute),
+		checkDur("origin.timeout", o.Timeout, time.Millisecond, time.Hour),
+		checkInt("origin.queue_limit", o.QueueLimit, 0, 1e9),
+		checkRate("protection.origin_budget", p.OriginBudget, false),
+		checkRate("protection.rollout_rate", p.RolloutRate, false),
+		checkRate("protection.push_budget", p.PushBudget, false),
+		checkInt("protection.cohorts", p.Cohorts, invalidate.DefaultGuardMinCohorts, limiter.MaxCohorts),
+		checkDur("protection.min_duration", p.MinDuration, time.Second, MaxDuration),
+		checkRate("protection.admission_rate", p.AdmissionRate, false),
+		checkDur("protection.ramp", p.Ramp, 0, MaxDuration),
+		checkDur("protection.tick", p.Tick, 10*time.Millisecond, time.Minute),
+		checkDur("protection.push_interval", p.PushInterval, 10*time.Millisecond, max(p.Tick.D(), 10*time.Millisecond)),
 	}
 	if math.IsNaN(c.RetryRatio) || c.RetryRatio < 1e-6 || c.RetryRatio > float64(c.RetryTokens) {
 		checks = append(checks, fieldErr("client.retry_ratio", "must be in [0.000001, retry_tokens], got %v", c.RetryRatio))
-	}
-	n := s.Node
-	if math.IsNaN(n.CacheHit) || n.CacheHit < 0 || n.CacheHit >= 1 {
-		checks = append(checks, fieldErr("node.cache_hit", "must be in [0,1), got %v", n.CacheHit))
-	}
-	checks = append(checks, checkDur("node.latency", n.Latency, 0, time.Minute))
-	if n.WarmKeys < 1 || n.WarmKeys > MaxClients {
-		checks = append(checks, fieldErr("node.warm_keys", "must be between 1 and %d, got %d", MaxClients, n.WarmKeys))
-	}
-	o := s.Origin
-	checks = append(checks,
-		checkRate("origin.capacity", o.Capacity, false),
-		checkDur("origin.latency", o.Latency, 0, time.Minute),
-		checkDur("origin.timeout", o.Timeout, time.Millisecond, time.Hour))
-	if o.QueueLimit < 0 || o.QueueLimit > 1e9 {
-		checks = append(checks, fieldErr("origin.queue_limit", "must be between 0 (unbounded) and 1e9, got %d", o.QueueLimit))
-	}
-	p := s.Protection
-	checks = append(checks,
-		checkRate("protection.origin_budget", p.OriginBudget, false),
-		checkRate("protection.rollout_rate", p.RolloutRate, false),
-		checkRate("protection.admission_rate", p.AdmissionRate, false),
-		checkDur("protection.min_duration", p.MinDuration, time.Second, MaxDuration),
-		checkDur("protection.ramp", p.Ramp, 0, MaxDuration),
-		checkDur("protection.tick", p.Tick, 10*time.Millisecond, time.Minute))
-	if p.Cohorts < 1 || p.Cohorts > 1<<20 {
-		checks = append(checks, fieldErr("protection.cohorts", "must be between 1 and %d, got %d", 1<<20, p.Cohorts))
 	}
 	for _, err := range checks {
 		if err != nil {
 			return err
 		}
 	}
+	if e := float64(n.Keys) * float64(s.Nodes); e > MaxCacheEntries {
+		return fieldErr("node.keys", "node.keys × nodes is %.0f cache entries, more than %d", e, MaxCacheEntries)
+	}
 	if err := s.validateTrigger(); err != nil {
 		return err
 	}
 	if polls := float64(s.Clients) * s.Duration.Seconds() / s.Client.PollInterval.Seconds(); polls > MaxPolls {
 		return fieldErr("clients", "clients × duration ÷ client.poll_interval is %.3g polls, more than %.0g: shorten the run or poll less often", polls, float64(MaxPolls))
+	}
+	if len(s.Bounds) > 100 {
+		return fieldErr("bounds", "at most 100 bounds, got %d", len(s.Bounds))
 	}
 	for i, b := range s.Bounds {
 		if err := b.validate(fmt.Sprintf("bounds[%d]", i), 0); err != nil {
@@ -455,21 +557,20 @@ func (s *Scenario) validateTrigger() error {
 	if err := checkDur("trigger.downtime", t.Downtime, 0, time.Hour); err != nil {
 		return err
 	}
-	if t.Kind == KindConfigChange {
-		if err := checkRate("trigger.limit", t.Limit, false); err != nil {
-			return err
-		}
-	} else if err := checkRate("trigger.limit", t.Limit, true); err != nil {
+	if err := checkRate("trigger.limit", t.Limit, t.Kind != KindConfigChange); err != nil {
 		return err
 	}
 	if math.IsNaN(t.Factor) || t.Factor <= 1 || t.Factor > 10000 {
 		return fieldErr("trigger.factor", "must be in (1, 10000], got %v", t.Factor)
 	}
+	if l := t.Limit * t.Factor; l > MaxRate {
+		return fieldErr("trigger.factor", "trigger.limit × trigger.factor is %g per second, more than %g", l, float64(MaxRate))
+	}
 	return nil
 }
 
 // Scale returns a copy of s resized to clients, with every rate and
-// capacity (origin capacity and queue limit, node warm keys, the
+// capacity (origin capacity and queue limit, the node caches' keys, the
 // protection budgets and the config change's limit) multiplied by
 // clients ÷ s.Clients, so that the dynamics (utilisation, waves, time to
 // converge) stay those of the original. The copy is validated.
@@ -486,9 +587,10 @@ func (s *Scenario) Scale(clients int) (*Scenario, error) {
 	c.Clients = clients
 	c.Origin.Capacity *= f
 	c.Origin.QueueLimit = int(math.Ceil(float64(c.Origin.QueueLimit) * f))
-	c.Node.WarmKeys = max(1, int(math.Round(float64(c.Node.WarmKeys)*f)))
+	c.Node.Keys = max(1, int(math.Round(float64(c.Node.Keys)*f)))
 	c.Protection.OriginBudget *= f
 	c.Protection.RolloutRate *= f
+	c.Protection.PushBudget *= f
 	c.Protection.AdmissionRate *= f
 	c.Trigger.Limit *= f
 	return &c, c.Validate()

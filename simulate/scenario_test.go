@@ -25,7 +25,7 @@ func TestParseScenarioDefaults(t *testing.T) {
 	assert.InDelta(t, 8, sc.Protection.RolloutRate, 1e-9)
 	assert.Equal(t, 2*time.Minute, sc.Trigger.At.D())
 	assert.Equal(t, 1.0, sc.Trigger.Share)
-	assert.Equal(t, 5, sc.Node.WarmKeys, "clients ÷ nodes ÷ 20")
+	assert.Equal(t, 1, sc.Node.Keys, "clients ÷ 1000")
 }
 
 // TestParseScenarioErrors: every bad input is an error wrapping
@@ -53,6 +53,7 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"zero clients", with(`{"clients":0}`), "scenario.clients: must be between 1 and 10000000, got 0"},
 		{"absurd clients", with(`{"clients":20000000}`), "scenario.clients: must be between 1 and 10000000, got 20000000"},
 		{"negative capacity", with(`{"origin":{"capacity":-3}}`), "scenario.origin.capacity: must not be negative, got -3"},
+		{"infinite capacity", strings.Replace(minimal, `"capacity":10`, `"capacity":1e999`, 1), "scenario.origin.capacity: want float64, got JSON number 1e999"},
 		{"zero capacity", `{"name":"t","clients":1000,"trigger":{"kind":"incident"}}`, "scenario.origin.capacity: must be > 0, got 0"},
 		{"negative rollout rate", with(`{"protection":{"rollout_rate":-1}}`), "scenario.protection.rollout_rate: must not be negative, got -1"},
 		{"negative duration", with(`{"client":{"poll_interval":"-5s"}}`), "scenario.client.poll_interval: must be between 100ms and 1h0m0s, got -5s"},
@@ -67,8 +68,31 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"cause", with(`{"trigger":{"kind":"reconnect-storm","cause":"solar"}}`), `scenario.trigger.cause: must be "blip" or "restart"`},
 		{"config change needs a limit", with(`{"trigger":{"kind":"config-change"}}`), "scenario.trigger.limit: must be > 0, got 0"},
 		{"factor", with(`{"trigger":{"kind":"config-change","limit":1,"factor":0.5}}`), "scenario.trigger.factor: must be in (1, 10000], got 0.5"},
-		{"cache hit", with(`{"node":{"cache_hit":1}}`), "scenario.node.cache_hit: must be in [0,1), got 1"},
-		{"backoff", with(`{"client":{"backoff":"pray"}}`), `scenario.client.backoff: must be "slot" or "jitter", got "pray"`},
+		{"old cache hit field", with(`{"node":{"cache_hit":0.8}}`), "scenario.node.cache_hit: unknown field"},
+		{"backoff", with(`{"client":{"backoff":"pray"}}`), `scenario.client.backoff: must be "slot", "jitter", "none", got "pray"`},
+		{"unprotected slot", with(`{"client":{"unprotected_backoff":"slot"}}`), `scenario.client.unprotected_backoff: must be "none", "jitter", got "slot"`},
+		{"hint jitter", with(`{"client":{"hint_jitter":"2m"}}`), "scenario.client.hint_jitter: must be between 0s and 1m0s, got 2m0s"},
+		{"tiny origin budget", with(`{"protection":{"origin_budget":1e-300}}`), "scenario.protection.origin_budget: must be between 0.001 and 1e+09 per second, got 1e-300"},
+		{"tiny capacity", with(`{"origin":{"capacity":1e-300}}`), "scenario.origin.capacity: must be between 0.001 and 1e+09 per second, got 1e-300"},
+		{"huge capacity", with(`{"origin":{"capacity":1e300}}`), "scenario.origin.capacity: must be between 0.001 and 1e+09 per second, got 1e+300"},
+		{"tiny push budget", with(`{"protection":{"push_budget":1e-9}}`), "scenario.protection.push_budget: must be between"},
+		{"tiny admission", with(`{"protection":{"admission_rate":0.0001}}`), "scenario.protection.admission_rate: must be between"},
+		{"huge limit", with(`{"trigger":{"kind":"config-change","limit":1e12}}`), "scenario.trigger.limit: must be between 0.001 and 1e+09 per second, got 1e+12"},
+		{"limit times factor", with(`{"trigger":{"kind":"config-change","limit":1e6,"factor":10000}}`), "scenario.trigger.factor: trigger.limit × trigger.factor is 1e+10 per second, more than 1e+09"},
+		{"limit on another trigger", with(`{"trigger":{"kind":"incident","limit":-2}}`), "scenario.trigger.limit: must not be negative, got -2"},
+		{"few cohorts", with(`{"protection":{"cohorts":5}}`), "scenario.protection.cohorts: must be between 10 and 1048576, got 5"},
+		{"keys", with(`{"node":{"keys":-1}}`), "scenario.node.keys: must be between 1 and 10000000, got -1"},
+		{"cache entries", with(`{"clients":10000000,"nodes":50,"node":{"keys":10000000},"client":{"poll_interval":"1h","copy_ttl":"2h"}}`), "scenario.node.keys: node.keys × nodes is 500000000 cache entries, more than 50000000"},
+		{"cache ttl", with(`{"node":{"cache_ttl":"48h"}}`), "scenario.node.cache_ttl: must be between 0s and 24h0m0s, got 48h0m0s"},
+		{"retry tokens", with(`{"client":{"retry_tokens":5000}}`), "scenario.client.retry_tokens: must be between 1 and 1000, got 5000"},
+		{"retry ratio", with(`{"client":{"retry_ratio":-1}}`), "scenario.client.retry_ratio: must be in [0.000001, retry_tokens], got -1"},
+		{"queue limit", with(`{"origin":{"queue_limit":-4}}`), "scenario.origin.queue_limit: must be between 0 and 1000000000, got -4"},
+		{"tick", with(`{"protection":{"tick":"1ms"}}`), "scenario.protection.tick: must be between 10ms and 1m0s, got 1ms"},
+		{"min duration", with(`{"protection":{"min_duration":"10ms"}}`), "scenario.protection.min_duration: must be between 1s and 24h0m0s, got 10ms"},
+		{"downtime", with(`{"trigger":{"kind":"reconnect-storm","cause":"restart","downtime":"2h"}}`), "scenario.trigger.downtime: must be between 0s and 1h0m0s, got 2h0m0s"},
+		{"nan factor", with(`{"trigger":{"kind":"config-change","limit":1,"factor":1}}`), "scenario.trigger.factor: must be in (1, 10000], got 1"},
+		{"long description", with(`{"description":"` + strings.Repeat("x", 5000) + `"}`), "scenario.description: must be at most 4096 bytes, got 5000"},
+		{"bound min above max", with(`{"bounds":[{"run":"protected","metric":"peak_rps","min":2,"max":1}]}`), "scenario.bounds[0]: min (2) is above max (1): the bound can never hold"},
 		{"name", with(`{"name":"../etc"}`), `scenario.name: must be 1 to 64 of a-z`},
 		{"too many polls", with(`{"clients":10000000,"duration":"24h","client":{"poll_interval":"100ms","copy_ttl":"1h"}}`), "scenario.clients: clients × duration ÷ client.poll_interval is"},
 		{"bound metric", with(`{"bounds":[{"run":"protected","metric":"happiness","max":1}]}`), `scenario.bounds[0].metric: no such metric "happiness"`},
@@ -115,6 +139,11 @@ func TestScale(t *testing.T) {
 	assert.Equal(t, 1_000_000, sc.Clients, "the original is untouched")
 	_, err = sc.Scale(0)
 	assert.ErrorIs(t, err, ErrInvalidScenario)
+	// Rates scaled below what the limiter takes are refused, by field.
+	cc := builtin(t, "config-change", 1_000_000)
+	_, err = cc.Scale(1)
+	assert.ErrorIs(t, err, ErrInvalidScenario)
+	assert.ErrorContains(t, err, "scenario.trigger.limit: must be between 0.001 and 1e+09 per second")
 	_, err = sc.Scale(MaxClients + 1)
 	assert.ErrorIs(t, err, ErrInvalidScenario)
 }

@@ -15,24 +15,26 @@ type Mode string
 
 const (
 	// Unprotected is the fleet of the incident: invalidations fan out at
-	// once, clients retry and reconnect after a fixed delay, nothing paces
-	// the origin.
+	// once, nothing paces the origin or admits sessions, and clients follow
+	// ClientSpec.UnprotectedBackoff (by default the naive client).
 	Unprotected Mode = "unprotected"
 	// Protected runs the same fleet through herdcap's real components:
-	// rollouts, admission, client backoff and retry budget, an origin
-	// budget and ramped limits.
+	// rollouts delivered by pull and by invalidate.Pusher, admission, an
+	// origin budget and ramped limits, with clients following
+	// ClientSpec.Backoff (by default herdcap's client: backoff, slots and a
+	// retry budget).
 	Protected Mode = "protected"
 )
 
 // Client flags.
 const (
-	fConn    uint8 = 1 << iota // connected to its node
-	fCopy                      // holds a valid copy of its page data
-	fPending                   // affected by the trigger and not yet converged
-	fOrigin                    // the open need misses the node cache
-	fRefresh                   // told to refresh (config change), not yet applied
-	fDropped                   // dropped by the trigger, not yet reconnected
-	fDenied                    // the last failure was a budget refusal with a hint
+	fConn      uint8 = 1 << iota // connected to its node
+	fCopy                        // holds a valid copy of its page data
+	fPending                     // affected by the trigger and not yet converged
+	fLooked                      // the open need's first node lookup is done
+	fRefresh                     // told to refresh (config change), not yet applied
+	fReconnect                   // must reconnect to converge (dropped, or reloading)
+	fDenied                      // the last failure was a refusal with a hint
 )
 
 // Event kinds, in the order same-time events run.
@@ -47,6 +49,7 @@ const (
 	sysTick uint8 = iota
 	sysTrigger
 	sysNodeUp
+	sysPush
 )
 
 // Actions: at most one is pending per client (actAt/act say which; an
@@ -54,7 +57,8 @@ const (
 const (
 	aNone uint8 = iota
 	aFetch
-	aFetchOK
+	aFetchHit // a fetch the node cache answers
+	aFetchOK  // a fetch the origin answers: it fills the node cache
 	aFetchErr
 	aConnect
 	aConnOK
@@ -65,15 +69,25 @@ const (
 
 const (
 	dirInvalidate uint8 = iota // the unprotected rogue broadcast
-	dirPush                    // a protected node pushes a due notice
 	dirRefresh                 // the config change's paced refresh
 )
 
+// client policies, resolved per run.
+const (
+	polNone uint8 = iota
+	polJitter
+	polSlot
+)
+
 type nodeState struct {
-	up    bool
-	cold  bool
-	fills int
+	up bool
+	// fill is, per page-data key, when an origin fetch last filled the
+	// node's cache entry (virtual ns; noFill: never).
+	fill []int64
 }
+
+// noFill marks an empty cache entry: older than any TTL, without overflow.
+const noFill = math.MinInt64 / 4
 
 // client is one client's state: 32 bytes, no pointers, so that the
 // client array is one flat allocation the garbage collector skips and an
@@ -100,26 +114,33 @@ type sim struct {
 	trig     int64
 	clock    *vclock
 	org      origin
-	prot     *guards // nil when unprotected
-	refreshB budget  // the config change's refresh limit
+	prot     *guards     // server side; nil when unprotected
+	cli      *clientSide // herdcap's client components; nil for the naive client
+	policy   uint8
+	refreshB budget // the config change's refresh limit
 	tickRng  *rand.Rand
 	ticks    int64
+	pushes   int64 // push intervals since the rollout started
+	pushFrom int64 // when the rollout started
 
 	cl    []client
 	ids   string // client IDs, idLen bytes each
 	idLen int
 
 	nodes       []nodeState
+	keys        uint64 // page-data keys
+	cacheTTL    int64
 	curEpoch    uint64 // unprotected: the rogue broadcast's epoch
-	target      uint64 // the epoch a client must apply to converge
+	target      uint64 // the epoch a client must apply to converge; 0: none
+	changeAt    int64  // when the data changed: older cache entries cannot serve a client at target
 	pStale      float64
 	pollMean    float64
 	retryDelay  int64
 	reaction    int64
 	nodeLat     int64
-	hitP        float64
 	refresh     []uint32 // config change: clients in refresh order
 	refreshNext int
+	refreshLeft int // config change: clients still to refresh at the trigger
 
 	series       *Series
 	hist         hist
@@ -154,6 +175,16 @@ func (s *sim) sec() int { return int(s.now / int64(time.Second)) }
 func (s *sim) id(i int) string { return s.ids[i*s.idLen : (i+1)*s.idLen] }
 
 func (s *sim) node(i int) int { return i % s.sc.Nodes }
+
+// key is client i's page-data key: a fixed mix of its index, so that the
+// clients of a key spread over every node.
+func (s *sim) key(i int) int {
+	z := uint64(i) + 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	z ^= z >> 31
+	return int(z % s.keys)
+}
 
 func (s *sim) jitter(d int64) int64 {
 	if d <= 0 {
@@ -196,17 +227,28 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		org:        newOrigin(sc),
 		cl:         make([]client, n),
 		nodes:      make([]nodeState, sc.Nodes),
+		keys:       uint64(sc.Node.Keys),
+		cacheTTL:   int64(sc.Node.CacheTTL),
 		pStale:     -math.Expm1(-sc.Client.PollInterval.Seconds() / sc.Client.CopyTTL.Seconds()),
 		pollMean:   float64(sc.Client.PollInterval),
 		retryDelay: int64(sc.Client.RetryDelay),
 		reaction:   int64(sc.Client.Reaction),
 		nodeLat:    int64(sc.Node.Latency),
-		hitP:       sc.Node.CacheHit,
 		series:     newSeries(int(sc.Duration.D() / time.Second)),
 	}
+	pol := sc.Client.UnprotectedBackoff
+	if mode == Protected {
+		pol = sc.Client.Backoff
+	}
+	switch pol {
+	case PolicyJitter:
+		s.policy = polJitter
+	case PolicySlot:
+		s.policy = polSlot
+	}
 	// Unprotected and protected runs of one seed share the client
-	// placement and poll phases: the streams diverge only where the
-	// protection acts.
+	// placement, the caches' state and the poll phases: the streams
+	// diverge only where the protection acts.
 	s.rng = rand.New(rand.NewPCG(sc.Seed, 0x5eed))
 	s.tickRng = rand.New(rand.NewPCG(sc.Seed, 0x71c))
 	s.idLen = len(strconv.Itoa(n-1)) + 1
@@ -222,8 +264,15 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		b.Write(num)
 	}
 	s.ids = b.String()
+	// The node caches start in steady state: every entry filled at a
+	// random moment within the last TTL.
 	for k := range s.nodes {
 		s.nodes[k].up = true
+		f := make([]int64, sc.Node.Keys)
+		for j := range f {
+			f[j] = -1 - s.jitter(s.cacheTTL)
+		}
+		s.nodes[k].fill = f
 	}
 	for i := range n {
 		s.cl[i] = client{flags: fConn | fCopy, actAt: -1, needAt: -1}
@@ -332,6 +381,13 @@ func (s *sim) system(e event) {
 		s.trigger()
 	case sysNodeUp:
 		s.nodes[e.id].up = true
+	case sysPush:
+		if !s.pushAll() {
+			return // the rollout is pushed: no more push intervals
+		}
+		s.pushes++
+		next := s.pushFrom + s.pushes*int64(s.sc.Protection.PushInterval) + int64(s.tickRng.Float64()*float64(time.Millisecond))
+		s.push(event{at: max(next, s.now+1), kind: evSystem, arg: sysPush})
 	}
 }
 
@@ -344,6 +400,7 @@ func (s *sim) trigger() {
 			s.cl[i].flags |= fPending
 		}
 		s.unconverged = sc.Clients
+		s.changeAt = s.now
 		if s.prot == nil {
 			// The rogue node tells every client at once.
 			s.curEpoch++
@@ -362,7 +419,10 @@ func (s *sim) trigger() {
 	case KindReconnectStorm:
 		if sc.Trigger.Cause == "restart" {
 			k := sc.Trigger.Node
-			s.nodes[k] = nodeState{up: false, cold: true}
+			s.nodes[k].up = false
+			for j := range s.nodes[k].fill {
+				s.nodes[k].fill[j] = noFill // back empty
+			}
 			for i := k; i < sc.Clients; i += sc.Nodes {
 				s.drop(i)
 			}
@@ -375,6 +435,7 @@ func (s *sim) trigger() {
 			}
 		}
 	case KindConfigChange:
+		s.refreshLeft = len(s.refresh) - s.refreshNext
 		l := refreshLimit(sc.Trigger.Limit*sc.Trigger.Factor, sc.Protection.Tick.D())
 		if err := s.refreshBudget().SetLimitAt(at(s.now), l); err != nil {
 			s.fail(err)
@@ -382,17 +443,36 @@ func (s *sim) trigger() {
 	}
 }
 
-// drop disconnects client i by the trigger: its reconnect is intended.
+// drop disconnects client i by the trigger: its reconnect is intended. It
+// notices within the reaction spread; a jitter client then backs off
+// before its first attempt, as before every other.
 func (s *sim) drop(i int) {
 	if s.cl[i].flags&fConn != 0 {
 		s.connected--
 	}
-	s.cl[i].flags = s.cl[i].flags&^fConn | fPending | fDropped
+	s.cl[i].flags = s.cl[i].flags&^fConn | fPending | fReconnect
 	s.affected++
 	s.unconverged++
 	s.intended++
 	s.cl[i].fails = 0
-	s.setAct(i, aConnect, s.now+s.jitter(s.reaction))
+	wait := s.jitter(s.reaction)
+	if s.policy == polJitter {
+		wait += s.cli.delay(0)
+	}
+	s.setAct(i, aConnect, s.now+wait)
+}
+
+// reload makes client i drop its connection and reconnect, after applying
+// an invalidation (ReconnectOnInvalidate): one more session, set up within
+// the reaction spread (a page reload).
+func (s *sim) reload(i int) {
+	if s.cl[i].flags&fConn != 0 {
+		s.connected--
+	}
+	s.cl[i].flags = s.cl[i].flags&^fConn | fReconnect
+	s.intended++
+	s.cl[i].fails = 0
+	s.setAct(i, aConnect, s.now+s.nodeLat+s.jitter(s.reaction))
 }
 
 // disconnect drops client i after a failed fetch (DisconnectOnError).
@@ -401,47 +481,51 @@ func (s *sim) disconnect(i int) {
 		s.connected--
 	}
 	s.cl[i].flags &^= fConn
-	wait := s.jitter(s.reaction) // the naive client reconnects at once
-	if s.prot != nil {
+	var wait int64
+	if s.policy == polNone {
+		wait = s.jitter(s.reaction) // the naive client reconnects at once
+	} else {
 		wait = s.retryWait(i, false)
 	}
 	s.setAct(i, aConnect, s.now+wait)
 }
 
 // retryWait is how long client i waits before its next attempt, after
-// s.cl[i].fails failures: the naive client's fixed delay, or the protected
-// client's backoff (honouring the server's hint when it sent one).
+// s.cl[i].fails failures: the naive client's fixed delay, or a herdcap
+// client's full-jitter backoff, honouring the server's hint (useHint,
+// when it sent one) under PolicySlot.
 func (s *sim) retryWait(i int, useHint bool) int64 {
-	if s.prot == nil {
+	if s.policy == polNone {
 		return s.retryDelay
 	}
 	attempt := max(int(s.cl[i].fails)-1, 0)
-	if useHint && s.cl[i].flags&fDenied != 0 {
-		return int64(s.prot.backoff.DelayHint(attempt, time.Duration(s.cl[i].hint)*time.Millisecond)) + 1
+	if s.policy == polSlot && useHint && s.cl[i].flags&fDenied != 0 {
+		return int64(s.cli.backoff.DelayHint(attempt, time.Duration(s.cl[i].hint)*time.Millisecond)) + 1
 	}
-	return int64(s.prot.backoff.Delay(attempt)) + 1
+	return s.cli.delay(attempt)
 }
 
 func (s *sim) poll(i int) {
 	sec := s.sec()
 	s.series.Views[sec]++
-	f := s.cl[i].flags
-	if f&fConn != 0 {
+	if s.cl[i].flags&fConn != 0 {
 		if s.prot != nil {
-			s.checkDue(i)
+			s.pollDue(i)
 			if s.err != nil {
 				return
 			}
-			f = s.cl[i].flags
 		}
-		if f&fCopy != 0 {
+		switch f := s.cl[i].flags; {
+		case f&fConn == 0:
+			// The notice reloaded it.
+		case f&fCopy != 0:
 			if s.rng.Float64() < s.pStale {
 				s.cl[i].flags &^= fCopy
-				s.need(i, false)
+				s.need(i)
 			} else {
 				s.series.Hits[sec]++
 			}
-		} else if s.cl[i].act == aNone && s.cl[i].needAt >= 0 {
+		case s.cl[i].act == aNone && s.cl[i].needAt >= 0:
 			// The page view asks again (a new request, not a retry).
 			s.fetch(i)
 		}
@@ -451,34 +535,43 @@ func (s *sim) poll(i int) {
 
 // need opens a need for data at client i, if none is open, and starts a
 // fetch when the client is connected and idle.
-func (s *sim) need(i int, forceOrigin bool) {
+func (s *sim) need(i int) {
 	if s.cl[i].needAt < 0 {
 		s.cl[i].needAt = s.now
-		s.cl[i].flags &^= fOrigin
-		if forceOrigin || s.rng.Float64() >= s.hitProb(s.node(i)) {
-			s.cl[i].flags |= fOrigin
-			s.intended++
-		}
+		s.cl[i].flags &^= fLooked
 	}
 	if s.cl[i].flags&fConn != 0 && s.cl[i].act == aNone {
 		s.fetch(i)
 	}
 }
 
-func (s *sim) hitProb(k int) float64 {
-	n := &s.nodes[k]
-	if !n.cold {
-		return s.hitP
+// cached reports whether client i's node holds an entry of its key that
+// may serve it: filled within the TTL and, once the client has applied
+// the change, after the data changed.
+func (s *sim) cached(i int) bool {
+	if s.cacheTTL <= 0 {
+		return false
 	}
-	return s.hitP * min(1, float64(n.fills)/float64(s.sc.Node.WarmKeys))
+	f := s.nodes[s.node(i)].fill[s.key(i)]
+	if s.now-f >= s.cacheTTL {
+		return false
+	}
+	return s.target == 0 || s.cl[i].epoch < s.target || f >= s.changeAt
 }
 
-// fetch sends one fetch attempt of client i to its node.
+// fetch sends one fetch attempt of client i to its node: an answer from
+// the node cache, or an origin call. The first lookup of a need that
+// misses is an intended origin call.
 func (s *sim) fetch(i int) {
 	s.series.Requests[s.sec()]++
-	if s.cl[i].flags&fOrigin == 0 {
-		s.setAct(i, aFetchOK, s.now+s.nodeLat)
+	first := s.cl[i].flags&fLooked == 0
+	s.cl[i].flags |= fLooked
+	if s.cached(i) {
+		s.setAct(i, aFetchHit, s.now+s.nodeLat)
 		return
+	}
+	if first {
+		s.intended++
 	}
 	s.cl[i].flags &^= fDenied
 	if s.prot != nil && !s.gate(i, aFetchOrigin, aFetchErr) {
@@ -559,35 +652,30 @@ func (s *sim) action(i int, a uint8) {
 		if s.cl[i].flags&fConn != 0 && s.cl[i].needAt >= 0 {
 			s.fetch(i)
 		}
-	case aFetchOK:
+	case aFetchOK, aFetchHit:
 		s.series.Goodput[sec]++
-		if s.cl[i].flags&fOrigin != 0 {
-			if n := &s.nodes[s.node(i)]; n.cold {
-				n.fills++
-				if n.fills >= s.sc.Node.WarmKeys {
-					n.cold = false
-				}
-			}
+		if a == aFetchOK && s.cacheTTL > 0 {
+			s.nodes[s.node(i)].fill[s.key(i)] = s.now
 		}
-		s.cl[i].flags = s.cl[i].flags&^(fOrigin|fDenied) | fCopy
+		s.cl[i].flags = s.cl[i].flags&^fDenied | fCopy
 		s.cl[i].fails = 0
 		if s.cl[i].needAt >= 0 {
 			s.hist.add(s.now - s.cl[i].needAt)
 			s.cl[i].needAt = -1
 		}
-		if s.prot != nil {
-			s.prot.success(i)
+		if s.cli != nil {
+			s.cli.success(i)
 		}
 		s.tryConverge(i)
 	case aFetchErr:
 		s.series.Errors[sec]++
 		s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
 		denied := s.cl[i].flags&fDenied != 0
-		if !denied && s.sc.Client.DisconnectOnError {
+		if s.sc.Client.DisconnectOnError && (s.policy == polNone || !denied) {
 			s.disconnect(i)
 			return
 		}
-		if s.prot != nil && !s.prot.failure(i) {
+		if s.cli != nil && !s.cli.failure(i) {
 			return // the retry budget says no: the next page view asks again
 		}
 		s.setAct(i, aFetch, s.now+s.retryWait(i, true))
@@ -601,22 +689,24 @@ func (s *sim) action(i int, a uint8) {
 		s.cl[i].flags |= fConn
 		s.connected++
 		s.cl[i].fails = 0
-		if s.cl[i].flags&fDropped != 0 {
-			s.cl[i].flags &^= fDropped
-			s.series.Changed[sec]++
+		if s.cl[i].flags&fReconnect != 0 {
+			s.cl[i].flags &^= fReconnect
+			if s.sc.Trigger.Kind == KindReconnectStorm {
+				s.series.Changed[sec]++ // the reconnection is the change
+			}
 		}
 		if s.prot == nil {
 			if s.cl[i].epoch < s.curEpoch {
-				s.invalidate(i, s.curEpoch)
+				s.invalidate(i, s.curEpoch, false)
 			}
 		} else {
-			s.checkDue(i)
+			s.connectDue(i)
 		}
 		if s.cl[i].flags&fRefresh != 0 {
 			s.applyRefresh(i)
 		}
 		if s.cl[i].flags&fCopy == 0 {
-			s.need(i, false)
+			s.need(i)
 		}
 		s.tryConverge(i)
 	case aConnErr:
@@ -626,8 +716,8 @@ func (s *sim) action(i int, a uint8) {
 	}
 }
 
-// connect makes one reconnect attempt of client i: admission (protected,
-// slot policy), then a session set up at the origin.
+// connect makes one reconnect attempt of client i: in a protected run,
+// admission and the origin budget, then a session set up at the origin.
 func (s *sim) connect(i int) {
 	sec := s.sec()
 	s.series.Reconnects[sec]++
@@ -638,17 +728,15 @@ func (s *sim) connect(i int) {
 		return
 	}
 	if s.prot != nil {
-		if s.sc.Client.Backoff == "slot" {
-			ok, wait, err := s.prot.admit(s.ctx, s.id(i), s.now)
-			if err != nil {
-				s.fail(err)
-				return
-			}
-			if !ok {
-				s.denied(i, wait)
-				s.setAct(i, aConnErr, s.now+s.nodeLat)
-				return
-			}
+		ok, wait, err := s.prot.admit(s.ctx, s.id(i), s.now)
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		if !ok {
+			s.denied(i, wait)
+			s.setAct(i, aConnErr, s.now+s.nodeLat)
+			return
 		}
 		if !s.gate(i, aSessionOrigin, aConnErr) {
 			return
@@ -664,10 +752,8 @@ func (s *sim) directive(i int, arg uint8) {
 	switch arg {
 	case dirInvalidate:
 		if s.cl[i].epoch < s.curEpoch {
-			s.invalidate(i, s.curEpoch)
+			s.invalidate(i, s.curEpoch, true)
 		}
-	case dirPush:
-		s.checkDue(i)
 	case dirRefresh:
 		if s.cl[i].flags&fRefresh != 0 {
 			s.applyRefresh(i)
@@ -675,42 +761,72 @@ func (s *sim) directive(i int, arg uint8) {
 	}
 }
 
-// checkDue asks the node's coordinator whether client i is due to drop its
-// copy, and applies what it is told.
-func (s *sim) checkDue(i int) {
+// connectDue is the session handshake of a client that just connected:
+// its node asks AppendDue and the client applies what it is told, with no
+// reload (its session is new). These few notices do not draw on the push
+// budget: the client was away when its wave was pushed.
+func (s *sim) connectDue(i int) {
 	ep, err := s.prot.due(s.ctx, s.node(i), s.id(i), s.cl[i].epoch)
 	if err != nil {
 		s.fail(err)
 		return
 	}
 	if ep > s.cl[i].epoch {
-		s.invalidate(i, ep)
+		s.invalidate(i, ep, false)
+	}
+}
+
+// pollDue is the pull path of a page view: the node asks AppendDue for
+// client i and, when a notice is due, delivers it through its Pusher, so
+// that it draws on the fleet-wide push budget like every push (a notice
+// the budget defers reaches the client at a later push).
+func (s *sim) pollDue(i int) {
+	ep, err := s.prot.due(s.ctx, s.node(i), s.id(i), s.cl[i].epoch)
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	if ep > s.cl[i].epoch {
+		if err := s.prot.pushes.one(s, i); err != nil {
+			s.fail(err)
+		}
 	}
 }
 
 // invalidate applies an invalidation of epoch ep at client i: it drops its
-// copy and refetches.
-func (s *sim) invalidate(i int, ep uint64) {
+// copy and refetches; with ReconnectOnInvalidate and reload, it reloads
+// first (a client applying a notice while it reconnects needs no second
+// reload).
+func (s *sim) invalidate(i int, ep uint64, reload bool) {
 	s.cl[i].epoch = ep
 	s.series.Changed[s.sec()]++
 	s.cl[i].flags &^= fCopy
-	s.need(i, false)
+	if reload && s.sc.Client.ReconnectOnInvalidate {
+		if s.cl[i].needAt < 0 { // the need opens now; its fetch waits for the new session
+			s.cl[i].needAt = s.now
+			s.cl[i].flags &^= fLooked
+		}
+		s.clearAct(i)
+		s.reload(i)
+		return
+	}
+	s.need(i)
 }
 
 func (s *sim) applyRefresh(i int) {
 	s.cl[i].flags &^= fRefresh | fCopy
 	s.cl[i].epoch = 1
 	s.series.Changed[s.sec()]++
-	s.cl[i].needAt = -1 // a new content: a new need, to the origin
+	s.cl[i].needAt = -1 // new content: a new need
 	s.clearAct(i)
-	s.need(i, true)
+	s.need(i)
 }
 
 // tryConverge marks client i converged if it was affected and now holds
 // data of the change, connected.
 func (s *sim) tryConverge(i int) {
 	f := s.cl[i].flags
-	if f&fPending == 0 || f&(fConn|fCopy) != fConn|fCopy || f&(fRefresh|fDropped) != 0 || s.cl[i].epoch < s.target {
+	if f&fPending == 0 || f&(fConn|fCopy) != fConn|fCopy || f&(fRefresh|fReconnect) != 0 || s.cl[i].epoch < s.target {
 		return
 	}
 	s.cl[i].flags &^= fPending

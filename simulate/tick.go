@@ -1,17 +1,15 @@
 package simulate
 
 import (
+	"context"
 	"fmt"
 	"math"
 
 	"github.com/herdcap/herdcap/invalidate"
-	"github.com/herdcap/herdcap/limiter"
 )
 
 // startRollout turns the rogue node's "invalidate everything" into a
-// rollout on the real coordinator, and sorts the clients by their cohort in
-// it (limiter.Cohort, the placement the coordinator documents), so that a
-// released cohort's clients can be pushed their notice.
+// rollout on the real coordinator, started from the rogue node.
 func (s *sim) startRollout() (uint64, error) {
 	sc, g := s.sc, s.prot
 	k := sc.Trigger.Node
@@ -28,36 +26,20 @@ func (s *sim) startRollout() (uint64, error) {
 		return 0, fmt.Errorf("start rollout: %w", err)
 	}
 	g.rollout = st.Rollout
-	n := g.rollout.Cohorts
-	g.cohortAt = make([]int, n+1)
-	cohort := make([]uint32, sc.Clients)
-	for i := range sc.Clients {
-		c := limiter.Cohort(g.rollout.ID, s.id(i), n)
-		cohort[i] = uint32(c)
-		g.cohortAt[c+1]++
-	}
-	for c := range n {
-		g.cohortAt[c+1] += g.cohortAt[c]
-	}
-	g.cohortOf = make([]uint32, sc.Clients)
-	fill := append([]int(nil), g.cohortAt[:n]...)
-	for i, c := range cohort {
-		g.cohortOf[fill[c]] = uint32(i)
-		fill[c]++
-	}
+	g.pushes.init(s)
+	s.pushFrom = s.now
+	s.push(event{at: s.now + int64(sc.Protection.PushInterval), kind: evSystem, arg: sysPush})
 	return st.Rollout.Epoch, nil
 }
 
 // tick runs every Protection.Tick: the config change's paced refresh, and
-// in a protected run every node's advance of the rollouts, with a push of
-// the notice to the clients of each cohort released (spread over one
-// cohort interval).
+// in a protected run the nodes' advance of the rollouts.
 func (s *sim) tick() {
 	if s.sc.Trigger.Kind == KindConfigChange {
 		s.dispatchRefresh()
 	}
 	g := s.prot
-	if g == nil || g.coords == nil || g.cohortOf == nil || g.released >= g.rollout.Cohorts {
+	if g == nil || g.coords == nil || g.pushes.sessions == nil || g.pushes.full == s.sc.Nodes {
 		// No rollout running: an advance would release nothing, so the
 		// nodes skip it (and its population-sketch merge).
 		return
@@ -71,27 +53,163 @@ func (s *sim) tick() {
 	g.turn++
 	if err := c.AdvanceAt(s.ctx, at(s.now)); err != nil {
 		s.fail(fmt.Errorf("advance: %w", err))
-		return
 	}
-	st, err := g.coords[0].Status(s.ctx, g.rollout.ID)
-	if err != nil {
-		s.fail(fmt.Errorf("rollout status: %w", err))
-		return
-	}
-	// The pushes of a cohort are spaced evenly over one cohort interval,
-	// so that clients change at the rollout's rate, second by second. They
-	// start one Due cache TTL after the release: by then every node's Due
-	// answers from a state that has it (see invalidate.WithCacheTTL).
-	spread := float64(st.CohortInterval)
-	start := s.now + int64(invalidate.DefaultCacheTTL)
-	for c := g.released; c < st.Released; c++ {
-		ids := g.cohortOf[g.cohortAt[c]:g.cohortAt[c+1]]
-		for j, i := range ids {
-			d := int64(spread * float64(j) / float64(len(ids)))
-			s.push(event{at: start + d, id: i, kind: evDirective, arg: dirPush})
+}
+
+// pushAll runs every node's push, starting from a different node each
+// push interval so that none is always first at the fleet-wide push
+// budget. It reports whether pushes must go on.
+func (s *sim) pushAll() bool {
+	g := s.prot
+	start := int(s.pushes)
+	for j := range s.sc.Nodes {
+		if err := g.pushes.node(s, (start+j)%s.sc.Nodes); err != nil {
+			s.fail(err)
+			return false
 		}
 	}
-	g.released = max(g.released, st.Released)
+	return !g.pushes.done
+}
+
+// pushState is the nodes' side of push delivery: every client's session,
+// the candidates of each node (the clients of the waves its pusher
+// reported that have not applied them yet), and each node's clients
+// indexed by cohort in the rollout, so that a wave's clients are found
+// without looking at the others.
+type pushState struct {
+	sessions []pushSession
+	batch    []invalidate.Session
+	single   []invalidate.Session
+	waves    []invalidate.Wave
+	pending  [][]uint32 // per node: candidates, in the order they came
+	members  [][]uint32 // per node: clients by cohort
+	at       [][]int32  // per node: members[k][at[k][c]:at[k][c+1]] are cohort c
+	full     int        // nodes whose pusher reported every cohort
+	done     bool       // every cohort reported and pushed on every node
+}
+
+func (p *pushState) init(s *sim) {
+	n := s.sc.Clients
+	p.sessions = make([]pushSession, n)
+	for i := range p.sessions {
+		p.sessions[i] = pushSession{s: s, i: uint32(i)}
+	}
+	p.pending = make([][]uint32, s.sc.Nodes)
+	p.members = make([][]uint32, s.sc.Nodes)
+	p.at = make([][]int32, s.sc.Nodes)
+}
+
+// index sorts node k's clients by their cohort in w's rollout (a counting
+// sort on Wave.Cohort, the placement Due uses), once per run.
+func (p *pushState) index(s *sim, k int, w invalidate.Wave) {
+	if p.at[k] != nil {
+		return
+	}
+	nodes := s.sc.Nodes
+	cnt := (s.sc.Clients - k + nodes - 1) / nodes
+	cohort := make([]int32, cnt)
+	at := make([]int32, w.Cohorts+1)
+	for j := range cnt {
+		c := w.Cohort(s.id(k + j*nodes))
+		cohort[j] = int32(c)
+		at[c+1]++
+	}
+	for c := range w.Cohorts {
+		at[c+1] += at[c]
+	}
+	mem := make([]uint32, cnt)
+	fill := append([]int32(nil), at[:w.Cohorts]...)
+	for j, c := range cohort {
+		mem[fill[c]] = uint32(k + j*nodes)
+		fill[c]++
+	}
+	p.members[k], p.at[k] = mem, at
+}
+
+// node runs node k's push: the waves its pusher reports become
+// candidates, and the candidates are handed to the real Pusher, which asks
+// Due for each, draws on the fleet-wide push budget and notifies; the ones
+// it deferred stay candidates for the next tick.
+func (p *pushState) node(s *sim, k int) error {
+	pu := s.prot.pushers[k]
+	var err error
+	if p.waves, err = pu.AppendWaves(s.ctx, p.waves[:0]); err != nil {
+		return fmt.Errorf("push waves: %w", err)
+	}
+	for _, w := range p.waves {
+		p.index(s, k, w)
+		mem, at := p.members[k], p.at[k]
+		p.pending[k] = append(p.pending[k], mem[at[w.From]:at[w.To]]...)
+		if w.To == w.Cohorts {
+			p.full++
+		}
+	}
+	// Candidates still waiting: connected, not applied. A disconnected
+	// client learns its notice when it reconnects (Due).
+	live := p.pending[k][:0]
+	p.batch = p.batch[:0]
+	for _, i := range p.pending[k] {
+		if s.cl[i].flags&fConn != 0 && s.cl[i].epoch < s.target {
+			live = append(live, i)
+			p.batch = append(p.batch, &p.sessions[i])
+		}
+	}
+	p.pending[k] = live
+	if len(p.batch) > 0 {
+		if _, err := pu.Push(s.ctx, p.batch); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		if s.err != nil {
+			return nil
+		}
+		live = p.pending[k][:0]
+		for _, i := range p.pending[k] {
+			if s.cl[i].flags&fConn != 0 && s.cl[i].epoch < s.target {
+				live = append(live, i)
+			}
+		}
+		p.pending[k] = live
+	}
+	if p.full == s.sc.Nodes {
+		p.done = true
+		for _, q := range p.pending {
+			if len(q) > 0 {
+				p.done = false
+			}
+		}
+	}
+	return nil
+}
+
+// one hands client i's session alone to its node's Pusher: a page view
+// that found its notice due.
+func (p *pushState) one(s *sim, i int) error {
+	p.single = append(p.single[:0], &p.sessions[i])
+	if _, err := s.prot.pushers[s.node(i)].Push(s.ctx, p.single); err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	return nil
+}
+
+// pushSession is client i's push channel, as its node's Pusher sees it.
+type pushSession struct {
+	s *sim
+	i uint32
+}
+
+// ClientID returns the client's ID.
+func (p *pushSession) ClientID() string { return p.s.id(int(p.i)) }
+
+// Applied returns the epoch the client applied.
+func (p *pushSession) Applied() uint64 { return p.s.cl[p.i].epoch }
+
+// Notify applies the notice at the client at once: the push is the
+// change's moment (the client acknowledges it, and reloads if it does).
+func (p *pushSession) Notify(_ context.Context, n invalidate.Notice) error {
+	if n.Epoch > p.s.cl[p.i].epoch {
+		p.s.invalidate(int(p.i), n.Epoch, true)
+	}
+	return nil
 }
 
 // setupRefresh starts the config change's content push at time zero: the
@@ -108,6 +226,7 @@ func (s *sim) setupRefresh() {
 		s.cl[i].flags |= fPending
 	}
 	s.affected, s.unconverged, s.target = k, k, 1
+	s.changeAt = 0
 }
 
 func (s *sim) refreshBudget() budget { return s.refreshB }

@@ -68,7 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("stormsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&o.files, "scenario", "run the scenario in `FILE` (repeatable) instead of the built-ins")
-	fs.IntVar(&o.clients, "clients", 0, "resize every scenario to `N` clients (default: built-ins at 100000, files at their own size)")
+	fs.IntVar(&o.clients, "clients", 0, "resize every scenario to `N` clients, 1 to 10000000 (default: built-ins at 100000, files at their own size)")
 	fs.Uint64Var(&o.seed, "seed", 0, "override the scenarios' seed (0: keep)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of the table")
 	fs.StringVar(&o.out, "out", "", "write per-second CSV, PNG/SVG charts and index.html under `DIR`")
@@ -82,7 +82,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (scenario files go after -scenario)", fs.Arg(0))
 	}
-	if o.clients < 0 || o.clients > simulate.MaxClients {
+	clientsSet := false
+	fs.Visit(func(f *flag.Flag) { clientsSet = clientsSet || f.Name == "clients" })
+	if (clientsSet || o.clients != 0) && (o.clients < 1 || o.clients > simulate.MaxClients) {
+		// Left out, it means each scenario's own size (the built-ins at
+		// simulate.LaptopClients); given, it must be a size.
 		return nil, fmt.Errorf("-clients must be between 1 and %d, got %d", simulate.MaxClients, o.clients)
 	}
 	if o.bench && len(o.files) > 0 {
@@ -110,7 +114,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.Redis = ro
 	}
 	if !o.quiet {
-		cfg.Progress = progressPrinter(stderr)
+		cfg.Progress = progressPrinter(stderr, time.Second, time.Now)
 	}
 	if o.bench {
 		return bench(ctx, o, cfg, stdout, stderr)
@@ -119,6 +123,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "stormsim:", err)
 		return 2
+	}
+	if o.out != "" {
+		if err := uniqueNames(scs); err != nil {
+			fmt.Fprintln(stderr, "stormsim: -out:", err)
+			return 2
+		}
 	}
 	var cs []*simulate.Comparison
 	for _, sc := range scs {
@@ -257,10 +267,10 @@ func formatRSS(b int64) string {
 	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
 }
 
-// progressPrinter reports runs that take more than a second of wall time:
-// on a terminal as one line rewritten in place, otherwise a line every
-// five seconds.
-func progressPrinter(w io.Writer) func(simulate.Progress) {
+// progressPrinter reports runs that take more than after of wall time
+// (read from now): on a terminal as one line rewritten in place,
+// otherwise a line every five seconds and one when a run ends.
+func progressPrinter(w io.Writer, after time.Duration, now func() time.Time) func(simulate.Progress) {
 	tty := isTerminal(w)
 	var (
 		mu      sync.Mutex // Compare reports from two goroutines
@@ -270,22 +280,22 @@ func progressPrinter(w io.Writer) func(simulate.Progress) {
 	return func(p simulate.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
-		now := time.Now()
+		t := now()
 		key := p.Scenario + "/" + string(p.Mode)
 		if _, ok := started[key]; !ok {
-			started[key] = now
+			started[key] = t
 		}
 		done := p.Virtual >= p.Duration
-		if now.Sub(started[key]) < time.Second {
+		if t.Sub(started[key]) < after {
 			return
 		}
-		if !done && now.Sub(last) < 5*time.Second && (!tty || now.Sub(last) < 500*time.Millisecond) {
+		if !done && t.Sub(last) < 5*time.Second && (!tty || t.Sub(last) < 500*time.Millisecond) {
 			return
 		}
-		last = now
+		last = t
 		pct := 100 * float64(p.Virtual) / float64(p.Duration)
 		line := fmt.Sprintf("stormsim: %s %s: %s of %s virtual (%.0f%%), %d events, %.0fs wall",
-			p.Scenario, p.Mode, p.Virtual.Truncate(time.Second), p.Duration, pct, p.Events, now.Sub(started[key]).Seconds())
+			p.Scenario, p.Mode, p.Virtual.Truncate(time.Second), p.Duration, pct, p.Events, t.Sub(started[key]).Seconds())
 		switch {
 		case tty && done:
 			fmt.Fprintf(w, "\r\033[K%s\n", line)
@@ -295,6 +305,19 @@ func progressPrinter(w io.Writer) func(simulate.Progress) {
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// uniqueNames refuses two scenarios of one name: their files under -out
+// would overwrite each other's.
+func uniqueNames(scs []*simulate.Scenario) error {
+	seen := map[string]bool{}
+	for _, sc := range scs {
+		if seen[sc.Name] {
+			return fmt.Errorf("two scenarios are named %q: their report files would overwrite each other's (rename one)", sc.Name)
+		}
+		seen[sc.Name] = true
+	}
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // small is a scenario file that runs in a blink.
 const small = `{
   "name": "tiny",
-  "duration": "6m",
+  "duration": "10m",
   "clients": 2000,
   "origin": { "capacity": 20, "timeout": "5s" },
   "protection": { "origin_budget": 16, "rollout_rate": 20, "cohorts": 20, "min_duration": "30s" },
@@ -112,6 +113,8 @@ func TestBadInput(t *testing.T) {
 	}{
 		{[]string{"-nope"}, "flag provided but not defined: -nope"},
 		{[]string{"-clients", "-5"}, "-clients must be between 1 and 10000000, got -5"},
+		{[]string{"-clients", "0"}, "-clients must be between 1 and 10000000, got 0"},
+		{[]string{"-q", "-out", t.TempDir(), "-scenario", writeFile(t, "a.json", small), "-scenario", writeFile(t, "b.json", small)}, `-out: two scenarios are named "tiny"`},
 		{[]string{"-clients", "20000000"}, "-clients must be between 1 and 10000000"},
 		{[]string{"stray"}, `unexpected argument "stray"`},
 		{[]string{"-scenario", unknown}, "scenario.origin.timout: unknown field"},
@@ -157,9 +160,50 @@ func TestDefaultScenarios(t *testing.T) {
 	assert.Equal(t, uint64(9), scs[0].Seed)
 }
 
+// TestProgress: runs shorter than the threshold print nothing; longer
+// ones print a line every five seconds, and one when they end.
 func TestProgress(t *testing.T) {
 	var b bytes.Buffer
-	p := progressPrinter(&b)
-	p(simulate.Progress{Scenario: "x", Mode: simulate.Protected, Virtual: 0, Duration: 100})
-	assert.Empty(t, b.String(), "runs shorter than a second print nothing")
+	wall := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := progressPrinter(&b, time.Second, func() time.Time { return wall })
+	at := func(d time.Duration, virtual time.Duration) {
+		wall = wall.Add(d)
+		p(simulate.Progress{Scenario: "x", Mode: simulate.Protected, Virtual: virtual, Duration: 100 * time.Second, Events: int64(virtual / time.Second)})
+	}
+	at(0, 0)
+	at(500*time.Millisecond, 10*time.Second)
+	assert.Empty(t, b.String(), "nothing within the first second")
+	at(time.Second, 20*time.Second)
+	assert.Equal(t, "stormsim: x protected: 20s of 1m40s virtual (20%), 20 events, 2s wall\n", b.String(), "a long run reports")
+	b.Reset()
+	at(time.Second, 30*time.Second)
+	assert.Empty(t, b.String(), "then at most every five seconds")
+	at(5*time.Second, 60*time.Second)
+	assert.Contains(t, b.String(), "60%")
+	b.Reset()
+	at(100*time.Millisecond, 100*time.Second)
+	assert.Equal(t, "stormsim: x protected: 1m40s of 1m40s virtual (100%), 100 events, 8s wall\n", b.String(), "and its end")
+
+	// A short run (a second mode that ends within the threshold) says nothing.
+	b.Reset()
+	p(simulate.Progress{Scenario: "y", Mode: simulate.Unprotected, Virtual: 0, Duration: 100})
+	p(simulate.Progress{Scenario: "y", Mode: simulate.Unprotected, Virtual: 100, Duration: 100})
+	assert.Empty(t, b.String())
+}
+
+// TestProgressOnRealRuns: with a zero threshold, a real run prints its
+// progress to stderr; -q silences it.
+func TestProgressOnRealRuns(t *testing.T) {
+	f := writeFile(t, "tiny.json", small)
+	var e bytes.Buffer
+	cfg := simulate.Config{Progress: progressPrinter(&e, 0, time.Now)}
+	scs, err := scenarios(&options{files: fileList{f}})
+	require.NoError(t, err)
+	_, err = simulate.Compare(context.Background(), scs[0], cfg)
+	require.NoError(t, err)
+	assert.Contains(t, e.String(), "stormsim: tiny unprotected: 10m0s of 10m0s virtual (100%)")
+	assert.Contains(t, e.String(), "stormsim: tiny protected: 10m0s of 10m0s virtual (100%)")
+	code, _, errOut := stormsim(t, "-q", "-scenario", f)
+	require.Equal(t, 0, code)
+	assert.Empty(t, errOut)
 }

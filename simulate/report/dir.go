@@ -18,6 +18,10 @@ import (
 // ErrBadName reports a file name that would leave the output directory.
 var ErrBadName = errors.New("report: file name would leave the output directory")
 
+// ErrDuplicateName reports two comparisons of one scenario name given to
+// WriteDir: their files would overwrite each other's.
+var ErrDuplicateName = errors.New("report: scenario names must be unique")
+
 // safeName is what a file written under the output directory may be
 // called: no separators, no leading dot, so never "..".
 var safeName = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$`)
@@ -134,8 +138,16 @@ func WriteCSV(w io.Writer, c *simulate.Comparison) error {
 // WriteDir writes, for each comparison, NAME.csv (the per-second series),
 // the charts NAME-origin, NAME-hitrate and NAME-changed as PNG and SVG,
 // and index.html, a report that embeds the charts. It creates files only
-// under dir.
+// under dir. Two comparisons of one scenario name are refused (their files
+// would overwrite each other's), before anything is written.
 func WriteDir(dir string, cs []*simulate.Comparison) (err error) {
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if seen[c.Scenario.Name] {
+			return fmt.Errorf("%w: two comparisons are named %q", ErrDuplicateName, c.Scenario.Name)
+		}
+		seen[c.Scenario.Name] = true
+	}
 	d, err := OpenDir(dir)
 	if err != nil {
 		return err

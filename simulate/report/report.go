@@ -68,8 +68,11 @@ var rows = []row{
 	}},
 	{"hit rate back to 90% after", secs(func(r *simulate.Result) float64 { return r.HitRecoverS })},
 	{"recovered after the trigger", func(r *simulate.Result) string {
-		if !r.Recovered {
+		switch {
+		case r.Collapsed:
 			return "NO: metastable collapse"
+		case !r.Recovered:
+			return "not by the end of the run"
 		}
 		return "yes, after " + formatNum(r.RecoverS) + " s"
 	}},

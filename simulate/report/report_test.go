@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,12 +31,11 @@ func comparison(t *testing.T) *simulate.Comparison {
 			cerr = err
 			return
 		}
-		sc, err := scs[2].Scale(2000) // incident
+		sc, err := scs[2].Scale(2000) // incident, 30 virtual minutes: long enough to judge a collapse
 		if err != nil {
 			cerr = err
 			return
 		}
-		sc.Duration = simulate.Duration(6 * time.Minute)
 		cmp, cerr = simulate.Compare(context.Background(), sc, simulate.Config{})
 	})
 	require.NoError(t, cerr)
@@ -49,7 +47,7 @@ func TestTable(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, Table(&b, []*simulate.Comparison{c}))
 	out := b.String()
-	assert.Contains(t, out, "== incident: 2000 clients, 10 nodes, 6m0s virtual, seed 1, memory store")
+	assert.Contains(t, out, "== incident: 2000 clients, 10 nodes, 30m0s virtual, seed 1, memory store")
 	assert.Contains(t, out, "metric")
 	assert.Contains(t, out, "unprotected")
 	assert.Contains(t, out, "NO: metastable collapse")
@@ -86,7 +84,7 @@ func TestWriteDir(t *testing.T) {
 	defer f.Close()
 	recs, err := csv.NewReader(f).ReadAll()
 	require.NoError(t, err)
-	require.Len(t, recs, 1+360, "a header and one row per virtual second")
+	require.Len(t, recs, 1+1800, "a header and one row per virtual second")
 	assert.Equal(t, "second", recs[0][0])
 	assert.Contains(t, recs[0], "unprotected_origin_rps")
 	assert.Contains(t, recs[0], "protected_hit_rate")
@@ -126,6 +124,18 @@ func TestDirStaysInside(t *testing.T) {
 	entries, err = os.ReadDir(outside)
 	require.NoError(t, err)
 	assert.Empty(t, entries)
+}
+
+// TestWriteDirDuplicateNames: two comparisons of one name would overwrite
+// each other's files; WriteDir refuses them before writing anything.
+func TestWriteDirDuplicateNames(t *testing.T) {
+	c := comparison(t)
+	dir := filepath.Join(t.TempDir(), "out")
+	err := WriteDir(dir, []*simulate.Comparison{c, c})
+	require.ErrorIs(t, err, ErrDuplicateName)
+	assert.Contains(t, err.Error(), `"incident"`)
+	_, err = os.Stat(dir)
+	assert.True(t, os.IsNotExist(err), "nothing written")
 }
 
 func TestOpenDirErrors(t *testing.T) {
