@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 )
 
@@ -15,17 +16,17 @@ type event struct {
 }
 
 // before orders events by time alone. Events at the same nanosecond come
-// out in an order that depends only on the order they were pushed in and
-// on the (deterministic) sort, and a run pushes in the same order every
-// time: the run stays deterministic, and a comparison is one integer
-// compare on the hot path.
+// out in an order that depends only on the order they were pushed in (the
+// ring's sort is stable; the far heap is deterministic), and a run pushes
+// in the same order every time: the run stays deterministic, and a
+// comparison is one integer compare on the hot path.
 func (e event) before(o event) bool { return e.at < o.at }
 
 func cmpEvent(a, b event) int { return cmp.Compare(a.at, b.at) }
 
 // queue is a calendar queue: a ring of buckets, each holding the events of
 // one width of virtual time, unsorted; the current bucket is sorted when it
-// is reached. Events beyond the ring's horizon wait in a 4-ary heap and move
+// is reached (a stable radix sort on the time within the bucket). Events beyond the ring's horizon wait in a 4-ary heap and move
 // into the ring as it turns. Push and pop are O(1) amortised plus the sort
 // of one small bucket; buffers are reused, so a run in steady state
 // allocates nothing per event.
@@ -38,8 +39,13 @@ type queue struct {
 	now     []event
 	pos     int
 	far     []event // 4-ary min-heap
+	scratch []event // the radix sort's second buffer
 	n       int
 }
+
+// maxKeptCap is the largest bucket buffer (in events) kept for reuse when
+// it is much larger than what it is given to hold.
+const maxKeptCap = 4096
 
 // newQueue returns a queue of 2^bits buckets of width ns each.
 func newQueue(width int64, bits uint) *queue {
@@ -56,8 +62,9 @@ func (q *queue) push(e event) {
 	switch {
 	case b <= q.cur:
 		// Into the sorted current bucket, after what has been popped.
+		// After the events of the same time: they were pushed first.
 		rest := q.now[q.pos:]
-		i, _ := slices.BinarySearchFunc(rest, e, cmpEvent)
+		i, _ := slices.BinarySearchFunc(rest, e.at+1, func(x event, t int64) int { return cmp.Compare(x.at, t) })
 		q.now = slices.Insert(q.now, q.pos+i, e)
 	case b <= q.cur+q.mask:
 		q.buckets[b&q.mask] = append(q.buckets[b&q.mask], e)
@@ -89,14 +96,69 @@ func (q *queue) pop() (e event, ok bool) {
 		bk := &q.buckets[q.cur&q.mask]
 		if len(*bk) > 0 {
 			q.inRing -= len(*bk)
-			q.now, *bk = *bk, q.now
-			slices.SortFunc(q.now, cmpEvent)
+			old := q.now
+			q.now, *bk = *bk, old
+			if cap(old) > maxKeptCap && cap(old) > 4*len(q.now) {
+				// The drained buffer goes to the bucket just loaded. One
+				// that grew in a burst would otherwise travel from bucket
+				// to bucket until every bucket held one that size: release
+				// it, so memory follows the events queued, not the bursts
+				// seen.
+				*bk = nil
+			}
+			q.sortNow(q.cur * q.width)
 		}
 	}
 	e = q.now[q.pos]
 	q.pos++
 	q.n--
 	return e, true
+}
+
+// sortNow sorts q.now, the events of the bucket starting at base, by time
+// and stably: a least-significant-digit radix sort of their offsets in the
+// bucket, 8 bits a pass (a pass where every event has the same digit is
+// skipped); insertion sort for a few events.
+func (q *queue) sortNow(base int64) {
+	ev := q.now
+	if len(ev) < 32 {
+		for i := 1; i < len(ev); i++ {
+			for j := i; j > 0 && ev[j].at < ev[j-1].at; j-- {
+				ev[j], ev[j-1] = ev[j-1], ev[j]
+			}
+		}
+		return
+	}
+	if cap(q.scratch) < len(ev) {
+		q.scratch = make([]event, len(ev))
+	}
+	src, dst := ev, q.scratch[:len(ev)]
+	passes := (bits.Len64(uint64(q.width-1)) + 7) / 8
+	var cnt [256]int
+	for p := range passes {
+		shift := uint(8 * p)
+		clear(cnt[:])
+		for _, e := range src {
+			cnt[uint64(e.at-base)>>shift&0xff]++
+		}
+		if cnt[uint64(src[0].at-base)>>shift&0xff] == len(src) {
+			continue
+		}
+		sum := 0
+		for k, c := range cnt {
+			cnt[k] = sum
+			sum += c
+		}
+		for _, e := range src {
+			d := uint64(e.at-base) >> shift & 0xff
+			dst[cnt[d]] = e
+			cnt[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &ev[0] {
+		copy(ev, src)
+	}
 }
 
 func (q *queue) farPush(e event) {

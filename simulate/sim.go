@@ -615,9 +615,22 @@ func (s *sim) fetchOrigin(i int) {
 
 func (s *sim) sessionOrigin(i int) {
 	t, ok := s.callOrigin()
-	if ok {
+	switch {
+	case ok:
 		s.setAct(i, aConnOK, t)
-	} else {
+	case s.policy == polNone:
+		// The naive client's reaction to the failure is known now: the
+		// fixed delay after it. Scheduling that reaction directly (the
+		// error counted in the second it will happen) spares a reconnect
+		// storm half its events and changes nothing else: a disconnected
+		// client has nothing else pending.
+		t = ceilMicro(t)
+		if sec := int(t / int64(time.Second)); sec < len(s.series.Errors) {
+			s.series.Errors[sec]++
+		}
+		s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
+		s.setAct(i, aConnect, t+s.retryDelay)
+	default:
 		s.setAct(i, aConnErr, t)
 	}
 }
