@@ -50,10 +50,12 @@
 //     Protection.MinDuration) on a Coordinator per node sharing one store.
 //     The nodes take turns to advance it, one advance per Protection.Tick.
 //     Every poll asks the client's node AppendDue (the allocation-free
-//     Due); when a cohort is released its clients are also pushed the
-//     notice (each push asks AppendDue again), spaced evenly over one
-//     cohort interval and starting one Due cache TTL after the release, so
-//     that every node's answer has it;
+//     Due). Each node also runs an invalidate.Pusher over its connected
+//     sessions every Protection.PushInterval: the waves it reports
+//     (AppendWaves) name the released cohorts, and Push asks Due for each
+//     session, draws on a fleet-wide push budget (Protection.PushBudget)
+//     and notifies; sessions it defers wait for the next interval. A page
+//     view that finds its notice due is delivered through the Pusher too;
 //   - every origin call books a token of a fleet-wide origin budget
 //     (limiter ReserveNAt, Protection.OriginBudget calls per second, burst
 //     5% of that): the node holds the call until its token is due, up to a
