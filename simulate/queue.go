@@ -22,12 +22,11 @@ type event struct {
 // comparison is one integer compare on the hot path.
 func (e event) before(o event) bool { return e.at < o.at }
 
-func cmpEvent(a, b event) int { return cmp.Compare(a.at, b.at) }
-
 // queue is a calendar queue: a ring of buckets, each holding the events of
 // one width of virtual time, unsorted; the current bucket is sorted when it
-// is reached (a stable radix sort on the time within the bucket). Events beyond the ring's horizon wait in a 4-ary heap and move
-// into the ring as it turns. Push and pop are O(1) amortised plus the sort
+// is reached (a stable radix sort on the time within the bucket). Events
+// beyond the ring's horizon wait in a 4-ary heap and move into the ring as
+// it turns. Push and pop are O(1) amortised plus the sort
 // of one small bucket; buffers are reused, so a run in steady state
 // allocates nothing per event.
 type queue struct {
