@@ -33,6 +33,14 @@ import (
 // until then this node refuses what its lease cannot serve, without a round
 // trip, and remembers a refused large request the same way.
 //
+// A request waits again for a refill only while the bucket is known to hold
+// what it lacks: if the refill it waited for found the bucket short, its
+// tokens went to other requests, and another refill is under way when it
+// ends, the request is refused, with a RetryAfter, rather than wait again (a
+// peek answers from the view that refill brought). So a decision does not
+// spend its time budget queueing behind one refill after another while
+// Redis answers each.
+//
 // # Overshoot bound
 //
 // Every token a node spends was taken from the shared bucket, so over any
@@ -357,17 +365,31 @@ func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime b
 	c := call{ctx: ctx, key: key, t: t, pass: passTime, n: n, upTo: upTo, lim: lim, rp: rp, timeout: b.r.o.timeout}
 	l.mu.Lock()
 	l.asked += n
+	waited := false // a fetch this decision waited for has ended
 	for {
 		if n > 0 && l.tokens >= n {
 			// The hot path: spend from the lease.
 			return b.spendLocked(l, &c, n, SourceLease), nil
 		}
 		if l.fetching() {
+			if waited && (n == 0 || l.remote < c.lacking(l.tokens)) {
+				// The fetch this decision waited for has ended, found the
+				// bucket short of what the decision lacks, and its tokens
+				// went to other requests; another fetch is under way
+				// already. Answer from what the lease knows rather than
+				// wait again: under saturation each fetch's end starts the
+				// next, and waits for one after another would add up to
+				// the time budget, so the failure policy would answer
+				// although Redis answers every call.
+				return b.afterWaitLocked(l, &c), nil
+			}
 			// Tokens are on their way: wait for them, within the time
 			// budget, rather than refuse a request the bucket can serve.
-			if err := b.awaitLocked(l, &c); err != nil {
+			ended, err := b.awaitLocked(l, &c)
+			if err != nil {
 				return b.fail(&c, err)
 			}
+			waited = ended
 			continue
 		}
 		if !l.due.IsZero() && !t.Before(l.due) && l.cancelScheduleLocked() {
@@ -483,28 +505,58 @@ func (b *Leased) spendLocked(l *lease, c *call, k int, src Source) Decision {
 }
 
 // awaitLocked waits, with l unlocked, for l's fetch under way to end, within
-// what is left of c's time budget. It returns with l locked, or with l
-// unlocked and an error: the caller's cancellation, or
-// context.DeadlineExceeded once the budget is spent (Redis did not answer in
-// time).
-func (b *Leased) awaitLocked(l *lease, c *call) error {
+// what is left of c's time budget. It returns with l locked, reporting
+// whether the fetch ended (rather than the budget), or with l unlocked and
+// an error: the caller's cancellation, or context.DeadlineExceeded once the
+// budget is spent (Redis did not answer in time).
+func (b *Leased) awaitLocked(l *lease, c *call) (bool, error) {
 	wait := c.budget()
 	if wait <= 0 {
 		l.mu.Unlock()
-		return context.DeadlineExceeded
+		return false, context.DeadlineExceeded
 	}
 	ch := l.fetched
 	l.mu.Unlock()
 	tm := time.NewTimer(wait)
 	defer tm.Stop()
+	ended := false
 	select {
 	case <-ch:
+		ended = true
 	case <-tm.C:
 	case <-c.ctx.Done():
-		return c.ctx.Err()
+		return false, c.ctx.Err()
 	}
 	l.mu.Lock()
-	return nil
+	return ended, nil
+}
+
+// lacking returns how many tokens c needs beyond the lease's held: what
+// AllowN lacks, or one for TakeUpTo.
+func (c *call) lacking(held int) int {
+	if c.upTo {
+		return 1
+	}
+	return c.n - held
+}
+
+// afterWaitLocked answers c, which waited for a fetch that has ended, from
+// the lease alone, while another fetch is under way: a peek reads this
+// node's view (just refreshed), TakeUpTo spends what the lease holds, and
+// a request the lease cannot serve is refused, with RetryAfter at least one
+// token's interval (the bucket was short, and the tokens c waited for went
+// to other requests on this node). It unlocks l.
+func (b *Leased) afterWaitLocked(l *lease, c *call) Decision {
+	if c.n > 0 && c.upTo && l.tokens > 0 {
+		return b.spendLocked(l, c, min(l.tokens, c.n), SourceLease)
+	}
+	d := Decision{Allowed: c.n == 0, Limit: c.lim, Source: SourceLease}
+	if c.n > 0 {
+		d.RetryAfter = max(b.retryLocked(l, c), c.lim.Interval())
+	}
+	fillDecision(&d, l.tokens+l.remote, c.lim)
+	l.mu.Unlock()
+	return d
 }
 
 // fail answers c after err: the failure policy for a store failure, or the
