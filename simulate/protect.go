@@ -42,7 +42,7 @@ type store struct {
 const redisTimeout = 10 * time.Second
 
 func (st *store) budget(name string, l limiter.Limit, ramp time.Duration) (budget, error) {
-	opts := []limiter.Option{limiter.WithClock(st.clock), limiter.WithRamp(ramp)}
+	opts := []limiter.Option{limiter.WithClock(st.clock.lend()), limiter.WithRamp(ramp)}
 	if st.redis == nil {
 		return limiter.NewLocal(l, opts...)
 	}
@@ -53,7 +53,7 @@ func (st *store) budget(name string, l limiter.Limit, ramp time.Duration) (budge
 }
 
 func (st *store) admission(l limiter.Limit, horizon time.Duration, maxKeys int) (*limiter.Admission, error) {
-	opts := []limiter.AdmissionOption{limiter.WithClock(st.clock), limiter.WithHorizon(horizon)}
+	opts := []limiter.AdmissionOption{limiter.WithClock(st.clock.lend()), limiter.WithHorizon(horizon)}
 	if st.redis == nil {
 		return limiter.NewAdmission(l, append(opts, limiter.WithMaxKeys(maxKeys))...)
 	}
@@ -173,7 +173,7 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 		for k := range sc.Nodes {
 			// The Due cache lives one tick, so that every node answers
 			// (and pushes) a release within a tick of it.
-			c, err := invalidate.NewCoordinator(is, invalidate.WithClock(st.clock), invalidate.WithNode(fmt.Sprintf("node-%d", k)),
+			c, err := invalidate.NewCoordinator(is, invalidate.WithClock(st.clock.lend()), invalidate.WithNode(fmt.Sprintf("node-%d", k)),
 				invalidate.WithGuard(guard), invalidate.WithAdvanceInterval(p.Tick.D()), invalidate.WithCacheTTL(p.PushInterval.D()/2))
 			if err != nil {
 				return nil, fmt.Errorf("coordinator: %w", err)
