@@ -76,8 +76,8 @@ type Scenario struct {
 	// Seed seeds the run's random numbers; the same seed gives the same
 	// results, byte for byte. 0 means 1.
 	Seed uint64 `json:"seed,omitempty"`
-	// Duration is the virtual length of each run. Default 30m, at most
-	// MaxDuration, and more than Trigger.At.
+	// Duration is the virtual length of each run: whole seconds, default
+	// 30m, at least 1m, at most MaxDuration, and more than Trigger.At.
 	Duration Duration `json:"duration,omitempty"`
 	// Clients is the number of clients, 1 to MaxClients. Required.
 	Clients int `json:"clients"`
@@ -439,6 +439,15 @@ func checkDur(path string, d Duration, lo, hi time.Duration) error {
 	return nil
 }
 
+// checkWholeSeconds refuses a duration with a fraction of a second: the
+// per-second series have one entry per whole second of the run.
+func checkWholeSeconds(path string, d Duration) error {
+	if d.D()%time.Second != 0 {
+		return fieldErr(path, "must be a whole number of seconds, got %v", d.D())
+	}
+	return nil
+}
+
 func checkInt(path string, v, lo, hi int) error {
 	if v < lo || v > hi {
 		return fieldErr(path, "must be between %d and %d, got %d", lo, hi, v)
@@ -473,6 +482,7 @@ func (s *Scenario) Validate() error {
 		checkInt("clients", s.Clients, 1, MaxClients),
 		checkInt("nodes", s.Nodes, 1, MaxNodes),
 		checkDur("duration", s.Duration, time.Minute, MaxDuration),
+		checkWholeSeconds("duration", s.Duration),
 		checkDur("client.poll_interval", c.PollInterval, 100*time.Millisecond, time.Hour),
 		checkDur("client.copy_ttl", c.CopyTTL, c.PollInterval.D(), 1000*time.Hour),
 		checkDur("client.retry_delay", c.RetryDelay, time.Millisecond, time.Hour),

@@ -58,6 +58,7 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"negative rollout rate", with(`{"protection":{"rollout_rate":-1}}`), "scenario.protection.rollout_rate: must not be negative, got -1"},
 		{"negative duration", with(`{"client":{"poll_interval":"-5s"}}`), "scenario.client.poll_interval: must be between 100ms and 1h0m0s, got -5s"},
 		{"bad duration", with(`{"duration":"soon"}`), `scenario.duration`},
+		{"fractional duration", with(`{"duration":"90500ms"}`), "scenario.duration: must be a whole number of seconds, got 1m30.5s"},
 		{"duration as number", with(`{"duration":60}`), `scenario.duration`},
 		{"wrong type", with(`{"clients":"many"}`), "scenario.clients: want int"},
 		{"nodes", with(`{"nodes":51}`), "scenario.nodes: must be between 1 and 50, got 51"},
