@@ -34,10 +34,13 @@ import (
 // trip, and remembers a refused large request the same way.
 //
 // A request waits again for a refill only while the bucket is known to hold
-// what it lacks: if the refill it waited for found the bucket short, its
-// tokens went to other requests, and another refill is under way when it
-// ends, the request is refused, with a RetryAfter, rather than wait again (a
-// peek answers from the view that refill brought). So a decision does not
+// what it lacks: if the refill it waited for was answered, left the bucket
+// short of what the request lacks (its tokens went to other requests), and
+// another refill is under way when it ends, the request is refused, with a
+// RetryAfter from that answer, rather than wait again (a peek answers from
+// the view that refill brought). A refill that failed does not count: the
+// request waits for the next one, within its time budget, or the failure
+// policy answers. So a decision does not
 // spend its time budget queueing behind one refill after another while
 // Redis answers each.
 //
@@ -72,7 +75,9 @@ import (
 // what the shared bucket held at this node's last exchange with Redis, so a
 // decision served from the lease does not count refill since then (nor other
 // nodes' takes). A peek (n = 0) reads the shared bucket, without taking
-// anything, unless this node exchanged with it at the peek's time already.
+// anything, unless this node exchanged with it at the peek's time already,
+// or the peek waited for an exchange under way: then it answers from that
+// exchange's view.
 // TakeUpTo takes up to n from the lease when the bucket is known to be empty
 // (or Redis unreachable), and otherwise tops the lease up first.
 //
@@ -123,6 +128,7 @@ type lease struct {
 	remote int       // the bucket's whole tokens left at viewAt
 	viewAt time.Time // decision time of the latest exchange; zero: none yet
 	pass   bool      // whether that time was passed to Redis
+	views  uint64    // exchanges recorded: a wait can tell one answered
 
 	due      time.Time   // scheduled: when the next fetch is due; zero: none
 	retryAt  time.Time   // when the bucket will hold one token, as last reported
@@ -172,6 +178,7 @@ func (l *lease) cancelScheduleLocked() bool {
 // noteViewLocked records an exchange at t.
 func (l *lease) noteViewLocked(remaining int, t time.Time, pass bool) {
 	l.remote = remaining
+	l.views++
 	if l.viewAt.IsZero() || t.After(l.viewAt) {
 		l.viewAt = t
 	}
@@ -365,7 +372,7 @@ func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime b
 	c := call{ctx: ctx, key: key, t: t, pass: passTime, n: n, upTo: upTo, lim: lim, rp: rp, timeout: b.r.o.timeout}
 	l.mu.Lock()
 	l.asked += n
-	waited := false // a fetch this decision waited for has ended
+	waited := false // a fetch this decision waited for was answered by Redis
 	for {
 		if n > 0 && l.tokens >= n {
 			// The hot path: spend from the lease.
@@ -385,11 +392,15 @@ func (b *Leased) decide(ctx context.Context, key string, t time.Time, passTime b
 			}
 			// Tokens are on their way: wait for them, within the time
 			// budget, rather than refuse a request the bucket can serve.
+			views := l.views
 			ended, err := b.awaitLocked(l, &c)
 			if err != nil {
 				return b.fail(&c, err)
 			}
-			waited = ended
+			// Only an answered fetch counts: one that failed brought no
+			// view, and the next wait (or the failure policy, once the
+			// budget is spent) decides.
+			waited = ended && l.views != views
 			continue
 		}
 		if !l.due.IsZero() && !t.Before(l.due) && l.cancelScheduleLocked() {
@@ -540,19 +551,27 @@ func (c *call) lacking(held int) int {
 	return c.n - held
 }
 
-// afterWaitLocked answers c, which waited for a fetch that has ended, from
-// the lease alone, while another fetch is under way: a peek reads this
+// afterWaitLocked answers c, which waited for a fetch that Redis answered,
+// from the lease alone, while another fetch is under way: a peek reads this
 // node's view (just refreshed), TakeUpTo spends what the lease holds, and
-// a request the lease cannot serve is refused, with RetryAfter at least one
-// token's interval (the bucket was short, and the tokens c waited for went
-// to other requests on this node). It unlocks l.
+// a request the lease cannot serve is refused, with RetryAfter from the
+// view: when the bucket will have refilled what it lacked for c (the
+// tokens c waited for went to other requests on this node). It unlocks l.
 func (b *Leased) afterWaitLocked(l *lease, c *call) Decision {
 	if c.n > 0 && c.upTo && l.tokens > 0 {
 		return b.spendLocked(l, c, min(l.tokens, c.n), SourceLease)
 	}
 	d := Decision{Allowed: c.n == 0, Limit: c.lim, Source: SourceLease}
 	if c.n > 0 {
-		d.RetryAfter = max(b.retryLocked(l, c), c.lim.Interval())
+		// When the bucket, as that answer saw it, will hold what c lacks
+		// (at its refill rate; other nodes may take too), and not before
+		// this node's next fetch is due.
+		deficit := c.lacking(l.tokens) - l.remote
+		wait := l.viewAt.Sub(c.t) + durationFromTokens(float64(deficit), c.lim.PerSecond())
+		if l.scheduled() {
+			wait = max(wait, l.due.Sub(c.t))
+		}
+		d.RetryAfter = max(wait, time.Microsecond)
 	}
 	fillDecision(&d, l.tokens+l.remote, c.lim)
 	l.mu.Unlock()

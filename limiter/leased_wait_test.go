@@ -3,6 +3,7 @@ package limiter
 import (
 	"bytes"
 	"context"
+	"errors"
 	"runtime"
 	"testing"
 	"time"
@@ -14,15 +15,21 @@ import (
 
 // gateHook holds script commands at gates the test opens. Each gate queued
 // in gates is taken by the next script command to arrive, which reports on
-// entered and waits until the gate is closed (or its context ends); script
-// commands that find no gate queued pass at once.
+// entered and waits until the gate is closed (or its context ends), then
+// fails with the gate's err if it has one; script commands that find no
+// gate queued pass at once.
 type gateHook struct {
-	gates   chan chan struct{}
+	gates   chan gate
 	entered chan struct{}
 }
 
+type gate struct {
+	open chan struct{}
+	err  error // the command's result, instead of sending it; nil: send it
+}
+
 func newGateHook() *gateHook {
-	return &gateHook{gates: make(chan chan struct{}, 8), entered: make(chan struct{}, 8)}
+	return &gateHook{gates: make(chan gate, 8), entered: make(chan struct{}, 8)}
 }
 
 func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -33,8 +40,12 @@ func (h *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			case g := <-h.gates:
 				h.entered <- struct{}{}
 				select {
-				case <-g:
+				case <-g.open:
 				case <-ctx.Done():
+				}
+				if g.err != nil {
+					cmd.SetErr(g.err)
+					return g.err
 				}
 			default:
 			}
@@ -47,10 +58,14 @@ func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 }
 
 // arm queues a gate for the next script command and returns it.
-func (h *gateHook) arm() chan struct{} {
-	g := make(chan struct{})
+func (h *gateHook) arm() chan struct{} { return h.armErr(nil) }
+
+// armErr queues a gate for the next script command, which fails with err
+// once the gate is closed, and returns it.
+func (h *gateHook) armErr(err error) chan struct{} {
+	g := gate{open: make(chan struct{}), err: err}
 	h.gates <- g
-	return g
+	return g.open
 }
 
 // awaitEntered waits until a held script command has arrived at its gate.
@@ -185,5 +200,78 @@ func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 			assert.Greater(t, w.d.RetryAfter, time.Duration(0))
 			assert.Equal(t, SourceLease, w.d.Source)
 		})
+	}
+}
+
+// TestLeasedWaiterAfterFailedFetch: a fetch that failed is not an answer.
+// Two decisions wait for a fetch that fails (Redis unreachable for that
+// call; one failure does not open the breaker); when it ends, the first of
+// them to relock starts the next fetch, and the other finds it under way.
+// That one must wait for it, within its time budget, as for any fetch,
+// rather than be refused from a view no exchange brought (the bucket holds
+// 100 tokens; a refusal would read "rate-limited" from a lease that has
+// never heard from Redis). Both are then served by the second fetch.
+// Deterministic: both fetches are held at gates; no timing is asserted (the
+// 10 s budget only bounds a wrong wait).
+func TestLeasedWaiterAfterFailedFetch(t *testing.T) {
+	const budget = 10 * time.Second
+	lim := PerSecond(0.001, 100)
+	bucket := uniqueName()
+	ctx := context.Background()
+	strict := newRedisForTest(t, srv.Client(t), lim, WithName(bucket), WithFailure(FailClosed))
+	_, err := strict.AllowN(ctx, "warm", 1) // loads the script: one EVALSHA per held call
+	require.NoError(t, err)
+
+	c := srv.Client(t)
+	h := newGateHook()
+	c.AddHook(h)
+	b := newLeasedForTest(t, c, lim, WithName(bucket), WithFailure(FailClosed), WithTimeout(budget))
+	decide := func(out chan<- decisionResult) {
+		var r decisionResult
+		r.d, r.err = b.AllowN(ctx, "k", 1)
+		out <- r
+	}
+
+	// A's round trip is held, and will fail.
+	first := h.armErr(errors.New("injected: connection reset"))
+	resA := make(chan decisionResult, 1)
+	go decide(resA)
+	h.awaitEntered(t)
+
+	// B and W wait for it.
+	res := make(chan decisionResult, 2)
+	go decide(res)
+	go decide(res)
+	require.Eventually(t, func() bool { return countInAwait() == 2 }, 30*time.Second, time.Millisecond, "B and W wait for A's fetch")
+
+	second := h.arm()
+	close(first)
+	a := <-resA
+	require.Error(t, a.err, "A's own round trip failed: FailClosed")
+	h.awaitEntered(t) // one of B and W started the second fetch
+	// The other one waits for it (or, wrongly, has returned already).
+	require.Eventually(t, func() bool { return countInAwait() == 1 || len(res) > 0 }, 30*time.Second, time.Millisecond)
+	close(second)
+	for range 2 {
+		var r decisionResult
+		select {
+		case r = <-res:
+		case <-time.After(budget + 30*time.Second):
+			t.Fatal("a decision did not return")
+		}
+		require.NoError(t, r.err)
+		assert.True(t, r.d.Allowed, "the bucket holds tokens and Redis answered the second fetch: %+v", r.d)
+	}
+}
+
+// countInAwait returns how many goroutines are inside (*Leased).awaitLocked.
+func countInAwait() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Count(buf[:n], []byte("(*Leased).awaitLocked"))
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
