@@ -128,7 +128,9 @@ func (q *queue) sortNow(base int64) {
 		}
 		return
 	}
-	if cap(q.scratch) < len(ev) {
+	if cap(q.scratch) < len(ev) || cap(q.scratch) > maxKeptCap && cap(q.scratch) > 4*len(ev) {
+		// Grown to this bucket, or released after a burst (as the
+		// bucket buffers are).
 		q.scratch = make([]event, len(ev))
 	}
 	src, dst := ev, q.scratch[:len(ev)]

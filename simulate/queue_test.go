@@ -102,9 +102,11 @@ func TestQueueStableFIFO(t *testing.T) {
 		q := newQueue(1<<20, 4) // 2^20 ns a bucket: three radix passes
 		var id uint32
 		for range n {
-			// Few distinct times, so that ties are common, spread over
-			// the first 9 of the ring's 16 buckets.
-			q.push(event{at: rng.Int64N(8) * (1 << 17) * (1 + rng.Int64N(10)), id: id})
+			// Few distinct times, so that ties are common, whose offsets
+			// in their bucket differ in every byte (so that each of the
+			// three radix passes sorts), spread over the first 9 of the
+			// ring's 16 buckets.
+			q.push(event{at: rng.Int64N(9)<<20 + rng.Int64N(8)*0x10101, id: id})
 			id++
 		}
 		var last event
