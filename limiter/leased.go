@@ -40,9 +40,8 @@ import (
 // RetryAfter from that answer, rather than wait again (a peek answers from
 // the view that refill brought). A refill that failed does not count: the
 // request waits for the next one, within its time budget, or the failure
-// policy answers. So a decision does not
-// spend its time budget queueing behind one refill after another while
-// Redis answers each.
+// policy answers. So a decision does not spend its time budget queueing
+// behind one refill after another while Redis answers each.
 //
 // # Overshoot bound
 //

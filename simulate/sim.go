@@ -627,12 +627,7 @@ func (s *sim) sessionOrigin(i int) {
 		// earlier) and, for a client the trigger drops while its attempt
 		// is under way, an error counted that the old path dropped: a
 		// disconnected client has nothing else pending.
-		t = ceilMicro(t)
-		if sec := int(t / int64(time.Second)); sec < len(s.series.Errors) {
-			s.series.Errors[sec]++
-		}
-		s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
-		s.setAct(i, aConnect, t+s.retryDelay)
+		s.connFailed(i, ceilMicro(t))
 	default:
 		s.setAct(i, aConnErr, t)
 	}
@@ -726,10 +721,19 @@ func (s *sim) action(i int, a uint8) {
 		}
 		s.tryConverge(i)
 	case aConnErr:
-		s.series.Errors[sec]++
-		s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
-		s.setAct(i, aConnect, s.now+s.retryWait(i, true))
+		s.connFailed(i, s.now)
 	}
+}
+
+// connFailed records client i's failed reconnect attempt at virtual time
+// at (now, or later for a failure known in advance): an error in at's
+// second, one more failure, and the next attempt after the policy's wait.
+func (s *sim) connFailed(i int, at int64) {
+	if sec := int(at / int64(time.Second)); sec < len(s.series.Errors) {
+		s.series.Errors[sec]++
+	}
+	s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
+	s.setAct(i, aConnect, at+s.retryWait(i, true))
 }
 
 // connect makes one reconnect attempt of client i: in a protected run,
