@@ -160,10 +160,13 @@ func goid() string {
 	return f[1] // "goroutine N [running]:"
 }
 
-// orderSession records the order and goroutine of its notifications.
+// orderSession records the order and goroutine of its notifications. The
+// sessions of one orderSessions call share log, gor and the mutex that
+// guards them: Push may notify them from several workers at once.
 type orderSession struct {
 	id      string
 	applied uint64
+	mu      *sync.Mutex
 	log     *[]string
 	gor     *[]string
 	panicIn string // "ClientID", "Applied" or "Notify": panic there
@@ -187,18 +190,21 @@ func (s *orderSession) Notify(_ context.Context, n Notice) error {
 	if s.panicIn == "Notify" {
 		panic(fmt.Sprintf("boom in %s", s.id))
 	}
+	s.mu.Lock()
 	*s.log = append(*s.log, s.id)
 	*s.gor = append(*s.gor, goid())
+	s.mu.Unlock()
 	s.applied = n.Epoch
 	return nil
 }
 
 func orderSessions(n int) ([]Session, []*orderSession, *[]string, *[]string) {
 	var log, gor []string
+	var mu sync.Mutex
 	var ss []Session
 	var raw []*orderSession
 	for i := range n {
-		s := &orderSession{id: fmt.Sprintf("client-%d", i), log: &log, gor: &gor}
+		s := &orderSession{id: fmt.Sprintf("client-%d", i), mu: &mu, log: &log, gor: &gor}
 		ss = append(ss, s)
 		raw = append(raw, s)
 	}

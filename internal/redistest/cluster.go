@@ -44,6 +44,7 @@ func StartCluster(tb testing.TB, opts ...Option) *Cluster {
 		return nil
 	}
 	tb.Cleanup(c.Stop)
+	routeLogs(tb, c.Addrs()...)
 	return c
 }
 
@@ -247,6 +248,7 @@ func (c *Cluster) Client(tb testing.TB) *redis.ClusterClient {
 		nilUse(tb, "Cluster")
 		return nil
 	}
+	routeLogs(tb, c.Addrs()...)
 	cc := redis.NewClusterClient(c.ClusterOptions())
 	tb.Cleanup(func() { _ = cc.Close() })
 	return cc

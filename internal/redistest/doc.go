@@ -35,6 +35,16 @@
 // Packages whose tests kill servers under load should pass [LeakOptions] to
 // goleak: go-redis keeps a redial probe alive for up to a second after Close.
 //
+// # go-redis's log lines
+//
+// go-redis logs through one process-wide logger, and a test that kills a
+// server makes it log every failed dial. Once the harness has started a
+// server it routes those lines instead: each goes to the log of the tests
+// that started or hold a client of the server it names (Start, StartCluster,
+// Server.Client, Cluster.Client), shown when such a test fails or under -v;
+// a line naming no such server goes to every registered test. Set
+// HERDCAP_REDIS_LOG=1 to also see every line on stderr.
+//
 // # When redis-server is missing
 //
 // [Require] holds the one rule: if redis-server is not in PATH, a test is

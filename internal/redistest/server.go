@@ -68,6 +68,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 		return nil
 	}
 	tb.Cleanup(s.Stop)
+	routeLogs(tb, s.Addr())
 	return s
 }
 
@@ -90,6 +91,7 @@ func StartMain(opts ...Option) (*Server, func(), error) {
 // startServer creates the directory and starts the process, retrying on a
 // fresh port if the chosen one was taken meanwhile.
 func startServer(opts []Option, cluster bool) (*Server, error) {
+	installLogRouter()
 	cfg, err := newConfig(opts)
 	if err != nil {
 		return nil, err
@@ -324,6 +326,7 @@ func (s *Server) Client(tb testing.TB) *redis.Client {
 		nilUse(tb, "Server")
 		return nil
 	}
+	routeLogs(tb, s.Addr())
 	c := redis.NewClient(s.Options())
 	tb.Cleanup(func() { _ = c.Close() })
 	return c
