@@ -1,0 +1,49 @@
+package grpcmw_test
+
+import (
+	"log"
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/herdcap/herdcap/grpcmw"
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// Example_serverAndClient is the README's gRPC server with a rate limit,
+// and a client that backs off as the server says. It is compiled, not run:
+// it serves forever.
+func Example_serverAndClient() {
+	budget, err := limiter.NewLocal(limiter.PerSecond(100, 200)) // or limiter.NewRedis / NewLeased for the fleet
+	if err != nil {
+		log.Fatal(err)
+	}
+	unary, err := grpcmw.UnaryServerRateLimit(budget)
+	if err != nil {
+		log.Fatal(err)
+	}
+	stream, err := grpcmw.StreamServerRateLimit(budget)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	// ... register your services on srv ...
+	lis, err := net.Listen("tcp", "127.0.0.1:9090")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() { log.Fatal(srv.Serve(lis)) }()
+
+	// A client that waits as the server's pushback says, within a retry budget.
+	hc, err := grpcmw.NewClient(grpcmw.WithClientID("client-42"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.NewClient("127.0.0.1:9090", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(hc.UnaryInterceptor()), grpc.WithChainStreamInterceptor(hc.StreamInterceptor()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+}

@@ -1,0 +1,60 @@
+package httpmw_test
+
+import (
+	"log"
+	"net/http"
+
+	"github.com/herdcap/herdcap/httpmw"
+	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// Example_server is the README's server side: a rate limit, reconnect
+// admission and invalidation notices around an application. It is compiled,
+// not run: it serves forever.
+func Example_server() {
+	budget, err := limiter.NewLocal(limiter.PerSecond(100, 200)) // or limiter.NewRedis / NewLeased for the fleet
+	if err != nil {
+		log.Fatal(err)
+	}
+	gate, err := limiter.NewAdmission(limiter.PerSecond(500, 50)) // or limiter.NewRedisAdmission
+	if err != nil {
+		log.Fatal(err)
+	}
+	coordinator, err := invalidate.NewCoordinator(invalidate.NewMemoryStore()) // or on invalidate.NewRedisStore
+	if err != nil {
+		log.Fatal(err)
+	}
+	app := http.NotFoundHandler() // your handler
+
+	rl, err := httpmw.RateLimit(budget, httpmw.WithTrustedProxies("10.0.0.0/8"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	adm, err := httpmw.Admit(gate) // 503 + Retry-After (+ the exact slot in ms) for new sessions over budget
+	if err != nil {
+		log.Fatal(err)
+	}
+	inv, err := httpmw.Invalidate(coordinator) // Herdcap-Invalidate notices on ordinary responses
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Fatal(http.ListenAndServe("127.0.0.1:8080", rl(adm(inv(app)))))
+}
+
+// Example_client is the README's client side: an http.Client that applies
+// notices once and in order, and backs off as servers say. It is compiled,
+// not run: it needs a server.
+func Example_client() {
+	dropCache := func(n invalidate.Notice) { log.Printf("drop %s", n.Scope) } // your cache's invalidation
+	tr, err := httpmw.NewTransport(nil, httpmw.WithClientID("client-42"), httpmw.WithOnInvalidate(dropCache))
+	if err != nil {
+		log.Fatal(err)
+	}
+	client := &http.Client{Transport: tr}
+	res, err := client.Get("http://127.0.0.1:8080/")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer res.Body.Close()
+}
