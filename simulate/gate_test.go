@@ -248,8 +248,8 @@ func TestConfigChangeRamp(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, un.Collapsed, "at once: the backlog hits cold caches and the origin collapses")
 	jump := *sc
-	// A nanosecond: no take falls inside the ramp (see the limiter note in
-	// the scenario README).
+	// A nanosecond: no take falls inside the ramp, so the new limit
+	// applies at once.
 	jump.Protection.Ramp = Duration(1)
 	pr, err := Run(context.Background(), &jump, Protected, Config{})
 	require.NoError(t, err)
