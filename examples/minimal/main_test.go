@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func TestProgram(t *testing.T) {
 	addr := freeAddr(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	var stderr bytes.Buffer
+	var stderr lockedBuffer // written by exec's copying goroutine while the test reads it
 	cmd := exec.CommandContext(ctx, bin, "-addr", addr)
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
@@ -66,6 +67,24 @@ func TestProgram(t *testing.T) {
 	t.Logf("%d served, %d refused in %v; program's stderr: %s", ok, refused, elapsed, stderr.String())
 	assert.GreaterOrEqual(t, ok, 10, "the burst is served")
 	assert.LessOrEqual(t, float64(ok), 10+5*elapsed.Seconds()+1, "no more than the burst and the refill")
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and one reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
