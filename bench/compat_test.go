@@ -61,7 +61,7 @@ func serveHealth(t *testing.T, dial []grpc.DialOption, opts ...grpc.ServerOption
 // refills once an hour, keyed by the client's IP (the default).
 func hourLimiter(t *testing.T) *grpcmw.Limiter {
 	t.Helper()
-	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1))
+	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1), limiter.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestGoGRPCMiddlewareStream(t *testing.T) {
 // 1 ms waits for the server's pushback instead, and its retry succeeds.
 func TestGoGRPCMiddlewarePushbackRetry(t *testing.T) {
 	const interval = 300 * time.Millisecond // one token per interval, burst 1
-	b, err := limiter.NewLocal(limiter.Every(interval, 1))
+	b, err := limiter.NewLocal(limiter.Every(interval, 1), limiter.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.accRate, "acc-rate", 1000, "accuracy limit: tokens per second (a whole number, for redis_rate)")
 	fs.IntVar(&c.accBurst, "acc-burst", 100, "accuracy limit: burst")
 	fs.IntVar(&c.pool, "pool", 64, "go-redis PoolSize of every Redis-backed subject, herdcap's and redis_rate's alike")
-	fs.DurationVar(&c.timeout, "timeout", time.Second, "herdcap's per-call Redis time budget (limiter.WithTimeout); generous so that load on the machine does not trip it")
+	fs.DurationVar(&c.timeout, "timeout", time.Second, "herdcap's per-call Redis time limit (fleet.Redis.Timeout); generous so that load on the machine does not trip it")
 	fs.IntVar(&c.rounds, "rounds", 5, "interleaved testing.Benchmark rounds of the hot-key c=1 local vs x/time/rate comparison (the median is reported)")
 	fs.IntVar(&c.duels, "duels", 5, "interleaved rounds of herdcap strict against redis_rate on every throughput workload (the median ratio is the target's figure; 0 skips them)")
 	fs.DurationVar(&c.duelDur, "duel-d", time.Second, "measured duration of each duel round per contender")

@@ -34,7 +34,7 @@ func median(xs []float64) float64 {
 
 func runMicro(ctx context.Context, rounds int, l limitSpec) (microResult, error) {
 	var m microResult
-	lb, err := limiter.NewLocal(l.herdcap())
+	lb, err := limiter.NewLocal(l.herdcap(), limiter.Config{})
 	if err != nil {
 		return m, err
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // op asks for one token for key and reports whether it was granted.
@@ -89,29 +90,28 @@ func (b *bareMap) allow(_ context.Context, key string) (bool, error) {
 }
 
 func localMaker(_ *env, l limitSpec, _ int, _ string) (*subject, error) {
-	b, err := limiter.NewLocal(l.herdcap())
+	b, err := limiter.NewLocal(l.herdcap(), limiter.Config{})
 	if err != nil {
 		return nil, err
 	}
 	return budgetSubject(bLocal, b, func() { _ = b.Close() }), nil
 }
 
-// herdcapRemoteOptions are the options of the strict and leased rows: the
-// row's own name, FailClosed so that a Redis call that fails or overruns
-// shows up as an error instead of a fast local fallback decision (which
-// would flatter herdcap), and a per-call time budget long enough that a
-// loaded machine does not trip it.
-func herdcapRemoteOptions(e *env, name string) []limiter.Option {
-	return []limiter.Option{
-		limiter.WithName(name),
-		limiter.WithFailure(limiter.FailClosed),
-		limiter.WithTimeout(e.timeout),
-	}
+// herdcapRedis is the Redis of the strict and leased rows: the row's own
+// name, and a per-call Timeout long enough that a loaded machine does not
+// trip it.
+func herdcapRedis(e *env, c redis.UniversalClient, name string) fleet.Redis {
+	return fleet.Redis{Client: c, Name: name, Timeout: e.timeout}
 }
+
+// herdcapConfig is the config of the strict and leased rows: FailClosed,
+// so that a Redis call that fails or overruns shows up as an error instead
+// of a fast local fallback decision (which would flatter herdcap).
+var herdcapConfig = fleet.Config{Failure: fleet.FailClosed}
 
 func strictMaker(e *env, l limitSpec, _ int, tag string) (*subject, error) {
 	c := redis.NewClient(e.srv.options(e.poolSize))
-	b, err := limiter.NewRedis(c, l.herdcap(), herdcapRemoteOptions(e, tag)...)
+	b, err := fleet.NewStrict(herdcapRedis(e, c, tag), l.herdcap(), herdcapConfig)
 	if err != nil {
 		_ = c.Close()
 		return nil, err
@@ -121,7 +121,7 @@ func strictMaker(e *env, l limitSpec, _ int, tag string) (*subject, error) {
 
 func leasedMaker(e *env, l limitSpec, _ int, tag string) (*subject, error) {
 	c := redis.NewClient(e.srv.options(e.poolSize))
-	b, err := limiter.NewLeased(c, l.herdcap(), herdcapRemoteOptions(e, tag)...)
+	b, err := fleet.NewLeased(herdcapRedis(e, c, tag), l.herdcap(), fleet.LeasedConfig{Config: herdcapConfig})
 	if err != nil {
 		_ = c.Close()
 		return nil, err
@@ -145,7 +145,7 @@ func leasedNodes(nodes int) maker {
 		}
 		for range nodes {
 			c := redis.NewClient(e.srv.options(e.poolSize))
-			b, err := limiter.NewLeased(c, l.herdcap(), herdcapRemoteOptions(e, tag)...)
+			b, err := fleet.NewLeased(herdcapRedis(e, c, tag), l.herdcap(), fleet.LeasedConfig{Config: herdcapConfig})
 			if err != nil {
 				_ = c.Close()
 				closeAll()
@@ -164,7 +164,7 @@ func leasedNodes(nodes int) maker {
 
 func budgetOp(b limiter.Budget) op {
 	return func(ctx context.Context, key string) (bool, error) {
-		d, err := b.AllowN(ctx, key, 1)
+		d, err := b.Take(ctx, limiter.Request{Key: key, N: 1})
 		return d.Allowed, err
 	}
 }

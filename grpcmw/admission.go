@@ -13,13 +13,14 @@ import (
 
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
-// Admitter is what the admission interceptors need of a *limiter.Admission:
+// Admitter is what the admission interceptors need of an *admission.Gate:
 // a decision on whether clientID's session may start now, given the resume
 // token it presented ("" for none). It is called concurrently.
 type Admitter interface {
-	Admit(ctx context.Context, clientID, resumeToken string) (limiter.AdmitDecision, error)
+	Admit(ctx context.Context, clientID, ticket string) (admission.Decision, error)
 }
 
 // doorman is the decision shared by the admission interceptors.
@@ -56,7 +57,7 @@ func (d *doorman) admit(ctx context.Context, fullMethod string) (metadata.MD, er
 	}
 	dec, err := d.a.Admit(ctx, id, tok)
 	switch {
-	case errors.Is(err, limiter.ErrInvalidKey):
+	case errors.Is(err, limiter.ErrInvalidRequest):
 		d.logThrottled(ctx, &d.logs.misconfig, slog.LevelError, "grpcmw: the admission rejected the client ID; answering Internal",
 			slog.String("method", fullMethod), slog.Int("id_bytes", len(id)), slog.Any("error", err))
 		return nil, status.Error(codes.Internal, "admission misconfigured")
@@ -68,7 +69,7 @@ func (d *doorman) admit(ctx context.Context, fullMethod string) (metadata.MD, er
 			e.RetryAfter = d.unavailableRetry
 		}
 		d.logThrottled(ctx, &d.logs.failed, slog.LevelError, "grpcmw: admission failed; answering Unavailable",
-			slog.String("method", fullMethod), slog.String("source", dec.Source.String()),
+			slog.String("method", fullMethod), slog.String("source", dec.Via.String()),
 			slog.Bool("unavailable", errors.Is(err, limiter.ErrUnavailable)),
 			slog.Duration("retry_after", e.RetryAfter), slog.Any("error", err))
 		return nil, e
@@ -79,8 +80,8 @@ func (d *doorman) admit(ctx context.Context, fullMethod string) (metadata.MD, er
 				slog.Duration("retry_after", dec.RetryAfter))
 		}
 		return nil, &Error{Code: codes.Unavailable, RetryAfter: max(dec.RetryAfter, time.Millisecond), admission: true}
-	case dec.ResumeToken != "":
-		return metadata.MD{MetadataResume: {dec.ResumeToken}}, nil
+	case dec.Ticket != "":
+		return metadata.MD{MetadataResume: {dec.Ticket}}, nil
 	}
 	return nil, nil
 }
@@ -99,7 +100,7 @@ func (d *doorman) admit(ctx context.Context, fullMethod string) (metadata.MD, er
 // Then:
 //
 //   - admitted: the handler runs; when the Admission issues resume tokens
-//     (limiter.WithResume), MetadataResume carries the client's fresh token
+//     (admission.Config.TicketKeys), MetadataResume carries the client's fresh token
 //     with the response (header on success, trailer otherwise);
 //   - refused: codes.Unavailable, with an errdetails.RetryInfo detail and
 //     the grpc-retry-pushback-ms trailer both holding the slot (RetryAfter
@@ -111,8 +112,8 @@ func (d *doorman) admit(ctx context.Context, fullMethod string) (metadata.MD, er
 //     other error): codes.Unavailable with the decision's wait (or
 //     WithUnavailableRetryAfter's), the same details and trailer, and a
 //     generic message; the error is logged, never sent;
-//   - limiter.ErrInvalidKey (a WithKeyFunc ID longer than
-//     limiter.MaxClientIDLen): codes.Internal without pushback;
+//   - limiter.ErrInvalidRequest (a WithKeyFunc ID longer than
+//     admission.MaxClientIDLen): codes.Internal without pushback;
 //   - a malformed MetadataClient: codes.InvalidArgument; key-function
 //     errors as described on KeyFunc.
 //

@@ -23,8 +23,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/internal/ticket"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // seen records the incoming metadata of every call or stream that reaches
@@ -94,7 +96,7 @@ func dialWith(t testing.TB, addr string, hc *Client, opts ...grpc.DialOption) he
 func TestClientEndToEnd(t *testing.T) {
 	clk := fakeclock.New(t0)
 	c := newCoordinator(t, clk)
-	a := newAdmission(t, limiter.Every(time.Hour, 1), limiter.WithClock(clk), limiter.WithResume(testSigner(t), time.Hour))
+	a := newAdmission(t, limiter.Every(time.Hour, 1), admission.Config{Config: limiter.Config{Clock: clk}, TicketKeys: testTicketKeys, TicketTTL: time.Hour})
 	adm, err := UnaryServerAdmission(a)
 	require.NoError(t, err)
 	inv, err := UnaryServerInvalidate(c)
@@ -110,7 +112,7 @@ func TestClientEndToEnd(t *testing.T) {
 	_, err = health.Check(t.Context(), req)
 	require.NoError(t, err)
 	tok := hc.ResumeToken()
-	require.Len(t, tok, limiter.ResumeTokenLen)
+	require.Len(t, tok, ticket.Len)
 
 	e1 := releaseNow(t, c, clk, "r1", "tag:a")
 	e2 := releaseNow(t, c, clk, "r2", "caf\xc3\xa9")
@@ -155,6 +157,12 @@ func (c *thawingClock) Now() time.Time {
 	return t0.Add(time.Since(c.thawed))
 }
 
+// AfterFunc makes thawingClock a limiter.Clock; the components under test
+// set no timers, and this one runs them in real time.
+func (c *thawingClock) AfterFunc(d time.Duration, f func()) limiter.Timer {
+	return time.AfterFunc(d, f)
+}
+
 // thawAfter is an Admitter that thaws clk once it has made n decisions.
 type thawAfter struct {
 	Admitter
@@ -162,7 +170,7 @@ type thawAfter struct {
 	n   atomic.Int32
 }
 
-func (a *thawAfter) Admit(ctx context.Context, id, tok string) (limiter.AdmitDecision, error) {
+func (a *thawAfter) Admit(ctx context.Context, id, tok string) (admission.Decision, error) {
 	d, err := a.Admitter.Admit(ctx, id, tok)
 	if a.n.Add(-1) == 0 {
 		a.clk.mu.Lock()
@@ -182,7 +190,7 @@ func (a *thawAfter) Admit(ctx context.Context, id, tok string) (limiter.AdmitDec
 // only a stall of 10 s between the refusal and the retry could fail this.
 func frozenForTwo(t *testing.T) Admitter {
 	clk := &thawingClock{}
-	a := &thawAfter{Admitter: newAdmission(t, limiter.PerSecond(5, 1), limiter.WithClock(clk)), clk: clk}
+	a := &thawAfter{Admitter: newAdmission(t, limiter.PerSecond(5, 1), admission.Config{Config: limiter.Config{Clock: clk}}), clk: clk}
 	a.n.Store(2)
 	return a
 }
@@ -238,7 +246,7 @@ func TestClientStreamRetriesAtOpen(t *testing.T) {
 // TestClientBidiNotRetried: a refused client-streaming or bidirectional
 // stream is not opened again.
 func TestClientBidiNotRetried(t *testing.T) {
-	a := newAdmission(t, limiter.Every(time.Hour, 1))
+	a := newAdmission(t, limiter.Every(time.Hour, 1), admission.Config{})
 	adm, err := StreamServerAdmission(a)
 	require.NoError(t, err)
 	var rec seen
@@ -357,7 +365,7 @@ func TestClientWithGRPCRetryPolicy(t *testing.T) {
 			clk := fakeclock.New(t0)
 			// 10 per second, 1 at once: the refused client's slot is
 			// 100 ms ahead plus jitter, and stays so.
-			a := newAdmission(t, limiter.PerSecond(10, 1), limiter.WithClock(clk))
+			a := newAdmission(t, limiter.PerSecond(10, 1), admission.Config{Config: limiter.Config{Clock: clk}})
 			_, err := a.Admit(t.Context(), "someone", "")
 			require.NoError(t, err)
 			adm, err := UnaryServerAdmission(a)

@@ -26,8 +26,8 @@
 //
 //   - Allowed: the handler is called.
 //   - Quota spent (the Decision is not Allowed): codes.ResourceExhausted.
-//   - The budget rejected the cost or key (limiter.ErrInvalidN: a WithCost
-//     beyond the burst or negative; limiter.ErrInvalidKey): codes.Internal,
+//   - The budget rejected the cost or key (limiter.ErrInvalidRequest: a
+//     WithCost beyond the burst or negative, or an empty key): codes.Internal,
 //     without pushback, since no retry can succeed.
 //   - The budget returned another error (limiter.ErrUnavailable when a
 //     Redis store is down under the fail-closed policy, or any other error):
@@ -77,7 +77,7 @@
 // # Admission
 //
 // UnaryServerAdmission and StreamServerAdmission admit new sessions
-// through a limiter.Admission (a stream is a session; unary calls are gated
+// through an admission.Gate (a stream is a session; unary calls are gated
 // unless WithSkip exempts them). A refusal is codes.Unavailable with the
 // client's slot in RetryInfo and the pushback trailer, sent Trailers-Only
 // as above; an admitted client gets a resume token (MetadataResume) that

@@ -15,7 +15,7 @@ import (
 // and a client that backs off as the server says. It is compiled, not run:
 // it serves forever.
 func Example_serverAndClient() {
-	budget, err := limiter.NewLocal(limiter.PerSecond(100, 200)) // or limiter.NewRedis / NewLeased for the fleet
+	budget, err := limiter.NewLocal(limiter.PerSecond(100, 200), limiter.Config{}) // or fleet.NewStrict / NewLeased for the fleet
 	if err != nil {
 		log.Fatal(err)
 	}

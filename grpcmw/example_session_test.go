@@ -18,6 +18,7 @@ import (
 	"github.com/herdcap/herdcap/grpcmw"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // movingClock moves only when told to, so that the examples' epochs and
@@ -25,6 +26,8 @@ import (
 type movingClock struct{ t time.Time }
 
 func (c *movingClock) Now() time.Time { return c.t }
+
+func (c *movingClock) AfterFunc(time.Duration, func()) limiter.Timer { panic("no timers here") }
 
 // serveDial starts a health server with serverOpts on a loopback port and
 // returns a client dialled with dialOpts, and a function that stops both.
@@ -94,7 +97,7 @@ func ExampleUnaryServerInvalidate() {
 func ExampleUnaryServerAdmission() {
 	// 2 new sessions per second, 1 at once, on a clock that stands still.
 	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	gate, err := limiter.NewAdmission(limiter.PerSecond(2, 1), limiter.WithClock(clk))
+	gate, err := admission.New(limiter.PerSecond(2, 1), admission.Config{Config: limiter.Config{Clock: clk}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -194,7 +197,7 @@ func ExampleStreamServerAdmission() {
 	// 2 new sessions per second, 1 at once, on a clock that stands still:
 	// a stream is a session, admitted when it opens.
 	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	gate, err := limiter.NewAdmission(limiter.PerSecond(2, 1), limiter.WithClock(clk))
+	gate, err := admission.New(limiter.PerSecond(2, 1), admission.Config{Config: limiter.Config{Clock: clk}})
 	if err != nil {
 		log.Fatal(err)
 	}

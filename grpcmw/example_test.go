@@ -45,7 +45,7 @@ func serve(opts ...grpc.ServerOption) (healthpb.HealthClient, func()) {
 
 func ExampleUnaryServerRateLimit() {
 	// One call per client IP per hour.
-	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1))
+	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1), limiter.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func ExampleUnaryServerRateLimit() {
 func ExampleStreamServerRateLimit() {
 	// One stream per client IP per hour; the health checks' unary Check
 	// is not limited here.
-	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1))
+	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1), limiter.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func ExampleStreamServerRateLimit() {
 }
 
 func ExampleNewLimiter() {
-	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1))
+	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1), limiter.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}

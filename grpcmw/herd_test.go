@@ -21,6 +21,7 @@ import (
 	"github.com/herdcap/herdcap/internal/fakeclock"
 	"github.com/herdcap/herdcap/internal/virtualtime"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // maxInWindow returns the most of the sorted times ts in any window of
@@ -60,7 +61,7 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 		burst = 50
 	)
 	clk := fakeclock.New(t0)
-	adm, err := UnaryServerAdmission(newAdmission(t, limiter.PerSecond(rate, burst), limiter.WithClock(clk)))
+	adm, err := UnaryServerAdmission(newAdmission(t, limiter.PerSecond(rate, burst), admission.Config{Config: limiter.Config{Clock: clk}}))
 	require.NoError(t, err)
 	var (
 		mu       sync.Mutex

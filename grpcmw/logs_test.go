@@ -15,13 +15,14 @@ import (
 
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // downAdmitter fails every decision, as an admission store in an outage.
 type downAdmitter struct{}
 
-func (downAdmitter) Admit(context.Context, string, string) (limiter.AdmitDecision, error) {
-	return limiter.AdmitDecision{Source: limiter.SourceFallback}, errors.New("redis 10.1.2.3:6379: dial timeout")
+func (downAdmitter) Admit(context.Context, string, string) (admission.Decision, error) {
+	return admission.Decision{Via: limiter.ViaFallback}, errors.New("redis 10.1.2.3:6379: dial timeout")
 }
 
 // downSource fails every question, as a coordinator in an outage.

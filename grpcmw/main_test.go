@@ -78,7 +78,7 @@ func fromSource(ip net.IP) grpc.DialOption {
 
 func newLocal(t testing.TB, l limiter.Limit) *limiter.Local {
 	t.Helper()
-	b, err := limiter.NewLocal(l)
+	b, err := limiter.NewLocal(l, limiter.Config{})
 	require.NoError(t, err)
 	return b
 }
@@ -135,8 +135,8 @@ func ceilMillis(d time.Duration) int64 {
 // fail-closed path; every other test uses the real limiter.Local.
 type failingBudget struct{ retryAfter time.Duration }
 
-func (f failingBudget) AllowN(context.Context, string, int) (limiter.Decision, error) {
-	return limiter.Decision{RetryAfter: f.retryAfter, Source: limiter.SourceFallback},
+func (f failingBudget) Take(context.Context, limiter.Request) (limiter.Decision, error) {
+	return limiter.Decision{RetryAfter: f.retryAfter, Via: limiter.ViaFallback},
 		fmt.Errorf("redis 10.1.2.3:6379 secret-key: dial timeout: %w", limiter.ErrUnavailable)
 }
 

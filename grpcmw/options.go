@@ -161,7 +161,7 @@ func isNilable(k reflect.Kind) bool {
 
 // WithKeyFunc sets how a call's key is derived: for the rate limit, the
 // bucket it draws from; for the invalidation and admission interceptors,
-// the client ID (at most limiter.MaxClientIDLen bytes), which places the
+// the client ID (at most admission.MaxClientIDLen bytes), which places the
 // client in cohorts and admission slots. The default is PeerIP (one bucket
 // per client IP address) for the rate limit, and for the others the
 // MetadataClient metadata when the call carries it, else PeerIP. Applies

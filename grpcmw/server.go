@@ -44,9 +44,9 @@ func (g *gate) check(ctx context.Context, fullMethod string) error {
 	if g.cost != nil {
 		n = g.cost(ctx, fullMethod)
 	}
-	d, err := g.budget.AllowN(ctx, key, n)
+	d, err := g.budget.Take(ctx, limiter.Request{Key: key, N: n})
 	switch {
-	case errors.Is(err, limiter.ErrInvalidN) || errors.Is(err, limiter.ErrInvalidKey):
+	case errors.Is(err, limiter.ErrInvalidRequest):
 		// The cost or key is one the budget can never grant: a server
 		// bug, not a reason for the client to retry.
 		g.logThrottled(ctx, &g.logs.misconfig, slog.LevelError, "grpcmw: the budget rejected the call's cost or key; answering Internal",
@@ -64,7 +64,7 @@ func (g *gate) check(ctx context.Context, fullMethod string) error {
 		if g.logger.Enabled(ctx, slog.LevelDebug) { // the denial path builds no record when off
 			g.logThrottled(ctx, &g.logs.denied, slog.LevelDebug, "grpcmw: rate limit exceeded",
 				slog.String("method", fullMethod), slog.String("key", key), slog.Int("cost", n),
-				slog.Duration("retry_after", d.RetryAfter), slog.String("source", d.Source.String()))
+				slog.Duration("retry_after", d.RetryAfter), slog.String("source", d.Via.String()))
 		}
 		return &Error{Code: codes.ResourceExhausted, RetryAfter: d.RetryAfter}
 	}

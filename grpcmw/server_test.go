@@ -21,6 +21,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 func TestUnaryAllowedThenExhausted(t *testing.T) {
@@ -437,7 +438,7 @@ func TestBadOptions(t *testing.T) {
 }
 
 func BenchmarkUnaryServerRateLimit(b *testing.B) {
-	budget, err := limiter.NewLocal(limiter.PerSecond(1e12, 1e12)) // never denies
+	budget, err := limiter.NewLocal(limiter.PerSecond(1e12, 1e12), limiter.Config{}) // never denies
 	require.NoError(b, err)
 	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 40000}})
 	info := &grpc.UnaryServerInfo{FullMethod: checkMethod}
@@ -479,8 +480,8 @@ func BenchmarkUnaryServerRateLimit(b *testing.B) {
 // fails closed, in front of a private redis-server that is then killed.
 func TestRedisFailClosedIsUnavailable(t *testing.T) {
 	s := redistest.Start(t)
-	b, err := limiter.NewRedis(s.Client(t), limiter.PerSecond(10, 10),
-		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1, 2*time.Second), limiter.WithTimeout(time.Second))
+	b, err := fleet.NewStrict(fleet.Redis{Client: s.Client(t), BreakerFailures: 1, BreakerOpen: 2 * time.Second, Timeout: time.Second}, limiter.PerSecond(10, 10),
+		fleet.Config{Failure: fleet.FailClosed})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	rl, err := UnaryServerRateLimit(b)

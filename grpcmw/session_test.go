@@ -22,8 +22,11 @@ import (
 	"github.com/herdcap/herdcap/internal/fakeclock"
 	"github.com/herdcap/herdcap/internal/logtest"
 	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/internal/ticket"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -54,20 +57,16 @@ func withMD(ctx context.Context, kv ...string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, kv...)
 }
 
-func newAdmission(t testing.TB, l limiter.Limit, opts ...limiter.AdmissionOption) *limiter.Admission {
+func newAdmission(t testing.TB, l limiter.Limit, cfg admission.Config) *admission.Gate {
 	t.Helper()
-	a, err := limiter.NewAdmission(l, opts...)
+	a, err := admission.New(l, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
 	return a
 }
 
-func testSigner(t testing.TB) *limiter.ResumeSigner {
-	t.Helper()
-	s, err := limiter.NewResumeSigner([]byte("a 32-byte key for herdcap tests!"))
-	require.NoError(t, err)
-	return s
-}
+// testTicketKeys are the ticket keys of the gates under test.
+var testTicketKeys = [][]byte{[]byte("a 32-byte key for herdcap tests!")}
 
 func TestUnaryInvalidate(t *testing.T) {
 	clk := fakeclock.New(t0)
@@ -221,8 +220,8 @@ func TestInvalidateCoordinatorErrorServesWithoutNotices(t *testing.T) {
 
 func TestUnaryAdmission(t *testing.T) {
 	clk := fakeclock.New(t0)
-	// limiter.ExampleNewAdmission's gate: bob's slot is 864 ms away.
-	a := newAdmission(t, limiter.PerSecond(2, 1), limiter.WithClock(clk), limiter.WithResume(testSigner(t), time.Hour))
+	// admission.ExampleNew's gate: bob's slot is 864 ms away.
+	a := newAdmission(t, limiter.PerSecond(2, 1), admission.Config{Config: limiter.Config{Clock: clk}, TicketKeys: testTicketKeys, TicketTTL: time.Hour})
 	adm, err := UnaryServerAdmission(a)
 	require.NoError(t, err)
 	var reached atomic.Int32
@@ -234,7 +233,7 @@ func TestUnaryAdmission(t *testing.T) {
 	require.NoError(t, err)
 	tok := header.Get(MetadataResume)
 	require.Len(t, tok, 1)
-	require.Len(t, tok[0], limiter.ResumeTokenLen)
+	require.Len(t, tok[0], ticket.Len)
 
 	var trailer metadata.MD
 	header = nil
@@ -271,7 +270,7 @@ func TestUnaryAdmission(t *testing.T) {
 
 func TestStreamAdmission(t *testing.T) {
 	clk := fakeclock.New(t0)
-	a := newAdmission(t, limiter.PerSecond(2, 1), limiter.WithClock(clk), limiter.WithResume(testSigner(t), time.Hour))
+	a := newAdmission(t, limiter.PerSecond(2, 1), admission.Config{Config: limiter.Config{Clock: clk}, TicketKeys: testTicketKeys, TicketTTL: time.Hour})
 	adm, err := StreamServerAdmission(a)
 	require.NoError(t, err)
 	var reached atomic.Int32
@@ -299,7 +298,7 @@ func TestStreamAdmission(t *testing.T) {
 }
 
 func TestAdmissionBadInput(t *testing.T) {
-	a := newAdmission(t, limiter.PerSecond(100, 100))
+	a := newAdmission(t, limiter.PerSecond(100, 100), admission.Config{})
 	var logs syncBuffer
 	adm, err := UnaryServerAdmission(a, WithLogger(newDebugLogger(&logs)))
 	require.NoError(t, err)
@@ -315,7 +314,7 @@ func TestAdmissionBadInput(t *testing.T) {
 	}
 
 	long := func(context.Context, string) (string, error) {
-		return strings.Repeat("k", limiter.MaxClientIDLen+1), nil
+		return strings.Repeat("k", admission.MaxClientIDLen+1), nil
 	}
 	adm, err = UnaryServerAdmission(a, WithKeyFunc(long), WithLogger(newDebugLogger(&logs)))
 	require.NoError(t, err)
@@ -333,8 +332,8 @@ func TestAdmissionBadInput(t *testing.T) {
 func TestAdmissionRedisFailClosed(t *testing.T) {
 	s := redistest.Start(t)
 	const breakerOpen = 2 * time.Second
-	a, err := limiter.NewRedisAdmission(s.Client(t), limiter.PerSecond(100, 100),
-		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1, breakerOpen), limiter.WithTimeout(time.Second))
+	a, err := admission.NewShared(fleet.Redis{Client: s.Client(t), BreakerFailures: 1, BreakerOpen: breakerOpen, Timeout: time.Second}, limiter.PerSecond(100, 100),
+		admission.SharedConfig{Failure: fleet.FailClosed})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
 	var logs syncBuffer
@@ -359,7 +358,7 @@ func TestAdmissionRedisFailClosed(t *testing.T) {
 
 func TestSessionOptions(t *testing.T) {
 	c := newCoordinator(t, fakeclock.New(t0))
-	a := newAdmission(t, limiter.PerSecond(1, 1))
+	a := newAdmission(t, limiter.PerSecond(1, 1), admission.Config{})
 	_, err := UnaryServerInvalidate(nil)
 	assert.ErrorIs(t, err, ErrNilSource)
 	var nilCoord *invalidate.Coordinator
@@ -367,7 +366,7 @@ func TestSessionOptions(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNilSource)
 	_, err = UnaryServerAdmission(nil)
 	assert.ErrorIs(t, err, ErrNilAdmitter)
-	var nilAdm *limiter.Admission
+	var nilAdm *admission.Gate
 	_, err = StreamServerAdmission(nilAdm)
 	assert.ErrorIs(t, err, ErrNilAdmitter)
 

@@ -36,7 +36,7 @@ const (
 	// refusals Trailers-Only.
 	MetadataInvalidate = "herdcap-invalidate"
 
-	// MetadataResume carries a resume token (limiter.ResumeSigner): in the
+	// MetadataResume carries a session ticket (admission.Config.TicketKeys): in the
 	// response of an admitted call or stream, the token to present next
 	// time (header on success, trailer otherwise); in a request, the token
 	// the client holds. A missing, malformed, expired or foreign token

@@ -10,13 +10,14 @@ import (
 
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
-// Admitter is what Admit needs of a *limiter.Admission: a decision on
-// whether clientID's session may start now, given the resume token it
+// Admitter is what Admit needs of an *admission.Gate: a decision on
+// whether clientID's session may start now, given the ticket it
 // presented ("" for none). It is called concurrently.
 type Admitter interface {
-	Admit(ctx context.Context, clientID, resumeToken string) (limiter.AdmitDecision, error)
+	Admit(ctx context.Context, clientID, ticket string) (admission.Decision, error)
 }
 
 // WithSessionStart sets which requests Admit treats as the start of a
@@ -48,7 +49,7 @@ func WithSessionStart(f func(*http.Request) bool) Option {
 // and asks a. Then:
 //
 //   - admitted: the next handler runs; when the Admission issues resume
-//     tokens (limiter.WithResume), HeaderResume carries the client's fresh
+//     tickets (admission.Config.TicketKeys), HeaderResume carries the client's fresh
 //     token on the response;
 //   - refused (the budget is spent): 503 Service Unavailable with
 //     Retry-After, the wait in whole seconds rounded up (at least 1), and
@@ -61,8 +62,8 @@ func WithSessionStart(f func(*http.Request) bool) Option {
 //     503 with the same two fields when the decision says when to come
 //     back, else Retry-After: 1. The error is logged (WithLogger,
 //     throttled), never sent;
-//   - the client ID is one the Admission rejects (limiter.ErrInvalidKey,
-//     from a WithKeyFunc returning more than limiter.MaxClientIDLen bytes):
+//   - the client ID is one the Admission rejects (limiter.ErrInvalidRequest,
+//     from a WithKeyFunc returning more than admission.MaxClientIDLen bytes):
 //     500 Internal Server Error without Retry-After, since no retry helps;
 //   - a malformed HeaderClient gets 400 Bad Request; key-function errors
 //     are answered as for RateLimit.
@@ -112,7 +113,7 @@ func (m *admitter) serve(next http.Handler, w http.ResponseWriter, r *http.Reque
 	}
 	d, err := m.a.Admit(r.Context(), id, wire.ResumeToken(r.Header[HeaderResume]))
 	switch {
-	case errors.Is(err, limiter.ErrInvalidKey):
+	case errors.Is(err, limiter.ErrInvalidRequest):
 		if n, ok := m.slog.keyLog.Allow(); ok {
 			m.slog.log.LogAttrs(r.Context(), slog.LevelError, "httpmw: Admit: the admission rejected the client ID; answering 500",
 				slog.Int("id_bytes", len(id)), slog.Any("error", err), slog.Uint64("suppressed", n))
@@ -124,8 +125,8 @@ func (m *admitter) serve(next http.Handler, w http.ResponseWriter, r *http.Reque
 	case !d.Admitted:
 		m.refuse(w, d.RetryAfter)
 	default:
-		if d.ResumeToken != "" {
-			w.Header()[HeaderResume] = []string{d.ResumeToken}
+		if d.Ticket != "" {
+			w.Header()[HeaderResume] = []string{d.Ticket}
 		}
 		next.ServeHTTP(w, r)
 	}
@@ -153,14 +154,14 @@ func ceilMillis(d time.Duration) int64 {
 }
 
 // failed logs an admission error.
-func (m *admitter) failed(r *http.Request, d limiter.AdmitDecision, err error) {
+func (m *admitter) failed(r *http.Request, d admission.Decision, err error) {
 	ctx := r.Context()
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return // the client has gone
 	}
 	if n, ok := m.slog.failLog.Allow(); ok {
 		m.slog.log.LogAttrs(ctx, slog.LevelError, "httpmw: Admit: admission failed; answering 503",
-			slog.String("source", d.Source.String()),
+			slog.String("source", d.Via.String()),
 			slog.Bool("unavailable", errors.Is(err, limiter.ErrUnavailable)),
 			slog.Duration("retry_after", d.RetryAfter),
 			slog.Any("error", err), slog.Uint64("suppressed", n))

@@ -13,22 +13,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/internal/ticket"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
-// testSigner is a resume signer with a fixed key.
-func testSigner(t testing.TB) *limiter.ResumeSigner {
-	t.Helper()
-	s, err := limiter.NewResumeSigner([]byte("a 32-byte key for herdcap tests!"))
-	require.NoError(t, err)
-	return s
-}
+// testTicketKeys are the ticket keys of the gates under test.
+var testTicketKeys = [][]byte{[]byte("a 32-byte key for herdcap tests!")}
 
-// newAdmission returns a real in-process Admission on clk.
-func newAdmission(t testing.TB, l limiter.Limit, clk limiter.Clock, opts ...limiter.AdmissionOption) *limiter.Admission {
+// newAdmission returns a real in-process gate of cfg on clk.
+func newAdmission(t testing.TB, l limiter.Limit, clk limiter.Clock, cfg admission.Config) *admission.Gate {
 	t.Helper()
-	opts = append([]limiter.AdmissionOption{limiter.WithClock(clk)}, opts...)
-	a, err := limiter.NewAdmission(l, opts...)
+	cfg.Clock = clk
+	a, err := admission.New(l, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
 	return a
@@ -49,8 +47,8 @@ func asClient(id string) http.Header { return http.Header{HeaderClient: {id}} }
 func TestAdmitRefusesWithSlot(t *testing.T) {
 	clk := newManualClock()
 	// 2 new sessions per second, 1 at once: the gate of
-	// limiter.ExampleNewAdmission, whose numbers these must match.
-	a := newAdmission(t, limiter.PerSecond(2, 1), clk)
+	// admission.ExampleNew, whose numbers these must match.
+	a := newAdmission(t, limiter.PerSecond(2, 1), clk, admission.Config{})
 	next := &okHandler{}
 	srv := serveAdmit(t, a, next)
 
@@ -83,13 +81,13 @@ func TestAdmitRefusesWithSlot(t *testing.T) {
 
 func TestAdmitResumeTokens(t *testing.T) {
 	clk := newManualClock()
-	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, limiter.WithResume(testSigner(t), 10*time.Minute))
+	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, admission.Config{TicketKeys: testTicketKeys, TicketTTL: 10 * time.Minute})
 	srv := serveAdmit(t, a, &okHandler{})
 
 	res := get(t, srv, asClient("ann"))
 	require.Equal(t, http.StatusOK, res.status)
 	tok := res.header.Get(HeaderResume)
-	require.Len(t, tok, limiter.ResumeTokenLen)
+	require.Len(t, tok, ticket.Len)
 
 	// The budget is spent for an hour; ann resumes on her token, and
 	// is handed a fresh one each time.
@@ -97,7 +95,7 @@ func TestAdmitResumeTokens(t *testing.T) {
 	res = get(t, srv, http.Header{HeaderClient: {"ann"}, HeaderResume: {tok}})
 	require.Equal(t, http.StatusOK, res.status)
 	fresh := res.header.Get(HeaderResume)
-	require.Len(t, fresh, limiter.ResumeTokenLen)
+	require.Len(t, fresh, ticket.Len)
 	assert.NotEqual(t, tok, fresh, "the token is refreshed")
 
 	flip := []byte(fresh)
@@ -115,7 +113,7 @@ func TestAdmitResumeTokens(t *testing.T) {
 		{"truncated", http.Header{HeaderClient: {"ann"}, HeaderResume: {fresh[:20]}}},
 		{"oversized", http.Header{HeaderClient: {"ann"}, HeaderResume: {strings.Repeat(fresh, 300)}}},
 		{"repeated", http.Header{HeaderClient: {"ann"}, HeaderResume: {fresh, fresh}}},
-		{"not base64url", http.Header{HeaderClient: {"ann"}, HeaderResume: {strings.Repeat("+", limiter.ResumeTokenLen)}}},
+		{"not base64url", http.Header{HeaderClient: {"ann"}, HeaderResume: {strings.Repeat("+", ticket.Len)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := get(t, srv, tc.header)
@@ -132,7 +130,7 @@ func TestAdmitResumeTokens(t *testing.T) {
 
 func TestAdmitSessionStart(t *testing.T) {
 	clk := newManualClock()
-	a := newAdmission(t, limiter.Every(time.Hour, 1), clk)
+	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, admission.Config{})
 	next := &okHandler{}
 	srv := serveAdmit(t, a, next, WithSessionStart(func(r *http.Request) bool { return r.URL.Path == "/connect" }))
 
@@ -146,7 +144,7 @@ func TestAdmitSessionStart(t *testing.T) {
 
 func TestAdmitBadInput(t *testing.T) {
 	clk := newManualClock()
-	a := newAdmission(t, limiter.Every(time.Hour, 100), clk)
+	a := newAdmission(t, limiter.Every(time.Hour, 100), clk, admission.Config{})
 	var logs syncBuffer
 	next := &okHandler{}
 	srv := serveAdmit(t, a, next, WithLogger(newTextLogger(&logs)))
@@ -165,7 +163,7 @@ func TestAdmitBadInput(t *testing.T) {
 
 	// A key function handing the Admission an ID it cannot take is a
 	// server bug: 500, no Retry-After.
-	long := func(*http.Request) (string, error) { return strings.Repeat("k", limiter.MaxClientIDLen+1), nil }
+	long := func(*http.Request) (string, error) { return strings.Repeat("k", admission.MaxClientIDLen+1), nil }
 	srv = serveAdmit(t, a, next, WithKeyFunc(long), WithLogger(newTextLogger(&logs)))
 	res := get(t, srv, nil)
 	assert.Equal(t, http.StatusInternalServerError, res.status)
@@ -174,7 +172,7 @@ func TestAdmitBadInput(t *testing.T) {
 }
 
 func TestAdmitClosedIs503(t *testing.T) {
-	a := newAdmission(t, limiter.PerSecond(10, 10), newManualClock())
+	a := newAdmission(t, limiter.PerSecond(10, 10), newManualClock(), admission.Config{})
 	require.NoError(t, a.Close())
 	var logs syncBuffer
 	srv := serveAdmit(t, a, &okHandler{}, WithLogger(newTextLogger(&logs)))
@@ -191,8 +189,8 @@ func TestAdmitClosedIs503(t *testing.T) {
 func TestAdmitRedisFailClosed(t *testing.T) {
 	s := redistest.Start(t)
 	const breakerOpen = 2 * time.Second
-	a, err := limiter.NewRedisAdmission(s.Client(t), limiter.PerSecond(100, 100),
-		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1, breakerOpen), limiter.WithTimeout(time.Second))
+	a, err := admission.NewShared(fleet.Redis{Client: s.Client(t), BreakerFailures: 1, BreakerOpen: breakerOpen, Timeout: time.Second}, limiter.PerSecond(100, 100),
+		admission.SharedConfig{Failure: fleet.FailClosed})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
 	var logs syncBuffer
@@ -217,7 +215,7 @@ func TestAdmitRedisFailClosed(t *testing.T) {
 }
 
 func TestAdmitOptions(t *testing.T) {
-	a := newAdmission(t, limiter.PerSecond(1, 1), newManualClock())
+	a := newAdmission(t, limiter.PerSecond(1, 1), newManualClock(), admission.Config{})
 	_, err := Admit(nil)
 	assert.ErrorContains(t, err, "nil")
 	for _, tc := range []struct {

@@ -29,6 +29,8 @@ type stoppedClock struct{}
 
 func (stoppedClock) Now() time.Time { return t0 }
 
+func (stoppedClock) AfterFunc(time.Duration, func()) limiter.Timer { panic("no timers here") }
+
 // bare is the handler every variant wraps: it sets one header, as real
 // handlers do (so that the header map already holds its storage), and
 // writes nothing.
@@ -42,13 +44,13 @@ var bare = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 //
 //	go test -run '^$' -bench BenchmarkRateLimit -benchmem ./httpmw/
 func BenchmarkRateLimit(b *testing.B) {
-	never, err := limiter.NewLocal(limiter.PerSecond(1e12, 1<<40))
+	never, err := limiter.NewLocal(limiter.PerSecond(1e12, 1<<40), limiter.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	// A stopped clock: the one token, once spent, never comes back, and
 	// each denial says "retry after 1 s".
-	always, err := limiter.NewLocal(limiter.PerSecond(1, 1), limiter.WithClock(stoppedClock{}))
+	always, err := limiter.NewLocal(limiter.PerSecond(1, 1), limiter.Config{Clock: stoppedClock{}})
 	if err != nil {
 		b.Fatal(err)
 	}

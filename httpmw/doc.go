@@ -11,7 +11,7 @@
 //   - RateLimit takes tokens from a limiter.Budget for every request: 429
 //     with Retry-After and the IETF RateLimit fields when the quota is
 //     spent, 503 when the limiter fails.
-//   - Admit admits new sessions through a limiter.Admission: 503 with
+//   - Admit admits new sessions through an admission.Gate: 503 with
 //     Retry-After (whole seconds) and Herdcap-Retry-After-Ms (the exact
 //     slot) when the budget is spent; an admitted client is handed a
 //     resume token (Herdcap-Resume) that lets it back in later without

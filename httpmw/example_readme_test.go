@@ -7,17 +7,18 @@ import (
 	"github.com/herdcap/herdcap/httpmw"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // Example_server is the README's server side: a rate limit, reconnect
 // admission and invalidation notices around an application. It is compiled,
 // not run: it serves forever.
 func Example_server() {
-	budget, err := limiter.NewLocal(limiter.PerSecond(100, 200)) // or limiter.NewRedis / NewLeased for the fleet
+	budget, err := limiter.NewLocal(limiter.PerSecond(100, 200), limiter.Config{}) // or fleet.NewStrict / NewLeased for the fleet
 	if err != nil {
 		log.Fatal(err)
 	}
-	gate, err := limiter.NewAdmission(limiter.PerSecond(500, 50)) // or limiter.NewRedisAdmission
+	gate, err := admission.New(limiter.PerSecond(500, 50), admission.Config{}) // or admission.NewShared
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/herdcap/herdcap/httpmw"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // movingClock moves only when told to, so that the examples' epochs and
@@ -18,6 +19,8 @@ import (
 type movingClock struct{ t time.Time }
 
 func (c *movingClock) Now() time.Time { return c.t }
+
+func (c *movingClock) AfterFunc(time.Duration, func()) limiter.Timer { panic("no timers here") }
 
 func ExampleInvalidate() {
 	ctx := context.Background()
@@ -63,7 +66,7 @@ func ExampleInvalidate() {
 func ExampleAdmit() {
 	// 2 new sessions per second, 1 at once, on a clock that stands still.
 	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	gate, err := limiter.NewAdmission(limiter.PerSecond(2, 1), limiter.WithClock(clk))
+	gate, err := admission.New(limiter.PerSecond(2, 1), admission.Config{Config: limiter.Config{Clock: clk}})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -17,6 +17,8 @@ type fixedClock struct{}
 
 func (fixedClock) Now() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
 
+func (fixedClock) AfterFunc(time.Duration, func()) limiter.Timer { panic("no timers here") }
+
 // show sends a GET with the given header to url and prints the status and
 // the rate-limit fields.
 func show(url string, header http.Header) {
@@ -42,7 +44,7 @@ func show(url string, header http.Header) {
 
 func ExampleRateLimit() {
 	// Two requests at once per client IP, then one every 2 seconds.
-	budget, err := limiter.NewLocal(limiter.PerSecond(0.5, 2), limiter.WithClock(fixedClock{}))
+	budget, err := limiter.NewLocal(limiter.PerSecond(0.5, 2), limiter.Config{Clock: fixedClock{}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -75,7 +77,7 @@ func ExampleRateLimit() {
 }
 
 func ExampleWithTrustedProxies() {
-	budget, err := limiter.NewLocal(limiter.PerSecond(1, 5), limiter.WithClock(fixedClock{}))
+	budget, err := limiter.NewLocal(limiter.PerSecond(1, 5), limiter.Config{Clock: fixedClock{}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -101,7 +103,7 @@ func ExampleWithTrustedProxies() {
 }
 
 func ExampleWithKeyFunc() {
-	budget, err := limiter.NewLocal(limiter.PerSecond(1, 1), limiter.WithClock(fixedClock{}))
+	budget, err := limiter.NewLocal(limiter.PerSecond(1, 1), limiter.Config{Clock: fixedClock{}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -133,7 +135,7 @@ func ExampleWithKeyFunc() {
 }
 
 func ExampleWithDenyHandler() {
-	budget, err := limiter.NewLocal(limiter.PerSecond(1, 1), limiter.WithClock(fixedClock{}))
+	budget, err := limiter.NewLocal(limiter.PerSecond(1, 1), limiter.Config{Clock: fixedClock{}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -159,7 +161,7 @@ func ExampleWithDenyHandler() {
 }
 
 func ExampleRateLimit_badOption() {
-	budget, err := limiter.NewLocal(limiter.PerSecond(10, 10))
+	budget, err := limiter.NewLocal(limiter.PerSecond(10, 10), limiter.Config{})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -95,7 +95,7 @@ func TestRateLimitAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts differ under -race")
 	}
-	b, err := limiter.NewLocal(limiter.PerSecond(1e12, 1<<40))
+	b, err := limiter.NewLocal(limiter.PerSecond(1e12, 1<<40), limiter.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

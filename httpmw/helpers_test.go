@@ -44,6 +44,12 @@ func (c *thawingClock) Now() time.Time {
 	return t0.Add(time.Since(c.thawed))
 }
 
+// AfterFunc makes thawingClock a limiter.Clock; the components under test
+// set no timers, and this one runs them in real time.
+func (c *thawingClock) AfterFunc(d time.Duration, f func()) limiter.Timer {
+	return time.AfterFunc(d, f)
+}
+
 // Thaw starts the clock; later calls do nothing.
 func (c *thawingClock) Thaw() {
 	c.mu.Lock()
@@ -56,7 +62,7 @@ func (c *thawingClock) Thaw() {
 // newLocal returns a real Local budget of l on clk.
 func newLocal(t *testing.T, l limiter.Limit, clk limiter.Clock) *limiter.Local {
 	t.Helper()
-	b, err := limiter.NewLocal(l, limiter.WithClock(clk))
+	b, err := limiter.NewLocal(l, limiter.Config{Clock: clk})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	return b
@@ -68,9 +74,9 @@ type countingBudget struct {
 	calls atomic.Int64
 }
 
-func (c *countingBudget) AllowN(ctx context.Context, key string, n int) (limiter.Decision, error) {
+func (c *countingBudget) Take(ctx context.Context, r limiter.Request) (limiter.Decision, error) {
 	c.calls.Add(1)
-	return c.Budget.AllowN(ctx, key, n)
+	return c.Budget.Take(ctx, r)
 }
 
 // failingBudget always fails with err and a Decision carrying only a
@@ -82,8 +88,8 @@ type failingBudget struct {
 	retryAfter time.Duration
 }
 
-func (f failingBudget) AllowN(context.Context, string, int) (limiter.Decision, error) {
-	return limiter.Decision{RetryAfter: f.retryAfter, Source: limiter.SourceFallback}, f.err
+func (f failingBudget) Take(context.Context, limiter.Request) (limiter.Decision, error) {
+	return limiter.Decision{RetryAfter: f.retryAfter, Via: limiter.ViaFallback}, f.err
 }
 
 // okHandler counts the requests it serves and answers "ok".

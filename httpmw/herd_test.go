@@ -17,6 +17,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/virtualtime"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // stripMillis drops HeaderRetryAfterMillis from responses, making a
@@ -57,7 +58,7 @@ func maxInWindow(ts []time.Duration, w time.Duration) int {
 // records what happened.
 func runHerd(t *testing.T, n int, rate float64, burst int, secondsOnly bool) herdResult {
 	t.Helper()
-	a, err := limiter.NewAdmission(limiter.PerSecond(rate, burst))
+	a, err := admission.New(limiter.PerSecond(rate, burst), admission.Config{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
 	mw, err := Admit(a)
@@ -218,7 +219,7 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 		burst = 50
 	)
 	clk := newManualClock()
-	a := newAdmission(t, limiter.PerSecond(rate, burst), clk)
+	a := newAdmission(t, limiter.PerSecond(rate, burst), clk, admission.Config{})
 	mw, err := Admit(a)
 	require.NoError(t, err)
 	var (

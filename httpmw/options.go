@@ -119,7 +119,7 @@ func buildConfig(t target, opts []Option) (config, error) {
 
 // WithKeyFunc sets the function that names the client of a request: for
 // RateLimit, the bucket it draws from; for Invalidate and Admit, its client
-// ID (at most limiter.MaxClientIDLen bytes), which places it in cohorts and
+// ID (at most admission.MaxClientIDLen bytes), which places it in cohorts and
 // admission slots. The default key is the client IP address (see
 // WithTrustedProxies) for RateLimit, and for Invalidate and Admit the
 // HeaderClient header when the request carries one, else the client IP

@@ -25,8 +25,8 @@ import (
 //     the comment on the field names in headers.go for the exact mapping);
 //   - quota exceeded: 429 Too Many Requests with Retry-After (whole
 //     seconds, rounded up, at least 1) and the two RateLimit fields;
-//   - the budget rejected the cost or key (limiter.ErrInvalidN: WithCost
-//     beyond the burst or negative; limiter.ErrInvalidKey): 500 Internal
+//   - the budget rejected the cost or key (limiter.ErrInvalidRequest:
+//     WithCost beyond the burst or negative, or an empty key): 500 Internal
 //     Server Error without Retry-After, since no retry can succeed;
 //   - the limiter failed otherwise (limiter.ErrUnavailable when a store is
 //     down and the budget fails closed, or any other error): 503 Service Unavailable
@@ -108,9 +108,9 @@ func (m *middleware) serve(next http.Handler, w http.ResponseWriter, r *http.Req
 	if m.cost != nil {
 		cost = m.cost(r)
 	}
-	d, err := m.budget.AllowN(r.Context(), key, cost)
+	d, err := m.budget.Take(r.Context(), limiter.Request{Key: key, N: cost})
 	if err != nil {
-		if errors.Is(err, limiter.ErrInvalidN) || errors.Is(err, limiter.ErrInvalidKey) {
+		if errors.Is(err, limiter.ErrInvalidRequest) {
 			m.misconfigured(w, r, err)
 			return
 		}
@@ -147,7 +147,7 @@ func (m *middleware) unavailable(w http.ResponseWriter, r *http.Request, d limit
 	} else if n, ok := m.limiterLog.Allow(); ok {
 		m.log.LogAttrs(ctx, slog.LevelError, "httpmw: rate limiter failed; answering 503",
 			slog.String("policy", m.policyName),
-			slog.String("source", d.Source.String()),
+			slog.String("source", d.Via.String()),
 			slog.Bool("unavailable", errors.Is(err, limiter.ErrUnavailable)),
 			slog.Any("error", err),
 			slog.Uint64("suppressed", n))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 func TestAllowedSetsFields(t *testing.T) {
@@ -82,12 +83,27 @@ func TestQuotaExceeded(t *testing.T) {
 	assert.Equal(t, "nosniff", res.header.Get("X-Content-Type-Options"))
 	assert.EqualValues(t, 2, next.served.Load(), "a denied request must not reach the handler")
 
-	// 100 ms short of a token: the wait is 0.1 s, sent as 1, never 0.
+	// 100 ms short of a token, but the first refused caller's turn comes
+	// first (the denial tail: its token at 2.5 s, this one's 2.5 s later):
+	// 2.6 s, sent as 3.
 	clk.Add(2400 * time.Millisecond)
 	res = get(t, srv, nil)
 	require.Equal(t, http.StatusTooManyRequests, res.status)
-	assert.Equal(t, "1", res.retryAfter)
-	assert.Equal(t, `"default";r=0;t=1`, res.rateLimit)
+	assert.Equal(t, "3", res.retryAfter)
+	assert.Equal(t, `"default";r=0;t=3`, res.rateLimit)
+
+	// 100 ms short of a token with no refusal before: the wait is 0.1 s,
+	// sent as 1, never 0.
+	clk2 := newManualClock()
+	srv2 := serve(t, newLocal(t, limiter.PerSecond(0.4, 2), clk2), &okHandler{})
+	for range 2 {
+		require.Equal(t, http.StatusOK, get(t, srv2, nil).status)
+	}
+	clk2.Add(2400 * time.Millisecond)
+	res2 := get(t, srv2, nil)
+	require.Equal(t, http.StatusTooManyRequests, res2.status)
+	assert.Equal(t, "1", res2.retryAfter)
+	assert.Equal(t, `"default";r=0;t=1`, res2.rateLimit)
 
 	clk.Add(100 * time.Millisecond)
 	res = get(t, srv, nil)
@@ -223,7 +239,7 @@ func TestCost(t *testing.T) {
 		require.Equal(t, http.StatusInternalServerError, res.status, "cost %s", bad)
 		assert.Empty(t, res.retryAfter, "no retry can succeed")
 	}
-	assert.Contains(t, logs.String(), "token count")
+	assert.Contains(t, logs.String(), "exceeds the burst")
 }
 
 func TestPolicyFollowsLimitChanges(t *testing.T) {
@@ -232,11 +248,11 @@ func TestPolicyFollowsLimitChanges(t *testing.T) {
 	srv := serve(t, b, &okHandler{})
 	assert.Equal(t, `"default";q=10;w=2`, get(t, srv, nil).policy)
 	require.NoError(t, b.SetLimit(limiter.PerSecond(2, 4)))
-	// The limit ramps (limiter.DefaultRamp) and the policy follows it:
+	// The limit ramps ((10 * time.Second)) and the policy follows it:
 	// halfway, between the two; at the end, the new limit.
-	clk.Add(limiter.DefaultRamp / 2)
+	clk.Add((10 * time.Second) / 2)
 	assert.Equal(t, `"default";q=7;w=2`, get(t, srv, nil).policy)
-	clk.Add(limiter.DefaultRamp / 2)
+	clk.Add((10 * time.Second) / 2)
 	assert.Equal(t, `"default";q=4;w=2`, get(t, srv, nil).policy)
 }
 
@@ -301,8 +317,8 @@ func TestDenialFromContextOutsideDenyHandler(t *testing.T) {
 // closed, in front of a private redis-server that is then killed.
 func TestRedisFailClosedIs503(t *testing.T) {
 	s := redistest.Start(t)
-	b, err := limiter.NewRedis(s.Client(t), limiter.PerSecond(10, 10),
-		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1, 2*time.Second), limiter.WithTimeout(time.Second))
+	b, err := fleet.NewStrict(fleet.Redis{Client: s.Client(t), BreakerFailures: 1, BreakerOpen: 2 * time.Second, Timeout: time.Second}, limiter.PerSecond(10, 10),
+		fleet.Config{Failure: fleet.FailClosed})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	var logs syncBuffer

@@ -9,6 +9,7 @@ import (
 
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // benchCoordinator returns a coordinator with one rollout fully released
@@ -83,12 +84,8 @@ func BenchmarkInvalidate(b *testing.B) {
 // is a client presenting a valid token (verified and re-issued on every
 // request: two HMACs), "refused" a new session when the budget is spent.
 func BenchmarkAdmit(b *testing.B) {
-	signer, err := limiter.NewResumeSigner([]byte("a 32-byte key for herdcap tests!"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	a, err := limiter.NewAdmission(limiter.Every(time.Hour, 1), limiter.WithClock(stoppedClock{}),
-		limiter.WithResume(signer, time.Hour), limiter.WithHorizon(time.Millisecond))
+	a, err := admission.New(limiter.Every(time.Hour, 1), admission.Config{Config: limiter.Config{Clock: stoppedClock{}},
+		TicketKeys: testTicketKeys, TicketTTL: time.Hour, Horizon: time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,7 +104,7 @@ func BenchmarkAdmit(b *testing.B) {
 		header http.Header
 		status int
 	}{
-		{"resume", http.Header{HeaderClient: {"client-42"}, HeaderResume: {d.ResumeToken}}, 0},
+		{"resume", http.Header{HeaderClient: {"client-42"}, HeaderResume: {d.Ticket}}, 0},
 		{"refused", http.Header{HeaderClient: {"client-43"}}, http.StatusServiceUnavailable},
 	} {
 		b.Run(v.name, func(b *testing.B) {

@@ -19,8 +19,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/ticket"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // newTransport returns a Transport over the test server's own transport.
@@ -82,7 +84,7 @@ func (a *attempts) all() []seenRequest {
 func TestTransportEndToEnd(t *testing.T) {
 	clk := newManualClock()
 	c := newCoordinator(t, clk)
-	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, limiter.WithResume(testSigner(t), time.Hour))
+	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, admission.Config{TicketKeys: testTicketKeys, TicketTTL: time.Hour})
 	inv, err := Invalidate(c)
 	require.NoError(t, err)
 	adm, err := Admit(a)
@@ -98,7 +100,7 @@ func TestTransportEndToEnd(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, "ok", body)
 	tok := tr.ResumeToken()
-	require.Len(t, tok, limiter.ResumeTokenLen, "the admission's token is kept")
+	require.Len(t, tok, ticket.Len, "the admission's token is kept")
 
 	e1 := startRollout(t, c, invalidate.Rollout{ID: "r1", Scope: "tag:a", Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, Source: "test"})
 	e2 := startRollout(t, c, invalidate.Rollout{ID: "r2", Scope: "caf\xc3\xa9", Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, Source: "test"})
@@ -155,7 +157,7 @@ func TestTransportWaitsForTheSlot(t *testing.T) {
 	// after the slot and within the 10 s slot grace: only a stall of 10 s
 	// between the refusal and the retry could fail this.
 	clk := &thawingClock{}
-	a := newAdmission(t, limiter.PerSecond(5, 1), clk)
+	a := newAdmission(t, limiter.PerSecond(5, 1), clk, admission.Config{})
 	var seen attempts
 	mw, err := Admit(a)
 	require.NoError(t, err)

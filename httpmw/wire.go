@@ -39,7 +39,7 @@ const (
 	// must ignore them.
 	HeaderInvalidate = "Herdcap-Invalidate"
 
-	// HeaderResume carries a resume token (limiter.ResumeSigner): in a
+	// HeaderResume carries a session ticket (admission.Config.TicketKeys): in a
 	// response from Admit, the token an admitted client presents on its
 	// next request; in a request, the token the client holds. A missing,
 	// malformed, expired or foreign token makes the request a new

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // vclock is a virtual clock with After, so Run can be driven in virtual
@@ -58,6 +60,14 @@ func (c *vclock) Add(d time.Duration) time.Time {
 
 // Set moves the clock to t (forward only; it fires due waiters).
 func (c *vclock) Set(t time.Time) { c.Add(t.Sub(c.Now())) }
+
+// AfterFunc makes vclock a limiter.Clock. Nothing under test sets a timer
+// through it (Run waits on After), so its timers never fire.
+func (c *vclock) AfterFunc(time.Duration, func()) limiter.Timer { return stoppedTimer{} }
+
+type stoppedTimer struct{}
+
+func (stoppedTimer) Stop() bool { return true }
 
 // Waiters returns how many After calls are pending.
 func (c *vclock) Waiters() int {

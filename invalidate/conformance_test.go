@@ -391,7 +391,7 @@ func TestConformanceGuard(t *testing.T) {
 // roomyStarts is a start budget that never refuses in a test's few starts.
 func roomyStarts(t *testing.T, clk *vclock) limiter.Budget {
 	t.Helper()
-	b, err := limiter.NewLocal(limiter.Limit{Rate: 1000, Period: time.Second, Burst: 1000}, limiter.WithClock(clk))
+	b, err := limiter.NewLocal(limiter.Limit{Rate: 1000, Period: time.Second, Burst: 1000}, limiter.Config{Clock: clk})
 	require.NoError(t, err)
 	return b
 }
@@ -510,7 +510,8 @@ type recordingBudget struct {
 	calls []string
 }
 
-func (b *recordingBudget) AllowN(_ context.Context, key string, n int) (limiter.Decision, error) {
+func (b *recordingBudget) Take(_ context.Context, r limiter.Request) (limiter.Decision, error) {
+	key, n := r.Key, r.N
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, fmt.Sprintf("%s/%d", key, n))

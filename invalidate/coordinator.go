@@ -52,12 +52,6 @@ type Coordinator struct {
 	grace       time.Duration // the hold of a rollout re-registered anew
 }
 
-// atBudget is a budget that takes the time of each decision (limiter.Local
-// and limiter.Redis).
-type atBudget interface {
-	AllowNAt(ctx context.Context, key string, t time.Time, n int) (limiter.Decision, error)
-}
-
 // monoBase anchors the monotonic time of the Due cache when no clock is
 // injected.
 var monoBase = time.Now()
@@ -237,24 +231,24 @@ func (c *Coordinator) started(res startRes, r Rollout) (Status, error) {
 // and one under its source's. Both budgets are looked at first (n = 0 takes
 // nothing), so that a start refused by one spends nothing from the other.
 func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
-	b, at := c.guard.Starts, false
+	b := c.guard.Starts
 	if c.storeStarts {
-		sb, done, err := c.store.startBudget()
+		// The store's budget is shared by coordinators that may each have
+		// their own clock: it takes this one's (without an injected clock,
+		// its own: the system clock, or Redis TIME).
+		var clk limiter.Clock
+		if c.cfg.clockSet {
+			clk = c.cfg.clock
+		}
+		sb, done, err := c.store.startBudget(clk)
 		if err != nil {
 			return c.startBudgetFailed(r, err)
 		}
 		defer done()
-		// The store's budget is shared by coordinators that may each have
-		// their own clock: give it this one's time (without an injected
-		// clock, its own: the system clock, or Redis TIME).
-		_, at = sb.(atBudget)
-		b, at = sb, at && c.cfg.clockSet
+		b = sb
 	}
 	allow := func(key string, n int) (limiter.Decision, error) {
-		if at {
-			return b.(atBudget).AllowNAt(ctx, key, c.now(), n)
-		}
-		return b.AllowN(ctx, key, n)
+		return b.Take(ctx, limiter.Request{Key: key, N: n})
 	}
 	keys := [2]string{"node:" + c.cfg.node, "source:" + r.Source}
 	var spent [2]bool

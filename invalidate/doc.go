@@ -69,7 +69,7 @@
 // Guard.MinCohorts cohorts, and its starts are budgeted per node and per
 // source (default 3 per 10 minutes each): a node cannot escape its budget
 // by naming new sources, nor a source by asking other nodes. The default
-// budget is fleet-wide on the Redis store (a limiter.Redis on the same
+// budget is fleet-wide on the Redis store (a fleet.Strict on the same
 // client) and shared by the coordinators of a MemoryStore. An over-budget
 // start fails with a *StartRefusedError that says whose budget is spent
 // and when to retry; a start the store would refuse spends nothing. Every

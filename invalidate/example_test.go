@@ -17,6 +17,9 @@ type clock struct{ t time.Time }
 
 func (c *clock) Now() time.Time { return c.t }
 
+// AfterFunc makes clock a limiter.Clock; these examples set no timers.
+func (c *clock) AfterFunc(time.Duration, func()) limiter.Timer { panic("no timers here") }
+
 var start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func ExampleCoordinator() {

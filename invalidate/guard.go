@@ -63,7 +63,7 @@ type Guard struct {
 	// Starts budgets guarded starts, keyed "node:<node>" and
 	// "source:<Rollout.Source>": a start needs a token under both. nil
 	// means DefaultGuardStarts on a budget the store provides: fleet-wide
-	// on a RedisStore (a limiter.Redis on the store's client, prefix and
+	// on a RedisStore (a fleet.Strict on the store's client, prefix and
 	// namespace, failing closed, opened for each guarded start and closed
 	// after it, so that nothing needs closing), shared by every
 	// coordinator of the store on a MemoryStore (a limiter.Local); either

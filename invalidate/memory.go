@@ -20,9 +20,8 @@ type MemoryStore struct {
 	ver  version
 	seen map[int64]*[hllRegisters]uint8 // population sketches by window
 
-	startsOnce sync.Once
-	starts     *limiter.Local // the default guard start budget, shared by the store's coordinators
-	startsErr  error
+	startsMu sync.Mutex
+	starts   map[limiter.Clock]*limiter.Local // the default guard start budget, shared by the store's coordinators, per clock
 }
 
 // NewMemoryStore returns an empty in-process store.
@@ -217,8 +216,20 @@ func (m *MemoryStore) restore(_ context.Context, recs []record, now stamp, grace
 
 // startBudget returns the store's guard start budget: one limiter.Local
 // shared by every coordinator on this store (the nodes of an in-process
-// fleet), taking each coordinator's time.
-func (m *MemoryStore) startBudget() (limiter.Budget, func(), error) {
-	m.startsOnce.Do(func() { m.starts, m.startsErr = limiter.NewLocal(DefaultGuardStarts) })
-	return m.starts, func() {}, m.startsErr
+// fleet) on the same clock (nil: the system clock).
+func (m *MemoryStore) startBudget(clock limiter.Clock) (limiter.Budget, func(), error) {
+	m.startsMu.Lock()
+	defer m.startsMu.Unlock()
+	if b := m.starts[clock]; b != nil {
+		return b, func() {}, nil
+	}
+	b, err := limiter.NewLocal(DefaultGuardStarts, limiter.Config{Clock: clock})
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.starts == nil {
+		m.starts = make(map[limiter.Clock]*limiter.Local)
+	}
+	m.starts[clock] = b
+	return b, func() {}, nil
 }

@@ -99,7 +99,7 @@ type config struct {
 
 func buildConfig(t target, opts []Option) (config, error) {
 	c := config{
-		clock:       limiter.SystemClock,
+		clock:       systemClock{},
 		logger:      slog.New(slog.DiscardHandler),
 		cacheTTL:    DefaultCacheTTL,
 		every:       DefaultAdvanceInterval,
@@ -110,8 +110,8 @@ func buildConfig(t target, opts []Option) (config, error) {
 		namespace:   "default",
 		prefix:      "herdcap",
 		timeout:     DefaultTimeout,
-		brFailures:  limiter.DefaultBreakerFailures,
-		brOpen:      limiter.DefaultBreakerOpen,
+		brFailures:  defaultBreakerFailures,
+		brOpen:      defaultBreakerOpen,
 		concurrency: DefaultConcurrency,
 	}
 	for _, o := range opts {
@@ -378,8 +378,8 @@ func WithTimeout(d time.Duration) Option {
 
 // WithBreaker tunes the circuit breaker around Redis: it opens after
 // failures consecutive failed calls and stays open for openFor (making no
-// Redis call) before letting one probe through. Defaults
-// limiter.DefaultBreakerFailures and limiter.DefaultBreakerOpen.
+// Redis call) before letting one probe through. Defaults 3 failures and
+// 1 s, as fleet.Redis.
 func WithBreaker(failures int, openFor time.Duration) Option {
 	return Option{name: "WithBreaker", scope: forRedisStore, apply: func(o *config) error {
 		if failures < 1 {
@@ -395,7 +395,7 @@ func WithBreaker(failures int, openFor time.Duration) Option {
 
 // WithPushBudget makes the pusher take one token from b under key for each
 // client it notifies, so that the push of every node draws on one
-// fleet-wide budget (a limiter.Redis or limiter.Leased shared by the fleet).
+// fleet-wide budget (a fleet.Strict or fleet.Leased shared by the fleet).
 // Default: none; the release pace alone bounds pushes.
 func WithPushBudget(b limiter.Budget, key string) Option {
 	return Option{name: "WithPushBudget", scope: forPusher, apply: func(o *config) error {
@@ -432,4 +432,18 @@ func checkName(s string) error {
 		}
 	}
 	return nil
+}
+
+// Defaults of the Redis store's breaker: those of fleet.Redis.
+const (
+	defaultBreakerFailures = 3
+	defaultBreakerOpen     = time.Second
+)
+
+// systemClock is the clock of a coordinator without WithClock.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+func (systemClock) AfterFunc(d time.Duration, f func()) limiter.Timer {
+	return time.AfterFunc(d, f)
 }

@@ -233,7 +233,7 @@ func (p *Pusher) allow(ctx context.Context, exhausted *atomic.Bool) bool {
 	if exhausted.Load() {
 		return false
 	}
-	d, err := p.cfg.pushBudget.AllowN(ctx, p.cfg.pushKey, 1)
+	d, err := p.cfg.pushBudget.Take(ctx, limiter.Request{Key: p.cfg.pushKey, N: 1})
 	if err != nil || !d.Allowed {
 		exhausted.Store(true)
 		return false

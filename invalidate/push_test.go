@@ -108,7 +108,7 @@ func TestPushDrawsOnTheBudget(t *testing.T) {
 	for s := 1; s <= 10; s++ {
 		advance(t, c, t0.Add(time.Duration(s)*time.Second))
 	}
-	budget, err := limiter.NewLocal(limiter.PerSecond(100, 50), limiter.WithClock(clk))
+	budget, err := limiter.NewLocal(limiter.PerSecond(100, 50), limiter.Config{Clock: clk})
 	require.NoError(t, err)
 	p, err := NewPusher(c, WithPushBudget(budget, "push:a"), WithConcurrency(4))
 	require.NoError(t, err)
@@ -222,7 +222,7 @@ func TestPushSequential(t *testing.T) {
 		advance(t, c, t0.Add(time.Duration(s)*time.Second))
 	}
 	for run := range 2 {
-		budget, err := limiter.NewLocal(limiter.PerSecond(100, 30), limiter.WithClock(clk))
+		budget, err := limiter.NewLocal(limiter.PerSecond(100, 30), limiter.Config{Clock: clk})
 		require.NoError(t, err)
 		p, err := NewPusher(c, WithPushBudget(budget, "push"), WithConcurrency(1))
 		require.NoError(t, err)
@@ -287,7 +287,7 @@ func TestPushRecoversPanics(t *testing.T) {
 
 type panicBudget struct{}
 
-func (panicBudget) AllowN(context.Context, string, int) (limiter.Decision, error) { panic("bucket") }
+func (panicBudget) Take(context.Context, limiter.Request) (limiter.Decision, error) { panic("bucket") }
 
 // TestAppendWaves: each released run of cohorts is reported once per
 // Pusher, and its clients are exactly the ones Due finds newly due.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/redisguard"
 	"github.com/herdcap/herdcap/limiter"
+	lfleet "github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // RedisStore keeps the rollouts of a namespace in Redis, for a fleet: every
@@ -78,19 +79,20 @@ func NewRedisStore(c redis.UniversalClient, opts ...Option) (*RedisStore, error)
 
 func (s *RedisStore) name() string { return "redis" }
 
-// startBudget returns the store's guard start budget: a limiter.Redis on the
+// startBudget returns the store's guard start budget: a fleet.Strict on the
 // same client, prefix and time budget, named after the namespace, so that
-// every node of the fleet draws on the same buckets. It fails closed: a
-// guarded start that cannot be counted is refused (the store it would be
-// written to is then unlikely to answer either). A limiter.Redis runs
-// worker goroutines until closed, and a RedisStore holds nothing that
-// needs closing, so each guarded start opens one and done closes it: the
-// buckets live in Redis, and guarded starts are rare (a few per node per
-// ten minutes), so nothing is lost but a few goroutine starts.
-func (s *RedisStore) startBudget() (limiter.Budget, func(), error) {
-	b, err := limiter.NewRedis(s.c, DefaultGuardStarts, limiter.WithPrefix(s.cfg.prefix),
-		limiter.WithName(s.starts), limiter.WithFailure(limiter.FailClosed), limiter.WithTimeout(s.cfg.timeout),
-		limiter.WithBreaker(s.cfg.brFailures, s.cfg.brOpen), limiter.WithLogger(s.cfg.logger))
+// every node of the fleet draws on the same buckets, on clock (nil: Redis
+// TIME). It fails closed: a guarded start that cannot be counted is
+// refused (the store it would be written to is then unlikely to answer
+// either). A fleet.Strict runs worker goroutines until closed, and a
+// RedisStore holds nothing that needs closing, so each guarded start opens
+// one and done closes it: the buckets live in Redis, and guarded starts
+// are rare (a few per node per ten minutes), so nothing is lost but a few
+// goroutine starts.
+func (s *RedisStore) startBudget(clock limiter.Clock) (limiter.Budget, func(), error) {
+	b, err := lfleet.NewStrict(lfleet.Redis{Client: s.c, Prefix: s.cfg.prefix, Name: s.starts, Timeout: s.cfg.timeout,
+		BreakerFailures: s.cfg.brFailures, BreakerOpen: s.cfg.brOpen}, DefaultGuardStarts,
+		lfleet.Config{Config: limiter.Config{Clock: clock, Logger: s.cfg.logger}, Failure: lfleet.FailClosed})
 	if err != nil {
 		return nil, nil, err
 	}

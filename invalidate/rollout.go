@@ -112,8 +112,8 @@ func (r Rollout) Validate() error {
 	case math.IsNaN(r.Coverage) || r.Coverage < 0 || r.Coverage > 1:
 		return bad("Rollout.Coverage must be in [0, 1] (0 means unknown), got %v", r.Coverage)
 	}
-	if err := limiter.ValidateCohorts("Rollout.Cohorts", r.Cohorts); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidRollout, err)
+	if r.Cohorts < 1 || r.Cohorts > limiter.MaxCohorts {
+		return fmt.Errorf("%w: Rollout.Cohorts must be between 1 and %d, got %d", ErrInvalidRollout, limiter.MaxCohorts, r.Cohorts)
 	}
 	return nil
 }

@@ -35,8 +35,9 @@ type Store interface {
 	restore(ctx context.Context, recs []record, now stamp, graceUs int64, gen string) (int, error)
 	// startBudget returns the default budget of guarded starts, shared by
 	// every coordinator on the store (on Redis, by every node of the
-	// fleet), and a function to call once done with it.
-	startBudget() (b limiter.Budget, done func(), err error)
+	// fleet), on clock (nil: its own), and a function to call once done
+	// with it.
+	startBudget(clock limiter.Clock) (b limiter.Budget, done func(), err error)
 	// name says which store this is, for logs.
 	name() string
 }

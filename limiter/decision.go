@@ -2,113 +2,165 @@ package limiter
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
-// Source says which part of herdcap made a Decision.
-type Source uint8
+// Via says which part of herdcap made a Decision.
+type Via uint8
 
 const (
-	// SourceLocal: an in-process token bucket (the Local backend).
-	SourceLocal Source = iota + 1
-	// SourceRedis: a Lua script on Redis decided, in one round trip.
-	SourceRedis
-	// SourceLease: tokens leased from Redis earlier and spent locally.
-	SourceLease
-	// SourceFallback: Redis was unreachable or its breaker open, and the
-	// configured FailurePolicy answered.
-	SourceFallback
+	// ViaLocal: an in-process token bucket (Local, or the admission
+	// gate's memory store).
+	ViaLocal Via = iota + 1
+	// ViaRedis: a Lua script on Redis decided, in one round trip.
+	ViaRedis
+	// ViaLease: tokens leased from Redis earlier and spent in process.
+	ViaLease
+	// ViaFallback: Redis was unreachable or its breaker open, and the
+	// configured failure policy answered.
+	ViaFallback
 )
 
 // String returns "local", "redis", "lease" or "fallback".
-func (s Source) String() string {
-	switch s {
-	case SourceLocal:
+func (v Via) String() string {
+	switch v {
+	case ViaLocal:
 		return "local"
-	case SourceRedis:
+	case ViaRedis:
 		return "redis"
-	case SourceLease:
+	case ViaLease:
 		return "lease"
-	case SourceFallback:
+	case ViaFallback:
 		return "fallback"
 	}
 	return "unknown"
 }
 
-// Decision is the answer to one request for tokens. It is returned by value:
-// it is small, and a value keeps the hot path free of allocations.
+// Request asks a Budget for tokens. Zero fields take their defaults, so
+// Request{Key: k, N: 1} is the common call.
+type Request struct {
+	// Key names the bucket: one per client, user, route... Required. Any
+	// bytes; keys longer than 128 bytes are stored as their SHA-256, so a
+	// flood of long keys costs bounded memory.
+	Key string
+	// N is the number of tokens wanted, from 0 to the limit's burst (more,
+	// with UpTo). 0 peeks: the decision reports the bucket and takes
+	// nothing.
+	N int
+	// Limit is this request's limit (per plan, per key, per route), which
+	// the key's bucket then refills at. The zero Limit means the budget's
+	// own (see SetLimit). When the limit a key's requests carry changes,
+	// the key ramps from the old limit to the new one over the budget's
+	// Config.Ramp; a key seen for the first time, or idle (its bucket
+	// full), starts at its limit, full. A non-zero Limit must be valid
+	// (ErrInvalidLimit).
+	Limit Limit
+	// UpTo takes as many of N tokens as are available, at least one:
+	// Decision.Taken says how many. N may then exceed the burst.
+	UpTo bool
+	// Wait, when > 0, books the tokens ahead if they will be available
+	// within Wait: the bucket goes into debt, the decision is Allowed, and
+	// its RetryAfter is how long the caller must wait before acting. Later
+	// callers queue behind the debt, so reservations of a key are spaced
+	// exactly at the limit's rate. Past Wait nothing is taken. Wait cannot
+	// be combined with UpTo. On a Leased budget a reservation goes to the
+	// shared bucket in one round trip; when Redis cannot answer, the
+	// failure policy answers as for a request without Wait.
+	Wait time.Duration
+}
+
+// Validate reports whether r is a request a budget could decide: a Key, N
+// and Wait >= 0, not both UpTo and Wait, and a valid Limit if not zero.
+// Whether N fits the limit's burst is for the budget to tell. The error
+// wraps ErrInvalidRequest or ErrInvalidLimit and names the field.
+func (r Request) Validate() error {
+	switch {
+	case r.Key == "":
+		return fmt.Errorf("%w: Request.Key is empty", ErrInvalidRequest)
+	case r.N < 0:
+		return fmt.Errorf("%w: Request.N must be >= 0, got %d", ErrInvalidRequest, r.N)
+	case r.Wait < 0:
+		return fmt.Errorf("%w: Request.Wait must be >= 0, got %v", ErrInvalidRequest, r.Wait)
+	case r.Wait > 0 && r.UpTo:
+		return fmt.Errorf("%w: Request.UpTo cannot be combined with Request.Wait", ErrInvalidRequest)
+	case r.Limit != (Limit{}):
+		return r.Limit.check("Request.Limit")
+	}
+	return nil
+}
+
+// Decision is the answer to one Request. It is returned by value: it is
+// small, and a value keeps the hot path free of allocations.
 type Decision struct {
-	// Allowed reports whether the request may proceed. For AllowN it means
-	// all n tokens were taken; for TakeUpTo, that at least one was (or that
-	// n was 0).
+	// Allowed reports whether the request may proceed: all N tokens were
+	// taken (or booked, with Wait), or at least one with UpTo, or N was 0.
 	Allowed bool
-	// Taken is the number of tokens taken: n when AllowN allows, between 1
-	// and n when TakeUpTo allows, and 0 when denied or peeking (n = 0).
+	// Taken is the number of tokens taken: N when allowed, between 1 and N
+	// with UpTo, and 0 when refused or peeking.
 	Taken int
 	// Remaining is the number of whole tokens left in the bucket after this
-	// decision. Under concurrency it is a snapshot, not a promise. On
-	// Leased it is the node's view: its unspent lease plus what the shared
-	// bucket held at the node's last exchange with Redis (see Leased).
+	// decision. Under concurrency it is a snapshot, not a promise. On a
+	// Leased budget it is the node's view: its unspent lease plus what the
+	// shared bucket held at the node's last exchange with Redis.
 	Remaining int
-	// RetryAfter is 0 when allowed; otherwise the wait until the requested
-	// tokens (one token, for TakeUpTo) could be had, if nobody else takes
-	// them first.
+	// RetryAfter is 0 when allowed without Wait. With Wait it is how long
+	// the caller must wait before acting on its booked tokens. When
+	// refused, it is when to come back, spread so that callers refused
+	// together do not come back together: each key keeps a denial tail,
+	// and a refusal is told max(its own wait for its tokens, the tail),
+	// after which the tail moves on by the tokens it waits for. Refused
+	// callers so come back one after another at the bucket's refill rate.
+	// The tail runs at most a horizon ahead, max(Burst ÷ rate, 1 min);
+	// refusals beyond it are spread evenly over the horizon (by a hash of
+	// the key and a count), so a caller that ignores RetryAfter cannot push
+	// everyone's waits out without bound. On Strict the tail is the
+	// fleet's, in Redis; on Leased each node keeps its own, so N nodes
+	// send their refused callers back at up to N × the rate.
 	RetryAfter time.Duration
 	// ResetAfter is the wait until the bucket is full again.
 	ResetAfter time.Duration
-	// Limit is the limit that was applied: during a ramp (see SetLimit), the
-	// interpolated limit at the time of the decision.
+	// Limit is the limit that was applied: the request's, or the budget's
+	// own; during a ramp, the interpolated limit at the decision's time;
+	// under the FailLocal failure policy, this node's share.
 	Limit Limit
-	// Source says which part of herdcap decided.
-	Source Source
+	// Via says which part of herdcap decided.
+	Via Via
 }
 
 // Budget is a keyed token bucket: the one question every herdcap transport
-// and storm asks of a limit. Every backend in this package implements it, and
-// implementations are safe for concurrent use.
+// and storm asks of a limit. Every backend (Local; fleet.Strict and
+// fleet.Leased) implements it, and implementations are safe for concurrent
+// use.
 //
-// AllowN takes n tokens for key if all n are available, and reports the
-// outcome. n = 0 peeks at the bucket without taking anything. An error means
-// no decision could be made from the limit itself (bad arguments, or the
-// store failed and the failure policy says fail closed); the Decision that
-// comes with it still carries a RetryAfter hint.
+// Take decides r (see Request and Decision). An error means no decision
+// could be made from the limit itself: a bad Request (ErrInvalidRequest,
+// ErrInvalidLimit), a closed budget (ErrClosed), the caller's context, or
+// a store that failed under a fail-closed policy (ErrUnavailable, whose
+// Decision still carries a RetryAfter).
 type Budget interface {
-	AllowN(ctx context.Context, key string, n int) (Decision, error)
+	Take(ctx context.Context, r Request) (Decision, error)
 }
 
-// Backend is the full contract of the backends in this package (Local, Redis
-// and Leased); the conformance suite holds each of them to it.
-type Backend interface {
-	Budget
-	// AllowNAt is AllowN at an explicit time t instead of the backend's
-	// clock: the form tests and simulations use.
-	AllowNAt(ctx context.Context, key string, t time.Time, n int) (Decision, error)
-	// TakeUpTo takes as many of n tokens as are available, at least one,
-	// and reports how many in Decision.Taken.
-	TakeUpTo(ctx context.Context, key string, n int) (Decision, error)
-	// TakeUpToAt is TakeUpTo at an explicit time t.
-	TakeUpToAt(ctx context.Context, key string, t time.Time, n int) (Decision, error)
-	// Limit returns the limit in force at the backend's clock's now.
-	Limit() Limit
-	// SetLimit moves the backend to a new limit, ramping over the
-	// configured window (WithRamp, default DefaultRamp: 10 s) rather than
-	// jumping.
-	SetLimit(l Limit) error
-	// Close releases background resources. Decisions after Close fail
-	// with ErrClosed.
-	Close() error
-}
-
-// Clock tells the time. Every backend takes its time from a Clock (by
-// default the system clock), so that tests and the storm simulator can drive
-// it in virtual time.
+// Clock is the one source of time of herdcap's components: now, and every
+// timer they set (a Leased budget's refills, the live-node heartbeat, a
+// coordinator's loop). Inject one (Config.Clock) to drive a component in
+// virtual time, as tests and the storm simulator do; nil is the system
+// clock. A Clock must be safe for concurrent use.
+//
+// A time limit on a Redis call (fleet.Redis.Timeout) is not taken from the
+// Clock: it bounds a wait on the network, which virtual time does not see.
 type Clock interface {
+	// Now returns the current time.
 	Now() time.Time
+	// AfterFunc calls f, on a goroutine of its own, once d has passed, and
+	// returns a Timer that cancels the call, as time.AfterFunc does.
+	AfterFunc(d time.Duration, f func()) Timer
 }
 
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-// SystemClock is the wall clock, the default Clock.
-var SystemClock Clock = systemClock{}
+// Timer is a call scheduled by Clock.AfterFunc. *time.Timer satisfies it.
+type Timer interface {
+	// Stop cancels the call. It reports false when the call has already
+	// been made or cancelled.
+	Stop() bool
+}

@@ -3,24 +3,22 @@ package limiter
 import "errors"
 
 var (
-	// ErrInvalidLimit: a Limit failed validation; the wrapped message names
-	// the field.
+	// ErrInvalidLimit: a Limit failed validation (a constructor's, SetLimit's
+	// or a Request's); the wrapped message names the field.
 	ErrInvalidLimit = errors.New("limiter: invalid limit")
-	// ErrInvalidOption: an option was out of range or does not apply to the
-	// backend it was given to; the wrapped message names it.
-	ErrInvalidOption = errors.New("limiter: invalid option")
-	// ErrInvalidKey: the key is empty.
-	ErrInvalidKey = errors.New("limiter: invalid key")
-	// ErrInvalidN: n is negative, or larger than the limit's burst (such a
-	// request could never be granted).
-	ErrInvalidN = errors.New("limiter: invalid token count")
+	// ErrInvalidRequest: a Request that no budget could grant: an empty
+	// Key, a negative N or Wait, N beyond the burst without UpTo, or UpTo
+	// with Wait. The wrapped message names the field.
+	ErrInvalidRequest = errors.New("limiter: invalid request")
+	// ErrInvalidConfig: a constructor's configuration is out of range; the
+	// wrapped message names the field with its struct path, e.g.
+	// "limiter: invalid config: Config.MaxKeys must be >= 0, got -1".
+	// limiter's subpackages (fleet, admission) wrap it too.
+	ErrInvalidConfig = errors.New("limiter: invalid config")
 	// ErrUnavailable: the store could not be reached (or its breaker is
-	// open) and the failure policy is FailClosed. Transports map it to
+	// open) and the failure policy is to fail closed. Transports map it to
 	// "service unavailable"; the Decision's RetryAfter says when to retry.
 	ErrUnavailable = errors.New("limiter: store unavailable")
-	// ErrUnexpectedReply: Redis answered something the script cannot
-	// produce (a foreign value under the key, a proxy in the way, ...).
-	ErrUnexpectedReply = errors.New("limiter: unexpected reply from redis")
-	// ErrClosed: the backend was closed.
+	// ErrClosed: the budget was closed.
 	ErrClosed = errors.New("limiter: closed")
 )

@@ -10,6 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // Example_fleetBudget is the README's budget on a shared Redis. It is
@@ -17,11 +19,14 @@ import (
 func Example_fleetBudget() {
 	// 100 requests per second per key, bursts of 200, exact across the fleet.
 	rdb := redis.NewClient(&redis.Options{Addr: "10.0.0.5:6379", ContextTimeoutEnabled: true})
-	b, err := limiter.NewRedis(rdb, limiter.PerSecond(100, 200),
-		limiter.WithName("api"),                  // buckets shared by every node using this name
-		limiter.WithTimeout(20*time.Millisecond), // the most a decision may wait on Redis (default)
-		limiter.WithFailure(limiter.FailLocal),   // Redis down: this node's share of the limit (default)
-		limiter.WithRamp(time.Minute))            // SetLimit moves over a minute (default 10 s), never in one jump
+	b, err := fleet.NewStrict(fleet.Redis{
+		Client:  rdb,
+		Name:    "api",                 // buckets shared by every node using this name
+		Timeout: 20 * time.Millisecond, // the most a decision may wait on Redis (default)
+	}, limiter.PerSecond(100, 200), fleet.Config{
+		Config:  limiter.Config{Ramp: time.Minute}, // SetLimit moves over a minute (default 10 s), never in one jump
+		Failure: fleet.FailLocal,                   // Redis down: this node's share of the limit (default)
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -31,7 +36,7 @@ func Example_fleetBudget() {
 	if err != nil {
 		log.Fatal(err) // ErrUnavailable under FailClosed, a canceled context, ...
 	}
-	fmt.Println(d.Allowed, d.Remaining, d.RetryAfter, d.ResetAfter, d.Limit, d.Source) // Source: local, redis, lease or fallback
+	fmt.Println(d.Allowed, d.Remaining, d.RetryAfter, d.ResetAfter, d.Limit, d.Via) // Via: local, redis, lease or fallback
 }
 
 // Example_admissionGate is the README's reconnect admission on a shared
@@ -40,24 +45,20 @@ func Example_admissionGate() {
 	rdb := redis.NewClient(&redis.Options{Addr: "10.0.0.5:6379", ContextTimeoutEnabled: true})
 	key := make([]byte, 32) // the same secret on every node, e.g. from your secret store
 	_, _ = rand.Read(key)
-	signer, err := limiter.NewResumeSigner(key)
-	if err != nil {
-		log.Fatal(err)
-	}
 	// 500 new sessions per second across the fleet, 50 at once.
-	gate, err := limiter.NewRedisAdmission(rdb, limiter.PerSecond(500, 50),
-		limiter.WithResume(signer, 10*time.Minute))
+	gate, err := admission.NewShared(fleet.Redis{Client: rdb}, limiter.PerSecond(500, 50),
+		admission.SharedConfig{Config: admission.Config{TicketKeys: [][]byte{key}, TicketTTL: 10 * time.Minute}})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer gate.Close()
 
-	a, err := gate.Admit(context.Background(), "client-42", "" /* the resume token the client sent, if any */)
+	a, err := gate.Admit(context.Background(), "client-42", "" /* the ticket the client sent, if any */)
 	if err != nil {
 		log.Fatal(err)
 	}
 	if a.Admitted {
-		fmt.Println("in; next time send", a.ResumeToken)
+		fmt.Println("in; next time send", a.Ticket)
 	} else {
 		fmt.Println("come back in", a.RetryAfter) // a booked slot, not a guess
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/herdcap/herdcap/internal/ramp"
 )
 
 // Limit is a token-bucket limit: Rate tokens are added every Period, and the
@@ -13,7 +15,8 @@ import (
 // Rate is a float64 so that fractional rates ("one token every 3 s" is
 // Limit{Rate: 1, Period: 3 * time.Second} or PerSecond(1.0/3, 1)) and rates
 // derived from measurements (clients per second) need no rounding. A zero
-// Period means one second.
+// Period means one second. The zero Limit is not valid; in a Request it
+// means the budget's own limit.
 type Limit struct {
 	// Rate is the number of tokens added per Period. It must be > 0 and
 	// finite.
@@ -47,33 +50,30 @@ const maxBurst = 1 << 40
 
 // Validate reports whether l is usable. The error wraps ErrInvalidLimit and
 // names the offending field.
-func (l Limit) Validate() error {
+func (l Limit) Validate() error { return l.check("Limit") }
+
+// check is Validate naming fields as path.Field.
+func (l Limit) check(path string) error {
 	switch {
 	case math.IsNaN(l.Rate) || math.IsInf(l.Rate, 0):
-		return fmt.Errorf("%w: Limit.Rate must be finite, got %v", ErrInvalidLimit, l.Rate)
+		return fmt.Errorf("%w: %s.Rate must be finite, got %v", ErrInvalidLimit, path, l.Rate)
 	case l.Rate <= 0:
-		return fmt.Errorf("%w: Limit.Rate must be > 0, got %v", ErrInvalidLimit, l.Rate)
+		return fmt.Errorf("%w: %s.Rate must be > 0, got %v", ErrInvalidLimit, path, l.Rate)
 	case l.Period < 0:
-		return fmt.Errorf("%w: Limit.Period must be >= 0 (0 means one second), got %v", ErrInvalidLimit, l.Period)
+		return fmt.Errorf("%w: %s.Period must be >= 0 (0 means one second), got %v", ErrInvalidLimit, path, l.Period)
 	case l.Burst < 1:
-		return fmt.Errorf("%w: Limit.Burst must be >= 1, got %d", ErrInvalidLimit, l.Burst)
+		return fmt.Errorf("%w: %s.Burst must be >= 1, got %d", ErrInvalidLimit, path, l.Burst)
 	case l.Burst > maxBurst:
-		return fmt.Errorf("%w: Limit.Burst must be <= %d, got %d", ErrInvalidLimit, int64(maxBurst), l.Burst)
+		return fmt.Errorf("%w: %s.Burst must be <= %d, got %d", ErrInvalidLimit, path, int64(maxBurst), l.Burst)
 	}
 	if ps := l.PerSecond(); ps < 1e-9 || math.IsInf(ps, 0) || ps > 1e15 {
-		return fmt.Errorf("%w: Limit.Rate/Limit.Period gives %v tokens per second, outside [1e-9, 1e15]", ErrInvalidLimit, ps)
+		return fmt.Errorf("%w: %s.Rate/%s.Period gives %v tokens per second, outside [1e-9, 1e15]", ErrInvalidLimit, path, path, ps)
 	}
 	return nil
 }
 
 // PerSecond returns the refill rate in tokens per second.
-func (l Limit) PerSecond() float64 {
-	p := l.Period
-	if p == 0 {
-		p = time.Second
-	}
-	return l.Rate * float64(time.Second) / float64(p)
-}
+func (l Limit) PerSecond() float64 { return ramp.Limit(l).PerSecond() }
 
 // Interval returns the time it takes to add one token.
 func (l Limit) Interval() time.Duration {
@@ -90,15 +90,5 @@ func (l Limit) String() string {
 }
 
 // durationFromTokens returns how long it takes to add tokens at perSec tokens
-// per second, rounded up to the nanosecond and saturated at the largest
-// time.Duration.
-func durationFromTokens(tokens, perSec float64) time.Duration {
-	if tokens <= 0 {
-		return 0
-	}
-	ns := math.Ceil(tokens / perSec * float64(time.Second))
-	if ns >= math.MaxInt64 {
-		return time.Duration(math.MaxInt64)
-	}
-	return time.Duration(ns)
-}
+// per second, rounded up to the nanosecond.
+func durationFromTokens(tokens, perSec float64) time.Duration { return ramp.Duration(tokens, perSec) }

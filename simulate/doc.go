@@ -5,10 +5,10 @@
 //
 // A run is a deterministic discrete-event simulation: one virtual clock,
 // one seeded random stream, events processed in time order. It drives the
-// real herdcap code through its injected clocks and explicit-time methods
-// (limiter budgets' AllowNAt and ReserveNAt, Admission.AdmitAt,
-// invalidate.Coordinator's AdvanceAt and AppendDue, limiter.Backoff with a
-// seeded source, limiter.RetryBudget); it re-implements none of them.
+// real herdcap code through its injected clocks (limiter budgets,
+// admission.Gate, invalidate.Coordinator's AdvanceAt and AppendDue,
+// limiter.Backoff with a seeded source, limiter.RetryBudget); it
+// re-implements none of them.
 //
 //   - Clients (1 to 10,000,000) each hold a connection to one node (client
 //     i to node i mod nodes) and a cached copy of their page data. They
@@ -57,17 +57,17 @@
 //     and notifies; sessions it defers wait for the next interval. A page
 //     view that finds its notice due is delivered through the Pusher too;
 //   - every origin call books a token of a fleet-wide origin budget
-//     (limiter ReserveNAt, Protection.OriginBudget calls per second, burst
+//     (limiter.Request.Wait, Protection.OriginBudget calls per second, burst
 //     5% of that): the node holds the call until its token is due, up to a
 //     second, and past that answers 503 with the wait as Retry-After;
-//   - a reconnect asks a fleet-wide limiter.Admission (Client.Backoff
+//   - a reconnect asks a fleet-wide admission.Gate (Client.Backoff
 //     "slot", Protection.AdmissionRate sessions per second) and comes back
 //     at the slot it is given; with "jitter" the client only backs off;
 //   - clients wait with limiter.Backoff (full jitter, honouring the
 //     server's hint) and retry only while their limiter.RetryBudget allows
 //     (otherwise their next page view asks again);
 //   - the config change's limit ramps over Protection.Ramp (limiter
-//     WithRamp and SetLimitAt) instead of jumping.
+//     Config.Ramp and SetLimit) instead of jumping.
 //
 // Coordination lives in process by default. With Config.Redis the same
 // budgets, admission and rollouts run on Redis, with the virtual time

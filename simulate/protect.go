@@ -12,16 +12,15 @@ import (
 
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // budget is what the simulator needs of a limiter backend: *limiter.Local
-// on the memory store, *limiter.Redis on Redis.
+// on the memory store, *fleet.Strict on Redis, both on the virtual clock.
 type budget interface {
 	limiter.Budget
-	AllowNAt(ctx context.Context, key string, t time.Time, n int) (limiter.Decision, error)
-	TakeUpToAt(ctx context.Context, key string, t time.Time, n int) (limiter.Decision, error)
-	ReserveNAt(ctx context.Context, key string, t time.Time, n int, maxWait time.Duration) (limiter.Decision, error)
-	SetLimitAt(t time.Time, l limiter.Limit) error
+	SetLimit(l limiter.Limit) error
 	Close() error
 }
 
@@ -41,25 +40,32 @@ type store struct {
 // so a Redis that cannot answer stops the run with an error.
 const redisTimeout = 10 * time.Second
 
+// budget returns a budget of l on the virtual clock whose limit changes
+// ramp over ramp (0: at once).
 func (st *store) budget(name string, l limiter.Limit, ramp time.Duration) (budget, error) {
-	opts := []limiter.Option{limiter.WithClock(st.clock.lend()), limiter.WithRamp(ramp)}
-	if st.redis == nil {
-		return limiter.NewLocal(l, opts...)
+	cfg := limiter.Config{Clock: st.clock.lend(), Ramp: ramp}
+	if ramp == 0 {
+		cfg.Ramp = limiter.NoRamp
 	}
-	opts = append(opts, limiter.WithPrefix(st.prefix), limiter.WithName(name),
-		limiter.WithTimeout(redisTimeout), limiter.WithFailure(limiter.FailClosed),
-		limiter.WithBreaker(1<<20, time.Second))
-	return limiter.NewRedis(st.redis, l, opts...)
+	if st.redis == nil {
+		return limiter.NewLocal(l, cfg)
+	}
+	return fleet.NewStrict(st.redisConfig(name), l, fleet.Config{Config: cfg, Failure: fleet.FailClosed})
 }
 
-func (st *store) admission(l limiter.Limit, horizon time.Duration, maxKeys int) (*limiter.Admission, error) {
-	opts := []limiter.AdmissionOption{limiter.WithClock(st.clock.lend()), limiter.WithHorizon(horizon)}
+// redisConfig is the Redis of a component named name ("": its default).
+func (st *store) redisConfig(name string) fleet.Redis {
+	return fleet.Redis{Client: st.redis, Prefix: st.prefix, Name: name, Timeout: redisTimeout,
+		BreakerFailures: 1 << 20, BreakerOpen: time.Second}
+}
+
+func (st *store) admission(l limiter.Limit, horizon time.Duration, maxKeys int) (*admission.Gate, error) {
+	cfg := admission.Config{Config: limiter.Config{Clock: st.clock.lend()}, Horizon: horizon}
 	if st.redis == nil {
-		return limiter.NewAdmission(l, append(opts, limiter.WithMaxKeys(maxKeys))...)
+		cfg.MaxKeys = maxKeys
+		return admission.New(l, cfg)
 	}
-	opts = append(opts, limiter.WithPrefix(st.prefix), limiter.WithTimeout(redisTimeout),
-		limiter.WithFailure(limiter.FailClosed), limiter.WithBreaker(1<<20, time.Second))
-	return limiter.NewRedisAdmission(st.redis, l, opts...)
+	return admission.NewShared(st.redisConfig(""), l, admission.SharedConfig{Config: cfg, Failure: fleet.FailClosed})
 }
 
 func (st *store) invalidateStore() (invalidate.Store, error) {
@@ -84,10 +90,10 @@ func originLimit(rate float64) limiter.Limit {
 }
 
 // guards are the herdcap components of a protected run's servers: the
-// real ones, driven through their injected clocks and explicit times.
+// real ones, driven through their injected clocks.
 type guards struct {
 	origin    budget                    // origin calls, fleet-wide
-	admission *limiter.Admission        // new sessions, fleet-wide
+	admission *admission.Gate           // new sessions, fleet-wide
 	coords    []*invalidate.Coordinator // one per node, on one store
 	pushers   []*invalidate.Pusher      // one per node, on its coordinator
 	push      budget                    // the pushers' fleet-wide budget
@@ -155,7 +161,7 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 	}
 	// The horizon holds the largest herd that should come back flat: every
 	// client, at the admission rate (at least the default minute).
-	horizon := max(limiter.DefaultHorizon, time.Duration(float64(sc.Clients)/p.AdmissionRate*float64(time.Second)))
+	horizon := max(time.Minute, time.Duration(float64(sc.Clients)/p.AdmissionRate*float64(time.Second)))
 	horizon = min(horizon, 24*time.Hour)
 	if g.admission, err = st.admission(originLimit(p.AdmissionRate), horizon, sc.Clients+1024); err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
@@ -209,21 +215,21 @@ func (g *guards) close() {
 // booked token before refusing it.
 const originMaxWait = time.Second
 
-// reserveOrigin books a token of the origin budget at virtual time now
-// (limiter ReserveNAt): ok with the wait until the token is due, or not ok
-// with the wait a refusal hints.
-func (g *guards) reserveOrigin(ctx context.Context, now int64) (ok bool, wait time.Duration, err error) {
-	d, err := g.origin.ReserveNAt(ctx, "origin", at(now), 1, originMaxWait)
+// reserveOrigin books a token of the origin budget now, on the virtual
+// clock (limiter.Request.Wait): ok with the wait until the token is due, or
+// not ok with the wait a refusal hints.
+func (g *guards) reserveOrigin(ctx context.Context) (ok bool, wait time.Duration, err error) {
+	d, err := g.origin.Take(ctx, limiter.Request{Key: "origin", N: 1, Wait: originMaxWait})
 	if err != nil {
 		return false, 0, fmt.Errorf("origin budget: %w", err)
 	}
 	return d.Allowed, d.RetryAfter, nil
 }
 
-// admit asks the admission for a new session of client id; when refused,
-// wait is how long until its slot.
-func (g *guards) admit(ctx context.Context, id string, now int64) (ok bool, wait time.Duration, err error) {
-	d, err := g.admission.AdmitAt(ctx, id, at(now), "")
+// admit asks the admission for a new session of client id now, on the
+// virtual clock; when refused, wait is how long until its slot.
+func (g *guards) admit(ctx context.Context, id string) (ok bool, wait time.Duration, err error) {
+	d, err := g.admission.Admit(ctx, id, "")
 	if err != nil {
 		return false, 0, fmt.Errorf("admission: %w", err)
 	}

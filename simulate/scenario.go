@@ -230,7 +230,7 @@ type ProtectionSpec struct {
 	// Default 1m, 1s to MaxDuration.
 	MinDuration Duration `json:"min_duration,omitempty"`
 	// AdmissionRate is the fleet-wide budget of new sessions per second
-	// (limiter.Admission). Default RolloutRate.
+	// (admission.Gate). Default RolloutRate.
 	AdmissionRate float64 `json:"admission_rate,omitempty"`
 	// Ramp is the window over which a changed limit moves to its new
 	// value. Default 10m, at most MaxDuration.

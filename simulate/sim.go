@@ -437,7 +437,7 @@ func (s *sim) trigger() {
 	case KindConfigChange:
 		s.refreshLeft = len(s.refresh) - s.refreshNext
 		l := refreshLimit(sc.Trigger.Limit*sc.Trigger.Factor, sc.Protection.Tick.D())
-		if err := s.refreshBudget().SetLimitAt(at(s.now), l); err != nil {
+		if err := s.refreshBudget().SetLimit(l); err != nil {
 			s.fail(err)
 		}
 	}
@@ -581,13 +581,13 @@ func (s *sim) fetch(i int) {
 }
 
 // gate passes an origin call of client i through the origin budget: the
-// node books a token (limiter ReserveNAt) and holds the call until it is
+// node books a token (limiter.Request.Wait) and holds the call until it is
 // due, up to originMaxWait; past that it refuses with the wait as a hint
 // (a 503 with Retry-After), scheduling the refusal as action refused. It
 // reports whether the call may go now; when the call is held, action held
 // runs it later.
 func (s *sim) gate(i int, held, refused uint8) bool {
-	ok, wait, err := s.prot.reserveOrigin(s.ctx, s.now)
+	ok, wait, err := s.prot.reserveOrigin(s.ctx)
 	if err != nil {
 		s.fail(err)
 		return false
@@ -748,7 +748,7 @@ func (s *sim) connect(i int) {
 		return
 	}
 	if s.prot != nil {
-		ok, wait, err := s.prot.admit(s.ctx, s.id(i), s.now)
+		ok, wait, err := s.prot.admit(s.ctx, s.id(i))
 		if err != nil {
 			s.fail(err)
 			return

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // startRollout turns the rogue node's "invalidate everything" into a
@@ -238,7 +239,7 @@ func (s *sim) dispatchRefresh() {
 	if left <= 0 {
 		return
 	}
-	d, err := s.refreshB.TakeUpToAt(s.ctx, "refresh", at(s.now), left)
+	d, err := s.refreshB.Take(s.ctx, limiter.Request{Key: "refresh", N: left, UpTo: true})
 	if err != nil {
 		s.fail(fmt.Errorf("refresh budget: %w", err))
 		return

@@ -18,7 +18,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	flag.Parse()
 
-	budget, err := limiter.NewLocal(limiter.PerSecond(5, 10)) // per client IP
+	budget, err := limiter.NewLocal(limiter.PerSecond(5, 10), limiter.Config{}) // per client IP
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -45,9 +45,9 @@ func main() {
 
 // newHandler returns the example's handler, a greeting behind
 // httpmw.RateLimit keyed by client IP, over a Local budget of l built with
-// opts.
-func newHandler(l limiter.Limit, logger *slog.Logger, opts ...limiter.Option) (http.Handler, error) {
-	budget, err := limiter.NewLocal(l, opts...)
+// cfg.
+func newHandler(l limiter.Limit, logger *slog.Logger, cfg limiter.Config) (http.Handler, error) {
+	budget, err := limiter.NewLocal(l, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func newHandler(l limiter.Limit, logger *slog.Logger, opts ...limiter.Option) (h
 // giving in-flight requests shutdownGrace to finish. ready, if not nil, is
 // called with the bound address once the server accepts connections.
 func run(ctx context.Context, addr string, l limiter.Limit, logger *slog.Logger, ready func(net.Addr)) error {
-	h, err := newHandler(l, logger)
+	h, err := newHandler(l, logger, limiter.Config{})
 	if err != nil {
 		return err
 	}

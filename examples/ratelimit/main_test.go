@@ -26,10 +26,12 @@ type stoppedClock struct{ t time.Time }
 
 func (c stoppedClock) Now() time.Time { return c.t }
 
+func (stoppedClock) AfterFunc(time.Duration, func()) limiter.Timer { panic("Local sets no timers") }
+
 var quiet = slog.New(slog.DiscardHandler)
 
 func TestHandler429AfterBurst(t *testing.T) {
-	h, err := newHandler(limiter.PerSecond(5, 10), quiet, limiter.WithClock(stoppedClock{time.Unix(1e9, 0)}))
+	h, err := newHandler(limiter.PerSecond(5, 10), quiet, limiter.Config{Clock: stoppedClock{time.Unix(1e9, 0)}})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()

@@ -17,6 +17,8 @@ import (
 	"github.com/herdcap/herdcap/httpmw"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
+	lfleet "github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // redisTimeout is the time budget of one Redis call: generous, since the
@@ -57,12 +59,8 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 	}()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	signer, err := limiter.NewResumeSigner(key)
-	if err != nil {
-		return f, err
-	}
 	limit := limiter.PerSecond(c.admitRate, c.admitBurst)
-	admitOpts := []limiter.AdmissionOption{limiter.WithResume(signer, 10*time.Minute), limiter.WithSalt("rollout-example")}
+	admitCfg := admission.Config{TicketKeys: [][]byte{key}, TicketTTL: 10 * time.Minute, Salt: "rollout-example"}
 
 	// One store per node, as separate processes would hold them: Redis
 	// clients of one server, or the one in-process store they share.
@@ -89,8 +87,8 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 				invalidate.WithTimeout(redisTimeout)); err != nil {
 				return f, err
 			}
-			a, err := limiter.NewRedisAdmission(rc, limit, append(admitOpts, limiter.WithTimeout(redisTimeout),
-				limiter.WithNodeID(fmt.Sprint("node-", i)))...)
+			a, err := admission.NewShared(lfleet.Redis{Client: rc, Timeout: redisTimeout, Node: fmt.Sprint("node-", i)}, limit,
+				admission.SharedConfig{Config: admitCfg})
 			if err != nil {
 				return f, err
 			}
@@ -100,7 +98,7 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 	} else {
 		f.store = "memory (one in-process store shared by the nodes)"
 		mem := invalidate.NewMemoryStore()
-		a, err := limiter.NewAdmission(limit, admitOpts...)
+		a, err := admission.New(limit, admitCfg)
 		if err != nil {
 			return f, err
 		}
@@ -176,13 +174,13 @@ func (f *fleet) stop() {
 
 // countingGate records every admission decision of a node.
 type countingGate struct {
-	a    *limiter.Admission
+	a    *admission.Gate
 	node int
 	rec  *recorder
 }
 
-// Admit asks the Admission and records its answer.
-func (g *countingGate) Admit(ctx context.Context, clientID, token string) (limiter.AdmitDecision, error) {
+// Admit asks the gate and records its answer.
+func (g *countingGate) Admit(ctx context.Context, clientID, token string) (admission.Decision, error) {
 	d, err := g.a.Admit(ctx, clientID, token)
 	g.rec.admitted(d, err)
 	return d, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // eventKind is what happened.
@@ -94,12 +95,12 @@ func (r *recorder) notice(client string, node int, _ invalidate.Notice) {
 }
 
 // admitted records an admission decision.
-func (r *recorder) admitted(d limiter.AdmitDecision, err error) {
+func (r *recorder) admitted(d admission.Decision, err error) {
 	kind := evRefused
 	switch {
 	case err != nil:
 		kind = evFailed
-	case d.Resumed:
+	case d.Rejoined:
 		kind = evResumed
 	case d.Admitted:
 		kind = evNew

@@ -16,3 +16,50 @@ func TestClock(t *testing.T) {
 		t.Fatalf("Set: got %v", c.Now())
 	}
 }
+
+func TestClockTimers(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := New(t0)
+	var fired []string
+	var seenAt []time.Time
+	c.AfterFunc(2*time.Second, func() { fired = append(fired, "b"); seenAt = append(seenAt, c.Now()) })
+	c.AfterFunc(time.Second, func() {
+		fired = append(fired, "a")
+		seenAt = append(seenAt, c.Now())
+		c.AfterFunc(500*time.Millisecond, func() { fired = append(fired, "a2"); seenAt = append(seenAt, c.Now()) })
+	})
+	stopped := c.AfterFunc(1500*time.Millisecond, func() { fired = append(fired, "stopped") })
+	c.AfterFunc(2*time.Second, func() { fired = append(fired, "b2") })
+	if !stopped.Stop() || stopped.Stop() {
+		t.Fatal("Stop reports true once, for a pending timer")
+	}
+	c.Add(999 * time.Millisecond)
+	if len(fired) != 0 {
+		t.Fatalf("fired early: %v", fired)
+	}
+	c.Set(t0.Add(-time.Hour)) // back: nothing fires
+	c.Set(t0.Add(3 * time.Second))
+	want := []string{"a", "a2", "b", "b2"}
+	if len(fired) != len(want) {
+		t.Fatalf("fired %v, want %v", fired, want)
+	}
+	for i := range want {
+		if fired[i] != want[i] {
+			t.Fatalf("fired %v, want %v", fired, want)
+		}
+	}
+	for i, at := range []time.Duration{time.Second, 1500 * time.Millisecond, 2 * time.Second} {
+		if !seenAt[i].Equal(t0.Add(at)) {
+			t.Fatalf("timer %d saw %v, want %v", i, seenAt[i], t0.Add(at))
+		}
+	}
+	if !c.Now().Equal(t0.Add(3*time.Second)) || c.Pending() != 0 {
+		t.Fatalf("now %v, %d pending", c.Now(), c.Pending())
+	}
+	// A timer already due fires at the next move.
+	c.AfterFunc(0, func() { fired = append(fired, "now") })
+	c.Add(0)
+	if fired[len(fired)-1] != "now" {
+		t.Fatalf("fired %v", fired)
+	}
+}

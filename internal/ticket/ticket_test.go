@@ -1,4 +1,4 @@
-package limiter
+package ticket
 
 import (
 	"strings"
@@ -14,38 +14,40 @@ var (
 	testKeyB = []byte("key B: 32 random bytes, really!!")
 )
 
-func newSignerForTest(t testing.TB, keys ...[]byte) *ResumeSigner {
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func newSignerForTest(t testing.TB, keys ...[]byte) *Signer {
 	t.Helper()
-	s, err := NewResumeSigner(keys...)
+	s, err := New(keys, "keys")
 	require.NoError(t, err)
 	return s
 }
 
-func TestResumeTokenRoundTrip(t *testing.T) {
+func TestTicketRoundTrip(t *testing.T) {
 	s := newSignerForTest(t, testKeyA)
-	tok, err := s.IssueAt("10.0.0.7", t0, time.Minute)
+	tok, err := s.Issue("10.0.0.7", t0, time.Minute)
 	require.NoError(t, err)
-	assert.Len(t, tok, ResumeTokenLen)
+	assert.Len(t, tok, Len)
 	assert.NotContains(t, tok, "10.0.0.7", "the client ID is bound, not carried")
 	assert.NotContains(t, tok, "=")
 	for _, c := range tok {
 		assert.True(t, c == '-' || c == '_' || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z'), "base64url: %q", c)
 	}
-	assert.NoError(t, s.VerifyAt("10.0.0.7", tok, t0))
-	assert.NoError(t, s.VerifyAt("10.0.0.7", tok, t0.Add(time.Minute-time.Millisecond)))
-	assert.ErrorIs(t, s.VerifyAt("10.0.0.7", tok, t0.Add(time.Minute)), ErrResumeToken)
-	assert.ErrorContains(t, s.VerifyAt("10.0.0.7", tok, t0.Add(time.Minute)), "expired")
-	assert.ErrorContains(t, s.VerifyAt("10.0.0.8", tok, t0), "another client")
-	assert.ErrorContains(t, s.VerifyAt("", tok, t0), "another client")
-	// The wall-clock forms.
-	tok, err = s.Issue("c", time.Hour)
+	assert.NoError(t, s.Verify("10.0.0.7", tok, t0))
+	assert.NoError(t, s.Verify("10.0.0.7", tok, t0.Add(time.Minute-time.Millisecond)))
+	assert.ErrorIs(t, s.Verify("10.0.0.7", tok, t0.Add(time.Minute)), ErrInvalid)
+	assert.ErrorContains(t, s.Verify("10.0.0.7", tok, t0.Add(time.Minute)), "expired")
+	assert.ErrorContains(t, s.Verify("10.0.0.8", tok, t0), "another client")
+	assert.ErrorContains(t, s.Verify("", tok, t0), "another client")
+	// Wall-clock times.
+	tok, err = s.Issue("c", time.Now(), time.Hour)
 	require.NoError(t, err)
-	assert.NoError(t, s.Verify("c", tok))
+	assert.NoError(t, s.Verify("c", tok, time.Now()))
 }
 
-func TestResumeTokenTamperingAnyCharacter(t *testing.T) {
+func TestTicketTamperingAnyCharacter(t *testing.T) {
 	s := newSignerForTest(t, testKeyA)
-	tok, err := s.IssueAt("client", t0, time.Hour)
+	tok, err := s.Issue("client", t0, time.Hour)
 	require.NoError(t, err)
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	for i := range tok {
@@ -54,27 +56,27 @@ func TestResumeTokenTamperingAnyCharacter(t *testing.T) {
 				continue
 			}
 			bad := tok[:i] + string(c) + tok[i+1:]
-			require.ErrorIs(t, s.VerifyAt("client", bad, t0), ErrResumeToken, "byte %d -> %q", i, c)
+			require.ErrorIs(t, s.Verify("client", bad, t0), ErrInvalid, "byte %d -> %q", i, c)
 		}
 	}
 }
 
-func TestResumeKeyRotation(t *testing.T) {
+func TestTicketKeyRotation(t *testing.T) {
 	old := newSignerForTest(t, testKeyA)
 	rotated := newSignerForTest(t, testKeyB, testKeyA) // B signs, A still accepted
 	retired := newSignerForTest(t, testKeyB)
-	fromOld, err := old.IssueAt("c", t0, time.Hour)
+	fromOld, err := old.Issue("c", t0, time.Hour)
 	require.NoError(t, err)
-	fromNew, err := rotated.IssueAt("c", t0, time.Hour)
+	fromNew, err := rotated.Issue("c", t0, time.Hour)
 	require.NoError(t, err)
-	assert.NoError(t, rotated.VerifyAt("c", fromOld, t0), "old tokens survive the rotation")
-	assert.NoError(t, rotated.VerifyAt("c", fromNew, t0))
-	assert.NoError(t, retired.VerifyAt("c", fromNew, t0))
-	assert.ErrorIs(t, retired.VerifyAt("c", fromOld, t0), ErrResumeToken, "until the old key is retired")
-	assert.ErrorIs(t, old.VerifyAt("c", fromNew, t0), ErrResumeToken)
+	assert.NoError(t, rotated.Verify("c", fromOld, t0), "old tokens survive the rotation")
+	assert.NoError(t, rotated.Verify("c", fromNew, t0))
+	assert.NoError(t, retired.Verify("c", fromNew, t0))
+	assert.ErrorIs(t, retired.Verify("c", fromOld, t0), ErrInvalid, "until the old key is retired")
+	assert.ErrorIs(t, old.Verify("c", fromNew, t0), ErrInvalid)
 }
 
-func TestResumeSignerConfig(t *testing.T) {
+func TestTicketSignerConfig(t *testing.T) {
 	short := []byte("fifteen bytes!!")
 	cases := []struct {
 		keys [][]byte
@@ -85,80 +87,79 @@ func TestResumeSignerConfig(t *testing.T) {
 		{[][]byte{short}, "keys[0] is 15 bytes"},
 		{[][]byte{testKeyA, short}, "keys[1] is 15 bytes"},
 		{[][]byte{make([]byte, 1025)}, "keys[0] is 1025 bytes"},
-		{make([][]byte, MaxResumeKeys+1), "at most 16 keys"},
+		{make([][]byte, MaxKeys+1), "at most 16 keys"},
 	}
 	for _, c := range cases {
-		_, err := NewResumeSigner(c.keys...)
-		assert.ErrorIs(t, err, ErrInvalidOption)
+		_, err := New(c.keys, "keys")
 		assert.ErrorContains(t, err, c.msg)
 	}
 	key := append([]byte(nil), testKeyA...)
 	s := newSignerForTest(t, key)
-	tok, err := s.IssueAt("c", t0, time.Hour)
+	tok, err := s.Issue("c", t0, time.Hour)
 	require.NoError(t, err)
 	key[0] ^= 1 // the signer copied its key
-	assert.NoError(t, s.VerifyAt("c", tok, t0))
+	assert.NoError(t, s.Verify("c", tok, t0))
 
-	_, err = s.IssueAt("", t0, time.Hour)
-	assert.ErrorIs(t, err, ErrInvalidKey)
-	_, err = s.IssueAt(strings.Repeat("x", MaxClientIDLen+1), t0, time.Hour)
-	assert.ErrorIs(t, err, ErrInvalidKey)
-	_, err = s.IssueAt("c", t0, 0)
-	assert.ErrorContains(t, err, "ttl")
-	_, err = s.IssueAt("c", t0, 400*24*time.Hour)
-	assert.ErrorContains(t, err, "ttl")
+	_, err = s.Issue("", t0, time.Hour)
+	assert.ErrorContains(t, err, "client ID")
+	_, err = s.Issue(strings.Repeat("x", MaxClientIDLen+1), t0, time.Hour)
+	assert.ErrorContains(t, err, "client ID")
+	_, err = s.Issue("c", t0, 0)
+	assert.ErrorContains(t, err, "TTL")
+	_, err = s.Issue("c", t0, 400*24*time.Hour)
+	assert.ErrorContains(t, err, "TTL")
 	long := strings.Repeat("y", MaxClientIDLen)
-	tok, err = s.IssueAt(long, t0, time.Hour)
+	tok, err = s.Issue(long, t0, time.Hour)
 	require.NoError(t, err)
-	assert.NoError(t, s.VerifyAt(long, tok, t0))
-	assert.Error(t, s.VerifyAt(long+"y", tok, t0))
+	assert.NoError(t, s.Verify(long, tok, t0))
+	assert.Error(t, s.Verify(long+"y", tok, t0))
 }
 
-func TestResumeVerifyAllocs(t *testing.T) {
+func TestTicketVerifyAllocs(t *testing.T) {
 	s := newSignerForTest(t, testKeyB, testKeyA)
-	tok, err := s.IssueAt("client-1234", t0, time.Hour)
+	tok, err := s.Issue("client-1234", t0, time.Hour)
 	require.NoError(t, err)
-	require.NoError(t, s.VerifyAt("client-1234", tok, t0))
+	require.NoError(t, s.Verify("client-1234", tok, t0))
 	if raceEnabled {
 		t.Skip("sync.Pool drops entries at random under the race detector")
 	}
-	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = s.VerifyAt("client-1234", tok, t0) }))
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = s.Verify("client-1234", tok, t0) }))
 	huge := strings.Repeat("A", 5000)
-	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = s.VerifyAt("client-1234", huge, t0) }))
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _ = s.Verify("client-1234", huge, t0) }))
 }
 
-// FuzzResumeToken feeds arbitrary tokens and client IDs to the parser and
+// FuzzTicket feeds arbitrary tokens and client IDs to the parser and
 // the verifier: they never panic, only the canonical encoding of a parsed
 // token is accepted, and nothing verifies that the signer did not issue.
-func FuzzResumeToken(f *testing.F) {
+func FuzzTicket(f *testing.F) {
 	s := newSignerForTest(f, testKeyA)
-	good, err := s.IssueAt("client", t0, time.Hour)
+	good, err := s.Issue("client", t0, time.Hour)
 	require.NoError(f, err)
 	f.Add(good, "client")
-	f.Add(good[:ResumeTokenLen-1], "client")
+	f.Add(good[:Len-1], "client")
 	f.Add(good+"A", "client")
-	f.Add(strings.Repeat("A", ResumeTokenLen), "client")
-	f.Add(strings.Repeat("_", ResumeTokenLen), "")
-	f.Add(good[:ResumeTokenLen-1]+"B", "client") // non-canonical trailing bits
+	f.Add(strings.Repeat("A", Len), "client")
+	f.Add(strings.Repeat("_", Len), "")
+	f.Add(good[:Len-1]+"B", "client") // non-canonical trailing bits
 	f.Add("", "x")
 	f.Add(strings.Repeat("=", 100), "x")
 	f.Fuzz(func(t *testing.T, token, clientID string) {
-		exp, mac, err := parseResumeToken(token)
+		exp, mac, err := parse(token)
 		if err != nil {
-			require.ErrorIs(t, err, ErrResumeToken)
-			require.Error(t, s.VerifyAt(clientID, token, t0))
+			require.ErrorIs(t, err, ErrInvalid)
+			require.Error(t, s.Verify(clientID, token, t0))
 			return
 		}
-		require.Len(t, token, ResumeTokenLen)
+		require.Len(t, token, Len)
 		require.Positive(t, exp)
 		// Only the canonical form parses: re-encoding gives the input.
-		raw := []byte{resumeVersion, 0, 0, 0, 0, 0, 0, 0, 0}
+		raw := []byte{version, 0, 0, 0, 0, 0, 0, 0, 0}
 		for i := range 8 {
 			raw[1+i] = byte(uint64(exp) >> (56 - 8*i))
 		}
 		raw = append(raw, mac[:]...)
-		require.Equal(t, token, resumeEncoding.EncodeToString(raw))
-		if s.VerifyAt(clientID, token, t0) == nil {
+		require.Equal(t, token, encoding.EncodeToString(raw))
+		if s.Verify(clientID, token, t0) == nil {
 			// A forgery would need the key: only the issued token, for
 			// its own client, verifies.
 			require.Equal(t, good, token)

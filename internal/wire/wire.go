@@ -5,8 +5,8 @@ package wire
 import (
 	"errors"
 
+	"github.com/herdcap/herdcap/internal/ticket"
 	"github.com/herdcap/herdcap/invalidate"
-	"github.com/herdcap/herdcap/limiter"
 )
 
 // Limits of the herdcap fields. A field's values are the field lines of an
@@ -105,7 +105,7 @@ func ParseClientID(vals []string) (string, error) {
 // ResumeToken returns the token of a request's resume field values, or ""
 // when there is none or it is not shaped like a token (one value for which
 // TokenShaped holds). A token of the right shape may still be forged or
-// expired: the limiter.Admission checks that.
+// expired: the admission.Gate checks that.
 func ResumeToken(vals []string) string {
 	if len(vals) != 1 || !TokenShaped(vals[0]) {
 		return ""
@@ -113,10 +113,10 @@ func ResumeToken(vals []string) string {
 	return vals[0]
 }
 
-// TokenShaped reports whether s is limiter.ResumeTokenLen base64url
-// characters.
+// TokenShaped reports whether s is ticket.Len base64url characters: shaped
+// like an admission ticket.
 func TokenShaped(s string) bool {
-	if len(s) != limiter.ResumeTokenLen {
+	if len(s) != ticket.Len {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

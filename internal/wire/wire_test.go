@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/ticket"
 	"github.com/herdcap/herdcap/invalidate"
-	"github.com/herdcap/herdcap/limiter"
 )
 
 func TestParseEpoch(t *testing.T) {
@@ -102,9 +102,9 @@ func TestParseClientID(t *testing.T) {
 }
 
 func TestResumeTokenShape(t *testing.T) {
-	s, err := limiter.NewResumeSigner([]byte("0123456789abcdef0123456789abcdef"))
+	s, err := ticket.New([][]byte{[]byte("0123456789abcdef0123456789abcdef")}, "keys")
 	require.NoError(t, err)
-	tok, err := s.Issue("c", time.Hour)
+	tok, err := s.Issue("c", time.Now(), time.Hour)
 	require.NoError(t, err)
 	assert.Equal(t, tok, ResumeToken([]string{tok}))
 	assert.True(t, TokenShaped(tok))

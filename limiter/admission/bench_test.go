@@ -1,10 +1,14 @@
-package limiter
+package admission
 
 import (
 	"context"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 func benchIDs(n int) []string {
@@ -17,7 +21,7 @@ func benchIDs(n int) []string {
 
 // BenchmarkAdmitMemory: the common path, a budget with room.
 func BenchmarkAdmitMemory(b *testing.B) {
-	a, _ := NewAdmission(PerSecond(1e9, 1e6))
+	a, _ := New(limiter.PerSecond(1e9, 1e6), Config{})
 	ids := benchIDs(1024)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -29,7 +33,7 @@ func BenchmarkAdmitMemory(b *testing.B) {
 }
 
 func BenchmarkAdmitMemoryParallel(b *testing.B) {
-	a, _ := NewAdmission(PerSecond(1e9, 1e6))
+	a, _ := New(limiter.PerSecond(1e9, 1e6), Config{})
 	ids := benchIDs(1024)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -49,7 +53,8 @@ func BenchmarkAdmitMemoryStorm(b *testing.B) {
 	ids := benchIDs(herd)
 	ctx := context.Background()
 	var (
-		a    *Admission
+		a    *Gate
+		clk  = fakeclock.New(t0)
 		told = make([]time.Time, herd)
 	)
 	b.ReportAllocs()
@@ -57,27 +62,29 @@ func BenchmarkAdmitMemoryStorm(b *testing.B) {
 		k := i % (2 * herd)
 		if k == 0 {
 			b.StopTimer()
-			a, _ = NewAdmission(PerSecond(1000, 1), WithHorizon(time.Hour))
+			a, _ = New(limiter.PerSecond(1000, 1), Config{Config: limiter.Config{Clock: clk}, Horizon: time.Hour})
 			b.StartTimer()
 		}
 		if k < herd {
-			d, _ := a.AdmitAt(ctx, ids[k], t0, "")
+			clk.Set(t0)
+			d, _ := a.Admit(ctx, ids[k], "")
 			told[k] = d.RetryAt
 		} else {
-			_, _ = a.AdmitAt(ctx, ids[k-herd], told[k-herd], "")
+			clk.Set(told[k-herd])
+			_, _ = a.Admit(ctx, ids[k-herd], "")
 		}
 	}
 }
 
-func BenchmarkAdmitMemoryResume(b *testing.B) {
-	s, _ := NewResumeSigner(testKeyA)
-	a, _ := NewAdmission(PerSecond(1, 1), WithResume(s, time.Hour))
-	d, _ := a.AdmitAt(context.Background(), "client-1", t0, "")
-	tok := d.ResumeToken
+func BenchmarkAdmitMemoryRejoin(b *testing.B) {
+	a, _ := New(limiter.PerSecond(1, 1), Config{Config: limiter.Config{Clock: fakeclock.New(t0)},
+		TicketKeys: [][]byte{[]byte("key B: 32 random bytes, really!!")}, TicketTTL: time.Hour})
+	d, _ := a.Admit(context.Background(), "client-1", "")
+	tk := d.Ticket
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		_, _ = a.AdmitAt(ctx, "client-1", t0, tok)
+		_, _ = a.Admit(ctx, "client-1", tk)
 	}
 }
 
@@ -85,7 +92,7 @@ func BenchmarkAdmitRedisParallel(b *testing.B) {
 	if srv == nil {
 		b.Skip("no redis-server")
 	}
-	a, err := NewRedisAdmission(srv.Client(b), PerSecond(1e9, 1e6), WithName(uniqueName()), WithFailure(FailOpen))
+	a, err := NewShared(fleet.Redis{Client: srv.Client(b), Name: uniqueName()}, limiter.PerSecond(1e9, 1e6), SharedConfig{Failure: fleet.FailOpen})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,8 +104,8 @@ func BenchmarkAdmitRedisParallel(b *testing.B) {
 		i := 0
 		for pb.Next() {
 			d, err := a.Admit(ctx, ids[i&1023], "")
-			if err != nil || d.Source != SourceRedis {
-				b.Errorf("%v %v", d.Source, err)
+			if err != nil || d.Via != limiter.ViaRedis {
+				b.Errorf("%v %v", d.Via, err)
 				return
 			}
 			i++

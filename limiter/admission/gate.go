@@ -1,4 +1,4 @@
-package limiter
+package admission
 
 import (
 	"context"
@@ -9,139 +9,140 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/herdcap/herdcap/internal/cohorthash"
+	"github.com/herdcap/herdcap/internal/keymap"
+	"github.com/herdcap/herdcap/internal/ramp"
+	"github.com/herdcap/herdcap/internal/redisguard"
+	"github.com/herdcap/herdcap/internal/remote"
+	"github.com/herdcap/herdcap/internal/sysclock"
+	"github.com/herdcap/herdcap/internal/ticket"
+	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
-// MaxClientIDLen is the longest client ID that Admission and ResumeSigner
-// accept, in bytes.
+// MaxClientIDLen is the longest client ID a Gate accepts, in bytes.
 const MaxClientIDLen = 512
 
-// Defaults of the admission options.
+// Config configures New: limiter.Config's fields (Clock, Ramp, MaxKeys
+// for the table of booked slots, Logger) and the gate's own. The zero
+// value is the default configuration.
+type Config struct {
+	limiter.Config
+	// Horizon is how far ahead slots are booked: a client whose slot would
+	// be further out is deferred instead. Size it to the largest herd that
+	// should come back flat: herd ÷ rate. If Horizon is 0, 1 min; it must
+	// not be negative.
+	Horizon time.Duration
+	// SlotGrace is how long after its slot a client is still let in on
+	// it; later, the slot is forgotten and the client is a new session. It
+	// must cover what a transport adds to the wait: rounding Retry-After
+	// up to whole seconds, the client's own jitter, the network. Memory for
+	// booked slots grows with it. If SlotGrace is 0, 10 s; it must not be
+	// negative.
+	SlotGrace time.Duration
+	// Jitter is the window of the jitter added to a booked client's slot.
+	// If Jitter is 0, one interval of the limit (the gap between two
+	// slots), capped at half the slot grace, which keeps returns flat at
+	// every time scale; a wider window smears returns over it. It must not
+	// be negative nor exceed half of SlotGrace.
+	Jitter time.Duration
+	// Cohorts is the number of cohorts clients are placed in
+	// (Decision.Cohort); deferred clients come back in cohort order. If
+	// Cohorts is 0, 10; at most limiter.MaxCohorts.
+	Cohorts int
+	// Salt salts cohorts and jitter (see SetSalt). Nodes sharing a gate
+	// should use the same salt.
+	Salt string
+	// TicketKeys turns on session tickets: the first key signs the ticket
+	// every admitted client is given, every key verifies (put a new key
+	// first and keep the old one until its tickets have expired, to
+	// rotate). None: no tickets. 1 to 16 keys of 16 to 1024 bytes (32
+	// random bytes is a good key), the same on every node; they are
+	// copied.
+	TicketKeys [][]byte
+	// TicketTTL is how long a ticket lets its client rejoin. If TicketTTL
+	// is 0, 10 min; otherwise between 1 ms and 366 days.
+	TicketTTL time.Duration
+}
+
+// SharedConfig configures NewShared: Config's fields and the failure
+// policy. The zero value is the default configuration.
+type SharedConfig struct {
+	Config
+	// Failure is what the gate answers while Redis cannot: FailLocal (the
+	// zero value) runs the memory store on this node's share of the limit,
+	// FailOpen lets everyone in, FailClosed refuses with
+	// limiter.ErrUnavailable and a RetryAfter spread over one to two
+	// breaker periods.
+	Failure fleet.FailurePolicy
+}
+
+// Defaults of Config's zero values.
 const (
-	// DefaultHorizon is how far ahead an Admission books slots by default.
-	DefaultHorizon = time.Minute
-	// DefaultSlotGrace is how long after its slot a client is still let in
-	// on it by default.
-	DefaultSlotGrace = 10 * time.Second
-	// DefaultAdmissionCohorts is the default number of cohorts an
-	// Admission reports and spreads deferred clients over.
-	DefaultAdmissionCohorts = 10
-	// defaultAdmissionName is the Redis name (WithName) of an Admission
-	// unless set, so that it shares no keys or live-node set with budgets
-	// left at "default".
-	defaultAdmissionName = "admission"
+	defaultHorizon   = time.Minute
+	defaultSlotGrace = 10 * time.Second
+	defaultCohorts   = 10
+	defaultTicketTTL = 10 * time.Minute
+	// defaultName is the Redis.Name of a shared gate unless set, so that
+	// it shares no keys or live-node set with budgets left at "default".
+	defaultName = "admission"
 )
 
-// Admission is a gate for new sessions on a budget of Limit sessions per
-// period, in process (NewAdmission) or across a fleet through Redis
-// (NewRedisAdmission). It is the answer to reconnect storms: a client over
-// the budget is not just told "later" but given a slot, a time at which it
-// will be let in, and the slots are booked at exactly the budget's rate, so
-// that a herd of clients that all disconnected at once comes back as a flat
-// stream.
+// Gate admits new sessions on a budget of Limit sessions per period, in
+// process (New) or across a fleet through Redis (NewShared): the answer to
+// reconnect storms. A client over the budget is not just told "later" but
+// given a slot, a time at which it will be let in, and slots are booked at
+// exactly the budget's rate, so that a herd of clients that all
+// disconnected at once comes back as a flat stream (the package doc
+// explains how).
 //
-// # Slots
+// Admit takes the client's ID (an address, a session ID: the client needs
+// to carry nothing else) and the ticket it presented, if any. A client
+// refused with a slot (Decision.Booked) is let in when it comes back at or
+// after Decision.RetryAt, within Config.SlotGrace; coming back early gets
+// the same slot again. A client that finds the queue full past
+// Config.Horizon is deferred: told when to come back, without a slot. With
+// Config.TicketKeys, every admitted client is given a ticket, and a client
+// presenting a valid one for its ID rejoins without spending the budget; a
+// bad ticket makes a new session, never an error.
 //
-// A new session takes one token from a token bucket of the Limit. When
-// there is none, the token is reserved ahead (the bucket goes into debt,
-// like Reserver.ReserveN) and the time it becomes available is the
-// client's slot; the client is refused with RetryAt at its slot. When it
-// comes back at or after its slot (and within the slot grace, WithSlotGrace)
-// it is let in without asking the bucket again: its token was spent when
-// the slot was booked. Coming back early gets the same slot again, never a
-// new one. A client is remembered by its client ID alone (an address, a
-// session ID), so clients that carry nothing else work: the memory store
-// keeps the booked slots in a bounded table (see NewAdmission), and Redis
-// keeps one key per booked client, which expires after the grace, written
-// by the same Lua script that books the slot (one round trip per Admit).
+// On Redis each Admit is one Lua script (one round trip, one cluster
+// slot), bounded by Redis.Timeout; while Redis cannot answer,
+// SharedConfig.Failure decides. The limit changes as a budget's does
+// (SetLimit, ramping over Config.Ramp).
 //
-// The result is exact: the k-th booked client's slot is k intervals of the
-// limit after the bucket ran dry, so returns are flat by construction, not
-// on average. Placing clients by cohort into spread windows instead would be
-// flat only on average: a window expecting n clients gets n ± √n, and
-// 10,000 clients hashed over 20 s put more than 550 into some one-second
-// window in most storms (see TestCohortWindowsAreNotFlat).
-//
-// # Jitter and cohorts
-//
-// Each client's RetryAt is its slot plus a jitter inside the gap between
-// slots (one interval of the limit by default, WithJitter), so returns stay
-// flat even at fine time scales while no two clients are told the same
-// instant. The jitter and the client's cohort (Cohort, salted by WithSalt or
-// SetSalt, reported in AdmitDecision.Cohort) come from one salted hash of
-// the client ID, not from a random source: they are sticky, the same on
-// every node, reproducible in simulations, and change when the salt
-// changes, which should happen per storm so the same clients are not
-// always last. Order within the schedule is first come, first served: a
-// herd arrives in network order, which no gate can improve on without
-// holding requests back.
-//
-// Slots are booked at most the horizon ahead (WithHorizon), so that a huge
-// herd cannot book unbounded debt (slots booked for clients that never come
-// back are budget lost). A client that arrives when the queue is full is
-// deferred: refused without a slot (Booked false) and told to come back
-// half a horizon to a horizon after the queue has shrunk to the horizon,
-// spread over that half horizon by cohort and jitter; it then competes for
-// the slots that opened meanwhile. Deferral keeps the debt and the memory
-// bounded (at most rate × horizon booked slots) at the price of refusals:
-// deferred clients come back, and are refused, until they get a slot, so
-// the gate sees more arrivals than the budget admits (about
-// deferred/(0.75 × horizon) per second; see TestAdmissionHerdPastHorizon).
-// Size the horizon to the largest herd that should come back flat:
-// herd/rate.
-//
-// # Resume
-//
-// With WithResume, every admitted client is given a resume token
-// (AdmitDecision.ResumeToken, see ResumeSigner). A client that presents a
-// valid token for its client ID resumes: it is let in without spending the
-// budget, and given a fresh token. A token that is malformed, forged,
-// another client's or expired makes the client a new session, never an
-// error. Resumes bypass the budget by design (resuming must be cheap for
-// this to be right); put a separate budget in front of resumes if they are
-// not.
-//
-// # Failure
-//
-// On Redis, every Admit passes through the time budget and breaker of the
-// Redis backends (WithTimeout, WithBreaker), and while Redis cannot answer
-// the failure policy decides (WithFailure): FailLocal (the default) runs the
-// memory store on this node's share of the limit, FailOpen lets everyone
-// in, FailClosed refuses with ErrUnavailable and a RetryAfter spread over
-// one to two breaker periods.
-//
-// Create an Admission with NewAdmission or NewRedisAdmission (the zero
-// value is not usable). An Admission is safe for concurrent use. Close it
-// when done (on Redis, Close stops the live-node heartbeat).
-type Admission struct {
+// Create a Gate with New or NewShared; the zero value is not usable. A
+// Gate is safe for concurrent use. Close it when done (a shared gate stops
+// its heartbeat); Admit then fails with limiter.ErrClosed.
+type Gate struct {
 	horizon, grace, jitter time.Duration
 	cohorts                int
 	salt                   atomic.Pointer[string]
-	signer                 *ResumeSigner
-	resumeTTL              time.Duration
+	signer                 *ticket.Signer
+	ticketTTL              time.Duration
 
-	limit    limitState
-	clock    Clock // nil: the monotonic clock (see now)
-	injected bool  // Redis: pass the clock's time instead of using TIME
-	mem      *memAdmission
-	r        *remote // nil for the memory store
-	// bucketKey is the Redis budget; slotPrefix+bucketkey.Tag(id) a
+	limit    ramp.State
+	clock    limiter.Clock // nil: the monotonic clock (see now)
+	injected bool          // shared: pass the clock's time instead of using TIME
+	mem      *memStore
+	link     *remote.Link // nil for the memory store
+	failure  fleet.FailurePolicy
+	// bucketKey is the shared gate's budget; slotPrefix+bucketkey.Tag(id) a
 	// client's booked slot. They share one hash tag, so one cluster slot.
 	bucketKey, slotPrefix string
 	closed                atomic.Bool
 }
 
-// AdmitDecision is the answer to one Admit. It is returned by value, like
-// Decision. A transport needs only Admitted, RetryAfter (gRPC pushback in
-// milliseconds, or RetryAfterSeconds for an HTTP Retry-After) and
-// ResumeToken; a refusal is "too many requests", except with
-// ErrUnavailable (FailClosed), which is "service unavailable".
-type AdmitDecision struct {
+// Decision is the answer to one Admit. It is returned by value, like
+// limiter.Decision. A transport needs Admitted, RetryAfter and Ticket; a
+// refusal is "too many requests", except with limiter.ErrUnavailable
+// (FailClosed), which is "service unavailable".
+type Decision struct {
 	// Admitted reports whether the session may start.
 	Admitted bool
-	// Resumed reports that the client presented a valid resume token and
-	// was admitted without spending the budget.
-	Resumed bool
+	// Rejoined reports that the client presented a valid ticket and was
+	// admitted without spending the budget.
+	Rejoined bool
 	// Booked reports a refusal with a slot held for the client: coming
 	// back at RetryAt (and within the slot grace after it) lets it in.
 	// False when admitted, and for refusals without a slot (the queue was
@@ -152,43 +153,33 @@ type AdmitDecision struct {
 	// RetryAfter is 0 when admitted; otherwise how long the client should
 	// wait before trying again, rounded up to a whole millisecond so that
 	// a transport that truncates to milliseconds (gRPC pushback) never
-	// sends it back early.
+	// sends it back early. An HTTP Retry-After should round it up to whole
+	// seconds, which the slot grace covers.
 	RetryAfter time.Duration
 	// RetryAt is the time of the decision plus RetryAfter (zero when
 	// admitted): for a booked client, the time it will be let in.
 	RetryAt time.Time
-	// Cohort is the client's cohort (0 to the WithCohorts count - 1) under
-	// the current salt.
+	// Cohort is the client's cohort (0 to Config.Cohorts - 1) under the
+	// current salt.
 	Cohort int
-	// ResumeToken is set when the client was admitted and the Admission
-	// issues resume tokens (WithResume): the transport hands it to the
-	// client, which presents it when it reconnects.
-	ResumeToken string
-	// Limit is the limit applied: on FailLocal, this node's share.
-	Limit Limit
-	// Source says who decided: SourceLocal (the memory store, and every
-	// resume, which is checked in process), SourceRedis, or
-	// SourceFallback (the failure policy).
-	Source Source
+	// Ticket is set when the client was admitted and the gate issues
+	// tickets (Config.TicketKeys): the transport hands it to the client,
+	// which presents it when it reconnects.
+	Ticket string
+	// Limit is the limit applied: under FailLocal, this node's share.
+	Limit limiter.Limit
+	// Via says who decided: limiter.ViaLocal (the memory store, and every
+	// rejoin, which is checked in process), limiter.ViaRedis, or
+	// limiter.ViaFallback (the failure policy).
+	Via limiter.Via
 }
 
-// RetryAfterSeconds returns RetryAfter in whole seconds, rounded up, as an
-// HTTP Retry-After header carries it: 0 when admitted, else at least 1.
-// Rounding up keeps a booked client's return at or after its slot (the
-// slot grace covers the extra second).
-func (d AdmitDecision) RetryAfterSeconds() int {
-	if d.RetryAfter <= 0 {
-		return 0
-	}
-	return int((d.RetryAfter + time.Second - 1) / time.Second)
-}
-
-// AdmissionStats describes an Admission's in-process table of booked slots
-// (on Redis, the table of its FailLocal fallback).
-type AdmissionStats struct {
+// Stats describes a Gate's in-process table of booked slots (for a shared
+// gate, the table of its FailLocal fallback).
+type Stats struct {
 	// Slots is the number of booked slots held.
 	Slots int
-	// Capacity is the most slots held (see NewAdmission).
+	// Capacity is the most slots held (Config.MaxKeys).
 	Capacity int
 	// Evictions counts slots dropped to make room, expired or not.
 	Evictions uint64
@@ -199,356 +190,257 @@ type AdmissionStats struct {
 	LossyEvictions uint64
 }
 
-// AdmissionOption configures NewAdmission and NewRedisAdmission: one of the
-// admission options (WithHorizon, WithSlotGrace, WithJitter, WithCohorts,
-// WithSalt, WithResume), or a backend Option for the store underneath.
-// The memory store accepts WithClock, WithRamp, WithMaxKeys (the slot
-// table's size) and WithLogger; Redis accepts those of NewRedis (WithClock,
-// WithRamp, WithTimeout, WithFailure, WithBreaker, WithName, WithPrefix,
-// WithNodeID, WithHeartbeat, WithLogger). Redis names default to
-// "admission".
-type AdmissionOption interface {
-	applyAdmission(c *admissionConfig) error
-}
-
-type admissionConfig struct {
-	horizon, grace, jitter time.Duration
-	cohorts                int
-	salt                   string
-	signer                 *ResumeSigner
-	resumeTTL              time.Duration
-	backend                []Option
-}
-
-type admissionOption struct {
-	name  string
-	apply func(c *admissionConfig) error
-}
-
-func (o admissionOption) applyAdmission(c *admissionConfig) error {
-	if err := o.apply(c); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalidOption, o.name, err)
-	}
-	return nil
-}
-
-// applyAdmission makes every backend Option an AdmissionOption: it
-// configures the Admission's store.
-func (o Option) applyAdmission(c *admissionConfig) error {
-	c.backend = append(c.backend, o)
-	return nil
-}
-
-// WithHorizon sets how far ahead slots are booked (default DefaultHorizon):
-// a client whose slot would be further out is deferred instead. It must be
-// > 0.
-func WithHorizon(d time.Duration) AdmissionOption {
-	return admissionOption{"WithHorizon", func(c *admissionConfig) error {
-		if d <= 0 {
-			return fmt.Errorf("horizon must be > 0, got %v", d)
-		}
-		c.horizon = d
-		return nil
-	}}
-}
-
-// WithSlotGrace sets how long after its slot a client is still let in on it
-// (default DefaultSlotGrace); later, the slot is forgotten and the client is
-// a new session. It must cover what a transport adds to the wait: rounding
-// Retry-After up to whole seconds, the client's own jitter, the network.
-// It must be > 0; memory for booked slots grows with it.
-func WithSlotGrace(d time.Duration) AdmissionOption {
-	return admissionOption{"WithSlotGrace", func(c *admissionConfig) error {
-		if d <= 0 {
-			return fmt.Errorf("grace must be > 0, got %v", d)
-		}
-		c.grace = d
-		return nil
-	}}
-}
-
-// WithJitter sets the window of the jitter added to a booked client's slot.
-// Zero (the default) means one interval of the limit (the gap between two
-// slots), which keeps returns flat at every time scale; a wider window
-// smears returns over it. It must be >= 0 and at most half the slot grace;
-// the default is capped at half the grace.
-func WithJitter(d time.Duration) AdmissionOption {
-	return admissionOption{"WithJitter", func(c *admissionConfig) error {
-		if d < 0 {
-			return fmt.Errorf("jitter must be >= 0, got %v", d)
-		}
-		c.jitter = d
-		return nil
-	}}
-}
-
-// WithCohorts sets the number of cohorts clients are placed in (default
-// DefaultAdmissionCohorts, at most MaxCohorts). Deferred clients come back
-// in cohort order over half a horizon.
-func WithCohorts(n int) AdmissionOption {
-	return admissionOption{"WithCohorts", func(c *admissionConfig) error {
-		if err := ValidateCohorts("cohorts", n); err != nil {
-			return err
-		}
-		c.cohorts = n
-		return nil
-	}}
-}
-
-// WithSalt sets the initial salt of cohorts and jitter (default ""). Nodes
-// sharing a Redis admission should use the same salt. See SetSalt.
-func WithSalt(salt string) AdmissionOption {
-	return admissionOption{"WithSalt", func(c *admissionConfig) error {
-		c.salt = salt
-		return nil
-	}}
-}
-
-// WithResume makes the Admission honour resume tokens signed by s, and give
-// every admitted client a fresh token that expires after ttl (between 1 ms
-// and 366 days).
-func WithResume(s *ResumeSigner, ttl time.Duration) AdmissionOption {
-	return admissionOption{"WithResume", func(c *admissionConfig) error {
-		if s == nil {
-			return fmt.Errorf("signer is nil")
-		}
-		if ttl < time.Millisecond || ttl > maxResumeTTL {
-			return fmt.Errorf("ttl must be between 1ms and %v, got %v", maxResumeTTL, ttl)
-		}
-		c.signer, c.resumeTTL = s, ttl
-		return nil
-	}}
-}
-
-// NewAdmission returns an in-process Admission of l sessions, with booked
-// slots in a bounded table. The table should hold every slot that can be
-// live at once, rate × (horizon + grace); by default it is sized so (with
-// room to spare, at least DefaultMaxKeys and at most 4Mi slots), and
-// WithMaxKeys sets its size. Bad configuration is an error wrapping
-// ErrInvalidLimit or ErrInvalidOption that names the field.
-func NewAdmission(l Limit, opts ...AdmissionOption) (*Admission, error) {
-	a, cfg, err := newAdmission("NewAdmission", kindLocal, l, opts)
+// New returns an in-process gate of l sessions, with booked slots in a
+// bounded table. The table should hold every slot that can be live at
+// once, rate × (horizon + grace); if Config.MaxKeys is 0 it is sized so
+// (with room to spare, at least 100,000 and at most 4Mi slots). Bad
+// configuration is an error wrapping limiter.ErrInvalidLimit or
+// limiter.ErrInvalidConfig that names the field.
+func New(l limiter.Limit, cfg Config) (*Gate, error) {
+	g, err := newGate(l, cfg)
 	if err != nil {
 		return nil, err
 	}
-	o, err := buildOptions(kindLocal, cfg.backend)
-	if err != nil {
-		return nil, err
-	}
-	a.limit.init(l, o.ramp)
-	maxKeys := o.maxKeys
-	if maxKeys == DefaultMaxKeys {
-		maxKeys = a.slotTableSize(l)
-	}
-	a.mem = newMemAdmission(maxKeys, a.grace)
-	if o.clockSet {
-		a.clock, a.injected = o.clock, true
-	}
-	return a, nil
+	g.mem = newMemStore(g.tableSize(l, cfg.MaxKeys), g.grace)
+	g.clock, g.injected = cfg.Clock, cfg.Clock != nil
+	return g, nil
 }
 
-// NewRedisAdmission returns an Admission of l sessions shared by every node
-// with the same Redis and name (WithName, default "admission"). Each Admit
-// is one Lua script (one round trip); the budget and the booked slots of an
-// Admission live in one cluster slot. It takes the client rules, time budget,
-// breaker and failure policy of NewRedis, and starts the live-node heartbeat
-// under FailLocal: call Close when done.
-func NewRedisAdmission(c redis.UniversalClient, l Limit, opts ...AdmissionOption) (*Admission, error) {
-	a, cfg, err := newAdmission("NewRedisAdmission", kindRedis, l, opts)
+// NewShared returns a gate of l sessions shared by every node with the same
+// Redis, Prefix and Name (if Redis.Name is "", "admission"). Each Admit is
+// one Lua script; the budget and the booked slots of a gate live in one
+// cluster slot. Under FailLocal it starts the live-node heartbeat: call
+// Close when done.
+func NewShared(r fleet.Redis, l limiter.Limit, cfg SharedConfig) (*Gate, error) {
+	g, err := newGate(l, cfg.Config)
 	if err != nil {
 		return nil, err
 	}
-	r, err := newRemote(c, kindRedis, append([]Option{WithName(defaultAdmissionName)}, cfg.backend...))
+	if cfg.Failure > fleet.FailClosed {
+		return nil, fmt.Errorf("%w: SharedConfig.Failure is unknown: %v", limiter.ErrInvalidConfig, cfg.Failure)
+	}
+	clock := sysclock.Or(cfg.Clock)
+	link, err := remote.Open(remote.Config(r), defaultName, clock, cfg.Logger, cfg.Failure.String())
 	if err != nil {
 		return nil, err
 	}
-	a.r = r
-	a.limit.init(l, r.o.ramp)
-	a.mem = newMemAdmission(a.slotTableSize(l), a.grace)
-	a.clock, a.injected = r.o.clock, r.o.clockSet
-	a.bucketKey = r.o.prefix + ":" + r.o.name + ":{a:" + r.o.name + "}"
-	a.slotPrefix = a.bucketKey + ":"
-	if r.o.failure == FailLocal {
-		r.startHeartbeat()
+	g.link, g.failure = link, cfg.Failure
+	g.mem = newMemStore(g.tableSize(l, cfg.MaxKeys), g.grace)
+	g.clock, g.injected = clock, cfg.Clock != nil
+	g.bucketKey = link.Prefix + ":" + link.Name + ":{a:" + link.Name + "}"
+	g.slotPrefix = g.bucketKey + ":"
+	if cfg.Failure == fleet.FailLocal {
+		link.StartHeartbeat()
 	}
-	return a, nil
+	return g, nil
 }
 
 // maxAutoSlots caps the slot table's default size.
 const maxAutoSlots = 1 << 22
 
-// slotTableSize is the default size of the slot table: room for every slot
-// that can be live at once under l, rate × (horizon + grace), with a quarter
-// more for the unevenness of the shards; at least DefaultMaxKeys and at most
-// 4Mi. The table grows with use only.
-func (a *Admission) slotTableSize(l Limit) int {
-	need := l.PerSecond() * (a.horizon + a.grace).Seconds() * 1.25
-	return int(min(max(need, DefaultMaxKeys), maxAutoSlots))
+// tableSize is the size of the slot table: maxKeys, or when 0 room for
+// every slot that can be live at once under l, rate × (horizon + grace),
+// with a quarter more for the unevenness of the shards; at least
+// keymap.DefaultMax and at most 4Mi. The table grows with use only.
+func (g *Gate) tableSize(l limiter.Limit, maxKeys int) int {
+	if maxKeys > 0 {
+		return maxKeys
+	}
+	need := l.PerSecond() * (g.horizon + g.grace).Seconds() * 1.25
+	return int(min(max(need, keymap.DefaultMax), maxAutoSlots))
 }
 
-func newAdmission(ctor string, kind backendKind, l Limit, opts []AdmissionOption) (*Admission, admissionConfig, error) {
-	cfg := admissionConfig{horizon: DefaultHorizon, grace: DefaultSlotGrace, cohorts: DefaultAdmissionCohorts}
+func newGate(l limiter.Limit, cfg Config) (*Gate, error) {
 	if err := l.Validate(); err != nil {
-		return nil, cfg, err
+		return nil, err
 	}
-	for _, opt := range opts {
-		if opt == nil {
-			return nil, cfg, fmt.Errorf("%w: nil AdmissionOption", ErrInvalidOption)
+	bad := func(format string, args ...any) (*Gate, error) {
+		return nil, fmt.Errorf("%w: "+format, append([]any{limiter.ErrInvalidConfig}, args...)...)
+	}
+	window, ok := ramp.Window(cfg.Ramp)
+	switch {
+	case !ok:
+		return bad("Config.Ramp must be >= 0 or NoRamp, got %v", cfg.Ramp)
+	case cfg.MaxKeys < 0:
+		return bad("Config.MaxKeys must be >= 0, got %d", cfg.MaxKeys)
+	case cfg.Horizon < 0:
+		return bad("Config.Horizon must be >= 0, got %v", cfg.Horizon)
+	case cfg.SlotGrace < 0:
+		return bad("Config.SlotGrace must be >= 0, got %v", cfg.SlotGrace)
+	case cfg.Jitter < 0:
+		return bad("Config.Jitter must be >= 0, got %v", cfg.Jitter)
+	case cfg.Cohorts < 0 || cfg.Cohorts > limiter.MaxCohorts:
+		return bad("Config.Cohorts must be between 0 and %d, got %d", limiter.MaxCohorts, cfg.Cohorts)
+	case cfg.TicketTTL != 0 && (cfg.TicketTTL < time.Millisecond || cfg.TicketTTL > ticket.MaxTTL):
+		return bad("Config.TicketTTL must be 0 or between 1ms and %v, got %v", ticket.MaxTTL, cfg.TicketTTL)
+	}
+	g := &Gate{
+		horizon:   or(cfg.Horizon, defaultHorizon),
+		grace:     or(cfg.SlotGrace, defaultSlotGrace),
+		jitter:    cfg.Jitter,
+		cohorts:   cfg.Cohorts,
+		ticketTTL: or(cfg.TicketTTL, defaultTicketTTL),
+	}
+	if g.cohorts == 0 {
+		g.cohorts = defaultCohorts
+	}
+	if g.jitter > g.grace/2 {
+		return bad("Config.Jitter (%v) must be at most half of Config.SlotGrace (%v)", g.jitter, g.grace)
+	}
+	if len(cfg.TicketKeys) > 0 {
+		s, err := ticket.New(cfg.TicketKeys, "Config.TicketKeys")
+		if err != nil {
+			return bad("%w", err)
 		}
-		if err := opt.applyAdmission(&cfg); err != nil {
-			return nil, cfg, err
-		}
+		g.signer = s
 	}
-	for _, o := range cfg.backend {
-		if o.apply != nil && o.scope&kind == 0 {
-			return nil, cfg, fmt.Errorf("%w: %s does not apply to %s", ErrInvalidOption, o.name, ctor)
-		}
-	}
-	if cfg.jitter > cfg.grace/2 {
-		return nil, cfg, fmt.Errorf("%w: WithJitter: jitter (%v) must be at most half the slot grace (%v)", ErrInvalidOption, cfg.jitter, cfg.grace)
-	}
-	a := &Admission{
-		horizon:   cfg.horizon,
-		grace:     cfg.grace,
-		jitter:    cfg.jitter,
-		cohorts:   cfg.cohorts,
-		signer:    cfg.signer,
-		resumeTTL: cfg.resumeTTL,
-	}
-	a.salt.Store(&cfg.salt)
-	return a, cfg, nil
+	salt := cfg.Salt
+	g.salt.Store(&salt)
+	g.limit.Init(ramp.Limit(l), window)
+	return g, nil
 }
 
-// Admit decides whether the session of clientID may start now. resumeToken
-// is what the client presented ("" for none). See AdmitAt.
-func (a *Admission) Admit(ctx context.Context, clientID, resumeToken string) (AdmitDecision, error) {
-	return a.admit(ctx, clientID, a.now(), a.r == nil || a.injected, resumeToken)
+// or returns d, or def when d is 0.
+func or(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
 
-// AdmitAt is Admit at time t (passed to Redis instead of its TIME): the form
-// tests and simulations use. clientID must be 1 to MaxClientIDLen bytes
-// (else ErrInvalidKey). An error otherwise means no decision could be made:
-// ErrClosed, the caller's context, ErrUnexpectedReply, or ErrUnavailable
+// Admit decides whether the session of clientID may start now. ticket is
+// the ticket the client presented ("" for none). clientID must be 1 to
+// MaxClientIDLen bytes (else limiter.ErrInvalidRequest). An error
+// otherwise means no decision could be made: limiter.ErrClosed, the
+// caller's context, fleet.ErrUnexpectedReply, or limiter.ErrUnavailable
 // under FailClosed (whose decision still says when to come back).
-func (a *Admission) AdmitAt(ctx context.Context, clientID string, t time.Time, resumeToken string) (AdmitDecision, error) {
-	return a.admit(ctx, clientID, t, true, resumeToken)
+func (g *Gate) Admit(ctx context.Context, clientID, ticket string) (Decision, error) {
+	return g.admit(ctx, clientID, g.now(), ticket)
 }
 
 // SetSalt changes the salt of cohorts and jitter, e.g. to a storm's incident
 // or deploy ID, so that a new storm orders clients afresh. Slots already
-// booked keep their times. Nodes sharing a Redis admission should be given
-// the same salt.
-func (a *Admission) SetSalt(salt string) { a.salt.Store(&salt) }
+// booked keep their times. Nodes sharing a gate should be given the same
+// salt.
+func (g *Gate) SetSalt(salt string) { g.salt.Store(&salt) }
 
 // Limit returns the limit in force now.
-func (a *Admission) Limit() Limit {
-	l, _ := a.limit.at(a.now())
-	return l
+func (g *Gate) Limit() limiter.Limit {
+	l, _ := g.limit.At(g.now())
+	return limiter.Limit(l)
 }
 
-// SetLimit ramps the limit to l over the WithRamp window, starting now.
-// On Redis the limit travels with each call, so nodes must be set alike.
-func (a *Admission) SetLimit(l Limit) error { return a.SetLimitAt(a.now(), l) }
-
-// SetLimitAt is SetLimit with the ramp starting at t.
-func (a *Admission) SetLimitAt(t time.Time, l Limit) error { return a.limit.set(t, l) }
+// SetLimit moves the limit to l, ramping over Config.Ramp from now. A
+// shared gate's limit travels with each call, so nodes must be set alike.
+func (g *Gate) SetLimit(l limiter.Limit) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	g.limit.Set(g.now(), ramp.Limit(l))
+	return nil
+}
 
 // Stats reports the in-process slot table.
-func (a *Admission) Stats() AdmissionStats { return a.mem.stats() }
+func (g *Gate) Stats() Stats { return g.mem.stats() }
 
-// Close makes later Admits fail with ErrClosed and, on Redis, stops the
-// heartbeat and leaves the live-node set. It is idempotent.
-func (a *Admission) Close() error {
-	a.closed.Store(true)
-	if a.r != nil {
-		a.r.close()
+// Close makes later Admits fail with limiter.ErrClosed and, for a shared
+// gate, stops the heartbeat and leaves the live-node set. It is
+// idempotent.
+func (g *Gate) Close() error {
+	g.closed.Store(true)
+	if g.link != nil {
+		g.link.Close()
 	}
 	return nil
 }
 
-// now reads the injected clock or, for the memory store by default, the
-// monotonic clock anchored at process start (see Local.now).
-func (a *Admission) now() time.Time {
-	if a.clock == nil {
+// monoBase anchors the monotonic clock that a memory gate uses when no
+// clock is injected.
+var monoBase = time.Now()
+
+// now reads the clock or, for a memory gate without one, the monotonic
+// clock anchored at process start (as limiter.Local does).
+func (g *Gate) now() time.Time {
+	if g.clock == nil {
 		return monoBase.Add(time.Since(monoBase))
 	}
-	return a.clock.Now()
+	return g.clock.Now()
 }
 
-// admitStatus is what the store decided for a client.
-type admitStatus uint8
+// status is what the store decided for a client.
+type status uint8
 
 const (
-	admitNow      admitStatus = iota // a token was free
-	admitBooked                      // a slot was booked; wait is its distance
-	admitSlot                        // the client came back for its slot
-	admitEarly                       // the client came back before its slot
-	admitDeferred                    // the queue is full past the horizon
+	admitNow      status = iota // a token was free
+	admitBooked                 // a slot was booked; wait is its distance
+	admitSlot                   // the client came back for its slot
+	admitEarly                  // the client came back before its slot
+	admitDeferred               // the queue is full past the horizon
 )
 
 func checkClientID(id string) error {
 	if id == "" {
-		return fmt.Errorf("%w: empty client ID", ErrInvalidKey)
+		return fmt.Errorf("%w: empty client ID", limiter.ErrInvalidRequest)
 	}
 	if len(id) > MaxClientIDLen {
-		return fmt.Errorf("%w: client ID is %d bytes, more than MaxClientIDLen (%d)", ErrInvalidKey, len(id), MaxClientIDLen)
+		return fmt.Errorf("%w: client ID is %d bytes, more than MaxClientIDLen (%d)", limiter.ErrInvalidRequest, len(id), MaxClientIDLen)
 	}
 	return nil
 }
 
-func (a *Admission) admit(ctx context.Context, id string, t time.Time, passTime bool, token string) (AdmitDecision, error) {
-	lim, _ := a.limit.at(t)
-	d := AdmitDecision{Limit: lim, Source: SourceLocal}
-	if a.r != nil {
-		d.Source = SourceRedis
+func (g *Gate) admit(ctx context.Context, id string, t time.Time, tk string) (Decision, error) {
+	lim, _ := g.limit.At(t)
+	d := Decision{Limit: limiter.Limit(lim), Via: limiter.ViaLocal}
+	if g.link != nil {
+		d.Via = limiter.ViaRedis
 	}
-	if a.closed.Load() {
-		return d, ErrClosed
+	if g.closed.Load() {
+		return d, limiter.ErrClosed
 	}
 	if err := checkClientID(id); err != nil {
 		return d, err
 	}
-	h := cohortHash(*a.salt.Load(), id)
-	hi, _ := bits.Mul64(h, uint64(a.cohorts))
+	h := cohorthash.Sum(*g.salt.Load(), id)
+	hi, _ := bits.Mul64(h, uint64(g.cohorts))
 	d.Cohort = int(hi)
-	if token != "" && a.signer != nil && a.signer.VerifyAt(id, token, t) == nil {
-		d.Admitted, d.Resumed, d.Source = true, true, SourceLocal
-		return d, a.issue(&d, id, t)
+	if tk != "" && g.signer != nil && g.signer.Verify(id, tk, t) == nil {
+		d.Admitted, d.Rejoined, d.Via = true, true, limiter.ViaLocal
+		return d, g.issue(&d, id, t)
 	}
 	var (
-		st   admitStatus
+		st   status
 		wait time.Duration
 	)
-	if a.r == nil {
-		st, wait = a.mem.decide(id, t.UnixMicro(), lim, a.horizon)
+	if g.link == nil {
+		st, wait = g.mem.decide(id, t.UnixMicro(), d.Limit, g.horizon)
 	} else {
 		var err error
-		st, wait, err = a.redisDecide(ctx, id, t, passTime, lim)
-		if errors.Is(err, ErrUnexpectedReply) {
+		st, wait, err = g.redisDecide(ctx, id, t, d.Limit)
+		if errors.Is(err, fleet.ErrUnexpectedReply) {
 			return d, err
 		}
 		if err != nil {
-			return a.failed(ctx, err, d, id, t, h)
+			return g.failed(ctx, err, d, id, t, h)
 		}
 	}
-	a.place(&d, st, wait, h, t)
+	g.place(&d, st, wait, h, t)
 	if d.Admitted {
-		return d, a.issue(&d, id, t)
+		return d, g.issue(&d, id, t)
 	}
 	return d, nil
 }
 
 // place fills in d from the store's answer.
-func (a *Admission) place(d *AdmitDecision, st admitStatus, wait time.Duration, h uint64, t time.Time) {
+func (g *Gate) place(d *Decision, st status, wait time.Duration, h uint64, t time.Time) {
 	switch st {
 	case admitNow, admitSlot:
 		d.Admitted = true
 		return
 	case admitBooked, admitEarly:
 		d.Booked = true
-		j := a.jitter
+		j := g.jitter
 		if j == 0 {
-			j = min(d.Limit.Interval(), a.grace/2)
+			j = min(d.Limit.Interval(), g.grace/2)
 		}
 		d.RetryAfter = ceilMillis(wait + time.Duration(jitterFrac(h)*float64(j)))
 	case admitDeferred:
@@ -557,58 +449,58 @@ func (a *Admission) place(d *AdmitDecision, st admitStatus, wait time.Duration, 
 		// order (with jitter inside the cohort's share). Never sooner than
 		// half a horizon: a deferred client that came straight back would
 		// only be deferred again.
-		spread := (float64(d.Cohort) + jitterFrac(h)) / float64(a.cohorts)
-		d.RetryAfter = ceilMillis(wait - a.horizon + time.Duration((1+spread)/2*float64(a.horizon)))
+		spread := (float64(d.Cohort) + jitterFrac(h)) / float64(g.cohorts)
+		d.RetryAfter = ceilMillis(wait - g.horizon + time.Duration((1+spread)/2*float64(g.horizon)))
 	}
 	d.RetryAt = t.Add(d.RetryAfter)
 }
 
 // failed answers for a Redis call that failed: the caller's cancellation or
 // a bad reply as errors, a store failure by the failure policy.
-func (a *Admission) failed(ctx context.Context, err error, d AdmitDecision, id string, t time.Time, h uint64) (AdmitDecision, error) {
-	if ctx.Err() != nil && !isTimeout(err) {
+func (g *Gate) failed(ctx context.Context, err error, d Decision, id string, t time.Time, h uint64) (Decision, error) {
+	if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return d, ctx.Err()
 	}
-	if !isStoreFailure(err) {
-		return d, fmt.Errorf("%w: %w", ErrUnexpectedReply, err)
+	if !redisguard.IsStoreFailure(err) {
+		return d, fmt.Errorf("%w: %w", fleet.ErrUnexpectedReply, err)
 	}
-	d.Source = SourceFallback
-	switch a.r.o.failure {
-	case FailOpen:
+	d.Via = limiter.ViaFallback
+	switch g.failure {
+	case fleet.FailOpen:
 		d.Admitted = true
-		return d, a.issue(&d, id, t)
-	case FailClosed:
+		return d, g.issue(&d, id, t)
+	case fleet.FailClosed:
 		// Spread over one to two breaker periods, so the refused do not
 		// all probe the moment the breaker half-opens.
-		d.RetryAfter = ceilMillis(a.r.o.brOpen + time.Duration(jitterFrac(h)*float64(a.r.o.brOpen)))
+		open := g.link.BreakerOpen
+		d.RetryAfter = ceilMillis(open + time.Duration(jitterFrac(h)*float64(open)))
 		d.RetryAt = t.Add(d.RetryAfter)
-		return d, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return d, fmt.Errorf("%w: %w", limiter.ErrUnavailable, err)
 	}
-	live := max(1, a.r.live.Load())
-	d.Limit = Limit{
+	live := max(1, g.link.Live())
+	d.Limit = limiter.Limit{
 		Rate:   d.Limit.Rate / float64(live),
 		Period: d.Limit.Period,
 		Burst:  int(math.Ceil(float64(d.Limit.Burst) / float64(live))),
 	}
-	st, wait := a.mem.decide(id, t.UnixMicro(), d.Limit, a.horizon)
-	a.place(&d, st, wait, h, t)
+	st, wait := g.mem.decide(id, t.UnixMicro(), d.Limit, g.horizon)
+	g.place(&d, st, wait, h, t)
 	if d.Admitted {
-		return d, a.issue(&d, id, t)
+		return d, g.issue(&d, id, t)
 	}
 	return d, nil
 }
 
-// issue gives an admitted client a resume token, if the Admission issues
-// them.
-func (a *Admission) issue(d *AdmitDecision, id string, t time.Time) error {
-	if a.signer == nil {
+// issue gives an admitted client a ticket, if the gate issues them.
+func (g *Gate) issue(d *Decision, id string, t time.Time) error {
+	if g.signer == nil {
 		return nil
 	}
-	tok, err := a.signer.IssueAt(id, t, a.resumeTTL)
+	tk, err := g.signer.Issue(id, t, g.ticketTTL)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", limiter.ErrInvalidRequest, err)
 	}
-	d.ResumeToken = tok
+	d.Ticket = tk
 	return nil
 }
 

@@ -1,9 +1,11 @@
-package limiter
+package admission
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,53 +13,94 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/fakeclock"
 	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/internal/ticket"
+	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
-func newRedisAdmissionForTest(t *testing.T, c redis.UniversalClient, l Limit, opts ...AdmissionOption) *Admission {
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+var nameSeq atomic.Int64
+
+// uniqueName returns a fresh Redis.Name.
+func uniqueName() string { return fmt.Sprintf("t%d", nameSeq.Add(1)) }
+
+// subject is a gate under test with the clock it reads.
+type subject struct {
+	*Gate
+	clk *fakeclock.Clock
+}
+
+// withClock fills cfg.Clock with a fake clock at t0 unless it has one
+// (which must then be a *fakeclock.Clock), and returns it.
+func withClock(cfg *Config) *fakeclock.Clock {
+	if cfg.Clock == nil {
+		cfg.Clock = fakeclock.New(t0)
+	}
+	return cfg.Clock.(*fakeclock.Clock)
+}
+
+func newMemoryForTest(t *testing.T, l limiter.Limit, cfg Config) subject {
 	t.Helper()
-	// A generous time budget: CI runs under -race on 2 loaded cores, and
-	// these tests check decisions, not latency. FailOpen: no heartbeat.
-	opts = append([]AdmissionOption{WithName(uniqueName()), WithTimeout(2 * time.Second), WithFailure(FailOpen)}, opts...)
-	a, err := NewRedisAdmission(c, l, opts...)
+	clk := withClock(&cfg)
+	g, err := New(l, cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = a.Close() })
-	return a
+	t.Cleanup(func() { _ = g.Close() })
+	return subject{g, clk}
 }
 
-type admissionStore struct {
+// newSharedForTest returns a shared gate on c with a fresh name, a generous
+// Redis.Timeout (CI runs under -race on 2 loaded cores, and these tests
+// check decisions, not latency) and FailOpen (no heartbeat), unless r sets
+// them.
+func newSharedForTest(t *testing.T, c redis.UniversalClient, l limiter.Limit, r fleet.Redis, cfg Config) subject {
+	t.Helper()
+	clk := withClock(&cfg)
+	r.Client = c
+	if r.Name == "" {
+		r.Name = uniqueName()
+	}
+	if r.Timeout == 0 {
+		r.Timeout = 2 * time.Second
+	}
+	g, err := NewShared(r, l, SharedConfig{Config: cfg, Failure: fleet.FailOpen})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close() })
+	return subject{g, clk}
+}
+
+type store struct {
 	name string
-	make func(t *testing.T, l Limit, opts ...AdmissionOption) *Admission
-	src  Source
+	make func(t *testing.T, l limiter.Limit, cfg Config) subject
+	via  limiter.Via
 }
 
-// admissionStores are the memory store, Redis and a 3-master cluster.
-func admissionStores() []admissionStore {
-	return []admissionStore{
-		{name: "memory", src: SourceLocal, make: func(t *testing.T, l Limit, opts ...AdmissionOption) *Admission {
-			a, err := NewAdmission(l, opts...)
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = a.Close() })
-			return a
+// stores are the memory store, Redis and a 3-master cluster.
+func stores() []store {
+	return []store{
+		{name: "memory", via: limiter.ViaLocal, make: newMemoryForTest},
+		{name: "redis", via: limiter.ViaRedis, make: func(t *testing.T, l limiter.Limit, cfg Config) subject {
+			return newSharedForTest(t, srv.Client(t), l, fleet.Redis{}, cfg)
 		}},
-		{name: "redis", src: SourceRedis, make: func(t *testing.T, l Limit, opts ...AdmissionOption) *Admission {
-			return newRedisAdmissionForTest(t, srv.Client(t), l, opts...)
-		}},
-		{name: "cluster", src: SourceRedis, make: func(t *testing.T, l Limit, opts ...AdmissionOption) *Admission {
-			return newRedisAdmissionForTest(t, cluster.Client(t), l, opts...)
+		{name: "cluster", via: limiter.ViaRedis, make: func(t *testing.T, l limiter.Limit, cfg Config) subject {
+			return newSharedForTest(t, cluster.Client(t), l, fleet.Redis{}, cfg)
 		}},
 	}
 }
 
-func forEachAdmissionStore(t *testing.T, f func(t *testing.T, s admissionStore)) {
-	for _, s := range admissionStores() {
+func forEachStore(t *testing.T, f func(t *testing.T, s store)) {
+	for _, s := range stores() {
 		t.Run(s.name, func(t *testing.T) { f(t, s) })
 	}
 }
 
-func mustAdmit(t *testing.T, a *Admission, id string, at time.Time, token string) AdmitDecision {
+// at moves the gate's clock to at and admits id with tk.
+func (g subject) at(t *testing.T, id string, at time.Time, tk string) Decision {
 	t.Helper()
-	d, err := a.AdmitAt(context.Background(), id, at, token)
+	g.clk.Set(at)
+	d, err := g.Admit(context.Background(), id, tk)
 	require.NoError(t, err)
 	return d
 }
@@ -65,22 +108,22 @@ func mustAdmit(t *testing.T, a *Admission, id string, at time.Time, token string
 // TestAdmissionBooksAndHonoursSlots walks one small storm by hand: 10/s,
 // burst 2, four clients at once.
 func TestAdmissionBooksAndHonoursSlots(t *testing.T) {
-	forEachAdmissionStore(t, func(t *testing.T, s admissionStore) {
-		a := s.make(t, PerSecond(10, 2))
+	forEachStore(t, func(t *testing.T, s store) {
+		a := s.make(t, limiter.PerSecond(10, 2), Config{})
 		for _, id := range []string{"a", "b"} {
-			d := mustAdmit(t, a, id, t0, "")
+			d := a.at(t, id, t0, "")
 			assert.True(t, d.Admitted, id)
 			assert.False(t, d.Booked)
 			assert.Zero(t, d.RetryAfter)
 			assert.True(t, d.RetryAt.IsZero())
-			assert.Equal(t, s.src, d.Source)
-			assert.Equal(t, PerSecond(10, 2), d.Limit)
+			assert.Equal(t, s.via, d.Via)
+			assert.Equal(t, limiter.PerSecond(10, 2), d.Limit)
 		}
 		// c and d get the next two slots, 100 ms apart, each with a jitter
 		// inside its slot interval (100 ms), rounded up to the ms.
-		c := mustAdmit(t, a, "c", t0, "")
-		dd := mustAdmit(t, a, "d", t0, "")
-		for i, x := range []AdmitDecision{c, dd} {
+		c := a.at(t, "c", t0, "")
+		dd := a.at(t, "d", t0, "")
+		for i, x := range []Decision{c, dd} {
 			slot := time.Duration(i+1) * 100 * time.Millisecond
 			assert.False(t, x.Admitted)
 			assert.True(t, x.Booked)
@@ -90,28 +133,28 @@ func TestAdmissionBooksAndHonoursSlots(t *testing.T) {
 			assert.Equal(t, t0.Add(x.RetryAfter), x.RetryAt)
 		}
 		// Coming back early is told the same time again: no new slot.
-		early := mustAdmit(t, a, "c", t0.Add(50*time.Millisecond), "")
+		early := a.at(t, "c", t0.Add(50*time.Millisecond), "")
 		assert.False(t, early.Admitted)
 		assert.True(t, early.Booked)
 		assert.Equal(t, c.RetryAt, early.RetryAt)
-		early = mustAdmit(t, a, "c", t0.Add(99*time.Millisecond), "")
+		early = a.at(t, "c", t0.Add(99*time.Millisecond), "")
 		assert.Equal(t, c.RetryAt, early.RetryAt)
 		// At the slot itself (before the jitter), and after it: admitted.
-		in := mustAdmit(t, a, "c", t0.Add(100*time.Millisecond), "")
+		in := a.at(t, "c", t0.Add(100*time.Millisecond), "")
 		assert.True(t, in.Admitted)
 		assert.Zero(t, in.RetryAfter)
-		in = mustAdmit(t, a, "d", dd.RetryAt, "")
+		in = a.at(t, "d", dd.RetryAt, "")
 		assert.True(t, in.Admitted)
 		// Honouring a slot spent nothing: the bucket was in debt to 200 ms,
 		// so at 250 ms half a token has come back and the next client's
 		// slot is 300 ms, 50 ms ahead (not 400 ms, as it would be had
 		// c's and d's returns been charged).
-		e := mustAdmit(t, a, "e", t0.Add(250*time.Millisecond), "")
+		e := a.at(t, "e", t0.Add(250*time.Millisecond), "")
 		assert.True(t, e.Booked)
 		assert.GreaterOrEqual(t, e.RetryAfter, 50*time.Millisecond)
 		assert.Less(t, e.RetryAfter, 151*time.Millisecond)
 		// A used slot is gone: c is a new session again.
-		c2 := mustAdmit(t, a, "c", t0.Add(250*time.Millisecond), "")
+		c2 := a.at(t, "c", t0.Add(250*time.Millisecond), "")
 		assert.True(t, c2.Booked)
 		assert.GreaterOrEqual(t, c2.RetryAfter, 150*time.Millisecond, "queued behind e")
 		assert.Zero(t, a.Stats().LossyEvictions)
@@ -119,21 +162,21 @@ func TestAdmissionBooksAndHonoursSlots(t *testing.T) {
 }
 
 func TestAdmissionSlotGrace(t *testing.T) {
-	forEachAdmissionStore(t, func(t *testing.T, s admissionStore) {
-		a := s.make(t, PerSecond(10, 1), WithSlotGrace(time.Second))
-		mustAdmit(t, a, "a", t0, "")
-		b := mustAdmit(t, a, "b", t0, "")
+	forEachStore(t, func(t *testing.T, s store) {
+		a := s.make(t, limiter.PerSecond(10, 1), Config{SlotGrace: time.Second})
+		a.at(t, "a", t0, "")
+		b := a.at(t, "b", t0, "")
 		require.True(t, b.Booked)
 		// Within the grace after the slot (100 ms): admitted.
-		ok := mustAdmit(t, a, "b", t0.Add(1099*time.Millisecond), "")
+		ok := a.at(t, "b", t0.Add(1099*time.Millisecond), "")
 		assert.True(t, ok.Admitted)
-		c := mustAdmit(t, a, "c", t0.Add(time.Millisecond), "")
+		c := a.at(t, "c", t0.Add(time.Millisecond), "")
 		require.True(t, c.Booked)
 		// After it: the slot is forgotten; c is a new session (and the
 		// bucket has refilled by now, so it is let straight in).
-		late := mustAdmit(t, a, "c", t0.Add(1300*time.Millisecond), "")
+		late := a.at(t, "c", t0.Add(1300*time.Millisecond), "")
 		assert.True(t, late.Admitted)
-		late = mustAdmit(t, a, "d", t0.Add(1300*time.Millisecond), "")
+		late = a.at(t, "d", t0.Add(1300*time.Millisecond), "")
 		assert.True(t, late.Booked, "c's late return took the one token")
 	})
 }
@@ -141,11 +184,11 @@ func TestAdmissionSlotGrace(t *testing.T) {
 // TestAdmissionHorizon: past the horizon nothing is booked, and the
 // deferred are spread over one horizon by cohort and jitter.
 func TestAdmissionHorizon(t *testing.T) {
-	forEachAdmissionStore(t, func(t *testing.T, s admissionStore) {
-		a := s.make(t, PerSecond(10, 1), WithHorizon(time.Second), WithCohorts(4))
-		mustAdmit(t, a, "first", t0, "")
+	forEachStore(t, func(t *testing.T, s store) {
+		a := s.make(t, limiter.PerSecond(10, 1), Config{Horizon: time.Second, Cohorts: 4})
+		a.at(t, "first", t0, "")
 		for i := range 10 {
-			d := mustAdmit(t, a, "booked-"+string(rune('a'+i)), t0, "")
+			d := a.at(t, "booked-"+string(rune('a'+i)), t0, "")
 			require.True(t, d.Booked, i)
 			require.LessOrEqual(t, d.RetryAfter, time.Second+101*time.Millisecond)
 		}
@@ -155,7 +198,7 @@ func TestAdmissionHorizon(t *testing.T) {
 		)
 		for i := range 200 {
 			id := "deferred-" + strings.Repeat("x", i%7) + string(rune('A'+i%50)) + string(rune('a'+i/50))
-			d := mustAdmit(t, a, id, t0, "")
+			d := a.at(t, id, t0, "")
 			require.False(t, d.Admitted)
 			require.False(t, d.Booked, "past the horizon nothing is booked")
 			// The next slot is 1.1 s out: 100 ms past the horizon, plus
@@ -168,9 +211,9 @@ func TestAdmissionHorizon(t *testing.T) {
 			byCohort[d.Cohort] = append(byCohort[d.Cohort], d.RetryAfter)
 		}
 		// Deferred clients took nothing: the 11th slot is still the next.
-		d := mustAdmit(t, a, "next", t0.Add(99*time.Millisecond), "")
+		d := a.at(t, "next", t0.Add(99*time.Millisecond), "")
 		assert.False(t, d.Booked, "the 11th slot is 1001 ms out at 99 ms")
-		d = mustAdmit(t, a, "next", t0.Add(100*time.Millisecond), "")
+		d = a.at(t, "next", t0.Add(100*time.Millisecond), "")
 		assert.True(t, d.Booked, "room again once a slot interval has passed")
 		// Cohort c comes back in the c-th quarter of the second half of
 		// the horizon.
@@ -191,150 +234,167 @@ func TestAdmissionHorizon(t *testing.T) {
 	})
 }
 
-func TestAdmissionResume(t *testing.T) {
-	signer, err := NewResumeSigner([]byte("0123456789abcdef0123456789abcdef"))
+func TestAdmissionTickets(t *testing.T) {
+	key, otherKey := []byte("0123456789abcdef0123456789abcdef"), []byte("another key, also 32 bytes long!")
+	signer, err := ticket.New([][]byte{key}, "keys")
 	require.NoError(t, err)
-	other, err := NewResumeSigner([]byte("another key, also 32 bytes long!"))
+	other, err := ticket.New([][]byte{otherKey}, "keys")
 	require.NoError(t, err)
-	forEachAdmissionStore(t, func(t *testing.T, s admissionStore) {
-		a := s.make(t, PerSecond(1, 1), WithResume(signer, time.Minute))
-		first := mustAdmit(t, a, "alice", t0, "")
+	forEachStore(t, func(t *testing.T, s store) {
+		a := s.make(t, limiter.PerSecond(1, 1), Config{TicketKeys: [][]byte{key}, TicketTTL: time.Minute})
+		first := a.at(t, "alice", t0, "")
 		require.True(t, first.Admitted)
-		require.Len(t, first.ResumeToken, ResumeTokenLen)
-		assert.NoError(t, signer.VerifyAt("alice", first.ResumeToken, t0.Add(59*time.Second)))
-		// The budget is spent, yet alice resumes, again and again, each
-		// time with a fresh token, spending nothing.
-		tok := first.ResumeToken
+		require.Len(t, first.Ticket, ticket.Len)
+		assert.NoError(t, signer.Verify("alice", first.Ticket, t0.Add(59*time.Second)))
+		assert.Error(t, signer.Verify("alice", first.Ticket, t0.Add(time.Minute)), "TicketTTL")
+		// The budget is spent, yet alice rejoins, again and again, each
+		// time with a fresh ticket, spending nothing.
+		tk := first.Ticket
 		for i := range 5 {
 			at := t0.Add(time.Duration(i) * time.Millisecond)
-			d := mustAdmit(t, a, "alice", at, tok)
+			d := a.at(t, "alice", at, tk)
 			require.True(t, d.Admitted, i)
-			assert.True(t, d.Resumed)
-			assert.Equal(t, SourceLocal, d.Source)
-			require.NotEmpty(t, d.ResumeToken)
-			tok = d.ResumeToken
+			assert.True(t, d.Rejoined)
+			assert.Equal(t, limiter.ViaLocal, d.Via)
+			require.NotEmpty(t, d.Ticket)
+			tk = d.Ticket
 		}
-		d := mustAdmit(t, a, "bob", t0.Add(999*time.Millisecond), "")
+		d := a.at(t, "bob", t0.Add(999*time.Millisecond), "")
 		assert.True(t, d.Booked, "the budget is alice's first session only")
 		// Its slot is 1 ms out (plus a jitter within the 1 s slot
-		// interval); had the resumes been charged it would be 5 s out.
+		// interval); had the rejoins been charged it would be 5 s out.
 		assert.Less(t, d.RetryAfter, time.Second+2*time.Millisecond)
-		// Bad tokens make a new session, never an error.
-		bobTok, err := signer.IssueAt("bob", t0, time.Minute)
+		// Bad tickets make a new session, never an error.
+		bobTk, err := signer.Issue("bob", t0, time.Minute)
 		require.NoError(t, err)
-		foreign, err := other.IssueAt("carol", t0, time.Minute)
+		foreign, err := other.Issue("carol", t0, time.Minute)
 		require.NoError(t, err)
-		expired, err := signer.IssueAt("carol", t0, time.Second)
+		expired, err := signer.Issue("carol", t0, time.Second)
 		require.NoError(t, err)
-		tampered := []byte(first.ResumeToken)
+		tampered := []byte(first.Ticket)
 		tampered[20] ^= 1
 		for name, bad := range map[string]string{
-			"wrong client":    bobTok,
+			"wrong client":    bobTk,
 			"foreign key":     foreign,
 			"expired":         expired,
 			"tampered":        string(tampered),
-			"garbage":         "not a token",
+			"garbage":         "not a ticket",
 			"oversized":       strings.Repeat("A", 1<<20),
 			"empty-ish":       "=",
-			"right length, ?": strings.Repeat("?", ResumeTokenLen),
+			"right length, ?": strings.Repeat("?", ticket.Len),
 		} {
-			d := mustAdmit(t, a, "carol", t0.Add(10*time.Second), bad)
-			assert.False(t, d.Resumed, name)
+			d := a.at(t, "carol", t0.Add(10*time.Second), bad)
+			assert.False(t, d.Rejoined, name)
 			assert.True(t, d.Admitted || d.Booked, name)
 		}
+		// Rotation: a gate signing with a new key still lets in the
+		// holders of tickets from the old one.
+		b := s.make(t, limiter.PerSecond(1, 1), Config{TicketKeys: [][]byte{otherKey, key}})
+		d = b.at(t, "alice", t0.Add(20*time.Second), tk)
+		assert.True(t, d.Rejoined, "an old key still verifies")
+		assert.NoError(t, other.Verify("alice", d.Ticket, t0.Add(20*time.Second)), "the new key signs")
+		assert.Error(t, signer.Verify("alice", d.Ticket, t0.Add(20*time.Second)))
+		// A gate without keys ignores tickets and issues none.
+		none := s.make(t, limiter.PerSecond(1, 1), Config{})
+		d = none.at(t, "alice", t0, tk)
+		assert.True(t, d.Admitted)
+		assert.False(t, d.Rejoined)
+		assert.Empty(t, d.Ticket)
 	})
 }
 
+func TestMaxClientIDLenIsTheTickets(t *testing.T) {
+	assert.Equal(t, ticket.MaxClientIDLen, MaxClientIDLen, "a gate issues tickets to every ID it accepts")
+}
+
 func TestAdmissionBadInput(t *testing.T) {
-	forEachAdmissionStore(t, func(t *testing.T, s admissionStore) {
-		a := s.make(t, PerSecond(10, 10))
+	forEachStore(t, func(t *testing.T, s store) {
+		a := s.make(t, limiter.PerSecond(10, 10), Config{})
 		ctx := context.Background()
-		_, err := a.AdmitAt(ctx, "", t0, "")
-		assert.ErrorIs(t, err, ErrInvalidKey)
+		_, err := a.Admit(ctx, "", "")
+		assert.ErrorIs(t, err, limiter.ErrInvalidRequest)
 		assert.ErrorContains(t, err, "empty client ID")
 		_, err = a.Admit(ctx, strings.Repeat("x", MaxClientIDLen+1), "")
-		assert.ErrorIs(t, err, ErrInvalidKey)
+		assert.ErrorIs(t, err, limiter.ErrInvalidRequest)
 		assert.ErrorContains(t, err, "MaxClientIDLen")
-		d, err := a.AdmitAt(ctx, strings.Repeat("x", MaxClientIDLen), t0, "")
-		require.NoError(t, err)
+		d := a.at(t, strings.Repeat("x", MaxClientIDLen), t0, "")
 		assert.True(t, d.Admitted)
 		// Keys that could confuse key building are ordinary IDs.
 		for _, id := range []string{"{a}", "a:b", "\x00", " ", "ключ", strings.Repeat("{", 300)} {
-			d, err := a.AdmitAt(ctx, id, t0, "")
+			d, err := a.Admit(ctx, id, "")
 			require.NoError(t, err, "%q", id)
 			assert.True(t, d.Admitted)
 		}
 		require.NoError(t, a.Close())
-		_, err = a.AdmitAt(ctx, "k", t0, "")
-		assert.ErrorIs(t, err, ErrClosed)
+		_, err = a.Admit(ctx, "k", "")
+		assert.ErrorIs(t, err, limiter.ErrClosed)
 		assert.NoError(t, a.Close(), "Close is idempotent")
 	})
 }
 
 func TestAdmissionConfigErrors(t *testing.T) {
-	signer, err := NewResumeSigner([]byte("0123456789abcdef"))
-	require.NoError(t, err)
-	ok := PerSecond(10, 10)
+	ok := limiter.PerSecond(10, 10)
 	cases := []struct {
 		name  string
-		l     Limit
-		opts  []AdmissionOption
+		l     limiter.Limit
+		cfg   Config
 		field string
 	}{
-		{"rate 0", Limit{Rate: 0, Burst: 1}, nil, "Limit.Rate"},
-		{"rate < 0", Limit{Rate: -5, Burst: 1}, nil, "Limit.Rate"},
-		{"burst 0", Limit{Rate: 1}, nil, "Limit.Burst"},
-		{"horizon 0", ok, []AdmissionOption{WithHorizon(0)}, "WithHorizon"},
-		{"horizon < 0", ok, []AdmissionOption{WithHorizon(-time.Second)}, "WithHorizon"},
-		{"grace < 0", ok, []AdmissionOption{WithSlotGrace(-time.Second)}, "WithSlotGrace"},
-		{"jitter < 0", ok, []AdmissionOption{WithJitter(-time.Millisecond)}, "WithJitter"},
-		{"jitter > grace/2", ok, []AdmissionOption{WithSlotGrace(time.Second), WithJitter(600 * time.Millisecond)}, "WithJitter"},
-		{"cohorts 0", ok, []AdmissionOption{WithCohorts(0)}, "WithCohorts"},
-		{"cohorts too many", ok, []AdmissionOption{WithCohorts(MaxCohorts + 1)}, "WithCohorts"},
-		{"resume nil", ok, []AdmissionOption{WithResume(nil, time.Minute)}, "WithResume"},
-		{"resume ttl 0", ok, []AdmissionOption{WithResume(signer, 0)}, "WithResume"},
-		{"nil option", ok, []AdmissionOption{nil}, "nil AdmissionOption"},
-		{"zero Option", ok, []AdmissionOption{Option{}}, "zero Option"},
-		{"bad backend option", ok, []AdmissionOption{WithMaxKeys(0)}, "WithMaxKeys"},
-		{"redis-only option", ok, []AdmissionOption{WithTimeout(time.Second)}, "WithTimeout does not apply to NewAdmission"},
-		{"clock nil", ok, []AdmissionOption{WithClock(nil)}, "WithClock"},
+		{"rate 0", limiter.Limit{Rate: 0, Burst: 1}, Config{}, "Limit.Rate"},
+		{"rate < 0", limiter.Limit{Rate: -5, Burst: 1}, Config{}, "Limit.Rate"},
+		{"burst 0", limiter.Limit{Rate: 1}, Config{}, "Limit.Burst"},
+		{"horizon < 0", ok, Config{Horizon: -time.Second}, "Config.Horizon must be >= 0"},
+		{"grace < 0", ok, Config{SlotGrace: -time.Second}, "Config.SlotGrace must be >= 0"},
+		{"jitter < 0", ok, Config{Jitter: -time.Millisecond}, "Config.Jitter must be >= 0"},
+		{"jitter > grace/2", ok, Config{SlotGrace: time.Second, Jitter: 600 * time.Millisecond}, "Config.Jitter (600ms) must be at most half of Config.SlotGrace (1s)"},
+		{"jitter > default grace/2", ok, Config{Jitter: 6 * time.Second}, "Config.Jitter"},
+		{"cohorts < 0", ok, Config{Cohorts: -1}, "Config.Cohorts"},
+		{"cohorts too many", ok, Config{Cohorts: limiter.MaxCohorts + 1}, "Config.Cohorts"},
+		{"ticket key short", ok, Config{TicketKeys: [][]byte{[]byte("short")}}, "Config.TicketKeys[0] is 5 bytes"},
+		{"ticket key second", ok, Config{TicketKeys: [][]byte{make([]byte, 32), make([]byte, 2000)}}, "Config.TicketKeys[1] is 2000 bytes"},
+		{"ticket keys too many", ok, Config{TicketKeys: make([][]byte, 17)}, "Config.TicketKeys: at most 16 keys"},
+		{"ticket ttl", ok, Config{TicketTTL: time.Microsecond}, "Config.TicketTTL"},
+		{"ticket ttl long", ok, Config{TicketTTL: 400 * 24 * time.Hour}, "Config.TicketTTL"},
+		{"max keys", ok, Config{Config: limiter.Config{MaxKeys: -1}}, "Config.MaxKeys must be >= 0"},
+		{"ramp", ok, Config{Config: limiter.Config{Ramp: -time.Second}}, "Config.Ramp"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			a, err := NewAdmission(c.l, c.opts...)
+			a, err := New(c.l, c.cfg)
 			require.Error(t, err)
 			assert.Nil(t, a)
 			assert.ErrorContains(t, err, c.field)
 			if !strings.HasPrefix(c.field, "Limit.") {
-				assert.ErrorIs(t, err, ErrInvalidOption)
+				assert.ErrorIs(t, err, limiter.ErrInvalidConfig)
 			} else {
-				assert.ErrorIs(t, err, ErrInvalidLimit)
+				assert.ErrorIs(t, err, limiter.ErrInvalidLimit)
 			}
 		})
 	}
 	c := srv.Client(t)
-	_, err = NewRedisAdmission(c, ok, WithMaxKeys(10))
-	assert.ErrorContains(t, err, "WithMaxKeys does not apply to NewRedisAdmission")
-	_, err = NewRedisAdmission(nil, ok)
-	assert.ErrorIs(t, err, ErrInvalidOption)
-	_, err = NewRedisAdmission(c, ok, WithName("a{b}"))
-	assert.ErrorContains(t, err, "WithName")
-	_, err = NewRedisAdmission(c, ok, WithHorizon(-1))
-	assert.ErrorContains(t, err, "WithHorizon")
+	_, err := NewShared(fleet.Redis{}, ok, SharedConfig{})
+	assert.ErrorIs(t, err, limiter.ErrInvalidConfig)
+	assert.ErrorContains(t, err, "Redis.Client is nil")
+	_, err = NewShared(fleet.Redis{Client: c, Name: "a{b}"}, ok, SharedConfig{})
+	assert.ErrorContains(t, err, "Redis.Name")
+	_, err = NewShared(fleet.Redis{Client: c}, ok, SharedConfig{Config: Config{Horizon: -1}})
+	assert.ErrorContains(t, err, "Config.Horizon")
+	_, err = NewShared(fleet.Redis{Client: c}, ok, SharedConfig{Failure: 5})
+	assert.ErrorContains(t, err, "SharedConfig.Failure is unknown")
 	opts := srv.Options()
 	opts.ContextTimeoutEnabled = false
 	nc := redis.NewClient(opts)
 	defer nc.Close()
-	_, err = NewRedisAdmission(nc, ok)
+	_, err = NewShared(fleet.Redis{Client: nc}, ok, SharedConfig{})
 	assert.ErrorContains(t, err, "ContextTimeoutEnabled")
 }
 
 // TestAdmissionSameClientConcurrently: one client's concurrent first
 // attempts book one slot between them, not one each.
 func TestAdmissionSameClientConcurrently(t *testing.T) {
-	forEachAdmissionStore(t, func(t *testing.T, s admissionStore) {
-		a := s.make(t, PerSecond(10, 1))
-		mustAdmit(t, a, "first", t0, "")
+	forEachStore(t, func(t *testing.T, s store) {
+		a := s.make(t, limiter.PerSecond(10, 1), Config{})
+		a.at(t, "first", t0, "")
 		var (
 			wg  sync.WaitGroup
 			mu  sync.Mutex
@@ -344,7 +404,7 @@ func TestAdmissionSameClientConcurrently(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				d, err := a.AdmitAt(context.Background(), "dup", t0, "")
+				d, err := a.Admit(context.Background(), "dup", "")
 				if err == nil && d.Booked {
 					mu.Lock()
 					ats[d.RetryAt]++
@@ -357,7 +417,7 @@ func TestAdmissionSameClientConcurrently(t *testing.T) {
 		for _, n := range ats {
 			assert.Equal(t, 8, n)
 		}
-		d := mustAdmit(t, a, "next", t0, "")
+		d := a.at(t, "next", t0, "")
 		assert.GreaterOrEqual(t, d.RetryAfter, 200*time.Millisecond, "the next slot is the second, not the ninth")
 		assert.Less(t, d.RetryAfter, 301*time.Millisecond)
 	})
@@ -365,7 +425,7 @@ func TestAdmissionSameClientConcurrently(t *testing.T) {
 
 func TestAdmissionOneRoundTrip(t *testing.T) {
 	c := srv.Client(t)
-	a := newRedisAdmissionForTest(t, c, PerSecond(100, 1))
+	a := newSharedForTest(t, c, limiter.PerSecond(100, 1), fleet.Redis{}, Config{})
 	ctx := context.Background()
 	_, err := a.Admit(ctx, "warm", "") // loads the script
 	require.NoError(t, err)
@@ -375,7 +435,7 @@ func TestAdmissionOneRoundTrip(t *testing.T) {
 	for i := range 40 {
 		d, err := a.Admit(ctx, "c"+string(rune('a'+i%20)), "")
 		require.NoError(t, err)
-		require.Equal(t, SourceRedis, d.Source)
+		require.Equal(t, limiter.ViaRedis, d.Via)
 		if d.Booked {
 			booked++
 		}
@@ -392,10 +452,14 @@ func TestAdmissionRedisKeys(t *testing.T) {
 	name := uniqueName()
 	// 2/s: the second Admit finds the bucket empty even if it comes up to
 	// half a second after the first on a loaded machine.
-	a := newRedisAdmissionForTest(t, c, PerSecond(2, 1), WithName(name), WithSlotGrace(50*time.Millisecond))
+	a, err := NewShared(fleet.Redis{Client: c, Name: name, Timeout: 2 * time.Second}, limiter.PerSecond(2, 1),
+		SharedConfig{Config: Config{SlotGrace: 50 * time.Millisecond}, Failure: fleet.FailOpen}) // Redis TIME: no clock injected
+	require.NoError(t, err)
+	defer a.Close()
 	ctx := context.Background()
-	mustAdmit(t, a, "x", time.Now(), "")
-	d, err := a.Admit(ctx, "slow{client}", "") // Redis TIME: no clock injected
+	_, err = a.Admit(ctx, "x", "")
+	require.NoError(t, err)
+	d, err := a.Admit(ctx, "slow{client}", "")
 	require.NoError(t, err)
 	require.True(t, d.Booked)
 	keys, err := c.Keys(ctx, "herdcap:"+name+":*").Result()
@@ -413,51 +477,48 @@ func TestAdmissionRedisKeys(t *testing.T) {
 func TestAdmissionUnexpectedReply(t *testing.T) {
 	c := srv.Client(t)
 	name := uniqueName()
-	a := newRedisAdmissionForTest(t, c, PerSecond(1, 1), WithName(name))
+	a := newSharedForTest(t, c, limiter.PerSecond(1, 1), fleet.Redis{Name: name}, Config{})
 	ctx := context.Background()
 	require.NoError(t, c.HSet(ctx, "herdcap:"+name+":{a:"+name+"}:k:taken", "x", "y").Err())
-	_, err := a.AdmitAt(ctx, "taken", t0, "")
-	require.ErrorIs(t, err, ErrUnexpectedReply)
+	_, err := a.Admit(ctx, "taken", "")
+	require.ErrorIs(t, err, fleet.ErrUnexpectedReply)
 	assert.ErrorContains(t, err, "WRONGTYPE")
-	d, err := a.AdmitAt(ctx, "fine", t0, "")
+	d, err := a.Admit(ctx, "fine", "")
 	require.NoError(t, err)
-	assert.Equal(t, SourceRedis, d.Source, "a bad reply is not an outage")
+	assert.Equal(t, limiter.ViaRedis, d.Via, "a bad reply is not an outage")
 	for _, v := range []any{nil, "x", []any{int64(1)}, []any{int64(9), int64(0)}, []any{int64(1), int64(-1)}, []any{int64(1), "x"}} {
 		_, _, err := parseAdmitReply(v)
-		assert.ErrorIs(t, err, ErrUnexpectedReply, "%v", v)
+		assert.ErrorIs(t, err, fleet.ErrUnexpectedReply, "%v", v)
 	}
 }
 
 func TestAdmissionRamp(t *testing.T) {
-	clk := fakeClockAt(t0)
-	a, err := NewAdmission(PerSecond(10, 10), WithClock(clk), WithRamp(10*time.Second))
-	require.NoError(t, err)
-	require.NoError(t, a.SetLimit(PerSecond(110, 110)))
-	assert.Equal(t, PerSecond(10, 10), a.Limit())
-	d := mustAdmit(t, a, "k", t0.Add(5*time.Second), "")
+	a := newMemoryForTest(t, limiter.PerSecond(10, 10), Config{Config: limiter.Config{Ramp: 10 * time.Second}})
+	require.NoError(t, a.SetLimit(limiter.PerSecond(110, 110)))
+	assert.Equal(t, limiter.PerSecond(10, 10), a.Limit())
+	d := a.at(t, "k", t0.Add(5*time.Second), "")
 	assert.InDelta(t, 60, d.Limit.Rate, 1e-9)
-	clk.Set(t0.Add(time.Minute))
-	assert.Equal(t, PerSecond(110, 110), a.Limit())
-	assert.ErrorIs(t, a.SetLimit(Limit{}), ErrInvalidLimit)
+	a.clk.Set(t0.Add(time.Minute))
+	assert.Equal(t, limiter.PerSecond(110, 110), a.Limit())
+	assert.ErrorIs(t, a.SetLimit(limiter.Limit{}), limiter.ErrInvalidLimit)
 	// Admit reads the injected clock.
-	d, err = a.Admit(context.Background(), "k2", "")
+	d, err := a.Admit(context.Background(), "k2", "")
 	require.NoError(t, err)
-	assert.Equal(t, PerSecond(110, 110), d.Limit)
+	assert.Equal(t, limiter.PerSecond(110, 110), d.Limit)
 }
 
 func TestAdmissionSaltReshuffles(t *testing.T) {
-	a, err := NewAdmission(PerSecond(1, 1), WithCohorts(10), WithSalt("storm-1"))
-	require.NoError(t, err)
-	first := mustAdmit(t, a, "alice", t0, "")
-	assert.Equal(t, Cohort("storm-1", "alice", 10), first.Cohort)
+	a := newMemoryForTest(t, limiter.PerSecond(1, 1), Config{Cohorts: 10, Salt: "storm-1"})
+	first := a.at(t, "alice", t0, "")
+	assert.Equal(t, limiter.Cohort("storm-1", "alice", 10), first.Cohort)
 	moved := 0
 	for i := range 100 {
 		id := "c" + string(rune('a'+i%26)) + string(rune('a'+i/26))
 		a.SetSalt("storm-1")
-		x := mustAdmit(t, a, id, t0, "").Cohort
+		x := a.at(t, id, t0, "").Cohort
 		a.SetSalt("storm-2")
-		y := mustAdmit(t, a, id, t0, "").Cohort
-		assert.Equal(t, Cohort("storm-2", id, 10), y)
+		y := a.at(t, id, t0, "").Cohort
+		assert.Equal(t, limiter.Cohort("storm-2", id, 10), y)
 		if x != y {
 			moved++
 		}
@@ -466,10 +527,9 @@ func TestAdmissionSaltReshuffles(t *testing.T) {
 }
 
 func TestAdmissionMemoryTableIsBounded(t *testing.T) {
-	a, err := NewAdmission(PerSecond(1, 1), WithMaxKeys(64), WithHorizon(time.Hour))
-	require.NoError(t, err)
+	a := newMemoryForTest(t, limiter.PerSecond(1, 1), Config{Config: limiter.Config{MaxKeys: 64}, Horizon: time.Hour})
 	for i := range 1000 {
-		mustAdmit(t, a, "flood-"+strings.Repeat("z", i%9)+string(rune(0x100+i)), t0, "")
+		a.at(t, "flood-"+strings.Repeat("z", i%9)+string(rune(0x100+i)), t0, "")
 	}
 	st := a.Stats()
 	assert.LessOrEqual(t, st.Slots, st.Capacity)
@@ -478,57 +538,55 @@ func TestAdmissionMemoryTableIsBounded(t *testing.T) {
 
 	// By default the table has room for every slot that can be live:
 	// 10,000/s × (60 s horizon + 10 s grace), plus a quarter.
-	big, err := NewAdmission(PerSecond(10_000, 1))
+	big, err := New(limiter.PerSecond(10_000, 1), Config{})
 	require.NoError(t, err)
 	assert.InDelta(t, 875_000, big.Stats().Capacity, 64)
-	small, err := NewAdmission(PerSecond(1, 1))
+	small, err := New(limiter.PerSecond(1, 1), Config{})
 	require.NoError(t, err)
-	assert.InDelta(t, DefaultMaxKeys, small.Stats().Capacity, 64)
+	assert.InDelta(t, 100_000, small.Stats().Capacity, 64)
 }
 
 // TestAdmissionFailurePolicies kills a private Redis under each policy.
 func TestAdmissionFailurePolicies(t *testing.T) {
 	s := redistest.Start(t)
 	c := s.Client(t)
-	mk := func(p FailurePolicy) *Admission {
-		a, err := NewRedisAdmission(c, PerSecond(10, 2), WithName(uniqueName()), WithFailure(p),
-			WithTimeout(50*time.Millisecond), WithBreaker(1, time.Hour))
+	clk := fakeclock.New(t0)
+	mk := func(p fleet.FailurePolicy) subject {
+		a, err := NewShared(fleet.Redis{Client: c, Name: uniqueName(), Timeout: 50 * time.Millisecond, BreakerFailures: 1, BreakerOpen: time.Hour},
+			limiter.PerSecond(10, 2), SharedConfig{Config: Config{Config: limiter.Config{Clock: clk}}, Failure: p})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = a.Close() })
-		return a
+		return subject{a, clk}
 	}
-	local, open, closed := mk(FailLocal), mk(FailOpen), mk(FailClosed)
+	local, open, closed := mk(fleet.FailLocal), mk(fleet.FailOpen), mk(fleet.FailClosed)
 	ctx := context.Background()
-	d, err := local.AdmitAt(ctx, "warm", t0, "")
-	require.NoError(t, err)
-	require.Equal(t, SourceRedis, d.Source)
+	d := local.at(t, "warm", t0, "")
+	require.Equal(t, limiter.ViaRedis, d.Via)
 	s.Kill(t)
 
 	// FailLocal: the memory store on this node's share (one node: all),
 	// slots and all.
-	d, err = local.AdmitAt(ctx, "a", t0, "")
-	require.NoError(t, err)
-	assert.Equal(t, SourceFallback, d.Source)
+	d = local.at(t, "a", t0, "")
+	assert.Equal(t, limiter.ViaFallback, d.Via)
 	assert.True(t, d.Admitted)
-	mustAdmit(t, local, "b", t0, "")
-	d = mustAdmit(t, local, "c", t0, "")
+	local.at(t, "b", t0, "")
+	d = local.at(t, "c", t0, "")
 	assert.True(t, d.Booked)
-	assert.Equal(t, SourceFallback, d.Source)
-	in := mustAdmit(t, local, "c", d.RetryAt, "")
+	assert.Equal(t, limiter.ViaFallback, d.Via)
+	in := local.at(t, "c", d.RetryAt, "")
 	assert.True(t, in.Admitted)
 
-	d, err = open.AdmitAt(ctx, "a", t0, "")
-	require.NoError(t, err)
+	d = open.at(t, "a", t0, "")
 	assert.True(t, d.Admitted)
-	assert.Equal(t, SourceFallback, d.Source)
+	assert.Equal(t, limiter.ViaFallback, d.Via)
 
 	seen := map[time.Duration]bool{}
 	for _, id := range []string{"a", "b", "c", "d", "e", "f"} {
-		d, err = closed.AdmitAt(ctx, id, t0, "")
-		require.ErrorIs(t, err, ErrUnavailable)
+		d, err := closed.Admit(ctx, id, "")
+		require.ErrorIs(t, err, limiter.ErrUnavailable)
 		assert.False(t, d.Admitted)
 		assert.False(t, d.Booked)
-		assert.Equal(t, SourceFallback, d.Source)
+		assert.Equal(t, limiter.ViaFallback, d.Via)
 		assert.GreaterOrEqual(t, d.RetryAfter, time.Hour, "not before the breaker lets a probe through")
 		assert.LessOrEqual(t, d.RetryAfter, 2*time.Hour)
 		seen[d.RetryAfter] = true
@@ -538,32 +596,56 @@ func TestAdmissionFailurePolicies(t *testing.T) {
 	// A cancelled caller is not an outage.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err = open.AdmitAt(cctx, "z", t0, "")
+	_, err := open.Admit(cctx, "z", "")
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
 // TestAdmissionFailLocalShare: with two live nodes, a node that loses Redis
-// admits on half the limit.
+// admits on half the limit. The heartbeats run on the clock, which the test
+// moves to make them beat.
 func TestAdmissionFailLocalShare(t *testing.T) {
 	s := redistest.Start(t)
 	name := uniqueName()
-	var nodes []*Admission
+	clk := fakeclock.New(t0)
+	var nodes []*Gate
 	for _, id := range []string{"n1", "n2"} {
-		a, err := NewRedisAdmission(s.Client(t), PerSecond(100, 100), WithName(name), WithNodeID(id),
-			WithTimeout(50*time.Millisecond), WithBreaker(1, time.Hour), WithHeartbeat(20*time.Millisecond))
+		a, err := NewShared(fleet.Redis{Client: s.Client(t), Name: name, Node: id, Timeout: 50 * time.Millisecond, BreakerFailures: 1,
+			BreakerOpen: time.Hour, Heartbeat: 20 * time.Millisecond}, limiter.PerSecond(100, 100),
+			SharedConfig{Config: Config{Config: limiter.Config{Clock: clk}}})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = a.Close() })
 		nodes = append(nodes, a)
 	}
-	require.Eventually(t, func() bool { return nodes[0].r.live.Load() == 2 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		clk.Add(20 * time.Millisecond)
+		return nodes[0].link.Live() == 2
+	}, 10*time.Second, 10*time.Millisecond)
 	s.Kill(t)
+	n0 := subject{nodes[0], clk}
 	admitted := 0
 	for i := range 100 {
-		d := mustAdmit(t, nodes[0], "c"+string(rune(0x100+i)), t0, "")
-		require.Equal(t, SourceFallback, d.Source)
+		d := n0.at(t, "c"+string(rune(0x100+i)), clk.Now(), "")
+		require.Equal(t, limiter.ViaFallback, d.Via)
 		if d.Admitted {
 			admitted++
 		}
 	}
 	assert.Equal(t, 50, admitted, "half the burst: the limit divided by 2 live nodes")
+}
+
+// countingHook counts the commands a client sends.
+type countingHook struct{ cmds, pipes atomic.Int64 }
+
+func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.cmds.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.pipes.Add(1)
+		return next(ctx, cmds)
+	}
 }

@@ -1,15 +1,19 @@
-package limiter
+package admission
 
 import (
 	"container/heap"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // The reconnect-storm target, driven in virtual time on both stores: 10,000
@@ -59,20 +63,20 @@ type herdResult struct {
 
 // runHerd replays n clients that all arrive at start, each returning at the
 // RetryAt it is told, until every client is in.
-func runHerd(t *testing.T, a *Admission, n int, start time.Time) herdResult {
+func runHerd(t *testing.T, a subject, n int, start time.Time) herdResult {
 	t.Helper()
 	return runHerdN(t, a, n, start, 10)
 }
 
 // runHerdN is runHerd allowing each client up to maxAttempts attempts.
-func runHerdN(t *testing.T, a *Admission, n int, start time.Time, maxAttempts int) herdResult {
+func runHerdN(t *testing.T, a subject, n int, start time.Time, maxAttempts int) herdResult {
 	t.Helper()
 	return runHerdWait(t, a, n, start, maxAttempts, nil)
 }
 
 // runHerdWait is runHerdN with each refused client waiting wait(attempt,
 // RetryAfter) (attempt counted from 0) instead of exactly RetryAfter.
-func runHerdWait(t *testing.T, a *Admission, n int, start time.Time, maxAttempts int, wait func(int, time.Duration) time.Duration) herdResult {
+func runHerdWait(t *testing.T, a subject, n int, start time.Time, maxAttempts int, wait func(int, time.Duration) time.Duration) herdResult {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range ids {
@@ -98,7 +102,8 @@ func runHerdWait(t *testing.T, a *Admission, n int, start time.Time, maxAttempts
 		if r.attempts[ev.client] > maxAttempts {
 			t.Fatalf("client %d is going round in circles", ev.client)
 		}
-		d, err := a.AdmitAt(ctx, ids[ev.client], ev.at, "")
+		a.clk.Set(ev.at)
+		d, err := a.Admit(ctx, ids[ev.client], "")
 		if err != nil {
 			t.Fatalf("client %d at %v: %v", ev.client, off, err)
 		}
@@ -193,9 +198,7 @@ func checkHerd(t *testing.T, r herdResult) {
 }
 
 func TestAdmissionHerdMemory(t *testing.T) {
-	a, err := NewAdmission(PerSecond(herdRate, herdBurst))
-	require.NoError(t, err)
-	defer a.Close()
+	a := newMemoryForTest(t, limiter.PerSecond(herdRate, herdBurst), Config{})
 	r := runHerd(t, a, herdClients, t0)
 	checkHerd(t, r)
 	assert.Zero(t, a.Stats().Slots, "every booked slot was used and dropped")
@@ -206,12 +209,10 @@ func TestAdmissionHerdMemory(t *testing.T) {
 // books the very same slots as the memory store: the two stores do the same
 // arithmetic.
 func TestAdmissionHerdRedis(t *testing.T) {
-	mem, err := NewAdmission(PerSecond(herdRate, herdBurst))
-	require.NoError(t, err)
-	defer mem.Close()
+	mem := newMemoryForTest(t, limiter.PerSecond(herdRate, herdBurst), Config{})
 	want := runHerd(t, mem, herdClients, t0)
 
-	a := newRedisAdmissionForTest(t, srv.Client(t), PerSecond(herdRate, herdBurst))
+	a := newSharedForTest(t, srv.Client(t), limiter.PerSecond(herdRate, herdBurst), fleet.Redis{}, Config{})
 	start := time.Now()
 	got := runHerd(t, a, herdClients, t0)
 	t.Logf("%d Redis admissions in %v", len(got.arrivals), time.Since(start))
@@ -220,7 +221,7 @@ func TestAdmissionHerdRedis(t *testing.T) {
 	assert.Equal(t, want.admitted, got.admitted)
 }
 
-// TestCohortWindowsAreNotFlat backs the design note on Admission: spreading
+// TestCohortWindowsAreNotFlat backs the package doc's design note: spreading
 // the same herd by hash alone (each client at a time drawn from its cohort
 // over the 20 s the herd needs) is flat only on average, and breaks the
 // 1.1 × rate bound in some sliding one-second window for most salts. The
@@ -233,7 +234,7 @@ func TestCohortWindowsAreNotFlat(t *testing.T) {
 		salt := fmt.Sprintf("storm-%d", s)
 		times := make([]time.Duration, herdClients)
 		for i := range times {
-			times[i] = time.Duration(Cohort(salt, fmt.Sprintf("client-%05d", i), ms)) * time.Millisecond
+			times[i] = time.Duration(limiter.Cohort(salt, fmt.Sprintf("client-%05d", i), ms)) * time.Millisecond
 		}
 		slices.Sort(times)
 		n, _ := maxWindow(times, time.Second, -1)
@@ -254,9 +255,8 @@ func TestCohortWindowsAreNotFlat(t *testing.T) {
 // client still gets in on its first return (the 10 s slot grace covers the
 // rounding and the jitter), and the storm still drains at the budget's rate.
 func TestAdmissionHerdWholeSeconds(t *testing.T) {
-	a, err := NewAdmission(PerSecond(herdRate, herdBurst))
-	require.NoError(t, err)
-	bo, err := NewBackoff(100*time.Millisecond, 30*time.Second, WithBackoffRand(seeded(3)))
+	a := newMemoryForTest(t, limiter.PerSecond(herdRate, herdBurst), Config{})
+	bo, err := limiter.NewBackoff(100*time.Millisecond, 30*time.Second, limiter.WithBackoffRand(seeded(3)))
 	require.NoError(t, err)
 	ctx := context.Background()
 	type ret struct {
@@ -266,17 +266,20 @@ func TestAdmissionHerdWholeSeconds(t *testing.T) {
 	var returns []ret
 	for i := range herdClients {
 		id := fmt.Sprintf("client-%05d", i)
-		d, err := a.AdmitAt(ctx, id, t0, "")
+		a.clk.Set(t0)
+		d, err := a.Admit(ctx, id, "")
 		require.NoError(t, err)
 		if !d.Admitted {
-			hint := time.Duration(d.RetryAfterSeconds()) * time.Second
+			// Retry-After: whole seconds, rounded up.
+			hint := (d.RetryAfter + time.Second - 1) / time.Second * time.Second
 			returns = append(returns, ret{bo.DelayHint(0, hint), id})
 		}
 	}
 	slices.SortFunc(returns, func(x, y ret) int { return int(x.at - y.at) })
 	var arrivals []time.Duration
 	for _, r := range returns {
-		d, err := a.AdmitAt(ctx, r.id, t0.Add(r.at), "")
+		a.clk.Set(t0.Add(r.at))
+		d, err := a.Admit(ctx, r.id, "")
 		require.NoError(t, err)
 		if !d.Admitted {
 			t.Fatalf("%s refused on its return at %v", r.id, r.at)
@@ -311,23 +314,21 @@ func TestAdmissionHerdWholeSeconds(t *testing.T) {
 // why the transports do not use it for exact slots. The seeds are fixed, so
 // both figures are deterministic.
 func TestAdmissionHerdClientJitter(t *testing.T) {
-	run := func(wait func(*Backoff) func(int, time.Duration) time.Duration) (herdResult, int) {
-		a, err := NewAdmission(PerSecond(herdRate, herdBurst))
-		require.NoError(t, err)
-		defer a.Close()
-		bo, err := NewBackoff(100*time.Millisecond, 30*time.Second, WithBackoffRand(seeded(5)))
+	run := func(wait func(*limiter.Backoff) func(int, time.Duration) time.Duration) (herdResult, int) {
+		a := newMemoryForTest(t, limiter.PerSecond(herdRate, herdBurst), Config{})
+		bo, err := limiter.NewBackoff(100*time.Millisecond, 30*time.Second, limiter.WithBackoffRand(seeded(5)))
 		require.NoError(t, err)
 		r := runHerdWait(t, a, herdClients, t0, 10, wait(bo))
 		n, at := maxWindow(r.arrivals, time.Second, 0)
 		t.Logf("busiest 1 s window of returns: %d (starts at %v); limit %d", n, at, herdRate*11/10)
 		return r, n
 	}
-	r, slot := run(func(b *Backoff) func(int, time.Duration) time.Duration { return b.DelaySlot })
+	r, slot := run(func(b *limiter.Backoff) func(int, time.Duration) time.Duration { return b.DelaySlot })
 	checkHerdAdmitted(t, r)
 	assert.LessOrEqual(t, slot, herdRate*11/10)
 	assert.LessOrEqual(t, slot, herdRate+4, "a return at most 5 ms late: at most 3 more slots, and 1 for the gate's jitter")
 
-	r, hint := run(func(b *Backoff) func(int, time.Duration) time.Duration { return b.DelayHint })
+	r, hint := run(func(b *limiter.Backoff) func(int, time.Duration) time.Duration { return b.DelayHint })
 	checkHerdAdmitted(t, r)
 	assert.Greater(t, hint, slot+10, "proportional jitter is visibly less flat")
 }
@@ -357,8 +358,7 @@ func TestAdmissionHerdPastHorizon(t *testing.T) {
 		rate    = 100
 		horizon = 2 * time.Second
 	)
-	a, err := NewAdmission(PerSecond(rate, 1), WithHorizon(horizon))
-	require.NoError(t, err)
+	a := newMemoryForTest(t, limiter.PerSecond(rate, 1), Config{Horizon: horizon})
 	r := runHerdN(t, a, n, t0, 200)
 	require.Len(t, r.admitted, n, "everyone gets in")
 	adm, _ := maxWindow(r.admitted, time.Second, 0)
@@ -380,3 +380,6 @@ func TestAdmissionHerdPastHorizon(t *testing.T) {
 	// attempt and the return to the slot: ≈ 7.4 attempts per client.
 	assert.InDelta(t, 7.4, mean, 1, "attempts per client")
 }
+
+// seeded returns a deterministic random source for client backoffs.
+func seeded(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 42)) }

@@ -1,4 +1,4 @@
-package limiter
+package admission
 
 import (
 	"hash/maphash"
@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/herdcap/herdcap/internal/bucketkey"
+	"github.com/herdcap/herdcap/limiter"
 )
 
-// memAdmission is the memory store of an Admission: one token bucket for
-// the whole gate and a bounded table of booked slots. Its arithmetic is
-// that of admitScript, step for step and in the same units (µs, float64
-// tokens), so that the memory store and Redis book the same slots for the
-// same calls.
-type memAdmission struct {
+// memStore is the memory store of a Gate: one token bucket for the whole
+// gate and a bounded table of booked slots. Its arithmetic is that of
+// admitScript, step for step and in the same units (µs, float64 tokens),
+// so that the memory store and Redis book the same slots for the same
+// calls.
+type memStore struct {
 	mu     sync.Mutex // guards the bucket
 	tokens float64
 	ts     int64 // last update, µs
@@ -26,8 +27,8 @@ type memAdmission struct {
 	slots slotTable
 }
 
-func newMemAdmission(maxKeys int, grace time.Duration) *memAdmission {
-	m := &memAdmission{grace: grace.Microseconds()}
+func newMemStore(maxKeys int, grace time.Duration) *memStore {
+	m := &memStore{grace: grace.Microseconds()}
 	m.slots.init(maxKeys, m.grace)
 	return m
 }
@@ -35,7 +36,7 @@ func newMemAdmission(maxKeys int, grace time.Duration) *memAdmission {
 // decide admits, books, honours or defers one client at now (µs). The
 // client's slot-table shard is locked throughout, so two concurrent Admits
 // of one client never book two slots.
-func (m *memAdmission) decide(id string, now int64, lim Limit, horizon time.Duration) (admitStatus, time.Duration) {
+func (m *memStore) decide(id string, now int64, lim limiter.Limit, horizon time.Duration) (status, time.Duration) {
 	k := bucketkey.Local(id)
 	sh := m.slots.shard(k)
 	sh.mu.Lock()
@@ -64,7 +65,7 @@ func (m *memAdmission) decide(id string, now int64, lim Limit, horizon time.Dura
 
 // reserve takes one token at now, possibly ahead (in debt), unless the wait
 // for it would exceed horizon; it returns the wait in µs.
-func (m *memAdmission) reserve(now int64, lim Limit, horizon int64) (int64, bool) {
+func (m *memStore) reserve(now int64, lim limiter.Limit, horizon int64) (int64, bool) {
 	rate := lim.PerSecond() / 1e6
 	burst := float64(lim.Burst)
 	m.mu.Lock()
@@ -91,7 +92,7 @@ func (m *memAdmission) reserve(now int64, lim Limit, horizon int64) (int64, bool
 	return wait, true
 }
 
-func (m *memAdmission) stats() AdmissionStats {
+func (m *memStore) stats() Stats {
 	s := &m.slots
 	n := 0
 	for i := range s.shards {
@@ -100,7 +101,7 @@ func (m *memAdmission) stats() AdmissionStats {
 		n += len(sh.m)
 		sh.mu.Unlock()
 	}
-	return AdmissionStats{
+	return Stats{
 		Slots:          n,
 		Capacity:       s.per * len(s.shards),
 		Evictions:      s.evictions.Load(),
@@ -153,6 +154,9 @@ func (s *slotTable) putLocked(sh *slotShard, k string, at, now int64) {
 	}
 	sh.m[strings.Clone(k)] = at
 }
+
+// evictSample is how many slots an eviction looks at.
+const evictSample = 8
 
 func (s *slotTable) evictLocked(sh *slotShard, now int64) {
 	var (

@@ -1,4 +1,4 @@
-package limiter
+package admission
 
 import (
 	"context"
@@ -8,11 +8,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herdcap/herdcap/internal/bucketkey"
+	"github.com/herdcap/herdcap/internal/bucketlua"
+	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // admitScript is one admission decision, atomically, in one round trip.
 //
-// KEYS[1]  the gate's token bucket (see luaBucketLib)
+// KEYS[1]  the gate's token bucket (see bucketlua.Lib)
 // KEYS[2]  the client's booked slot: a string, the slot's time in µs
 // ARGV[1]  refill rate in tokens per microsecond
 // ARGV[2]  burst in tokens
@@ -24,11 +27,11 @@ import (
 // µs ahead; {2, 0} the client came back for its slot (admitted, nothing
 // taken); {3, wait} the client came early, its slot is wait µs ahead;
 // {4, wait} the next slot is wait µs ahead, past the horizon, and nothing
-// was booked. The bucket arithmetic is bucketScript's reserve mode (and
-// memAdmission's, step for step). The slot key expires (PX) after the
+// was booked. The bucket arithmetic is that of fleet's bucket script in
+// reserve mode (and memStore's, step for step). The slot key expires (PX) after the
 // grace, but expiry is also judged against now, so that an injected clock
 // sees the same as the memory store.
-var admitScript = redis.NewScript(luaBucketLib + `
+var admitScript = redis.NewScript(bucketlua.Lib + `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[4])
@@ -67,10 +70,10 @@ return {0, 0}
 
 // redisDecide runs admitScript for id. An error is the eval's (for the
 // failure policy to judge) or, for a reply that parses badly,
-// ErrUnexpectedReply.
-func (a *Admission) redisDecide(ctx context.Context, id string, t time.Time, passTime bool, lim Limit) (admitStatus, time.Duration, error) {
-	v, err := a.r.eval(ctx, admitScript, []string{a.bucketKey, a.slotPrefix + bucketkey.Tag(id)},
-		lim.PerSecond()/1e6, lim.Burst, nowArg(t, passTime), a.horizon.Microseconds(), a.grace.Microseconds())
+// fleet.ErrUnexpectedReply.
+func (g *Gate) redisDecide(ctx context.Context, id string, t time.Time, lim limiter.Limit) (status, time.Duration, error) {
+	v, err := g.link.Eval(ctx, admitScript, []string{g.bucketKey, g.slotPrefix + bucketkey.Tag(id)},
+		lim.PerSecond()/1e6, lim.Burst, bucketlua.NowArg(t, g.injected), g.horizon.Microseconds(), g.grace.Microseconds())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -78,16 +81,16 @@ func (a *Admission) redisDecide(ctx context.Context, id string, t time.Time, pas
 }
 
 // parseAdmitReply turns admitScript's reply into a status and a wait. A
-// reply the script cannot produce is ErrUnexpectedReply.
-func parseAdmitReply(v any) (admitStatus, time.Duration, error) {
+// reply the script cannot produce is fleet.ErrUnexpectedReply.
+func parseAdmitReply(v any) (status, time.Duration, error) {
 	a, ok := v.([]any)
 	if !ok || len(a) != 2 {
-		return 0, 0, fmt.Errorf("%w: admission: want {status, µs}, got %T %v", ErrUnexpectedReply, v, v)
+		return 0, 0, fmt.Errorf("%w: admission: want {status, µs}, got %T %v", fleet.ErrUnexpectedReply, v, v)
 	}
 	st, ok1 := a[0].(int64)
 	us, ok2 := a[1].(int64)
 	if !ok1 || !ok2 || st < 0 || st > int64(admitDeferred) || us < 0 {
-		return 0, 0, fmt.Errorf("%w: admission: want {status 0-4, µs >= 0}, got %v", ErrUnexpectedReply, v)
+		return 0, 0, fmt.Errorf("%w: admission: want {status 0-4, µs >= 0}, got %v", fleet.ErrUnexpectedReply, v)
 	}
-	return admitStatus(st), time.Duration(us) * time.Microsecond, nil
+	return status(st), time.Duration(us) * time.Microsecond, nil
 }

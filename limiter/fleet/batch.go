@@ -1,4 +1,4 @@
-package limiter
+package fleet
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herdcap/herdcap/internal/redisguard"
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // batcher sends the bucket scripts of concurrent Redis decisions together.
@@ -23,10 +24,10 @@ import (
 // decision falls by the size of the group, which is where a loopback Redis
 // client spends most of its time.
 //
-// A queued decision waits no longer than its time budget (or its context)
-// from the moment it arrived; a decision whose batch overruns that is
-// abandoned to the failure policy, exactly as a slow unbatched call would
-// be.
+// A queued decision waits no longer than the Redis Timeout (or its
+// context) from the moment it arrived, measured on the real clock like
+// every call's Timeout; a decision whose batch overruns that is abandoned
+// to the failure policy, exactly as a slow unbatched call would be.
 type batcher struct {
 	g       *redisguard.Guard
 	timeout time.Duration
@@ -94,7 +95,7 @@ func (b *batcher) startLocked() {
 
 // errBatcherClosed is the answer of a decision queued when the budget was
 // closed.
-var errBatcherClosed = fmt.Errorf("%w while the decision was queued", ErrClosed)
+var errBatcherClosed = fmt.Errorf("%w while the decision was queued", limiter.ErrClosed)
 
 // eval runs script for one decision: at once when a round trip is free,
 // otherwise in the next batch.

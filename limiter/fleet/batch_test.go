@@ -1,4 +1,4 @@
-package limiter
+package fleet
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // scriptHook counts the script commands a client sends, alone or inside
@@ -65,13 +66,13 @@ func (h *scriptHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 }
 
 // hammer runs workers goroutines making each decisions on keys chosen by
-// key, and returns how many were allowed and the sources seen.
-func hammer(t *testing.T, b Budget, workers, each int, key func(w, i int) string) (allowed int64, sources map[Source]int64) {
+// key, and returns how many were allowed and the Vias seen.
+func hammer(t *testing.T, b limiter.Budget, workers, each int, key func(w, i int) string) (allowed int64, sources map[limiter.Via]int64) {
 	t.Helper()
 	var (
 		mu  sync.Mutex
 		wg  sync.WaitGroup
-		got = map[Source]int64{}
+		got = map[limiter.Via]int64{}
 		ok  atomic.Int64
 	)
 	start := make(chan struct{})
@@ -80,13 +81,13 @@ func hammer(t *testing.T, b Budget, workers, each int, key func(w, i int) string
 		go func() {
 			defer wg.Done()
 			<-start
-			local := map[Source]int64{}
+			local := map[limiter.Via]int64{}
 			for i := range each {
-				d, err := b.AllowN(context.Background(), key(w, i), 1)
+				d, err := b.Take(context.Background(), limiter.Request{Key: key(w, i), N: 1})
 				if !assert.NoError(t, err) {
 					return
 				}
-				local[d.Source]++
+				local[d.Via]++
 				if d.Allowed {
 					ok.Add(1)
 				}
@@ -106,7 +107,7 @@ func hammer(t *testing.T, b Budget, workers, each int, key func(w, i int) string
 // Concurrent decisions on one key go out in batches, and the bucket stays
 // exact: with no refill to speak of, exactly the burst is admitted, and every
 // decision is exactly one script on Redis.
-func TestRedisBatchesConcurrentDecisionsExactly(t *testing.T) {
+func TestStrictBatchesConcurrentDecisionsExactly(t *testing.T) {
 	for _, bc := range []struct {
 		name string
 		c    func(t *testing.T) redis.UniversalClient
@@ -117,7 +118,7 @@ func TestRedisBatchesConcurrentDecisionsExactly(t *testing.T) {
 		t.Run(bc.name, func(t *testing.T) {
 			c := bc.c(t)
 			// One token a day: no refill during the test.
-			b := newRedisForTest(t, c, Limit{Rate: 1, Period: 24 * time.Hour, Burst: 500}, WithFailure(FailClosed))
+			b := newStrictForTest(t, c, limiter.Limit{Rate: 1, Period: 24 * time.Hour, Burst: 500}, Redis{}, Config{Failure: FailClosed})
 			// A peek at the key loads the script on its master.
 			_, err := b.AllowN(context.Background(), "hot", 0)
 			require.NoError(t, err)
@@ -127,7 +128,7 @@ func TestRedisBatchesConcurrentDecisionsExactly(t *testing.T) {
 			const workers, each = 64, 40
 			allowed, sources := hammer(t, b, workers, each, func(int, int) string { return "hot" })
 			assert.Equal(t, int64(500), allowed, "exactly the burst, however the decisions were grouped")
-			assert.Equal(t, map[Source]int64{SourceRedis: workers * each}, sources)
+			assert.Equal(t, map[limiter.Via]int64{limiter.ViaRedis: workers * each}, sources)
 			assert.Equal(t, int64(workers*each), h.single.Load()+h.piped.Load(), "one script per decision")
 			assert.Positive(t, h.pipes.Load(), "64 concurrent callers should have shared round trips")
 			assert.LessOrEqual(t, h.biggest.Load(), int64(batchMax))
@@ -138,15 +139,15 @@ func TestRedisBatchesConcurrentDecisionsExactly(t *testing.T) {
 
 // Batches spread over many keys (and, on the cluster, over every master)
 // give each key its own exact bucket.
-func TestRedisBatchesManyKeys(t *testing.T) {
+func TestStrictBatchesManyKeys(t *testing.T) {
 	c := cluster.Client(t)
-	b := newRedisForTest(t, c, Limit{Rate: 1, Period: 24 * time.Hour, Burst: 3}, WithFailure(FailClosed))
+	b := newStrictForTest(t, c, limiter.Limit{Rate: 1, Period: 24 * time.Hour, Burst: 3}, Redis{}, Config{Failure: FailClosed})
 	const workers, each = 32, 30
 	// Worker w asks for key (w*each+i) % 100 : every key is asked for
 	// 32*30/100 = 9.6 times, so each admits exactly its burst of 3.
 	allowed, sources := hammer(t, b, workers, each, func(w, i int) string { return "k" + strconv.Itoa((w*each+i)%100) })
 	assert.Equal(t, int64(100*3), allowed)
-	assert.Equal(t, int64(workers*each), sources[SourceRedis])
+	assert.Equal(t, int64(workers*each), sources[limiter.ViaRedis])
 }
 
 // A batch whose script Redis has forgotten (SCRIPT FLUSH, a restart) is
@@ -154,14 +155,14 @@ func TestRedisBatchesManyKeys(t *testing.T) {
 func TestRedisBatchReloadsFlushedScript(t *testing.T) {
 	s := redistest.Start(t)
 	c := s.Client(t)
-	b := newRedisForTest(t, c, Limit{Rate: 1, Period: 24 * time.Hour, Burst: 1000}, WithFailure(FailClosed))
+	b := newStrictForTest(t, c, limiter.Limit{Rate: 1, Period: 24 * time.Hour, Burst: 1000}, Redis{}, Config{Failure: FailClosed})
 	h := &scriptHook{}
 	c.AddHook(h)
 	for round := range 3 {
 		require.NoError(t, c.ScriptFlush(context.Background()).Err())
 		allowed, sources := hammer(t, b, 32, 5, func(w, i int) string { return "k" + strconv.Itoa(round) })
 		assert.Equal(t, int64(160), allowed, "round %d", round)
-		assert.Equal(t, int64(160), sources[SourceRedis], "round %d", round)
+		assert.Equal(t, int64(160), sources[limiter.ViaRedis], "round %d", round)
 	}
 	assert.Positive(t, h.evals.Load(), "the flushed script was sent again with EVAL")
 }
@@ -173,8 +174,8 @@ func TestRedisBatchHonoursTheTimeBudget(t *testing.T) {
 	s := redistest.Start(t)
 	c := s.Client(t)
 	const budget = 50 * time.Millisecond
-	b, err := NewRedis(c, PerSecond(1000, 1000), WithName(uniqueName()), WithTimeout(budget),
-		WithFailure(FailOpen), WithBreaker(1000, time.Hour)) // a breaker that never opens: every call waits
+	b, err := NewStrict(Redis{Client: c, Name: uniqueName(), Timeout: budget, BreakerFailures: 1000, BreakerOpen: time.Hour},
+		limiter.PerSecond(1000, 1000), failOpen) // a breaker that never opens: every call waits
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	_, err = b.AllowN(context.Background(), "warm", 1)
@@ -197,7 +198,7 @@ func TestRedisBatchHonoursTheTimeBudget(t *testing.T) {
 				}
 			}
 			assert.NoError(t, err)
-			assert.Equal(t, SourceFallback, d.Source)
+			assert.Equal(t, limiter.ViaFallback, d.Via)
 		}()
 	}
 	wg.Wait()
@@ -210,13 +211,13 @@ func TestRedisBatchHonoursTheTimeBudget(t *testing.T) {
 
 	require.Eventually(t, func() bool {
 		d, err := b.AllowN(context.Background(), "k2", 1)
-		return err == nil && d.Source == SourceRedis
+		return err == nil && d.Via == limiter.ViaRedis
 	}, 10*time.Second, 20*time.Millisecond)
 }
 
 // A budget used by one caller at a time never starts the batch workers.
 func TestRedisBatchWorkersStartOnlyWhenNeeded(t *testing.T) {
-	b := newRedisForTest(t, srv.Client(t), PerSecond(1000, 1000), WithFailure(FailOpen))
+	b := newStrictForTest(t, srv.Client(t), limiter.PerSecond(1000, 1000), Redis{}, failOpen)
 	for range 20 {
 		_, err := b.AllowN(context.Background(), "k", 1)
 		require.NoError(t, err)
@@ -232,8 +233,8 @@ func TestRedisBatchWorkersStartOnlyWhenNeeded(t *testing.T) {
 func TestRedisBatchClose(t *testing.T) {
 	s := redistest.Start(t)
 	c := s.Client(t)
-	b, err := NewRedis(c, PerSecond(1000, 1000), WithName(uniqueName()), WithTimeout(time.Second),
-		WithFailure(FailClosed), WithBreaker(1000, time.Hour))
+	b, err := NewStrict(Redis{Client: c, Name: uniqueName(), Timeout: time.Second, BreakerFailures: 1000, BreakerOpen: time.Hour},
+		limiter.PerSecond(1000, 1000), Config{Failure: FailClosed})
 	require.NoError(t, err)
 	_, err = b.AllowN(context.Background(), "warm", 1)
 	require.NoError(t, err)
@@ -245,7 +246,7 @@ func TestRedisBatchClose(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, err := b.AllowN(context.Background(), "k", 1)
-			if assert.Error(t, err) && errors.Is(err, ErrClosed) {
+			if assert.Error(t, err) && errors.Is(err, limiter.ErrClosed) {
 				closed.Add(1)
 			} else {
 				other.Add(1)

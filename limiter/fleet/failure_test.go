@@ -1,4 +1,4 @@
-package limiter
+package fleet
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // slack is added to the time budget in latency assertions. CI runs these
@@ -18,15 +19,16 @@ import (
 // milliseconds for a CPU; 250 ms is far above that and still far below the
 // seconds a decision would block without the budget (go-redis's default read
 // timeout is 3 s). The tight figures (budget + a few ms) are measured by
-// BenchmarkOutageKill (Redis killed under concurrent load, Redis and Leased)
-// and BenchmarkRedisOutage (Redis stalled), and reported in the README.
+// BenchmarkOutageKill (Redis killed under concurrent load, Strict and
+// Leased) and BenchmarkStrictOutage (Redis stalled), and reported in the
+// README.
 const slack = 250 * time.Millisecond
 
 func TestFailLocalUnderKillAndRestart(t *testing.T) {
 	s := redistest.Start(t)
 	budget := 30 * time.Millisecond
-	b, err := NewRedis(s.Client(t), PerSecond(1000, 1000),
-		WithName(uniqueName()), WithTimeout(budget), WithBreaker(2, 200*time.Millisecond), WithHeartbeat(50*time.Millisecond))
+	b, err := NewStrict(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: budget, BreakerFailures: 2,
+		BreakerOpen: 200 * time.Millisecond, Heartbeat: 50 * time.Millisecond}, limiter.PerSecond(1000, 1000), Config{})
 	require.NoError(t, err)
 	defer b.Close()
 
@@ -50,9 +52,9 @@ func TestFailLocalUnderKillAndRestart(t *testing.T) {
 				switch {
 				case err != nil:
 					errs.Add(1)
-				case d.Source == SourceRedis:
+				case d.Via == limiter.ViaRedis:
 					fromRedis.Add(1)
-				case d.Source == SourceFallback:
+				case d.Via == limiter.ViaFallback:
 					fromBackup.Add(1)
 				}
 				time.Sleep(time.Millisecond)
@@ -88,15 +90,15 @@ func TestFailLocalUnderKillAndRestart(t *testing.T) {
 func TestBreakerOpenMakesNoRedisCalls(t *testing.T) {
 	s := redistest.Start(t)
 	c := s.Client(t)
-	b, err := NewRedis(c, PerSecond(10, 10), WithName(uniqueName()),
-		WithTimeout(30*time.Millisecond), WithBreaker(1, time.Hour), WithFailure(FailOpen))
+	b, err := NewStrict(Redis{Client: c, Name: uniqueName(), Timeout: 30 * time.Millisecond, BreakerFailures: 1, BreakerOpen: time.Hour},
+		limiter.PerSecond(10, 10), failOpen)
 	require.NoError(t, err)
 	defer b.Close()
 	ctx := context.Background()
 	s.Pause(t)
 	d, err := b.AllowN(ctx, "k", 1) // times out: the breaker opens
 	require.NoError(t, err)
-	assert.Equal(t, SourceFallback, d.Source)
+	assert.Equal(t, limiter.ViaFallback, d.Via)
 	s.Resume(t)
 	h := &countingHook{}
 	c.AddHook(h)
@@ -105,7 +107,7 @@ func TestBreakerOpenMakesNoRedisCalls(t *testing.T) {
 		d, err := b.AllowN(ctx, "k", 1)
 		require.NoError(t, err)
 		require.True(t, d.Allowed, "FailOpen allows")
-		require.Equal(t, SourceFallback, d.Source)
+		require.Equal(t, limiter.ViaFallback, d.Via)
 		require.Less(t, time.Since(start), slack)
 	}
 	assert.Zero(t, h.cmds.Load(), "an open breaker sends nothing to Redis")
@@ -113,38 +115,42 @@ func TestBreakerOpenMakesNoRedisCalls(t *testing.T) {
 
 func TestFailClosed(t *testing.T) {
 	s := redistest.Start(t)
-	b, err := NewRedis(s.Client(t), PerSecond(10, 10), WithName(uniqueName()),
-		WithTimeout(30*time.Millisecond), WithBreaker(1, 300*time.Millisecond), WithFailure(FailClosed))
+	b, err := NewStrict(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: 30 * time.Millisecond, BreakerFailures: 1,
+		BreakerOpen: 300 * time.Millisecond}, limiter.PerSecond(10, 10), Config{Failure: FailClosed})
 	require.NoError(t, err)
 	defer b.Close()
 	ctx := context.Background()
 	s.Kill(t)
 	for range 5 {
 		d, err := b.AllowN(ctx, "k", 1)
-		require.ErrorIs(t, err, ErrUnavailable)
+		require.ErrorIs(t, err, limiter.ErrUnavailable)
 		assert.False(t, d.Allowed)
-		assert.Equal(t, SourceFallback, d.Source)
+		assert.Equal(t, limiter.ViaFallback, d.Via)
 		assert.Equal(t, 300*time.Millisecond, d.RetryAfter, "retry when the breaker lets a probe through")
 	}
 	s.Restart(t)
 	require.Eventually(t, func() bool {
 		d, err := b.AllowN(ctx, "k", 1)
-		return err == nil && d.Source == SourceRedis
+		return err == nil && d.Via == limiter.ViaRedis
 	}, 10*time.Second, 20*time.Millisecond)
 }
 
 func TestFailLocalSharesTheLimitAmongLiveNodes(t *testing.T) {
 	s := redistest.Start(t)
 	name := uniqueName()
-	var nodes []*Redis
+	// The heartbeats run on the clock: the test moves it to make them
+	// beat, and holds it still while it counts decisions.
+	clk := fakeClockAt(t0)
+	var nodes []*Strict
 	for _, id := range []string{"a", "b", "c", "d"} {
-		b, err := NewRedis(s.Client(t), PerSecond(100, 100), WithName(name), WithNodeID(id),
-			WithTimeout(30*time.Millisecond), WithBreaker(1, time.Hour), WithHeartbeat(20*time.Millisecond))
+		b, err := NewStrict(Redis{Client: s.Client(t), Name: name, Node: id, Timeout: 30 * time.Millisecond, BreakerFailures: 1,
+			BreakerOpen: time.Hour, Heartbeat: 20 * time.Millisecond}, limiter.PerSecond(100, 100), Config{Config: limiter.Config{Clock: clk}})
 		require.NoError(t, err)
 		defer b.Close()
 		nodes = append(nodes, b)
 	}
 	require.Eventually(t, func() bool {
+		clk.Add(20 * time.Millisecond)
 		for _, n := range nodes {
 			if n.LiveNodes() != 4 {
 				return false
@@ -156,30 +162,42 @@ func TestFailLocalSharesTheLimitAmongLiveNodes(t *testing.T) {
 	ctx := context.Background()
 	allowed := 0
 	for range 100 {
-		d, err := nodes[0].AllowNAt(ctx, "k", t0, 1)
+		d, err := nodes[0].AllowN(ctx, "k", 1)
 		require.NoError(t, err)
-		require.Equal(t, SourceFallback, d.Source)
+		require.Equal(t, limiter.ViaFallback, d.Via)
 		if d.Allowed {
 			allowed++
 		}
 	}
 	assert.Equal(t, 25, allowed, "a quarter of the burst: the limit divided by 4 live nodes")
-	d, err := nodes[0].AllowNAt(ctx, "k", t0, 0)
+	d, err := nodes[0].AllowN(ctx, "k", 0)
 	require.NoError(t, err)
-	assert.Equal(t, Limit{Rate: 25, Period: time.Second, Burst: 25}, d.Limit)
+	assert.Equal(t, limiter.Limit{Rate: 25, Period: time.Second, Burst: 25}, d.Limit)
 	// A request the share could never grant is denied, not an error.
-	d, err = nodes[0].AllowNAt(ctx, "big", t0, 50)
+	d, err = nodes[0].AllowN(ctx, "big", 50)
 	require.NoError(t, err)
 	assert.False(t, d.Allowed)
+	// A limit the request carries is shared the same way.
+	d, err = nodes[0].Take(ctx, limiter.Request{Key: "plan", N: 3, Limit: limiter.PerSecond(8, 8)})
+	require.NoError(t, err)
+	assert.Equal(t, limiter.ViaFallback, d.Via)
+	assert.Equal(t, limiter.Limit{Rate: 2, Period: time.Second, Burst: 2}, d.Limit)
+	assert.False(t, d.Allowed, "3 > this node's share of 2")
+	// Refusals of the fallback are spread like any others.
+	d1, err := nodes[0].AllowN(ctx, "k", 1)
+	require.NoError(t, err)
+	d2, err := nodes[0].AllowN(ctx, "k", 1)
+	require.NoError(t, err)
+	assert.Equal(t, 40*time.Millisecond, d2.RetryAfter-d1.RetryAfter, "one token interval of the share apart")
 }
 
 func TestClosedNodeLeavesTheLiveSet(t *testing.T) {
 	s := redistest.Start(t)
 	name := uniqueName()
-	a, err := NewRedis(s.Client(t), PerSecond(1, 1), WithName(name), WithNodeID("a"), WithHeartbeat(20*time.Millisecond))
+	a, err := NewStrict(Redis{Client: s.Client(t), Name: name, Node: "a", Heartbeat: 20 * time.Millisecond}, limiter.PerSecond(1, 1), Config{})
 	require.NoError(t, err)
 	defer a.Close()
-	b, err := NewRedis(s.Client(t), PerSecond(1, 1), WithName(name), WithNodeID("b"), WithHeartbeat(20*time.Millisecond))
+	b, err := NewStrict(Redis{Client: s.Client(t), Name: name, Node: "b", Heartbeat: 20 * time.Millisecond}, limiter.PerSecond(1, 1), Config{})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return a.LiveNodes() == 2 }, 10*time.Second, 10*time.Millisecond)
 	require.NoError(t, b.Close())
@@ -188,7 +206,7 @@ func TestClosedNodeLeavesTheLiveSet(t *testing.T) {
 
 func TestCallerCancellationIsNotAFailure(t *testing.T) {
 	s := redistest.Start(t)
-	b, err := NewRedis(s.Client(t), PerSecond(1, 1), WithName(uniqueName()), WithBreaker(1, time.Hour), WithFailure(FailOpen))
+	b, err := NewStrict(Redis{Client: s.Client(t), Name: uniqueName(), BreakerFailures: 1, BreakerOpen: time.Hour}, limiter.PerSecond(1, 1), failOpen)
 	require.NoError(t, err)
 	defer b.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -197,5 +215,5 @@ func TestCallerCancellationIsNotAFailure(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	d, err := b.AllowN(context.Background(), "k", 1)
 	require.NoError(t, err)
-	assert.Equal(t, SourceRedis, d.Source, "the breaker stayed closed")
+	assert.Equal(t, limiter.ViaRedis, d.Via, "the breaker stayed closed")
 }

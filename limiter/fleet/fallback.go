@@ -1,170 +1,127 @@
-package limiter
+package fleet
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/herdcap/herdcap/internal/bucketkey"
+	"github.com/herdcap/herdcap/internal/ramp"
 	"github.com/herdcap/herdcap/internal/redisguard"
+	"github.com/herdcap/herdcap/internal/remote"
+	"github.com/herdcap/herdcap/internal/sysclock"
+	"github.com/herdcap/herdcap/limiter"
 )
 
-// remote is what the Redis and Leased backends share: the client, the
-// breaker and time budget around every call, the fallback for when Redis
-// cannot answer, and the live-node heartbeat the fallback divides the limit
-// by.
-type remote struct {
-	client   redis.UniversalClient
-	o        options
-	guard    *redisguard.Guard
-	fallback *Local
-	live     atomic.Int64
-	nodesKey string
-
-	stop      chan struct{} // closed by close
-	closeOnce sync.Once
-	wg        sync.WaitGroup
+// shared is what Strict and Leased share: the link to Redis, the budget's
+// own limit and its ramp, the clock, and the failure policy with its
+// fallback bucket.
+type shared struct {
+	link     *remote.Link
+	limit    ramp.State
+	window   time.Duration // the ramp window; 0: at once
+	clock    limiter.Clock
+	injected bool // a clock was injected: its time is passed to the scripts
+	failure  FailurePolicy
+	fallback *limiter.Local
 }
 
-func newRemote(c redis.UniversalClient, kind backendKind, opts []Option) (*remote, error) {
-	if c == nil {
-		return nil, fmt.Errorf("%w: redis client is nil", ErrInvalidOption)
+func newShared(r Redis, l limiter.Limit, cfg Config, path string) (*shared, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
 	}
-	o, err := buildOptions(kind, opts)
+	window, ok := ramp.Window(cfg.Ramp)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s.Ramp must be >= 0 or NoRamp, got %v", limiter.ErrInvalidConfig, path, cfg.Ramp)
+	}
+	if err := checkFailure(path, cfg.Failure); err != nil {
+		return nil, err
+	}
+	// The fallback's limit is each request's share (see failed): a change
+	// of share applies at once.
+	fb, err := limiter.NewLocal(limiter.Limit{Rate: 1, Burst: 1},
+		limiter.Config{Clock: cfg.Clock, Ramp: limiter.NoRamp, MaxKeys: cfg.MaxKeys})
 	if err != nil {
 		return nil, err
 	}
-	if err := redisguard.CheckClient(c); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
-	}
-	if o.nodeID == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		o.nodeID = hex.EncodeToString(b[:])
-	}
-	r := &remote{
-		client:   c,
-		o:        o,
-		nodesKey: o.prefix + ":" + o.name + ":nodes",
-		stop:     make(chan struct{}),
-	}
-	r.live.Store(1)
-	// The fallback starts at the full limit; decideFallback sets its share.
-	fo := o
-	fo.ramp = 0
-	r.fallback = newLocal(Limit{Rate: 1, Burst: 1}, fo)
-	r.guard = redisguard.New(c, redisguard.Settings{
-		Name:     "herdcap-" + o.name,
-		Timeout:  o.timeout,
-		Failures: o.brFailures,
-		OpenFor:  o.brOpen,
-		Logger:   o.logger.With("policy", o.failure.String()),
-	})
-	return r, nil
-}
-
-// startHeartbeat announces the node once, synchronously, then every
-// heartbeat interval until close.
-func (r *remote) startHeartbeat() {
-	r.beat(true)
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		tk := time.NewTicker(r.o.heartbeat)
-		defer tk.Stop()
-		for {
-			select {
-			case <-r.stop:
-				return
-			case <-tk.C:
-				r.beat(true)
-			}
-		}
-	}()
-}
-
-// beat records (or, with add false, removes) this node in the live-node set
-// and stores the live count. Failures keep the last count.
-func (r *remote) beat(add bool) {
-	flag := "0"
-	if add {
-		flag = "1"
-	}
-	ttl := 3 * r.o.heartbeat.Milliseconds()
-	v, err := r.eval(context.Background(), heartbeatScript, []string{r.nodesKey}, r.o.nodeID, ttl, flag)
+	clock := sysclock.Or(cfg.Clock)
+	link, err := remote.Open(remote.Config(r), "default", clock, cfg.Logger, cfg.Failure.String())
 	if err != nil {
-		r.o.logger.Debug("herdcap: heartbeat failed", "name", r.o.name, "err", err)
-		return
+		return nil, err
 	}
-	if n, ok := v.(int64); ok && add {
-		r.live.Store(max(1, n))
+	s := &shared{link: link, window: window, clock: clock, injected: cfg.Clock != nil, failure: cfg.Failure, fallback: fb}
+	s.limit.Init(ramp.Limit(l), window)
+	if cfg.Failure == FailLocal {
+		link.StartHeartbeat()
 	}
+	return s, nil
 }
 
-// close stops the heartbeat and leaves the live-node set. It is idempotent
-// and safe for concurrent use: the first call does the work, and every call
-// returns once it is done.
-func (r *remote) close() {
-	r.closeOnce.Do(func() {
-		close(r.stop)
-		r.wg.Wait()
-		r.beat(false)
-		_ = r.fallback.Close()
-	})
+// close stops the heartbeat, leaves the live-node set and closes the
+// fallback.
+func (s *shared) close() {
+	s.link.Close()
+	_ = s.fallback.Close()
 }
 
-func (r *remote) closed() bool {
-	select {
-	case <-r.stop:
-		return true
-	default:
-		return false
+// own returns the budget's own limit at t and its ramp.
+func (s *shared) own(t time.Time) (limiter.Limit, *ramp.Ramp) {
+	l, r := s.limit.At(t)
+	return limiter.Limit(l), r
+}
+
+// setLimit validates l and ramps the budget's own limit to it from now.
+func (s *shared) setLimit(l limiter.Limit) error {
+	if err := l.Validate(); err != nil {
+		return err
 	}
+	s.limit.Set(s.clock.Now(), ramp.Limit(l))
+	return nil
 }
 
-// eval runs script through the breaker, within the time budget.
-func (r *remote) eval(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
-	return r.guard.Eval(ctx, s, keys, args...)
+// redisKey returns key's bucket key in Redis.
+func (s *shared) redisKey(key string) string { return bucketkey.Redis(s.link.Prefix, s.link.Name, key) }
+
+// errOverBurst is the error of a request for more than the burst.
+func errOverBurst(n int, l limiter.Limit) error {
+	return fmt.Errorf("%w: Request.N = %d exceeds the burst of %d, so it could never be granted", limiter.ErrInvalidRequest, n, l.Burst)
 }
 
-// isStoreFailure: see redisguard.IsStoreFailure.
-var isStoreFailure = redisguard.IsStoreFailure
+func isTimeout(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
 
-// failed turns a failed call into the failure policy's answer. It returns
-// (decision, error, true) when err was a store failure, and false when the
-// caller must report err itself.
-func (r *remote) failed(ctx context.Context, err error, key string, t time.Time, n int, upTo bool, lim Limit, gen uint64, ramping bool) (Decision, error, bool) {
+// failed turns a failed call for r, under lim, into the failure policy's
+// answer: the caller's cancellation and a bad reply as errors, a store
+// failure by the policy. A fallback decision never waits: a reservation
+// (Request.Wait) is decided as a request without Wait.
+func (s *shared) failed(ctx context.Context, err error, r *limiter.Request, lim limiter.Limit) (limiter.Decision, error) {
 	if ctx.Err() != nil && !isTimeout(err) {
-		return Decision{Limit: lim}, ctx.Err(), true
+		return limiter.Decision{Limit: lim}, ctx.Err()
 	}
-	if !isStoreFailure(err) {
-		return Decision{Limit: lim}, fmt.Errorf("%w: %w", ErrUnexpectedReply, err), true
+	if errors.Is(err, ErrUnexpectedReply) {
+		return limiter.Decision{Limit: lim, Via: limiter.ViaRedis}, err
 	}
-	switch r.o.failure {
+	if !redisguard.IsStoreFailure(err) {
+		return limiter.Decision{Limit: lim}, fmt.Errorf("%w: %w", ErrUnexpectedReply, err)
+	}
+	switch s.failure {
 	case FailOpen:
-		return Decision{Allowed: true, Taken: n, Limit: lim, Source: SourceFallback}, nil, true
+		return limiter.Decision{Allowed: true, Taken: r.N, Limit: lim, Via: limiter.ViaFallback}, nil
 	case FailClosed:
-		return Decision{Limit: lim, RetryAfter: r.o.brOpen, Source: SourceFallback}, fmt.Errorf("%w: %w", ErrUnavailable, err), true
+		return limiter.Decision{Limit: lim, RetryAfter: s.link.BreakerOpen, Via: limiter.ViaFallback},
+			fmt.Errorf("%w: %w", limiter.ErrUnavailable, err)
 	}
-	live := max(1, r.live.Load())
-	share := Limit{
+	live := max(1, s.link.Live())
+	share := limiter.Limit{
 		Rate:   lim.Rate / float64(live),
 		Period: lim.Period,
 		Burst:  int(math.Ceil(float64(lim.Burst) / float64(live))),
 	}
-	if n > share.Burst && !upTo {
-		return Decision{Limit: share, RetryAfter: r.o.brOpen, Source: SourceFallback}, nil, true
+	if r.N > share.Burst && !r.UpTo {
+		return limiter.Decision{Limit: share, RetryAfter: s.link.BreakerOpen, Via: limiter.ViaFallback}, nil
 	}
-	var d Decision
-	ferr := r.fallback.decideLimit(&d, key, t, n, upTo, share, gen<<20|uint64(live), ramping, SourceFallback)
-	return d, ferr, true
+	d, ferr := s.fallback.Take(ctx, limiter.Request{Key: r.Key, N: r.N, UpTo: r.UpTo, Limit: share})
+	d.Via = limiter.ViaFallback
+	return d, ferr
 }
-
-func isTimeout(err error) bool { return errors.Is(err, context.DeadlineExceeded) }

@@ -1,4 +1,4 @@
-package limiter
+package fleet
 
 import (
 	"context"
@@ -14,14 +14,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/internal/bucketkey"
+	"github.com/herdcap/herdcap/internal/keymap"
 	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // leaseOf returns key's lease on b (creating an empty one if it has none).
 func leaseOf(b *Leased, key string) *lease {
-	return &b.keys.get(bucketkey.Local(key), time.Now(), func(l *lease) {
-		l.rkey = bucketkey.Redis(b.r.o.prefix, b.r.o.name, key)
-	}).v
+	return &b.keys.Get(bucketkey.Local(key), time.Now(), func(l *lease) {
+		l.rkey = b.s.redisKey(key)
+	}).V
 }
 
 // leaseState returns key's unspent tokens and whether its lease is settled.
@@ -32,17 +34,17 @@ func leaseState(b *Leased, key string) (tokens int, settled bool) {
 	return l.tokens, l.settled()
 }
 
-// TestLeasedWaitsAtMostOneBudget: a request that waits for a refill under way
-// and then, the refill having failed, would make its own round trip, spends
-// one time budget in all, not one for each.
-func TestLeasedWaitsAtMostOneBudget(t *testing.T) {
+// TestLeasedWaitsAtMostOneTimeout: a request that waits for a refill under
+// way and then, the refill having failed, would make its own round trip,
+// spends one Redis.Timeout in all, not one for each.
+func TestLeasedWaitsAtMostOneTimeout(t *testing.T) {
 	s := redistest.Start(t)
 	// A long budget, so that one budget (600 ms) and two (1.2 s less the
 	// pause below) are far apart compared with the scheduling noise of a
 	// loaded -race machine (see slack).
 	const budget = 600 * time.Millisecond
-	b, err := NewLeased(s.Client(t), PerSecond(1000, 1000), WithName(uniqueName()), WithFailure(FailOpen),
-		WithTimeout(budget), WithBreaker(1000, time.Hour), WithLease(time.Second, 1))
+	b, err := NewLeased(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: budget, BreakerFailures: 1000, BreakerOpen: time.Hour},
+		limiter.PerSecond(1000, 1000), LeasedConfig{Config: failOpen, LeaseAhead: time.Second, MaxLease: 1})
 	require.NoError(t, err)
 	defer b.Close()
 	ctx := context.Background()
@@ -59,7 +61,7 @@ func TestLeasedWaitsAtMostOneBudget(t *testing.T) {
 	// Spends the lease's token and starts a refill, which hangs.
 	d, err = b.AllowN(ctx, "k", 1)
 	require.NoError(t, err)
-	require.Equal(t, SourceLease, d.Source)
+	require.Equal(t, limiter.ViaLease, d.Via)
 	// Let the refill get on the wire first, so that it fails before this
 	// request's own budget ends: then the request has a round trip of its
 	// own to make, in what is left of its budget.
@@ -68,7 +70,7 @@ func TestLeasedWaitsAtMostOneBudget(t *testing.T) {
 	d, err = b.AllowN(ctx, "k", 1)
 	el := time.Since(start)
 	require.NoError(t, err)
-	assert.Equal(t, SourceFallback, d.Source)
+	assert.Equal(t, limiter.ViaFallback, d.Via)
 	assert.True(t, d.Allowed, "FailOpen")
 	t.Logf("waited %v with a budget of %v", el, budget)
 	assert.Greater(t, el, budget/2, "it waited for the refill under way")
@@ -78,17 +80,20 @@ func TestLeasedWaitsAtMostOneBudget(t *testing.T) {
 // TestLeasedRefusedLargeRequests: a request for more than the lease size that
 // the bucket cannot grant takes nothing, leaves the lease as it was, and is
 // remembered, so that repeating it makes no round trip until Redis said it
-// could succeed.
+// could succeed. The refusals are told successive times (the node's denial
+// tail): the first the bucket's own wait, each next one 40 tokens later.
 func TestLeasedRefusedLargeRequests(t *testing.T) {
 	name := uniqueName()
-	lim := PerSecond(10, 100)
-	strict := newRedisForTest(t, srv.Client(t), lim, WithName(name), WithFailure(FailOpen))
+	lim := limiter.PerSecond(10, 100)
+	clk := fakeClockAt(t0)
+	cfg := Config{Config: limiter.Config{Clock: clk}, Failure: FailOpen}
+	strict := newStrictForTest(t, srv.Client(t), lim, Redis{Name: name}, cfg)
 	c := srv.Client(t)
-	b := newLeasedForTest(t, c, lim, WithName(name), WithFailure(FailOpen), WithLease(time.Second, 5))
+	b := newLeasedForTest(t, c, lim, Redis{Name: name}, LeasedConfig{Config: cfg, LeaseAhead: time.Second, MaxLease: 5})
 	L := b.maxLeaseFor(lim)
 	require.Equal(t, 5, L)
 	ctx := context.Background()
-	d, err := strict.AllowNAt(ctx, "k", t0, 70)
+	d, err := strict.AllowN(ctx, "k", 70)
 	require.NoError(t, err)
 	require.True(t, d.Allowed, "30 left")
 	require.NoError(t, c.Ping(ctx).Err()) // connect first: a new connection's HELLO would count
@@ -96,27 +101,28 @@ func TestLeasedRefusedLargeRequests(t *testing.T) {
 	h := &countingHook{}
 	c.AddHook(h)
 	for i := range 10 {
-		d, err := b.AllowNAt(ctx, "k", t0, 40)
+		d, err := b.AllowN(ctx, "k", 40)
 		require.NoError(t, err)
 		assert.False(t, d.Allowed, "request %d", i)
-		assert.Equal(t, time.Second, d.RetryAfter, "10 more tokens at 10/s")
+		assert.Equal(t, time.Second+time.Duration(i)*4*time.Second, d.RetryAfter, "10 more tokens at 10/s, then 40 tokens apart")
 		assert.Equal(t, 30, d.Remaining)
 		n, _ := leaseState(b, "k")
 		assert.LessOrEqual(t, n, L, "a refusal never grows the lease beyond L")
 	}
 	assert.Equal(t, int64(1), h.cmds.Load(), "one round trip; the refusals after it are remembered")
-	d, err = strict.AllowNAt(ctx, "k", t0, 0)
+	d, err = strict.AllowN(ctx, "k", 0)
 	require.NoError(t, err)
 	assert.Equal(t, 30, d.Remaining, "the refusals took nothing")
 
 	// A smaller request the bucket can serve is not refused by that memory.
-	d, err = b.AllowNAt(ctx, "k", t0, 25)
+	d, err = b.AllowN(ctx, "k", 25)
 	require.NoError(t, err)
 	assert.True(t, d.Allowed)
 	assert.Equal(t, 25, d.Taken)
 	// And once Redis's wait has passed, the large one is asked again.
 	before := h.cmds.Load()
-	d, err = b.AllowNAt(ctx, "k", t0.Add(4*time.Second), 40)
+	clk.Set(t0.Add(4 * time.Second))
+	d, err = b.AllowN(ctx, "k", 40)
 	require.NoError(t, err)
 	assert.True(t, d.Allowed, "5 left at t0, 40 more in 4 s")
 	assert.Greater(t, h.cmds.Load(), before)
@@ -128,7 +134,8 @@ func TestLeasedRefusedLargeRequests(t *testing.T) {
 // TestLeasedMegabyteKeysCostBoundedMemory: a lease keeps only the bounded
 // forms of its key (bucketkey), never the key as given.
 func TestLeasedMegabyteKeysCostBoundedMemory(t *testing.T) {
-	b := newLeasedForTest(t, srv.Client(t), PerSecond(1, 1), WithName(uniqueName()), WithFailure(FailOpen))
+	b := newLeasedForTest(t, srv.Client(t), limiter.PerSecond(1, 1), Redis{}, LeasedConfig{Config: Config{
+		Config: limiter.Config{Clock: fakeClockAt(t0)}, Failure: FailOpen}})
 	ctx := context.Background()
 	const keys, size = 64, 1 << 20
 	var before, after runtime.MemStats
@@ -136,13 +143,13 @@ func TestLeasedMegabyteKeysCostBoundedMemory(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	for i := range keys {
 		k := strings.Repeat("x", size) + strconv.Itoa(i) // garbage once the call returns, unless kept
-		d, err := b.AllowNAt(ctx, k, t0, 1)
+		d, err := b.AllowN(ctx, k, 1)
 		require.NoError(t, err)
 		require.True(t, d.Allowed)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	require.Equal(t, keys, b.keys.len())
+	require.Equal(t, keys, b.keys.Len())
 	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	t.Logf("%d leases of 1 MiB keys: heap grew by %d bytes", keys, grown)
 	// The keys total 64 MiB; their leases, a few hundred bytes each. 8 MiB
@@ -160,6 +167,7 @@ type lockProbe struct {
 	b          atomic.Pointer[Leased]
 	calls      atomic.Int64
 	violations atomic.Int64
+	timers     atomic.Int64 // AfterFunc calls
 }
 
 func (p *lockProbe) check() {
@@ -174,10 +182,10 @@ func (p *lockProbe) check() {
 		b.mu.Lock()
 		//lint:ignore SA2001 taking the lock is the probe
 		b.mu.Unlock()
-		b.keys.each(func(s *slot[lease]) {
-			s.v.mu.Lock()
+		b.keys.Each(func(s *keymap.Slot[lease]) {
+			s.V.mu.Lock()
 			//lint:ignore SA2001 taking the lock is the probe
-			s.v.mu.Unlock()
+			s.V.mu.Unlock()
 		})
 	}()
 	select {
@@ -197,6 +205,14 @@ func (c *probeClock) Now() time.Time {
 	return time.Unix(0, c.now.Load())
 }
 
+// AfterFunc runs f on the real clock, after a check like Now's: a Leased
+// sets its refill timers through it.
+func (c *probeClock) AfterFunc(d time.Duration, f func()) limiter.Timer {
+	c.p.check()
+	c.p.timers.Add(1)
+	return time.AfterFunc(d, f)
+}
+
 type probeHandler struct{ p *lockProbe }
 
 func (h probeHandler) Enabled(context.Context, slog.Level) bool  { return true }
@@ -204,17 +220,18 @@ func (h probeHandler) Handle(context.Context, slog.Record) error { h.p.check(); 
 func (h probeHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
 func (h probeHandler) WithGroup(string) slog.Handler             { return h }
 
-// TestLeasedCallsNoUserCodeUnderLocks drives refills, evictions with tokens
-// to give back, a Redis outage (logged) and Close, with a clock and a logger
-// that check no lock of the Leased is held while they run.
+// TestLeasedCallsNoUserCodeUnderLocks drives refills (and scheduled ones,
+// whose timers the clock sets), evictions with tokens to give back, a Redis
+// outage (logged) and Close, with a clock and a logger that check no lock
+// of the Leased is held while they run.
 func TestLeasedCallsNoUserCodeUnderLocks(t *testing.T) {
 	s := redistest.Start(t)
 	p := &lockProbe{}
 	clk := &probeClock{p: p}
 	clk.now.Store(t0.UnixNano())
-	b, err := NewLeased(s.Client(t), PerSecond(1000, 1000), WithName(uniqueName()), WithFailure(FailOpen),
-		WithClock(clk), WithLogger(slog.New(probeHandler{p})), WithMaxKeys(4),
-		WithTimeout(time.Second), WithBreaker(1000, time.Hour))
+	b, err := NewLeased(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: time.Second, BreakerFailures: 1000, BreakerOpen: time.Hour},
+		limiter.PerSecond(1000, 1000), LeasedConfig{Config: Config{Config: limiter.Config{Clock: clk, Logger: slog.New(probeHandler{p}), MaxKeys: 4},
+			Failure: FailOpen}})
 	require.NoError(t, err)
 	p.b.Store(b)
 	ctx := context.Background()
@@ -223,9 +240,16 @@ func TestLeasedCallsNoUserCodeUnderLocks(t *testing.T) {
 		clk.now.Add(int64(time.Millisecond))
 		_, err := b.AllowN(ctx, key(i%8), 1)
 		require.NoError(t, err)
-		_, err = b.TakeUpTo(ctx, key(i%8), 3)
+		_, err = b.Take(ctx, limiter.Request{Key: key(i % 8), N: 3, UpTo: true})
+		require.NoError(t, err)
+		_, err = b.Take(ctx, limiter.Request{Key: key(i % 8), N: 2, Limit: limiter.PerSecond(500, 500)})
+		require.NoError(t, err)
+		// A key whose bucket runs short: its refills are scheduled on the
+		// clock.
+		_, err = b.Take(ctx, limiter.Request{Key: "short", N: 1, Limit: limiter.PerSecond(1, 2)})
 		require.NoError(t, err)
 	}
+	assert.Positive(t, p.timers.Load(), "refills were scheduled through the clock")
 	s.Kill(t)
 	for i := range 40 {
 		clk.now.Add(int64(time.Millisecond))

@@ -1,34 +1,41 @@
-package limiter
+package fleet
 
 // The Redis side of Leased: exchanges with the shared bucket, the blocking
-// first fetch, background refills and give-backs.
+// first fetch, refills (in the background and on the clock) and
+// give-backs.
 
 import (
 	"context"
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/herdcap/herdcap/internal/bucketlua"
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // exchange runs the bucket script for c on rkey: n tokens in mode (see
-// bucketScript), within what is left of c's time budget.
-func (b *Leased) exchange(c *call, rkey string, n, mode int) (Decision, error) {
+// bucketScript), within what is left of c's time limit.
+func (b *Leased) exchange(c *call, rkey string, n, mode int) (limiter.Decision, error) {
 	left := c.budget()
 	if left <= 0 {
-		return Decision{}, context.DeadlineExceeded
+		return limiter.Decision{}, context.DeadlineExceeded
 	}
 	ctx, cancel := context.WithDeadline(c.ctx, c.deadline)
 	defer cancel()
 	return b.script(ctx, rkey, n, mode, c.t, c.pass, c.lim)
 }
 
-// script runs the bucket script: n tokens in mode at t, under lim.
-func (b *Leased) script(ctx context.Context, rkey string, n, mode int, t time.Time, pass bool, lim Limit) (Decision, error) {
-	v, err := b.r.eval(ctx, bucketScript, []string{rkey}, lim.PerSecond()/1e6, lim.Burst, n, mode, nowArg(t, pass))
+// script runs the bucket script: n tokens in mode at t, under lim, with
+// neither a denial tail nor a carried limit in Redis (this node keeps
+// those).
+func (b *Leased) script(ctx context.Context, rkey string, n, mode int, t time.Time, pass bool, lim limiter.Limit) (limiter.Decision, error) {
+	v, err := b.s.link.Eval(ctx, bucketScript, []string{rkey}, lim.PerSecond()/1e6, lim.Burst, n, mode,
+		bucketlua.NowArg(t, pass), 0, "", "")
 	if err != nil {
-		return Decision{}, err
+		return limiter.Decision{}, err
 	}
-	return parseBucketReply(v, lim, SourceRedis)
+	return parseBucketReply(v, lim, limiter.ViaRedis)
 }
 
 // exchangeLocked makes an exchange for c that changes nothing but l's
@@ -44,7 +51,7 @@ func (b *Leased) exchangeLocked(l *lease, c *call, n, mode int) error {
 		l.mu.Unlock()
 		return err
 	}
-	l.noteViewLocked(rep.Remaining, c.t, c.pass)
+	l.noteViewLocked(rep.Remaining, c.t, c.pass, c.lim)
 	return nil
 }
 
@@ -52,7 +59,7 @@ func (b *Leased) exchangeLocked(l *lease, c *call, n, mode int) error {
 // holds the lease's tokens for c, asks the bucket for the rest (topping the
 // lease up to its target too, unless c asks for more than the target: then
 // all or nothing), and decides. It unlocks l.
-func (b *Leased) acquireLocked(l *lease, c *call) (Decision, error) {
+func (b *Leased) acquireLocked(l *lease, c *call) (limiter.Decision, error) {
 	target := b.target(l, c.lim, c.t)
 	held := l.tokens
 	mode, want := 1, max(c.n, target)-held
@@ -64,9 +71,12 @@ func (b *Leased) acquireLocked(l *lease, c *call) (Decision, error) {
 	l.mu.Unlock()
 	rep, err := b.exchange(c, l.rkey, want, mode)
 	l.mu.Lock()
+	if err == nil && !l.gone && mode == 1 && rep.Taken < want {
+		armLocked(b, l, b.scheduleLocked(l, c.t, wait1(rep, c.lim), c.lim))
+	}
 	l.endFetchLocked()
 	if err != nil {
-		it := giveBackItem{rkey: l.rkey, tokens: held, at: l.viewAt, pass: l.pass}
+		it := giveBackItem{rkey: l.rkey, tokens: held, at: l.viewAt, pass: l.pass, lim: l.viewLim}
 		if !l.gone {
 			l.tokens += held
 			it.tokens = 0
@@ -83,36 +93,34 @@ func (b *Leased) acquireLocked(l *lease, c *call) (Decision, error) {
 		if have >= c.n || (c.upTo && have > 0) {
 			take = min(have, c.n)
 		}
-		it := giveBackItem{rkey: l.rkey, tokens: have - take, at: c.t, pass: c.pass}
+		it := giveBackItem{rkey: l.rkey, tokens: have - take, at: c.t, pass: c.pass, lim: c.lim}
 		l.mu.Unlock()
 		b.giveBack(it)
 		if b.closed.Load() && take == 0 {
-			return Decision{Limit: c.lim, Source: SourceRedis}, ErrClosed
+			return limiter.Decision{Limit: c.lim, Via: limiter.ViaRedis}, limiter.ErrClosed
 		}
-		d := Decision{Allowed: take > 0, Taken: take, Remaining: rep.Remaining, ResetAfter: rep.ResetAfter, Limit: c.lim, Source: SourceRedis}
+		d := limiter.Decision{Allowed: take > 0, Taken: take, Remaining: rep.Remaining, ResetAfter: rep.ResetAfter, Limit: c.lim, Via: limiter.ViaRedis}
 		if take == 0 {
 			d.RetryAfter = max(rep.RetryAfter, c.lim.Interval())
 		}
 		return d, nil
 	}
 	l.tokens += have
-	l.noteViewLocked(rep.Remaining, c.t, c.pass)
-	if mode == 1 && rep.Taken < want {
-		b.scheduleLocked(l, c.t, c.pass, wait1(rep, c.lim), c.lim)
-	}
+	l.noteViewLocked(rep.Remaining, c.t, c.pass, c.lim)
 	if mode == 0 && !rep.Allowed {
 		l.shortNeed, l.shortUntil, l.shortLim = want, c.t.Add(rep.RetryAfter), c.lim
 	}
 	if l.tokens >= c.n || (c.upTo && l.tokens > 0) {
-		return b.spendLocked(l, c, min(l.tokens, c.n), SourceRedis), nil
+		return b.spendLocked(l, c, min(l.tokens, c.n), limiter.ViaRedis), nil
 	}
-	d := Decision{Limit: c.lim, Source: SourceRedis}
+	d := limiter.Decision{Limit: c.lim, Via: limiter.ViaRedis}
 	if mode == 0 {
 		d.RetryAfter = rep.RetryAfter
 	} else {
 		d.RetryAfter = b.retryLocked(l, c)
 	}
 	fillDecision(&d, l.tokens+l.remote, c.lim)
+	b.refusedLocked(l, c, &d)
 	l.mu.Unlock()
 	return d, nil
 }
@@ -120,7 +128,7 @@ func (b *Leased) acquireLocked(l *lease, c *call) (Decision, error) {
 // wait1 returns, from a short fetch's reply, how long until the bucket holds
 // one token again: Redis reports it when it gave nothing; when it gave what
 // it had, the fraction left is read off its reset time.
-func wait1(rep Decision, lim Limit) time.Duration {
+func wait1(rep limiter.Decision, lim limiter.Limit) time.Duration {
 	if rep.RetryAfter > 0 {
 		return rep.RetryAfter
 	}
@@ -129,7 +137,7 @@ func wait1(rep Decision, lim Limit) time.Duration {
 }
 
 // retryLocked returns how long c must wait, by l's view, until its tokens
-// (one, for TakeUpTo) could be had: not before the bucket holds them, nor
+// (one, for UpTo) could be had: not before the bucket holds them, nor
 // before this node's next fetch is due.
 func (b *Leased) retryLocked(l *lease, c *call) time.Duration {
 	need := c.n - l.tokens
@@ -143,23 +151,9 @@ func (b *Leased) retryLocked(l *lease, c *call) time.Duration {
 	return max(wait, time.Microsecond)
 }
 
-func fillDecision(d *Decision, remaining int, lim Limit) {
-	remaining = min(remaining, lim.Burst)
-	d.Remaining = remaining
-	d.ResetAfter = durationFromTokens(float64(lim.Burst-remaining), lim.PerSecond())
-}
-
-// maxLeaseFor returns the max lease size L under lim.
-func (b *Leased) maxLeaseFor(lim Limit) int {
-	if b.maxLease > 0 {
-		return min(b.maxLease, lim.Burst)
-	}
-	return max(1, min(lim.Burst, int(math.Ceil(lim.PerSecond()*b.ahead.Seconds()))))
-}
-
 // target returns the lease size l should hold, from its observed demand.
 // The caller holds l.mu.
-func (b *Leased) target(l *lease, lim Limit, t time.Time) int {
+func (b *Leased) target(l *lease, lim limiter.Limit, t time.Time) int {
 	if el := t.Sub(l.sampleAt); el >= min(b.ahead/4, 25*time.Millisecond) {
 		rate := float64(l.asked) / el.Seconds()
 		if l.demand == 0 {
@@ -180,27 +174,28 @@ func (b *Leased) fetch(l *lease, t time.Time, pass bool) {
 	b.fetchLocked(l, t, pass)
 }
 
-// fetchTimer is the scheduled fetch of generation gen (with real time).
+// fetchTimer is the scheduled fetch of generation gen, run by its timer on
+// the clock.
 func (b *Leased) fetchTimer(l *lease, gen uint64) {
-	t := b.clock.Now() // before locking: a clock is user code
+	t := b.s.clock.Now() // before locking: a clock is user code
 	l.mu.Lock()
-	if l.timer == nil || l.timerGen != gen {
+	if l.timerGen != gen || l.due.IsZero() {
 		l.mu.Unlock() // cancelled, or taken over by a request
 		return
 	}
-	l.timer, l.due = nil, time.Time{}
+	l.cancelScheduleLocked()
 	if l.fetching() {
 		l.mu.Unlock() // a request's exchange is under way
 		return
 	}
 	l.startFetchLocked()
-	b.fetchLocked(l, t, false)
+	b.fetchLocked(l, t, b.s.injected)
 }
 
 // fetchLocked runs the fetch l is marked for; it is called with l.mu held
 // and releases it.
 func (b *Leased) fetchLocked(l *lease, t time.Time, pass bool) {
-	lim, _ := b.limit.at(t)
+	lim := b.limitLocked(l, t)
 	want := b.target(l, lim, t) - l.tokens
 	if l.gone || want <= 0 {
 		l.endFetchLocked()
@@ -211,6 +206,9 @@ func (b *Leased) fetchLocked(l *lease, t time.Time, pass bool) {
 	l.mu.Unlock()
 	rep, err := b.script(context.Background(), rkey, want, 1, t, pass, lim)
 	l.mu.Lock()
+	if err == nil && !l.gone && rep.Taken < want {
+		armLocked(b, l, b.scheduleLocked(l, t, wait1(rep, lim), lim))
+	}
 	l.endFetchLocked()
 	if err != nil { // the next request retries, or falls back
 		l.mu.Unlock()
@@ -218,24 +216,28 @@ func (b *Leased) fetchLocked(l *lease, t time.Time, pass bool) {
 	}
 	if l.gone {
 		l.mu.Unlock()
-		b.giveBack(giveBackItem{rkey: rkey, tokens: rep.Taken, at: t, pass: pass})
+		b.giveBack(giveBackItem{rkey: rkey, tokens: rep.Taken, at: t, pass: pass, lim: lim})
 		return
 	}
 	l.tokens += rep.Taken
-	l.noteViewLocked(rep.Remaining, t, pass)
-	if rep.Taken < want {
-		b.scheduleLocked(l, t, pass, wait1(rep, lim), lim)
-	}
+	l.noteViewLocked(rep.Remaining, t, pass, lim)
 	l.mu.Unlock()
+}
+
+// timer is a scheduled fetch to arm once l is unlocked: its generation (0:
+// none) and its delay.
+type timer struct {
+	gen   uint64
+	delay time.Duration
 }
 
 // scheduleLocked arranges the next fetch for l, whose bucket was short at t
 // and will hold a token after wait: when about half a lease has accrued (or
 // one token, if the lease is tiny), but at most the lead time later, rather
-// than polling Redis. With real time a timer makes the fetch; with virtual
-// time (pass) the first decision at or after the due time does. No timer is
-// started once Close has begun. The caller holds l.mu.
-func (b *Leased) scheduleLocked(l *lease, t time.Time, pass bool, wait time.Duration, lim Limit) {
+// than polling Redis. It returns the timer for the caller to arm
+// (armLocked); the first decision at or after the due time makes the fetch
+// too, if the timer has not run by then. The caller holds l.mu.
+func (b *Leased) scheduleLocked(l *lease, t time.Time, wait time.Duration, lim limiter.Limit) timer {
 	delay := wait
 	if half := b.target(l, lim, t) / 2; half > 1 {
 		delay = max(delay, durationFromTokens(float64(half), lim.PerSecond()))
@@ -244,34 +246,50 @@ func (b *Leased) scheduleLocked(l *lease, t time.Time, pass bool, wait time.Dura
 	l.retryAt = t.Add(wait)
 	l.due = t.Add(delay)
 	l.timerGen++
-	if pass {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closing {
-		return
-	}
-	b.wg.Add(1)
-	gen := l.timerGen
 	// At least a millisecond between fetches of one key: never poll Redis
 	// in a tight loop, whatever the bucket reports.
-	l.timer = time.AfterFunc(max(delay, time.Millisecond), func() {
+	return timer{gen: l.timerGen, delay: max(delay, time.Millisecond)}
+}
+
+// armLocked arms tm for l, whose fetch is under way and whose lock the
+// caller holds: it unlocks l to call the clock (user code), and locks it
+// again. The fetch ends only after that, so a decision that waited for it
+// goes on with the next fetch armed (and a test that moves a fake clock
+// next sees it fire).
+func armLocked(b *Leased, l *lease, tm timer) {
+	l.mu.Unlock()
+	b.arm(l, tm)
+	l.mu.Lock()
+}
+
+// arm sets tm's timer on the clock, with no lock held (the clock is user
+// code), unless Close has begun. A timer whose fetch was cancelled or made
+// meanwhile finds itself stale when it fires, and does nothing.
+func (b *Leased) arm(l *lease, tm timer) {
+	if tm.gen == 0 || b.closed.Load() {
+		return
+	}
+	b.s.clock.AfterFunc(tm.delay, func() {
+		if !b.track() {
+			return
+		}
 		defer b.wg.Done()
-		b.fetchTimer(l, gen)
+		b.fetchTimer(l, tm.gen)
 	})
 }
 
 // giveBack returns unspent tokens to their bucket, at the time of the
-// lease's last exchange (Redis TIME if that was real time), so a give-back
-// never moves a bucket's clock.
+// lease's last exchange (Redis TIME if that was real time) and under its
+// limit, so a give-back never moves a bucket's clock.
 func (b *Leased) giveBack(it giveBackItem) {
 	if it.tokens <= 0 {
 		return
 	}
-	lim, _ := b.limit.at(it.at)
-	_, err := b.script(context.Background(), it.rkey, it.tokens, 2, it.at, it.pass, lim)
+	if it.lim == (limiter.Limit{}) { // no exchange recorded its limit
+		it.lim, _ = b.s.own(it.at)
+	}
+	_, err := b.script(context.Background(), it.rkey, it.tokens, 2, it.at, it.pass, it.lim)
 	if err != nil {
-		b.r.o.logger.Warn("herdcap: could not give leased tokens back", "name", b.r.o.name, "tokens", strconv.Itoa(it.tokens), "err", err)
+		b.s.link.Logger().Warn("herdcap: could not give leased tokens back", "name", b.s.link.Name, "tokens", strconv.Itoa(it.tokens), "err", err)
 	}
 }

@@ -1,4 +1,4 @@
-package limiter
+package fleet
 
 import (
 	"context"
@@ -13,16 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/limiter"
 )
-
-func newLeasedForTest(t *testing.T, c redis.UniversalClient, l Limit, opts ...Option) *Leased {
-	t.Helper()
-	opts = append([]Option{WithTimeout(2 * time.Second)}, opts...)
-	b, err := NewLeased(c, l, opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	return b
-}
 
 // admission is one allowed request: when, and how many tokens.
 type admission struct {
@@ -49,11 +41,11 @@ func TestLeasedOvershootBound(t *testing.T) {
 				workers = 8
 				run     = 2 * time.Second
 			)
-			lim := PerSecond(500, 100)
+			lim := limiter.PerSecond(500, 100)
 			name := uniqueName()
 			var bs []*Leased
 			for range nodes {
-				bs = append(bs, newLeasedForTest(t, tc.client(t), lim, WithName(name), WithFailure(FailOpen)))
+				bs = append(bs, newLeasedForTest(t, tc.client(t), lim, Redis{Name: name}, LeasedConfig{Config: failOpen}))
 			}
 			L := bs[0].maxLeaseFor(lim)
 			require.Equal(t, 50, L, "a tenth of a second of 500/s")
@@ -135,7 +127,7 @@ func TestLeasedOvershootBound(t *testing.T) {
 
 func TestLeasedHotPathMakesNoRoundTrip(t *testing.T) {
 	c := srv.Client(t)
-	b := newLeasedForTest(t, c, PerSecond(100_000, 100_000), WithName(uniqueName()), WithFailure(FailOpen))
+	b := newLeasedForTest(t, c, limiter.PerSecond(100_000, 100_000), Redis{}, LeasedConfig{Config: failOpen})
 	ctx := context.Background()
 	// Warm up: demand is observed and a lease of ~0.1 s of it is taken.
 	for range 200 {
@@ -150,7 +142,7 @@ func TestLeasedHotPathMakesNoRoundTrip(t *testing.T) {
 		d, err := b.AllowN(ctx, "k", 1)
 		require.NoError(t, err)
 		decisions++
-		if d.Source == SourceLease {
+		if d.Via == limiter.ViaLease {
 			fromLease++
 		}
 	}
@@ -162,9 +154,9 @@ func TestLeasedHotPathMakesNoRoundTrip(t *testing.T) {
 func TestLeasedGivesTokensBackOnClose(t *testing.T) {
 	c := srv.Client(t)
 	name := uniqueName()
-	lim := PerSecond(0.001, 100) // effectively no refill during the test
-	strict := newRedisForTest(t, c, lim, WithName(name), WithFailure(FailOpen))
-	b, err := NewLeased(c, lim, WithName(name), WithFailure(FailOpen), WithLease(time.Second, 40))
+	lim := limiter.PerSecond(0.001, 100) // effectively no refill during the test
+	strict := newStrictForTest(t, c, lim, Redis{Name: name}, failOpen)
+	b, err := NewLeased(forTest(c, Redis{Name: name}), lim, LeasedConfig{Config: failOpen, LeaseAhead: time.Second, MaxLease: 40})
 	require.NoError(t, err)
 	ctx := context.Background()
 	for range 30 {
@@ -181,31 +173,40 @@ func TestLeasedGivesTokensBackOnClose(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 70, d.Remaining, "100 - 30 spent: the unspent lease came back")
 	_, err = b.AllowN(ctx, "k", 1)
-	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, err, limiter.ErrClosed)
 }
 
-func TestLeasedBadInputAndOptions(t *testing.T) {
+func TestLeasedBadInputAndConfig(t *testing.T) {
 	c := srv.Client(t)
-	b := newLeasedForTest(t, c, PerSecond(10, 10), WithName(uniqueName()), WithFailure(FailOpen))
+	b := newLeasedForTest(t, c, limiter.PerSecond(10, 10), Redis{}, LeasedConfig{Config: failOpen})
 	ctx := context.Background()
 	_, err := b.AllowN(ctx, "", 1)
-	assert.ErrorIs(t, err, ErrInvalidKey)
+	assert.ErrorIs(t, err, limiter.ErrInvalidRequest)
 	_, err = b.AllowN(ctx, "k", -1)
-	assert.ErrorIs(t, err, ErrInvalidN)
+	assert.ErrorIs(t, err, limiter.ErrInvalidRequest)
 	_, err = b.AllowN(ctx, "k", 11)
-	assert.ErrorIs(t, err, ErrInvalidN)
-	_, err = NewLeased(c, PerSecond(10, 10), WithLease(0, 1))
-	assert.ErrorContains(t, err, "WithLease")
-	_, err = NewLeased(c, PerSecond(10, 10), WithLease(time.Second, 11))
-	assert.ErrorContains(t, err, "exceeds the burst")
-	_, err = NewLocal(PerSecond(10, 10), WithLease(time.Second, 1))
-	assert.ErrorContains(t, err, "does not apply to NewLocal")
+	assert.ErrorIs(t, err, limiter.ErrInvalidRequest)
+	for _, tc := range []struct {
+		cfg  LeasedConfig
+		want string
+	}{
+		{LeasedConfig{LeaseAhead: time.Microsecond}, "LeasedConfig.LeaseAhead must be between 1ms and 1m"},
+		{LeasedConfig{LeaseAhead: time.Hour}, "LeasedConfig.LeaseAhead"},
+		{LeasedConfig{MaxLease: -1}, "LeasedConfig.MaxLease must be >= 0"},
+		{LeasedConfig{MaxLease: 11}, "LeasedConfig.MaxLease 11 exceeds the burst 10"},
+		{LeasedConfig{Config: Config{Failure: 9}}, "LeasedConfig.Failure is unknown"},
+		{LeasedConfig{Config: Config{Config: limiter.Config{Ramp: -2}}}, "LeasedConfig.Ramp"},
+	} {
+		_, err = NewLeased(Redis{Client: c}, limiter.PerSecond(10, 10), tc.cfg)
+		require.ErrorIs(t, err, limiter.ErrInvalidConfig)
+		assert.ErrorContains(t, err, tc.want)
+	}
 }
 
 func TestLeasedFallsBackWhenRedisDies(t *testing.T) {
 	s := redistest.Start(t)
-	b, err := NewLeased(s.Client(t), PerSecond(1000, 1000), WithName(uniqueName()),
-		WithTimeout(30*time.Millisecond), WithBreaker(1, time.Hour), WithHeartbeat(20*time.Millisecond))
+	b, err := NewLeased(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: 30 * time.Millisecond, BreakerFailures: 1,
+		BreakerOpen: time.Hour, Heartbeat: 20 * time.Millisecond}, limiter.PerSecond(1000, 1000), LeasedConfig{})
 	require.NoError(t, err)
 	defer b.Close()
 	ctx := context.Background()
@@ -213,33 +214,72 @@ func TestLeasedFallsBackWhenRedisDies(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, d.Allowed)
 	s.Kill(t)
-	sources := map[Source]int{}
+	sources := map[limiter.Via]int{}
 	for range 3000 {
 		start := time.Now()
 		d, err := b.AllowN(ctx, "k", 1)
 		require.NoError(t, err)
 		require.Less(t, time.Since(start), 30*time.Millisecond+slack)
-		sources[d.Source]++
+		sources[d.Via]++
 	}
 	t.Logf("sources: %v", sources)
-	assert.Greater(t, sources[SourceFallback], 0, "once the lease is spent, the fallback answers")
+	assert.Greater(t, sources[limiter.ViaFallback], 0, "once the lease is spent, the fallback answers")
 }
 
 func TestLeasedBoundedKeysReturnEvictedLeases(t *testing.T) {
 	c := srv.Client(t)
 	name := uniqueName()
-	lim := PerSecond(0.001, 10)
-	b := newLeasedForTest(t, c, lim, WithName(name), WithFailure(FailOpen), WithMaxKeys(2), WithLease(time.Second, 5))
+	lim := limiter.PerSecond(0.001, 10)
+	b := newLeasedForTest(t, c, lim, Redis{Name: name}, LeasedConfig{Config: Config{Config: limiter.Config{MaxKeys: 2}, Failure: FailOpen},
+		LeaseAhead: time.Second, MaxLease: 5})
 	ctx := context.Background()
 	for _, k := range []string{"a", "b", "c", "d", "e"} {
 		_, err := b.AllowN(ctx, k, 1)
 		require.NoError(t, err)
 	}
-	strict := newRedisForTest(t, c, lim, WithName(name), WithFailure(FailOpen))
+	strict := newStrictForTest(t, c, lim, Redis{Name: name}, failOpen)
 	// Evicted leases are given back in the background; each key ends with
 	// 10 - 1 spent, whatever its lease held.
 	require.Eventually(t, func() bool {
 		d, err := strict.AllowN(ctx, "a", 0)
 		return err == nil && d.Remaining == 9
 	}, 5*time.Second, 5*time.Millisecond)
+}
+
+// TestLeasedRefillRunsOnTheClock: a refill scheduled because the bucket came
+// up short is made by a timer on the injected clock when its time comes,
+// with no decision to trigger it, and at the clock's time; a decision at or
+// after its time makes it if the timer has not (see the conformance suite,
+// whose clock fires no timers).
+func TestLeasedRefillRunsOnTheClock(t *testing.T) {
+	c := srv.Client(t)
+	clk := fakeClockAt(t0)
+	name := uniqueName()
+	lim := limiter.PerSecond(10, 10)
+	b := newLeasedForTest(t, c, lim, Redis{Name: name}, LeasedConfig{Config: Config{Config: limiter.Config{Clock: clk}, Failure: FailOpen}})
+	strict := newStrictForTest(t, c, lim, Redis{Name: name}, Config{Config: limiter.Config{Clock: clk}, Failure: FailOpen})
+	ctx := context.Background()
+	d, err := b.AllowN(ctx, "k", 10)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	// The refill the spend started finds the bucket empty and schedules the
+	// next one when a token has accrued (100 ms).
+	require.Eventually(t, func() bool {
+		l := leaseOf(b, "k")
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.fetching() && l.scheduled()
+	}, 10*time.Second, time.Millisecond)
+	require.Equal(t, 1, clk.Pending(), "its timer is on the clock")
+	h := &countingHook{}
+	c.AddHook(h)
+	clk.Add(99 * time.Millisecond)
+	assert.Zero(t, h.cmds.Load(), "not due yet")
+	clk.Add(time.Millisecond)
+	assert.Equal(t, int64(1), h.cmds.Load(), "due: the timer fetched, on the clock's goroutine")
+	n, _ := leaseState(b, "k")
+	assert.Equal(t, 1, n, "the token that accrued is in the lease")
+	d, err = strict.AllowN(ctx, "k", 0)
+	require.NoError(t, err)
+	assert.Equal(t, 0, d.Remaining, "taken from the bucket at t0+100ms, the clock's time")
 }

@@ -1,4 +1,4 @@
-package limiter
+package fleet
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // gateHook holds script commands at gates the test opens. Each gate queued
@@ -82,7 +84,7 @@ func (h *gateHook) awaitEntered(t *testing.T) {
 func inAwait() bool { return countInAwait() > 0 }
 
 type decisionResult struct {
-	d   Decision
+	d   limiter.Decision
 	err error
 }
 
@@ -104,7 +106,8 @@ type decisionResult struct {
 // way when it wakes: deterministic, no timing. The second fetch held stands
 // for the chain of fetches W would otherwise wait through. The time budget
 // (10 s) is only there so that the old behaviour ends (with an error, after
-// the whole budget) rather than hangs; nothing is asserted about durations.
+// the whole time limit) rather than hangs; nothing is asserted about
+// durations.
 func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -118,23 +121,23 @@ func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const budget = 10 * time.Second
-			lim := PerSecond(0.001, tc.burst) // no refill during the test
+			lim := limiter.PerSecond(0.001, tc.burst) // no refill during the test
 			bucket := uniqueName()
 			ctx := context.Background()
 			// Load the script with another client, so that each held call
 			// below is one EVALSHA (no NOSCRIPT, EVAL retry to take a gate).
-			strict := newRedisForTest(t, srv.Client(t), lim, WithName(bucket), WithFailure(FailClosed))
+			strict := newStrictForTest(t, srv.Client(t), lim, Redis{Name: bucket}, Config{Failure: FailClosed})
 			_, err := strict.AllowN(ctx, "warm", 1)
 			require.NoError(t, err)
 
 			c := srv.Client(t)
 			h := newGateHook()
 			c.AddHook(h)
-			b := newLeasedForTest(t, c, lim, WithName(bucket), WithFailure(FailClosed), WithTimeout(budget))
+			b := newLeasedForTest(t, c, lim, Redis{Name: bucket, Timeout: budget}, LeasedConfig{Config: Config{Failure: FailClosed}})
 			decide := func() decisionResult {
 				var r decisionResult
 				if tc.upTo {
-					r.d, r.err = b.TakeUpTo(ctx, "k", 1)
+					r.d, r.err = b.Take(ctx, limiter.Request{Key: "k", N: 1, UpTo: true})
 				} else {
 					r.d, r.err = b.AllowN(ctx, "k", 1)
 				}
@@ -189,7 +192,7 @@ func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 			}
 			assert.False(t, w.d.Allowed)
 			assert.Greater(t, w.d.RetryAfter, time.Duration(0))
-			assert.Equal(t, SourceLease, w.d.Source)
+			assert.Equal(t, limiter.ViaLease, w.d.Via)
 		})
 	}
 }
@@ -206,17 +209,17 @@ func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 // 10 s budget only bounds a wrong wait).
 func TestLeasedWaiterAfterFailedFetch(t *testing.T) {
 	const budget = 10 * time.Second
-	lim := PerSecond(0.001, 100)
+	lim := limiter.PerSecond(0.001, 100)
 	bucket := uniqueName()
 	ctx := context.Background()
-	strict := newRedisForTest(t, srv.Client(t), lim, WithName(bucket), WithFailure(FailClosed))
+	strict := newStrictForTest(t, srv.Client(t), lim, Redis{Name: bucket}, Config{Failure: FailClosed})
 	_, err := strict.AllowN(ctx, "warm", 1) // loads the script: one EVALSHA per held call
 	require.NoError(t, err)
 
 	c := srv.Client(t)
 	h := newGateHook()
 	c.AddHook(h)
-	b := newLeasedForTest(t, c, lim, WithName(bucket), WithFailure(FailClosed), WithTimeout(budget))
+	b := newLeasedForTest(t, c, lim, Redis{Name: bucket, Timeout: budget}, LeasedConfig{Config: Config{Failure: FailClosed}})
 	decide := func(out chan<- decisionResult) {
 		var r decisionResult
 		r.d, r.err = b.AllowN(ctx, "k", 1)

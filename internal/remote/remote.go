@@ -1,0 +1,296 @@
+// Package remote is a fleet component's link to its Redis: the connection
+// settings of fleet.Redis, validated and resolved; every call through the
+// time limit and circuit breaker (redisguard); and the live-node heartbeat
+// that the FailLocal policy divides a limit by. fleet.Strict, fleet.Leased
+// and the shared admission gate each hold one.
+package remote
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herdcap/herdcap/internal/redisguard"
+	"github.com/herdcap/herdcap/limiter"
+)
+
+// Config has the shape of fleet.Redis, field for field, so that fleet.Redis
+// converts to it with a plain type conversion (fleet imports this package,
+// so it cannot use fleet's type). See fleet.Redis for the fields.
+type Config struct {
+	Client          redis.UniversalClient
+	Name            string
+	Prefix          string
+	Node            string
+	Timeout         time.Duration
+	BreakerFailures int
+	BreakerOpen     time.Duration
+	Heartbeat       time.Duration
+}
+
+// Defaults of Config's zero values.
+const (
+	DefaultPrefix          = "herdcap"
+	DefaultTimeout         = 20 * time.Millisecond
+	DefaultBreakerFailures = 3
+	DefaultBreakerOpen     = time.Second
+	DefaultHeartbeat       = time.Second
+	// MinHeartbeat is the shortest heartbeat interval accepted.
+	MinHeartbeat = 10 * time.Millisecond
+	// MaxNodeLen is the longest node name accepted, in bytes.
+	MaxNodeLen = 256
+)
+
+// Resolve validates c, naming fields as Redis.Field, and returns it with
+// every zero value replaced by its default (Name by defaultName, Node by a
+// random name). The error wraps limiter.ErrInvalidConfig.
+func Resolve(c Config, defaultName string) (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return c, fmt.Errorf("%w: "+format, append([]any{limiter.ErrInvalidConfig}, args...)...)
+	}
+	if c.Client == nil {
+		return bad("Redis.Client is nil")
+	}
+	if err := redisguard.CheckClient(c.Client); err != nil {
+		return bad("Redis.Client: %w", err)
+	}
+	if c.Name == "" {
+		c.Name = defaultName
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if err := checkName(c.Name); err != nil {
+		return bad("Redis.Name %w", err)
+	}
+	if err := checkName(c.Prefix); err != nil {
+		return bad("Redis.Prefix %w", err)
+	}
+	switch {
+	case len(c.Node) > MaxNodeLen:
+		return bad("Redis.Node must be at most %d bytes, got %d", MaxNodeLen, len(c.Node))
+	case c.Timeout < 0:
+		return bad("Redis.Timeout must be >= 0, got %v", c.Timeout)
+	case c.BreakerFailures < 0:
+		return bad("Redis.BreakerFailures must be >= 0, got %d", c.BreakerFailures)
+	case c.BreakerOpen < 0:
+		return bad("Redis.BreakerOpen must be >= 0, got %v", c.BreakerOpen)
+	case c.Heartbeat != 0 && c.Heartbeat < MinHeartbeat:
+		return bad("Redis.Heartbeat must be 0 or >= %v, got %v", MinHeartbeat, c.Heartbeat)
+	}
+	if c.Node == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		c.Node = hex.EncodeToString(b[:])
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = DefaultBreakerFailures
+	}
+	if c.BreakerOpen == 0 {
+		c.BreakerOpen = DefaultBreakerOpen
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	return c, nil
+}
+
+// checkName checks a Name or Prefix: a component of Redis keys.
+func checkName(s string) error {
+	if s == "" || len(s) > 64 {
+		return fmt.Errorf("must be 1 to 64 bytes, got %d", len(s))
+	}
+	for _, r := range s {
+		if r == '{' || r == '}' || r == ':' || r <= ' ' || r == 0x7f {
+			return fmt.Errorf("must not contain braces, colons, spaces or control characters, got %q", s)
+		}
+	}
+	return nil
+}
+
+// Link is one component's link to Redis. It is safe for concurrent use.
+type Link struct {
+	// Config is the resolved configuration (Resolve).
+	Config
+	guard    *redisguard.Guard
+	clock    limiter.Clock
+	logger   *slog.Logger
+	live     atomic.Int64
+	nodesKey string
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+
+	mu      sync.Mutex // guards what follows, and wg.Add against Close
+	beating bool       // the heartbeat was started
+	stopped bool       // Close has begun
+	timer   limiter.Timer
+	armGen  uint64         // counts arms: only the latest stores its timer
+	wg      sync.WaitGroup // heartbeats armed or under way
+}
+
+// Open returns a link with c, resolved by Resolve. Its heartbeat and
+// breaker read clock (the system clock's timers are real); it logs breaker
+// transitions, tagged with policy, and failed heartbeats to logger (nil:
+// nothing).
+func Open(c Config, defaultName string, clock limiter.Clock, logger *slog.Logger, policy string) (*Link, error) {
+	c, err := Resolve(c, defaultName)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Link{Config: c, clock: clock, logger: logger, nodesKey: c.Prefix + ":" + c.Name + ":nodes"}
+	l.live.Store(1)
+	l.guard = redisguard.New(c.Client, redisguard.Settings{
+		Name:     "herdcap-" + c.Name,
+		Timeout:  c.Timeout,
+		Failures: c.BreakerFailures,
+		OpenFor:  c.BreakerOpen,
+		Logger:   logger.With("policy", policy),
+	})
+	return l, nil
+}
+
+// Guard returns the guard every call of the link goes through.
+func (l *Link) Guard() *redisguard.Guard { return l.guard }
+
+// Logger returns the link's logger (never nil).
+func (l *Link) Logger() *slog.Logger { return l.logger }
+
+// Eval runs script through the breaker, within the time limit.
+func (l *Link) Eval(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
+	return l.guard.Eval(ctx, s, keys, args...)
+}
+
+// Live returns the number of nodes last seen in the heartbeat set: 1 until
+// a heartbeat has succeeded, and always 1 without a heartbeat.
+func (l *Link) Live() int64 { return l.live.Load() }
+
+// StartHeartbeat announces the node once, synchronously, then every
+// Heartbeat interval on the clock until Close. A node is counted live for
+// three intervals after its last heartbeat.
+func (l *Link) StartHeartbeat() {
+	l.mu.Lock()
+	l.beating = true
+	l.mu.Unlock()
+	l.beat(true)
+	l.arm()
+}
+
+// arm sets the next heartbeat, unless Close has begun. The clock is user
+// code: no lock is held while it runs.
+func (l *Link) arm() {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return
+	}
+	l.wg.Add(1)
+	l.armGen++
+	gen := l.armGen
+	l.mu.Unlock()
+	t := l.clock.AfterFunc(l.Heartbeat, l.tick)
+	l.mu.Lock()
+	if l.stopped {
+		// Close began meanwhile, without this timer to stop.
+		l.mu.Unlock()
+		if t.Stop() {
+			l.wg.Done()
+		}
+		return
+	}
+	if l.armGen == gen { // not re-armed meanwhile by the timer itself
+		l.timer = t
+	}
+	l.mu.Unlock()
+}
+
+// tick is a heartbeat's timer.
+func (l *Link) tick() {
+	defer l.wg.Done()
+	l.mu.Lock()
+	stopped := l.stopped
+	l.mu.Unlock()
+	if stopped {
+		return
+	}
+	l.beat(true)
+	l.arm()
+}
+
+// beat records (or, with add false, removes) this node in the live-node set
+// and stores the live count. Failures keep the last count.
+func (l *Link) beat(add bool) {
+	flag := "0"
+	if add {
+		flag = "1"
+	}
+	ttl := 3 * l.Heartbeat.Milliseconds()
+	v, err := l.Eval(context.Background(), heartbeatScript, []string{l.nodesKey}, l.Node, ttl, flag)
+	if err != nil {
+		l.logger.Debug("herdcap: heartbeat failed", "name", l.Name, "err", err)
+		return
+	}
+	if n, ok := v.(int64); ok && add {
+		l.live.Store(max(1, n))
+	}
+}
+
+// Closed reports whether Close has begun.
+func (l *Link) Closed() bool { return l.closed.Load() }
+
+// Close stops the heartbeat and leaves the live-node set. It is idempotent
+// and safe for concurrent use: the first call does the work, and every call
+// returns once it is done.
+func (l *Link) Close() {
+	l.closeOnce.Do(func() {
+		l.closed.Store(true)
+		l.mu.Lock()
+		l.stopped = true
+		beating, t := l.beating, l.timer
+		l.timer = nil
+		l.mu.Unlock()
+		if !beating {
+			return
+		}
+		if t != nil && t.Stop() {
+			l.wg.Done() // its heartbeat will not run
+		}
+		l.wg.Wait() // a heartbeat under way arms no other
+		l.beat(false)
+	})
+}
+
+// heartbeatScript records this node as live and counts the live nodes.
+//
+// KEYS[1]  the live-node sorted set (score: last heartbeat, ms)
+// ARGV[1]  node name
+// ARGV[2]  how long a node counts as live after its last heartbeat, ms
+// ARGV[3]  1 to add the node, 0 to remove it (on Close)
+//
+// It returns the number of live nodes.
+var heartbeatScript = redis.NewScript(`
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - ttl)
+if ARGV[3] == "1" then
+  redis.call("ZADD", KEYS[1], now, ARGV[1])
+else
+  redis.call("ZREM", KEYS[1], ARGV[1])
+end
+redis.call("PEXPIRE", KEYS[1], ttl)
+return redis.call("ZCARD", KEYS[1])
+`)
