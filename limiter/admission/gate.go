@@ -90,30 +90,25 @@ const (
 
 // Gate admits new sessions on a budget of Limit sessions per period, in
 // process (New) or across a fleet through Redis (NewShared): the answer to
-// reconnect storms. A client over the budget is not just told "later" but
-// given a slot, a time at which it will be let in, and slots are booked at
-// exactly the budget's rate, so that a herd of clients that all
-// disconnected at once comes back as a flat stream (the package doc
-// explains how).
+// reconnect storms. A client over the budget is given a slot, a time at
+// which it will be let in, and slots are booked at exactly the budget's
+// rate, so that a herd that disconnected at once comes back as a flat
+// stream (the package doc explains how).
 //
-// Admit takes the client's ID (an address, a session ID: the client needs
-// to carry nothing else) and the ticket it presented, if any. A client
-// refused with a slot (Decision.Booked) is let in when it comes back at or
-// after Decision.RetryAt, within Config.SlotGrace; coming back early gets
-// the same slot again. A client that finds the queue full past
-// Config.Horizon is deferred: told when to come back, without a slot. With
-// Config.TicketKeys, every admitted client is given a ticket, and a client
-// presenting a valid one for its ID rejoins without spending the budget; a
-// bad ticket makes a new session, never an error.
+// Admit takes the client's ID (an address, a session ID: the client carries
+// nothing else) and the ticket it presented, if any. A client refused with
+// a slot (Decision.Booked) is let in when it comes back at or after
+// Decision.RetryAt, within Config.SlotGrace; coming back early gets the
+// same slot again. Past Config.Horizon a client is deferred: told when to
+// come back, without a slot. With Config.TicketKeys an admitted client gets
+// a ticket, and a valid one lets it rejoin without spending the budget; a
+// bad ticket makes a new session, never an error. A shared gate makes one
+// round trip per Admit, bounded by Redis.Timeout, and SharedConfig.Failure
+// answers while Redis cannot. The limit ramps as a budget's does.
 //
-// On Redis each Admit is one Lua script (one round trip, one cluster
-// slot), bounded by Redis.Timeout; while Redis cannot answer,
-// SharedConfig.Failure decides. The limit changes as a budget's does
-// (SetLimit, ramping over Config.Ramp).
-//
-// Create a Gate with New or NewShared; the zero value is not usable. A
-// Gate is safe for concurrent use. Close it when done (a shared gate stops
-// its heartbeat); Admit then fails with limiter.ErrClosed.
+// Create a Gate with New or NewShared. It is safe for concurrent use. Close
+// it when done (a shared gate stops its heartbeat); Admit then fails with
+// limiter.ErrClosed.
 type Gate struct {
 	horizon, grace, jitter time.Duration
 	cohorts                int
