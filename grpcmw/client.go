@@ -61,8 +61,10 @@ type ClientConfig struct {
 	// non-nil slice retries nothing. codes.OK is not a failure and cannot
 	// be listed.
 	RetryCodes []codes.Code
-	// Clock is where the Client sleeps between attempts. If Clock is nil,
-	// the system clock.
+	// Clock is where the Client sleeps between attempts: any value with
+	// the methods Now() time.Time and AfterFunc(time.Duration, func())
+	// interface{ Stop() bool } (as time.AfterFunc), the shape of
+	// limiter.Clock. If Clock is nil, the system clock.
 	Clock clientcore.Clock
 	// Logger receives a Warn record, at most one a second, for malformed
 	// MetadataInvalidate in a response. If Logger is nil, nothing is

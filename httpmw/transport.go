@@ -52,8 +52,10 @@ type TransportConfig struct {
 	// and a nil Retry.Budget is a budget of the Transport's own.
 	Retry retry.Policy
 	// Clock is where the Transport reads the time (an HTTP-date
-	// Retry-After) and sleeps between attempts. If Clock is nil, the
-	// system clock.
+	// Retry-After) and sleeps between attempts: any value with the
+	// methods Now() time.Time and AfterFunc(time.Duration, func())
+	// interface{ Stop() bool } (as time.AfterFunc), the shape of
+	// limiter.Clock. If Clock is nil, the system clock.
 	Clock clientcore.Clock
 	// Logger receives a Warn record, at most one a second, for a
 	// malformed HeaderInvalidate in a response. If Logger is nil, nothing
