@@ -27,7 +27,11 @@ import (
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/admission"
+	"github.com/herdcap/herdcap/limiter/retry"
 )
+
+// defaultMaxAttempts is retry.Policy's default MaxAttempts.
+const defaultMaxAttempts = 4
 
 // seen records the incoming metadata of every call or stream that reaches
 // it; it sits first in the server's chain.
@@ -78,9 +82,9 @@ func (s *seen) all() []metadata.MD {
 	return append([]metadata.MD(nil), s.mds...)
 }
 
-func newClient(t testing.TB, opts ...ClientOption) *Client {
+func newClient(t testing.TB, cfg ClientConfig) *Client {
 	t.Helper()
-	c, err := NewClient(opts...)
+	c, err := NewClient(cfg)
 	require.NoError(t, err)
 	return c
 }
@@ -105,13 +109,13 @@ func TestClientEndToEnd(t *testing.T) {
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), adm, inv))
 
 	var got []invalidate.Notice
-	hc := newClient(t, WithClientID("client-7"), WithOnInvalidate(func(n invalidate.Notice) { got = append(got, n) }))
+	hc := newClient(t, ClientConfig{ClientID: "client-7", OnInvalidate: func(n invalidate.Notice) { got = append(got, n) }})
 	health := dialWith(t, addr, hc)
 	req := &healthpb.HealthCheckRequest{}
 
 	_, err = health.Check(t.Context(), req)
 	require.NoError(t, err)
-	tok := hc.ResumeToken()
+	tok := hc.core.Ticket()
 	require.Len(t, tok, ticket.Len)
 
 	e1 := releaseNow(t, c, clk, "r1", "tag:a")
@@ -203,8 +207,8 @@ func TestClientWaitsForTheSlot(t *testing.T) {
 	var rec seen
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), unary))
 
-	first := dialWith(t, addr, newClient(t, WithClientID("first")), grpc.WithDisableRetry())
-	second := dialWith(t, addr, newClient(t, WithClientID("second")), grpc.WithDisableRetry())
+	first := dialWith(t, addr, newClient(t, ClientConfig{ClientID: "first"}), grpc.WithDisableRetry())
+	second := dialWith(t, addr, newClient(t, ClientConfig{ClientID: "second"}), grpc.WithDisableRetry())
 	_, err = first.Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 	_, err = second.Check(t.Context(), &healthpb.HealthCheckRequest{})
@@ -226,13 +230,13 @@ func TestClientStreamRetriesAtOpen(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	first := dialWith(t, addr, newClient(t, WithClientID("first")), grpc.WithDisableRetry())
+	first := dialWith(t, addr, newClient(t, ClientConfig{ClientID: "first"}), grpc.WithDisableRetry())
 	s1, err := first.Watch(ctx, &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 	_, err = s1.Recv()
 	require.NoError(t, err)
 
-	second := dialWith(t, addr, newClient(t, WithClientID("second")), grpc.WithDisableRetry())
+	second := dialWith(t, addr, newClient(t, ClientConfig{ClientID: "second"}), grpc.WithDisableRetry())
 	s2, err := second.Watch(ctx, &healthpb.HealthCheckRequest{Service: ""})
 	require.NoError(t, err)
 	resp, err := s2.Recv()
@@ -251,7 +255,7 @@ func TestClientBidiNotRetried(t *testing.T) {
 	require.NoError(t, err)
 	var rec seen
 	addr := startHealth(t, grpc.ChainStreamInterceptor(rec.stream(), adm))
-	hc := newClient(t, WithClientID("c"))
+	hc := newClient(t, ClientConfig{ClientID: "c"})
 	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecureCreds()),
 		grpc.WithChainStreamInterceptor(hc.StreamInterceptor()), grpc.WithDisableRetry())
 	require.NoError(t, err)
@@ -294,25 +298,27 @@ func TestClientRetryDecisions(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		server   grpc.UnaryServerInterceptor
-		opts     []ClientOption
+		cfg      ClientConfig
 		attempts int
 		minGap   time.Duration
 	}{
-		{"pushback", refusing(codes.Unavailable, "30"), nil, 4, 30 * time.Millisecond},
-		{"RetryInfo without pushback", refusing(codes.ResourceExhausted, "", &errdetails.RetryInfo{RetryDelay: durationpb.New(40 * time.Millisecond)}), nil, 4, 40 * time.Millisecond},
-		{"negative pushback forbids retries", refusing(codes.Unavailable, "-1"), nil, 1, 0},
-		{"unparseable pushback forbids retries", refusing(codes.Unavailable, "soon"), nil, 1, 0},
-		{"code not retried", refusing(codes.PermissionDenied, "1"), nil, 1, 0},
-		{"codes chosen", refusing(codes.Aborted, "1"), []ClientOption{WithRetryCodes(codes.Aborted)}, 4, 0},
-		{"no codes", refusing(codes.Unavailable, "1"), []ClientOption{WithRetryCodes()}, 1, 0},
-		{"max attempts", refusing(codes.Unavailable, "1"), []ClientOption{WithMaxAttempts(2)}, 2, 0},
-		{"max wait", refusing(codes.Unavailable, "400"), []ClientOption{WithMaxWait(time.Second)}, 3, 0},
-		{"pushback beyond max wait", refusing(codes.Unavailable, "60000"), nil, 1, 0},
+		{"pushback", refusing(codes.Unavailable, "30"), ClientConfig{}, 4, 30 * time.Millisecond},
+		{"RetryInfo without pushback", refusing(codes.ResourceExhausted, "", &errdetails.RetryInfo{RetryDelay: durationpb.New(40 * time.Millisecond)}), ClientConfig{}, 4, 40 * time.Millisecond},
+		{"negative pushback forbids retries", refusing(codes.Unavailable, "-1"), ClientConfig{}, 1, 0},
+		{"unparseable pushback forbids retries", refusing(codes.Unavailable, "soon"), ClientConfig{}, 1, 0},
+		{"code not retried", refusing(codes.PermissionDenied, "1"), ClientConfig{}, 1, 0},
+		{"codes chosen", refusing(codes.Aborted, "1"), ClientConfig{RetryCodes: []codes.Code{codes.Aborted}}, 4, 0},
+		{"no codes", refusing(codes.Unavailable, "1"), ClientConfig{RetryCodes: []codes.Code{}}, 1, 0},
+		{"max attempts", refusing(codes.Unavailable, "1"), ClientConfig{Retry: retry.Policy{MaxAttempts: 2}}, 2, 0},
+		{"max wait", refusing(codes.Unavailable, "400"), ClientConfig{Retry: retry.Policy{MaxWait: time.Second}}, 3, 0},
+		{"pushback beyond max wait", refusing(codes.Unavailable, "60000"), ClientConfig{}, 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var rec seen
 			addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), tc.server))
-			health := dialWith(t, addr, newClient(t, append([]ClientOption{WithClientID("c")}, tc.opts...)...), grpc.WithDisableRetry())
+			cfg := tc.cfg
+			cfg.ClientID = "c"
+			health := dialWith(t, addr, newClient(t, cfg), grpc.WithDisableRetry())
 			start := time.Now()
 			_, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{})
 			require.Error(t, err)
@@ -331,9 +337,9 @@ func TestClientRetryBudget(t *testing.T) {
 	var rec seen
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), refusing(codes.Unavailable, "1")))
 	// 4 tokens: an outage allows exactly one retry (4 → 3 → retry → 2 → stop).
-	rb, err := limiter.NewRetryBudget(4, 0.5)
+	rb, err := retry.NewBudget(4, 0.5)
 	require.NoError(t, err)
-	health := dialWith(t, addr, newClient(t, WithClientID("c"), WithRetryBudget(rb), WithMaxAttempts(100)), grpc.WithDisableRetry())
+	health := dialWith(t, addr, newClient(t, ClientConfig{ClientID: "c", Retry: retry.Policy{Budget: rb, MaxAttempts: 100}}), grpc.WithDisableRetry())
 	for range 5 {
 		_, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{})
 		require.Equal(t, codes.Unavailable, status.Code(err))
@@ -353,13 +359,13 @@ func TestClientWithGRPCRetryPolicy(t *testing.T) {
 	}]}`
 	for _, tc := range []struct {
 		name     string
-		client   []ClientOption
+		retry    retry.Policy
 		dial     grpc.DialOption
 		attempts int
 	}{
-		{"grpc-go retries, Client only carries metadata", []ClientOption{WithMaxAttempts(1)}, grpc.WithDefaultServiceConfig(policy), 3},
-		{"Client retries, no retry policy", nil, grpc.WithDisableRetry(), DefaultMaxAttempts},
-		{"both retry: attempts multiply", []ClientOption{WithMaxAttempts(2)}, grpc.WithDefaultServiceConfig(policy), 3 * 2},
+		{"grpc-go retries, Client only carries metadata", retry.Policy{MaxAttempts: 1}, grpc.WithDefaultServiceConfig(policy), 3},
+		{"Client retries, no retry policy", retry.Policy{}, grpc.WithDisableRetry(), defaultMaxAttempts},
+		{"both retry: attempts multiply", retry.Policy{MaxAttempts: 2}, grpc.WithDefaultServiceConfig(policy), 3 * 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := fakeclock.New(t0)
@@ -372,7 +378,7 @@ func TestClientWithGRPCRetryPolicy(t *testing.T) {
 			require.NoError(t, err)
 			var rec seen
 			addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), adm))
-			health := dialWith(t, addr, newClient(t, append([]ClientOption{WithClientID("c")}, tc.client...)...), tc.dial)
+			health := dialWith(t, addr, newClient(t, ClientConfig{ClientID: "c", Retry: tc.retry}), tc.dial)
 			_, err = health.Check(t.Context(), &healthpb.HealthCheckRequest{})
 			require.Equal(t, codes.Unavailable, status.Code(err))
 			at := rec.forClient("c")
@@ -386,7 +392,7 @@ func TestClientWithGRPCRetryPolicy(t *testing.T) {
 
 func TestClientHonoursCancellation(t *testing.T) {
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(refusing(codes.Unavailable, "5000")))
-	health := dialWith(t, addr, newClient(t), grpc.WithDisableRetry())
+	health := dialWith(t, addr, newClient(t, ClientConfig{}), grpc.WithDisableRetry())
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -405,7 +411,7 @@ func TestClientMalformedNotices(t *testing.T) {
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(sendBad))
 	var logs syncBuffer
 	var got []string
-	hc := newClient(t, WithOnInvalidate(func(n invalidate.Notice) { got = append(got, n.Scope) }), WithClientLogger(newDebugLogger(&logs)))
+	hc := newClient(t, ClientConfig{OnInvalidate: func(n invalidate.Notice) { got = append(got, n.Scope) }, Logger: newDebugLogger(&logs)})
 	_, err := dialWith(t, addr, hc).Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a"}, got)
@@ -432,7 +438,7 @@ func TestClientConcurrentNoticesAppliedOnce(t *testing.T) {
 		inFlight atomic.Int32
 		overlap  atomic.Bool
 	)
-	hc := newClient(t, WithClientID("c"), WithOnInvalidate(func(n invalidate.Notice) {
+	hc := newClient(t, ClientConfig{ClientID: "c", OnInvalidate: func(n invalidate.Notice) {
 		if inFlight.Add(1) > 1 {
 			overlap.Store(true)
 		}
@@ -441,7 +447,7 @@ func TestClientConcurrentNoticesAppliedOnce(t *testing.T) {
 		got = append(got, n.Scope)
 		mu.Unlock()
 		inFlight.Add(-1)
-	}))
+	}})
 	health := dialWith(t, addr, hc)
 	var wg sync.WaitGroup
 	for range 6 {
@@ -468,30 +474,30 @@ func TestClientConcurrentNoticesAppliedOnce(t *testing.T) {
 	assert.False(t, overlap.Load(), "the callback never runs twice at once")
 }
 
-func TestClientOptions(t *testing.T) {
+func TestClientConfig(t *testing.T) {
 	for _, tc := range []struct {
-		opt  ClientOption
-		want string
+		cfg   ClientConfig
+		want  string
+		retry bool // a Retry field: retry.ErrInvalidConfig is wrapped too
 	}{
-		{ClientOption{}, "zero ClientOption"},
-		{WithClientID(""), "WithClientID"},
-		{WithClientID("a b"), "visible ASCII"},
-		{WithClientID(strings.Repeat("x", MaxClientMetadataLen+1)), "1 to 256 bytes"},
-		{WithOnInvalidate(nil), "WithOnInvalidate: callback is nil"},
-		{WithAppliedEpoch(invalidate.MaxEpoch + 1), "WithAppliedEpoch"},
-		{WithBackoff(nil), "WithBackoff: backoff is nil"},
-		{WithRetryBudget(nil), "WithRetryBudget: retry budget is nil"},
-		{WithMaxAttempts(0), "WithMaxAttempts: attempts must be >= 1, got 0"},
-		{WithMaxWait(-time.Second), "WithMaxWait"},
-		{WithRetryCodes(codes.OK), "WithRetryCodes: code OK cannot be retried"},
-		{WithRetryCodes(codes.Code(99)), "WithRetryCodes"},
-		{WithClientLogger(nil), "WithClientLogger"},
+		{ClientConfig{ClientID: " "}, "ClientConfig.ClientID must be 1 to 256 bytes of visible ASCII", false},
+		{ClientConfig{ClientID: "a b"}, `ClientConfig.ClientID must be 1 to 256 bytes of visible ASCII other than the comma, got "a b"`, false},
+		{ClientConfig{ClientID: strings.Repeat("x", MaxClientMetadataLen+1)}, "ClientConfig.ClientID must be 1 to 256 bytes", false},
+		{ClientConfig{Applied: invalidate.MaxEpoch + 1}, "ClientConfig.Applied must be at most invalidate.MaxEpoch", false},
+		{ClientConfig{Retry: retry.Policy{Backoff: retry.Backoff{Base: -time.Second}}}, "ClientConfig.Retry.Backoff.Base must be >= 0, got -1s", true},
+		{ClientConfig{Retry: retry.Policy{MaxAttempts: -1}}, "ClientConfig.Retry.MaxAttempts must be >= 0, got -1", true},
+		{ClientConfig{Retry: retry.Policy{MaxWait: -time.Second}}, "ClientConfig.Retry.MaxWait", true},
+		{ClientConfig{RetryCodes: []codes.Code{codes.OK}}, "ClientConfig.RetryCodes[0]: code OK cannot be retried", false},
+		{ClientConfig{RetryCodes: []codes.Code{codes.Aborted, codes.Code(99)}}, "ClientConfig.RetryCodes[1]", false},
 	} {
-		_, err := NewClient(tc.opt)
-		assert.ErrorIs(t, err, ErrInvalidClientOption)
-		assert.ErrorContains(t, err, tc.want)
+		_, err := NewClient(tc.cfg)
+		assert.ErrorIs(t, err, ErrInvalidConfig)
+		assert.ErrorContains(t, err, "grpcmw: invalid config: "+tc.want)
+		if tc.retry {
+			assert.ErrorIs(t, err, retry.ErrInvalidConfig)
+		}
 	}
-	hc, err := NewClient(WithAppliedEpoch(42))
+	hc, err := NewClient(ClientConfig{Applied: 42})
 	require.NoError(t, err)
 	assert.EqualValues(t, 42, hc.Applied())
 }

@@ -92,13 +92,64 @@
 //
 // # Client side
 //
-// A Client holds one client's herdcap state and provides the unary and
-// stream client interceptors: they send the client ID, applied epoch and
-// resume token, apply each notice once and in order through the
-// application's callback, and retry refusals after the server's pushback
-// (or with full-jitter backoff) within a retry budget and bounds. See
-// Client for how to combine it with grpc-go's own retry policy without
-// retrying twice.
+// A Client (NewClient, ClientConfig) holds one client's herdcap state and
+// provides the unary and stream client interceptors: they send the client
+// ID, applied epoch and ticket, apply each notice once and in order through
+// the application's callback, and retry refusals. Install both:
+//
+//	hc, err := grpcmw.NewClient(grpcmw.ClientConfig{ClientID: id, OnInvalidate: drop})
+//	conn, err := grpc.NewClient(target,
+//		grpc.WithChainUnaryInterceptor(hc.UnaryInterceptor()),
+//		grpc.WithChainStreamInterceptor(hc.StreamInterceptor()),
+//		grpc.WithDisableRetry()) // the Client retries; see below
+//
+// A call that fails with one of the retry codes (ClientConfig.RetryCodes,
+// default codes.Unavailable and codes.ResourceExhausted) is sent again
+// when the retry budget allows it (Retry.Budget: every failure with a
+// retry code takes a token, every success gives a fraction back), fewer
+// than Retry.MaxAttempts attempts were made, the wait fits in what is left
+// of Retry.MaxWait, and the server did not forbid it (a
+// grpc-retry-pushback-ms trailer that is not a non-negative integer means
+// "do not retry", as in gRPC's retry design). The wait is the server's
+// hint, and never less than it:
+//
+//   - the pushback trailer, the exact millisecond the server computed (for
+//     the admission interceptors, a slot already spread at the admission's
+//     rate): the hint plus at most a few milliseconds of jitter
+//     (retry.Backoff.DelaySlot, by default under 5 ms), so that a herd
+//     comes back as flat as the slots were booked;
+//   - else an errdetails.RetryInfo detail, which any server may send alike
+//     to many clients: the hint plus a wider jitter
+//     (retry.Backoff.DelayHint, by default up to 10% and at most a
+//     second);
+//   - no hint (a pushback of 0, or a connection failure grpc-go reports
+//     as codes.Unavailable): exponential backoff with full jitter.
+//
+// A wait ends early when the call's context is done.
+//
+// Like a service config's retryPolicy, this treats the retry codes as
+// meaning the call was not processed; list only codes your handlers do
+// not return after side effects. A stream is retried only while it opens:
+// a server-streaming call (one request message) whose first receive fails
+// with a retry code before any response arrived is opened again and its
+// request sent again. Client-streaming and bidirectional streams are never
+// retried: their refusal is returned, after the notices and ticket are
+// applied.
+//
+// # With grpc-go's own retries
+//
+// grpc-go retries by itself when the service config has a retryPolicy (or
+// transparently, for attempts that never reached a server), and it honours
+// the pushback too. The interceptors sit outside those retries: they see
+// only the outcome after grpc-go's last attempt, so retrying then would
+// multiply the attempts (maxAttempts × maxAttempts). Use one or the other:
+//
+//   - let the Client retry: no retryPolicy for the methods it calls (or
+//     grpc.WithDisableRetry(), which does not disable transparent retries,
+//     as they are safe), and the budget, backoff and bounds above apply;
+//   - let grpc-go retry: keep the retryPolicy (with retryThrottling for a
+//     budget) and build the Client with Retry.MaxAttempts 1, so that it
+//     only carries metadata and applies notices.
 //
 // All interceptors, Limiters and Clients are safe for concurrent use.
 package grpcmw

@@ -36,7 +36,7 @@ func Example_serverAndClient() {
 	go func() { log.Fatal(srv.Serve(lis)) }()
 
 	// A client that waits as the server's pushback says, within a retry budget.
-	hc, err := grpcmw.NewClient(grpcmw.WithClientID("client-42"))
+	hc, err := grpcmw.NewClient(grpcmw.ClientConfig{ClientID: "client-42"})
 	if err != nil {
 		log.Fatal(err)
 	}

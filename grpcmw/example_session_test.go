@@ -133,12 +133,13 @@ func ExampleNewClient() {
 		log.Fatal(err)
 	}
 	cache := map[string]string{"tag:catalog": "stale"}
-	hc, err := grpcmw.NewClient(
-		grpcmw.WithClientID("client-7"),
-		grpcmw.WithOnInvalidate(func(n invalidate.Notice) {
+	hc, err := grpcmw.NewClient(grpcmw.ClientConfig{
+		ClientID: "client-7",
+		OnInvalidate: func(n invalidate.Notice) {
 			fmt.Printf("dropping %s (rollout %s)\n", n.Scope, n.RolloutID)
 			delete(cache, n.Scope)
-		}))
+		},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -22,7 +22,12 @@ import (
 	"github.com/herdcap/herdcap/internal/virtualtime"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/admission"
+	"github.com/herdcap/herdcap/limiter/retry"
 )
+
+// defaultSlotJitter is retry.Backoff's default SlotJitter: a client comes
+// back less than this after its exact slot.
+const defaultSlotJitter = 5 * time.Millisecond
 
 // maxInWindow returns the most of the sorted times ts in any window of
 // length w.
@@ -49,7 +54,7 @@ func maxInWindow(ts []time.Duration, w time.Duration) int {
 //
 // The target: after the herd's own instant, every 1-second window of
 // arrivals holds at most 1.1 × 500. The Client honours the pushback (the
-// exact slot) with limiter.Backoff.DelaySlot, so each return is at most
+// exact slot) with retry.Backoff.DelaySlot, so each return is at most
 // 5 ms after its slot: a window holds at most the slots of 1.005 s (2.5
 // more than the rate) plus one the gate's jitter can move in, rate + 4,
 // which is asserted as well (with DelayHint's 10% jitter instead, the same
@@ -84,20 +89,13 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 	invoke := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
 		return cc.Invoke(ctx, method, req, reply, opts...)
 	}
-	bo, err := limiter.NewBackoff(DefaultBackoffBase, DefaultBackoffCap, limiter.WithBackoffRand(rand.New(rand.NewPCG(3, 4))))
-	require.NoError(t, err)
+	bo := retry.Backoff{Rand: rand.New(rand.NewPCG(3, 4)).Float64} // the default shape, seeded
 
 	sched := virtualtime.New(clk)
 	outcomes := map[codes.Code]int{}
 	for i := range herd {
-		hc, err := NewClient(WithClientID(fmt.Sprintf("client-%05d", i)), WithBackoff(bo))
+		hc, err := NewClient(ClientConfig{ClientID: fmt.Sprintf("client-%05d", i), Retry: retry.Policy{Backoff: bo}, Clock: sched.Clock()})
 		require.NoError(t, err)
-		hc.sleep = func(ctx context.Context, d time.Duration) error {
-			if err := sched.Sleep(ctx, d); err != nil {
-				return status.FromContextError(err).Err()
-			}
-			return nil
-		}
 		call := hc.UnaryInterceptor()
 		sched.Go(t0, func() {
 			err := call(context.Background(), checkMethod, &healthpb.HealthCheckRequest{}, new(healthpb.HealthCheckResponse), conn, invoke)
@@ -125,5 +123,5 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 	assert.LessOrEqual(t, busiest, rate+4, "each return at most 5 ms after its slot")
 	last := returns[len(returns)-1]
 	assert.GreaterOrEqual(t, last, time.Duration(herd-burst)*time.Second/rate)
-	assert.LessOrEqual(t, last, time.Duration(herd-burst)*time.Second/rate+time.Second/rate+limiter.DefaultSlotJitter+time.Millisecond)
+	assert.LessOrEqual(t, last, time.Duration(herd-burst)*time.Second/rate+time.Second/rate+defaultSlotJitter+time.Millisecond)
 }

@@ -20,10 +20,10 @@ import (
 // codec enforces, at the boundary.
 func TestMaxClientMetadataLen(t *testing.T) {
 	assert.Equal(t, wire.MaxClientIDLen, MaxClientMetadataLen)
-	_, err := NewClient(WithClientID(strings.Repeat("x", MaxClientMetadataLen)))
+	_, err := NewClient(ClientConfig{ClientID: strings.Repeat("x", MaxClientMetadataLen)})
 	assert.NoError(t, err)
-	_, err = NewClient(WithClientID(strings.Repeat("x", MaxClientMetadataLen+1)))
-	assert.ErrorIs(t, err, ErrInvalidClientOption)
+	_, err = NewClient(ClientConfig{ClientID: strings.Repeat("x", MaxClientMetadataLen+1)})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
 
 func TestRetryHint(t *testing.T) {

@@ -48,7 +48,7 @@ func Example_server() {
 // not run: it needs a server.
 func Example_client() {
 	dropCache := func(n invalidate.Notice) { log.Printf("drop %s", n.Scope) } // your cache's invalidation
-	tr, err := httpmw.NewTransport(nil, httpmw.WithClientID("client-42"), httpmw.WithOnInvalidate(dropCache))
+	tr, err := httpmw.NewTransport(httpmw.TransportConfig{ClientID: "client-42", OnInvalidate: dropCache})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -116,12 +116,13 @@ func ExampleNewTransport() {
 
 	// The client: its ID, and what it does with a notice.
 	cache := map[string]string{"tag:catalog": "stale data"}
-	tr, err := httpmw.NewTransport(nil,
-		httpmw.WithClientID("client-7"),
-		httpmw.WithOnInvalidate(func(n invalidate.Notice) {
+	tr, err := httpmw.NewTransport(httpmw.TransportConfig{
+		ClientID: "client-7",
+		OnInvalidate: func(n invalidate.Notice) {
 			fmt.Printf("dropping %s (rollout %s)\n", n.Scope, n.RolloutID)
 			delete(cache, n.Scope)
-		}))
+		},
+	})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -18,7 +18,12 @@ import (
 	"github.com/herdcap/herdcap/internal/virtualtime"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/admission"
+	"github.com/herdcap/herdcap/limiter/retry"
 )
+
+// defaultSlotJitter is retry.Backoff's default SlotJitter: a client comes
+// back less than this after its exact slot.
+const defaultSlotJitter = 5 * time.Millisecond
 
 // stripMillis drops HeaderRetryAfterMillis from responses, making a
 // Transport that knows only Retry-After's whole seconds.
@@ -105,7 +110,7 @@ func runHerd(t *testing.T, n int, rate float64, burst int, secondsOnly bool) her
 	release := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
-		tr, err := NewTransport(rt, WithClientID(fmt.Sprintf("client-%04d", i)))
+		tr, err := NewTransport(TransportConfig{Base: rt, ClientID: fmt.Sprintf("client-%04d", i)})
 		require.NoError(t, err)
 		wg.Go(func() {
 			<-release
@@ -205,7 +210,7 @@ func TestAdmissionHerdThroughHTTP(t *testing.T) {
 //
 // The target: after the herd's own instant, every 1-second window of
 // arrivals holds at most 1.1 × 500. The client honours the exact slot
-// (HeaderRetryAfterMillis) with limiter.Backoff.DelaySlot, so each return
+// (HeaderRetryAfterMillis) with retry.Backoff.DelaySlot, so each return
 // is at most 5 ms after its slot: a window holds at most the slots of
 // 1.005 s (2.5 more than the rate) plus one the gate's jitter can move in,
 // rate + 4, which is asserted as well. With the jitter meant for coarse
@@ -238,16 +243,15 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 	t.Cleanup(srv.Close)
 	base := &http.Transport{} // one client at a time: one connection, reused
 	t.Cleanup(base.CloseIdleConnections)
-	bo, err := limiter.NewBackoff(DefaultBackoffBase, DefaultBackoffCap, limiter.WithBackoffRand(rand.New(rand.NewPCG(3, 4))))
-	require.NoError(t, err)
+	bo := retry.Backoff{Rand: rand.New(rand.NewPCG(3, 4)).Float64} // the default shape, seeded
 
 	sched := virtualtime.New(clk)
 	statuses := map[int]int{}
 	var failures atomic.Int32
 	for i := range herd {
-		tr, err := NewTransport(base, WithClientID(fmt.Sprintf("client-%05d", i)), WithBackoff(bo))
+		tr, err := NewTransport(TransportConfig{Base: base, ClientID: fmt.Sprintf("client-%05d", i),
+			Retry: retry.Policy{Backoff: bo}, Clock: sched.Clock()})
 		require.NoError(t, err)
-		tr.sleep, tr.now = sched.Sleep, clk.Now
 		sched.Go(t0, func() {
 			res, err := (&http.Client{Transport: tr}).Get(srv.URL)
 			if err != nil {
@@ -282,5 +286,5 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 	// comes back within one interval (the gate's jitter) plus 5 ms.
 	last := returns[len(returns)-1]
 	assert.GreaterOrEqual(t, last, time.Duration(herd-burst)*time.Second/rate)
-	assert.LessOrEqual(t, last, time.Duration(herd-burst)*time.Second/rate+time.Second/rate+limiter.DefaultSlotJitter+time.Millisecond)
+	assert.LessOrEqual(t, last, time.Duration(herd-burst)*time.Second/rate+time.Second/rate+defaultSlotJitter+time.Millisecond)
 }

@@ -1,7 +1,6 @@
 package httpmw
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,302 +8,111 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/clientcore"
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
-	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/retry"
 )
 
-// Defaults of the Transport options.
-const (
-	// DefaultBackoffBase and DefaultBackoffCap shape the Transport's
-	// default limiter.Backoff: full jitter in a window starting at the
-	// base and doubling up to the cap, used when a refusal names no wait.
-	DefaultBackoffBase = 100 * time.Millisecond
-	DefaultBackoffCap  = 10 * time.Second
-	// DefaultMaxAttempts is how many times a Transport sends one request
-	// at most, the first try included.
-	DefaultMaxAttempts = 4
-	// DefaultMaxWait bounds the total time a Transport waits between the
-	// attempts of one request.
-	DefaultMaxWait = 30 * time.Second
-	// DefaultRetryTokens and DefaultRetryRatio configure the Transport's
-	// default limiter.RetryBudget (gRPC's retryThrottling values).
-	DefaultRetryTokens = 10
-	DefaultRetryRatio  = 0.1
-)
+// ErrInvalidConfig is wrapped by the error NewTransport returns for an
+// invalid TransportConfig; the message names the field, e.g.
+// "httpmw: invalid config: TransportConfig.Retry.MaxAttempts must be >= 0,
+// got -1".
+var ErrInvalidConfig = errors.New("httpmw: invalid config")
 
-// ErrInvalidTransportOption is wrapped by the error NewTransport returns for
-// a bad option; the message names it.
-var ErrInvalidTransportOption = errors.New("httpmw: invalid transport option")
+// TransportConfig configures NewTransport. The zero value is a Transport
+// over http.DefaultTransport that sends no client ID, takes no part in
+// invalidation and retries with the default retry.Policy.
+type TransportConfig struct {
+	// Base sends the requests. If Base is nil, http.DefaultTransport.
+	// Give each client its own Transport over one shared Base (and its
+	// connection pool).
+	Base http.RoundTripper
+	// ClientID is sent in HeaderClient: 1 to MaxClientHeaderLen bytes of
+	// visible ASCII other than the comma. If ClientID is "", none is sent,
+	// and servers identify the client by its IP address.
+	ClientID string
+	// OnInvalidate makes the Transport take part in invalidation: it
+	// sends its applied epoch (HeaderEpoch), and OnInvalidate is called
+	// with each notice it is given, in epoch order, once, before the
+	// notice's epoch is recorded as applied. It drops what the notice's
+	// Scope names from the client's caches; it must not block for long
+	// (the response that carried the notice waits for it), and it may
+	// send requests through the Transport. If OnInvalidate is nil, the
+	// Transport sends no epoch, so servers send it no notices.
+	OnInvalidate func(invalidate.Notice)
+	// Applied is the epoch the Transport starts from, for a client that
+	// persisted it; at most invalidate.MaxEpoch. Default 0.
+	Applied uint64
+	// Retry bounds the retries of each request (attempts, total wait,
+	// backoff, retry budget); zero fields take retry.Policy's defaults,
+	// and a nil Retry.Budget is a budget of the Transport's own.
+	Retry retry.Policy
+	// Clock is where the Transport reads the time (an HTTP-date
+	// Retry-After) and sleeps between attempts: any value with the
+	// methods Now() time.Time and AfterFunc(time.Duration, func())
+	// interface{ Stop() bool } (as time.AfterFunc), the shape of
+	// limiter.Clock. If Clock is nil, the system clock.
+	Clock clientcore.Clock
+	// Logger receives a Warn record, at most one a second, for a
+	// malformed HeaderInvalidate in a response. If Logger is nil, nothing
+	// is logged.
+	Logger *slog.Logger
+}
 
-// Transport is the client side of herdcap over HTTP: an http.RoundTripper
-// that identifies one client to Invalidate and Admit middleware, applies
+// Transport is the client side of herdcap over HTTP, an http.RoundTripper
+// for one client: it identifies the client to Invalidate and Admit, applies
 // the invalidations they send, and backs off when turned away.
 //
-// On every request it sends
+// On every request it sends HeaderClient (TransportConfig.ClientID, if
+// set), HeaderEpoch (the highest epoch applied, if OnInvalidate is set) and
+// HeaderResume (the session's ticket, once a server has issued one),
+// replacing any the request has; it never modifies the caller's request
+// (it sends a clone). From every response it keeps a ticket, and applies
+// the notices of HeaderInvalidate through OnInvalidate: each once, in
+// epoch order, never two at once, never under a lock.
 //
-//   - HeaderClient, the client ID (WithClientID), if set; without one the
-//     server identifies the client by its IP address;
-//   - HeaderEpoch, the highest invalidation epoch applied, if the
-//     Transport applies invalidations (WithOnInvalidate);
-//   - HeaderResume, the resume token of the client's session, once a
-//     server has issued one.
+// A 429 or 503, or a connection that failed, is sent again after a wait
+// when the request is safe to send again, the retry budget allows it, and
+// the attempt and wait bounds of TransportConfig.Retry hold; otherwise the
+// last response, or error, is returned as it came. The wait honours the
+// server's hint: the package doc ("Client side") states the rules. A wait
+// ends early when the request's context is done, and RoundTrip returns the
+// context's error.
 //
-// It overwrites those fields if the request has them, and never modifies
-// the caller's request (it sends a clone).
-//
-// On every response it keeps a HeaderResume token, and hands the notices
-// of HeaderInvalidate, in epoch order, to the WithOnInvalidate callback,
-// then records each notice's epoch as applied. The callback is called once
-// per notice (notices at or below the applied epoch are skipped), never
-// for two notices at once, and never while the Transport holds a lock:
-// when responses to concurrent requests carry notices, one of the
-// goroutines applies them all, in order, and the others return without
-// waiting for it. A malformed HeaderInvalidate is applied up to its first
-// bad notice and logged (WithTransportLogger).
-//
-// A 429 or 503 response is a refusal. The Transport sends the request again
-// when all of these hold, and otherwise returns the refusal as it came:
-//
-//   - the request can be sent again safely: its method is idempotent (GET,
-//     HEAD, OPTIONS, TRACE, PUT, DELETE) or it carries an Idempotency-Key
-//     or X-Idempotency-Key header, and its body can be replayed (none, or
-//     Request.GetBody set, as http.NewRequest does for in-memory bodies);
-//   - the retry budget allows it (WithRetryBudget: every refusal and
-//     connection failure takes a token, every other response gives a
-//     fraction back);
-//   - fewer than WithMaxAttempts attempts were made;
-//   - the wait fits in what is left of WithMaxWait.
-//
-// The wait is the server's hint when it sent one, and never less than the
-// hint:
-//
-//   - HeaderRetryAfterMillis, Admit's exact wait (a booked slot, or a
-//     deferral the admission has already spread): the wait plus at most a
-//     few milliseconds of jitter (limiter.Backoff.DelaySlot, default at
-//     most limiter.DefaultSlotJitter), so that a herd comes back as flat
-//     as the slots were booked;
-//   - else Retry-After (delay-seconds or an HTTP date), which many clients
-//     may be told alike: the hint plus a wider jitter
-//     (limiter.Backoff.DelayHint, by default up to 10% of the hint and at
-//     most a second);
-//   - no hint: exponential backoff with full jitter
-//     (limiter.Backoff.Delay).
-//
-// A connection failure is retried like a refusal without a hint (full
-// jitter, the same budget, attempts and wait bounds): the dial failed
-// (refused, unreachable, timed out) or the connection broke before a
-// response came (reset, or closed: EOF). A failed dial sent nothing, so
-// any request whose body can be replayed is sent again; a broken
-// connection may have delivered the request, so only requests that can be
-// sent again safely are (as above). Other errors (the request's context,
-// TLS, a name that does not resolve) are returned at once. When the
-// Transport gives up on a connection failure, it returns the last
-// attempt's error as the base transport gave it.
-//
-// A wait ends early if the request's context is done, and RoundTrip then
-// returns the context's error.
-//
-// A Transport serves one client identity; give each client its own,
-// sharing one base transport (and its connection pool). It is safe for
-// concurrent use.
+// A Transport is safe for concurrent use.
 type Transport struct {
-	base         http.RoundTripper
-	clientID     []string // nil: no HeaderClient
-	onInvalidate func(invalidate.Notice)
-	backoff      *limiter.Backoff
-	budget       *limiter.RetryBudget
-	maxAttempts  int
-	maxWait      time.Duration
-	log          *slog.Logger
-	now          func() time.Time
-	// sleep waits d or until ctx is done (tests run it in virtual time).
-	sleep func(ctx context.Context, d time.Duration) error
-
-	token   atomic.Pointer[string] // nil or "": none
-	applied atomic.Uint64
-	queue   wire.NoticeQueue
-	badLog  logThrottle
+	base http.RoundTripper
+	core *clientcore.Client
 }
 
-// TransportOption configures NewTransport. The zero TransportOption is
-// invalid.
-type TransportOption struct {
-	name  string
-	apply func(*Transport) error
-}
-
-// WithClientID sets the client ID the Transport sends in HeaderClient: 1 to
-// MaxClientHeaderLen bytes of visible ASCII other than the comma. By
-// default none is sent, and servers identify the client by its IP address.
-func WithClientID(id string) TransportOption {
-	return TransportOption{"WithClientID", func(t *Transport) error {
-		v, err := wire.ParseClientID([]string{id})
-		if err != nil || v != id {
-			return fmt.Errorf("client ID %q: must be 1 to %d bytes of visible ASCII other than the comma", truncateID(id), MaxClientHeaderLen)
-		}
-		t.clientID = []string{id}
-		return nil
-	}}
-}
-
-func truncateID(s string) string {
-	if len(s) > 32 {
-		return s[:32] + "..."
+// NewTransport returns a Transport configured by cfg. An invalid field is
+// an error wrapping ErrInvalidConfig that names it.
+func NewTransport(cfg TransportConfig) (*Transport, error) {
+	core, err := clientcore.New(clientcore.Config{
+		ClientID: cfg.ClientID, OnInvalidate: cfg.OnInvalidate, Applied: cfg.Applied, Retry: cfg.Retry,
+		Clock: cfg.Clock, Logger: cfg.Logger, Name: "httpmw: Transport",
+		Fields: clientcore.Fields{Client: HeaderClient, Epoch: HeaderEpoch, Ticket: HeaderResume, Invalidate: HeaderInvalidate},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: TransportConfig.%w", ErrInvalidConfig, err)
 	}
-	return s
-}
-
-// WithOnInvalidate makes the Transport take part in invalidation: it sends
-// its applied epoch and calls f with each notice it is given, in epoch
-// order, once, before recording the notice's epoch as applied. f drops what
-// the notice's Scope names from the client's caches; it must not block for
-// long (the response that carried the notice waits for it), and it may
-// send requests through the Transport. By default the Transport sends no
-// epoch, so servers send it no notices.
-func WithOnInvalidate(f func(invalidate.Notice)) TransportOption {
-	return TransportOption{"WithOnInvalidate", func(t *Transport) error {
-		if f == nil {
-			return errors.New("callback is nil")
-		}
-		t.onInvalidate = f
-		return nil
-	}}
-}
-
-// WithAppliedEpoch sets the epoch the Transport starts from (default 0),
-// for a client that persisted it; at most invalidate.MaxEpoch.
-func WithAppliedEpoch(epoch uint64) TransportOption {
-	return TransportOption{"WithAppliedEpoch", func(t *Transport) error {
-		if epoch > invalidate.MaxEpoch {
-			return fmt.Errorf("epoch %d is above invalidate.MaxEpoch", epoch)
-		}
-		t.applied.Store(epoch)
-		return nil
-	}}
-}
-
-// WithBackoff sets the backoff between attempts (default: full jitter from
-// DefaultBackoffBase to DefaultBackoffCap, with limiter's default hint and
-// slot jitter). A Backoff holds no per-client state and may be shared.
-func WithBackoff(b *limiter.Backoff) TransportOption {
-	return TransportOption{"WithBackoff", func(t *Transport) error {
-		if b == nil {
-			return errors.New("backoff is nil")
-		}
-		t.backoff = b
-		return nil
-	}}
-}
-
-// WithRetryBudget sets the retry budget the Transport spends from (default:
-// a budget of its own, DefaultRetryTokens tokens, DefaultRetryRatio back
-// per success). Share one budget between the Transports of a process to
-// bound its retries as a whole.
-func WithRetryBudget(b *limiter.RetryBudget) TransportOption {
-	return TransportOption{"WithRetryBudget", func(t *Transport) error {
-		if b == nil {
-			return errors.New("retry budget is nil")
-		}
-		t.budget = b
-		return nil
-	}}
-}
-
-// WithMaxAttempts sets how many times one request is sent at most, the
-// first try included (default DefaultMaxAttempts; 1 never retries).
-func WithMaxAttempts(n int) TransportOption {
-	return TransportOption{"WithMaxAttempts", func(t *Transport) error {
-		if n < 1 {
-			return fmt.Errorf("attempts must be >= 1, got %d", n)
-		}
-		t.maxAttempts = n
-		return nil
-	}}
-}
-
-// WithMaxWait bounds the total wait between the attempts of one request
-// (default DefaultMaxWait): a retry whose wait would go past it is not
-// made, and the refusal is returned, so that a caller is never held longer
-// than it can see. It must be >= 0.
-func WithMaxWait(d time.Duration) TransportOption {
-	return TransportOption{"WithMaxWait", func(t *Transport) error {
-		if d < 0 {
-			return fmt.Errorf("max wait must be >= 0, got %v", d)
-		}
-		t.maxWait = d
-		return nil
-	}}
-}
-
-// WithTransportLogger sets the logger for malformed herdcap fields in
-// responses (Warn, throttled). By default nothing is logged.
-func WithTransportLogger(l *slog.Logger) TransportOption {
-	return TransportOption{"WithTransportLogger", func(t *Transport) error {
-		if l == nil {
-			return errors.New("logger is nil")
-		}
-		t.log = l
-		return nil
-	}}
-}
-
-// NewTransport returns a Transport sending requests through base
-// (http.DefaultTransport when nil). A bad option is an error wrapping
-// ErrInvalidTransportOption that names it.
-func NewTransport(base http.RoundTripper, opts ...TransportOption) (*Transport, error) {
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	t := &Transport{
-		base:        base,
-		maxAttempts: DefaultMaxAttempts,
-		maxWait:     DefaultMaxWait,
-		log:         slog.New(slog.DiscardHandler),
-		now:         time.Now,
-		sleep:       sleep,
-	}
-	for i, o := range opts {
-		if o.apply == nil {
-			return nil, fmt.Errorf("%w: option %d is the zero TransportOption", ErrInvalidTransportOption, i)
-		}
-		if err := o.apply(t); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrInvalidTransportOption, o.name, err)
-		}
-	}
-	var err error
-	if t.backoff == nil {
-		if t.backoff, err = limiter.NewBackoff(DefaultBackoffBase, DefaultBackoffCap); err != nil {
-			return nil, err
-		}
-	}
-	if t.budget == nil {
-		if t.budget, err = limiter.NewRetryBudget(DefaultRetryTokens, DefaultRetryRatio); err != nil {
-			return nil, err
-		}
+	t := &Transport{base: cfg.Base, core: core}
+	if t.base == nil {
+		t.base = http.DefaultTransport
 	}
 	return t, nil
 }
 
 // Applied returns the highest epoch the Transport has applied.
-func (t *Transport) Applied() uint64 { return t.applied.Load() }
+func (t *Transport) Applied() uint64 { return t.core.Applied() }
 
-// ResumeToken returns the resume token of the client's session, or "".
-func (t *Transport) ResumeToken() string {
-	if p := t.token.Load(); p != nil {
-		return *p
-	}
-	return ""
-}
-
-// ResetSession forgets the resume token, so that the next request starts a
-// new session (after "invalidate everything", say).
-func (t *Transport) ResetSession() { t.token.Store(nil) }
+// ResetSession forgets the session's ticket, so that the next request
+// starts a new session (after "invalidate everything", say).
+func (t *Transport) ResetSession() { t.core.ResetSession() }
 
 // CloseIdleConnections closes the idle connections of the base transport,
 // if it has that method (http.Client.CloseIdleConnections calls it).
@@ -316,6 +124,7 @@ func (t *Transport) CloseIdleConnections() {
 
 // RoundTrip sends req, as described on Transport.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
 	resend := canResend(req)
 	replayable := canReplay(req)
 	var waited time.Duration
@@ -325,43 +134,43 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		res, err := t.base.RoundTrip(out)
-		var d time.Duration
+		var (
+			d  time.Duration
+			ok bool
+		)
 		if err != nil {
 			fault := connFault(err)
-			if fault == faultNone || req.Context().Err() != nil {
+			if fault == faultNone || ctx.Err() != nil {
 				return nil, err
 			}
 			retry := fault == faultDial && replayable || fault == faultBroken && resend
-			if !t.budget.RecordFailure() || !retry || attempt+1 >= t.maxAttempts {
-				return nil, err
-			}
-			if d = t.backoff.Delay(attempt); d > t.maxWait-waited {
+			if d, ok = t.core.Decide(attempt, waited, clientcore.Hint{Kind: clientcore.Fault}, retry); !ok {
 				return nil, err
 			}
 		} else {
-			t.observe(req.Context(), res)
+			t.core.Observe(ctx, res.Header)
 			if res.StatusCode != http.StatusTooManyRequests && res.StatusCode != http.StatusServiceUnavailable {
-				t.budget.RecordSuccess()
+				t.core.Succeeded()
 				return res, nil
 			}
-			if !t.budget.RecordFailure() || !resend || attempt+1 >= t.maxAttempts {
-				return res, nil
-			}
-			if hint, exact := retryHint(res.Header, t.now()); exact {
-				d = t.backoff.DelaySlot(attempt, hint)
-			} else {
-				d = t.backoff.DelayHint(attempt, hint)
-			}
-			if d > t.maxWait-waited {
+			if d, ok = t.core.Decide(attempt, waited, hintOf(retryHint(res.Header, t.core.Now())), resend); !ok {
 				return res, nil
 			}
 			discard(res.Body)
 		}
-		if err := t.sleep(req.Context(), d); err != nil {
+		if err := t.core.Sleep(ctx, d); err != nil {
 			return nil, err
 		}
 		waited += d
 	}
+}
+
+// hintOf maps retryHint's answer onto the client core's hints.
+func hintOf(d time.Duration, exact bool) clientcore.Hint {
+	if exact {
+		return clientcore.Hint{Kind: clientcore.Slot, Wait: d}
+	}
+	return clientcore.Hint{Kind: clientcore.Coarse, Wait: d}
 }
 
 // A connection fault is a base transport error worth another attempt.
@@ -418,46 +227,8 @@ func (t *Transport) prepare(req *http.Request, attempt int) (*http.Request, erro
 	if out.Header == nil {
 		out.Header = make(http.Header, 3)
 	}
-	h := out.Header
-	if t.clientID != nil {
-		h[HeaderClient] = t.clientID
-	} else {
-		delete(h, HeaderClient)
-	}
-	if t.onInvalidate != nil {
-		h[HeaderEpoch] = []string{strconv.FormatUint(t.applied.Load(), 10)}
-	} else {
-		delete(h, HeaderEpoch)
-	}
-	if tok := t.ResumeToken(); tok != "" {
-		h[HeaderResume] = []string{tok}
-	} else {
-		delete(h, HeaderResume)
-	}
+	t.core.SetFields(out.Header)
 	return out, nil
-}
-
-// observe keeps a resume token and applies the notices of res.
-func (t *Transport) observe(ctx context.Context, res *http.Response) {
-	if lines := res.Header[HeaderResume]; len(lines) == 1 && wire.TokenShaped(lines[0]) {
-		tok := lines[0]
-		t.token.Store(&tok)
-	}
-	if t.onInvalidate == nil {
-		return
-	}
-	lines := res.Header[HeaderInvalidate]
-	if len(lines) == 0 {
-		return
-	}
-	notices, err := wire.ParseNotices(nil, lines)
-	if err != nil {
-		if n, ok := t.badLog.Allow(); ok {
-			t.log.LogAttrs(ctx, slog.LevelWarn, "httpmw: Transport: malformed "+HeaderInvalidate+"; applying the notices before the fault",
-				slog.Int("applied", len(notices)), slog.Any("error", err), slog.Uint64("suppressed", n))
-		}
-	}
-	t.queue.Deliver(notices, &t.applied, t.onInvalidate)
 }
 
 // canReplay reports whether req's body can be sent again: none, or
@@ -509,19 +280,4 @@ func retryHint(h http.Header, now time.Time) (d time.Duration, exact bool) {
 func discard(body io.ReadCloser) {
 	_, _ = io.CopyN(io.Discard, body, 4<<10)
 	_ = body.Close()
-}
-
-// sleep waits d, or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/retry"
 )
 
 // The connection failures of a reconnect storm, over real loopback
@@ -81,12 +81,7 @@ func dialWatcher(t *testing.T, hook func(n int, err error)) *http.Transport {
 }
 
 // fastBackoff waits at most a few milliseconds between attempts.
-func fastBackoff(t *testing.T) *limiter.Backoff {
-	t.Helper()
-	b, err := limiter.NewBackoff(time.Millisecond, 5*time.Millisecond)
-	require.NoError(t, err)
-	return b
-}
+var fastBackoff = retry.Backoff{Base: time.Millisecond, Cap: 5 * time.Millisecond}
 
 // TestTransportRetriesRefusedConnection: the server is down (connection
 // refused) and comes up during the backoff; the request is sent again and
@@ -122,9 +117,9 @@ func TestTransportRetriesRefusedConnection(t *testing.T) {
 					}
 				}
 			})
-			rb, err := limiter.NewRetryBudget(10, 0.5)
+			rb, err := retry.NewBudget(10, 0.5)
 			require.NoError(t, err)
-			tr, err := NewTransport(base, WithBackoff(fastBackoff(t)), WithRetryBudget(rb))
+			tr, err := NewTransport(TransportConfig{Base: base, Retry: retry.Policy{Backoff: fastBackoff, Budget: rb}})
 			require.NoError(t, err)
 
 			status, body := do(t, tr, tc.req("http://"+addr+"/"))
@@ -197,7 +192,7 @@ func TestTransportRetriesBrokenConnection(t *testing.T) {
 				srv.serve(t, dl)
 				base := &http.Transport{}
 				t.Cleanup(base.CloseIdleConnections)
-				tr, err := NewTransport(base, WithBackoff(fastBackoff(t)))
+				tr, err := NewTransport(TransportConfig{Base: base, Retry: retry.Policy{Backoff: fastBackoff}})
 				require.NoError(t, err)
 
 				res, err := (&http.Client{Transport: tr}).Do(tc.req("http://" + ln.Addr().String() + "/"))
@@ -217,7 +212,7 @@ func TestTransportRetriesBrokenConnection(t *testing.T) {
 }
 
 // TestTransportConnectionRetriesBounded: against a port that never opens,
-// a request is sent at most WithMaxAttempts times, each failure takes a
+// a request is sent at most Retry.MaxAttempts times, each failure takes a
 // token, and the retry budget can stop the retries first.
 func TestTransportConnectionRetriesBounded(t *testing.T) {
 	addr := freeAddr(t)
@@ -236,9 +231,9 @@ func TestTransportConnectionRetriesBounded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var dials atomic.Int32
 			base := dialWatcher(t, func(int, error) { dials.Add(1) })
-			rb, err := limiter.NewRetryBudget(tc.tokens, 0.1)
+			rb, err := retry.NewBudget(tc.tokens, 0.1)
 			require.NoError(t, err)
-			tr, err := NewTransport(base, WithBackoff(fastBackoff(t)), WithRetryBudget(rb), WithMaxAttempts(tc.maxAttempts))
+			tr, err := NewTransport(TransportConfig{Base: base, Retry: retry.Policy{Backoff: fastBackoff, Budget: rb, MaxAttempts: tc.maxAttempts}})
 			require.NoError(t, err)
 			req := newGet(t, "http://"+addr+"/")
 			if tc.nonReplayble {
@@ -260,8 +255,7 @@ func TestTransportConnectionRetriesBounded(t *testing.T) {
 func TestTransportConnectionRetryHonoursCancellation(t *testing.T) {
 	addr := freeAddr(t)
 	// Seeded: the first full-jitter draw is 68% of the hour-long window.
-	slow, err := limiter.NewBackoff(time.Hour, time.Hour, limiter.WithBackoffRand(rand.New(rand.NewPCG(1, 2))))
-	require.NoError(t, err)
+	slow := retry.Backoff{Base: time.Hour, Cap: time.Hour, Rand: rand.New(rand.NewPCG(1, 2)).Float64}
 
 	t.Run("during the wait", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
@@ -271,7 +265,7 @@ func TestTransportConnectionRetryHonoursCancellation(t *testing.T) {
 			dials.Add(1)
 			time.AfterFunc(20*time.Millisecond, cancel)
 		})
-		tr, err := NewTransport(base, WithBackoff(slow), WithMaxWait(2*time.Hour))
+		tr, err := NewTransport(TransportConfig{Base: base, Retry: retry.Policy{Backoff: slow, MaxWait: 2 * time.Hour}})
 		require.NoError(t, err)
 		start := time.Now()
 		_, err = (&http.Client{Transport: tr}).Do(newGet(t, "http://"+addr+"/").WithContext(ctx))
@@ -285,7 +279,7 @@ func TestTransportConnectionRetryHonoursCancellation(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		var dials atomic.Int32
 		base := dialWatcher(t, func(int, error) { dials.Add(1); cancel() })
-		tr, err := NewTransport(base, WithBackoff(fastBackoff(t)))
+		tr, err := NewTransport(TransportConfig{Base: base, Retry: retry.Policy{Backoff: fastBackoff}})
 		require.NoError(t, err)
 		_, err = (&http.Client{Transport: tr}).Do(newGet(t, "http://"+addr+"/").WithContext(ctx))
 		assert.Error(t, err)

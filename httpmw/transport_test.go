@@ -23,12 +23,15 @@ import (
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/admission"
+	"github.com/herdcap/herdcap/limiter/retry"
 )
 
-// newTransport returns a Transport over the test server's own transport.
-func newTransport(t testing.TB, srv *httptest.Server, opts ...TransportOption) *Transport {
+// newTransport returns a Transport configured by cfg over the test
+// server's own transport.
+func newTransport(t testing.TB, srv *httptest.Server, cfg TransportConfig) *Transport {
 	t.Helper()
-	tr, err := NewTransport(srv.Client().Transport, opts...)
+	cfg.Base = srv.Client().Transport
+	tr, err := NewTransport(cfg)
 	require.NoError(t, err)
 	return tr
 }
@@ -94,12 +97,12 @@ func TestTransportEndToEnd(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	var got []invalidate.Notice
-	tr := newTransport(t, srv, WithClientID("client-7"), WithOnInvalidate(func(n invalidate.Notice) { got = append(got, n) }))
+	tr := newTransport(t, srv, TransportConfig{ClientID: "client-7", OnInvalidate: func(n invalidate.Notice) { got = append(got, n) }})
 
 	status, body := do(t, tr, newGet(t, srv.URL))
 	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, "ok", body)
-	tok := tr.ResumeToken()
+	tok := tr.core.Ticket()
 	require.Len(t, tok, ticket.Len, "the admission's token is kept")
 
 	e1 := startRollout(t, c, invalidate.Rollout{ID: "r1", Scope: "tag:a", Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, Source: "test"})
@@ -131,7 +134,7 @@ func TestTransportDoesNotTouchCallersRequest(t *testing.T) {
 	var seen attempts
 	srv := httptest.NewServer(seen.wrap(&okHandler{}))
 	t.Cleanup(srv.Close)
-	tr := newTransport(t, srv, WithClientID("me"))
+	tr := newTransport(t, srv, TransportConfig{ClientID: "me"})
 	req := newGet(t, srv.URL)
 	req.Header.Set(HeaderClient, "someone-else")
 	req.Header.Set(HeaderEpoch, "99")
@@ -141,7 +144,7 @@ func TestTransportDoesNotTouchCallersRequest(t *testing.T) {
 	assert.Equal(t, "someone-else", req.Header.Get(HeaderClient), "the caller's request is not modified")
 	h := seen.all()[0].header
 	assert.Equal(t, "me", h.Get(HeaderClient))
-	assert.Empty(t, h.Values(HeaderEpoch), "no epoch without WithOnInvalidate")
+	assert.Empty(t, h.Values(HeaderEpoch), "no epoch without OnInvalidate")
 	assert.Empty(t, h.Values(HeaderResume))
 }
 
@@ -170,8 +173,8 @@ func TestTransportWaitsForTheSlot(t *testing.T) {
 	})))
 	t.Cleanup(srv.Close)
 
-	first := newTransport(t, srv, WithClientID("first"))
-	second := newTransport(t, srv, WithClientID("second"))
+	first := newTransport(t, srv, TransportConfig{ClientID: "first"})
+	second := newTransport(t, srv, TransportConfig{ClientID: "second"})
 	status, _ := do(t, first, newGet(t, srv.URL))
 	require.Equal(t, http.StatusOK, status)
 	status, _ = do(t, second, newGet(t, srv.URL))
@@ -214,9 +217,8 @@ func TestTransportFullJitterWithoutHint(t *testing.T) {
 	var seen attempts
 	srv := httptest.NewServer(seen.wrap(h))
 	t.Cleanup(srv.Close)
-	b, err := limiter.NewBackoff(20*time.Millisecond, 40*time.Millisecond, limiter.WithBackoffRand(rand.New(rand.NewPCG(1, 2))))
-	require.NoError(t, err)
-	status, body := do(t, newTransport(t, srv, WithBackoff(b)), newGet(t, srv.URL))
+	b := retry.Backoff{Base: 20 * time.Millisecond, Cap: 40 * time.Millisecond, Rand: rand.New(rand.NewPCG(1, 2)).Float64}
+	status, body := do(t, newTransport(t, srv, TransportConfig{Retry: retry.Policy{Backoff: b}}), newGet(t, srv.URL))
 	assert.Equal(t, http.StatusOK, status)
 	assert.Equal(t, "ok", body)
 	assert.Len(t, seen.all(), 3)
@@ -229,7 +231,7 @@ func TestTransportHonoursMillisOverSeconds(t *testing.T) {
 	var seen attempts
 	srv := httptest.NewServer(seen.wrap(h))
 	t.Cleanup(srv.Close)
-	status, _ := do(t, newTransport(t, srv, WithMaxWait(5*time.Second)), newGet(t, srv.URL))
+	status, _ := do(t, newTransport(t, srv, TransportConfig{Retry: retry.Policy{MaxWait: 5 * time.Second}}), newGet(t, srv.URL))
 	assert.Equal(t, http.StatusOK, status)
 	s := seen.all()
 	require.Len(t, s, 2)
@@ -240,20 +242,20 @@ func TestTransportGivesUp(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		h        *refuser
-		opts     []TransportOption
+		retry    retry.Policy
 		attempts int
 	}{
-		{"max attempts", &refuser{n: 100, millis: "1"}, []TransportOption{WithMaxAttempts(3)}, 3},
-		{"one attempt", &refuser{n: 100, millis: "1"}, []TransportOption{WithMaxAttempts(1)}, 1},
-		{"hint beyond max wait", &refuser{n: 100, retryAfter: "60"}, nil, 1},
-		{"waits beyond max wait", &refuser{n: 100, millis: "400"}, []TransportOption{WithMaxWait(time.Second)}, 3},
+		{"max attempts", &refuser{n: 100, millis: "1"}, retry.Policy{MaxAttempts: 3}, 3},
+		{"one attempt", &refuser{n: 100, millis: "1"}, retry.Policy{MaxAttempts: 1}, 1},
+		{"hint beyond max wait", &refuser{n: 100, retryAfter: "60"}, retry.Policy{}, 1},
+		{"waits beyond max wait", &refuser{n: 100, millis: "400"}, retry.Policy{MaxWait: time.Second}, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var seen attempts
 			srv := httptest.NewServer(seen.wrap(tc.h))
 			t.Cleanup(srv.Close)
 			start := time.Now()
-			status, body := do(t, newTransport(t, srv, tc.opts...), newGet(t, srv.URL))
+			status, body := do(t, newTransport(t, srv, TransportConfig{Retry: tc.retry}), newGet(t, srv.URL))
 			assert.Equal(t, http.StatusServiceUnavailable, status)
 			assert.Equal(t, "busy", body, "the last refusal is returned as it came")
 			assert.Len(t, seen.all(), tc.attempts)
@@ -270,9 +272,9 @@ func TestTransportRetryBudget(t *testing.T) {
 	t.Cleanup(srv.Close)
 	// 4 tokens: every refusal takes one, and a retry needs more than 2
 	// left, so an outage allows exactly one retry (4 → 3 → retry → 2 → stop).
-	rb, err := limiter.NewRetryBudget(4, 0.5)
+	rb, err := retry.NewBudget(4, 0.5)
 	require.NoError(t, err)
-	tr := newTransport(t, srv, WithRetryBudget(rb), WithMaxAttempts(100))
+	tr := newTransport(t, srv, TransportConfig{Retry: retry.Policy{Budget: rb, MaxAttempts: 100}})
 	for range 5 {
 		status, _ := do(t, tr, newGet(t, srv.URL))
 		assert.Equal(t, http.StatusServiceUnavailable, status)
@@ -311,7 +313,7 @@ func TestTransportResendsOnlyWhatIsSafe(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(seen.all())
-			tr := newTransport(t, srv, WithMaxAttempts(3))
+			tr := newTransport(t, srv, TransportConfig{Retry: retry.Policy{MaxAttempts: 3}})
 			status, _ := do(t, tr, tc.req())
 			assert.Equal(t, http.StatusServiceUnavailable, status)
 			s := seen.all()[before:]
@@ -333,7 +335,7 @@ func TestTransportHonoursCancellation(t *testing.T) {
 	defer cancel()
 	req := newGet(t, srv.URL).WithContext(ctx)
 	start := time.Now()
-	_, err := (&http.Client{Transport: newTransport(t, srv)}).Do(req)
+	_, err := (&http.Client{Transport: newTransport(t, srv, TransportConfig{})}).Do(req)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
 	// The wait was 5 s; the context ended it after 0.1 s. 4 s of slack
@@ -357,7 +359,7 @@ func TestTransportConcurrentNoticesAppliedOnceInOrder(t *testing.T) {
 		mu                    sync.Mutex
 		got                   []string
 	)
-	tr := newTransport(t, srv, WithClientID("c"), WithOnInvalidate(func(n invalidate.Notice) {
+	tr := newTransport(t, srv, TransportConfig{ClientID: "c", OnInvalidate: func(n invalidate.Notice) {
 		f := inFlight.Add(1)
 		for m := maxInFlight.Load(); f > m && !maxInFlight.CompareAndSwap(m, f); m = maxInFlight.Load() {
 		}
@@ -366,7 +368,7 @@ func TestTransportConcurrentNoticesAppliedOnceInOrder(t *testing.T) {
 		got = append(got, n.Scope)
 		mu.Unlock()
 		inFlight.Add(-1)
-	}))
+	}})
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -400,8 +402,8 @@ func TestTransportMalformedNotices(t *testing.T) {
 	t.Cleanup(srv.Close)
 	var logs syncBuffer
 	var got []string
-	tr := newTransport(t, srv, WithOnInvalidate(func(n invalidate.Notice) { got = append(got, n.Scope) }),
-		WithTransportLogger(newTextLogger(&logs)))
+	tr := newTransport(t, srv, TransportConfig{OnInvalidate: func(n invalidate.Notice) { got = append(got, n.Scope) },
+		Logger: newTextLogger(&logs)})
 	status, _ := do(t, tr, newGet(t, srv.URL))
 	assert.Equal(t, http.StatusOK, status)
 	assert.Equal(t, []string{"a"}, got, "the notices before the fault are applied, none after")
@@ -409,28 +411,28 @@ func TestTransportMalformedNotices(t *testing.T) {
 	assert.Contains(t, logs.String(), "malformed Herdcap-Invalidate")
 }
 
-func TestTransportOptions(t *testing.T) {
+func TestTransportConfig(t *testing.T) {
 	for _, tc := range []struct {
-		opt  TransportOption
-		want string
+		cfg   TransportConfig
+		want  string
+		retry bool // a Retry field: retry.ErrInvalidConfig is wrapped too
 	}{
-		{TransportOption{}, "zero TransportOption"},
-		{WithClientID(""), "WithClientID"},
-		{WithClientID("a b"), "visible ASCII"},
-		{WithClientID(strings.Repeat("x", MaxClientHeaderLen+1)), "1 to 256 bytes"},
-		{WithOnInvalidate(nil), "WithOnInvalidate: callback is nil"},
-		{WithAppliedEpoch(invalidate.MaxEpoch + 1), "WithAppliedEpoch"},
-		{WithBackoff(nil), "WithBackoff: backoff is nil"},
-		{WithRetryBudget(nil), "WithRetryBudget: retry budget is nil"},
-		{WithMaxAttempts(0), "WithMaxAttempts: attempts must be >= 1, got 0"},
-		{WithMaxWait(-time.Second), "WithMaxWait"},
-		{WithTransportLogger(nil), "WithTransportLogger"},
+		{TransportConfig{ClientID: " "}, "TransportConfig.ClientID must be 1 to 256 bytes of visible ASCII", false},
+		{TransportConfig{ClientID: "a b"}, `TransportConfig.ClientID must be 1 to 256 bytes of visible ASCII other than the comma, got "a b"`, false},
+		{TransportConfig{ClientID: strings.Repeat("x", MaxClientHeaderLen+1)}, "TransportConfig.ClientID must be 1 to 256 bytes", false},
+		{TransportConfig{Applied: invalidate.MaxEpoch + 1}, "TransportConfig.Applied must be at most invalidate.MaxEpoch", false},
+		{TransportConfig{Retry: retry.Policy{Backoff: retry.Backoff{Base: -time.Second}}}, "TransportConfig.Retry.Backoff.Base must be >= 0, got -1s", true},
+		{TransportConfig{Retry: retry.Policy{MaxAttempts: -1}}, "TransportConfig.Retry.MaxAttempts must be >= 0, got -1", true},
+		{TransportConfig{Retry: retry.Policy{MaxWait: -time.Second}}, "TransportConfig.Retry.MaxWait", true},
 	} {
-		_, err := NewTransport(nil, tc.opt)
-		assert.ErrorIs(t, err, ErrInvalidTransportOption)
-		assert.ErrorContains(t, err, tc.want)
+		_, err := NewTransport(tc.cfg)
+		assert.ErrorIs(t, err, ErrInvalidConfig)
+		assert.ErrorContains(t, err, "httpmw: invalid config: "+tc.want)
+		if tc.retry {
+			assert.ErrorIs(t, err, retry.ErrInvalidConfig)
+		}
 	}
-	tr, err := NewTransport(nil, WithAppliedEpoch(42))
+	tr, err := NewTransport(TransportConfig{Applied: 42})
 	require.NoError(t, err)
 	assert.EqualValues(t, 42, tr.Applied())
 	assert.Equal(t, http.DefaultTransport, tr.base)

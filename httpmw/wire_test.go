@@ -17,10 +17,10 @@ import (
 // codec enforces, at the boundary.
 func TestMaxClientHeaderLen(t *testing.T) {
 	assert.Equal(t, wire.MaxClientIDLen, MaxClientHeaderLen)
-	_, err := NewTransport(nil, WithClientID(strings.Repeat("x", MaxClientHeaderLen)))
+	_, err := NewTransport(TransportConfig{ClientID: strings.Repeat("x", MaxClientHeaderLen)})
 	assert.NoError(t, err)
-	_, err = NewTransport(nil, WithClientID(strings.Repeat("x", MaxClientHeaderLen+1)))
-	assert.ErrorIs(t, err, ErrInvalidTransportOption)
+	_, err = NewTransport(TransportConfig{ClientID: strings.Repeat("x", MaxClientHeaderLen+1)})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
 
 func TestRetryHint(t *testing.T) {

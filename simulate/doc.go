@@ -6,9 +6,9 @@
 // A run is a deterministic discrete-event simulation: one virtual clock,
 // one seeded random stream, events processed in time order. It drives the
 // real herdcap code through its injected clocks (limiter budgets,
-// admission.Gate, invalidate.Coordinator's AdvanceAt and AppendDue,
-// limiter.Backoff with a seeded source, limiter.RetryBudget); it
-// re-implements none of them.
+// admission.Gate, invalidate.Coordinator's AdvanceAt and AppendDue, the
+// client core's retry decision over a retry.Backoff with a seeded source
+// and a retry.Budget); it re-implements none of them.
 //
 //   - Clients (1 to 10,000,000) each hold a connection to one node (client
 //     i to node i mod nodes) and a cached copy of their page data. They
@@ -63,9 +63,10 @@
 //   - a reconnect asks a fleet-wide admission.Gate (Client.Backoff
 //     "slot", Protection.AdmissionRate sessions per second) and comes back
 //     at the slot it is given; with "jitter" the client only backs off;
-//   - clients wait with limiter.Backoff (full jitter, honouring the
-//     server's hint) and retry only while their limiter.RetryBudget allows
-//     (otherwise their next page view asks again);
+//   - clients wait with retry.Backoff (full jitter, honouring the
+//     server's hint) and retry only while their retry.Budget allows
+//     (otherwise their next page view asks again), as the client core
+//     that httpmw.Transport and grpcmw.Client share decides;
 //   - the config change's limit ramps over Protection.Ramp (limiter
 //     Config.Ramp and SetLimit) instead of jumping.
 //

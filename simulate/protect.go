@@ -10,10 +10,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herdcap/herdcap/internal/clientcore"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/admission"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/limiter/retry"
 )
 
 // budget is what the simulator needs of a limiter backend: *limiter.Local
@@ -106,10 +108,11 @@ type guards struct {
 }
 
 // clientSide is what herdcap gives a client (PolicyJitter, PolicySlot):
-// the real backoff and a retry budget per client.
+// the client core's retry decision over the real backoff, and a retry
+// budget per client.
 type clientSide struct {
-	backoff *limiter.Backoff
-	retry   []*limiter.RetryBudget // per client, made on its first failure
+	retrier clientcore.Retrier
+	budgets []*retry.Budget // per client, made on its first failure
 	rTokens int
 	rRatio  float64
 }
@@ -121,35 +124,47 @@ func newClientSide(sc *Scenario, seed uint64, mode Mode) (*clientSide, error) {
 	}
 	rng := rand.New(rand.NewPCG(seed, salt))
 	c := sc.Client
-	b, err := limiter.NewBackoff(c.BackoffBase.D(), c.BackoffCap.D(), limiter.WithBackoffRand(rng),
-		limiter.WithHintJitter(limiter.DefaultHintJitter, c.HintJitter.D()))
+	hintMax := c.HintJitter.D()
+	if hintMax == 0 {
+		hintMax = retry.NoJitter
+	}
+	// The simulator bounds a client's retries by its budget alone: its
+	// attempts and waits are not counted per call.
+	r, err := clientcore.NewRetrier(retry.Policy{MaxAttempts: math.MaxInt, MaxWait: math.MaxInt64,
+		Backoff: retry.Backoff{Base: c.BackoffBase.D(), Cap: c.BackoffCap.D(), HintJitterMax: hintMax, Rand: rng.Float64}})
 	if err != nil {
 		return nil, fmt.Errorf("backoff: %w", err)
 	}
-	return &clientSide{backoff: b, retry: make([]*limiter.RetryBudget, sc.Clients), rTokens: c.RetryTokens, rRatio: c.RetryRatio}, nil
+	return &clientSide{retrier: r, budgets: make([]*retry.Budget, sc.Clients), rTokens: c.RetryTokens, rRatio: c.RetryRatio}, nil
 }
 
-// delay is the full-jitter wait before attempt (from 0), in ns, at least 1.
-func (c *clientSide) delay(attempt int) int64 { return int64(c.backoff.Delay(attempt)) + 1 }
+// delay is the wait before attempt (from 0) after a failure with hint h,
+// in ns, at least 1.
+func (c *clientSide) delay(attempt int, h clientcore.Hint) int64 {
+	return int64(c.retrier.Delay(attempt, h)) + 1
+}
 
-// success and failure feed client i's retry budget; failure reports
-// whether the client may retry now.
+// success feeds client i's retry budget.
 func (c *clientSide) success(i int) {
-	if b := c.retry[i]; b != nil {
+	if b := c.budgets[i]; b != nil {
 		b.RecordSuccess()
 	}
 }
 
-func (c *clientSide) failure(i int) bool {
-	b := c.retry[i]
+// retry records client i's failed attempt (from 0) in its retry budget and
+// returns the wait before the next, in ns, or false when the budget says
+// no.
+func (c *clientSide) retry(i, attempt int, h clientcore.Hint) (int64, bool) {
+	b := c.budgets[i]
 	if b == nil {
 		var err error
-		if b, err = limiter.NewRetryBudget(c.rTokens, c.rRatio); err != nil {
-			return true // validated with the scenario; unreachable
+		if b, err = retry.NewBudget(c.rTokens, c.rRatio); err != nil {
+			return 0, false // validated with the scenario; unreachable
 		}
-		c.retry[i] = b
+		c.budgets[i] = b
 	}
-	return b.RecordFailure()
+	d, ok := c.retrier.Decide(b, attempt, 0, h, true)
+	return int64(d) + 1, ok
 }
 
 func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {

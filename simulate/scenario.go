@@ -107,14 +107,14 @@ const (
 	// notices a drop, no retry budget, and a server's hint ignored.
 	PolicyNone = "none"
 	// PolicyJitter is herdcap's client without the server's help:
-	// full-jitter backoff (limiter.Backoff) before every retry and every
-	// reconnect, within a retry budget (limiter.RetryBudget); a server's
-	// hint is ignored.
+	// full-jitter backoff (retry.Backoff) before every retry and every
+	// reconnect, within a retry budget (retry.Budget); a server's hint is
+	// ignored.
 	PolicyJitter = "jitter"
 	// PolicySlot is herdcap's client that honours the server: like
 	// PolicyJitter, but when the server says when to come back (an
 	// admission slot, a Retry-After) it comes back then
-	// (limiter.Backoff.DelayHint). It needs a server that gives hints, so
+	// (retry.Backoff.DelayHint). It needs a server that gives hints, so
 	// it applies to the protected run only.
 	PolicySlot = "slot"
 )
@@ -153,18 +153,18 @@ type ClientSpec struct {
 	// PolicyNone (the default) or PolicyJitter (an unprotected server
 	// gives no slots, so PolicySlot does not apply).
 	UnprotectedBackoff string `json:"unprotected_backoff,omitempty"`
-	// BackoffBase is the first full-jitter window of limiter.Backoff
+	// BackoffBase is the first full-jitter window of retry.Backoff
 	// (PolicyJitter, PolicySlot). Default 1s, 1ms to 1h.
 	BackoffBase Duration `json:"backoff_base,omitempty"`
 	// BackoffCap is the largest full-jitter window. Default 2m,
 	// BackoffBase to 24h.
 	BackoffCap Duration `json:"backoff_cap,omitempty"`
 	// HintJitter caps the jitter a PolicySlot client adds to a server's
-	// hint (limiter.WithHintJitter: 10% of the hint, at most this). Default
-	// 1s (the limiter's default), 0 to 1m.
+	// hint (retry.Backoff.HintJitterMax: 10% of the hint, at most this).
+	// Default 1s (retry.Backoff's default), 0 to 1m.
 	HintJitter Duration `json:"hint_jitter,omitempty"`
 	// RetryTokens is the size of a herdcap client's retry budget
-	// (limiter.RetryBudget). Default 10, 1 to 1000.
+	// (retry.Budget). Default 10, 1 to 1000.
 	RetryTokens int `json:"retry_tokens,omitempty"`
 	// RetryRatio is the tokens a success gives back to the retry budget.
 	// Default 0.1, 0.000001 to RetryTokens.
@@ -359,7 +359,7 @@ func (s *Scenario) Defaults() {
 	}
 	setDur(&c.BackoffBase, time.Second)
 	setDur(&c.BackoffCap, 2*time.Minute)
-	setDur(&c.HintJitter, limiter.DefaultHintJitterMax)
+	setDur(&c.HintJitter, time.Second) // retry.Backoff's default HintJitterMax
 	if c.RetryTokens == 0 {
 		c.RetryTokens = 10
 	}

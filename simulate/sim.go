@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herdcap/herdcap/internal/clientcore"
 )
 
 // Mode says whether a run has herdcap's protection.
@@ -457,7 +459,7 @@ func (s *sim) drop(i int) {
 	s.cl[i].fails = 0
 	wait := s.jitter(s.reaction)
 	if s.policy == polJitter {
-		wait += s.cli.delay(0)
+		wait += s.cli.delay(0, clientcore.Hint{})
 	}
 	s.setAct(i, aConnect, s.now+wait)
 }
@@ -498,11 +500,22 @@ func (s *sim) retryWait(i int, useHint bool) int64 {
 	if s.policy == polNone {
 		return s.retryDelay
 	}
-	attempt := max(int(s.cl[i].fails)-1, 0)
+	return s.cli.delay(s.attempt(i), s.hint(i, useHint))
+}
+
+// attempt is the number, from 0, of client i's retry to come after
+// s.cl[i].fails failures.
+func (s *sim) attempt(i int) int { return max(int(s.cl[i].fails)-1, 0) }
+
+// hint is what a herdcap client makes of client i's last failure: the
+// server's hint (a Retry-After in whole milliseconds, or an admission
+// slot likewise rounded, both taken as coarse) when it sent one, honoured
+// under PolicySlot when useHint; else none (full jitter).
+func (s *sim) hint(i int, useHint bool) clientcore.Hint {
 	if s.policy == polSlot && useHint && s.cl[i].flags&fDenied != 0 {
-		return int64(s.cli.backoff.DelayHint(attempt, time.Duration(s.cl[i].hint)*time.Millisecond)) + 1
+		return clientcore.Hint{Kind: clientcore.Coarse, Wait: time.Duration(s.cl[i].hint) * time.Millisecond}
 	}
-	return s.cli.delay(attempt)
+	return clientcore.Hint{}
 }
 
 func (s *sim) poll(i int) {
@@ -686,10 +699,15 @@ func (s *sim) action(i int, a uint8) {
 			s.disconnect(i)
 			return
 		}
-		if s.cli != nil && !s.cli.failure(i) {
+		if s.cli == nil {
+			s.setAct(i, aFetch, s.now+s.retryDelay)
+			return
+		}
+		wait, ok := s.cli.retry(i, s.attempt(i), s.hint(i, true))
+		if !ok {
 			return // the retry budget says no: the next page view asks again
 		}
-		s.setAct(i, aFetch, s.now+s.retryWait(i, true))
+		s.setAct(i, aFetch, s.now+wait)
 	case aConnect:
 		s.connect(i)
 	case aFetchOrigin:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herdcap/herdcap/httpmw"
 	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter/retry"
 )
 
 // startClients starts the polling clients and returns a function that waits
@@ -37,19 +38,21 @@ func (f *fleet) client(ctx context.Context, i int) {
 		tr     *httpmw.Transport
 		polled atomic.Int32 // the node of the request in flight
 	)
-	tr, err := httpmw.NewTransport(f.base,
-		httpmw.WithClientID(id),
-		httpmw.WithMaxWait(15*time.Second),
-		httpmw.WithOnInvalidate(func(n invalidate.Notice) {
+	tr, err := httpmw.NewTransport(httpmw.TransportConfig{
+		Base:     f.base,
+		ClientID: id,
+		Retry:    retry.Policy{MaxWait: 15 * time.Second},
+		OnInvalidate: func(n invalidate.Notice) {
 			f.rec.notice(id, int(polled.Load()), n)
 			if n.Scope == invalidate.ScopeAll {
 				// Drop everything, the session included: the next
 				// request is a reconnect.
 				tr.ResetSession()
 			}
-		}))
+		},
+	})
 	if err != nil {
-		panic(err) // the options above are valid
+		panic(err) // the config above is valid
 	}
 	client := &http.Client{Transport: tr}
 	// Clients start spread over one poll interval, as a fleet does.

@@ -23,8 +23,9 @@ import (
 //
 // A task may block on anything else (network I/O to a server running
 // outside the scheduler) but must not wait for another task: only one runs
-// at a time. Go and Run are called from the test's goroutine, Sleep only
-// from tasks. Every task started must be run: call Run once after Go.
+// at a time. Go and Run are called from the test's goroutine, Sleep and
+// the AfterFunc of Clock only from tasks. Every task started must be run:
+// call Run once after Go.
 type Scheduler struct {
 	clock *fakeclock.Clock
 	yield chan struct{} // a running task has slept or returned
@@ -42,8 +43,8 @@ func New(clock *fakeclock.Clock) *Scheduler {
 type event struct {
 	at   time.Time
 	seq  uint64
-	wake chan struct{} // a sleeping task's
-	f    func()        // or a task not yet started
+	fire func() // a sleeping task's timer: wakes the task
+	f    func() // or a task not yet started
 }
 
 type queue []event
@@ -84,11 +85,41 @@ func (s *Scheduler) Sleep(ctx context.Context, d time.Duration) error {
 		return err
 	}
 	wake := make(chan struct{})
-	s.push(event{at: s.clock.Now().Add(max(d, 0)), wake: wake})
-	s.yield <- struct{}{}
+	s.Clock().AfterFunc(d, func() { close(wake) })
 	<-wake
 	return nil
 }
+
+// Clock returns the scheduler's clock, for code that sleeps through an
+// injected clock (the shape of limiter.Clock): Now reads the virtual time,
+// and AfterFunc, called from a task, schedules f at d of virtual time from
+// now (d <= 0: now, after the tasks already due) and suspends the calling
+// task: the scheduler goes on with the next task, and when f's time comes
+// it sets the clock, calls f, which must wake the task (as a sleep's timer
+// closes a channel the task waits on), and waits for the task to sleep
+// again or return. The task must wait for nothing else meanwhile: virtual
+// time does not pass while it waits, so its Timer's Stop does nothing
+// (it reports false), and a context that ends does not wake it.
+func (s *Scheduler) Clock() Clock { return Clock{s} }
+
+// Clock is a Scheduler's clock; see Scheduler.Clock.
+type Clock struct{ s *Scheduler }
+
+// Now returns the virtual time.
+func (c Clock) Now() time.Time { return c.s.clock.Now() }
+
+// AfterFunc schedules f at d from now and suspends the calling task until
+// f has woken it; see Scheduler.Clock.
+func (c Clock) AfterFunc(d time.Duration, f func()) interface{ Stop() bool } {
+	c.s.push(event{at: c.s.clock.Now().Add(max(d, 0)), fire: f})
+	c.s.yield <- struct{}{}
+	return noStop{}
+}
+
+// noStop is the Timer of Clock.AfterFunc.
+type noStop struct{}
+
+func (noStop) Stop() bool { return false }
 
 // Run runs the tasks until none is left, and returns the virtual time at
 // which the last one ended.
@@ -110,7 +141,7 @@ func (s *Scheduler) Run() time.Time {
 				e.f()
 			}()
 		} else {
-			close(e.wake)
+			e.fire()
 		}
 		<-s.yield
 	}

@@ -58,3 +58,33 @@ func TestSchedulerEmpty(t *testing.T) {
 	clk := fakeclock.New(t0)
 	assert.Equal(t, t0, New(clk).Run())
 }
+
+// TestClockAfterFunc: code that sleeps through the scheduler's Clock (a
+// timer that closes a channel it waits on) runs in virtual time, one task
+// at a time, as with Sleep.
+func TestClockAfterFunc(t *testing.T) {
+	clk := fakeclock.New(t0)
+	s := New(clk)
+	c := s.Clock()
+	sleep := func(d time.Duration) {
+		woke := make(chan struct{})
+		tm := c.AfterFunc(d, func() { close(woke) })
+		<-woke
+		assert.False(t, tm.Stop(), "a virtual timer cannot be stopped")
+	}
+	var log []string
+	task := func(name string, sleeps ...time.Duration) func() {
+		return func() {
+			for _, d := range sleeps {
+				log = append(log, fmt.Sprintf("%s@%v", name, c.Now().Sub(t0)))
+				sleep(d)
+			}
+			log = append(log, fmt.Sprintf("%s@%v done", name, c.Now().Sub(t0)))
+		}
+	}
+	s.Go(t0, task("a", 3*time.Second, -time.Second))
+	s.Go(t0, task("b", time.Second, time.Second))
+	end := s.Run()
+	assert.Equal(t, []string{"a@0s", "b@0s", "b@1s", "b@2s done", "a@3s", "a@3s done"}, log)
+	assert.Equal(t, t0.Add(3*time.Second), end)
+}
