@@ -21,6 +21,7 @@ import (
 	"github.com/herdcap/herdcap/internal/clientcore"
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/retry"
 )
 
@@ -65,7 +66,7 @@ type ClientConfig struct {
 	// the methods Now() time.Time and AfterFunc(time.Duration, func())
 	// interface{ Stop() bool } (as time.AfterFunc), the shape of
 	// limiter.Clock. If Clock is nil, the system clock.
-	Clock clientcore.Clock
+	Clock limiter.Clock
 	// Logger receives a Warn record, at most one a second, for malformed
 	// MetadataInvalidate in a response. If Logger is nil, nothing is
 	// logged.

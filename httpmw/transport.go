@@ -14,6 +14,7 @@ import (
 	"github.com/herdcap/herdcap/internal/clientcore"
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
+	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/retry"
 )
 
@@ -56,7 +57,7 @@ type TransportConfig struct {
 	// methods Now() time.Time and AfterFunc(time.Duration, func())
 	// interface{ Stop() bool } (as time.AfterFunc), the shape of
 	// limiter.Clock. If Clock is nil, the system clock.
-	Clock clientcore.Clock
+	Clock limiter.Clock
 	// Logger receives a Warn record, at most one a second, for a
 	// malformed HeaderInvalidate in a response. If Logger is nil, nothing
 	// is logged.

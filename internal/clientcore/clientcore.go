@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/herdcap/herdcap/internal/logthrottle"
+	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter/retry"
@@ -117,7 +118,7 @@ func New(cfg Config) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.clock == nil {
-		c.clock = systemClock{}
+		c.clock = sysclock.Clock{}
 	}
 	if c.budget == nil {
 		if c.budget, err = retry.NewBudget(defaultTokens, defaultTokenRatio); err != nil {

@@ -3,30 +3,13 @@ package clientcore
 import (
 	"context"
 	"time"
+
+	"github.com/herdcap/herdcap/limiter"
 )
 
-// Clock is where a Client reads the time and sleeps between attempts: the
-// shape of limiter.Clock (Now, and AfterFunc like time.AfterFunc), so that
-// a limiter.Clock can be handed to a Client as it is once both agree on
-// Timer. Tests and the simulator inject a virtual one.
-type Clock interface {
-	// Now returns the current time.
-	Now() time.Time
-	// AfterFunc calls f in its own goroutine after d, unless the
-	// returned Timer is stopped first.
-	AfterFunc(d time.Duration, f func()) Timer
-}
-
-// Timer is what Clock.AfterFunc returns: the shape of limiter.Timer.
-// *time.Timer satisfies it.
-type Timer = interface{ Stop() bool }
-
-// systemClock is the wall clock, the default Clock.
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+// Clock is where a Client reads the time and sleeps between attempts:
+// limiter.Clock. Tests and the simulator inject a virtual one.
+type Clock = limiter.Clock
 
 // sleep waits d on clk, or until ctx is done, and then returns ctx's
 // error. It returns at once (ctx's error, if any) when d <= 0 or ctx is

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // manualClock hands each AfterFunc to the test, which fires it (or not).
@@ -19,7 +21,7 @@ func newManualClock() *manualClock { return &manualClock{timers: make(chan *manu
 
 func (c *manualClock) Now() time.Time { return time.Time{} }
 
-func (c *manualClock) AfterFunc(d time.Duration, f func()) Timer {
+func (c *manualClock) AfterFunc(d time.Duration, f func()) limiter.Timer {
 	t := &manualTimer{d: d, f: f}
 	c.timers <- t
 	return t

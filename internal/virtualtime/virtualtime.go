@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/limiter"
 )
 
 // Scheduler runs tasks one at a time on a fakeclock.Clock. A task is a
@@ -110,7 +111,7 @@ func (c Clock) Now() time.Time { return c.s.clock.Now() }
 
 // AfterFunc schedules f at d from now and suspends the calling task until
 // f has woken it; see Scheduler.Clock.
-func (c Clock) AfterFunc(d time.Duration, f func()) interface{ Stop() bool } {
+func (c Clock) AfterFunc(d time.Duration, f func()) limiter.Timer {
 	c.s.push(event{at: c.s.clock.Now().Add(max(d, 0)), fire: f})
 	c.s.yield <- struct{}{}
 	return noStop{}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/limiter/retry"
 )
 
 // The reconnect-storm target, driven in virtual time on both stores: 10,000
@@ -249,15 +250,14 @@ func TestCohortWindowsAreNotFlat(t *testing.T) {
 
 // TestAdmissionHerdWholeSeconds replays the storm as it looks behind an
 // HTTP transport: RetryAfter is sent as whole seconds (Retry-After: n,
-// rounded up), and each client waits with Backoff.DelayHint, which adds its
+// rounded up), and each client waits with retry.Backoff.DelayHint, which adds its
 // own jitter (10%, at most 1 s). Rounding bunches each second's slots at
 // the next whole second, and the client's jitter spreads them again. Every
 // client still gets in on its first return (the 10 s slot grace covers the
 // rounding and the jitter), and the storm still drains at the budget's rate.
 func TestAdmissionHerdWholeSeconds(t *testing.T) {
 	a := newMemoryForTest(t, limiter.PerSecond(herdRate, herdBurst), Config{})
-	bo, err := limiter.NewBackoff(100*time.Millisecond, 30*time.Second, limiter.WithBackoffRand(seeded(3)))
-	require.NoError(t, err)
+	bo := retry.Backoff{Base: 100 * time.Millisecond, Cap: 30 * time.Second, Rand: seeded(3).Float64}
 	ctx := context.Background()
 	type ret struct {
 		at time.Duration
@@ -304,8 +304,8 @@ func TestAdmissionHerdWholeSeconds(t *testing.T) {
 
 // TestAdmissionHerdClientJitter replays the storm with clients that wait as
 // the herdcap transports do when given an exact slot (the millisecond
-// field of httpmw, gRPC pushback): Backoff.DelaySlot, the slot plus at most
-// DefaultSlotJitter. Each return is late by under 5 ms, so a one-second
+// field of httpmw, gRPC pushback): retry.Backoff.DelaySlot, the slot plus at most
+// its default SlotJitter (5 ms). Each return is late by under 5 ms, so a one-second
 // window of returns holds at most the slots of 1.005 s (2.5 at 500/s)
 // plus the one the gate's own jitter can move: rate + 4. For contrast, the
 // same clients waiting with DelayHint (10% of the slot, up to 1 s, the
@@ -314,21 +314,20 @@ func TestAdmissionHerdWholeSeconds(t *testing.T) {
 // why the transports do not use it for exact slots. The seeds are fixed, so
 // both figures are deterministic.
 func TestAdmissionHerdClientJitter(t *testing.T) {
-	run := func(wait func(*limiter.Backoff) func(int, time.Duration) time.Duration) (herdResult, int) {
+	run := func(wait func(retry.Backoff) func(int, time.Duration) time.Duration) (herdResult, int) {
 		a := newMemoryForTest(t, limiter.PerSecond(herdRate, herdBurst), Config{})
-		bo, err := limiter.NewBackoff(100*time.Millisecond, 30*time.Second, limiter.WithBackoffRand(seeded(5)))
-		require.NoError(t, err)
+		bo := retry.Backoff{Base: 100 * time.Millisecond, Cap: 30 * time.Second, Rand: seeded(5).Float64}
 		r := runHerdWait(t, a, herdClients, t0, 10, wait(bo))
 		n, at := maxWindow(r.arrivals, time.Second, 0)
 		t.Logf("busiest 1 s window of returns: %d (starts at %v); limit %d", n, at, herdRate*11/10)
 		return r, n
 	}
-	r, slot := run(func(b *limiter.Backoff) func(int, time.Duration) time.Duration { return b.DelaySlot })
+	r, slot := run(func(b retry.Backoff) func(int, time.Duration) time.Duration { return b.DelaySlot })
 	checkHerdAdmitted(t, r)
 	assert.LessOrEqual(t, slot, herdRate*11/10)
 	assert.LessOrEqual(t, slot, herdRate+4, "a return at most 5 ms late: at most 3 more slots, and 1 for the gate's jitter")
 
-	r, hint := run(func(b *limiter.Backoff) func(int, time.Duration) time.Duration { return b.DelayHint })
+	r, hint := run(func(b retry.Backoff) func(int, time.Duration) time.Duration { return b.DelayHint })
 	checkHerdAdmitted(t, r)
 	assert.Greater(t, hint, slot+10, "proportional jitter is visibly less flat")
 }
