@@ -52,8 +52,14 @@ const (
 // every zero value replaced by its default (Name by defaultName, Node by a
 // random name). The error wraps limiter.ErrInvalidConfig.
 func Resolve(c Config, defaultName string) (Config, error) {
+	return ResolveAs(c, defaultName, limiter.ErrInvalidConfig)
+}
+
+// ResolveAs is Resolve for a package outside limiter: its error wraps
+// invalid, the package's own ErrInvalidConfig, instead.
+func ResolveAs(c Config, defaultName string, invalid error) (Config, error) {
 	bad := func(format string, args ...any) (Config, error) {
-		return c, fmt.Errorf("%w: "+format, append([]any{limiter.ErrInvalidConfig}, args...)...)
+		return c, fmt.Errorf("%w: "+format, append([]any{invalid}, args...)...)
 	}
 	if c.Client == nil {
 		return bad("Redis.Client is nil")

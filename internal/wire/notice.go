@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/herdcap/herdcap/internal/rolloutlimit"
 	"github.com/herdcap/herdcap/invalidate"
 )
 
@@ -111,11 +112,12 @@ var (
 )
 
 // ParseNotices appends to dst the notices of the values of a response's
-// notice-list field, in order; an empty value is an empty list. On malformed input it returns the notices before
-// the first bad one and an error: since notices come in epoch order, a
-// client applies that prefix and misses nothing. It checks the limits
-// (MaxParsedField bytes, MaxParsedNotices notices, invalidate's limits on
-// scope and ID lengths and on epochs) and that epochs strictly ascend.
+// notice-list field, in order; an empty value is an empty list. On malformed
+// input it returns the notices before the first bad one and an error: since
+// notices come in epoch order, a client applies that prefix and misses
+// nothing. It checks the limits (MaxParsedField bytes, MaxParsedNotices
+// notices, the rollouts' limits on scope and ID lengths and on epochs,
+// package rolloutlimit) and that epochs strictly ascend.
 func ParseNotices(dst []invalidate.Notice, vals []string) ([]invalidate.Notice, error) {
 	total := 0
 	for _, v := range vals {
@@ -190,7 +192,7 @@ func (p *sfParser) skipOWS() {
 func (p *sfParser) notice() (invalidate.Notice, error) {
 	var n invalidate.Notice
 	scope, ok := p.text()
-	if !ok || scope == "" || len(scope) > invalidate.MaxScopeLen {
+	if !ok || scope == "" || len(scope) > rolloutlimit.MaxScopeLen {
 		return n, ErrNoticeSyntax
 	}
 	n.Scope = scope
@@ -216,7 +218,7 @@ func (p *sfParser) notice() (invalidate.Notice, error) {
 			n.Epoch, haveEpoch = e, true
 		case "id":
 			id, ok := p.text()
-			if !ok || haveID || id == "" || len(id) > invalidate.MaxIDLen {
+			if !ok || haveID || id == "" || len(id) > rolloutlimit.MaxIDLen {
 				return n, ErrNoticeField
 			}
 			n.RolloutID, haveID = id, true

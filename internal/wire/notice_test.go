@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/rolloutlimit"
 	"github.com/herdcap/herdcap/invalidate"
 )
 
@@ -55,7 +56,7 @@ func TestNoticeFieldBytes(t *testing.T) {
 }
 
 func TestNoticeFieldLimits(t *testing.T) {
-	big := strings.Repeat("s", invalidate.MaxScopeLen)
+	big := strings.Repeat("s", rolloutlimit.MaxScopeLen)
 	notices := []invalidate.Notice{
 		{RolloutID: "a", Scope: big, Epoch: 1},
 		{RolloutID: "b", Scope: "x", Epoch: 2},
@@ -183,9 +184,9 @@ func FuzzParseNotices(f *testing.F) {
 			require.Greater(t, n.Epoch, last)
 			require.LessOrEqual(t, n.Epoch, uint64(invalidate.MaxEpoch))
 			require.NotEmpty(t, n.Scope)
-			require.LessOrEqual(t, len(n.Scope), invalidate.MaxScopeLen)
+			require.LessOrEqual(t, len(n.Scope), rolloutlimit.MaxScopeLen)
 			require.NotEmpty(t, n.RolloutID)
-			require.LessOrEqual(t, len(n.RolloutID), invalidate.MaxIDLen)
+			require.LessOrEqual(t, len(n.RolloutID), rolloutlimit.MaxIDLen)
 			last = n.Epoch
 		}
 		if len(got) == 0 {
@@ -204,7 +205,7 @@ func FuzzNoticeRoundTrip(f *testing.F) {
 	f.Add("catalog-v2", "tag:catalog", uint64(42))
 	f.Add("\x00", "\xff\"\\", uint64(math.MaxUint32))
 	f.Fuzz(func(t *testing.T, id, scope string, epoch uint64) {
-		if id == "" || len(id) > invalidate.MaxIDLen || scope == "" || len(scope) > invalidate.MaxScopeLen ||
+		if id == "" || len(id) > rolloutlimit.MaxIDLen || scope == "" || len(scope) > rolloutlimit.MaxScopeLen ||
 			epoch == 0 || epoch > invalidate.MaxEpoch {
 			return
 		}
