@@ -425,10 +425,11 @@ func TestClientConcurrentNoticesAppliedOnce(t *testing.T) {
 	const rollouts = 12
 	for i := range rollouts {
 		_, err := c.Start(t.Context(), invalidate.Rollout{ID: fmt.Sprint("r", i), Scope: fmt.Sprint("s", i), Cohorts: 1,
-			Rate: 1000, Clients: 1, Coverage: 0.1, Source: "test"})
+			Rate: 1000, Clients: 1, Coverage: 0.1, By: "test"})
 		require.NoError(t, err)
 	}
-	require.NoError(t, c.AdvanceAt(t.Context(), clk.Add(time.Second)))
+	clk.Add(time.Second)
+	require.NoError(t, c.Advance(t.Context()))
 	inv, err := UnaryServerInvalidate(c, WithMaxNotices(2))
 	require.NoError(t, err)
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(inv))

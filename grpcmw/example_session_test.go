@@ -57,16 +57,16 @@ func serveDial(serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) (hea
 func released() *invalidate.Coordinator {
 	ctx := context.Background()
 	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	coord, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk), invalidate.WithCacheTTL(0))
+	coord, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk, CacheTTL: -1})
 	if err != nil {
 		log.Fatal(err)
 	}
 	if _, err := coord.Start(ctx, invalidate.Rollout{ID: "catalog-v2", Scope: "tag:catalog", Cohorts: 1,
-		Rate: 100, Clients: 10, Coverage: 0.1, Source: "deployer"}); err != nil {
+		Rate: 100, Clients: 10, Coverage: 0.1, By: "deployer"}); err != nil {
 		log.Fatal(err)
 	}
 	clk.t = clk.t.Add(time.Second)
-	if err := coord.AdvanceAt(ctx, clk.t); err != nil { // what coord.Run does every second
+	if err := coord.Advance(ctx); err != nil { // what coord.Run does every second
 		log.Fatal(err)
 	}
 	return coord

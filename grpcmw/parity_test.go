@@ -29,19 +29,20 @@ import (
 func TestWireParityWithHTTP(t *testing.T) {
 	ctx := context.Background()
 	clk := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk), invalidate.WithCacheTTL(0))
+	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk, CacheTTL: -1})
 	require.NoError(t, err)
 	for _, r := range []invalidate.Rollout{
 		{ID: "ascii", Scope: `tag:"catalog"\x`},
 		{ID: "bytes\xff", Scope: "caf\xc3\xa9 \x00"},
 		{ID: "all", Scope: invalidate.ScopeAll},
 	} {
-		r.Cohorts, r.Rate, r.Clients, r.Coverage, r.Source = 10, 1000, 10, 0.1, "test"
+		r.Cohorts, r.Rate, r.Clients, r.Coverage, r.By = 10, 1000, 10, 0.1, "test"
 		_, err := c.Start(ctx, r)
 		require.NoError(t, err)
 	}
 	for range 20 { // the guarded ScopeAll rollout takes at least 10 minutes
-		require.NoError(t, c.AdvanceAt(ctx, clk.Add(time.Minute)))
+		clk.Add(time.Minute)
+		require.NoError(t, c.Advance(ctx))
 	}
 
 	inv, err := httpmw.Invalidate(c)

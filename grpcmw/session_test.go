@@ -35,8 +35,8 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // by clk, reading the store on every Due.
 func newCoordinator(t testing.TB, clk *fakeclock.Clock) *invalidate.Coordinator {
 	t.Helper()
-	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk),
-		invalidate.WithCacheTTL(0), invalidate.WithPopulationWindow(0))
+	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(),
+		invalidate.Config{Clock: clk, CacheTTL: -1, PopulationWindow: -1})
 	require.NoError(t, err)
 	return c
 }
@@ -46,9 +46,10 @@ func newCoordinator(t testing.TB, clk *fakeclock.Clock) *invalidate.Coordinator 
 func releaseNow(t testing.TB, c *invalidate.Coordinator, clk *fakeclock.Clock, id, scope string) uint64 {
 	t.Helper()
 	st, err := c.Start(context.Background(), invalidate.Rollout{ID: id, Scope: scope, Cohorts: 1, Rate: 1000,
-		Clients: 1, Coverage: 0.1, Source: "test"})
+		Clients: 1, Coverage: 0.1, By: "test"})
 	require.NoError(t, err)
-	require.NoError(t, c.AdvanceAt(context.Background(), clk.Add(time.Second)))
+	clk.Add(time.Second)
+	require.NoError(t, c.Advance(context.Background()))
 	return st.Rollout.Epoch
 }
 
@@ -202,9 +203,9 @@ func deadRedis(t testing.TB) *redis.Client {
 }
 
 func TestInvalidateCoordinatorErrorServesWithoutNotices(t *testing.T) {
-	store, err := invalidate.NewRedisStore(deadRedis(t), invalidate.WithTimeout(time.Second))
+	store, err := invalidate.NewRedisStore(fleet.Redis{Client: deadRedis(t), Timeout: time.Second})
 	require.NoError(t, err)
-	c, err := invalidate.NewCoordinator(store)
+	c, err := invalidate.NewCoordinator(store, invalidate.Config{})
 	require.NoError(t, err)
 	var logs syncBuffer
 	inv, err := UnaryServerInvalidate(c, WithLogger(newDebugLogger(&logs)))

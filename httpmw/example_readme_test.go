@@ -22,7 +22,7 @@ func Example_server() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	coordinator, err := invalidate.NewCoordinator(invalidate.NewMemoryStore()) // or on invalidate.NewRedisStore
+	coordinator, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{}) // or on invalidate.NewRedisStore
 	if err != nil {
 		log.Fatal(err)
 	}

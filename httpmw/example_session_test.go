@@ -25,7 +25,7 @@ func (c *movingClock) AfterFunc(time.Duration, func()) limiter.Timer { panic("no
 func ExampleInvalidate() {
 	ctx := context.Background()
 	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	coord, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk))
+	coord, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -42,9 +42,9 @@ func ExampleInvalidate() {
 
 	// Drop the catalog, in one wave: a small rollout.
 	_, _ = coord.Start(ctx, invalidate.Rollout{ID: "catalog-v2", Scope: "tag:catalog", Cohorts: 1,
-		Rate: 100, Clients: 10, Coverage: 0.1, Source: "deployer"})
+		Rate: 100, Clients: 10, Coverage: 0.1, By: "deployer"})
 	clk.t = clk.t.Add(time.Second)
-	_ = coord.AdvanceAt(ctx, clk.t) // what coord.Run does every second
+	_ = coord.Advance(ctx) // what coord.Run does every second
 
 	for _, applied := range []string{"0", "1767225600000"} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
@@ -107,7 +107,7 @@ func ExampleAdmit() {
 func ExampleNewTransport() {
 	ctx := context.Background()
 	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	coord, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk), invalidate.WithCacheTTL(0))
+	coord, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk, CacheTTL: -1})
 	inv, _ := httpmw.Invalidate(coord)
 	srv := httptest.NewServer(inv(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "fresh data")
@@ -130,9 +130,9 @@ func ExampleNewTransport() {
 	client := &http.Client{Transport: tr}
 
 	_, _ = coord.Start(ctx, invalidate.Rollout{ID: "catalog-v2", Scope: "tag:catalog", Cohorts: 1,
-		Rate: 100, Clients: 10, Coverage: 0.1, Source: "deployer"})
+		Rate: 100, Clients: 10, Coverage: 0.1, By: "deployer"})
 	clk.t = clk.t.Add(time.Second)
-	_ = coord.AdvanceAt(ctx, clk.t)
+	_ = coord.Advance(ctx)
 
 	for range 2 { // the notice comes once: the client sends its new epoch
 		res, err := client.Get(srv.URL)

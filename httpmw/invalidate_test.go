@@ -19,15 +19,16 @@ import (
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // newCoordinator returns a real coordinator on a fresh memory store, driven
-// by clk, reading the store on every Due (cache TTL 0) so that what a test
+// by clk, reading the store on every Due (no cache) so that what a test
 // released is what the next request sees.
-func newCoordinator(t testing.TB, clk *manualClock, opts ...invalidate.Option) *invalidate.Coordinator {
+func newCoordinator(t testing.TB, clk *manualClock) *invalidate.Coordinator {
 	t.Helper()
-	opts = append([]invalidate.Option{invalidate.WithClock(clk), invalidate.WithCacheTTL(0), invalidate.WithPopulationWindow(0)}, opts...)
-	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), opts...)
+	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(),
+		invalidate.Config{Clock: clk, CacheTTL: -1, PopulationWindow: -1})
 	require.NoError(t, err)
 	return c
 }
@@ -43,7 +44,8 @@ func startRollout(t testing.TB, c *invalidate.Coordinator, r invalidate.Rollout)
 // advance moves clk by d and advances c to it.
 func advance(t testing.TB, c *invalidate.Coordinator, clk *manualClock, d time.Duration) {
 	t.Helper()
-	require.NoError(t, c.AdvanceAt(context.Background(), clk.Add(d)))
+	clk.Add(d)
+	require.NoError(t, c.Advance(context.Background()))
 }
 
 // serveInvalidate starts an httptest server with next behind Invalidate.
@@ -59,7 +61,7 @@ func serveInvalidate(t testing.TB, src NoticeSource, next http.Handler, opts ...
 // catalog is an unguarded rollout of 4 cohorts, one per second for 100
 // clients (100 / (4 × 25) = 1 s per cohort).
 var catalog = invalidate.Rollout{ID: "catalog-v2", Scope: "tag:catalog", Cohorts: 4, Rate: 25,
-	Clients: 100, Coverage: 0.1, Source: "test"}
+	Clients: 100, Coverage: 0.1, By: "test"}
 
 func TestInvalidateDeliversReleasedCohorts(t *testing.T) {
 	clk := newManualClock()
@@ -112,7 +114,7 @@ func TestInvalidateKeysByClientIPWithoutHeader(t *testing.T) {
 	clk := newManualClock()
 	c := newCoordinator(t, clk)
 	epoch := startRollout(t, c, invalidate.Rollout{ID: "r", Scope: "s", Cohorts: 1000, Rate: 1000,
-		Clients: 1000, Coverage: 0.1, Source: "test"})
+		Clients: 1000, Coverage: 0.1, By: "test"})
 	srv := serveInvalidate(t, c, &okHandler{})
 	// Release exactly the cohorts up to the one of 127.0.0.1: its
 	// requests are told, those of a client ID in a later cohort are not.
@@ -188,9 +190,9 @@ func deadRedis(t testing.TB) *redis.Client {
 }
 
 func TestInvalidateCoordinatorErrorServesWithoutNotices(t *testing.T) {
-	store, err := invalidate.NewRedisStore(deadRedis(t), invalidate.WithTimeout(time.Second))
+	store, err := invalidate.NewRedisStore(fleet.Redis{Client: deadRedis(t), Timeout: time.Second})
 	require.NoError(t, err)
-	c, err := invalidate.NewCoordinator(store)
+	c, err := invalidate.NewCoordinator(store, invalidate.Config{})
 	require.NoError(t, err)
 	var logs syncBuffer
 	next := &okHandler{}
@@ -209,7 +211,7 @@ func TestInvalidateKeyFunc(t *testing.T) {
 	clk := newManualClock()
 	c := newCoordinator(t, clk)
 	epoch := startRollout(t, c, invalidate.Rollout{ID: "all-at-once", Scope: "s", Cohorts: 1, Rate: 1000,
-		Clients: 1, Coverage: 0.1, Source: "test"})
+		Clients: 1, Coverage: 0.1, By: "test"})
 	advance(t, c, clk, time.Second)
 	key := func(r *http.Request) (string, error) {
 		switch u := r.Header.Get("X-User"); u {
@@ -239,7 +241,7 @@ func TestInvalidateMaxNotices(t *testing.T) {
 	var epochs []uint64
 	for i := range 5 {
 		epochs = append(epochs, startRollout(t, c, invalidate.Rollout{ID: fmt.Sprint("r", i), Scope: fmt.Sprint("s", i),
-			Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, Source: "test"}))
+			Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, By: "test"}))
 	}
 	advance(t, c, clk, time.Second)
 	srv := serveInvalidate(t, c, &okHandler{}, WithMaxNotices(2))

@@ -17,16 +17,17 @@ import (
 // from memory, as it does on nearly every request in production.
 func benchCoordinator(b *testing.B) (*invalidate.Coordinator, uint64) {
 	clk := newManualClock()
-	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk), invalidate.WithCacheTTL(time.Hour))
+	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk, CacheTTL: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
 	st, err := c.Start(context.Background(), invalidate.Rollout{ID: "r", Scope: "tag:catalog", Cohorts: 1, Rate: 1000,
-		Clients: 1, Coverage: 0.1, Source: "bench"})
+		Clients: 1, Coverage: 0.1, By: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := c.AdvanceAt(context.Background(), clk.Add(time.Second)); err != nil {
+	clk.Add(time.Second)
+	if err := c.Advance(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	return c, st.Rollout.Epoch

@@ -105,8 +105,8 @@ func TestTransportEndToEnd(t *testing.T) {
 	tok := tr.core.Ticket()
 	require.Len(t, tok, ticket.Len, "the admission's token is kept")
 
-	e1 := startRollout(t, c, invalidate.Rollout{ID: "r1", Scope: "tag:a", Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, Source: "test"})
-	e2 := startRollout(t, c, invalidate.Rollout{ID: "r2", Scope: "caf\xc3\xa9", Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, Source: "test"})
+	e1 := startRollout(t, c, invalidate.Rollout{ID: "r1", Scope: "tag:a", Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, By: "test"})
+	e2 := startRollout(t, c, invalidate.Rollout{ID: "r2", Scope: "caf\xc3\xa9", Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, By: "test"})
 	advance(t, c, clk, time.Second)
 	for range 2 {
 		status, _ = do(t, tr, newGet(t, srv.URL))
@@ -349,7 +349,7 @@ func TestTransportConcurrentNoticesAppliedOnceInOrder(t *testing.T) {
 	const rollouts = 20
 	for i := range rollouts {
 		startRollout(t, c, invalidate.Rollout{ID: fmt.Sprint("r", i), Scope: fmt.Sprint("s", i), Cohorts: 1, Rate: 1000,
-			Clients: 1, Coverage: 0.1, Source: "test"})
+			Clients: 1, Coverage: 0.1, By: "test"})
 	}
 	advance(t, c, clk, time.Second)
 	srv := serveInvalidate(t, c, &okHandler{}, WithMaxNotices(3))

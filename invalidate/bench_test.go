@@ -6,35 +6,45 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herdcap/herdcap/internal/sysclock"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // benchCoordinator returns a memory-store coordinator on the system clock
 // with three rollouts (one done, one half released, one pending) and a
-// fresh cache that stays fresh for the benchmark.
-func benchCoordinator(b *testing.B, opts ...Option) *Coordinator {
+// fresh cache that stays fresh for the benchmark. The rollouts are
+// advanced by a second coordinator on the same store and a virtual clock
+// that starts now.
+func benchCoordinator(b *testing.B) *Coordinator {
 	b.Helper()
 	ctx := context.Background()
-	opts = append([]Option{WithCacheTTL(time.Hour)}, opts...)
-	c, err := NewCoordinator(NewMemoryStore(), opts...)
+	st := NewMemoryStore()
+	clk := newVClock(time.Now())
+	setup, err := NewCoordinator(st, Config{Clock: clk})
 	if err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now()
+	c, err := NewCoordinator(st, Config{CacheTTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for i, r := range []Rollout{
-		{ID: "done", Scope: "tag:a", Cohorts: 10, Rate: 1e6, Clients: 10, Coverage: 0.1, Source: "b"},
-		{ID: "half", Scope: "tag:b", Cohorts: 100, Rate: 1000, Clients: 100_000, Coverage: 0.1, Source: "b"},
-		{ID: "pending", Scope: "tag:c", Cohorts: 1000, Rate: 1, Clients: 1_000_000, Coverage: 0.1, Source: "b"},
+		{ID: "done", Scope: "tag:a", Cohorts: 10, Rate: 1e6, Clients: 10, Coverage: 0.1, By: "b"},
+		{ID: "half", Scope: "tag:b", Cohorts: 100, Rate: 1000, Clients: 100_000, Coverage: 0.1, By: "b"},
+		{ID: "pending", Scope: "tag:c", Cohorts: 1000, Rate: 1, Clients: 1_000_000, Coverage: 0.1, By: "b"},
 	} {
-		if _, err := c.Start(ctx, r); err != nil {
+		if _, err := setup.Start(ctx, r); err != nil {
 			b.Fatal(err, i)
 		}
 	}
-	for s := 1; s <= 50; s++ {
-		if err := c.AdvanceAt(ctx, now.Add(time.Duration(s)*time.Second)); err != nil {
+	for range 50 {
+		clk.Add(time.Second)
+		if err := setup.Advance(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if _, err := c.Due(ctx, "warm", 0); err != nil {
+	if _, err := c.AppendDue(ctx, nil, "warm", 0); err != nil {
 		b.Fatal(err)
 	}
 	return c
@@ -92,8 +102,8 @@ func BenchmarkAppendDueCachedSerial(b *testing.B) {
 // BenchmarkDueRedisRoundTrip reads the store on every call (TTL 0): the
 // price of one snapshot round trip to a local Redis when the cache expires.
 func BenchmarkDueRedisRoundTrip(b *testing.B) {
-	st := newRedisStore(b, srv.Client(b))
-	c, err := NewCoordinator(st, WithCacheTTL(0))
+	st := newRedisStore(b, fleet.Redis{Client: srv.Client(b)})
+	c, err := NewCoordinator(st, Config{CacheTTL: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -103,16 +113,17 @@ func BenchmarkDueRedisRoundTrip(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.Due(ctx, "client-1", 0); err != nil {
+		if _, err := c.AppendDue(ctx, nil, "client-1", 0); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkAdvanceRedis is one advance (one script) with three rollouts.
+// BenchmarkAdvanceRedis is one advance (one script) with three rollouts, at
+// the system clock's time (injected, so the script is given the time).
 func BenchmarkAdvanceRedis(b *testing.B) {
-	st := newRedisStore(b, srv.Client(b))
-	c, err := NewCoordinator(st)
+	st := newRedisStore(b, fleet.Redis{Client: srv.Client(b)})
+	c, err := NewCoordinator(st, Config{Clock: sysclock.Clock{}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -126,7 +137,7 @@ func BenchmarkAdvanceRedis(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := c.AdvanceAt(ctx, time.Now()); err != nil {
+		if err := c.Advance(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}

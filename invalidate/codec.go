@@ -16,11 +16,11 @@ const codecMagic = "hci\x01"
 
 // encodeRollout returns the stored form of a validated Rollout: the magic,
 // then ID, Scope, Epoch, Cohorts, Rate, MinDuration, Clients, Coverage and
-// Source, strings as a uvarint length and bytes, integers as uvarints,
+// By, strings as a uvarint length and bytes, integers as uvarints,
 // floats as 8 big-endian bytes of their IEEE 754 bits. Only Go reads it; the
 // Lua scripts treat it as an opaque string.
 func encodeRollout(r Rollout) []byte {
-	b := make([]byte, 0, len(codecMagic)+len(r.ID)+len(r.Scope)+len(r.Source)+48)
+	b := make([]byte, 0, len(codecMagic)+len(r.ID)+len(r.Scope)+len(r.By)+48)
 	b = append(b, codecMagic...)
 	b = appendString(b, r.ID)
 	b = appendString(b, r.Scope)
@@ -30,7 +30,7 @@ func encodeRollout(r Rollout) []byte {
 	b = binary.AppendUvarint(b, uint64(r.MinDuration))
 	b = binary.AppendUvarint(b, uint64(r.Clients))
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(r.Coverage))
-	b = appendString(b, r.Source)
+	b = appendString(b, r.By)
 	return b
 }
 
@@ -48,15 +48,15 @@ func decodeRollout(b []byte) (Rollout, error) {
 		return r, corruptf("rollout record does not start with %q", codecMagic)
 	}
 	d.b = d.b[len(codecMagic):]
-	r.ID = d.str("ID", MaxIDLen)
-	r.Scope = d.str("Scope", MaxScopeLen)
+	r.ID = d.str("ID", maxIDLen)
+	r.Scope = d.str("Scope", maxScopeLen)
 	r.Epoch = d.uvarint("Epoch", MaxEpoch)
 	r.Cohorts = int(d.uvarint("Cohorts", maxCohorts))
 	r.Rate = d.float("Rate")
 	r.MinDuration = time.Duration(d.uvarint("MinDuration", math.MaxInt64))
-	r.Clients = int(d.uvarint("Clients", MaxClients))
+	r.Clients = int(d.uvarint("Clients", maxClients))
 	r.Coverage = d.float("Coverage")
-	r.Source = d.str("Source", MaxSourceLen)
+	r.By = d.str("By", maxByLen)
 	if d.err == nil && len(d.b) != 0 {
 		d.err = corruptf("rollout record has %d trailing bytes", len(d.b))
 	}
@@ -124,7 +124,7 @@ func corruptf(format string, args ...any) error {
 }
 
 // record is one stored rollout: the request as started (Epoch as asked,
-// Source the first requester) and its state.
+// By the first requester) and its state.
 type record struct {
 	r  Rollout
 	st state

@@ -55,8 +55,8 @@ func TestConformanceStartIsIdempotentOnID(t *testing.T) {
 		assert.Equal(t, first, again, "same ID, same content: a no-op")
 
 		other := ro("a")
-		other.Source = "another-node"
-		assert.Equal(t, first, mustStart(t, c, other), "the source is not content: the first one is kept")
+		other.By = "another-node"
+		assert.Equal(t, first, mustStart(t, c, other), "By is not content: the first one is kept")
 		assert.Equal(t, first, mustStart(t, c, first.Rollout), "the status's rollout, with its assigned epoch, is the same request")
 		wrongEpoch := first.Rollout
 		wrongEpoch.Epoch++
@@ -109,7 +109,7 @@ func TestConformanceEpochs(t *testing.T) {
 		huge.Epoch = MaxEpoch
 		_, err = c.Start(context.Background(), huge)
 		assert.ErrorIs(t, err, ErrEpochTooFar)
-		ceil := e + DefaultMaxEpochJump
+		ceil := e + defaultMaxEpochJump
 		assert.ErrorContains(t, err, fmt.Sprintf("Rollout.Epoch %d is above %d, the highest allowed now", uint64(MaxEpoch), ceil))
 		_, err = c.Status(context.Background(), "f")
 		assert.ErrorIs(t, err, ErrUnknownRollout, "a refused start leaves nothing behind")
@@ -119,7 +119,7 @@ func TestConformanceEpochs(t *testing.T) {
 		far.Epoch = ceil
 		assert.Equal(t, ceil, mustStart(t, c, far).Rollout.Epoch, "the full jump is allowed")
 		further := ro("i")
-		further.Epoch = ceil + DefaultMaxEpochJump
+		further.Epoch = ceil + defaultMaxEpochJump
 		_, err = c.Start(context.Background(), further)
 		assert.ErrorIs(t, err, ErrEpochTooFar, "the bound follows the clock: jumps do not ratchet it up")
 		further.Epoch = ceil + 1
@@ -130,7 +130,7 @@ func TestConformanceEpochs(t *testing.T) {
 		assert.Equal(t, uint64(clk.Now().UnixMilli()), mustStart(t, c, ro("k")).Rollout.Epoch)
 
 		// A tighter bound, on a fleet of its own.
-		c2 := newNode(t, sc.fleet(t, 1)[0], clk, WithMaxEpochJump(10))
+		c2 := newNode(t, sc.fleet(t, 1)[0], clk, Config{MaxEpochJump: 10})
 		now := uint64(clk.Now().UnixMilli())
 		r := ro("a")
 		r.Epoch = now + 11
@@ -178,7 +178,7 @@ func TestConformancePacing(t *testing.T) {
 		assert.Equal(t, t0.Add(16*time.Second), st.FinishedAt)
 
 		// A longer advance interval makes a bigger wave.
-		c3 := newNode(t, sc.fleet(t, 1)[0], clk, WithAdvanceInterval(3*time.Second))
+		c3 := newNode(t, sc.fleet(t, 1)[0], clk, Config{AdvanceInterval: 3 * time.Second})
 		base := clk.Now()
 		mustStart(t, c3, ro("b"))
 		advance(t, c3, base.Add(10*time.Second))
@@ -208,7 +208,7 @@ func TestConformanceCadenceKeepsSchedule(t *testing.T) {
 func TestConformanceMinDuration(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		clk := newVClock(t0)
-		c := newNode(t, sc.fleet(t, 1)[0], clk, WithAdvanceInterval(100*time.Millisecond))
+		c := newNode(t, sc.fleet(t, 1)[0], clk, Config{AdvanceInterval: 100 * time.Millisecond})
 		r := ro("a")
 		r.Cohorts, r.Rate, r.MinDuration = 5, 1e6, 10*time.Second
 		st := mustStart(t, c, r)
@@ -235,10 +235,10 @@ func TestConformancePauseResumeAbort(t *testing.T) {
 		}
 		require.Equal(t, 3, mustStatus(t, c, "a").Released)
 
-		clk.Add(3500 * time.Millisecond) // t0+3.5s: 0.5 s banked
+		clk.Set(t0.Add(3500 * time.Millisecond)) // t0+3.5s: 0.5 s banked
 		advance(t, c, clk.Now())
-		require.NoError(t, c.Pause(ctx, "a"))
-		require.NoError(t, c.Pause(ctx, "a"), "pausing a paused rollout does nothing")
+		require.NoError(t, c.Pause(ctx, "a", By{}))
+		require.NoError(t, c.Pause(ctx, "a", By{}), "pausing a paused rollout does nothing")
 		assert.Equal(t, Paused, mustStatus(t, c, "a").Phase)
 		for s := 4; s <= 60; s++ {
 			advance(t, c, t0.Add(time.Duration(s)*time.Second))
@@ -246,16 +246,16 @@ func TestConformancePauseResumeAbort(t *testing.T) {
 		assert.Equal(t, 3, mustStatus(t, c, "a").Released, "nothing is released while paused")
 
 		clk.Set(t0.Add(60 * time.Second))
-		require.NoError(t, c.Resume(ctx, "a"))
-		require.NoError(t, c.Resume(ctx, "a"), "resuming a running rollout does nothing")
+		require.NoError(t, c.Resume(ctx, "a", By{}))
+		require.NoError(t, c.Resume(ctx, "a", By{}), "resuming a running rollout does nothing")
 		advance(t, c, t0.Add(60400*time.Millisecond))
 		assert.Equal(t, 3, mustStatus(t, c, "a").Released, "the paused time did not count")
 		advance(t, c, t0.Add(60500*time.Millisecond))
 		assert.Equal(t, 4, mustStatus(t, c, "a").Released, "the 0.5 s banked before the pause did")
 
 		clk.Set(t0.Add(61 * time.Second))
-		require.NoError(t, c.Abort(ctx, "a"))
-		require.NoError(t, c.Abort(ctx, "a"), "aborting an aborted rollout does nothing")
+		require.NoError(t, c.Abort(ctx, "a", By{}))
+		require.NoError(t, c.Abort(ctx, "a", By{}), "aborting an aborted rollout does nothing")
 		st := mustStatus(t, c, "a")
 		assert.Equal(t, Aborted, st.Phase)
 		assert.Equal(t, t0.Add(61*time.Second), st.FinishedAt)
@@ -263,21 +263,21 @@ func TestConformancePauseResumeAbort(t *testing.T) {
 			advance(t, c, t0.Add(time.Duration(s)*time.Second))
 		}
 		assert.Equal(t, 4, mustStatus(t, c, "a").Released, "nothing after an abort")
-		assert.ErrorIs(t, c.Resume(ctx, "a"), ErrFinished)
-		assert.ErrorIs(t, c.Pause(ctx, "a"), ErrFinished)
+		assert.ErrorIs(t, c.Resume(ctx, "a", By{}), ErrFinished)
+		assert.ErrorIs(t, c.Pause(ctx, "a", By{}), ErrFinished)
 
 		mustStart(t, c, ro("b"))
 		for s := 81; s <= 91; s++ {
 			advance(t, c, t0.Add(time.Duration(s)*time.Second))
 		}
 		require.Equal(t, Done, mustStatus(t, c, "b").Phase)
-		assert.ErrorIs(t, c.Abort(ctx, "b"), ErrFinished)
-		assert.ErrorIs(t, c.Pause(ctx, "b"), ErrFinished)
+		assert.ErrorIs(t, c.Abort(ctx, "b", By{}), ErrFinished)
+		assert.ErrorIs(t, c.Pause(ctx, "b", By{}), ErrFinished)
 
-		for _, id := range []string{"nope", "", string(make([]byte, MaxIDLen+1))} {
-			assert.ErrorIs(t, c.Pause(ctx, id), ErrUnknownRollout)
-			assert.ErrorIs(t, c.Resume(ctx, id), ErrUnknownRollout)
-			assert.ErrorIs(t, c.Abort(ctx, id), ErrUnknownRollout)
+		for _, id := range []string{"nope", "", string(make([]byte, maxIDLen+1))} {
+			assert.ErrorIs(t, c.Pause(ctx, id, By{}), ErrUnknownRollout)
+			assert.ErrorIs(t, c.Resume(ctx, id, By{}), ErrUnknownRollout)
+			assert.ErrorIs(t, c.Abort(ctx, id, By{}), ErrUnknownRollout)
 			_, err := c.Status(ctx, id)
 			assert.ErrorIs(t, err, ErrUnknownRollout)
 		}
@@ -289,7 +289,7 @@ func TestConformanceHealthHold(t *testing.T) {
 		clk := newVClock(t0)
 		var sick atomicBool
 		stores := sc.fleet(t, 2)
-		c := newNode(t, stores[0], clk, WithHealth(HealthFunc(func(context.Context) bool { return !sick.Load() })))
+		c := newNode(t, stores[0], clk, Config{Health: HealthFunc(func(context.Context) bool { return !sick.Load() })})
 		healthy := newNode(t, stores[1], clk)
 		mustStart(t, c, ro("a"))
 		advance(t, c, t0.Add(time.Second))
@@ -337,7 +337,7 @@ func TestConformanceDueOrderAndGating(t *testing.T) {
 		assert.Equal(t, []string{}, ids(due(t, c, both, eb)), "everything applied")
 		assert.Equal(t, []string{}, ids(due(t, c, none, 0)))
 
-		require.NoError(t, c.Abort(ctx, "a"))
+		require.NoError(t, c.Abort(ctx, "a", By{}))
 		assert.Equal(t, []string{"b"}, ids(due(t, c, onlyB, 0)), "an aborted rollout no longer holds later ones back")
 		assert.Equal(t, []string{"a", "b"}, ids(due(t, c, both, 0)), "clients of cohorts released before the abort are still told")
 		assert.Equal(t, []string{"a"}, ids(due(t, c, onlyA, 0)))
@@ -349,8 +349,8 @@ func TestConformanceDueOrderAndGating(t *testing.T) {
 		assert.Len(t, out, 2)
 		assert.Equal(t, &buf[:1][0], &out[0], "appended in place")
 
-		_, err = c.Due(ctx, "", 0)
-		assert.ErrorIs(t, err, ErrInvalidClient)
+		_, err = c.AppendDue(ctx, nil, "", 0)
+		assert.ErrorIs(t, err, ErrInvalidArgument)
 	})
 }
 
@@ -358,12 +358,12 @@ func TestConformanceGuard(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		ctx := context.Background()
 		clk := newVClock(t0)
-		c := newNode(t, sc.fleet(t, 1)[0], clk, WithGuard(Guard{MaxRate: 50, Starts: roomyStarts(t, clk)}), WithPopulationFloor(100))
+		c := newNode(t, sc.fleet(t, 1)[0], clk, Config{Guard: Guard{MaxRate: 50, Starts: roomyStarts(t, clk)}, PopulationFloor: 100})
 
-		all := Rollout{ID: "all", Scope: ScopeAll, Cohorts: 10, Rate: 1e9, Clients: 1000, Coverage: 0.01, Source: "node-a"}
+		all := Rollout{ID: "all", Scope: ScopeAll, Cohorts: 10, Rate: 1e9, Clients: 1000, Coverage: 0.01, By: "node-a"}
 		st := mustStart(t, c, all)
 		assert.True(t, st.Guarded, "ScopeAll is always guarded")
-		assert.Equal(t, DefaultGuardMinDuration, st.MinDuration)
+		assert.Equal(t, defaultGuardMinDuration, st.MinDuration)
 		assert.Equal(t, 50.0, st.Rate, "the guard's MaxRate caps the rate asked")
 		assert.Equal(t, time.Minute, st.CohortInterval, "10 min over 10 cohorts beats 1000 clients at 50/s")
 
@@ -373,7 +373,7 @@ func TestConformanceGuard(t *testing.T) {
 			guarded  bool
 		}{{0, 1000, true}, {0.6, 1000, true}, {0.5, 1000, false}, {0.01, 1000, false}, {0.01, 0, true}} {
 			r := ro(fmt.Sprintf("cov-%v-%d", tc.coverage, tc.clients))
-			r.Coverage, r.Clients, r.Source = tc.coverage, tc.clients, "node-b"
+			r.Coverage, r.Clients, r.By = tc.coverage, tc.clients, "node-b"
 			if tc.clients == 0 {
 				r.Cohorts = 100
 			}
@@ -397,22 +397,22 @@ func roomyStarts(t *testing.T, clk *vclock) limiter.Budget {
 }
 
 // TestConformanceGuardStartBudget: the default budget of guarded starts is
-// kept per node and per source, and shared by the fleet (every coordinator
-// of a MemoryStore; every node on one Redis namespace): varying the source
-// does not escape the node's budget, nor starting from another node the
-// source's. Refused and failing starts spend nothing.
+// kept per node and per requester (By), and shared by the fleet (every
+// coordinator of a MemoryStore; every node on one Redis namespace): varying
+// By does not escape the node's budget, nor starting from another node the
+// requester's. Refused and failing starts spend nothing.
 func TestConformanceGuardStartBudget(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		ctx := context.Background()
 		clk := newVClock(t0)
 		stores := sc.fleet(t, 3)
-		a := newNode(t, stores[0], clk, WithNode("node-a"))
-		b := newNode(t, stores[1], clk, WithNode("node-b"))
-		c := newNode(t, stores[2], clk, WithNode("node-c"))
+		a := newNode(t, stores[0], clk, Config{Node: "node-a"})
+		b := newNode(t, stores[1], clk, Config{Node: "node-b"})
+		c := newNode(t, stores[2], clk, Config{Node: "node-c"})
 		seq := 0
-		guarded := func(source string) Rollout {
+		guarded := func(by string) Rollout {
 			seq++
-			return Rollout{ID: fmt.Sprintf("all-%d", seq), Scope: ScopeAll, Cohorts: 10, Rate: 100, Clients: 1000, Source: source}
+			return Rollout{ID: fmt.Sprintf("all-%d", seq), Scope: ScopeAll, Cohorts: 10, Rate: 100, Clients: 1000, By: by}
 		}
 		refused := func(c *Coordinator, r Rollout) *StartRefusedError {
 			t.Helper()
@@ -425,29 +425,29 @@ func TestConformanceGuardStartBudget(t *testing.T) {
 			return e
 		}
 
-		// A rogue node naming a new source each time: the node's budget.
+		// A rogue node naming a new requester each time: the node's budget.
 		for _, src := range []string{"s1", "s2", "s3"} {
 			mustStart(t, a, guarded(src))
 		}
 		e := refused(a, guarded("s4"))
 		assert.True(t, e.NodeSpent)
-		assert.False(t, e.SourceSpent, "s4 has its whole budget")
+		assert.False(t, e.BySpent, "s4 has its whole budget")
 		assert.Equal(t, "node-a", e.Node)
 		assert.Equal(t, 200*time.Second, e.RetryAfter, "3 per 10 min: one every 200 s")
-		assert.ErrorContains(t, e, `node "node-a" (asked by source "s4") has used its budget`)
+		assert.ErrorContains(t, e, `the budget of guarded starts on node "node-a" (asked by "s4") is used up`)
 		assert.ErrorContains(t, e, "retry in 3m20s")
 
-		// One source from several nodes: the source's budget, fleet-wide.
+		// One requester from several nodes: its budget, fleet-wide.
 		mustStart(t, b, guarded("s1"))
 		mustStart(t, b, guarded("s1"))
 		e = refused(c, guarded("s1")) // s1 started once on a, twice on b
-		assert.True(t, e.SourceSpent)
+		assert.True(t, e.BySpent)
 		assert.False(t, e.NodeSpent, "node-c has started nothing")
-		assert.ErrorContains(t, e, `source "s1" has used its budget`)
+		assert.ErrorContains(t, e, `the budget of guarded starts by "s1" is used up`)
 		e = refused(a, guarded("s1"))
-		assert.True(t, e.SourceSpent)
+		assert.True(t, e.BySpent)
 		assert.True(t, e.NodeSpent)
-		assert.ErrorContains(t, e, `source "s1" and node "node-a"`)
+		assert.ErrorContains(t, e, `by "s1" and on node "node-a"`)
 
 		// The refusals spent nothing: node-c still has its three, node-b
 		// its last one.
@@ -473,7 +473,7 @@ func TestConformanceGuardStartBudget(t *testing.T) {
 
 		// Unguarded starts are not budgeted.
 		narrow := ro("narrow")
-		narrow.Source = "s1"
+		narrow.By = "s1"
 		mustStart(t, a, narrow)
 
 		// A token comes back every 200 s.
@@ -484,23 +484,23 @@ func TestConformanceGuardStartBudget(t *testing.T) {
 }
 
 // TestGuardStartKeys: a custom budget is asked under the node's and the
-// source's keys, and peeked at before any token is taken.
+// requester's keys, and peeked at before any token is taken.
 func TestGuardStartKeys(t *testing.T) {
 	clk := newVClock(t0)
-	rec := &recordingBudget{allow: map[string]bool{"node:n1": true, "source:ok": true}}
-	c := newNode(t, NewMemoryStore(), clk, WithNode("n1"), WithGuard(Guard{Starts: rec}))
-	r := Rollout{ID: "a", Scope: ScopeAll, Cohorts: 10, Rate: 1, Clients: 10, Source: "ok"}
+	rec := &recordingBudget{allow: map[string]bool{"node:n1": true, "by:ok": true}}
+	c := newNode(t, NewMemoryStore(), clk, Config{Node: "n1", Guard: Guard{Starts: rec}})
+	r := Rollout{ID: "a", Scope: ScopeAll, Cohorts: 10, Rate: 1, Clients: 10, By: "ok"}
 	mustStart(t, c, r)
-	assert.Equal(t, []string{"node:n1/0", "source:ok/0", "node:n1/1", "source:ok/1"}, rec.calls)
+	assert.Equal(t, []string{"node:n1/0", "by:ok/0", "node:n1/1", "by:ok/1"}, rec.calls)
 
 	rec.calls = nil
-	r.ID, r.Source = "b", "spent"
+	r.ID, r.By = "b", "spent"
 	_, err := c.Start(context.Background(), r)
 	var e *StartRefusedError
 	require.ErrorAs(t, err, &e)
-	assert.True(t, e.SourceSpent)
+	assert.True(t, e.BySpent)
 	assert.False(t, e.NodeSpent)
-	assert.Equal(t, []string{"node:n1/0", "source:spent/0", "source:spent/1"}, rec.calls, "no token taken from the node")
+	assert.Equal(t, []string{"node:n1/0", "by:spent/0", "by:spent/1"}, rec.calls, "no token taken from the node")
 }
 
 // recordingBudget records its calls ("key/n") and allows the keys in allow.
@@ -515,7 +515,7 @@ func (b *recordingBudget) Take(_ context.Context, r limiter.Request) (limiter.De
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, fmt.Sprintf("%s/%d", key, n))
-	d := limiter.Decision{Limit: DefaultGuardStarts}
+	d := limiter.Decision{Limit: defaultGuardStarts}
 	if b.allow[key] {
 		d.Allowed, d.Remaining = true, 1
 	} else if n == 0 {
@@ -531,8 +531,8 @@ func (b *recordingBudget) Take(_ context.Context, r limiter.Request) (limiter.De
 func TestConformanceGuardNeverInstant(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		clk := newVClock(t0)
-		c := newNode(t, sc.fleet(t, 1)[0], clk, WithGuard(Guard{MinDuration: time.Minute}), WithAdvanceInterval(time.Second))
-		mustStart(t, c, Rollout{ID: "rogue", Scope: ScopeAll, Cohorts: 10, Rate: MaxRate, Clients: 10, Source: "bad-node"})
+		c := newNode(t, sc.fleet(t, 1)[0], clk, Config{Guard: Guard{MinDuration: time.Minute}, AdvanceInterval: time.Second})
+		mustStart(t, c, Rollout{ID: "rogue", Scope: ScopeAll, Cohorts: 10, Rate: maxRate, Clients: 10, By: "bad-node"})
 		prev := 0
 		for at := time.Millisecond; at <= 70*time.Second; at += 500 * time.Millisecond {
 			advance(t, c, t0.Add(at))
@@ -549,14 +549,14 @@ func TestConformanceRetentionAndMaxRollouts(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		ctx := context.Background()
 		clk := newVClock(t0)
-		c := newNode(t, sc.fleet(t, 1)[0], clk, WithRetention(time.Hour), WithMaxRollouts(2))
+		c := newNode(t, sc.fleet(t, 1)[0], clk, Config{Retention: time.Hour, MaxRollouts: 2})
 		mustStart(t, c, ro("a"))
 		mustStart(t, c, ro("b"))
 		_, err := c.Start(ctx, ro("c"))
 		assert.ErrorIs(t, err, ErrTooManyRollouts)
 
 		clk.Set(t0.Add(time.Minute))
-		require.NoError(t, c.Abort(ctx, "a"))
+		require.NoError(t, c.Abort(ctx, "a", By{}))
 		advance(t, c, t0.Add(time.Minute+time.Hour-time.Second))
 		_, err = c.Status(ctx, "a")
 		assert.NoError(t, err, "kept for the retention")
@@ -573,7 +573,7 @@ func TestConformanceRetentionAndMaxRollouts(t *testing.T) {
 func TestConformancePurgeOnAdvance(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		clk := newVClock(t0)
-		c := newNode(t, sc.fleet(t, 1)[0], clk, WithRetention(time.Hour))
+		c := newNode(t, sc.fleet(t, 1)[0], clk, Config{Retention: time.Hour})
 		mustStart(t, c, ro("a"))
 		for s := 1; s <= 10; s++ {
 			advance(t, c, t0.Add(time.Duration(s)*time.Second))
@@ -598,7 +598,7 @@ func TestConformancePopulation(t *testing.T) {
 		stores := sc.fleet(t, 3)
 		var nodes []*Coordinator
 		for _, s := range stores {
-			nodes = append(nodes, newNode(t, s, clk, WithPopulationWindow(time.Minute)))
+			nodes = append(nodes, newNode(t, s, clk, Config{PopulationWindow: time.Minute}))
 		}
 		r := ro("a")
 		r.Clients = 0
@@ -637,13 +637,13 @@ func TestConformanceUnknownPopulation(t *testing.T) {
 	pops := map[string]int{}
 	forEachStore(t, func(t *testing.T, sc storeCase) {
 		ctx := context.Background()
-		cold := Rollout{ID: "cold", Scope: "tag:x", Cohorts: 100, Rate: 100, Coverage: 0.1, Source: "deployer"}
-		fleet := func(opts ...Option) []*Coordinator {
+		cold := Rollout{ID: "cold", Scope: "tag:x", Cohorts: 100, Rate: 100, Coverage: 0.1, By: "deployer"}
+		fleet := func(g Guard) []*Coordinator {
 			clk := newVClock(t0)
 			var nodes []*Coordinator
 			for i, s := range sc.fleet(t, 3) {
-				o := append([]Option{WithNode(fmt.Sprintf("n%d", i)), WithPopulationWindow(time.Minute), WithWarmup(warmup)}, opts...)
-				nodes = append(nodes, newNode(t, s, clk, o...))
+				nodes = append(nodes, newNode(t, s, clk, Config{Node: fmt.Sprintf("n%d", i), PopulationWindow: time.Minute,
+					PopulationWarmup: warmup, Guard: g}))
 			}
 			return nodes
 		}
@@ -656,11 +656,11 @@ func TestConformanceUnknownPopulation(t *testing.T) {
 		}
 
 		t.Run("nobody polls", func(t *testing.T) {
-			nodes := fleet()
+			nodes := fleet(Guard{})
 			st := mustStart(t, nodes[0], cold)
 			assert.True(t, st.Guarded, "an unknown population is guarded")
 			assert.Equal(t, t0.Add(warmup), st.HoldUntil)
-			assert.Equal(t, DefaultGuardMinDuration, st.MinDuration)
+			assert.Equal(t, defaultGuardMinDuration, st.MinDuration)
 			for at := time.Second; at <= warmup; at += time.Second {
 				require.Zero(t, advanceAll(nodes, t0.Add(at)).Released, "at %v: released during the warm-up", at)
 			}
@@ -674,7 +674,7 @@ func TestConformanceUnknownPopulation(t *testing.T) {
 
 		t.Run("clients poll during the warm-up", func(t *testing.T) {
 			const clients = 5000
-			nodes := fleet(WithGuard(Guard{MinDuration: time.Second}))
+			nodes := fleet(Guard{MinDuration: time.Second})
 			st := mustStart(t, nodes[0], cold)
 			require.Zero(t, st.Population, "cold: nothing seen yet")
 			for i := range clients {
@@ -702,13 +702,13 @@ func TestConformanceUnknownPopulation(t *testing.T) {
 
 		t.Run("no estimate", func(t *testing.T) {
 			clk := newVClock(t0)
-			c := newNode(t, sc.fleet(t, 1)[0], clk) // WithPopulationWindow(0)
+			c := newNode(t, sc.fleet(t, 1)[0], clk) // no population counting
 			_, err := c.Start(ctx, cold)
 			assert.ErrorIs(t, err, ErrInvalidRollout)
 			assert.ErrorContains(t, err, "Rollout.Clients is 0 (unknown)")
-			assert.ErrorContains(t, err, "WithPopulationFloor")
+			assert.ErrorContains(t, err, "Config.PopulationFloor")
 
-			f := newNode(t, sc.fleet(t, 1)[0], clk, WithPopulationFloor(2000))
+			f := newNode(t, sc.fleet(t, 1)[0], clk, Config{PopulationFloor: 2000})
 			st := mustStart(t, f, cold)
 			assert.Equal(t, 2000, st.Population, "the floor is what is known")
 			assert.True(t, st.Guarded)
@@ -738,9 +738,7 @@ func TestConformanceSameNumbers(t *testing.T) {
 		stores := sc.fleet(t, 3)
 		var nodes []*Coordinator
 		for i, s := range stores {
-			nodes = append(nodes, newNode(t, s, clk, WithNode(fmt.Sprintf("n%d", i)),
-				WithAdvanceInterval(time.Duration(1+i)*time.Second),
-				WithHealth(HealthFunc(func(context.Context) bool { return !sick.Load() }))))
+			nodes = append(nodes, newNode(t, s, clk, Config{Node: fmt.Sprintf("n%d", i), AdvanceInterval: time.Duration(1+i) * time.Second, Health: HealthFunc(func(context.Context) bool { return !sick.Load() })}))
 		}
 		var trace []string
 		prev := map[string]int{}
@@ -752,7 +750,7 @@ func TestConformanceSameNumbers(t *testing.T) {
 			case k == 0 && len(started) < 6:
 				r := Rollout{ID: fmt.Sprintf("r%d", step), Scope: "s", Cohorts: 1 + rng.IntN(40),
 					Rate: float64(1 + rng.IntN(300)), Clients: 1 + rng.IntN(5000), Coverage: 0.2,
-					MinDuration: time.Duration(rng.IntN(60)) * time.Second, Source: "x"}
+					MinDuration: time.Duration(rng.IntN(60)) * time.Second, By: "x"}
 				mustStart(t, n, r)
 				started[r.ID] = now
 			case k == 1:
@@ -760,7 +758,7 @@ func TestConformanceSameNumbers(t *testing.T) {
 			case k == 2 && len(started) > 0:
 				id := fmt.Sprintf("r%d", rng.IntN(step))
 				if _, ok := started[id]; ok {
-					err := []func(context.Context, string) error{n.Pause, n.Resume, n.Abort}[rng.IntN(3)](ctx, id)
+					err := []func(context.Context, string, By) error{n.Pause, n.Resume, n.Abort}[rng.IntN(3)](ctx, id, By{})
 					if err != nil {
 						require.ErrorIs(t, err, ErrFinished)
 					}
@@ -873,7 +871,7 @@ func TestConformanceRunLoopsInVirtualTime(t *testing.T) {
 		clk := newVClock(t0)
 		stores := sc.fleet(t, 2)
 		a := newNode(t, stores[0], clk)
-		b := newNode(t, stores[1], clk, WithAdvanceInterval(500*time.Millisecond))
+		b := newNode(t, stores[1], clk, Config{AdvanceInterval: 500 * time.Millisecond})
 		mustStart(t, a, ro("r"))
 		ctx, cancel := context.WithCancel(context.Background())
 		errs := make(chan error, 2)
@@ -883,7 +881,7 @@ func TestConformanceRunLoopsInVirtualTime(t *testing.T) {
 		// Each Run advances, then waits on the virtual clock: drive it a
 		// tick at a time once both are waiting.
 		for i := 0; i < 200 && mustStatus(t, a, "r").Phase != Done; i++ {
-			require.Eventually(t, func() bool { return clk.Waiters() == 2 }, 10*time.Second, time.Millisecond)
+			require.Eventually(t, func() bool { return clk.Pending() == 2 }, 10*time.Second, time.Millisecond)
 			clk.Add(100 * time.Millisecond)
 		}
 		st := mustStatus(t, a, "r")
@@ -895,6 +893,7 @@ func TestConformanceRunLoopsInVirtualTime(t *testing.T) {
 		for range 2 {
 			assert.ErrorIs(t, <-errs, context.Canceled)
 		}
+		assert.Zero(t, clk.Pending(), "a Run that returns stops its timer")
 	})
 }
 

@@ -16,20 +16,29 @@ import (
 )
 
 // Coordinator runs the rollouts of one namespace on one node: it starts
-// and controls them, advances them (Run or AdvanceAt), and answers the
-// per-client question Due from a short-lived cache of the released-wave
-// state. Every node of a fleet has its own Coordinator on a store shared by
-// the fleet; any of them may start, control or advance any rollout.
+// them (Start), pauses, resumes and aborts them on behalf of whoever asks
+// (By), advances them (Run, or Advance at the clock's time), and answers
+// the per-client question AppendDue from a short-lived cache of the
+// released-wave state. Every node of a fleet has its own Coordinator on a
+// store shared by the fleet (one RedisStore each on the same Redis and
+// namespace, or one MemoryStore in a process); any of them may start,
+// control or advance any rollout, and the store makes each of those one
+// atomic operation.
+//
+// Every time it uses comes from Config.Clock (nil: the system clock), and
+// Run waits on the clock's timers, so a fleet runs in virtual time when
+// given a virtual clock. Errors wrap the package's sentinels: the store
+// being unreachable is ErrUnavailable (AppendDue then answers from the
+// last state read), a refused guarded start a *StartRefusedError.
 //
 // A Coordinator starts no goroutine of its own (Run runs in the caller's),
 // holds nothing that needs closing, and is safe for concurrent use.
 type Coordinator struct {
 	store Store
-	cfg   config
+	cfg   settings
 	guard Guard
 	gen   string // random: written as the store's gen when this node creates its metadata
 	log   *slog.Logger
-	after func(time.Duration) <-chan time.Time // the clock's After, or nil
 
 	view       atomic.Pointer[view]
 	refreshing atomic.Bool // a stale-cache refresh is in flight
@@ -47,84 +56,57 @@ type Coordinator struct {
 	lastPop    atomic.Int64
 	held       atomic.Bool // the last health check failed
 
-	storeStarts bool          // guard.Starts is nil: the store's budget counts guarded starts
-	warmup      time.Duration // the hold of a rollout of unknown population; 0 with counting off
-	grace       time.Duration // the hold of a rollout re-registered anew
+	storeStarts bool // guard.Starts is nil: the store's budget counts guarded starts
 }
 
 // monoBase anchors the monotonic time of the Due cache when no clock is
 // injected.
 var monoBase = time.Now()
 
-// NewCoordinator returns a coordinator on store. It accepts WithClock,
-// WithNode, WithLogger, WithCacheTTL, WithAdvanceInterval, WithHealth,
-// WithGuard, WithRetention, WithMaxRollouts, WithPopulationWindow,
-// WithPopulationFloor, WithWarmup, WithMaxEpochJump and WithRestoreGrace.
-func NewCoordinator(store Store, opts ...Option) (*Coordinator, error) {
-	if store == nil {
-		return nil, fmt.Errorf("%w: store is nil", ErrInvalidOption)
+// NewCoordinator returns a coordinator of the rollouts in s, configured by
+// cfg (the zero Config is the default configuration). A bad field of cfg,
+// or a nil s, is an error wrapping ErrInvalidConfig that names it.
+func NewCoordinator(s Store, cfg Config) (*Coordinator, error) {
+	if s == nil {
+		return nil, fmt.Errorf("%w: NewCoordinator's store is nil", ErrInvalidConfig)
 	}
-	cfg, err := buildConfig(forCoordinator, opts)
+	st, err := cfg.resolve(s)
 	if err != nil {
 		return nil, err
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	c := &Coordinator{store: store, cfg: cfg, gen: hex.EncodeToString(b[:]), log: cfg.logger}
-	if c.cfg.node == "" {
-		c.cfg.node = "node-" + c.gen[:8]
-	}
-	if w, ok := cfg.clock.(interface {
-		After(time.Duration) <-chan time.Time
-	}); ok && cfg.clockSet {
-		c.after = w.After
-	}
-	c.guard = cfg.guard.withDefaults()
+	c := &Coordinator{store: s, cfg: st, gen: hex.EncodeToString(b[:]), log: st.log}
+	c.guard = st.guard
 	c.storeStarts = c.guard.Starts == nil
-	if cfg.window > 0 {
-		c.warmup = cfg.warmup
-		if c.warmup == 0 {
-			c.warmup = max(DefaultWarmup, 2*cfg.every)
-		} else if c.warmup < cfg.every {
-			return nil, fmt.Errorf("%w: WithWarmup: warm-up %v is shorter than the advance interval %v: no node could have merged its count of clients by then",
-				ErrInvalidOption, c.warmup, cfg.every)
-		}
-	}
-	c.grace = cfg.grace
-	if !cfg.graceSet {
-		c.grace = 3 * cfg.every
-		if rs, ok := store.(*RedisStore); ok {
-			c.grace += rs.breakerOpen()
-		}
+	if rs, ok := s.(*RedisStore); ok && cfg.Logger != nil {
+		rs.attachLogger(cfg.Logger)
 	}
 	c.seenWindow.Store(-1)
 	return c, nil
 }
 
-// Node returns this node's name (WithNode).
+// Node returns this node's name (Config.Node, or the random name it was
+// given).
 func (c *Coordinator) Node() string { return c.cfg.node }
 
 // now returns the clock's time.
-func (c *Coordinator) now() time.Time {
-	if c.cfg.clockSet {
-		return c.cfg.clock.Now()
-	}
-	return time.Now()
-}
+func (c *Coordinator) now() time.Time { return c.cfg.clock.Now() }
 
 // tick returns the time of the Due cache in ns: the injected clock's, or the
 // monotonic clock's.
 func (c *Coordinator) tick() int64 {
-	if c.cfg.clockSet {
+	if c.cfg.injected {
 		return c.cfg.clock.Now().UnixNano()
 	}
 	return int64(time.Since(monoBase))
 }
 
-// stamp is the time passed to the store: explicit when the caller gave one
-// or a clock is injected; otherwise the store's own clock (Redis TIME).
-func (c *Coordinator) stamp(t time.Time, explicit bool) stamp {
-	return stamp{us: t.UnixMicro(), server: !explicit && !c.cfg.clockSet}
+// stamp is the time passed to the store for t, a reading of the clock: t
+// itself when a clock is injected; otherwise the store's own clock (Redis
+// TIME; the memory store uses t).
+func (c *Coordinator) stamp(t time.Time) stamp {
+	return stamp{us: t.UnixMicro(), server: !c.cfg.injected}
 }
 
 // Start starts r, or does nothing if a rollout with the same ID and content
@@ -133,27 +115,28 @@ func (c *Coordinator) stamp(t time.Time, explicit bool) stamp {
 //
 // A guarded rollout (see Guard) gets the guard's pace, needs at least
 // Guard.MinCohorts cohorts, and takes a token from the start budget of
-// this node and one from that of its source: when either has none left,
-// Start fails with a *StartRefusedError (wrapping ErrStartRefused) that
-// says which and when to retry. An explicit Epoch not above the
-// namespace's highest fails with ErrEpochBackwards, one too far ahead with
-// ErrEpochTooFar (see WithMaxEpochJump). A rollout of unknown population
-// (Clients 0) is refused when this coordinator has no way to learn it (no
-// population counting, no floor), and otherwise starts with a warm-up (see
-// WithWarmup). Every start and refusal is logged with its source.
+// this node and one from that of its requester (Rollout.By): when either
+// has none left, Start fails with a *StartRefusedError (wrapping
+// ErrStartRefused) that says which and when to retry. An explicit Epoch
+// not above the namespace's highest fails with ErrEpochBackwards, one too
+// far ahead with ErrEpochTooFar (see Config.MaxEpochJump). A rollout of
+// unknown population (Clients 0) is refused when this coordinator has no
+// way to learn it (no population counting, no floor), and otherwise starts
+// with a warm-up (Config.PopulationWarmup). Every start and refusal is
+// logged with who asked ("by").
 func (c *Coordinator) Start(ctx context.Context, r Rollout) (Status, error) {
 	if err := r.Validate(); err != nil {
 		return Status{}, err
 	}
 	if r.Clients == 0 && c.cfg.window == 0 && c.cfg.popFloor == 0 {
-		err := fmt.Errorf("%w: Rollout.Clients is 0 (unknown), and this coordinator neither estimates the population (WithPopulationWindow(0)) nor has a WithPopulationFloor: no pace could be bounded; give Rollout.Clients",
+		err := fmt.Errorf("%w: Rollout.Clients is 0 (unknown), and this coordinator neither estimates the population (Config.PopulationWindow is negative) nor has a Config.PopulationFloor: no pace could be bounded; give Rollout.Clients",
 			ErrInvalidRollout)
-		c.log.Warn("herdcap: invalidation refused", "id", r.ID, "source", r.Source, "node", c.cfg.node, "err", err)
+		c.log.Warn("herdcap: invalidation refused", "id", r.ID, "by", r.By, "node", c.cfg.node, "err", err)
 		return Status{}, err
 	}
 	tmpl, err := c.guard.pace(&r)
 	if err != nil {
-		c.log.Warn("herdcap: invalidation refused", "id", r.ID, "source", r.Source, "node", c.cfg.node, "err", err)
+		c.log.Warn("herdcap: invalidation refused", "id", r.ID, "by", r.By, "node", c.cfg.node, "err", err)
 		return Status{}, err
 	}
 	tmpl.pop = max(tmpl.clients, int64(c.cfg.popFloor))
@@ -165,11 +148,11 @@ func (c *Coordinator) Start(ctx context.Context, r Rollout) (Status, error) {
 		return Status{}, err
 	}
 	req := startReq{
-		r: r, st: tmpl, now: c.stamp(c.now(), false), floor: c.head(), jump: c.cfg.epochJump,
+		r: r, st: tmpl, now: c.stamp(c.now()), floor: c.head(), jump: c.cfg.epochJump,
 		max: c.cfg.maxRollouts, retention: c.cfg.retention.Microseconds(), gen: c.gen,
 	}
 	if r.Clients == 0 {
-		req.holdUs = c.warmup.Microseconds()
+		req.holdUs = c.cfg.warmup.Microseconds()
 	}
 	if tmpl.guarded {
 		// The store checks first (one more round trip, for guarded starts
@@ -191,7 +174,7 @@ func (c *Coordinator) Start(ctx context.Context, r Rollout) (Status, error) {
 	if err != nil {
 		if tmpl.guarded {
 			c.log.Warn("herdcap: invalidation start failed after its guard tokens were taken", "id", r.ID,
-				"source", r.Source, "node", c.cfg.node, "err", err)
+				"by", r.By, "node", c.cfg.node, "err", err)
 		}
 		return Status{}, err
 	}
@@ -206,19 +189,19 @@ func (c *Coordinator) started(res startRes, r Rollout) (Status, error) {
 	case startBackwards:
 		return Status{}, fmt.Errorf("%w: Rollout.Epoch %d is not above %d, the namespace's highest", ErrEpochBackwards, r.Epoch, res.seq)
 	case startTooFar:
-		err := fmt.Errorf("%w: Rollout.Epoch %d is above %d, the highest allowed now (the namespace's highest is %d; WithMaxEpochJump allows %d above the store's clock in ms)",
+		err := fmt.Errorf("%w: Rollout.Epoch %d is above %d, the highest allowed now (the namespace's highest is %d; Config.MaxEpochJump allows %d above the store's clock in ms)",
 			ErrEpochTooFar, r.Epoch, res.ceil, res.seq, c.cfg.epochJump)
-		c.log.Warn("herdcap: invalidation refused", "id", r.ID, "source", r.Source, "node", c.cfg.node, "err", err)
+		c.log.Warn("herdcap: invalidation refused", "id", r.ID, "by", r.By, "node", c.cfg.node, "err", err)
 		return Status{}, err
 	case startTooMany:
-		return Status{}, fmt.Errorf("%w: the namespace holds %d (WithMaxRollouts); finished ones leave after %v", ErrTooManyRollouts, c.cfg.maxRollouts, c.cfg.retention)
+		return Status{}, fmt.Errorf("%w: the namespace holds %d (Config.MaxRollouts); finished ones leave after %v", ErrTooManyRollouts, c.cfg.maxRollouts, c.cfg.retention)
 	case startWouldCreate:
 		return Status{}, fmt.Errorf("%w: the store answered a start with a dry run's reply", ErrCorrupt)
 	}
 	st := res.rec.st.status(res.rec.r)
 	c.learn(res.rec)
 	attrs := []any{"id", r.ID, "scope", truncate(r.Scope, 256), "epoch", st.Rollout.Epoch,
-		"source", r.Source, "node", c.cfg.node, "guarded", st.Guarded, "cohorts", r.Cohorts,
+		"by", r.By, "node", c.cfg.node, "guarded", st.Guarded, "cohorts", r.Cohorts,
 		"rate", st.Rate, "min_duration", st.MinDuration, "population", st.Population}
 	if !st.HoldUntil.IsZero() {
 		attrs = append(attrs, "warm_until", st.HoldUntil)
@@ -228,7 +211,7 @@ func (c *Coordinator) started(res startRes, r Rollout) (Status, error) {
 }
 
 // takeStartTokens takes a guarded start's tokens: one under this node's key
-// and one under its source's. Both budgets are looked at first (n = 0 takes
+// and one under its requester's. Both budgets are looked at first (n = 0 takes
 // nothing), so that a start refused by one spends nothing from the other.
 func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
 	b := c.guard.Starts
@@ -237,7 +220,7 @@ func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
 		// their own clock: it takes this one's (without an injected clock,
 		// its own: the system clock, or Redis TIME).
 		var clk limiter.Clock
-		if c.cfg.clockSet {
+		if c.cfg.injected {
 			clk = c.cfg.clock
 		}
 		sb, done, err := c.store.startBudget(clk)
@@ -250,7 +233,7 @@ func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
 	allow := func(key string, n int) (limiter.Decision, error) {
 		return b.Take(ctx, limiter.Request{Key: key, N: n})
 	}
-	keys := [2]string{"node:" + c.cfg.node, "source:" + r.Source}
+	keys := [2]string{"node:" + c.cfg.node, "by:" + r.By}
 	var spent [2]bool
 	var retry time.Duration
 	var lim limiter.Limit
@@ -291,16 +274,16 @@ func (c *Coordinator) takeStartTokens(ctx context.Context, r Rollout) error {
 	if !spent[0] && !spent[1] {
 		return nil
 	}
-	e := &StartRefusedError{Source: r.Source, Node: c.cfg.node, NodeSpent: spent[0], SourceSpent: spent[1], RetryAfter: retry, Limit: lim}
+	e := &StartRefusedError{By: r.By, Node: c.cfg.node, NodeSpent: spent[0], BySpent: spent[1], RetryAfter: retry, Limit: lim}
 	c.log.Warn("herdcap: invalidation refused by the guard", "id", r.ID, "scope", truncate(r.Scope, 256),
-		"source", r.Source, "node", c.cfg.node, "source_spent", e.SourceSpent, "node_spent", e.NodeSpent,
+		"by", r.By, "node", c.cfg.node, "by_spent", e.BySpent, "node_spent", e.NodeSpent,
 		"retry_after", e.RetryAfter, "limit", lim.String())
 	return e
 }
 
 func (c *Coordinator) startBudgetFailed(r Rollout, err error) error {
-	c.log.Warn("herdcap: invalidation refused: guard start budget failed", "id", r.ID, "source", r.Source, "node", c.cfg.node, "err", err)
-	return fmt.Errorf("invalidate: guard start budget for node %q, source %q: %w", c.cfg.node, r.Source, err)
+	c.log.Warn("herdcap: invalidation refused: guard start budget failed", "id", r.ID, "by", r.By, "node", c.cfg.node, "err", err)
+	return fmt.Errorf("invalidate: guard start budget for node %q, by %q: %w", c.cfg.node, r.By, err)
 }
 
 // existing answers a start whose ID is taken.
@@ -312,16 +295,16 @@ func (c *Coordinator) existing(rec record, decodeErr error, r Rollout) (Status, 
 		r.Epoch = rec.r.Epoch // the epoch the store assigned, passed back: the same request
 	}
 	if !sameContent(rec.r, r) {
-		c.log.Warn("herdcap: invalidation refused: ID taken", "id", r.ID, "source", r.Source, "node", c.cfg.node, "first_source", rec.r.Source)
+		c.log.Warn("herdcap: invalidation refused: ID taken", "id", r.ID, "by", r.By, "node", c.cfg.node, "first_by", rec.r.By)
 		return Status{}, fmt.Errorf("%w: rollout %q was started by %q with scope %q, %d cohorts, rate %v",
-			ErrConflict, r.ID, rec.r.Source, truncate(rec.r.Scope, 64), rec.r.Cohorts, rec.r.Rate)
+			ErrConflict, r.ID, rec.r.By, truncate(rec.r.Scope, 64), rec.r.Cohorts, rec.r.Rate)
 	}
-	c.log.Debug("herdcap: invalidation already started", "id", r.ID, "source", r.Source, "node", c.cfg.node)
+	c.log.Debug("herdcap: invalidation already started", "id", r.ID, "by", r.By, "node", c.cfg.node)
 	return rec.st.status(rec.r), nil
 }
 
 // Status returns the stored status of rollout id, or ErrUnknownRollout. It
-// reads the store (one round trip), not the Due cache.
+// reads the store (one round trip), not AppendDue's cache.
 func (c *Coordinator) Status(ctx context.Context, id string) (Status, error) {
 	if err := checkID(id); err != nil {
 		return Status{}, err
@@ -349,68 +332,54 @@ func (c *Coordinator) Rollouts(ctx context.Context) ([]Status, error) {
 }
 
 // By says who asks for a Pause, Resume or Abort, and why: both are logged
-// with the action (the incident's lesson: every change that can spread must
-// say where it came from). The zero value means this node, no reason.
+// with the action (the incident's lesson: every change that can spread
+// must say where it came from). The zero value means this node
+// (Config.Node), no reason.
 type By struct {
-	// Source names who asked: an operator, a tool, a node; at most
-	// MaxSourceLen bytes. Empty means this node (WithNode).
-	Source string
-	// Reason says why, at most MaxReasonLen bytes; may be empty.
+	// Who names who asked: an operator, a tool, a node; at most 256 bytes.
+	// Empty means this node.
+	Who string
+	// Reason says why, at most 1024 bytes; may be empty.
 	Reason string
 }
 
-// MaxReasonLen is the longest By.Reason, in bytes.
-const MaxReasonLen = 1024
+// maxReasonLen is the longest By.Reason, in bytes.
+const maxReasonLen = 1024
 
 func (b By) check() error {
 	switch {
-	case len(b.Source) > MaxSourceLen:
-		return fmt.Errorf("%w: By.Source must be at most %d bytes, got %d", ErrInvalidControl, MaxSourceLen, len(b.Source))
-	case len(b.Reason) > MaxReasonLen:
-		return fmt.Errorf("%w: By.Reason must be at most %d bytes, got %d", ErrInvalidControl, MaxReasonLen, len(b.Reason))
+	case len(b.Who) > maxByLen:
+		return fmt.Errorf("%w: By.Who must be at most %d bytes, got %d", ErrInvalidArgument, maxByLen, len(b.Who))
+	case len(b.Reason) > maxReasonLen:
+		return fmt.Errorf("%w: By.Reason must be at most %d bytes, got %d", ErrInvalidArgument, maxReasonLen, len(b.Reason))
 	}
 	return nil
 }
 
 // Pause stops releasing cohorts of rollout id, fleet-wide, from the moment
-// the store records it; the paused time does not count toward progress.
-// Pausing a paused rollout does nothing; a finished one fails with
-// ErrFinished, an unknown one with ErrUnknownRollout. Logged with this
-// node's name as source; PauseBy says who asked.
-func (c *Coordinator) Pause(ctx context.Context, id string) error {
-	return c.control(ctx, id, actPause, By{})
-}
-
-// PauseBy is Pause on behalf of by, which is logged with it.
-func (c *Coordinator) PauseBy(ctx context.Context, id string, by By) error {
+// the store records it, on behalf of by (logged with the action); the
+// paused time does not count toward progress. Pausing a paused rollout
+// does nothing; a finished one fails with ErrFinished, an unknown one with
+// ErrUnknownRollout, a By out of range with ErrInvalidArgument.
+func (c *Coordinator) Pause(ctx context.Context, id string, by By) error {
 	return c.control(ctx, id, actPause, by)
 }
 
-// Resume lets a paused rollout continue, counting progress from now.
-// Resuming a running rollout does nothing; see Pause for errors.
-func (c *Coordinator) Resume(ctx context.Context, id string) error {
-	return c.control(ctx, id, actResume, By{})
-}
-
-// ResumeBy is Resume on behalf of by, which is logged with it.
-func (c *Coordinator) ResumeBy(ctx context.Context, id string, by By) error {
+// Resume lets a paused rollout continue, counting progress from now, on
+// behalf of by. Resuming a running rollout does nothing; see Pause for
+// errors.
+func (c *Coordinator) Resume(ctx context.Context, id string, by By) error {
 	return c.control(ctx, id, actResume, by)
 }
 
-// Abort stops rollout id for good: no further cohort is ever released.
-// Clients of the cohorts released before the abort are still told (they
-// may have been already); clients of the others never are. It takes effect
-// in the store at once, in this node's Due answers at once, and in other
-// nodes' within their cache TTL or next advance, whichever is sooner.
-// Aborting an aborted rollout does nothing; a done one fails with
-// ErrFinished. Logged with this node's name as source; AbortBy says who
-// asked.
-func (c *Coordinator) Abort(ctx context.Context, id string) error {
-	return c.control(ctx, id, actAbort, By{})
-}
-
-// AbortBy is Abort on behalf of by, which is logged with it.
-func (c *Coordinator) AbortBy(ctx context.Context, id string, by By) error {
+// Abort stops rollout id for good, on behalf of by: no further cohort is
+// ever released. Clients of the cohorts released before the abort are
+// still told (they may have been already); clients of the others never
+// are. It takes effect in the store at once, in this node's AppendDue
+// answers at once, and in other nodes' within their cache TTL or next
+// advance, whichever is sooner. Aborting an aborted rollout does nothing;
+// a done one fails with ErrFinished; see Pause for other errors.
+func (c *Coordinator) Abort(ctx context.Context, id string, by By) error {
 	return c.control(ctx, id, actAbort, by)
 }
 
@@ -421,46 +390,48 @@ func (c *Coordinator) control(ctx context.Context, id string, act action, by By)
 	if err := by.check(); err != nil {
 		return err
 	}
-	source := by.Source
-	if source == "" {
-		source = c.cfg.node
+	who := by.Who
+	if who == "" {
+		who = c.cfg.node
 	}
-	rec, changed, err := c.store.control(ctx, id, act, c.stamp(c.now(), false), c.gen)
+	rec, changed, err := c.store.control(ctx, id, act, c.stamp(c.now()), c.gen)
 	if err != nil && !errors.Is(err, ErrFinished) {
-		c.log.Warn("herdcap: invalidation "+act.String()+" failed", "id", id, "source", source, "node", c.cfg.node, "reason", by.Reason, "err", err)
+		c.log.Warn("herdcap: invalidation "+act.String()+" failed", "id", id, "by", who, "node", c.cfg.node, "reason", by.Reason, "err", err)
 		return err
 	}
 	c.learn(rec)
 	if err != nil {
-		c.log.Warn("herdcap: invalidation "+act.String()+" refused: finished", "id", id, "source", source, "node", c.cfg.node,
+		c.log.Warn("herdcap: invalidation "+act.String()+" refused: finished", "id", id, "by", who, "node", c.cfg.node,
 			"reason", by.Reason, "phase", rec.st.phase.String())
 		return fmt.Errorf("%w: rollout %q is %v", err, id, rec.st.phase)
 	}
-	c.log.Info("herdcap: invalidation "+act.String(), "id", id, "source", source, "node", c.cfg.node, "reason", by.Reason, "changed", changed,
+	c.log.Info("herdcap: invalidation "+act.String(), "id", id, "by", who, "node", c.cfg.node, "reason", by.Reason, "changed", changed,
 		"phase", rec.st.phase.String(), "released", rec.st.released, "cohorts", rec.st.cohorts, "epoch", rec.st.epoch)
 	return nil
 }
 
 func checkID(id string) error {
-	if id == "" || len(id) > MaxIDLen {
-		return fmt.Errorf("%w: rollout ID must be 1 to %d bytes, got %d", ErrUnknownRollout, MaxIDLen, len(id))
+	if id == "" || len(id) > maxIDLen {
+		return fmt.Errorf("%w: rollout ID must be 1 to %d bytes, got %d", ErrUnknownRollout, maxIDLen, len(id))
 	}
 	return nil
 }
 
-// AdvanceAt advances every running rollout to time t: in one store call it
-// releases the cohorts the pace allows (never faster than the budget, never
-// more than one wave at once), merges this node's population sketch,
-// purges expired rollouts and refreshes this node's Due cache. While the
-// health input (WithHealth) reports trouble, it holds the rollouts instead.
-// If the store lost its data, the rollouts this node knew are re-registered
-// first. Any number of nodes may advance; the store keeps it atomic.
-func (c *Coordinator) AdvanceAt(ctx context.Context, t time.Time) error {
-	return c.advance(ctx, t, true)
+// Advance advances every running rollout to the clock's time: in one store
+// call it releases the cohorts the pace allows (never faster than the
+// budget, never more than one wave at once), merges this node's population
+// sketch, purges expired rollouts and refreshes this node's AppendDue
+// cache. While the health input (Config.Health) reports trouble, it holds
+// the rollouts instead. If the store lost its data, the rollouts this node
+// knew are re-registered first. Any number of nodes may advance; the store
+// keeps it atomic. Run calls it every advance interval; call it directly
+// to drive a coordinator on a virtual clock.
+func (c *Coordinator) Advance(ctx context.Context) error {
+	return c.advance(ctx, c.now())
 }
 
-func (c *Coordinator) advance(ctx context.Context, t time.Time, explicit bool) error {
-	now := c.stamp(t, explicit)
+func (c *Coordinator) advance(ctx context.Context, t time.Time) error {
+	now := c.stamp(t)
 	if c.restore.Load() {
 		c.restoreLost(ctx, now)
 	}
@@ -507,7 +478,7 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time, explicit bool) e
 		// The store lost rollouts this node knows: re-register them now,
 		// not an advance later, so that an abort this node knows reaches
 		// the store within the grace of a re-registration by a node that
-		// knew less (see WithRestoreGrace).
+		// knew less (see Config.RestoreGrace).
 		c.restoreLost(ctx, now)
 	}
 	// A population that dropped below what this node alone has seen means
@@ -520,30 +491,29 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time, explicit bool) e
 	return nil
 }
 
-// Run advances the rollouts every advance interval (WithAdvanceInterval)
-// until ctx is done, and returns ctx.Err(). It waits on the injected
-// clock's After when it has one, so a virtual clock drives it; otherwise on
-// real timers. Failed advances are logged and retried at the next tick.
-// Run one loop per node: progress does not depend on which nodes run.
+// Run advances the rollouts (Advance) every Config.AdvanceInterval until
+// ctx is done, and returns ctx.Err(). It waits on Config.Clock's timers, so
+// a virtual clock drives it. Failed advances are logged and retried at the
+// next tick. Run one loop per node: progress does not depend on which
+// nodes run.
 func (c *Coordinator) Run(ctx context.Context) error {
+	wake := make(chan struct{}, 1)
+	ring := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
 	for {
-		if err := c.advance(ctx, c.now(), false); err != nil && ctx.Err() == nil {
+		if err := c.advance(ctx, c.now()); err != nil && ctx.Err() == nil {
 			c.log.Warn("herdcap: invalidation advance failed", "node", c.cfg.node, "store", c.store.name(), "err", err)
 		}
-		if c.after != nil {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-c.after(c.cfg.every):
-			}
-			continue
-		}
-		tm := time.NewTimer(c.cfg.every)
+		tm := c.cfg.clock.AfterFunc(c.cfg.every, ring)
 		select {
 		case <-ctx.Done():
 			tm.Stop()
 			return ctx.Err()
-		case <-tm.C:
+		case <-wake:
 		}
 	}
 }
@@ -553,7 +523,7 @@ func (c *Coordinator) restoreLost(ctx context.Context, now stamp) {
 	c.mu.Lock()
 	lost, gen := c.lost, c.lostGen
 	c.mu.Unlock()
-	n, err := c.store.restore(ctx, lost, now, c.grace.Microseconds(), c.gen)
+	n, err := c.store.restore(ctx, lost, now, c.cfg.grace.Microseconds(), c.gen)
 	if err != nil {
 		c.log.Warn("herdcap: invalidation re-register failed", "node", c.cfg.node, "rollouts", len(lost), "err", err)
 		return

@@ -40,8 +40,8 @@ func newView(recs []record, ver version, fetched int64) *view {
 	return v
 }
 
-// errEmptyClient is preallocated: Due is a hot path.
-var errEmptyClient error = wrapped{msg: "invalidate: invalid client ID: empty", err: ErrInvalidClient}
+// errEmptyClient is preallocated: AppendDue is a hot path.
+var errEmptyClient error = wrapped{msg: "invalidate: invalid argument: the client ID is empty", err: ErrInvalidArgument}
 
 // wrapped is an error with a fixed message that wraps a sentinel.
 type wrapped struct {
@@ -52,16 +52,11 @@ type wrapped struct {
 func (w wrapped) Error() string { return w.msg }
 func (w wrapped) Unwrap() error { return w.err }
 
-// Due returns the notices client clientID must apply now, given the epoch it
-// has applied: see AppendDue.
-func (c *Coordinator) Due(ctx context.Context, clientID string, applied uint64) ([]Notice, error) {
-	return c.AppendDue(ctx, nil, clientID, applied)
-}
-
 // AppendDue appends to dst the notices client clientID must apply now,
 // given applied, the highest epoch it has applied (0 for none), and
-// returns the extended slice. It is the hot path: from the cache it makes
-// no store call and, when dst has room, allocates nothing.
+// returns the extended slice. It is the per-request hot path: from the
+// cache it makes no store call and, when dst has room, allocates nothing
+// (pass nil to have it allocate). An empty clientID is ErrInvalidArgument.
 //
 // The notices are those of the rollouts with an epoch above applied, in
 // epoch order, whose cohort for this client is released, up to the first
@@ -70,15 +65,15 @@ func (c *Coordinator) Due(ctx context.Context, clientID string, applied uint64) 
 // the highest Epoch among them, and never misses one. Rollouts aborted
 // before this client's cohort was released are skipped (the client is
 // never told of them); finished rollouts are answered until they leave the
-// store (WithRetention).
+// store (Config.Retention).
 //
 // The answer comes from the released-wave state this node read within the
-// cache TTL (WithCacheTTL); when it is older, Due reads the store once (one
-// round trip) first. Concurrent callers do not queue behind that read: they
-// answer from the older state. If the store cannot be read, Due answers
-// from the last state read; with none, it fails with ErrUnavailable (or
-// the context's error). Due also records clientID in this node's population
-// sketch (see WithPopulationWindow).
+// cache TTL (Config.CacheTTL); when it is older, AppendDue reads the store
+// once (one round trip) first. Concurrent callers do not queue behind that
+// read: they answer from the older state. If the store cannot be read,
+// AppendDue answers from the last state read; with none, it fails with
+// ErrUnavailable (or the context's error). AppendDue also records clientID
+// in this node's population sketch (see Config.PopulationWindow).
 func (c *Coordinator) AppendDue(ctx context.Context, dst []Notice, clientID string, applied uint64) ([]Notice, error) {
 	if clientID == "" {
 		return dst, errEmptyClient
@@ -94,7 +89,7 @@ func (c *Coordinator) AppendDue(ctx context.Context, dst []Notice, clientID stri
 }
 
 // Head returns the highest epoch of the rollouts the namespace holds, from
-// the cache as Due reads it (0 when there are none). A client that starts
+// the cache as AppendDue reads it (0 when there are none). A client that starts
 // with an empty cache may record it as applied.
 func (c *Coordinator) Head(ctx context.Context) (uint64, error) {
 	v, err := c.current(ctx)

@@ -51,7 +51,7 @@ func (h *blockingHandler) WithGroup(string) slog.Handler      { return h }
 func TestColdReadHoldsNoLock(t *testing.T) {
 	st := &countingStore{MemoryStore: NewMemoryStore()}
 	h := &blockingHandler{entered: make(chan struct{}), release: make(chan struct{})}
-	c := newNode(t, st, newVClock(t0), WithLogger(slog.New(h)))
+	c := newNode(t, st, newVClock(t0), Config{Logger: slog.New(h)})
 	released := false
 	defer func() {
 		if !released {
@@ -64,7 +64,7 @@ func TestColdReadHoldsNoLock(t *testing.T) {
 	wg.Add(1)
 	go func() { // the first caller: reads, then logs and is stuck there
 		defer wg.Done()
-		_, err := c.Due(context.Background(), "first", 0)
+		_, err := c.AppendDue(context.Background(), nil, "first", 0)
 		errs <- err
 	}()
 	select {
@@ -81,7 +81,7 @@ func TestColdReadHoldsNoLock(t *testing.T) {
 	defer cancel()
 	hurried := make(chan error, 1)
 	go func() {
-		_, err := c.Due(ctx, "hurried", 0)
+		_, err := c.AppendDue(ctx, nil, "hurried", 0)
 		hurried <- err
 	}()
 	select {
@@ -95,7 +95,7 @@ func TestColdReadHoldsNoLock(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := c.Due(context.Background(), "patient", 0)
+			_, err := c.AppendDue(context.Background(), nil, "patient", 0)
 			errs <- err
 		}()
 	}

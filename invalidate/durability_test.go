@@ -12,6 +12,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // TestDurabilityStarterDies: the node that started a rollout stops; the
@@ -20,7 +21,7 @@ func TestDurabilityStarterDies(t *testing.T) {
 	for _, sc := range storeCases()[:2] {
 		t.Run(sc.name, func(t *testing.T) {
 			f := newFleet(t, sc.fleet(t, 3), 2000)
-			st := mustStart(t, f.nodes[0], Rollout{ID: "r", Scope: "s", Cohorts: 20, Rate: 400, Clients: 2000, Coverage: 0.1, Source: "node-0"})
+			st := mustStart(t, f.nodes[0], Rollout{ID: "r", Scope: "s", Cohorts: 20, Rate: 400, Clients: 2000, Coverage: 0.1, By: "node-0"})
 			for range 20 {
 				f.step()
 			}
@@ -53,12 +54,12 @@ func TestDurabilityRedisRestartedEmpty(t *testing.T) {
 	for range 3 {
 		// A short breaker: the virtual-time loop runs far faster than real
 		// time, and the breaker's open period is real time.
-		stores = append(stores, newRedisStore(t, s.Client(t), WithNamespace(ns), WithBreaker(3, 20*time.Millisecond)))
+		stores = append(stores, newRedisStore(t, fleet.Redis{Client: s.Client(t), Name: ns, BreakerFailures: 3, BreakerOpen: 20 * time.Millisecond}))
 	}
 	const clients, rate, wave = 3000, 200.0, 200
 	f := newFleet(t, stores, clients)
 	start := f.clk.Now()
-	st := mustStart(t, f.nodes[0], Rollout{ID: "r", Scope: "s", Cohorts: 60, Rate: rate, Clients: clients, Coverage: 0.1, Source: "node-0"})
+	st := mustStart(t, f.nodes[0], Rollout{ID: "r", Scope: "s", Cohorts: 60, Rate: rate, Clients: clients, Coverage: 0.1, By: "node-0"})
 	epoch := st.Rollout.Epoch
 	stepUntil := func(what string, cond func() bool) {
 		t.Helper()
@@ -80,7 +81,7 @@ func TestDurabilityRedisRestartedEmpty(t *testing.T) {
 	stepUntil("the rollout to be re-registered", func() bool { _, err := status(); return err == nil })
 
 	stepUntil("half the cohorts", func() bool { st, err := status(); return err == nil && st.Released >= 30 })
-	require.NoError(t, f.nodes[2].Pause(ctx, "r"))
+	require.NoError(t, f.nodes[2].Pause(ctx, "r", By{}))
 	for range 20 { // every node reads the paused state
 		f.step()
 	}
@@ -93,7 +94,7 @@ func TestDurabilityRedisRestartedEmpty(t *testing.T) {
 	st = mustStatus(t, f.nodes[0], "r")
 	assert.Equal(t, Paused, st.Phase, "the pause survives")
 	assert.Equal(t, paused.Released, st.Released, "restored with the released count every node knew")
-	require.NoError(t, f.nodes[0].Resume(ctx, "r"))
+	require.NoError(t, f.nodes[0].Resume(ctx, "r", By{}))
 
 	stepUntil("the rollout to finish", func() bool { st, err := status(); return err == nil && st.Phase == Done })
 	for range 30 {
@@ -111,7 +112,7 @@ func TestDurabilityRedisRestartedEmpty(t *testing.T) {
 		assert.LessOrEqual(t, most, int(rate*w.Seconds())+wave, "window %v", w)
 	}
 	// The epoch sequence survived too: a new rollout gets a later epoch.
-	next := mustStart(t, f.nodes[1], Rollout{ID: "r2", Scope: "s", Cohorts: 2, Rate: 1, Clients: 2, Coverage: 0.1, Source: "node-1"})
+	next := mustStart(t, f.nodes[1], Rollout{ID: "r2", Scope: "s", Cohorts: 2, Rate: 1, Clients: 2, Coverage: 0.1, By: "node-1"})
 	assert.Greater(t, next.Rollout.Epoch, epoch)
 }
 
@@ -122,12 +123,12 @@ func TestDurabilityAbortNotifiesOnlyReleased(t *testing.T) {
 	for _, sc := range storeCases()[:2] {
 		t.Run(sc.name, func(t *testing.T) {
 			f := newFleet(t, sc.fleet(t, 3), 5000)
-			r := Rollout{ID: "r", Scope: "s", Cohorts: 50, Rate: 500, Clients: 5000, Coverage: 0.1, Source: "node-0"}
+			r := Rollout{ID: "r", Scope: "s", Cohorts: 50, Rate: 500, Clients: 5000, Coverage: 0.1, By: "node-0"}
 			mustStart(t, f.nodes[0], r)
 			for range 45 {
 				f.step()
 			}
-			require.NoError(t, f.nodes[1].Abort(context.Background(), "r"))
+			require.NoError(t, f.nodes[1].Abort(context.Background(), "r", By{}))
 			st := mustStatus(t, f.nodes[2], "r")
 			require.Equal(t, Aborted, st.Phase)
 			require.Greater(t, st.Released, 0)
@@ -156,10 +157,10 @@ func TestRedisOutageDueAnswersFromLastState(t *testing.T) {
 	ns := uniqueNS()
 	budget := 50 * time.Millisecond
 	mk := func() Store {
-		return newRedisStore(t, s.Client(t), WithNamespace(ns), WithTimeout(budget), WithBreaker(2, 100*time.Millisecond))
+		return newRedisStore(t, fleet.Redis{Client: s.Client(t), Name: ns, Timeout: budget, BreakerFailures: 2, BreakerOpen: 100 * time.Millisecond})
 	}
 	clk := newVClock(t0)
-	warm := newNode(t, mk(), clk, WithCacheTTL(0)) // reads the store on every Due
+	warm := newNode(t, mk(), clk, Config{CacheTTL: -1}) // reads the store on every Due
 	cold := newNode(t, mk(), clk)
 	mustStart(t, warm, ro("r"))
 	for sec := 1; sec <= 10; sec++ {
@@ -173,7 +174,7 @@ func TestRedisOutageDueAnswersFromLastState(t *testing.T) {
 	ctx := context.Background()
 	for i := range 5 {
 		began := time.Now()
-		got, err := warm.Due(ctx, "client-1", 0)
+		got, err := warm.AppendDue(ctx, nil, "client-1", 0)
 		took := time.Since(began)
 		require.NoError(t, err)
 		assert.Equal(t, want, got)
@@ -182,9 +183,9 @@ func TestRedisOutageDueAnswersFromLastState(t *testing.T) {
 		// read timeout (seconds).
 		assert.Less(t, took, budget+500*time.Millisecond, "call %d", i)
 	}
-	_, err := cold.Due(ctx, "client-1", 0)
+	_, err := cold.AppendDue(ctx, nil, "client-1", 0)
 	assert.ErrorIs(t, err, ErrUnavailable)
-	assert.ErrorIs(t, warm.AdvanceAt(ctx, t0.Add(11*time.Second)), ErrUnavailable)
+	assert.ErrorIs(t, advanceAt(warm, t0.Add(11*time.Second)), ErrUnavailable)
 	_, err = warm.Start(ctx, ro("x"))
 	assert.ErrorIs(t, err, ErrUnavailable)
 	s.Resume(t)
@@ -192,15 +193,15 @@ func TestRedisOutageDueAnswersFromLastState(t *testing.T) {
 	// Killed, then back empty: Due keeps answering, and once the breaker
 	// lets a probe through, an advance re-registers the rollout.
 	s.Kill(t)
-	got, err := warm.Due(ctx, "client-1", 0)
+	got, err := warm.AppendDue(ctx, nil, "client-1", 0)
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 	s.Restart(t)
-	other := newNode(t, newRedisStore(t, s.Client(t), WithNamespace(ns)), clk)
+	other := newNode(t, newRedisStore(t, fleet.Redis{Client: s.Client(t), Name: ns}), clk)
 	_, err = other.Status(ctx, "r")
 	assert.ErrorIs(t, err, ErrUnknownRollout, "the restarted Redis is empty")
 	require.Eventually(t, func() bool {
-		if warm.AdvanceAt(ctx, t0.Add(12*time.Second)) != nil {
+		if advanceAt(warm, t0.Add(12*time.Second)) != nil {
 			return false
 		}
 		_, err := other.Status(ctx, "r")
@@ -220,7 +221,7 @@ func TestRedisCorruptRecords(t *testing.T) {
 	c := srv.Client(t)
 	ns := uniqueNS()
 	clk := newVClock(t0)
-	a := newNode(t, newRedisStore(t, c, WithNamespace(ns)), clk, WithPopulationWindow(time.Minute), WithRestoreGrace(2*time.Second))
+	a := newNode(t, newRedisStore(t, fleet.Redis{Client: c, Name: ns}), clk, Config{PopulationWindow: time.Minute, RestoreGrace: 2 * time.Second})
 	good := mustStart(t, a, ro("good"))
 	damaged := mustStart(t, a, ro("bad-state"))
 	mustStart(t, a, ro("bad-cfg"))
@@ -233,13 +234,13 @@ func TestRedisCorruptRecords(t *testing.T) {
 	require.NoError(t, c.HIncrBy(ctx, base+"meta", "ver", 1).Err())
 
 	// A node that never knew them skips what does not decode.
-	b := newNode(t, newRedisStore(t, c, WithNamespace(ns)), clk, WithPopulationWindow(time.Minute))
+	b := newNode(t, newRedisStore(t, fleet.Redis{Client: c, Name: ns}), clk, Config{PopulationWindow: time.Minute})
 	_, err := b.Status(ctx, "bad-state")
 	assert.ErrorIs(t, err, ErrCorrupt)
 	_, err = b.Status(ctx, "bad-cfg")
 	assert.ErrorIs(t, err, ErrCorrupt)
-	assert.ErrorIs(t, b.Pause(ctx, "bad-state"), ErrCorrupt)
-	assert.ErrorIs(t, b.Abort(ctx, "bad-cfg"), ErrCorrupt)
+	assert.ErrorIs(t, b.Pause(ctx, "bad-state", By{}), ErrCorrupt)
+	assert.ErrorIs(t, b.Abort(ctx, "bad-cfg", By{}), ErrCorrupt)
 	_, err = b.Start(ctx, ro("bad-cfg"))
 	assert.ErrorIs(t, err, ErrCorrupt)
 	due(t, b, "someone", 0)
@@ -295,12 +296,12 @@ func TestDurabilityAbortSurvivesRestartWithStaleNode(t *testing.T) {
 				// breaker's open period is real time. A TTL of an hour: a
 				// node's view changes only at its own advances and
 				// actions, so B's stays stale until it advances.
-				st := newRedisStore(t, s.Client(t), WithNamespace(ns), WithBreaker(3, 20*time.Millisecond))
-				return newNode(t, st, clk, WithNode(name), WithCacheTTL(time.Hour))
+				st := newRedisStore(t, fleet.Redis{Client: s.Client(t), Name: ns, BreakerFailures: 3, BreakerOpen: 20 * time.Millisecond})
+				return newNode(t, st, clk, Config{Node: name, CacheTTL: time.Hour})
 			}
 			a, b := mk("a"), mk("b")
-			require.Equal(t, 3*time.Second+20*time.Millisecond, b.grace, "the default grace: three advance intervals and the breaker's open period")
-			r := Rollout{ID: "r", Scope: "s", Cohorts: 20, Rate: 100, Clients: 2000, Coverage: 0.1, Source: "a"}
+			require.Equal(t, 3*time.Second+20*time.Millisecond, b.cfg.grace, "the default grace: three advance intervals and the breaker's open period")
+			r := Rollout{ID: "r", Scope: "s", Cohorts: 20, Rate: 100, Clients: 2000, Coverage: 0.1, By: "a"}
 			mustStart(t, a, r) // one cohort a second
 			const clients = 2000
 			told := make([]int, clients) // notices per client
@@ -309,7 +310,7 @@ func TestDurabilityAbortSurvivesRestartWithStaleNode(t *testing.T) {
 				t.Helper()
 				for i := range clients {
 					n := []*Coordinator{a, b}[i%2]
-					got, err := n.Due(ctx, fmt.Sprintf("client-%d", i), applied[i])
+					got, err := n.AppendDue(ctx, nil, fmt.Sprintf("client-%d", i), applied[i])
 					require.NoError(t, err, "Due answers from the last state while Redis is away")
 					for _, x := range got {
 						told[i]++
@@ -321,7 +322,7 @@ func TestDurabilityAbortSurvivesRestartWithStaleNode(t *testing.T) {
 			// Redis comes back (real time: reconnects, the breaker).
 			advanceUntilOK := func(n *Coordinator, at time.Time) {
 				t.Helper()
-				require.Eventually(t, func() bool { return n.AdvanceAt(ctx, at) == nil }, 10*time.Second, 10*time.Millisecond,
+				require.Eventually(t, func() bool { return advanceAt(n, at) == nil }, 10*time.Second, 10*time.Millisecond,
 					"%s could not advance", n.Node())
 			}
 			for sec := 1; sec <= 5; sec++ {
@@ -333,12 +334,12 @@ func TestDurabilityAbortSurvivesRestartWithStaleNode(t *testing.T) {
 			require.Equal(t, 5, mustStatus(t, b, "r").Released)
 
 			clk.Add(500 * time.Millisecond)
-			require.NoError(t, a.Abort(ctx, "r"))
+			require.NoError(t, a.Abort(ctx, "r", By{}))
 			released := mustStatus(t, a, "r").Released // the cohorts released before the abort
 			require.Equal(t, 5, released)
 			s.Kill(t) // before B reads again: B's view still has r running
 			poll()
-			assert.Error(t, b.AdvanceAt(ctx, clk.Add(500*time.Millisecond)), "Redis is down")
+			assert.Error(t, advanceAt(b, clk.Add(500*time.Millisecond)), "Redis is down")
 			s.Restart(t) // empty
 			_, err := s.Client(t).Get(ctx, "herdcap:{inv:"+ns+"}:meta").Result()
 			require.ErrorIs(t, err, redis.Nil, "the restarted Redis must be empty, or the test proves nothing")
@@ -351,7 +352,7 @@ func TestDurabilityAbortSurvivesRestartWithStaleNode(t *testing.T) {
 			st := mustStatus(t, first, "r")
 			if staleFirst {
 				require.Equal(t, Running, st.Phase, "the stale node re-registered it as it knew it")
-				assert.Equal(t, clk.Now().Add(b.grace), st.HoldUntil)
+				assert.Equal(t, clk.Now().Add(b.cfg.grace), st.HoldUntil)
 			} else {
 				require.Equal(t, Aborted, st.Phase)
 			}

@@ -12,12 +12,14 @@ import (
 	"github.com/herdcap/herdcap/limiter"
 )
 
-// clock is a clock that moves only when told: examples run in virtual time.
+// clock is a clock that moves only when told: examples run in virtual time,
+// advancing the coordinator as Run would every second.
 type clock struct{ t time.Time }
 
 func (c *clock) Now() time.Time { return c.t }
 
-// AfterFunc makes clock a limiter.Clock; these examples set no timers.
+// AfterFunc makes clock a limiter.Clock; these examples set no timers (they
+// call Advance instead of Run).
 func (c *clock) AfterFunc(time.Duration, func()) limiter.Timer { panic("no timers here") }
 
 var start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -25,14 +27,14 @@ var start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 func ExampleCoordinator() {
 	ctx := context.Background()
 	clk := &clock{t: start}
-	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk))
+	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk})
 	if err != nil {
 		panic(err)
 	}
 	// Tell 1,000 clients to drop the catalog, 100 per second, in 10 waves.
 	st, err := c.Start(ctx, invalidate.Rollout{
 		ID: "catalog-v2", Scope: "tag:catalog", Cohorts: 10, Rate: 100,
-		Clients: 1000, Coverage: 0.2, Source: "deployer",
+		Clients: 1000, Coverage: 0.2, By: "deployer",
 	})
 	if err != nil {
 		panic(err)
@@ -41,14 +43,14 @@ func ExampleCoordinator() {
 
 	for s := 1; s <= 3; s++ { // what Run does every second
 		clk.t = start.Add(time.Duration(s) * time.Second)
-		_ = c.AdvanceAt(ctx, clk.t)
+		_ = c.Advance(ctx)
 	}
 	st, _ = c.Status(ctx, "catalog-v2")
 	fmt.Println("released", st.Released, "of", st.Rollout.Cohorts)
 
 	// Cohorts 0, 1 and 2 are told; the others wait for their wave.
 	for _, client := range []string{"alice", "erin", "grace"} {
-		notices, _ := c.Due(ctx, client, 0)
+		notices, _ := c.AppendDue(ctx, nil, client, 0)
 		fmt.Printf("%s (cohort %d): %d notice(s)\n", client, limiter.Cohort("catalog-v2", client, 10), len(notices))
 	}
 	// Output:
@@ -62,12 +64,12 @@ func ExampleCoordinator() {
 func ExampleCoordinator_AppendDue() {
 	ctx := context.Background()
 	clk := &clock{t: start}
-	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk))
-	r := invalidate.Rollout{ID: "prices", Scope: "prefix:/prices/", Cohorts: 4, Rate: 1000, Clients: 100, Coverage: 0.1, Source: "pricing"}
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk})
+	r := invalidate.Rollout{ID: "prices", Scope: "prefix:/prices/", Cohorts: 4, Rate: 1000, Clients: 100, Coverage: 0.1, By: "pricing"}
 	_, _ = c.Start(ctx, r)
 	for s := 1; s <= 4; s++ {
 		clk.t = start.Add(time.Duration(s) * time.Second)
-		_ = c.AdvanceAt(ctx, clk.t)
+		_ = c.Advance(ctx)
 	}
 
 	// A request handler: one cheap call per request, reusing a buffer.
@@ -92,9 +94,9 @@ func ExampleCoordinator_AppendDue() {
 
 func ExampleGuard() {
 	ctx := context.Background()
-	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(&clock{t: start}))
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: &clock{t: start}})
 	// A server asks every client to drop everything, as fast as possible.
-	rogue := invalidate.Rollout{ID: "oops-1", Scope: invalidate.ScopeAll, Cohorts: 10, Rate: 1e9, Source: "app-17"}
+	rogue := invalidate.Rollout{ID: "oops-1", Scope: invalidate.ScopeAll, Cohorts: 10, Rate: 1e9, By: "app-17"}
 	st, _ := c.Start(ctx, rogue)
 	fmt.Println("guarded:", st.Guarded, "at least", st.MinDuration)
 
@@ -102,7 +104,7 @@ func ExampleGuard() {
 		rogue.ID = fmt.Sprintf("oops-%d", i)
 		if _, err := c.Start(ctx, rogue); err != nil {
 			var refused *invalidate.StartRefusedError
-			fmt.Println(errors.As(err, &refused), refused.Source, refused.RetryAfter)
+			fmt.Println(errors.As(err, &refused), refused.By, refused.RetryAfter)
 			break
 		}
 	}
@@ -114,17 +116,17 @@ func ExampleGuard() {
 func ExampleCoordinator_Abort() {
 	ctx := context.Background()
 	clk := &clock{t: start}
-	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk))
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk})
 	_, _ = c.Start(ctx, invalidate.Rollout{ID: "bad-file", Scope: "page:home", Cohorts: 100, Rate: 10,
-		Clients: 10000, Coverage: 0.3, Source: "cms"})
+		Clients: 10000, Coverage: 0.3, By: "cms"})
 	for s := 1; s <= 30; s++ {
 		clk.t = start.Add(time.Duration(s) * time.Second)
-		_ = c.AdvanceAt(ctx, clk.t)
+		_ = c.Advance(ctx)
 	}
-	_ = c.Abort(ctx, "bad-file") // fleet-wide, effective at once in the store
+	_ = c.Abort(ctx, "bad-file", invalidate.By{}) // fleet-wide, effective at once in the store
 	for s := 31; s <= 60; s++ {
 		clk.t = start.Add(time.Duration(s) * time.Second)
-		_ = c.AdvanceAt(ctx, clk.t)
+		_ = c.Advance(ctx)
 	}
 	st, _ := c.Status(ctx, "bad-file")
 	fmt.Println(st.Phase, st.Released, "of", st.Rollout.Cohorts, "cohorts were told")
@@ -132,18 +134,18 @@ func ExampleCoordinator_Abort() {
 	// aborted 3 of 100 cohorts were told
 }
 
-func ExampleWithHealth() {
+func ExampleHealth() {
 	ctx := context.Background()
 	clk := &clock{t: start}
 	originOK := true // e.g. the origin's error rate and latency are within bounds
-	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk),
-		invalidate.WithHealth(invalidate.HealthFunc(func(context.Context) bool { return originOK })))
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk,
+		Health: invalidate.HealthFunc(func(context.Context) bool { return originOK })})
 	_, _ = c.Start(ctx, invalidate.Rollout{ID: "catalog-v3", Scope: "tag:catalog", Cohorts: 10, Rate: 100,
-		Clients: 1000, Coverage: 0.2, Source: "deployer"}) // one cohort a second
+		Clients: 1000, Coverage: 0.2, By: "deployer"}) // one cohort a second
 	for s := 1; s <= 9; s++ {
 		originOK = s < 4 || s > 6 // the refetches hurt the origin at 4 s to 6 s
 		clk.t = start.Add(time.Duration(s) * time.Second)
-		_ = c.AdvanceAt(ctx, clk.t) // what Run does every second
+		_ = c.Advance(ctx) // what Run does every second
 		st, _ := c.Status(ctx, "catalog-v3")
 		fmt.Printf("%ds origin ok=%-5v released %d\n", s, originOK, st.Released)
 	}
@@ -165,23 +167,24 @@ func ExampleWithHealth() {
 func ExampleCoordinator_Pause() {
 	ctx := context.Background()
 	clk := &clock{t: start}
-	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk))
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk})
+	oncall := invalidate.By{Who: "oncall:alice", Reason: "origin p99 up"} // logged with the action
 	_, _ = c.Start(ctx, invalidate.Rollout{ID: "menu", Scope: "page:menu", Cohorts: 10, Rate: 10,
-		Clients: 100, Coverage: 0.1, Source: "cms"}) // one cohort a second
+		Clients: 100, Coverage: 0.1, By: "cms"}) // one cohort a second
 	tick := func(s int) {
 		clk.t = start.Add(time.Duration(s) * time.Second)
-		_ = c.AdvanceAt(ctx, clk.t)
+		_ = c.Advance(ctx)
 	}
 	for s := 1; s <= 2; s++ {
 		tick(s)
 	}
-	_ = c.Pause(ctx, "menu") // fleet-wide: no node releases a cohort until Resume
+	_ = c.Pause(ctx, "menu", oncall) // fleet-wide: no node releases a cohort until Resume
 	for s := 3; s <= 60; s++ {
 		tick(s)
 	}
 	st, _ := c.Status(ctx, "menu")
 	fmt.Println(st.Phase, st.Released)
-	_ = c.Resume(ctx, "menu") // progress counts from now: the pause is not made up for
+	_ = c.Resume(ctx, "menu", invalidate.By{Who: "oncall:alice"}) // progress counts from now: the pause is not made up for
 	tick(61)
 	st, _ = c.Status(ctx, "menu")
 	fmt.Println(st.Phase, st.Released)
@@ -190,7 +193,7 @@ func ExampleCoordinator_Pause() {
 	// running 3
 }
 
-func ExampleCoordinator_AbortBy() {
+func ExampleBy() {
 	ctx := context.Background()
 	clk := &clock{t: start}
 	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
@@ -200,41 +203,40 @@ func ExampleCoordinator_AbortBy() {
 			}
 			return a
 		}}))
-	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk),
-		invalidate.WithNode("node-1"), invalidate.WithLogger(log))
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk, Node: "node-1", Logger: log})
 	_, _ = c.Start(ctx, invalidate.Rollout{ID: "bad-file", Scope: "page:home", Cohorts: 100, Rate: 100,
-		Clients: 10000, Coverage: 0.3, Source: "cms"})
+		Clients: 10000, Coverage: 0.3, By: "cms"})
 	clk.t = start.Add(3 * time.Second)
-	_ = c.AdvanceAt(ctx, clk.t)
-	// Who asked, and why, goes to the log with the action (Abort alone
-	// logs this node as the source).
-	if err := c.AbortBy(ctx, "bad-file", invalidate.By{Source: "oncall:alice", Reason: "wrong page-data file"}); err != nil {
+	_ = c.Advance(ctx)
+	// Who asked, and why, goes to the log with the action (the zero By
+	// logs this node as who asked).
+	if err := c.Abort(ctx, "bad-file", invalidate.By{Who: "oncall:alice", Reason: "wrong page-data file"}); err != nil {
 		fmt.Println(err)
 	}
 	// Output:
-	// level=INFO msg="herdcap: invalidation started" id=bad-file scope=page:home epoch=1767225600000 source=cms node=node-1 guarded=false cohorts=100 rate=100 min_duration=0s population=10000 store=memory
-	// level=INFO msg="herdcap: invalidation abort" id=bad-file source=oncall:alice node=node-1 reason="wrong page-data file" changed=true phase=aborted released=2 cohorts=100 epoch=1767225600000
+	// level=INFO msg="herdcap: invalidation started" id=bad-file scope=page:home epoch=1767225600000 by=cms node=node-1 guarded=false cohorts=100 rate=100 min_duration=0s population=10000 store=memory
+	// level=INFO msg="herdcap: invalidation abort" id=bad-file by=oncall:alice node=node-1 reason="wrong page-data file" changed=true phase=aborted released=2 cohorts=100 epoch=1767225600000
 }
 
-func ExampleWithWarmup() {
+func ExampleConfig_populationWarmup() {
 	ctx := context.Background()
 	clk := &clock{t: start}
-	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.WithClock(clk),
-		invalidate.WithWarmup(5*time.Second),
-		invalidate.WithGuard(invalidate.Guard{MinDuration: time.Second})) // the rate alone paces it
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk,
+		PopulationWarmup: 5 * time.Second,
+		Guard:            invalidate.Guard{MinDuration: time.Second}}) // the rate alone paces it
 	// The caller does not know how many clients there are (Clients 0).
 	st, _ := c.Start(ctx, invalidate.Rollout{ID: "prices", Scope: "prefix:/prices/", Cohorts: 20, Rate: 50,
-		Coverage: 0.1, Source: "pricing"})
+		Coverage: 0.1, By: "pricing"})
 	fmt.Println("guarded:", st.Guarded, "warm-up until", st.HoldUntil.Sub(start))
 
 	for s := 1; s <= 5; s++ {
 		clk.t = start.Add(time.Duration(s) * time.Second)
 		if s == 1 { // 2,000 clients poll during the warm-up: Due counts them
 			for i := range 2000 {
-				_, _ = c.Due(ctx, fmt.Sprintf("client-%d", i), 0)
+				_, _ = c.AppendDue(ctx, nil, fmt.Sprintf("client-%d", i), 0)
 			}
 		}
-		_ = c.AdvanceAt(ctx, clk.t)
+		_ = c.Advance(ctx)
 	}
 	st, _ = c.Status(ctx, "prices")
 	fmt.Println("released during the warm-up:", st.Released)
@@ -246,8 +248,18 @@ func ExampleWithWarmup() {
 }
 
 func ExampleRollout_Validate() {
-	r := invalidate.Rollout{ID: "x", Scope: "tag:x", Cohorts: 10, Rate: -5, Source: "me"}
+	r := invalidate.Rollout{ID: "x", Scope: "tag:x", Cohorts: 10, Rate: -5, By: "me"}
 	fmt.Println(r.Validate())
 	// Output:
 	// invalidate: invalid rollout: Rollout.Rate must be > 0 clients per second, got -5
+}
+
+func ExampleConfig() {
+	// Zero fields are defaults; a field out of range is named.
+	_, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Retention: time.Millisecond})
+	fmt.Println(err)
+	fmt.Println(errors.Is(err, invalidate.ErrInvalidConfig))
+	// Output:
+	// invalidate: invalid config: Config.Retention must be 0 (24h) or at least 1s, got 1ms
+	// true
 }

@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fleet is a virtual-time fleet: nodes that advance on staggered schedules
+// vfleet is a virtual-time fleet: nodes that advance on staggered schedules
 // and clients that poll Due on rotating nodes, all on one virtual clock.
-type fleet struct {
+type vfleet struct {
 	t       *testing.T
 	clk     *vclock
 	nodes   []*Coordinator
@@ -33,12 +33,26 @@ type simClient struct {
 	lastSeen []Notice
 }
 
-func newFleet(t *testing.T, stores []Store, nClients int, opts ...Option) *fleet {
-	f := &fleet{t: t, clk: newVClock(t0), tick: 100 * time.Millisecond, every: 10, poll: 10}
+// newFleet returns a fleet of a node per store, configured by cfg (at most
+// one) where it sets a field, and otherwise named node-<i>, advancing every
+// second, with a cache TTL of 500 ms and no population counting.
+func newFleet(t *testing.T, stores []Store, nClients int, cfg ...Config) *vfleet {
+	f := &vfleet{t: t, clk: newVClock(t0), tick: 100 * time.Millisecond, every: 10, poll: 10}
 	for i, s := range stores {
-		o := append([]Option{WithNode(fmt.Sprintf("node-%d", i)), WithAdvanceInterval(time.Duration(f.every) * f.tick),
-			WithCacheTTL(500 * time.Millisecond)}, opts...)
-		f.nodes = append(f.nodes, newNode(t, s, f.clk, o...))
+		var c Config
+		if len(cfg) > 0 {
+			c = cfg[0]
+		}
+		if c.Node == "" {
+			c.Node = fmt.Sprintf("node-%d", i)
+		}
+		if c.AdvanceInterval == 0 {
+			c.AdvanceInterval = time.Duration(f.every) * f.tick
+		}
+		if c.CacheTTL == 0 {
+			c.CacheTTL = 500 * time.Millisecond
+		}
+		f.nodes = append(f.nodes, newNode(t, s, f.clk, c))
 	}
 	f.clients = make([]simClient, nClients)
 	for i := range f.clients {
@@ -50,14 +64,14 @@ func newFleet(t *testing.T, stores []Store, nClients int, opts ...Option) *fleet
 // step moves the clock one tick, lets the nodes due advance (node k at
 // ticks ≡ k·every/n), and the clients due poll (client i at ticks ≡ i, on
 // node (i + polls) mod n); a client applies what it is told at once.
-func (f *fleet) step() {
+func (f *vfleet) step() {
 	f.t.Helper()
 	ctx := context.Background()
 	now := f.clk.Add(f.tick)
 	f.ticks++
 	for k, n := range f.nodes {
 		if f.ticks%f.every == k*f.every/len(f.nodes) {
-			if err := n.AdvanceAt(ctx, now); err != nil {
+			if err := advanceAt(n, now); err != nil {
 				f.advanceErrs++
 			}
 		}
@@ -85,7 +99,7 @@ func (f *fleet) step() {
 }
 
 // notifiedPerWindow returns the most first notices in any window of w.
-func (f *fleet) notifiedPerWindow(start time.Time, w time.Duration) int {
+func (f *vfleet) notifiedPerWindow(start time.Time, w time.Duration) int {
 	times := map[time.Duration]int{}
 	for _, c := range f.clients {
 		if c.notices > 0 {
@@ -162,14 +176,13 @@ func TestFleetNoticesStayWithinBudget(t *testing.T) {
 			// An unknown population makes the rollout guarded: a one-second
 			// guard lets the rate alone pace it, and a one-second warm-up
 			// suffices, every client having polled before the start.
-			f := newFleet(t, tc.stores(t), clients, WithPopulationWindow(10*time.Minute),
-				WithGuard(Guard{MinDuration: time.Second}), WithWarmup(time.Second))
+			f := newFleet(t, tc.stores(t), clients, Config{PopulationWindow: 10 * time.Minute, Guard: Guard{MinDuration: time.Second}, PopulationWarmup: time.Second})
 			for range 30 { // 3 s of polling: every client seen by some node
 				f.step()
 			}
 			start := f.clk.Now()
 			st := mustStart(t, f.nodes[0], Rollout{ID: "deploy-42", Scope: "tag:catalog", Cohorts: cohorts,
-				Rate: rate, Clients: tc.clients, Coverage: 0.3, Source: "node-0"})
+				Rate: rate, Clients: tc.clients, Coverage: 0.3, By: "node-0"})
 			released := []int{0} // after each tick since the start
 			for f.ticks < 1000 {
 				f.step()
@@ -224,9 +237,9 @@ func TestFleetAbortReachesEveryNode(t *testing.T) {
 		for _, ttl := range []time.Duration{500 * time.Millisecond, time.Hour} {
 			t.Run(fmt.Sprintf("%s/ttl=%v", sc.name, ttl), func(t *testing.T) {
 				ctx := context.Background()
-				f := newFleet(t, sc.fleet(t, 3), 0, WithCacheTTL(ttl))
-				a := Rollout{ID: "a", Scope: "slow", Cohorts: 100, Rate: 10, Clients: 10000, Coverage: 0.1, Source: "s"}
-				b := Rollout{ID: "b", Scope: "fast", Cohorts: 10, Rate: 1000, Clients: 1000, Coverage: 0.1, Source: "s"}
+				f := newFleet(t, sc.fleet(t, 3), 0, Config{CacheTTL: ttl})
+				a := Rollout{ID: "a", Scope: "slow", Cohorts: 100, Rate: 10, Clients: 10000, Coverage: 0.1, By: "s"}
+				b := Rollout{ID: "b", Scope: "fast", Cohorts: 10, Rate: 1000, Clients: 1000, Coverage: 0.1, By: "s"}
 				mustStart(t, f.nodes[0], a)
 				mustStart(t, f.nodes[0], b)
 				for range 20 {
@@ -242,7 +255,7 @@ func TestFleetAbortReachesEveryNode(t *testing.T) {
 				}
 				f.clk.Add(30 * time.Millisecond) // between ticks
 				abortAt := f.clk.Now()
-				require.NoError(t, f.nodes[0].Abort(ctx, "a"))
+				require.NoError(t, f.nodes[0].Abort(ctx, "a", By{}))
 				assert.Equal(t, []string{"b"}, ids(due(t, f.nodes[0], x, 0)), "the aborting node at once")
 				seen := make([]time.Duration, len(f.nodes))
 				found := make([]bool, len(f.nodes))

@@ -12,8 +12,8 @@ import (
 
 func FuzzDecodeRollout(f *testing.F) {
 	f.Add(encodeRollout(ro("a")))
-	f.Add(encodeRollout(Rollout{ID: "x", Scope: ScopeAll, Epoch: MaxEpoch, Cohorts: 1 << 20, Rate: MaxRate,
-		MinDuration: time.Hour, Source: "s", Clients: MaxClients, Coverage: 1}))
+	f.Add(encodeRollout(Rollout{ID: "x", Scope: ScopeAll, Epoch: MaxEpoch, Cohorts: 1 << 20, Rate: maxRate,
+		MinDuration: time.Hour, By: "s", Clients: maxClients, Coverage: 1}))
 	f.Add([]byte("hci\x01"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {

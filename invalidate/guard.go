@@ -10,18 +10,14 @@ import (
 
 // Defaults of Guard's zero fields.
 const (
-	// DefaultGuardMinDuration is the least time a guarded rollout takes.
-	DefaultGuardMinDuration = 10 * time.Minute
-	// DefaultGuardMinCohorts is the fewest cohorts a guarded rollout may
-	// have.
-	DefaultGuardMinCohorts = 10
-	// DefaultGuardShare is the coverage above which a rollout is guarded.
-	DefaultGuardShare = 0.5
+	defaultGuardMinDuration = 10 * time.Minute
+	defaultGuardMinCohorts  = 10
+	defaultGuardShare       = 0.5
 )
 
-// DefaultGuardStarts is the default budget of guarded starts, per node and
-// per source: 3 per 10 minutes, at most 3 at once.
-var DefaultGuardStarts = limiter.Limit{Rate: 3, Period: 10 * time.Minute, Burst: 3}
+// defaultGuardStarts is the default budget of guarded starts, per node and
+// per By: 3 per 10 minutes, at most 3 at once.
+var defaultGuardStarts = limiter.Limit{Rate: 3, Period: 10 * time.Minute, Burst: 3}
 
 // Guard treats a broad invalidation as suspect, whoever asks: the incident
 // was one server telling every client to drop everything at once. A rollout
@@ -36,70 +32,50 @@ var DefaultGuardStarts = limiter.Limit{Rate: 3, Period: 10 * time.Minute, Burst:
 //   - is paced at no more than MaxRate clients per second when MaxRate is
 //     set, whatever Rollout.Rate asks;
 //   - needs a token from Starts under two keys, the coordinator's node
-//     ("node:" + WithNode) and the rollout's source ("source:" +
-//     Rollout.Source), so that neither one node (whatever sources it
-//     names) nor one source (from whichever node) can start many; an
-//     over-budget start fails with a *StartRefusedError saying which
-//     budget is spent and when it may retry. The tokens are taken only
-//     once the store has checked that the start would be accepted, so a
-//     refused or failing start (an epoch going backwards, a full
-//     namespace) spends none.
+//     ("node:" + Config.Node) and whoever asked ("by:" + Rollout.By), so
+//     that neither one node (whoever it names) nor one requester (from
+//     whichever node) can start many; an over-budget start fails with a
+//     *StartRefusedError saying whose budget is spent and when it may
+//     retry. The tokens are taken only once the store has checked that the
+//     start would be accepted, so a refused or failing start (an epoch
+//     going backwards, a full namespace) spends none.
 //
-// Zero fields take the defaults stated on them.
+// Guard is Config.Guard; its zero value has every field at its default.
 type Guard struct {
-	// MinDuration is the least running time of a guarded rollout; 0 means
-	// DefaultGuardMinDuration. It must be >= 1s: a guarded rollout is never
-	// instant.
+	// MinDuration is the least running time of a guarded rollout. If
+	// MinDuration is 0, 10 min; otherwise at least 1 s: a guarded rollout
+	// is never instant.
 	MinDuration time.Duration
-	// MaxRate caps the pace of a guarded rollout, in clients per second; 0
-	// means no cap beyond Rollout.Rate.
+	// MaxRate caps the pace of a guarded rollout, in clients per second. If
+	// MaxRate is 0, no cap beyond Rollout.Rate; otherwise at least 1e-6.
 	MaxRate float64
-	// MinCohorts is the fewest cohorts a guarded rollout may have; 0 means
-	// DefaultGuardMinCohorts.
+	// MinCohorts is the fewest cohorts a guarded rollout may have. If
+	// MinCohorts is 0, 10; at most limiter.MaxCohorts.
 	MinCohorts int
-	// Share is the Coverage above which a rollout is guarded, in (0, 1]; 0
-	// means DefaultGuardShare.
+	// Share is the Coverage above which a rollout is guarded. If Share is
+	// 0, 0.5; otherwise in (0, 1].
 	Share float64
-	// Starts budgets guarded starts, keyed "node:<node>" and
-	// "source:<Rollout.Source>": a start needs a token under both. nil
-	// means DefaultGuardStarts on a budget the store provides: fleet-wide
-	// on a RedisStore (a fleet.Strict on the store's client, prefix and
-	// namespace, failing closed, opened for each guarded start and closed
-	// after it, so that nothing needs closing), shared by every
-	// coordinator of the store on a MemoryStore (a limiter.Local); either
-	// takes the coordinator's clock.
+	// Starts budgets guarded starts, keyed "node:<Config.Node>" and
+	// "by:<Rollout.By>": a start needs a token under both. If Starts is
+	// nil, 3 starts per 10 minutes (at most 3 at once) per key on a budget
+	// the store provides: fleet-wide on a RedisStore (a fleet.Strict on
+	// the store's Redis, named after its namespace, failing closed, opened
+	// for each guarded start and closed after it, so that nothing needs
+	// closing), shared by every coordinator of the store on a MemoryStore
+	// (a limiter.Local); either on the coordinator's clock.
 	Starts limiter.Budget
-}
-
-// WithGuard sets the guard (see Guard). Default: Guard{}, every field at its
-// default.
-func WithGuard(g Guard) Option {
-	return Option{name: "WithGuard", scope: forCoordinator, apply: func(o *config) error {
-		switch {
-		case g.MinDuration != 0 && g.MinDuration < time.Second:
-			return fmt.Errorf("Guard.MinDuration must be 0 (default) or >= 1s, got %v", g.MinDuration)
-		case math.IsNaN(g.MaxRate) || math.IsInf(g.MaxRate, 0) || g.MaxRate < 0 || (g.MaxRate > 0 && g.MaxRate < MinRate):
-			return fmt.Errorf("Guard.MaxRate must be 0 (no cap) or between %g and %g, got %v", MinRate, float64(MaxRate), g.MaxRate)
-		case g.MinCohorts < 0 || g.MinCohorts > maxCohorts:
-			return fmt.Errorf("Guard.MinCohorts must be 0 (default) to %d, got %d", maxCohorts, g.MinCohorts)
-		case math.IsNaN(g.Share) || g.Share < 0 || g.Share > 1:
-			return fmt.Errorf("Guard.Share must be in [0, 1] (0: default), got %v", g.Share)
-		}
-		o.guard = g
-		return nil
-	}}
 }
 
 // withDefaults fills the zero fields; Starts is filled by NewCoordinator.
 func (g Guard) withDefaults() Guard {
 	if g.MinDuration == 0 {
-		g.MinDuration = DefaultGuardMinDuration
+		g.MinDuration = defaultGuardMinDuration
 	}
 	if g.MinCohorts == 0 {
-		g.MinCohorts = DefaultGuardMinCohorts
+		g.MinCohorts = defaultGuardMinCohorts
 	}
 	if g.Share == 0 {
-		g.Share = DefaultGuardShare
+		g.Share = defaultGuardShare
 	}
 	return g
 }
@@ -144,16 +120,16 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// StartRefusedError is the error of a guarded start over its node's or its
-// source's budget. It wraps ErrStartRefused.
+// StartRefusedError is the error of a guarded start over the budget of its
+// requester or of its node. It wraps ErrStartRefused.
 type StartRefusedError struct {
-	// Source is the Rollout.Source of the refused start.
-	Source string
-	// Node is the node that was asked to start it (WithNode).
+	// By is the Rollout.By of the refused start.
+	By string
+	// Node is the node that was asked to start it (Config.Node).
 	Node string
-	// SourceSpent and NodeSpent say whose budget is used up: the source's,
+	// BySpent and NodeSpent say whose budget is used up: the requester's,
 	// the node's, or both.
-	SourceSpent, NodeSpent bool
+	BySpent, NodeSpent bool
 	// RetryAfter is how long until the budgets would allow one more start.
 	RetryAfter time.Duration
 	// Limit is the budget's limit.
@@ -162,14 +138,14 @@ type StartRefusedError struct {
 
 // Error says why, and when the start may be retried.
 func (e *StartRefusedError) Error() string {
-	who := fmt.Sprintf("source %q", e.Source)
+	who := fmt.Sprintf("by %q", e.By)
 	switch {
-	case e.NodeSpent && e.SourceSpent:
-		who = fmt.Sprintf("source %q and node %q", e.Source, e.Node)
+	case e.NodeSpent && e.BySpent:
+		who = fmt.Sprintf("by %q and on node %q", e.By, e.Node)
 	case e.NodeSpent:
-		who = fmt.Sprintf("node %q (asked by source %q)", e.Node, e.Source)
+		who = fmt.Sprintf("on node %q (asked by %q)", e.Node, e.By)
 	}
-	return fmt.Sprintf("%v: %s has used its budget of guarded starts (%v; a rollout is guarded when its scope is everything, or it covers an unknown or large share of clients, or its population is unknown); it may retry in %v",
+	return fmt.Sprintf("%v: the budget of guarded starts %s is used up (%v; a rollout is guarded when its scope is everything, or it covers an unknown or large share of clients, or its population is unknown); it may retry in %v",
 		ErrStartRefused, who, e.Limit, e.RetryAfter)
 }
 

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -41,7 +41,7 @@ func storeCases() []storeCase {
 			ns := uniqueNS()
 			out := make([]Store, n)
 			for i := range out {
-				out[i] = newRedisStore(t, srv.Client(t), WithNamespace(ns))
+				out[i] = newRedisStore(t, fleet.Redis{Client: srv.Client(t), Name: ns})
 			}
 			return out
 		}},
@@ -49,7 +49,7 @@ func storeCases() []storeCase {
 			ns := uniqueNS()
 			out := make([]Store, n)
 			for i := range out {
-				out[i] = newRedisStore(t, cluster.Client(t), WithNamespace(ns))
+				out[i] = newRedisStore(t, fleet.Redis{Client: cluster.Client(t), Name: ns})
 			}
 			return out
 		}},
@@ -62,31 +62,48 @@ func forEachStore(t *testing.T, f func(t *testing.T, sc storeCase)) {
 	}
 }
 
-func newRedisStore(t testing.TB, c redis.UniversalClient, opts ...Option) *RedisStore {
+// newRedisStore returns a store on r, in a namespace of its own unless
+// r.Name says which.
+func newRedisStore(t testing.TB, r fleet.Redis) *RedisStore {
 	t.Helper()
-	// A generous time budget: CI runs under -race on 2 loaded cores, and
+	if r.Name == "" {
+		r.Name = uniqueNS()
+	}
+	// A generous time limit: CI runs under -race on 2 loaded cores, and
 	// these tests check outcomes, not latency.
-	opts = append([]Option{WithNamespace(uniqueNS()), WithTimeout(2 * time.Second)}, opts...)
-	s, err := NewRedisStore(c, opts...)
+	if r.Timeout == 0 {
+		r.Timeout = 2 * time.Second
+	}
+	s, err := NewRedisStore(r)
 	require.NoError(t, err)
 	return s
 }
 
-// newNode returns a coordinator on st driven by clk, with population
-// counting off (so that paces depend on Rollout.Clients alone) unless opts
-// turn it on.
-func newNode(t testing.TB, st Store, clk *vclock, opts ...Option) *Coordinator {
+// newNode returns a coordinator on st driven by clk, configured by cfg (at
+// most one), with population counting off (so that paces depend on
+// Rollout.Clients alone) unless cfg turns it on.
+func newNode(t testing.TB, st Store, clk *vclock, cfg ...Config) *Coordinator {
 	t.Helper()
-	opts = append([]Option{WithClock(clk), WithPopulationWindow(0)}, opts...)
-	c, err := NewCoordinator(st, opts...)
+	var c Config
+	if len(cfg) > 1 {
+		t.Fatalf("newNode takes at most one Config")
+	}
+	if len(cfg) == 1 {
+		c = cfg[0]
+	}
+	c.Clock = clk
+	if c.PopulationWindow == 0 {
+		c.PopulationWindow = -1
+	}
+	co, err := NewCoordinator(st, c)
 	require.NoError(t, err)
-	return c
+	return co
 }
 
 // ro returns an unguarded rollout: 10 cohorts of 100 clients at 100 clients
 // per second, so one cohort per second.
 func ro(id string) Rollout {
-	return Rollout{ID: id, Scope: "tag:" + id, Cohorts: 10, Rate: 100, Clients: 1000, Coverage: 0.1, Source: "test"}
+	return Rollout{ID: id, Scope: "tag:" + id, Cohorts: 10, Rate: 100, Clients: 1000, Coverage: 0.1, By: "test"}
 }
 
 func mustStart(t testing.TB, c *Coordinator, r Rollout) Status {
@@ -103,14 +120,22 @@ func mustStatus(t testing.TB, c *Coordinator, id string) Status {
 	return st
 }
 
+// advance sets c's clock (a vclock, which other nodes may share) to at and
+// advances c.
 func advance(t testing.TB, c *Coordinator, at time.Time) {
 	t.Helper()
-	require.NoError(t, c.AdvanceAt(context.Background(), at))
+	require.NoError(t, advanceAt(c, at))
+}
+
+// advanceAt sets c's clock to at and returns c's advance's error.
+func advanceAt(c *Coordinator, at time.Time) error {
+	c.cfg.clock.(*vclock).Set(at)
+	return c.Advance(context.Background())
 }
 
 func due(t testing.TB, c *Coordinator, client string, applied uint64) []Notice {
 	t.Helper()
-	n, err := c.Due(context.Background(), client, applied)
+	n, err := c.AppendDue(context.Background(), nil, client, applied)
 	require.NoError(t, err)
 	return n
 }

@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes.
@@ -31,27 +34,27 @@ func (s *syncBuffer) lines() []string {
 	return strings.Split(strings.TrimSpace(s.b.String()), "\n")
 }
 
-func TestEveryControlIsLoggedWithItsSource(t *testing.T) {
+func TestEveryControlIsLoggedWithWhoAsked(t *testing.T) {
 	ctx := context.Background()
 	var buf syncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	c := newNode(t, NewMemoryStore(), newVClock(t0), WithLogger(log), WithNode("admin-node"))
+	c := newNode(t, NewMemoryStore(), newVClock(t0), Config{Logger: log, Node: "admin-node"})
 	r := ro("r")
-	r.Source = "deploy-bot"
+	r.By = "deploy-bot"
 	mustStart(t, c, r)
-	require.NoError(t, c.Pause(ctx, "r"))
-	require.NoError(t, c.Resume(ctx, "r"))
-	require.NoError(t, c.PauseBy(ctx, "r", By{Source: "oncall:alice", Reason: "origin p99 up"}))
-	require.NoError(t, c.ResumeBy(ctx, "r", By{Source: "oncall:alice"}))
-	require.NoError(t, c.AbortBy(ctx, "r", By{Source: "oncall:bob", Reason: "wrong page-data file"}))
-	require.NoError(t, c.Abort(ctx, "r"))
-	rogue := Rollout{ID: "x1", Scope: ScopeAll, Cohorts: 10, Rate: 1, Clients: 10, Source: "rogue"}
+	require.NoError(t, c.Pause(ctx, "r", By{}))
+	require.NoError(t, c.Resume(ctx, "r", By{}))
+	require.NoError(t, c.Pause(ctx, "r", By{Who: "oncall:alice", Reason: "origin p99 up"}))
+	require.NoError(t, c.Resume(ctx, "r", By{Who: "oncall:alice"}))
+	require.NoError(t, c.Abort(ctx, "r", By{Who: "oncall:bob", Reason: "wrong page-data file"}))
+	require.NoError(t, c.Abort(ctx, "r", By{}))
+	rogue := Rollout{ID: "x1", Scope: ScopeAll, Cohorts: 10, Rate: 1, Clients: 10, By: "rogue"}
 	for i := range 4 {
 		rogue.ID = string(rune('a' + i))
 		_, _ = c.Start(ctx, rogue)
 	}
 	lines := buf.lines()
-	want := []struct{ msg, source, more string }{
+	want := []struct{ msg, by, more string }{
 		{"invalidation started", "deploy-bot", ""},
 		{"invalidation pause", "admin-node", `reason=""`},
 		{"invalidation resume", "admin-node", ""},
@@ -67,17 +70,17 @@ func TestEveryControlIsLoggedWithItsSource(t *testing.T) {
 	require.Len(t, lines, len(want), strings.Join(lines, "\n"))
 	for i, w := range want {
 		assert.Contains(t, lines[i], w.msg)
-		assert.Contains(t, lines[i], "source="+w.source)
+		assert.Contains(t, lines[i], "by="+w.by)
 		assert.Contains(t, lines[i], "node=admin-node", "the node that acted is logged too")
 		assert.Contains(t, lines[i], w.more)
 	}
 
 	// A control request out of range is refused before it reaches the store.
-	long := strings.Repeat("x", MaxReasonLen+1)
-	assert.ErrorIs(t, c.PauseBy(ctx, "r", By{Reason: long}), ErrInvalidControl)
-	err := c.AbortBy(ctx, "r", By{Source: strings.Repeat("s", MaxSourceLen+1)})
-	assert.ErrorIs(t, err, ErrInvalidControl)
-	assert.ErrorContains(t, err, "By.Source")
+	long := strings.Repeat("x", maxReasonLen+1)
+	assert.ErrorIs(t, c.Pause(ctx, "r", By{Reason: long}), ErrInvalidArgument)
+	err := c.Abort(ctx, "r", By{Who: strings.Repeat("s", maxByLen+1)})
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	assert.ErrorContains(t, err, "By.Who")
 }
 
 // TestAppendDueAllocatesNothing holds the hot path's promise in the plain
@@ -85,7 +88,7 @@ func TestEveryControlIsLoggedWithItsSource(t *testing.T) {
 func TestAppendDueAllocatesNothing(t *testing.T) {
 	ctx := context.Background()
 	clk := newVClock(t0)
-	c := newNode(t, NewMemoryStore(), clk, WithPopulationWindow(DefaultPopulationWindow))
+	c := newNode(t, NewMemoryStore(), clk, Config{PopulationWindow: defaultPopulationWindow})
 	mustStart(t, c, ro("a"))
 	mustStart(t, c, ro("b"))
 	for s := 1; s <= 5; s++ {
@@ -101,4 +104,20 @@ func TestAppendDueAllocatesNothing(t *testing.T) {
 		}
 	})
 	assert.Zero(t, allocs)
+}
+
+// TestRedisStoreLogsThroughItsCoordinator: the store's breaker transitions
+// reach the logger of the coordinator made on it.
+func TestRedisStoreLogsThroughItsCoordinator(t *testing.T) {
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true, MaxRetries: -1,
+		DialTimeout: 100 * time.Millisecond})
+	defer dead.Close()
+	s, err := NewRedisStore(fleet.Redis{Client: dead, BreakerFailures: 1, Timeout: time.Second})
+	require.NoError(t, err)
+	var buf syncBuffer
+	c, err := NewCoordinator(s, Config{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	require.NoError(t, err)
+	_, err = c.Status(context.Background(), "x")
+	require.ErrorIs(t, err, ErrUnavailable)
+	assert.Contains(t, strings.Join(buf.lines(), "\n"), `msg="herdcap: redis breaker changed state" breaker=herdcap-invalidate-default from=closed to=open`)
 }

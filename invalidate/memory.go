@@ -223,7 +223,7 @@ func (m *MemoryStore) startBudget(clock limiter.Clock) (limiter.Budget, func(), 
 	if b := m.starts[clock]; b != nil {
 		return b, func() {}, nil
 	}
-	b, err := limiter.NewLocal(DefaultGuardStarts, limiter.Config{Clock: clock})
+	b, err := limiter.NewLocal(defaultGuardStarts, limiter.Config{Clock: clock})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -73,10 +73,12 @@ type PushResult struct {
 }
 
 // Pusher sends the due notices to the sessions connected to this node: the
-// push counterpart of clients polling Due. Each notified client draws one
-// token from the push budget (WithPushBudget), if any; at most
-// WithConcurrency sessions are notified at once. A Pusher is safe for
-// concurrent use; call Push after each advance, or on a timer.
+// push counterpart of clients polling AppendDue, answering from the same
+// coordinator and cache. Each notified client draws one token from the
+// push budget (PushConfig.Budget), if any; at most PushConfig.Concurrency
+// sessions are notified at once. Failures and recovered panics are logged
+// through the coordinator's Config.Logger. A Pusher is safe for concurrent
+// use; call Push after each advance, or on a timer.
 //
 // A node with many sessions need not hand every one of them to every Push:
 // AppendWaves reports the cohorts released since it last looked, so the
@@ -84,7 +86,7 @@ type PushResult struct {
 // the last Push deferred).
 type Pusher struct {
 	c   *Coordinator
-	cfg config
+	cfg PushConfig
 
 	mu   sync.Mutex          // guards seen
 	seen map[string]waveMark // by rollout ID: what AppendWaves reported
@@ -96,38 +98,39 @@ type waveMark struct {
 	released int
 }
 
-// NewPusher returns a pusher answering from c. It accepts WithPushBudget,
-// WithConcurrency and WithLogger.
-func NewPusher(c *Coordinator, opts ...Option) (*Pusher, error) {
+// NewPusher returns a pusher answering from c, configured by cfg (the zero
+// PushConfig is the default configuration). A bad field of cfg, or a nil
+// c, is an error wrapping ErrInvalidConfig that names it.
+func NewPusher(c *Coordinator, cfg PushConfig) (*Pusher, error) {
 	if c == nil {
-		return nil, fmt.Errorf("%w: coordinator is nil", ErrInvalidOption)
+		return nil, fmt.Errorf("%w: NewPusher's coordinator is nil", ErrInvalidConfig)
 	}
-	cfg, err := buildConfig(forPusher, opts)
+	cfg, err := cfg.resolve()
 	if err != nil {
 		return nil, err
 	}
 	return &Pusher{c: c, cfg: cfg, seen: map[string]waveMark{}}, nil
 }
 
-// Push notifies every session in sessions of the notices due to it (as Due
-// answers), in epoch order, stopping a session at its first failed Notify.
-// When the push budget refuses a client, that client and every later one
-// with notices due are deferred to the next Push. Push returns when every
-// session is handled or ctx is done.
+// Push notifies every session in sessions of the notices due to it (as
+// AppendDue answers), in epoch order, stopping a session at its first failed
+// Notify. When the push budget refuses a client, that client and every later
+// one with notices due are deferred to the next Push. Push returns when
+// every session is handled or ctx is done.
 //
 // A panic in a Session method or in the push budget is recovered: that
 // session counts as failed and the others are still handled. The error is
-// the first Due failure (which stops the push), else the context's, else
-// a *SessionPanicError (wrapping ErrSessionPanic) for the first session
+// the first AppendDue failure (which stops the push), else the context's,
+// else a *SessionPanicError (wrapping ErrSessionPanic) for the first session
 // that panicked; the PushResult is valid with any of them.
 //
-// At WithConcurrency(1) Push starts no goroutine: it handles the sessions
-// in the caller's goroutine, one after another in the order given, so that
-// with the coordinator and the push budget on one injected clock (a
+// At PushConfig.Concurrency 1 Push starts no goroutine: it handles the
+// sessions in the caller's goroutine, one after another in the order given,
+// so that with the coordinator and the push budget on one injected clock (a
 // virtual clock in a simulation) its outcome is deterministic.
 func (p *Pusher) Push(ctx context.Context, sessions []Session) (PushResult, error) {
 	st := &pushState{sessions: sessions}
-	workers := min(p.cfg.concurrency, len(sessions))
+	workers := min(p.cfg.Concurrency, len(sessions))
 	if workers <= 1 {
 		p.work(ctx, st)
 	} else {
@@ -194,7 +197,7 @@ func (p *Pusher) one(ctx context.Context, st *pushState, i int, buf []Notice) (o
 			pe.Value = v
 			st.failed.Add(1)
 			st.panicked.CompareAndSwap(nil, &pe)
-			p.cfg.logger.Warn("herdcap: invalidation push: session panicked", "client", pe.ClientID, "call", pe.Call, "panic", v)
+			p.c.log.Warn("herdcap: invalidation push: session panicked", "client", pe.ClientID, "call", pe.Call, "panic", v)
 			out, err = buf[:0], nil
 		}
 	}()
@@ -214,7 +217,7 @@ func (p *Pusher) one(ctx context.Context, st *pushState, i int, buf []Notice) (o
 	pe.Call = "Notify"
 	for _, n := range buf {
 		if err := s.Notify(ctx, n); err != nil {
-			p.cfg.logger.Debug("herdcap: invalidation notify failed", "client", pe.ClientID, "id", n.RolloutID, "err", err)
+			p.c.log.Debug("herdcap: invalidation notify failed", "client", pe.ClientID, "id", n.RolloutID, "err", err)
 			st.failed.Add(1)
 			return buf, nil
 		}
@@ -227,13 +230,13 @@ func (p *Pusher) one(ctx context.Context, st *pushState, i int, buf []Notice) (o
 // allow takes one token from the push budget. Once the budget refuses, it
 // refuses every later client of this push without asking again.
 func (p *Pusher) allow(ctx context.Context, exhausted *atomic.Bool) bool {
-	if p.cfg.pushBudget == nil {
+	if p.cfg.Budget == nil {
 		return true
 	}
 	if exhausted.Load() {
 		return false
 	}
-	d, err := p.cfg.pushBudget.Take(ctx, limiter.Request{Key: p.cfg.pushKey, N: 1})
+	d, err := p.cfg.Budget.Take(ctx, limiter.Request{Key: p.cfg.BudgetKey, N: 1})
 	if err != nil || !d.Allowed {
 		exhausted.Store(true)
 		return false
@@ -256,7 +259,7 @@ type Wave struct {
 }
 
 // Cohort returns clientID's cohort in the wave's rollout,
-// limiter.Cohort(RolloutID, clientID, Cohorts): the placement Due uses.
+// limiter.Cohort(RolloutID, clientID, Cohorts): the placement AppendDue uses.
 func (w Wave) Cohort(clientID string) int { return limiter.Cohort(w.RolloutID, clientID, w.Cohorts) }
 
 // Contains reports whether clientID's cohort is one of the wave's.
@@ -269,15 +272,14 @@ func (w Wave) Contains(clientID string) bool {
 // AppendWaves on this Pusher, one per rollout that released cohorts
 // meanwhile (the first call reports every cohort released so far), in
 // epoch order, and returns the extended slice. It answers from the same
-// cached state as Due (no store call within the cache TTL), so the clients
-// of a reported wave are due when Push asks right after.
+// cached state as AppendDue (no store call within the cache TTL), so the
+// clients of a reported wave are due when Push asks right after.
 //
-// It lets a node with many sessions hand Push only its candidates: index
-// the sessions by Wave.Cohort once per rollout, and after each advance
-// push the sessions of the new waves, plus the ones the last Push
-// deferred. Sessions that connect later learn their notices from Due (or a
-// Push of every session). Calls are serialised; a wave is reported once
-// per Pusher.
+// It lets a node with many sessions hand Push only its candidates: index the
+// sessions by Wave.Cohort once per rollout, and after each advance push the
+// sessions of the new waves, plus the ones the last Push deferred. Sessions
+// that connect later learn their notices from AppendDue (or a Push of every
+// session). Calls are serialised; a wave is reported once per Pusher.
 func (p *Pusher) AppendWaves(ctx context.Context, dst []Wave) ([]Wave, error) {
 	v, err := p.c.current(ctx)
 	if err != nil {

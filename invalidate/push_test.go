@@ -76,7 +76,7 @@ func TestPushNotifiesReleasedCohortsOnce(t *testing.T) {
 	for s := 1; s <= 4; s++ {
 		advance(t, c, t0.Add(time.Duration(s)*time.Second))
 	}
-	p, err := NewPusher(c, WithConcurrency(3))
+	p, err := NewPusher(c, PushConfig{Concurrency: 3})
 	require.NoError(t, err)
 	ss, raw := newSessions(500)
 	res, err := p.Push(ctx, ss)
@@ -110,7 +110,7 @@ func TestPushDrawsOnTheBudget(t *testing.T) {
 	}
 	budget, err := limiter.NewLocal(limiter.PerSecond(100, 50), limiter.Config{Clock: clk})
 	require.NoError(t, err)
-	p, err := NewPusher(c, WithPushBudget(budget, "push:a"), WithConcurrency(4))
+	p, err := NewPusher(c, PushConfig{Budget: budget, BudgetKey: "push:a", Concurrency: 4})
 	require.NoError(t, err)
 	ss, _ := newSessions(200)
 	res, err := p.Push(ctx, ss)
@@ -132,7 +132,7 @@ func TestPushCountsFailuresAndStopsOnCancel(t *testing.T) {
 	for s := 1; s <= 10; s++ {
 		advance(t, c, t0.Add(time.Duration(s)*time.Second))
 	}
-	p, err := NewPusher(c)
+	p, err := NewPusher(c, PushConfig{})
 	require.NoError(t, err)
 	ss, raw := newSessions(20)
 	for _, s := range raw[:5] {
@@ -224,7 +224,7 @@ func TestPushSequential(t *testing.T) {
 	for run := range 2 {
 		budget, err := limiter.NewLocal(limiter.PerSecond(100, 30), limiter.Config{Clock: clk})
 		require.NoError(t, err)
-		p, err := NewPusher(c, WithPushBudget(budget, "push"), WithConcurrency(1))
+		p, err := NewPusher(c, PushConfig{Budget: budget, BudgetKey: "push", Concurrency: 1})
 		require.NoError(t, err)
 		ss, _, log, gor := orderSessions(100)
 		res, err := p.Push(context.Background(), ss)
@@ -253,7 +253,7 @@ func TestPushRecoversPanics(t *testing.T) {
 	}
 	for _, workers := range []int{1, 4} {
 		t.Run(fmt.Sprint(workers), func(t *testing.T) {
-			p, err := NewPusher(c, WithConcurrency(workers))
+			p, err := NewPusher(c, PushConfig{Concurrency: workers})
 			require.NoError(t, err)
 			ss, raw, log, _ := orderSessions(40)
 			raw[3].panicIn = "Notify"
@@ -274,7 +274,7 @@ func TestPushRecoversPanics(t *testing.T) {
 		})
 	}
 	// A panicking push budget fails that session, not the process.
-	p, err := NewPusher(c, WithConcurrency(1), WithPushBudget(panicBudget{}, "push"))
+	p, err := NewPusher(c, PushConfig{Concurrency: 1, Budget: panicBudget{}, BudgetKey: "push"})
 	require.NoError(t, err)
 	ss, _, _, _ := orderSessions(3)
 	res, err := p.Push(context.Background(), ss)
@@ -296,7 +296,7 @@ func TestAppendWaves(t *testing.T) {
 	clk := newVClock(t0)
 	c := newNode(t, NewMemoryStore(), clk)
 	r := mustStart(t, c, ro("a")).Rollout
-	p, err := NewPusher(c)
+	p, err := NewPusher(c, PushConfig{})
 	require.NoError(t, err)
 	ws, err := p.AppendWaves(ctx, nil)
 	require.NoError(t, err)
@@ -329,7 +329,7 @@ func TestAppendWaves(t *testing.T) {
 	assert.Equal(t, 0, ws[1].From)
 
 	// Another pusher starts from nothing.
-	q, err := NewPusher(c)
+	q, err := NewPusher(c, PushConfig{})
 	require.NoError(t, err)
 	ws, err = q.AppendWaves(ctx, nil)
 	require.NoError(t, err)

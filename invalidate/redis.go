@@ -6,93 +6,111 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herdcap/herdcap/internal/redisguard"
+	"github.com/herdcap/herdcap/internal/remote"
 	"github.com/herdcap/herdcap/limiter"
-	lfleet "github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // RedisStore keeps the rollouts of a namespace in Redis, for a fleet: every
-// operation is one Lua script (one round trip, atomic), and every key of the
-// namespace shares one hash tag ({inv:namespace}), so the store works on
-// Redis Cluster: the multi-key scripts (advance touches six keys) are legal
-// there only because all their keys hash to one slot. The price is that a
-// namespace lives on one cluster node; use several namespaces to spread
-// independent sets of rollouts. Times come from Redis TIME unless the
-// coordinator has an injected clock.
+// node has one on the same Redis, fleet.Redis.Prefix and Name (the
+// namespace). Every operation is one Lua script (one round trip, atomic),
+// and every key of the namespace shares one hash tag ({inv:namespace}), so
+// the store works on Redis Cluster: the multi-key scripts (advance touches
+// six keys) are legal there only because all their keys hash to one slot.
+// The price is that a namespace lives on one cluster node; use several
+// namespaces to spread independent sets of rollouts. Times come from Redis
+// TIME unless the coordinator has an injected clock.
 //
-// Each call has a time budget (WithTimeout) and passes through a circuit
-// breaker (WithBreaker); while it is open no Redis call is made and
-// operations fail at once with ErrUnavailable (Due then answers from the
-// state it last read). If Redis loses its data (a restart without
-// persistence), the coordinators that knew the rollouts re-register them
-// (see the package documentation on durability).
+// Each call has fleet.Redis.Timeout and passes through a circuit breaker
+// (fleet.Redis.BreakerFailures, BreakerOpen); while it is open no Redis
+// call is made and operations fail at once with ErrUnavailable (AppendDue
+// then answers from the state it last read). If Redis loses its data (a
+// restart without persistence), the coordinators that knew the rollouts
+// re-register them (see the package documentation on durability).
 //
-// The client must have ContextTimeoutEnabled set, or the time budget could
-// not be enforced; NewRedisStore checks it for *redis.Client,
-// *redis.ClusterClient and *redis.Ring. A RedisStore is safe for concurrent
-// use and holds no goroutine.
+// A RedisStore is safe for concurrent use and holds no goroutine.
 type RedisStore struct {
 	c      redis.UniversalClient
-	cfg    config
+	r      fleet.Redis // resolved
 	guard  *redisguard.Guard
-	keys   [3]string // cfg, st, meta
-	base   string    // prefix:{inv:ns}:
-	starts string    // the limiter name of the default guard start budget
+	log    atomic.Pointer[slog.Logger] // the breaker's, from the first coordinator with one
+	keys   [3]string                   // cfg, st, meta
+	base   string                      // prefix:{inv:ns}:
+	starts string                      // the limiter name of the default guard start budget
 }
 
 var _ Store = (*RedisStore)(nil)
 
-// NewRedisStore returns a store on c. It accepts WithNamespace, WithPrefix,
-// WithTimeout, WithBreaker and WithLogger.
-func NewRedisStore(c redis.UniversalClient, opts ...Option) (*RedisStore, error) {
-	if c == nil {
-		return nil, fmt.Errorf("%w: redis client is nil", ErrInvalidOption)
+// defaultStoreTimeout is the store's fleet.Redis.Timeout when it is 0:
+// longer than the budgets' 20 ms, because a snapshot carries every rollout
+// of the namespace.
+const defaultStoreTimeout = 50 * time.Millisecond
+
+// NewRedisStore returns a store on r.Client, shared by the nodes that use
+// the same Redis, r.Prefix and r.Name. It reads r's fields as
+// fleet.Redis documents them, except:
+//   - Name is the namespace of the rollouts: if Name is "", "default";
+//   - Timeout: if it is 0, 50 ms (a snapshot carries every rollout);
+//   - Node and Heartbeat are not used: the store keeps no live-node set,
+//     and the node a coordinator acts as is its Config.Node.
+//
+// A bad field is an error wrapping ErrInvalidConfig that names it
+// (Redis.Name, ...). Breaker transitions are logged through the
+// Config.Logger of the first coordinator made on the store with one.
+func NewRedisStore(r fleet.Redis) (*RedisStore, error) {
+	if r.Timeout == 0 {
+		r.Timeout = defaultStoreTimeout
 	}
-	cfg, err := buildConfig(forRedisStore, opts)
+	rc, err := remote.ResolveAs(remote.Config(r), "default", ErrInvalidConfig)
 	if err != nil {
 		return nil, err
 	}
-	if err := redisguard.CheckClient(c); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
-	}
-	s := &RedisStore{c: c, cfg: cfg, base: cfg.prefix + ":{inv:" + cfg.namespace + "}:"}
+	r = fleet.Redis(rc)
+	s := &RedisStore{c: r.Client, r: r, base: r.Prefix + ":{inv:" + r.Name + "}:"}
 	s.keys = [3]string{s.base + "cfg", s.base + "st", s.base + "meta"}
-	s.starts = "inv-starts-" + cfg.namespace
+	s.starts = "inv-starts-" + r.Name
 	if len(s.starts) > 64 { // the limiter's bound on names
-		sum := sha256.Sum256([]byte(cfg.namespace))
+		sum := sha256.Sum256([]byte(r.Name))
 		s.starts = "inv-starts-" + hex.EncodeToString(sum[:16])
 	}
-	s.guard = redisguard.New(c, redisguard.Settings{
-		Name:     "herdcap-invalidate-" + cfg.namespace,
-		Timeout:  cfg.timeout,
-		Failures: cfg.brFailures,
-		OpenFor:  cfg.brOpen,
-		Logger:   cfg.logger,
+	s.guard = redisguard.New(r.Client, redisguard.Settings{
+		Name:     "herdcap-invalidate-" + r.Name,
+		Timeout:  r.Timeout,
+		Failures: r.BreakerFailures,
+		OpenFor:  r.BreakerOpen,
+		Logger:   slog.New(lateHandler{l: &s.log}),
 	})
 	return s, nil
 }
 
+// attachLogger makes l the logger of the store's breaker, unless a
+// coordinator gave one before.
+func (s *RedisStore) attachLogger(l *slog.Logger) { s.log.CompareAndSwap(nil, l) }
+
 func (s *RedisStore) name() string { return "redis" }
 
 // startBudget returns the store's guard start budget: a fleet.Strict on the
-// same client, prefix and time budget, named after the namespace, so that
-// every node of the fleet draws on the same buckets, on clock (nil: Redis
-// TIME). It fails closed: a guarded start that cannot be counted is
-// refused (the store it would be written to is then unlikely to answer
-// either). A fleet.Strict runs worker goroutines until closed, and a
-// RedisStore holds nothing that needs closing, so each guarded start opens
-// one and done closes it: the buckets live in Redis, and guarded starts
-// are rare (a few per node per ten minutes), so nothing is lost but a few
-// goroutine starts.
+// same client, prefix, time limit and breaker settings, named after the
+// namespace, so that every node of the fleet draws on the same buckets, on
+// clock (nil: Redis TIME). It fails closed: a guarded start that cannot be
+// counted is refused (the store it would be written to is then unlikely to
+// answer either). A fleet.Strict runs worker goroutines until closed, and
+// a RedisStore holds nothing that needs closing, so each guarded start
+// opens one and done closes it: the buckets live in Redis, and guarded
+// starts are rare (a few per node per ten minutes), so nothing is lost but
+// a few goroutine starts.
 func (s *RedisStore) startBudget(clock limiter.Clock) (limiter.Budget, func(), error) {
-	b, err := lfleet.NewStrict(lfleet.Redis{Client: s.c, Prefix: s.cfg.prefix, Name: s.starts, Timeout: s.cfg.timeout,
-		BreakerFailures: s.cfg.brFailures, BreakerOpen: s.cfg.brOpen}, DefaultGuardStarts,
-		lfleet.Config{Config: limiter.Config{Clock: clock, Logger: s.cfg.logger}, Failure: lfleet.FailClosed})
+	b, err := fleet.NewStrict(fleet.Redis{Client: s.c, Prefix: s.r.Prefix, Name: s.starts, Timeout: s.r.Timeout,
+		BreakerFailures: s.r.BreakerFailures, BreakerOpen: s.r.BreakerOpen}, defaultGuardStarts,
+		fleet.Config{Config: limiter.Config{Clock: clock, Logger: s.log.Load()}, Failure: fleet.FailClosed})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -101,7 +119,7 @@ func (s *RedisStore) startBudget(clock limiter.Clock) (limiter.Budget, func(), e
 
 // breakerOpen is how long the store's breaker stays open: the longest a
 // node may make no Redis call after Redis comes back.
-func (s *RedisStore) breakerOpen() time.Duration { return s.cfg.brOpen }
+func (s *RedisStore) breakerOpen() time.Duration { return s.r.BreakerOpen }
 
 // eval runs script through the breaker, within the time budget. A store
 // failure comes back wrapped in ErrUnavailable; the caller's own
@@ -347,4 +365,51 @@ func parseSnapshot(v any) (int64, snapshot, error) {
 
 func replyErr(v any) error {
 	return fmt.Errorf("%w: unexpected reply from redis: %T %.200v", ErrCorrupt, v, v)
+}
+
+// lateHandler hands records to the logger a coordinator attaches after the
+// store was made, and drops them until one is.
+type lateHandler struct {
+	l    *atomic.Pointer[slog.Logger]
+	with func(slog.Handler) slog.Handler // attributes and groups added, nil: none
+}
+
+// handler returns the attached logger's handler with h's additions, or nil.
+func (h lateHandler) handler() slog.Handler {
+	l := h.l.Load()
+	if l == nil {
+		return nil
+	}
+	if h.with != nil {
+		return h.with(l.Handler())
+	}
+	return l.Handler()
+}
+
+func (h lateHandler) Enabled(ctx context.Context, lvl slog.Level) bool {
+	next := h.handler()
+	return next != nil && next.Enabled(ctx, lvl)
+}
+
+func (h lateHandler) Handle(ctx context.Context, r slog.Record) error {
+	if next := h.handler(); next != nil {
+		return next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h lateHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return h.then(func(next slog.Handler) slog.Handler { return next.WithAttrs(attrs) })
+}
+
+func (h lateHandler) WithGroup(name string) slog.Handler {
+	return h.then(func(next slog.Handler) slog.Handler { return next.WithGroup(name) })
+}
+
+func (h lateHandler) then(f func(slog.Handler) slog.Handler) lateHandler {
+	prev := h.with
+	if prev == nil {
+		return lateHandler{l: h.l, with: f}
+	}
+	return lateHandler{l: h.l, with: func(next slog.Handler) slog.Handler { return f(prev(next)) }}
 }

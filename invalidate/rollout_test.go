@@ -20,12 +20,12 @@ func TestRolloutValidate(t *testing.T) {
 		field string
 	}{
 		{"empty ID", func(r *Rollout) { r.ID = "" }, "Rollout.ID"},
-		{"long ID", func(r *Rollout) { r.ID = strings.Repeat("x", MaxIDLen+1) }, "Rollout.ID"},
+		{"long ID", func(r *Rollout) { r.ID = strings.Repeat("x", maxIDLen+1) }, "Rollout.ID"},
 		{"empty scope", func(r *Rollout) { r.Scope = "" }, "Rollout.Scope"},
-		{"long scope", func(r *Rollout) { r.Scope = strings.Repeat("x", MaxScopeLen+1) }, "Rollout.Scope"},
+		{"long scope", func(r *Rollout) { r.Scope = strings.Repeat("x", maxScopeLen+1) }, "Rollout.Scope"},
 		{"huge epoch", func(r *Rollout) { r.Epoch = MaxEpoch + 1 }, "Rollout.Epoch"},
-		{"no source", func(r *Rollout) { r.Source = "" }, "Rollout.Source"},
-		{"long source", func(r *Rollout) { r.Source = strings.Repeat("x", MaxSourceLen+1) }, "Rollout.Source"},
+		{"no By", func(r *Rollout) { r.By = "" }, "Rollout.By"},
+		{"long By", func(r *Rollout) { r.By = strings.Repeat("x", maxByLen+1) }, "Rollout.By"},
 		{"zero cohorts", func(r *Rollout) { r.Cohorts = 0 }, "Rollout.Cohorts"},
 		{"too many cohorts", func(r *Rollout) { r.Cohorts = limiter.MaxCohorts + 1 }, "Rollout.Cohorts"},
 		{"negative cohorts", func(r *Rollout) { r.Cohorts = -3 }, "Rollout.Cohorts"},
@@ -63,12 +63,12 @@ func TestPhaseString(t *testing.T) {
 
 func TestGuardPace(t *testing.T) {
 	g := Guard{MaxRate: 5}.withDefaults()
-	r := Rollout{ID: "x", Scope: ScopeAll, Cohorts: 20, Rate: 100, MinDuration: time.Second, Source: "s", Coverage: 0.01, Clients: 100}
+	r := Rollout{ID: "x", Scope: ScopeAll, Cohorts: 20, Rate: 100, MinDuration: time.Second, By: "s", Coverage: 0.01, Clients: 100}
 	st, err := g.pace(&r)
 	require.NoError(t, err)
 	assert.True(t, st.guarded)
 	assert.Equal(t, 5.0, st.rate)
-	assert.Equal(t, DefaultGuardMinDuration.Microseconds(), st.minDur)
+	assert.Equal(t, defaultGuardMinDuration.Microseconds(), st.minDur)
 
 	r.Scope, r.MinDuration = "tag:x", time.Hour
 	st, err = g.pace(&r)
@@ -85,5 +85,5 @@ func TestGuardPace(t *testing.T) {
 	st, err = g.pace(&r)
 	require.NoError(t, err)
 	assert.True(t, st.guarded, "an unknown population is guarded")
-	assert.Equal(t, DefaultGuardMinDuration.Microseconds(), st.minDur)
+	assert.Equal(t, defaultGuardMinDuration.Microseconds(), st.minDur)
 }

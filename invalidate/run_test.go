@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
 // TestRunLoopsRealTime runs three nodes' Run loops on the system clock and
@@ -21,8 +23,8 @@ func TestRunLoopsRealTime(t *testing.T) {
 	ns := uniqueNS()
 	var nodes []*Coordinator
 	for range 3 {
-		c, err := NewCoordinator(newRedisStore(t, srv.Client(t), WithNamespace(ns)),
-			WithAdvanceInterval(50*time.Millisecond), WithCacheTTL(100*time.Millisecond))
+		c, err := NewCoordinator(newRedisStore(t, fleet.Redis{Client: srv.Client(t), Name: ns}),
+			Config{AdvanceInterval: 50 * time.Millisecond, CacheTTL: 100 * time.Millisecond})
 		require.NoError(t, err)
 		nodes = append(nodes, c)
 	}
@@ -39,8 +41,8 @@ func TestRunLoopsRealTime(t *testing.T) {
 			_ = n.Run(ctx)
 		}()
 	}
-	a := Rollout{ID: "slow", Scope: "a", Cohorts: 100, Rate: 1, Clients: 1000, Coverage: 0.1, Source: "t"}
-	b := Rollout{ID: "fast", Scope: "b", Cohorts: 10, Rate: 2000, Clients: 1000, Coverage: 0.1, Source: "t"}
+	a := Rollout{ID: "slow", Scope: "a", Cohorts: 100, Rate: 1, Clients: 1000, Coverage: 0.1, By: "t"}
+	b := Rollout{ID: "fast", Scope: "b", Cohorts: 10, Rate: 2000, Clients: 1000, Coverage: 0.1, By: "t"}
 	mustStart(t, nodes[0], a)
 	mustStart(t, nodes[1], b)
 	require.Eventually(t, func() bool { return mustStatus(t, nodes[2], "fast").Phase == Done },
@@ -52,7 +54,7 @@ func TestRunLoopsRealTime(t *testing.T) {
 	}
 
 	began := time.Now()
-	require.NoError(t, nodes[0].Abort(context.Background(), "slow"))
+	require.NoError(t, nodes[0].Abort(context.Background(), "slow", By{}))
 	var worst time.Duration
 	for i, n := range nodes {
 		require.Eventually(t, func() bool { return len(due(t, n, x, 0)) == 1 }, 2*time.Second, time.Millisecond, "node %d", i)

@@ -114,11 +114,11 @@ func decodeState(text string) (state, error) {
 		return s, corruptf("released %d of %d cohorts", ints[4], ints[3])
 	case (Phase(ints[1]) == Done) != (ints[4] == ints[3]):
 		return s, corruptf("phase %v with %d of %d cohorts released", Phase(ints[1]), ints[4], ints[3])
-	case err1 != nil || !(rate >= MinRate && rate <= MaxRate):
+	case err1 != nil || !(rate >= minRate && rate <= maxRate):
 		return s, corruptf("rate %q", f[5])
 	case err2 != nil || !(credit >= 0 && credit <= maxStamp):
 		return s, corruptf("credit %q", f[9])
-	case ints[7] > MaxClients:
+	case ints[7] > maxClients:
 		return s, corruptf("clients %d", ints[7])
 	case ints[15] > 1:
 		return s, corruptf("guarded flag %d", ints[15])

@@ -64,7 +64,7 @@ func TestDecodeStateRejects(t *testing.T) {
 
 func TestRolloutCodecRoundTrip(t *testing.T) {
 	r := Rollout{ID: "id\x00{x}", Scope: "scope with spaces and ünïcode", Epoch: 7, Cohorts: 1000, Rate: 0.25,
-		MinDuration: 90 * time.Second, Source: "node-a", Clients: 1 << 30, Coverage: 0.75}
+		MinDuration: 90 * time.Second, By: "node-a", Clients: 1 << 30, Coverage: 0.75}
 	b := encodeRollout(r)
 	got, err := decodeRollout(b)
 	require.NoError(t, err)

@@ -124,6 +124,3 @@ func (c *vclock) lend() *vclock {
 	}
 	return c
 }
-
-// at converts virtual ns to a time.Time.
-func at(ns int64) time.Time { return epoch.Add(time.Duration(ns)) }

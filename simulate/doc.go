@@ -49,13 +49,14 @@
 //     second in Protection.Cohorts cohorts, never in less than
 //     Protection.MinDuration) on a Coordinator per node sharing one store.
 //     The nodes take turns to advance it, one advance per Protection.Tick.
-//     Every poll asks the client's node AppendDue (the allocation-free
-//     Due). Each node also runs an invalidate.Pusher over its connected
-//     sessions every Protection.PushInterval: the waves it reports
-//     (AppendWaves) name the released cohorts, and Push asks Due for each
-//     session, draws on a fleet-wide push budget (Protection.PushBudget)
-//     and notifies; sessions it defers wait for the next interval. A page
-//     view that finds its notice due is delivered through the Pusher too;
+//     Every poll asks the client's node AppendDue (allocation-free, into
+//     a reused buffer). Each node also runs an invalidate.Pusher over its
+//     connected sessions every Protection.PushInterval: the waves it
+//     reports (AppendWaves) name the released cohorts, and Push asks
+//     AppendDue for each session, draws on a fleet-wide push budget
+//     (Protection.PushBudget) and notifies; sessions it defers wait for the
+//     next interval. A page view that finds its notice due is delivered
+//     through the Pusher too;
 //   - every origin call books a token of a fleet-wide origin budget
 //     (limiter.Request.Wait, Protection.OriginBudget calls per second, burst
 //     5% of that): the node holds the call until its token is due, up to a

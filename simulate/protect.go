@@ -74,8 +74,7 @@ func (st *store) invalidateStore() (invalidate.Store, error) {
 	if st.redis == nil {
 		return invalidate.NewMemoryStore(), nil
 	}
-	return invalidate.NewRedisStore(st.redis, invalidate.WithPrefix(st.prefix),
-		invalidate.WithTimeout(redisTimeout), invalidate.WithBreaker(1<<20, time.Second))
+	return invalidate.NewRedisStore(st.redisConfig(""))
 }
 
 // refreshLimit is a paced limit (the config change's refresh, the push
@@ -194,8 +193,8 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 		for k := range sc.Nodes {
 			// The Due cache lives one tick, so that every node answers
 			// (and pushes) a release within a tick of it.
-			c, err := invalidate.NewCoordinator(is, invalidate.WithClock(st.clock.lend()), invalidate.WithNode(fmt.Sprintf("node-%d", k)),
-				invalidate.WithGuard(guard), invalidate.WithAdvanceInterval(p.Tick.D()), invalidate.WithCacheTTL(p.PushInterval.D()/2))
+			c, err := invalidate.NewCoordinator(is, invalidate.Config{Clock: st.clock.lend(), Node: fmt.Sprintf("node-%d", k),
+				Guard: guard, AdvanceInterval: p.Tick.D(), CacheTTL: p.PushInterval.D() / 2})
 			if err != nil {
 				return nil, fmt.Errorf("coordinator: %w", err)
 			}
@@ -204,7 +203,7 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 			// node's push sees a release within one interval of it.
 			// Concurrency 1: the pusher runs in the simulation's goroutine,
 			// in order, so the run stays deterministic.
-			pu, err := invalidate.NewPusher(c, invalidate.WithConcurrency(1), invalidate.WithPushBudget(g.push, "push"))
+			pu, err := invalidate.NewPusher(c, invalidate.PushConfig{Budget: g.push, BudgetKey: "push", Concurrency: 1})
 			if err != nil {
 				return nil, fmt.Errorf("pusher: %w", err)
 			}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -40,6 +39,11 @@ const (
 	MaxCacheEntries = 50_000_000
 	// maxScenarioBytes bounds a scenario file.
 	maxScenarioBytes = 1 << 20
+	// guardMinCohorts is the least number of cohorts of a protected
+	// rollout: the fewest invalidate's guard allows a broad rollout by
+	// default (Guard.MinCohorts 0: 10), since every scenario's rollout is
+	// guarded.
+	guardMinCohorts = 10
 )
 
 // Trigger kinds.
@@ -219,12 +223,13 @@ type ProtectionSpec struct {
 	// second across the fleet. Default OriginBudget.
 	RolloutRate float64 `json:"rollout_rate,omitempty"`
 	// PushBudget is the fleet-wide budget of pushed notices per second
-	// that every node's invalidate.Pusher draws on (WithPushBudget).
+	// that every node's invalidate.Pusher draws on (PushConfig.Budget).
 	// Default 1.02 × RolloutRate: a little above the release pace, so that
 	// pushes keep up with cohorts of uneven size.
 	PushBudget float64 `json:"push_budget,omitempty"`
-	// Cohorts is the number of cohorts of a rollout, 10 (the guard's least,
-	// invalidate.DefaultGuardMinCohorts) to limiter.MaxCohorts. Default 100.
+	// Cohorts is the number of cohorts of a rollout, 10 (the least the
+	// guard allows a broad rollout by default, invalidate.Guard.MinCohorts)
+	// to limiter.MaxCohorts. Default 100.
 	Cohorts int `json:"cohorts,omitempty"`
 	// MinDuration is the guard's least duration of a broad rollout.
 	// Default 1m, 1s to MaxDuration.
@@ -236,7 +241,7 @@ type ProtectionSpec struct {
 	// value. Default 10m, at most MaxDuration.
 	Ramp Duration `json:"ramp,omitempty"`
 	// Tick is how often the nodes advance rollouts (taking turns: one
-	// advance per tick across the fleet; invalidate.WithAdvanceInterval)
+	// advance per tick across the fleet; invalidate.Config.AdvanceInterval)
 	// and dispatch paced work. Default 1s, 10ms to 1m.
 	Tick Duration `json:"tick,omitempty"`
 	// PushInterval is how often each node runs its invalidate.Pusher
@@ -503,7 +508,7 @@ func (s *Scenario) Validate() error {
 		checkRate("protection.origin_budget", p.OriginBudget, false),
 		checkRate("protection.rollout_rate", p.RolloutRate, false),
 		checkRate("protection.push_budget", p.PushBudget, false),
-		checkInt("protection.cohorts", p.Cohorts, invalidate.DefaultGuardMinCohorts, limiter.MaxCohorts),
+		checkInt("protection.cohorts", p.Cohorts, guardMinCohorts, limiter.MaxCohorts),
 		checkDur("protection.min_duration", p.MinDuration, time.Second, MaxDuration),
 		checkRate("protection.admission_rate", p.AdmissionRate, false),
 		checkDur("protection.ramp", p.Ramp, 0, MaxDuration),

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/invalidate"
 )
 
 const minimal = `{"name":"t","clients":1000,"origin":{"capacity":10},"trigger":{"kind":"rogue-invalidate"}}`
@@ -201,4 +203,18 @@ func FuzzParseScenario(f *testing.F) {
 			t.Fatalf("scale: %v", err)
 		}
 	})
+}
+
+// TestGuardMinCohortsMatchesInvalidate: the fewest cohorts a scenario
+// accepts are the fewest invalidate's default guard lets a scenario's
+// rollout (scope everything, so guarded) have.
+func TestGuardMinCohortsMatchesInvalidate(t *testing.T) {
+	c, err := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{})
+	require.NoError(t, err)
+	r := invalidate.Rollout{ID: "few", Scope: invalidate.ScopeAll, Cohorts: guardMinCohorts - 1, Rate: 1, Clients: 1, By: "t"}
+	_, err = c.Start(t.Context(), r)
+	require.ErrorIs(t, err, invalidate.ErrInvalidRollout)
+	r.ID, r.Cohorts = "enough", guardMinCohorts
+	_, err = c.Start(t.Context(), r)
+	require.NoError(t, err)
 }

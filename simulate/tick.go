@@ -19,7 +19,7 @@ func (s *sim) startRollout() (uint64, error) {
 		Scope:   invalidate.ScopeAll,
 		Cohorts: sc.Protection.Cohorts,
 		Rate:    sc.Protection.RolloutRate,
-		Source:  g.coords[k].Node(),
+		By:      g.coords[k].Node(),
 		Clients: sc.Clients,
 	}
 	st, err := g.coords[k].Start(s.ctx, g.rollout)
@@ -49,10 +49,11 @@ func (s *sim) tick() {
 	// what every node advancing would (the store makes each advance atomic
 	// and banks at most one tick of running time), at a tenth of the cost
 	// of merging every node's population sketch every tick. Each node's
-	// Due cache refreshes from the store on its own (WithCacheTTL).
+	// Due cache refreshes from the store on its own (Config.CacheTTL). The
+	// coordinators read the virtual clock, which is at s.now.
 	c := g.coords[g.turn%len(g.coords)]
 	g.turn++
-	if err := c.AdvanceAt(s.ctx, at(s.now)); err != nil {
+	if err := c.Advance(s.ctx); err != nil {
 		s.fail(fmt.Errorf("advance: %w", err))
 	}
 }
@@ -101,7 +102,7 @@ func (p *pushState) init(s *sim) {
 }
 
 // index sorts node k's clients by their cohort in w's rollout (a counting
-// sort on Wave.Cohort, the placement Due uses), once per run.
+// sort on Wave.Cohort, the placement AppendDue uses), once per run.
 func (p *pushState) index(s *sim, k int, w invalidate.Wave) {
 	if p.at[k] != nil {
 		return
@@ -127,10 +128,10 @@ func (p *pushState) index(s *sim, k int, w invalidate.Wave) {
 	p.members[k], p.at[k] = mem, at
 }
 
-// node runs node k's push: the waves its pusher reports become
-// candidates, and the candidates are handed to the real Pusher, which asks
-// Due for each, draws on the fleet-wide push budget and notifies; the ones
-// it deferred stay candidates for the next tick.
+// node runs node k's push: the waves its pusher reports become candidates,
+// and the candidates are handed to the real Pusher, which asks AppendDue for
+// each, draws on the fleet-wide push budget and notifies; the ones it
+// deferred stay candidates for the next tick.
 func (p *pushState) node(s *sim, k int) error {
 	pu := s.prot.pushers[k]
 	var err error
@@ -146,7 +147,7 @@ func (p *pushState) node(s *sim, k int) error {
 		}
 	}
 	// Candidates still waiting: connected, not applied. A disconnected
-	// client learns its notice when it reconnects (Due).
+	// client learns its notice when it reconnects (AppendDue).
 	live := p.pending[k][:0]
 	p.batch = p.batch[:0]
 	for _, i := range p.pending[k] {

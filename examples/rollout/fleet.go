@@ -83,8 +83,8 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 		for i := range stores {
 			rc := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, PoolSize: 64})
 			f.closers = append(f.closers, func() { _ = rc.Close() })
-			if stores[i], err = invalidate.NewRedisStore(rc, invalidate.WithNamespace("rollout-example"),
-				invalidate.WithTimeout(redisTimeout)); err != nil {
+			if stores[i], err = invalidate.NewRedisStore(lfleet.Redis{Client: rc, Name: "rollout-example",
+				Timeout: redisTimeout}); err != nil {
 				return f, err
 			}
 			a, err := admission.NewShared(lfleet.Redis{Client: rc, Timeout: redisTimeout, Node: fmt.Sprint("node-", i)}, limit,
@@ -109,11 +109,15 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 		}
 	}
 
+	cacheTTL := c.cache
+	if cacheTTL == 0 {
+		cacheTTL = -1 // -cache 0: every request reads the store
+	}
 	for i := range c.nodes {
 		n := &node{name: fmt.Sprint("node-", i)}
-		n.coord, err = invalidate.NewCoordinator(stores[i], invalidate.WithNode(n.name),
-			invalidate.WithAdvanceInterval(c.advance), invalidate.WithCacheTTL(c.cache),
-			invalidate.WithGuard(invalidate.Guard{MinDuration: c.guardMin, MaxRate: c.rate}))
+		n.coord, err = invalidate.NewCoordinator(stores[i], invalidate.Config{Node: n.name,
+			AdvanceInterval: c.advance, CacheTTL: cacheTTL,
+			Guard: invalidate.Guard{MinDuration: c.guardMin, MaxRate: c.rate}})
 		if err != nil {
 			return f, err
 		}
@@ -212,7 +216,7 @@ func (f *fleet) play(ctx context.Context) (*report, error) {
 	}{
 		{c.startAfter, func() error {
 			st, err := first.coord.Start(ctx, invalidate.Rollout{ID: id, Scope: invalidate.ScopeAll, Cohorts: c.cohorts,
-				Rate: c.rate, Clients: c.clients, Source: first.name})
+				Rate: c.rate, Clients: c.clients, By: first.name})
 			if err != nil {
 				return fmt.Errorf("starting the rollout: %w", err)
 			}
@@ -226,7 +230,7 @@ func (f *fleet) play(ctx context.Context) (*report, error) {
 			// it would: that wave's clients are still told (they may
 			// already have been), no later one is.
 			f.awaitRelease(ctx, last.coord, id)
-			if err := last.coord.Abort(ctx, id); err != nil {
+			if err := last.coord.Abort(ctx, id, invalidate.By{}); err != nil {
 				return fmt.Errorf("aborting the rollout: %w", err)
 			}
 			f.rec.mark(markAbort)

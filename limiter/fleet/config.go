@@ -43,8 +43,8 @@ type Redis struct {
 	// Timeout is the most one Redis call may take, measured on the real
 	// clock (whatever Config.Clock is: it bounds a wait on the network); a
 	// call that takes longer is abandoned, counted as a failure by the
-	// breaker, and answered by the failure policy. If Timeout is 0, 20 ms;
-	// it must not be negative.
+	// breaker, and answered by the failure policy. If Timeout is 0, 20 ms
+	// (the invalidation store: 50 ms); it must not be negative.
 	Timeout time.Duration
 	// BreakerFailures is how many consecutive failed calls open the
 	// breaker. If BreakerFailures is 0, 3; it must not be negative.
