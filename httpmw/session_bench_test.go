@@ -36,12 +36,12 @@ func benchCoordinator(b *testing.B) (*invalidate.Coordinator, uint64) {
 // "current" is a client that has applied every epoch (the common case: one
 // cached AppendDue, nothing to send), "due" one that is told to drop a
 // scope (the field values are allocated), "bypass" a request without
-// HeaderEpoch.
+// headerEpoch.
 //
 //	go test -run '^$' -bench 'BenchmarkInvalidate|BenchmarkAdmit' -benchmem ./httpmw/
 func BenchmarkInvalidate(b *testing.B) {
 	c, epoch := benchCoordinator(b)
-	mw, err := Invalidate(c)
+	mw, err := Invalidate(c, InvalidateConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,8 +51,8 @@ func BenchmarkInvalidate(b *testing.B) {
 		header http.Header
 	}{
 		{"bypass", http.Header{}},
-		{"current", http.Header{HeaderClient: {"client-42"}, HeaderEpoch: {fmt.Sprint(epoch)}}},
-		{"due", http.Header{HeaderClient: {"client-42"}, HeaderEpoch: {"0"}}},
+		{"current", http.Header{headerClient: {"client-42"}, headerEpoch: {fmt.Sprint(epoch)}}},
+		{"due", http.Header{headerClient: {"client-42"}, headerEpoch: {"0"}}},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			r := &http.Request{Method: "GET", RemoteAddr: "10.0.0.1:5555", Header: v.header}
@@ -94,7 +94,7 @@ func BenchmarkAdmit(b *testing.B) {
 	if err != nil || !d.Admitted {
 		b.Fatal(d, err)
 	}
-	mw, err := Admit(a)
+	mw, err := Admit(a, AdmitConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -104,8 +104,8 @@ func BenchmarkAdmit(b *testing.B) {
 		header http.Header
 		status int
 	}{
-		{"resume", http.Header{HeaderClient: {"client-42"}, HeaderResume: {d.Ticket}}, 0},
-		{"refused", http.Header{HeaderClient: {"client-43"}}, http.StatusServiceUnavailable},
+		{"resume", http.Header{headerClient: {"client-42"}, headerTicket: {d.Ticket}}, 0},
+		{"refused", http.Header{headerClient: {"client-43"}}, http.StatusServiceUnavailable},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			b.ReportAllocs()
