@@ -94,13 +94,7 @@ func Admit(g *admission.Gate, cfg AdmitConfig) (func(http.Handler) http.Handler,
 			case serverside.Internal:
 				writeText(w, http.StatusInternalServerError)
 			default: // Refuse, Unavailable, Gone
-				_, ra := retryAfter(o.RetryAfter)
-				vals := []string{ra, seconds(ceilMillis(o.RetryAfter))}
-				h := w.Header()
-				h[headerRetryAfter] = vals[0:1:1]
-				if o.Exact {
-					h[headerRetryAfterMillis] = vals[1:2:2]
-				}
+				setRetryAfter(w.Header(), o.RetryAfter, o.Exact)
 				writeText(w, http.StatusServiceUnavailable)
 			}
 		})

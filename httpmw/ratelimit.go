@@ -223,8 +223,7 @@ func (m *rateLimit) serve(next http.Handler, w http.ResponseWriter, r *http.Requ
 	case serverside.Deny:
 		m.deny(w, r, states[:m.core.Len()], o)
 	case serverside.Unavailable, serverside.Gone:
-		_, ra := retryAfter(o.RetryAfter)
-		w.Header()[headerRetryAfter] = []string{ra}
+		setRetryAfter(w.Header(), o.RetryAfter, o.Exact)
 		m.refuse(w, r, http.StatusServiceUnavailable, o, states)
 	case serverside.BadRequest:
 		writeText(w, http.StatusBadRequest)
@@ -244,6 +243,18 @@ func (m *rateLimit) deny(w http.ResponseWriter, r *http.Request, states []server
 	h[headerRetryAfter] = vals[0:1:1]
 	h[headerRetryAfterMillis] = vals[1:2:2]
 	m.refuse(w, r, http.StatusTooManyRequests, o, states)
+}
+
+// setRetryAfter sets the fields of a 503 told to come back after ra:
+// Retry-After (whole seconds, rounded up, at least 1) and, when ra is the
+// decision's own (exact), Herdcap-Retry-After-Ms.
+func setRetryAfter(h http.Header, ra time.Duration, exact bool) {
+	_, secs := retryAfter(ra)
+	vals := []string{secs, seconds(ceilMillis(ra))}
+	h[headerRetryAfter] = vals[0:1:1]
+	if exact {
+		h[headerRetryAfterMillis] = vals[1:2:2]
+	}
 }
 
 // refusalFields are the fields of a refusal the middleware decides,

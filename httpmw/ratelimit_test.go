@@ -120,10 +120,12 @@ func TestLimiterErrorIs503(t *testing.T) {
 		err        error
 		retryAfter time.Duration
 		want       string
+
+		millis string // Herdcap-Retry-After-Ms: only for a wait the budget told
 	}{
-		{"fail closed", fmt.Errorf("%w: %s", limiter.ErrUnavailable, secret), 1500 * time.Millisecond, "2"},
-		{"other error", errors.New(secret), 0, "1"},
-		{"closed budget", fmt.Errorf("%w (%s)", limiter.ErrClosed, secret), 0, "1"},
+		{"fail closed", fmt.Errorf("%w: %s", limiter.ErrUnavailable, secret), 1500 * time.Millisecond, "2", "1500"},
+		{"other error", errors.New(secret), 0, "1", ""},
+		{"closed budget", fmt.Errorf("%w (%s)", limiter.ErrClosed, secret), 0, "1", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
@@ -133,6 +135,7 @@ func TestLimiterErrorIs503(t *testing.T) {
 			res := get(t, srv, nil)
 			require.Equal(t, http.StatusServiceUnavailable, res.status)
 			assert.Equal(t, tc.want, res.retryAfter)
+			assert.Equal(t, tc.millis, res.header.Get(headerRetryAfterMillis))
 			assert.Equal(t, "Service Unavailable\n", res.body)
 			assert.NotContains(t, res.body, "redis", "no internals on the wire")
 			for k, vs := range res.header {

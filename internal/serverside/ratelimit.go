@@ -87,8 +87,11 @@ type State struct {
 type Outcome struct {
 	Verdict Verdict
 	// RetryAfter is the wait for Deny and Unavailable: the deciding
-	// decision's, exact (not rounded).
+	// decision's, exact (not rounded), or for a failed budget without
+	// one, UnavailableRetryAfter.
 	RetryAfter time.Duration
+	// Exact reports that RetryAfter is the decision's own.
+	Exact bool
 	// Policy is the index of the policy the verdict came from (the
 	// refusing, failing or misconfigured one); -1 for Pass.
 	Policy int
@@ -195,8 +198,10 @@ func (l *RateLimiter[R]) Decide(ctx context.Context, r R, states []State) Outcom
 			continue
 		}
 		if p.Shadow {
+			// A server bug even in a shadow policy: logged as such,
+			// but it never changes the verdict.
 			st.skip = true
-			l.log.at(ctx, r, &l.log.shadow, slog.LevelInfo, "shadow policy's "+stage+" function failed",
+			l.log.at(ctx, r, &l.log.misconfig, slog.LevelError, "shadow policy's "+stage+" function failed",
 				append([]slog.Attr{slog.String("policy", p.Name)}, panicAttrs(err)...)...)
 			continue
 		}
@@ -260,7 +265,7 @@ func (l *RateLimiter[R]) failed(ctx context.Context, r R, i int, st *State, err 
 	p := &l.policies[i]
 	if p.Shadow {
 		if !gone(ctx, err) {
-			l.log.at(ctx, r, &l.log.shadow, slog.LevelInfo, "shadow policy's budget failed",
+			l.log.at(ctx, r, &l.log.failed, slog.LevelWarn, "shadow policy's budget failed",
 				slog.String("policy", p.Name), slog.Any("error", err))
 		}
 		return
@@ -321,12 +326,14 @@ func (l *RateLimiter[R]) combine(ctx context.Context, r R, states []State) Outco
 			slog.String("policy", p.Name), slog.Int("cost", states[o.Policy].req.N), slog.Any("error", o.Err))
 		o.RetryAfter = 0
 	case Gone:
-		if o.RetryAfter <= 0 {
+		o.Exact = o.RetryAfter > 0
+		if !o.Exact {
 			o.RetryAfter = l.unavail
 		}
 		l.log.at(ctx, r, &l.log.input, slog.LevelDebug, "request canceled while rate limiting", slog.Any("error", o.Err))
 	case Unavailable:
-		if o.RetryAfter <= 0 {
+		o.Exact = o.RetryAfter > 0
+		if !o.Exact {
 			o.RetryAfter = l.unavail
 		}
 		d := states[o.Policy].Decision
@@ -335,6 +342,7 @@ func (l *RateLimiter[R]) combine(ctx context.Context, r R, states []State) Outco
 			slog.Bool("unavailable", errors.Is(o.Err, limiter.ErrUnavailable)),
 			slog.Duration("retry_after", o.RetryAfter), slog.Any("error", o.Err))
 	case Deny:
+		o.Exact = true
 		if l.log.enabled(ctx, slog.LevelDebug) { // the denial path builds no record when off
 			st := &states[o.Policy]
 			l.log.at(ctx, r, &l.log.denied, slog.LevelDebug, "rate limit exceeded",

@@ -151,7 +151,7 @@ type logger[R any] struct {
 	misconfig logthrottle.Throttle // a server bug: Internal
 	input     logthrottle.Throttle // the client's fault (Debug)
 	denied    logthrottle.Throttle // refusals (Debug)
-	shadow    logthrottle.Throttle // shadow policies' refusals and failures (Info)
+	shadow    logthrottle.Throttle // shadow policies' refusals (Info)
 }
 
 func newLogger[R any](c Common[R]) *logger[R] {
@@ -163,7 +163,9 @@ func newLogger[R any](c Common[R]) *logger[R] {
 }
 
 // enabled reports whether records at level are logged.
-func (l *logger[R]) enabled(ctx context.Context, level slog.Level) bool { return l.log.Enabled(ctx, level) }
+func (l *logger[R]) enabled(ctx context.Context, level slog.Level) bool {
+	return l.log.Enabled(ctx, level)
+}
 
 // at logs msg (after the component's name) about r at level through th,
 // adding the count of records suppressed before it. A disabled level
