@@ -144,7 +144,9 @@ func (c *clientIP) key(r *http.Request) (string, error) {
 // peerKey returns the key of the peer address: as written with full
 // prefixes, else its prefix (or as written, when it is not an address).
 func (c *clientIP) peerKey(peer string) string {
-	if c.prefixes.Full() {
+	if c.prefixes.Full() || c.prefixes.V4 == 32 && strings.IndexByte(peer, ':') < 0 {
+		// As written: net/http writes an IPv4 peer in canonical form
+		// (and a peer without a colon is no IPv6 address).
 		return peer
 	}
 	a, err := netip.ParseAddr(peer)

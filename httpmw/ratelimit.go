@@ -209,19 +209,30 @@ func newRateLimit(cfg RateLimitConfig, policies []Policy) (*rateLimit, error) {
 // stack.
 const inlineStates = 4
 
+// serve runs the middleware for r with states on the stack (each array is
+// zeroed only when its branch runs).
 func (m *rateLimit) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
-	var buf [inlineStates]serverside.State
-	states := buf[:]
-	if n := m.core.Len(); n > len(buf) {
-		states = make([]serverside.State, n)
+	switch n := m.core.Len(); {
+	case n == 1:
+		var one [1]serverside.State
+		m.serveWith(next, w, r, one[:])
+	case n <= inlineStates:
+		var some [inlineStates]serverside.State
+		m.serveWith(next, w, r, some[:n])
+	default:
+		m.serveWith(next, w, r, make([]serverside.State, n))
 	}
+}
+
+// serveWith runs the middleware for r with zero states, one per policy.
+func (m *rateLimit) serveWith(next http.Handler, w http.ResponseWriter, r *http.Request, states []serverside.State) {
 	o := m.core.Decide(r.Context(), r, states)
 	switch o.Verdict {
 	case serverside.Pass:
-		m.report(w.Header(), states[:m.core.Len()], -1, 0)
+		m.report(w.Header(), states, -1, 0)
 		next.ServeHTTP(w, r)
 	case serverside.Deny:
-		m.deny(w, r, states[:m.core.Len()], o)
+		m.deny(w, r, states, o)
 	case serverside.Unavailable, serverside.Gone:
 		setRetryAfter(w.Header(), o.RetryAfter, o.Exact)
 		m.refuse(w, r, http.StatusServiceUnavailable, o, states)

@@ -54,12 +54,13 @@ func (p Prefixes) Key(text string, a netip.Addr) string {
 	if a.Is4() {
 		bits = p.V4
 	}
+	var buf [64]byte
 	if bits < a.BitLen() {
-		return netip.PrefixFrom(a, bits).Masked().String()
+		return string(netip.PrefixFrom(a, bits).Masked().AppendTo(buf[:0]))
 	}
-	var buf [48]byte
-	if b := a.AppendTo(buf[:0]); string(b) == text {
+	b := a.AppendTo(buf[:0])
+	if string(b) == text {
 		return text
 	}
-	return a.String()
+	return string(b)
 }

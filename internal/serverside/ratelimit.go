@@ -171,30 +171,37 @@ const inline = 4
 
 // Decide decides r. states, if it has room for every policy, receives
 // what each policy's budget answered (for the RateLimit header fields);
-// the transport may give it a slice of an array on its stack.
+// it must be zero (a fresh array on the transport's stack will do). With
+// no room, Decide keeps the states itself, on its stack up to four.
 func (l *RateLimiter[R]) Decide(ctx context.Context, r R, states []State) Outcome {
+	// Each array is zeroed only when its branch runs: zeroing four states
+	// when one is needed costs as much as the rest of the fast path.
+	switch n := len(l.policies); {
+	case len(states) >= n:
+		return l.decide(ctx, r, states[:n])
+	case n == 1:
+		var one [1]State
+		return l.decide(ctx, r, one[:])
+	case n <= inline:
+		var some [inline]State
+		return l.decide(ctx, r, some[:n])
+	default:
+		return l.decide(ctx, r, make([]State, n))
+	}
+}
+
+// decide is Decide with zero states, one per policy.
+func (l *RateLimiter[R]) decide(ctx context.Context, r R, states []State) Outcome {
 	if skip, err := l.log.skipped(ctx, r, l.skip); err != nil {
 		return Outcome{Verdict: Internal, Policy: -1, Err: err}
 	} else if skip {
 		return Outcome{Verdict: Pass, Policy: -1}
 	}
-	n := len(l.policies)
-	if len(states) < n {
-		var local [inline]State
-		if n <= inline {
-			states = local[:n]
-		} else {
-			states = make([]State, n)
-		}
-	}
-	states = states[:n]
 	for i := range l.policies {
 		p := &l.policies[i]
 		st := &states[i]
-		*st = State{}
-		req, err, stage := prepare(p, r)
+		stage, err := prepare(p, r, &st.req)
 		if err == nil {
-			st.req = req
 			continue
 		}
 		if p.Shadow {
@@ -213,26 +220,33 @@ func (l *RateLimiter[R]) Decide(ctx context.Context, r R, states []State) Outcom
 			append([]slog.Attr{slog.String("policy", p.Name)}, panicAttrs(err)...)...)
 		return Outcome{Verdict: Internal, Policy: i, Err: err}
 	}
+	allowed := true // every budget answered and allowed: the common case
 	for i := range l.policies {
 		st := &states[i]
 		if st.skip {
+			allowed = false
 			continue
 		}
-		d, err := l.policies[i].Budget.Take(ctx, st.req)
-		st.Decision = d
+		var err error
+		st.Decision, err = l.policies[i].Budget.Take(ctx, st.req)
 		if err != nil {
 			st.skip = true
+			allowed = false
 			l.failed(ctx, r, i, st, err)
 			continue
 		}
 		st.OK = true
+		allowed = allowed && st.Decision.Allowed
+	}
+	if allowed {
+		return Outcome{Verdict: Pass, Policy: -1}
 	}
 	return l.combine(ctx, r, states)
 }
 
-// prepare finds policy p's request for r under recover: its key, limit
-// and cost. stage names the function that failed.
-func prepare[R any](p *Policy[R], r R) (req limiter.Request, err error, stage string) {
+// prepare finds policy p's request for r under recover, into req: its
+// key, limit and cost. stage names the function that failed.
+func prepare[R any](p *Policy[R], r R, req *limiter.Request) (stage string, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = recovered(stage, v)
@@ -243,12 +257,12 @@ func prepare[R any](p *Policy[R], r R) (req limiter.Request, err error, stage st
 		if err == nil {
 			err = errEmptyKey
 		}
-		return req, err, stage
+		return stage, err
 	}
 	if p.Limit != nil {
 		stage = "limit"
 		if req.Limit, err = p.Limit(r); err != nil {
-			return req, err, stage
+			return stage, err
 		}
 	}
 	req.N = 1
@@ -256,7 +270,7 @@ func prepare[R any](p *Policy[R], r R) (req limiter.Request, err error, stage st
 		stage = "cost"
 		req.N = p.Cost(r)
 	}
-	return req, nil, stage
+	return stage, nil
 }
 
 // failed keeps a budget's error in st for combine; a shadow policy's is
