@@ -90,10 +90,11 @@ type RateLimitConfig struct {
 	// budget fails without one. If UnavailableRetryAfter is 0, 1 s; it
 	// must not be negative.
 	UnavailableRetryAfter time.Duration
-	// Logger receives budget failures and server bugs (Error, throttled
-	// to about one a second per kind with a count of those suppressed),
-	// shadow refusals (Info), and refusals and client faults (Debug). If
-	// Logger is nil, nothing is logged.
+	// Logger receives budget failures and server bugs, shadow policies'
+	// too (Error; a shadow policy's failed budget: Warn), shadow refusals
+	// (Info), and refusals and client faults (Debug), each with the call's
+	// method and throttled to about one record a second per kind with a
+	// count of those suppressed. If Logger is nil, nothing is logged.
 	Logger *slog.Logger
 }
 

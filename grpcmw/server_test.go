@@ -487,3 +487,66 @@ func TestRedisFailClosedIsUnavailable(t *testing.T) {
 	checkUnavailable(t, err, trailer, 2*time.Second)
 	assert.NotContains(t, status.Convert(err).Message(), s.Addr())
 }
+
+// TestLimitFunctionFailures: a per-call limit function that fails, panics
+// or returns an invalid limit ends the call with codes.Internal, without
+// pushback, logged naming the policy; the server goes on.
+func TestLimitFunctionFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit func(context.Context, string) (limiter.Limit, error)
+		log   string
+	}{
+		{"error", func(context.Context, string) (limiter.Limit, error) { return limiter.Limit{}, errors.New("plan db down") }, "plan db down"},
+		{"panic", func(context.Context, string) (limiter.Limit, error) { panic("plans not loaded") }, "limit function panicked: plans not loaded"},
+		{"invalid limit", func(context.Context, string) (limiter.Limit, error) { return limiter.Limit{Rate: 5, Burst: -1}, nil }, "invalid limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			rl := mustRateLimit(t, RateLimitConfig{LimitHealth: true, Logger: newDebugLogger(&logs)},
+				Policy{Name: "per-plan", Budget: newLocal(t, limiter.PerSecond(1, 10)), Limit: tc.limit})
+			var reached atomic.Int32
+			c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl.Unary, countUnary(&reached)),
+				grpc.ChainStreamInterceptor(rl.Stream, countStream(&reached))))
+			for range 2 {
+				var trailer metadata.MD
+				_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+				st := status.Convert(err)
+				assert.Equal(t, codes.Internal, st.Code(), "%v", st)
+				assert.Equal(t, "rate limiter misconfigured", st.Message())
+				assert.Empty(t, trailer.Get(pushbackTrailer), "no retry can succeed")
+			}
+			s, err := c.Watch(t.Context(), &healthpb.HealthCheckRequest{})
+			require.NoError(t, err)
+			_, err = s.Recv()
+			assert.Equal(t, codes.Internal, status.Code(err))
+			assert.Zero(t, reached.Load())
+			assert.Contains(t, logs.String(), "level=ERROR")
+			assert.Contains(t, logs.String(), "policy=per-plan")
+			assert.Contains(t, logs.String(), "method=/grpc.health.v1.Health/")
+			assert.Contains(t, logs.String(), tc.log)
+		})
+	}
+}
+
+// TestSeveralPolicies: every policy's budget is asked for every call, and
+// the most restrictive refusal decides; a shadow policy never refuses.
+func TestSeveralPolicies(t *testing.T) {
+	perIP, perTenant, trial := newLocal(t, limiter.Every(time.Hour, 5)), newLocal(t, limiter.Every(time.Minute, 2)), newLocal(t, limiter.Every(time.Hour, 1))
+	tenant := func(context.Context, string) (string, error) { return "tenant-7", nil }
+	rl := mustRateLimit(t, limitHealth, Policy{Name: "ip", Budget: perIP}, Policy{Name: "tenant", Budget: perTenant, Key: tenant},
+		Policy{Name: "trial", Budget: trial, Shadow: true})
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl.Unary)))
+	for range 2 {
+		_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		require.NoError(t, err, "the shadow policy's refusal of the second call changes nothing")
+	}
+	_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.Equal(t, codes.ResourceExhausted, status.Code(err))
+	// The tenant's next token is a minute away: the refusal says so.
+	assert.Greater(t, retryInfo(t, err), 59*time.Second)
+	assert.LessOrEqual(t, retryInfo(t, err), time.Minute)
+	d, err := perIP.AllowN(t.Context(), "127.0.0.1", 0)
+	require.NoError(t, err)
+	assert.Equal(t, 2, d.Remaining, "the per-IP budget was asked by the refused call too")
+}

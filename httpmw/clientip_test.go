@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/serverside"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -233,9 +234,9 @@ func TestPeerHost(t *testing.T) {
 // address, with or without a trailing ":port", unmapped and without zone.
 func addrsIn(s string) map[netip.Addr]bool {
 	out := map[netip.Addr]bool{}
-	runs := strings.FieldsFunc(s, func(r rune) bool {
-		return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || strings.ContainsRune(":.%_-", r))
-	})
+	// Runs end at the separators of the two headers' syntax; anything
+	// else may be part of an address (a zone holds any byte but those).
+	runs := strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(",;\"=[] \t\n", r) })
 	for _, run := range runs {
 		for _, cand := range []string{run, run[:max(0, strings.LastIndexByte(run, ':'))]} {
 			if a, err := netip.ParseAddr(cand); err == nil {
@@ -278,6 +279,19 @@ func FuzzClientIP(f *testing.F) {
 		pa, perr := netip.ParseAddr(peer)
 		for _, c := range cs {
 			key, err := c.key(r)
+			// The same resolver with the default prefixes keys the same
+			// client by its prefix: an IPv6 client by its /64.
+			byPrefix := *c
+			byPrefix.prefixes = serverside.Prefixes{V4: 32, V6: 64}
+			if pkey, perr2 := byPrefix.key(r); err == nil && perr2 == nil {
+				want := key
+				if a, err := netip.ParseAddr(key); err == nil {
+					want = byPrefix.prefixes.Key("", a)
+				}
+				if pkey != want {
+					t.Fatalf("keyed %q by address but %q by prefix, want %q", key, pkey, want)
+				}
+			}
 			if peer == "" {
 				if err == nil {
 					t.Fatalf("empty peer: got key %q and no error", key)

@@ -91,9 +91,10 @@ type RateLimitConfig struct {
 	MaxHeld int
 	// Clock times the holds. If Clock is nil, the system clock.
 	Clock limiter.Clock
-	// Logger receives budget failures and server bugs (Error, throttled
-	// to about one a second per kind with a count of those suppressed),
-	// shadow refusals (Info) and refusals and client faults (Debug). If
+	// Logger receives budget failures and server bugs, shadow policies'
+	// too (Error; a shadow policy's failed budget: Warn), shadow refusals
+	// (Info), and refusals and client faults (Debug), each kind throttled
+	// to about one record a second with a count of those suppressed. If
 	// Logger is nil, nothing is logged.
 	Logger *slog.Logger
 }
