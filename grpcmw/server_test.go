@@ -497,7 +497,9 @@ func TestLimitFunctionFailures(t *testing.T) {
 		limit func(context.Context, string) (limiter.Limit, error)
 		log   string
 	}{
-		{"error", func(context.Context, string) (limiter.Limit, error) { return limiter.Limit{}, errors.New("plan db down") }, "plan db down"},
+		{"error", func(context.Context, string) (limiter.Limit, error) {
+			return limiter.Limit{}, errors.New("plan db down")
+		}, "plan db down"},
 		{"panic", func(context.Context, string) (limiter.Limit, error) { panic("plans not loaded") }, "limit function panicked: plans not loaded"},
 		{"invalid limit", func(context.Context, string) (limiter.Limit, error) { return limiter.Limit{Rate: 5, Burst: -1}, nil }, "invalid limit"},
 	} {
