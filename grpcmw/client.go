@@ -25,10 +25,11 @@ import (
 	"github.com/herdcap/herdcap/limiter/retry"
 )
 
-// ErrInvalidConfig is wrapped by the error NewClient returns for an
-// invalid ClientConfig; the message names the field, e.g.
-// "grpcmw: invalid config: ClientConfig.Retry.MaxAttempts must be >= 0,
-// got -1".
+// ErrInvalidConfig is wrapped by the error a constructor (RateLimit,
+// NewLimiter, Admit, Invalidate, NewClient) returns for an invalid config;
+// the message names the field with its struct path, e.g. "grpcmw: invalid
+// config: Policy[1].Budget is nil" or "grpcmw: invalid config:
+// ClientConfig.Retry.MaxAttempts must be >= 0, got -1".
 var ErrInvalidConfig = errors.New("grpcmw: invalid config")
 
 // ClientConfig configures NewClient. The zero value is a Client that sends

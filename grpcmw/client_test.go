@@ -121,7 +121,7 @@ func TestClientEndToEnd(t *testing.T) {
 	for range 2 {
 		// The caller's own metadata is kept; herdcap keys it sets are replaced.
 		_, err = health.Check(withMD(t.Context(), "x-trace", "t1", metadataEpoch, "999"), req)
-		require.NoError(t, err, "resumed on the token: the budget is spent for an hour")
+		require.NoError(t, err, "rejoined on the ticket: the budget is spent for an hour")
 	}
 	assert.Equal(t, []invalidate.Notice{{RolloutID: "r1", Scope: "tag:a", Epoch: e1}, {RolloutID: "r2", Scope: "caf\xc3\xa9", Epoch: e2}}, got)
 	assert.Equal(t, e2, hc.Applied())

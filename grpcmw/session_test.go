@@ -236,7 +236,7 @@ func TestUnaryAdmission(t *testing.T) {
 	assert.EqualValues(t, 864, pushback(t, trailer))
 	assert.Empty(t, header, "Trailers-Only")
 
-	// Alice resumes on her token although the budget is spent; a
+	// Alice rejoins on her ticket although the budget is spent; a
 	// tampered token is a new session.
 	header = nil
 	_, err = hc.Check(withMD(t.Context(), metadataClient, "alice", metadataTicket, tok[0]), req, grpc.Header(&header))

@@ -55,7 +55,7 @@ func TestAdmitRefusesWithSlot(t *testing.T) {
 	res := get(t, srv, asClient("alice"))
 	require.Equal(t, http.StatusOK, res.status)
 	assert.Empty(t, res.retryAfter)
-	assert.Empty(t, res.header.Values(headerTicket), "no resume tokens unless the Admission issues them")
+	assert.Empty(t, res.header.Values(headerTicket), "no tickets unless the gate issues them")
 
 	for _, tc := range []struct {
 		id     string
@@ -79,7 +79,7 @@ func TestAdmitRefusesWithSlot(t *testing.T) {
 	assert.Equal(t, http.StatusOK, get(t, srv, asClient("bob")).status)
 }
 
-func TestAdmitResumeTokens(t *testing.T) {
+func TestAdmitTickets(t *testing.T) {
 	clk := newManualClock()
 	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, admission.Config{TicketKeys: testTicketKeys, TicketTTL: 10 * time.Minute})
 	srv := serveAdmit(t, a, &okHandler{}, AdmitConfig{})
@@ -89,14 +89,14 @@ func TestAdmitResumeTokens(t *testing.T) {
 	tok := res.header.Get(headerTicket)
 	require.Len(t, tok, ticket.Len)
 
-	// The budget is spent for an hour; ann resumes on her token, and
+	// The budget is spent for an hour; ann rejoins on her ticket, and
 	// is handed a fresh one each time.
 	clk.Add(time.Minute)
 	res = get(t, srv, http.Header{headerClient: {"ann"}, headerTicket: {tok}})
 	require.Equal(t, http.StatusOK, res.status)
 	fresh := res.header.Get(headerTicket)
 	require.Len(t, fresh, ticket.Len)
-	assert.NotEqual(t, tok, fresh, "the token is refreshed")
+	assert.NotEqual(t, tok, fresh, "the ticket is refreshed")
 
 	flip := []byte(fresh)
 	flip[10] ^= 'A' ^ 'B'

@@ -80,8 +80,8 @@ func BenchmarkInvalidate(b *testing.B) {
 	}
 }
 
-// BenchmarkAdmit measures Admit over a real in-process Admission: "resume"
-// is a client presenting a valid token (verified and re-issued on every
+// BenchmarkAdmit measures Admit over a real in-process gate: "rejoin"
+// is a client presenting a valid ticket (verified and re-issued on every
 // request: two HMACs), "refused" a new session when the budget is spent.
 func BenchmarkAdmit(b *testing.B) {
 	a, err := admission.New(limiter.Every(time.Hour, 1), admission.Config{Config: limiter.Config{Clock: stoppedClock{}},
@@ -104,7 +104,7 @@ func BenchmarkAdmit(b *testing.B) {
 		header http.Header
 		status int
 	}{
-		{"resume", http.Header{headerClient: {"client-42"}, headerTicket: {d.Ticket}}, 0},
+		{"rejoin", http.Header{headerClient: {"client-42"}, headerTicket: {d.Ticket}}, 0},
 		{"refused", http.Header{headerClient: {"client-43"}}, http.StatusServiceUnavailable},
 	} {
 		b.Run(v.name, func(b *testing.B) {

@@ -18,10 +18,11 @@ import (
 	"github.com/herdcap/herdcap/limiter/retry"
 )
 
-// ErrInvalidConfig is wrapped by the error NewTransport returns for an
-// invalid TransportConfig; the message names the field, e.g.
-// "httpmw: invalid config: TransportConfig.Retry.MaxAttempts must be >= 0,
-// got -1".
+// ErrInvalidConfig is wrapped by the error a constructor (RateLimit, Admit,
+// Invalidate, NewTransport) returns for an invalid config; the message
+// names the field with its struct path, e.g. "httpmw: invalid config:
+// Policy[1].Budget is nil" or "httpmw: invalid config:
+// TransportConfig.Retry.MaxAttempts must be >= 0, got -1".
 var ErrInvalidConfig = errors.New("httpmw: invalid config")
 
 // TransportConfig configures NewTransport. The zero value is a Transport

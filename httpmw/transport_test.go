@@ -110,7 +110,7 @@ func TestTransportEndToEnd(t *testing.T) {
 	advance(t, c, clk, time.Second)
 	for range 2 {
 		status, _ = do(t, tr, newGet(t, srv.URL))
-		require.Equal(t, http.StatusOK, status, "resumed on the token: the budget is spent for an hour")
+		require.Equal(t, http.StatusOK, status, "rejoined on the ticket: the budget is spent for an hour")
 	}
 	assert.Equal(t, []invalidate.Notice{{RolloutID: "r1", Scope: "tag:a", Epoch: e1}, {RolloutID: "r2", Scope: "caf\xc3\xa9", Epoch: e2}}, got,
 		"each notice applied once, in order")
