@@ -28,6 +28,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // grpcmw.Limiter must satisfy the real go-grpc-middleware v2 interface.
 var _ ratelimit.Limiter = (*grpcmw.Limiter)(nil)
 
+// pushbackTrailer is gRPC's retry pushback trailer (gRPC A6).
+const pushbackTrailer = "grpc-retry-pushback-ms"
+
 // serveHealth serves the standard health service (everything SERVING) with
 // opts on a loopback listener, and returns a grpc-go client for it. Both are
 // shut down when the test ends.
@@ -57,6 +60,10 @@ func serveHealth(t *testing.T, dial []grpc.DialOption, opts ...grpc.ServerOption
 	return healthpb.NewHealthClient(conn)
 }
 
+// limitHealth makes the Limiter limit the health service, the one these
+// tests serve, which it skips by default.
+var limitHealth = grpcmw.RateLimitConfig{LimitHealth: true}
+
 // hourLimiter returns a grpcmw.Limiter over a bucket of one token that
 // refills once an hour, keyed by the client's IP (the default).
 func hourLimiter(t *testing.T) *grpcmw.Limiter {
@@ -65,7 +72,7 @@ func hourLimiter(t *testing.T) *grpcmw.Limiter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := grpcmw.NewLimiter(b)
+	l, err := grpcmw.NewLimiter(limitHealth, grpcmw.Policy{Budget: b})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,13 +94,13 @@ func checkDenied(t *testing.T, err error, trailer metadata.MD) {
 			t.Errorf("message %q lacks %q", st.Message(), want)
 		}
 	}
-	got := trailer.Get(grpcmw.PushbackTrailer)
+	got := trailer.Get(pushbackTrailer)
 	if len(got) != 1 {
-		t.Fatalf("trailer %s = %q, want one value (trailer %v)", grpcmw.PushbackTrailer, got, trailer)
+		t.Fatalf("trailer %s = %q, want one value (trailer %v)", pushbackTrailer, got, trailer)
 	}
 	ms, err := strconv.ParseInt(got[0], 10, 64)
 	if err != nil {
-		t.Fatalf("trailer %s = %q: %v", grpcmw.PushbackTrailer, got[0], err)
+		t.Fatalf("trailer %s = %q: %v", pushbackTrailer, got[0], err)
 	}
 	// An hour less the time since the token was taken, rounded up to the
 	// millisecond; a minute of slack covers any loaded machine.
@@ -162,7 +169,7 @@ func TestGoGRPCMiddlewarePushbackRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := grpcmw.NewLimiter(b)
+	l, err := grpcmw.NewLimiter(limitHealth, grpcmw.Policy{Budget: b})
 	if err != nil {
 		t.Fatal(err)
 	}

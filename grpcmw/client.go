@@ -25,10 +25,11 @@ import (
 	"github.com/herdcap/herdcap/limiter/retry"
 )
 
-// ErrInvalidConfig is wrapped by the error NewClient returns for an
-// invalid ClientConfig; the message names the field, e.g.
-// "grpcmw: invalid config: ClientConfig.Retry.MaxAttempts must be >= 0,
-// got -1".
+// ErrInvalidConfig is wrapped by the error a constructor (RateLimit,
+// NewLimiter, Admit, Invalidate, NewClient) returns for an invalid config;
+// the message names the field with its struct path, e.g. "grpcmw: invalid
+// config: Policy[1].Budget is nil" or "grpcmw: invalid config:
+// ClientConfig.Retry.MaxAttempts must be >= 0, got -1".
 var ErrInvalidConfig = errors.New("grpcmw: invalid config")
 
 // ClientConfig configures NewClient. The zero value is a Client that sends
@@ -36,12 +37,12 @@ var ErrInvalidConfig = errors.New("grpcmw: invalid config")
 // codes.Unavailable and codes.ResourceExhausted with the default
 // retry.Policy.
 type ClientConfig struct {
-	// ClientID is sent in MetadataClient: 1 to MaxClientMetadataLen bytes
+	// ClientID is sent in herdcap-client: 1 to 256 bytes
 	// of visible ASCII other than the comma. If ClientID is "", none is
 	// sent, and servers identify the client by PeerIP.
 	ClientID string
 	// OnInvalidate makes the Client take part in invalidation: it sends
-	// its applied epoch (MetadataEpoch), and OnInvalidate is called with
+	// its applied epoch (herdcap-epoch), and OnInvalidate is called with
 	// each notice it is given, in epoch order, once, before the notice's
 	// epoch is recorded as applied. It drops what the notice's Scope
 	// names from the client's caches; it must not block for long (the
@@ -68,7 +69,7 @@ type ClientConfig struct {
 	// limiter.Clock. If Clock is nil, the system clock.
 	Clock limiter.Clock
 	// Logger receives a Warn record, at most one a second, for malformed
-	// MetadataInvalidate in a response. If Logger is nil, nothing is
+	// herdcap-invalidate in a response. If Logger is nil, nothing is
 	// logged.
 	Logger *slog.Logger
 }
@@ -79,12 +80,12 @@ type ClientConfig struct {
 // admission interceptors, apply the invalidations they send, and back off
 // when turned away. Install both on the connection.
 //
-// On every call and stream it sends MetadataClient (ClientConfig.ClientID,
-// if set), MetadataEpoch (the highest epoch applied, if OnInvalidate is
-// set) and MetadataResume (the session's ticket, once a server has issued
+// On every call and stream it sends herdcap-client (ClientConfig.ClientID,
+// if set), herdcap-epoch (the highest epoch applied, if OnInvalidate is
+// set) and herdcap-ticket (the session's ticket, once a server has issued
 // one), replacing any values of those keys in the outgoing metadata. From
 // every response's header and trailer it keeps a ticket, and applies the
-// notices of MetadataInvalidate through OnInvalidate: each once, in epoch
+// notices of herdcap-invalidate through OnInvalidate: each once, in epoch
 // order, never two at once, never under a lock.
 //
 // A call that fails with one of the RetryCodes is sent again after a wait
@@ -107,7 +108,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	core, err := clientcore.New(clientcore.Config{
 		ClientID: cfg.ClientID, OnInvalidate: cfg.OnInvalidate, Applied: cfg.Applied, Retry: cfg.Retry,
 		Clock: cfg.Clock, Logger: cfg.Logger, Name: "grpcmw: Client",
-		Fields: clientcore.Fields{Client: MetadataClient, Epoch: MetadataEpoch, Ticket: MetadataResume, Invalidate: MetadataInvalidate},
+		Fields: clientcore.Fields{Client: metadataClient, Epoch: metadataEpoch, Ticket: metadataTicket, Invalidate: metadataInvalidate},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: ClientConfig.%w", ErrInvalidConfig, err)
@@ -168,7 +169,7 @@ func (c *Client) nextWait(attempt int, waited time.Duration, trailer metadata.MD
 // suggestion); 0 for none. ok is false when the server forbade a retry (a
 // pushback that is not a non-negative integer).
 func retryHint(trailer metadata.MD, err error) (d time.Duration, exact, ok bool) {
-	if vals := trailer.Get(PushbackTrailer); len(vals) > 0 {
+	if vals := trailer.Get(pushbackTrailer); len(vals) > 0 {
 		if len(vals) != 1 {
 			return 0, false, false
 		}

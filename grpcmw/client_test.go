@@ -69,7 +69,7 @@ func (s *seen) forClient(id string) []time.Time {
 	defer s.mu.Unlock()
 	var out []time.Time
 	for i, md := range s.mds {
-		if v := md.Get(MetadataClient); len(v) == 1 && v[0] == id {
+		if v := md.Get(metadataClient); len(v) == 1 && v[0] == id {
 			out = append(out, s.at[i])
 		}
 	}
@@ -101,10 +101,8 @@ func TestClientEndToEnd(t *testing.T) {
 	clk := fakeclock.New(t0)
 	c := newCoordinator(t, clk)
 	a := newAdmission(t, limiter.Every(time.Hour, 1), admission.Config{Config: limiter.Config{Clock: clk}, TicketKeys: testTicketKeys, TicketTTL: time.Hour})
-	adm, err := UnaryServerAdmission(a)
-	require.NoError(t, err)
-	inv, err := UnaryServerInvalidate(c)
-	require.NoError(t, err)
+	adm := mustAdmit(t, a, admitHealth).Unary
+	inv := mustInvalidate(t, c, notifyHealth).Unary
 	var rec seen
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), adm, inv))
 
@@ -113,7 +111,7 @@ func TestClientEndToEnd(t *testing.T) {
 	health := dialWith(t, addr, hc)
 	req := &healthpb.HealthCheckRequest{}
 
-	_, err = health.Check(t.Context(), req)
+	_, err := health.Check(t.Context(), req)
 	require.NoError(t, err)
 	tok := hc.core.Ticket()
 	require.Len(t, tok, ticket.Len)
@@ -122,20 +120,20 @@ func TestClientEndToEnd(t *testing.T) {
 	e2 := releaseNow(t, c, clk, "r2", "caf\xc3\xa9")
 	for range 2 {
 		// The caller's own metadata is kept; herdcap keys it sets are replaced.
-		_, err = health.Check(withMD(t.Context(), "x-trace", "t1", MetadataEpoch, "999"), req)
-		require.NoError(t, err, "resumed on the token: the budget is spent for an hour")
+		_, err = health.Check(withMD(t.Context(), "x-trace", "t1", metadataEpoch, "999"), req)
+		require.NoError(t, err, "rejoined on the ticket: the budget is spent for an hour")
 	}
 	assert.Equal(t, []invalidate.Notice{{RolloutID: "r1", Scope: "tag:a", Epoch: e1}, {RolloutID: "r2", Scope: "caf\xc3\xa9", Epoch: e2}}, got)
 	assert.Equal(t, e2, hc.Applied())
 
 	mds := rec.all()
 	require.Len(t, mds, 3)
-	assert.Equal(t, []string{"client-7"}, mds[0].Get(MetadataClient))
-	assert.Equal(t, []string{"0"}, mds[0].Get(MetadataEpoch))
-	assert.Empty(t, mds[0].Get(MetadataResume))
-	assert.Equal(t, []string{tok}, mds[1].Get(MetadataResume))
+	assert.Equal(t, []string{"client-7"}, mds[0].Get(metadataClient))
+	assert.Equal(t, []string{"0"}, mds[0].Get(metadataEpoch))
+	assert.Empty(t, mds[0].Get(metadataTicket))
+	assert.Equal(t, []string{tok}, mds[1].Get(metadataTicket))
 	assert.Equal(t, []string{"t1"}, mds[1].Get("x-trace"))
-	assert.Equal(t, []string{fmt.Sprint(e2)}, mds[2].Get(MetadataEpoch))
+	assert.Equal(t, []string{fmt.Sprint(e2)}, mds[2].Get(metadataEpoch))
 
 	hc.ResetSession()
 	_, err = health.Check(t.Context(), req, grpc.WaitForReady(false))
@@ -167,34 +165,69 @@ func (c *thawingClock) AfterFunc(d time.Duration, f func()) limiter.Timer {
 	return time.AfterFunc(d, f)
 }
 
-// thawAfter is an Admitter that thaws clk once it has made n decisions.
+// thawAfter thaws clk once the interceptors it wraps (Admit's) have
+// decided n calls.
 type thawAfter struct {
-	Admitter
+	Interceptors
 	clk *thawingClock
 	n   atomic.Int32
 }
 
-func (a *thawAfter) Admit(ctx context.Context, id, tok string) (admission.Decision, error) {
-	d, err := a.Admitter.Admit(ctx, id, tok)
+// decided counts one decision, and thaws the clock at the nth.
+func (a *thawAfter) decided() {
 	if a.n.Add(-1) == 0 {
 		a.clk.mu.Lock()
 		a.clk.thawed = time.Now()
 		a.clk.mu.Unlock()
 	}
-	return d, err
 }
 
-// frozenForTwo returns an Admission of 5 sessions per second, 1 at once,
-// whose clock stands still for its first two decisions and runs from then
-// on: the first client is admitted, the second refused with a slot 200 ms
-// later plus up to 200 ms of the gate's jitter however slow the machine
-// (on the wall clock the bucket could refill between them), and the
-// second's real wait plays out against the running clock. Its retry is let
-// in when it comes at or after the slot and within the 10 s slot grace:
-// only a stall of 10 s between the refusal and the retry could fail this.
-func frozenForTwo(t *testing.T) Admitter {
+// unary and stream are the wrapped interceptors, counting decisions: a
+// call is decided once the wrapped interceptor has returned (refused) or
+// called the handler (admitted).
+func (a *thawAfter) unary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		called := false
+		resp, err := a.Unary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+			called = true
+			a.decided()
+			return h(ctx, req)
+		})
+		if !called {
+			a.decided()
+		}
+		return resp, err
+	}
+}
+
+func (a *thawAfter) stream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		called := false
+		err := a.Stream(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
+			called = true
+			a.decided()
+			return h(srv, ss)
+		})
+		if !called {
+			a.decided()
+		}
+		return err
+	}
+}
+
+// frozenForTwo returns Admit's interceptors over a gate of 5 sessions per
+// second, 1 at once, whose clock stands still for its first two decisions
+// and runs from then on: the first client is admitted, the second refused
+// with a slot 200 ms later plus up to 200 ms of the gate's jitter however
+// slow the machine (on the wall clock the bucket could refill between
+// them), and the second's real wait plays out against the running clock.
+// Its retry is let in when it comes at or after the slot and within the
+// 10 s slot grace: only a stall of 10 s between the refusal and the retry
+// could fail this.
+func frozenForTwo(t *testing.T) *thawAfter {
 	clk := &thawingClock{}
-	a := &thawAfter{Admitter: newAdmission(t, limiter.PerSecond(5, 1), admission.Config{Config: limiter.Config{Clock: clk}}), clk: clk}
+	g := newAdmission(t, limiter.PerSecond(5, 1), admission.Config{Config: limiter.Config{Clock: clk}})
+	a := &thawAfter{Interceptors: mustAdmit(t, g, admitHealth), clk: clk}
 	a.n.Store(2)
 	return a
 }
@@ -202,14 +235,13 @@ func frozenForTwo(t *testing.T) Admitter {
 // TestClientWaitsForTheSlot: a refused client comes back no earlier than
 // its admission slot and is let in.
 func TestClientWaitsForTheSlot(t *testing.T) {
-	unary, err := UnaryServerAdmission(frozenForTwo(t))
-	require.NoError(t, err)
+	unary := frozenForTwo(t).unary()
 	var rec seen
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), unary))
 
 	first := dialWith(t, addr, newClient(t, ClientConfig{ClientID: "first"}), grpc.WithDisableRetry())
 	second := dialWith(t, addr, newClient(t, ClientConfig{ClientID: "second"}), grpc.WithDisableRetry())
-	_, err = first.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	_, err := first.Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 	_, err = second.Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err, "let in on the retry")
@@ -223,8 +255,7 @@ func TestClientWaitsForTheSlot(t *testing.T) {
 // TestClientStreamRetriesAtOpen: a server-streaming call refused as it
 // opens is opened again after the pushback, and its request sent again.
 func TestClientStreamRetriesAtOpen(t *testing.T) {
-	adm, err := StreamServerAdmission(frozenForTwo(t))
-	require.NoError(t, err)
+	adm := frozenForTwo(t).stream()
 	var rec seen
 	addr := startHealth(t, grpc.ChainStreamInterceptor(rec.stream(), adm))
 
@@ -251,8 +282,7 @@ func TestClientStreamRetriesAtOpen(t *testing.T) {
 // stream is not opened again.
 func TestClientBidiNotRetried(t *testing.T) {
 	a := newAdmission(t, limiter.Every(time.Hour, 1), admission.Config{})
-	adm, err := StreamServerAdmission(a)
-	require.NoError(t, err)
+	adm := mustAdmit(t, a, admitHealth).Stream
 	var rec seen
 	addr := startHealth(t, grpc.ChainStreamInterceptor(rec.stream(), adm))
 	hc := newClient(t, ClientConfig{ClientID: "c"})
@@ -284,7 +314,7 @@ func TestClientBidiNotRetried(t *testing.T) {
 func refusing(code codes.Code, pushbackValue string, details ...*errdetails.RetryInfo) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, _ any, _ *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
 		if pushbackValue != "" {
-			_ = grpc.SetTrailer(ctx, metadata.Pairs(PushbackTrailer, pushbackValue))
+			_ = grpc.SetTrailer(ctx, metadata.Pairs(pushbackTrailer, pushbackValue))
 		}
 		st := status.New(code, "no")
 		for _, d := range details {
@@ -374,8 +404,7 @@ func TestClientWithGRPCRetryPolicy(t *testing.T) {
 			a := newAdmission(t, limiter.PerSecond(10, 1), admission.Config{Config: limiter.Config{Clock: clk}})
 			_, err := a.Admit(t.Context(), "someone", "")
 			require.NoError(t, err)
-			adm, err := UnaryServerAdmission(a)
-			require.NoError(t, err)
+			adm := mustAdmit(t, a, admitHealth).Unary
 			var rec seen
 			addr := startHealth(t, grpc.ChainUnaryInterceptor(rec.unary(), adm))
 			health := dialWith(t, addr, newClient(t, ClientConfig{ClientID: "c", Retry: tc.retry}), tc.dial)
@@ -405,7 +434,7 @@ func TestClientHonoursCancellation(t *testing.T) {
 
 func TestClientMalformedNotices(t *testing.T) {
 	sendBad := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		_ = grpc.SetHeader(ctx, metadata.Pairs(MetadataInvalidate, `"a";epoch=5;id="r5", "b";epoch=x;id="r6"`))
+		_ = grpc.SetHeader(ctx, metadata.Pairs(metadataInvalidate, `"a";epoch=5;id="r5", "b";epoch=x;id="r6"`))
 		return h(ctx, req)
 	}
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(sendBad))
@@ -430,8 +459,7 @@ func TestClientConcurrentNoticesAppliedOnce(t *testing.T) {
 	}
 	clk.Add(time.Second)
 	require.NoError(t, c.Advance(t.Context()))
-	inv, err := UnaryServerInvalidate(c, WithMaxNotices(2))
-	require.NoError(t, err)
+	inv := mustInvalidate(t, c, InvalidateConfig{MaxNotices: 2, NotifyHealth: true}).Unary
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(inv))
 	var (
 		mu       sync.Mutex
@@ -483,7 +511,7 @@ func TestClientConfig(t *testing.T) {
 	}{
 		{ClientConfig{ClientID: " "}, "ClientConfig.ClientID must be 1 to 256 bytes of visible ASCII", false},
 		{ClientConfig{ClientID: "a b"}, `ClientConfig.ClientID must be 1 to 256 bytes of visible ASCII other than the comma, got "a b"`, false},
-		{ClientConfig{ClientID: strings.Repeat("x", MaxClientMetadataLen+1)}, "ClientConfig.ClientID must be 1 to 256 bytes", false},
+		{ClientConfig{ClientID: strings.Repeat("x", maxClientIDLen+1)}, "ClientConfig.ClientID must be 1 to 256 bytes", false},
 		{ClientConfig{Applied: invalidate.MaxEpoch + 1}, "ClientConfig.Applied must be at most invalidate.MaxEpoch", false},
 		{ClientConfig{Retry: retry.Policy{Backoff: retry.Backoff{Base: -time.Second}}}, "ClientConfig.Retry.Backoff.Base must be >= 0, got -1s", true},
 		{ClientConfig{Retry: retry.Policy{MaxAttempts: -1}}, "ClientConfig.Retry.MaxAttempts must be >= 0, got -1", true},

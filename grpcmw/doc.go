@@ -4,91 +4,133 @@
 //
 // # Server use
 //
-// Build the interceptors from one budget and install them on the server:
+// RateLimit, Admit and Invalidate each return Interceptors, a unary and a
+// stream server interceptor, built from a herdcap primitive and a config
+// struct whose zero value is the default (a bad field is an error wrapping
+// ErrInvalidConfig that names it). Install both of each, in this order:
+// rate limit, admission, invalidation, then anything of your own, so that
+// refused calls cost nothing further:
 //
-//	b, err := limiter.NewLocal(limiter.PerSecond(100, 200))
-//	unary, err := grpcmw.UnaryServerRateLimit(b,
-//		grpcmw.WithSkip(func(m string) bool { return strings.HasPrefix(m, "/grpc.health.v1.Health/") }))
-//	stream, err := grpcmw.StreamServerRateLimit(b)
-//	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+//	budget, err := limiter.NewLocal(limiter.PerSecond(100, 200), limiter.Config{})
+//	rl, err := grpcmw.RateLimit(grpcmw.RateLimitConfig{}, grpcmw.Policy{Budget: budget})
+//	adm, err := grpcmw.Admit(gate, grpcmw.AdmitConfig{})
+//	inv, err := grpcmw.Invalidate(coordinator, grpcmw.InvalidateConfig{})
+//	srv := grpc.NewServer(
+//		grpc.ChainUnaryInterceptor(rl.Unary, adm.Unary, inv.Unary),
+//		grpc.ChainStreamInterceptor(rl.Stream, adm.Stream, inv.Stream))
 //
-// Each unary call takes one token (see WithCost) from the bucket of its key
-// (see WithKeyFunc; by default PeerIP, the client's IP address). A stream
-// takes its tokens once, when it opens, before the handler runs; its
-// messages are not limited. Methods for which the WithSkip function returns
-// true bypass the limit.
+// A stream is decided once, when it opens, before the handler runs; what
+// flows on an open stream is not limited. The decisions are made by one
+// transport-neutral core shared with package httpmw, so the two
+// transports answer alike: the same key errors, the same tickets, the same
+// handling of a context that ends.
 //
-// Install the rate limit early in the chain, before anything that sets
-// response headers (grpc.SetHeader, grpc.SendHeader): see the pushback
-// section for why.
+// Health checking (/grpc.health.v1.Health/) and reflection
+// (/grpc.reflection.v1.ServerReflection/ and v1alpha) are skipped by every
+// server interceptor unless RateLimitConfig.LimitHealth (or
+// AdmitConfig.LimitHealth, InvalidateConfig.NotifyHealth) says otherwise:
+// a client whose quota is spent must still pass a grpc-go channel's
+// health check (healthCheckConfig), or the channel would fail every call
+// with Unavailable.
+//
+// Each call is keyed by PeerIP (an IPv6 client by its /64) unless a
+// Policy's Key says otherwise; Admit and Invalidate prefer the client's
+// own herdcap-client ID when it sends one.
+//
+// # Several policies
+//
+// A RateLimit with several policies (per client IP and per tenant, say)
+// limits a call by all of them. Every policy's budget is asked, each
+// taking its own tokens whatever the others answer, as Envoy's rate limit
+// filter does: the policies are independent quotas. The most restrictive
+// answer decides: a budget that rejects the call's cost or limit
+// (Internal) before a failed budget (Unavailable) before a refusal
+// (ResourceExhausted, told the longest wait of the refusing policies). A
+// Shadow policy is asked and logged but never refuses: it never changes a
+// call's status.
 //
 // # Status mapping
 //
 //   - Allowed: the handler is called.
-//   - Quota spent (the Decision is not Allowed): codes.ResourceExhausted.
-//   - The budget rejected the cost or key (limiter.ErrInvalidRequest: a
-//     WithCost beyond the burst or negative, or an empty key): codes.Internal,
-//     without pushback, since no retry can succeed.
-//   - The budget returned another error (limiter.ErrUnavailable when a
-//     Redis store is down under the fail-closed policy, or any other error):
-//     codes.Unavailable. The message is generic, never the budget's error,
-//     which is logged (WithLogger) instead.
-//   - The key function failed: its own status if its error carries one,
-//     otherwise codes.InvalidArgument (see KeyFunc).
+//   - A quota is spent: codes.ResourceExhausted.
+//   - A budget failed (limiter.ErrUnavailable when a Redis store is down
+//     under the fail-closed policy, or any other error), or Admit refused
+//     a new session or its gate failed: codes.Unavailable. The message is
+//     generic, never the budget's error, which is logged instead.
+//   - The call's context ended while it was decided: its own status
+//     (Canceled, DeadlineExceeded).
+//   - A key function failed: codes.InvalidArgument for an error wrapping
+//     ErrNoKey (and for malformed herdcap metadata), the error's own status
+//     if it carries one, else codes.Internal.
+//   - A limit or cost function failed or panicked, or a budget rejected
+//     the cost or limit (a cost beyond the burst): codes.Internal, without
+//     pushback, since no retry can succeed.
 //
-// Both refusals are returned as an *Error. Their status carries an
-// errdetails.RetryInfo detail whose RetryDelay is the Decision's RetryAfter
-// (for a failed budget without one, WithUnavailableRetryAfter's delay), and
-// the message states the delay too.
+// Both kinds of refusal are returned as an *Error. Their status carries an
+// errdetails.RetryInfo detail whose RetryDelay is the exact wait, and the
+// message states the wait too.
 //
 // # Pushback and Trailers-Only
 //
 // Along with the status, the interceptors send the grpc-retry-pushback-ms
-// trailer (PushbackTrailer): the delay in milliseconds, rounded up. A grpc-go
-// client whose service config has a retryPolicy listing the code
-// (RESOURCE_EXHAUSTED, or UNAVAILABLE) waits that long before its next
-// attempt instead of its own backoff. grpc-go reads the pushback only from a
-// Trailers-Only response, one whose status arrives in the single header
-// frame that also ends the stream; a response that has sent headers is also
-// never retried. The interceptors therefore set the trailer (grpc.SetTrailer,
-// or ServerStream.SetTrailer for streams) and return the error without
-// sending any header, and the server writes it all in one frame. Anything
-// earlier in the chain that sets header metadata turns the response into
-// headers plus trailers, and clients then neither retry nor see the
-// pushback.
+// trailer: the wait in milliseconds, rounded up. A grpc-go client whose
+// service config has a retryPolicy listing the code (RESOURCE_EXHAUSTED,
+// or UNAVAILABLE) waits exactly that long before its next attempt instead
+// of its own backoff. The wait is the budget's spread one: callers refused
+// together are told successive times, a refill interval apart
+// (limiter.Decision.RetryAfter), so plain grpc-go clients refused together
+// come back one after another at the bucket's rate, not together.
 //
-// The Limiter type adapts a budget to go-grpc-middleware v2's ratelimit
-// interceptors, which report every refusal as codes.ResourceExhausted; it
-// sets the pushback trailer itself so that retry policies still work there.
+// grpc-go reads the pushback only from a Trailers-Only response, one whose
+// status arrives in the single header frame that also ends the stream; a
+// response that has sent headers is also never retried. The interceptors
+// therefore set the trailer (grpc.SetTrailer, or ServerStream.SetTrailer
+// for streams) and return the error without sending any header, and the
+// server writes it all in one frame. Anything earlier in the chain that
+// sets header metadata turns the response into headers plus trailers, and
+// clients then neither retry nor see the pushback: install the rate limit
+// and admission first.
 //
-// # Invalidation
+// The Limiter type adapts RateLimit's decision to go-grpc-middleware v2's
+// ratelimit interceptors, which report every refusal as
+// codes.ResourceExhausted; it sets the pushback trailer itself so that
+// retry policies still work there.
 //
-// UnaryServerInvalidate and StreamServerInvalidate tell clients, on their
-// ordinary responses, what to drop from their caches once an
-// invalidate.Coordinator has released their cohort. A client takes part by
-// sending the highest epoch it has applied (MetadataEpoch) and, usually,
-// its ID (MetadataClient; else PeerIP); the notices come back in
-// MetadataInvalidate, in the format of package httpmw's Herdcap-Invalidate
-// field, with MetadataEpoch, in the header metadata of a successful call
-// (a stream's first message), and in the trailer otherwise so that
-// refusals further in stay Trailers-Only. Malformed herdcap metadata is
-// codes.InvalidArgument; a coordinator error never fails the call.
+// # Invalidation and admission
 //
-// # Admission
+// Invalidate tells clients, on their ordinary responses, what to drop from
+// their caches once an invalidate.Coordinator has released their cohort.
+// A client takes part by sending the highest epoch it has applied
+// (herdcap-epoch) and, usually, its ID (herdcap-client); the notices come
+// back in herdcap-invalidate with herdcap-epoch, in the header metadata of
+// a successful call (a stream's first message), and in the trailer
+// otherwise, so that refusals further in stay Trailers-Only.
 //
-// UnaryServerAdmission and StreamServerAdmission admit new sessions
-// through an admission.Gate (a stream is a session; unary calls are gated
-// unless WithSkip exempts them). A refusal is codes.Unavailable with the
-// client's slot in RetryInfo and the pushback trailer, sent Trailers-Only
-// as above; an admitted client gets a resume token (MetadataResume) that
-// lets it back in later without spending the budget.
+// Admit admits new sessions through an admission.Gate (a stream is a
+// session; unary calls are gated unless AdmitConfig.Skip exempts them). A
+// refusal is codes.Unavailable with the client's slot in RetryInfo and the
+// pushback trailer, sent Trailers-Only; an admitted client gets a ticket
+// (herdcap-ticket) that lets it back in later without spending the budget.
 //
-// Chain the interceptors in this order: rate limit, admission,
-// invalidation, then anything of your own:
+// # Wire protocol
 //
-//	srv := grpc.NewServer(
-//		grpc.ChainUnaryInterceptor(rl, admUnary, invUnary),
-//		grpc.ChainStreamInterceptor(rlStream, admStream, invStream))
+// The herdcap metadata keys carry the values of package httpmw's header
+// fields of the same names, so that one client library or gateway can
+// speak both:
+//
+//	herdcap-client      request   the client ID: 1 to 256 bytes of visible ASCII but the comma, one value
+//	herdcap-epoch       request   the highest epoch applied: 1 to 16 digits, at most 2^53 - 1, one value
+//	                    response  the epoch to record after the notices
+//	herdcap-invalidate  response  notices: "scope";epoch=N;id="rollout", ...
+//	herdcap-ticket      both      the session's ticket
+//
+// herdcap-client is self-asserted: a client may name any ID, which moves
+// it to another cohort or slot but gets it nothing a new ID would not; set
+// a Key to key by an authenticated identity instead. A call without
+// herdcap-epoch takes no part in invalidation. A missing, malformed,
+// expired or foreign ticket makes the call a new session, never an error.
+// Other malformed herdcap metadata is codes.InvalidArgument. The pushback
+// trailer is gRPC's standard grpc-retry-pushback-ms.
 //
 // # Client side
 //

@@ -13,12 +13,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// PushbackTrailer is the trailer key through which a server tells grpc-go
-// clients with a retry policy how long to wait before the next attempt, in
-// whole milliseconds (gRPC A6). Clients honour it only on a Trailers-Only
-// response.
-const PushbackTrailer = "grpc-retry-pushback-ms"
-
 var (
 	// ErrRateLimited is wrapped by an *Error whose Code is
 	// codes.ResourceExhausted: the caller's quota is spent.
@@ -29,27 +23,27 @@ var (
 	// made from the limit. The *Error also wraps the budget's error.
 	ErrLimiterFailed = errors.New("grpcmw: rate limiter unavailable")
 	// ErrAdmissionRefused is wrapped by an *Error whose Code is
-	// codes.Unavailable from the admission interceptors: the budget of new
-	// sessions is spent, and RetryAfter is the client's slot.
+	// codes.Unavailable from Admit: the budget of new sessions is spent,
+	// and RetryAfter is the client's slot.
 	ErrAdmissionRefused = errors.New("grpcmw: new session refused")
 )
 
-// Error is a call turned away by the rate limit or the admission
-// interceptors. The interceptors turn it into its gRPC status (see
-// GRPCStatus) and send RetryAfter as the pushback trailer; Limiter.Limit
-// returns it as is.
+// Error is a call turned away by RateLimit's or Admit's interceptors. The
+// interceptors turn it into its gRPC status (see GRPCStatus) and send
+// RetryAfter as the pushback trailer; Limiter.Limit returns it as is.
 //
 // Its message and status never include the budget's own error, which may
 // describe internals (addresses, keys); errors.Is and errors.As reach it
 // through Unwrap on the server side.
 type Error struct {
-	// Code is codes.ResourceExhausted when the quota is spent, and
-	// codes.Unavailable when the budget failed, or when the admission
-	// interceptors refused a new session or failed.
+	// Code is codes.ResourceExhausted when a quota is spent, and
+	// codes.Unavailable when a budget failed, or when Admit refused a new
+	// session or the gate failed.
 	Code codes.Code
 	// RetryAfter is how long the client is told to wait before retrying:
-	// the Decision's RetryAfter, or for a failed budget without one, the
-	// WithUnavailableRetryAfter delay.
+	// the decision's exact wait (a refusal's turn, spread by the budget;
+	// an admission slot), or for a failed budget or gate without one, the
+	// config's UnavailableRetryAfter.
 	RetryAfter time.Duration
 	// cause is the budget's error (Unavailable only).
 	cause error
@@ -102,7 +96,7 @@ func (e *Error) GRPCStatus() *status.Status {
 
 // trailer returns the pushback trailer for e.
 func (e *Error) trailer() metadata.MD {
-	return metadata.MD{PushbackTrailer: []string{strconv.FormatInt(pushbackMillis(e.RetryAfter), 10)}}
+	return metadata.MD{pushbackTrailer: []string{strconv.FormatInt(pushbackMillis(e.RetryAfter), 10)}}
 }
 
 // pushbackMillis rounds d up to whole milliseconds, at least 1 (a 0 would

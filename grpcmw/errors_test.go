@@ -38,7 +38,7 @@ func TestError(t *testing.T) {
 	assert.NotErrorIs(t, denied, ErrLimiterFailed)
 	assert.Equal(t, codes.ResourceExhausted, status.Code(denied))
 	assert.Equal(t, denied.RetryAfter, retryInfo(t, denied))
-	assert.Equal(t, []string{"1235"}, denied.trailer().Get(PushbackTrailer))
+	assert.Equal(t, []string{"1235"}, denied.trailer().Get(pushbackTrailer))
 
 	cause := errors.Join(errors.New("redis 10.1.2.3 down"), limiter.ErrUnavailable)
 	failed := &Error{Code: codes.Unavailable, RetryAfter: time.Second, cause: cause}

@@ -19,15 +19,11 @@ func Example_serverAndClient() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	unary, err := grpcmw.UnaryServerRateLimit(budget)
+	rl, err := grpcmw.RateLimit(grpcmw.RateLimitConfig{}, grpcmw.Policy{Budget: budget}) // health checks pass
 	if err != nil {
 		log.Fatal(err)
 	}
-	stream, err := grpcmw.StreamServerRateLimit(budget)
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(rl.Unary), grpc.ChainStreamInterceptor(rl.Stream))
 	// ... register your services on srv ...
 	lis, err := net.Listen("tcp", "127.0.0.1:9090")
 	if err != nil {

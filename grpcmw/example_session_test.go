@@ -72,29 +72,33 @@ func released() *invalidate.Coordinator {
 	return coord
 }
 
-func ExampleUnaryServerInvalidate() {
-	inv, err := grpcmw.UnaryServerInvalidate(released())
+// The examples serve the health service as their application, which the
+// interceptors leave alone unless told (NotifyHealth, LimitHealth); your
+// own services need no such field.
+
+func ExampleInvalidate() {
+	inv, err := grpcmw.Invalidate(released(), grpcmw.InvalidateConfig{NotifyHealth: true})
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, stop := serveDial([]grpc.ServerOption{grpc.ChainUnaryInterceptor(inv)})
+	client, stop := serveDial([]grpc.ServerOption{grpc.ChainUnaryInterceptor(inv.Unary)})
 	defer stop()
 
 	for _, applied := range []string{"0", "1767225600000"} {
 		ctx := metadata.AppendToOutgoingContext(context.Background(),
-			grpcmw.MetadataClient, "client-7", grpcmw.MetadataEpoch, applied)
+			"herdcap-client", "client-7", "herdcap-epoch", applied)
 		var header metadata.MD
 		if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header)); err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("applied %s: %q %q\n", applied, header.Get(grpcmw.MetadataInvalidate), header.Get(grpcmw.MetadataEpoch))
+		fmt.Printf("applied %s: %q %q\n", applied, header.Get("herdcap-invalidate"), header.Get("herdcap-epoch"))
 	}
 	// Output:
 	// applied 0: ["\"tag:catalog\";epoch=1767225600000;id=\"catalog-v2\""] ["1767225600000"]
 	// applied 1767225600000: [] []
 }
 
-func ExampleUnaryServerAdmission() {
+func ExampleAdmit() {
 	// 2 new sessions per second, 1 at once, on a clock that stands still.
 	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	gate, err := admission.New(limiter.PerSecond(2, 1), admission.Config{Config: limiter.Config{Clock: clk}})
@@ -102,19 +106,19 @@ func ExampleUnaryServerAdmission() {
 		log.Fatal(err)
 	}
 	defer gate.Close()
-	adm, err := grpcmw.UnaryServerAdmission(gate)
+	adm, err := grpcmw.Admit(gate, grpcmw.AdmitConfig{LimitHealth: true})
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, stop := serveDial([]grpc.ServerOption{grpc.ChainUnaryInterceptor(adm)})
+	client, stop := serveDial([]grpc.ServerOption{grpc.ChainUnaryInterceptor(adm.Unary)})
 	defer stop()
 
 	for _, id := range []string{"alice", "bob"} {
-		ctx := metadata.AppendToOutgoingContext(context.Background(), grpcmw.MetadataClient, id)
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "herdcap-client", id)
 		var trailer metadata.MD
 		_, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
 		st := status.Convert(err)
-		fmt.Println(id, st.Code(), trailer.Get(grpcmw.PushbackTrailer))
+		fmt.Println(id, st.Code(), trailer.Get("grpc-retry-pushback-ms"))
 		for _, d := range st.Details() {
 			if ri, ok := d.(*errdetails.RetryInfo); ok {
 				fmt.Println("  RetryInfo:", ri.GetRetryDelay().AsDuration())
@@ -128,7 +132,7 @@ func ExampleUnaryServerAdmission() {
 }
 
 func ExampleNewClient() {
-	inv, err := grpcmw.UnaryServerInvalidate(released())
+	inv, err := grpcmw.Invalidate(released(), grpcmw.InvalidateConfig{NotifyHealth: true})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -143,7 +147,7 @@ func ExampleNewClient() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, stop := serveDial([]grpc.ServerOption{grpc.ChainUnaryInterceptor(inv)},
+	client, stop := serveDial([]grpc.ServerOption{grpc.ChainUnaryInterceptor(inv.Unary)},
 		grpc.WithChainUnaryInterceptor(hc.UnaryInterceptor()),
 		grpc.WithChainStreamInterceptor(hc.StreamInterceptor()),
 		grpc.WithDisableRetry()) // the Client retries refusals itself
@@ -161,18 +165,18 @@ func ExampleNewClient() {
 	// applied epoch 1767225600000 cached scopes 0
 }
 
-func ExampleStreamServerInvalidate() {
-	inv, err := grpcmw.StreamServerInvalidate(released())
+func ExampleInvalidate_stream() {
+	inv, err := grpcmw.Invalidate(released(), grpcmw.InvalidateConfig{NotifyHealth: true})
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, stop := serveDial([]grpc.ServerOption{grpc.ChainStreamInterceptor(inv)})
+	client, stop := serveDial([]grpc.ServerOption{grpc.ChainStreamInterceptor(inv.Stream)})
 	defer stop()
 
 	// The notices go in the header sent with the stream's first message.
 	for _, applied := range []string{"0", "1767225600000"} {
 		ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(),
-			grpcmw.MetadataClient, "client-7", grpcmw.MetadataEpoch, applied))
+			"herdcap-client", "client-7", "herdcap-epoch", applied))
 		stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
 		if err != nil {
 			log.Fatal(err)
@@ -186,7 +190,7 @@ func ExampleStreamServerInvalidate() {
 			log.Fatal(err)
 		}
 		fmt.Printf("applied %s: %v %q %q\n", applied, first.GetStatus(),
-			header.Get(grpcmw.MetadataInvalidate), header.Get(grpcmw.MetadataEpoch))
+			header.Get("herdcap-invalidate"), header.Get("herdcap-epoch"))
 		cancel()
 	}
 	// Output:
@@ -194,7 +198,7 @@ func ExampleStreamServerInvalidate() {
 	// applied 1767225600000: SERVING [] []
 }
 
-func ExampleStreamServerAdmission() {
+func ExampleAdmit_stream() {
 	// 2 new sessions per second, 1 at once, on a clock that stands still:
 	// a stream is a session, admitted when it opens.
 	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -203,22 +207,22 @@ func ExampleStreamServerAdmission() {
 		log.Fatal(err)
 	}
 	defer gate.Close()
-	adm, err := grpcmw.StreamServerAdmission(gate)
+	adm, err := grpcmw.Admit(gate, grpcmw.AdmitConfig{LimitHealth: true})
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, stop := serveDial([]grpc.ServerOption{grpc.ChainStreamInterceptor(adm)})
+	client, stop := serveDial([]grpc.ServerOption{grpc.ChainStreamInterceptor(adm.Stream)})
 	defer stop()
 
 	for _, id := range []string{"alice", "bob"} {
-		ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), grpcmw.MetadataClient, id))
+		ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "herdcap-client", id))
 		stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
 		if err != nil {
 			log.Fatal(err)
 		}
 		if first, err := stream.Recv(); err != nil {
 			// Refused as it opened: the slot is in the pushback trailer.
-			fmt.Println(id, status.Code(err), stream.Trailer().Get(grpcmw.PushbackTrailer))
+			fmt.Println(id, status.Code(err), stream.Trailer().Get("grpc-retry-pushback-ms"))
 		} else {
 			fmt.Println(id, first.GetStatus())
 		}

@@ -43,17 +43,18 @@ func serve(opts ...grpc.ServerOption) (healthpb.HealthClient, func()) {
 	}
 }
 
-func ExampleUnaryServerRateLimit() {
-	// One call per client IP per hour.
+func ExampleRateLimit() {
+	// One call per client IP per hour. (The example limits the health
+	// service, its only service, which RateLimit skips unless LimitHealth.)
 	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1), limiter.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	rl, err := grpcmw.UnaryServerRateLimit(b)
+	rl, err := grpcmw.RateLimit(grpcmw.RateLimitConfig{LimitHealth: true}, grpcmw.Policy{Budget: b})
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, stop := serve(grpc.ChainUnaryInterceptor(rl))
+	client, stop := serve(grpc.ChainUnaryInterceptor(rl.Unary))
 	defer stop()
 
 	for range 2 {
@@ -64,7 +65,7 @@ func ExampleUnaryServerRateLimit() {
 		for _, d := range st.Details() {
 			if ri, ok := d.(*errdetails.RetryInfo); ok {
 				fmt.Println("retry in about", ri.GetRetryDelay().AsDuration().Round(time.Minute))
-				fmt.Println("pushback trailer sent:", len(trailer.Get(grpcmw.PushbackTrailer)) == 1)
+				fmt.Println("pushback trailer sent:", len(trailer.Get("grpc-retry-pushback-ms")) == 1)
 			}
 		}
 	}
@@ -75,18 +76,18 @@ func ExampleUnaryServerRateLimit() {
 	// pushback trailer sent: true
 }
 
-func ExampleStreamServerRateLimit() {
+func ExampleRateLimit_stream() {
 	// One stream per client IP per hour; the health checks' unary Check
 	// is not limited here.
 	b, err := limiter.NewLocal(limiter.Every(time.Hour, 1), limiter.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	rl, err := grpcmw.StreamServerRateLimit(b)
+	rl, err := grpcmw.RateLimit(grpcmw.RateLimitConfig{LimitHealth: true}, grpcmw.Policy{Budget: b})
 	if err != nil {
 		log.Fatal(err)
 	}
-	client, stop := serve(grpc.ChainStreamInterceptor(rl))
+	client, stop := serve(grpc.ChainStreamInterceptor(rl.Stream))
 	defer stop()
 
 	for range 2 {
@@ -114,12 +115,12 @@ func ExampleNewLimiter() {
 		log.Fatal(err)
 	}
 	// Key by a tenant from the incoming metadata instead of the peer IP.
-	l, err := grpcmw.NewLimiter(b, grpcmw.WithKeyFunc(func(ctx context.Context, _ string) (string, error) {
+	l, err := grpcmw.NewLimiter(grpcmw.RateLimitConfig{}, grpcmw.Policy{Budget: b, Key: func(ctx context.Context, _ string) (string, error) {
 		if t := metadata.ValueFromIncomingContext(ctx, "x-tenant"); len(t) == 1 {
 			return t[0], nil
 		}
 		return "", status.Error(codes.InvalidArgument, "missing x-tenant")
-	}))
+	}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func maxInWindow(ts []time.Duration, w time.Duration) int {
 // through the shipped gRPC client: 10,000 clients disconnected at one
 // instant, each a Client of its own (default backoff shape, retry budget
 // and bounds) whose unary interceptor calls Check over one real loopback
-// grpc-go connection, against UnaryServerAdmission on a gate of 500 new
+// grpc-go connection, against Admit on a gate of 500 new
 // sessions per second (50 at once). Time is virtual: the Admission reads a
 // fake clock and the Clients sleep on a scheduler that runs one client at a
 // time and sets the clock to its wake-up time, so the run is deterministic
@@ -66,8 +66,7 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 		burst = 50
 	)
 	clk := fakeclock.New(t0)
-	adm, err := UnaryServerAdmission(newAdmission(t, limiter.PerSecond(rate, burst), admission.Config{Config: limiter.Config{Clock: clk}}))
-	require.NoError(t, err)
+	adm := mustAdmit(t, newAdmission(t, limiter.PerSecond(rate, burst), admission.Config{Config: limiter.Config{Clock: clk}}), admitHealth).Unary
 	var (
 		mu       sync.Mutex
 		arrivals []time.Duration // virtual, since the storm; in order (one client at a time)
@@ -76,7 +75,7 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 	record := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		mu.Lock()
 		arrivals = append(arrivals, clk.Now().Sub(t0))
-		attempts[metadata.ValueFromIncomingContext(ctx, MetadataClient)[0]]++
+		attempts[metadata.ValueFromIncomingContext(ctx, metadataClient)[0]]++
 		mu.Unlock()
 		return h(ctx, req)
 	}
@@ -104,7 +103,7 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 	}
 	start := time.Now()
 	end := sched.Run()
-	t.Logf("%d clients through UnaryServerAdmission in %v of virtual time, %v of wall time", herd, end.Sub(t0), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d clients through Admit in %v of virtual time, %v of wall time", herd, end.Sub(t0), time.Since(start).Round(time.Millisecond))
 	require.Equal(t, map[codes.Code]int{codes.OK: herd}, outcomes, "every client gets in")
 
 	mu.Lock()

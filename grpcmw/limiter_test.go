@@ -50,10 +50,10 @@ func ggmStream(l goGRPCMiddlewareLimiter) grpc.StreamServerInterceptor {
 func TestLimiterDirect(t *testing.T) {
 	b := newLocal(t, limiter.Every(time.Hour, 1))
 	var methods []string
-	l, err := NewLimiter(b, WithKeyFunc(func(_ context.Context, m string) (string, error) {
+	l, err := NewLimiter(RateLimitConfig{}, Policy{Budget: b, Key: func(_ context.Context, m string) (string, error) {
 		methods = append(methods, m)
 		return "tenant-7", nil
-	}))
+	}})
 	require.NoError(t, err)
 
 	require.NoError(t, l.Limit(t.Context()))
@@ -69,13 +69,13 @@ func TestLimiterDirect(t *testing.T) {
 }
 
 func TestLimiterUnavailable(t *testing.T) {
-	l, err := NewLimiter(failingBudget{}, WithKeyFunc(func(context.Context, string) (string, error) { return "k", nil }))
+	l, err := NewLimiter(RateLimitConfig{}, Policy{Budget: failingBudget{}, Key: func(context.Context, string) (string, error) { return "k", nil }})
 	require.NoError(t, err)
 	err = l.Limit(t.Context())
 	var e *Error
 	require.ErrorAs(t, err, &e)
 	assert.Equal(t, codes.Unavailable, e.Code)
-	assert.Equal(t, DefaultUnavailableRetryAfter, e.RetryAfter)
+	assert.Equal(t, time.Second, e.RetryAfter, "the default UnavailableRetryAfter")
 	assert.ErrorIs(t, err, ErrLimiterFailed)
 	assert.ErrorIs(t, err, limiter.ErrUnavailable, "the cause stays reachable on the server")
 	assert.NotContains(t, err.Error(), "secret-key")
@@ -87,7 +87,7 @@ func TestLimiterUnavailable(t *testing.T) {
 // and the message still states the delay.
 func TestLimiterThroughMiddleware(t *testing.T) {
 	b := newLocal(t, limiter.Every(time.Hour, 1))
-	l, err := NewLimiter(b, WithSkip(func(m string) bool { return m == checkMethod }))
+	l, err := NewLimiter(RateLimitConfig{LimitHealth: true, Skip: func(m string) bool { return m == checkMethod }}, Policy{Budget: b})
 	require.NoError(t, err)
 	var reached atomic.Int32
 	c := dialHealth(t, startHealth(t,
@@ -122,7 +122,7 @@ func TestLimiterThroughMiddleware(t *testing.T) {
 	assert.EqualValues(t, 3, reached.Load())
 
 	var trailer metadata.MD
-	unary, err := NewLimiter(b) // Check not skipped; 127.0.0.1's bucket is spent
+	unary, err := NewLimiter(limitHealth, Policy{Budget: b}) // Check not skipped; 127.0.0.1's bucket is spent
 	require.NoError(t, err)
 	c = dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(ggmUnary(unary))))
 	_, err = c.Check(t.Context(), req, grpc.Trailer(&trailer))

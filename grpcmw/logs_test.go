@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,20 +17,24 @@ import (
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/admission"
+	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
-// downAdmitter fails every decision, as an admission store in an outage.
-type downAdmitter struct{}
-
-func (downAdmitter) Admit(context.Context, string, string) (admission.Decision, error) {
-	return admission.Decision{Via: limiter.ViaFallback}, errors.New("redis 10.1.2.3:6379: dial timeout")
+// downGate fails every decision: a real gate, closed.
+func downGate(t *testing.T) *admission.Gate {
+	g := newAdmission(t, limiter.PerSecond(1, 1), admission.Config{})
+	require.NoError(t, g.Close())
+	return g
 }
 
-// downSource fails every question, as a coordinator in an outage.
-type downSource struct{}
-
-func (downSource) AppendDue(_ context.Context, dst []invalidate.Notice, _ string, _ uint64) ([]invalidate.Notice, error) {
-	return dst, invalidate.ErrUnavailable
+// downCoordinator fails every question: a real coordinator on a Redis
+// store nothing answers for, with nothing cached.
+func downCoordinator(t *testing.T) *invalidate.Coordinator {
+	store, err := invalidate.NewRedisStore(fleet.Redis{Client: deadRedis(t), Timeout: time.Second})
+	require.NoError(t, err)
+	c, err := invalidate.NewCoordinator(store, invalidate.Config{})
+	require.NoError(t, err)
+	return c
 }
 
 // TestFailureLogsAreThrottled: in an outage every call fails the same way;
@@ -44,31 +49,24 @@ func TestFailureLogsAreThrottled(t *testing.T) {
 		md   []string
 	}{
 		{"rate limit", "rate limiter failed", codes.Unavailable, func(b *syncBuffer) grpc.UnaryServerInterceptor {
-			i, err := UnaryServerRateLimit(failingBudget{}, WithLogger(newDebugLogger(b)))
-			require.NoError(t, err)
-			return i
+			return mustRateLimit(t, RateLimitConfig{LimitHealth: true, Logger: newDebugLogger(b)}, Policy{Budget: failingBudget{}}).Unary
 		}, nil},
 		{"admission", "admission failed", codes.Unavailable, func(b *syncBuffer) grpc.UnaryServerInterceptor {
-			i, err := UnaryServerAdmission(downAdmitter{}, WithLogger(newDebugLogger(b)))
-			require.NoError(t, err)
-			return i
-		}, []string{MetadataClient, "c1"}},
+			return mustAdmit(t, downGate(t), AdmitConfig{LimitHealth: true, Logger: newDebugLogger(b)}).Unary
+		}, []string{metadataClient, "c1"}},
 		{"coordinator", "coordinator failed", codes.OK, func(b *syncBuffer) grpc.UnaryServerInterceptor {
-			i, err := UnaryServerInvalidate(downSource{}, WithLogger(newDebugLogger(b)))
-			require.NoError(t, err)
-			return i
-		}, []string{MetadataEpoch, "0"}},
-		{"key function", "key function failed", codes.InvalidArgument, func(b *syncBuffer) grpc.UnaryServerInterceptor {
-			i, err := UnaryServerRateLimit(newLocal(t, limiter.PerSecond(1, 1)), WithLogger(newDebugLogger(b)),
-				WithKeyFunc(func(context.Context, string) (string, error) { return "", errors.New("session store down") }))
-			require.NoError(t, err)
-			return i
+			return mustInvalidate(t, downCoordinator(t), InvalidateConfig{NotifyHealth: true, Logger: newDebugLogger(b)}).Unary
+		}, []string{metadataEpoch, "0"}},
+		// Internal since issue 10 (a key function's own failure is the
+		// server's, on both transports); it was InvalidArgument.
+		{"key function", "key function failed", codes.Internal, func(b *syncBuffer) grpc.UnaryServerInterceptor {
+			return mustRateLimit(t, RateLimitConfig{LimitHealth: true, Logger: newDebugLogger(b)},
+				Policy{Budget: newLocal(t, limiter.PerSecond(1, 1)),
+					Key: func(context.Context, string) (string, error) { return "", errors.New("session store down") }}).Unary
 		}, nil},
-		{"malformed metadata", "malformed " + MetadataEpoch, codes.InvalidArgument, func(b *syncBuffer) grpc.UnaryServerInterceptor {
-			i, err := UnaryServerInvalidate(downSource{}, WithLogger(newDebugLogger(b)))
-			require.NoError(t, err)
-			return i
-		}, []string{MetadataEpoch, "-1"}},
+		{"malformed metadata", "malformed " + metadataEpoch, codes.InvalidArgument, func(b *syncBuffer) grpc.UnaryServerInterceptor {
+			return mustInvalidate(t, downCoordinator(t), InvalidateConfig{NotifyHealth: true, Logger: newDebugLogger(b)}).Unary
+		}, []string{metadataEpoch, "-1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer

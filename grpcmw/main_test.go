@@ -21,7 +21,9 @@ import (
 
 	"github.com/herdcap/herdcap/internal/logtest"
 	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 func TestMain(m *testing.M) {
@@ -117,8 +119,8 @@ func retryInfo(t testing.TB, err error) time.Duration {
 // pushback returns the grpc-retry-pushback-ms trailer value.
 func pushback(t testing.TB, md metadata.MD) int64 {
 	t.Helper()
-	v := md.Get(PushbackTrailer)
-	require.Len(t, v, 1, "want one %s trailer in %v", PushbackTrailer, md)
+	v := md.Get(pushbackTrailer)
+	require.Len(t, v, 1, "want one %s trailer in %v", pushbackTrailer, md)
 	ms, err := strconv.ParseInt(v[0], 10, 64)
 	require.NoError(t, err)
 	return ms
@@ -141,3 +143,34 @@ func (f failingBudget) Take(context.Context, limiter.Request) (limiter.Decision,
 }
 
 type syncBuffer = logtest.Buffer
+
+// The configs of tests that serve the health service as their
+// application, which the interceptors skip by default.
+var (
+	limitHealth  = RateLimitConfig{LimitHealth: true}
+	admitHealth  = AdmitConfig{LimitHealth: true}
+	notifyHealth = InvalidateConfig{NotifyHealth: true}
+)
+
+// mustRateLimit, mustAdmit and mustInvalidate build interceptors that the
+// test needs.
+func mustRateLimit(t testing.TB, cfg RateLimitConfig, p ...Policy) Interceptors {
+	t.Helper()
+	i, err := RateLimit(cfg, p...)
+	require.NoError(t, err)
+	return i
+}
+
+func mustAdmit(t testing.TB, g *admission.Gate, cfg AdmitConfig) Interceptors {
+	t.Helper()
+	i, err := Admit(g, cfg)
+	require.NoError(t, err)
+	return i
+}
+
+func mustInvalidate(t testing.TB, c *invalidate.Coordinator, cfg InvalidateConfig) Interceptors {
+	t.Helper()
+	i, err := Invalidate(c, cfg)
+	require.NoError(t, err)
+	return i
+}

@@ -45,25 +45,25 @@ func TestWireParityWithHTTP(t *testing.T) {
 		require.NoError(t, c.Advance(ctx))
 	}
 
-	inv, err := httpmw.Invalidate(c)
+	inv, err := httpmw.Invalidate(c, httpmw.InvalidateConfig{})
 	require.NoError(t, err)
 	hsrv := httptest.NewServer(inv(http.NotFoundHandler()))
 	defer hsrv.Close()
 	req, err := http.NewRequest(http.MethodGet, hsrv.URL, nil)
 	require.NoError(t, err)
-	req.Header.Set(httpmw.HeaderEpoch, "0")
-	req.Header.Set(httpmw.HeaderClient, "client-1")
+	req.Header.Set("Herdcap-Epoch", "0")
+	req.Header.Set("Herdcap-Client", "client-1")
 	res, err := hsrv.Client().Do(req)
 	require.NoError(t, err)
 	res.Body.Close()
-	httpValue := res.Header.Get(httpmw.HeaderInvalidate)
+	httpValue := res.Header.Get("Herdcap-Invalidate")
 	require.NotEmpty(t, httpValue)
 
-	unary, err := grpcmw.UnaryServerInvalidate(c)
+	inter, err := grpcmw.Invalidate(c, grpcmw.InvalidateConfig{NotifyHealth: true})
 	require.NoError(t, err)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	gsrv := grpc.NewServer(grpc.ChainUnaryInterceptor(unary))
+	gsrv := grpc.NewServer(grpc.ChainUnaryInterceptor(inter.Unary))
 	healthpb.RegisterHealthServer(gsrv, health.NewServer())
 	go func() { _ = gsrv.Serve(lis) }()
 	defer gsrv.Stop()
@@ -72,9 +72,9 @@ func TestWireParityWithHTTP(t *testing.T) {
 	defer conn.Close()
 	var header metadata.MD
 	_, err = healthpb.NewHealthClient(conn).Check(
-		metadata.AppendToOutgoingContext(ctx, grpcmw.MetadataEpoch, "0", grpcmw.MetadataClient, "client-1"),
+		metadata.AppendToOutgoingContext(ctx, "herdcap-epoch", "0", "herdcap-client", "client-1"),
 		&healthpb.HealthCheckRequest{}, grpc.Header(&header))
 	require.NoError(t, err)
-	assert.Equal(t, []string{httpValue}, header.Get(grpcmw.MetadataInvalidate))
-	assert.Equal(t, []string{res.Header.Get(httpmw.HeaderEpoch)}, header.Get(grpcmw.MetadataEpoch))
+	assert.Equal(t, []string{httpValue}, header.Get("herdcap-invalidate"))
+	assert.Equal(t, []string{res.Header.Get("Herdcap-Epoch")}, header.Get("herdcap-epoch"))
 }

@@ -3,142 +3,166 @@ package grpcmw
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/herdcap/herdcap/internal/serverside"
 	"github.com/herdcap/herdcap/limiter"
 )
 
-// gate is the decision shared by the interceptors and the Limiter adapter.
-type gate struct {
-	budget limiter.Budget
-	config
-}
-
-func newGate(b limiter.Budget, opts []Option) (*gate, error) {
-	c, err := buildConfig(b, opts)
+// RateLimit returns the interceptors that pass every call through the
+// policies before the handler, or an error wrapping ErrInvalidConfig that
+// names the bad field. A stream is decided once, when it opens.
+//
+// Every policy's budget is asked for every call (each takes its own
+// tokens, whatever the others answer), and the most restrictive answer
+// decides (package doc, "Several policies"):
+//
+//   - allowed by every non-shadow policy: the handler is called;
+//   - refused: codes.ResourceExhausted, told the refusing policy's wait,
+//     spread by the budget so that callers refused together come back one
+//     after another;
+//   - a budget failed (limiter.ErrUnavailable, say): codes.Unavailable,
+//     told the budget's wait (or UnavailableRetryAfter); the message is
+//     generic, the error is logged;
+//   - the call's context ended meanwhile: its own status (Canceled,
+//     DeadlineExceeded);
+//   - a key function failed: codes.InvalidArgument for ErrNoKey, its own
+//     status if its error carries one, else codes.Internal; a limit or
+//     cost function failed or panicked, or the budget rejected the cost or
+//     limit: codes.Internal without pushback, since no retry can succeed.
+//
+// Both refusals are an *Error, whose status carries an errdetails.RetryInfo
+// with the exact wait, sent Trailers-Only with the grpc-retry-pushback-ms
+// trailer (the wait in milliseconds, rounded up), so that a grpc-go client
+// with a retry policy comes back at its own time (package doc, "Pushback").
+// Health checking and reflection are skipped unless
+// RateLimitConfig.LimitHealth. The interceptors are safe for concurrent
+// use; on the allowed path they allocate nothing beyond what the key
+// function and budget do.
+func RateLimit(cfg RateLimitConfig, policies ...Policy) (Interceptors, error) {
+	rl, err := newRateLimit(cfg, policies)
 	if err != nil {
-		return nil, err
+		return Interceptors{}, err
 	}
-	return &gate{budget: b, config: c}, nil
+	return interceptors(func(ctx context.Context, method string) (metadata.MD, error) {
+		return nil, rl.check(ctx, method)
+	}), nil
 }
 
-// check returns nil when the call may proceed. Otherwise it returns either
-// an *Error (denied, or the budget failed), unwrapped, whose trailer the
-// caller must set, or a status error from the key function.
-func (g *gate) check(ctx context.Context, fullMethod string) error {
-	if g.skip != nil && g.skip(fullMethod) {
+// rateLimit is the decision of RateLimit and Limiter.
+type rateLimit struct {
+	core *serverside.RateLimiter[call]
+}
+
+func newRateLimit(cfg RateLimitConfig, policies []Policy) (*rateLimit, error) {
+	sc := serverside.RateLimitConfig[call]{
+		Common:                common("grpcmw: RateLimit", cfg.Skip, cfg.LimitHealth, cfg.Logger),
+		DefaultKey:            keyFunc(PeerIP),
+		UnavailableRetryAfter: cfg.UnavailableRetryAfter,
+	}
+	for _, p := range policies {
+		sp := serverside.Policy[call]{Name: p.Name, Budget: p.Budget, Key: keyFunc(p.Key), Shadow: p.Shadow}
+		if f := p.Limit; f != nil {
+			sp.Limit = func(c call) (limiter.Limit, error) { return f(c.ctx, c.method) }
+		}
+		if f := p.Cost; f != nil {
+			sp.Cost = func(c call) int { return f(c.ctx, c.method) }
+		}
+		sc.Policies = append(sc.Policies, sp)
+	}
+	core, err := serverside.NewRateLimiter(sc)
+	if err != nil {
+		if len(policies) == 0 {
+			return nil, configError("", errors.New("no Policy given"))
+		}
+		return nil, configError("", err)
+	}
+	return &rateLimit{core: core}, nil
+}
+
+// check decides the call in ctx: nil when it may proceed, an *Error for a
+// refusal or a failed budget (whose trailer the caller sets), or a status
+// error.
+func (rl *rateLimit) check(ctx context.Context, method string) error {
+	o := rl.core.Decide(ctx, call{ctx, method}, nil)
+	switch o.Verdict {
+	case serverside.Pass:
 		return nil
+	case serverside.Deny:
+		return &Error{Code: codes.ResourceExhausted, RetryAfter: o.RetryAfter}
+	case serverside.Unavailable:
+		return &Error{Code: codes.Unavailable, RetryAfter: o.RetryAfter, cause: o.Err}
 	}
-	key, err := g.key(ctx, fullMethod)
-	if err == nil && key == "" {
-		err = errors.New("key function returned an empty key")
-	}
-	if err != nil {
-		return g.keyError(ctx, fullMethod, err)
-	}
-	n := 1
-	if g.cost != nil {
-		n = g.cost(ctx, fullMethod)
-	}
-	d, err := g.budget.Take(ctx, limiter.Request{Key: key, N: n})
-	switch {
-	case errors.Is(err, limiter.ErrInvalidRequest):
-		// The cost or key is one the budget can never grant: a server
-		// bug, not a reason for the client to retry.
-		g.logThrottled(ctx, &g.logs.misconfig, slog.LevelError, "grpcmw: the budget rejected the call's cost or key; answering Internal",
-			slog.String("method", fullMethod), slog.Int("cost", n), slog.Any("error", err))
-		return status.Error(codes.Internal, "rate limiter misconfigured")
-	case err != nil:
-		e := &Error{Code: codes.Unavailable, RetryAfter: d.RetryAfter, cause: err}
-		if e.RetryAfter <= 0 {
-			e.RetryAfter = g.unavailableRetry
-		}
-		g.logThrottled(ctx, &g.logs.failed, slog.LevelError, "grpcmw: rate limiter failed; answering Unavailable",
-			slog.String("method", fullMethod), slog.Any("error", err), slog.Duration("retry_after", e.RetryAfter))
-		return e
-	case !d.Allowed:
-		if g.logger.Enabled(ctx, slog.LevelDebug) { // the denial path builds no record when off
-			g.logThrottled(ctx, &g.logs.denied, slog.LevelDebug, "grpcmw: rate limit exceeded",
-				slog.String("method", fullMethod), slog.String("key", key), slog.Int("cost", n),
-				slog.Duration("retry_after", d.RetryAfter), slog.String("source", d.Via.String()))
-		}
-		return &Error{Code: codes.ResourceExhausted, RetryAfter: d.RetryAfter}
-	}
-	return nil
+	return statusOf(o.Verdict, o.Err, o.KeyErr, "cannot identify the caller for rate limiting", "rate limiter misconfigured")
 }
 
-func (c *config) keyError(ctx context.Context, fullMethod string, err error) error {
-	if st, ok := status.FromError(err); ok {
-		c.logThrottled(ctx, &c.logs.input, slog.LevelDebug, "grpcmw: key function rejected the call",
-			slog.String("method", fullMethod), slog.Any("error", err))
-		return st.Err()
+// statusOf maps the verdicts every interceptor answers alike onto a status
+// error: Gone (the context's status), BadRequest (a key function's own
+// status, else InvalidArgument with noKey), Internal (noKey for a key
+// function, else misconfigured).
+func statusOf(v serverside.Verdict, err error, keyErr bool, noKey, misconfigured string) error {
+	switch v {
+	case serverside.Gone:
+		return status.FromContextError(err).Err()
+	case serverside.BadRequest:
+		if st, ok := status.FromError(err); ok && keyErr {
+			return st.Err()
+		}
+		if keyErr {
+			return status.Error(codes.InvalidArgument, noKey)
+		}
+		return status.Error(codes.InvalidArgument, err.Error())
+	case serverside.Internal:
+		if keyErr {
+			return status.Error(codes.Internal, noKey)
+		}
+		return status.Error(codes.Internal, misconfigured)
 	}
-	c.logThrottled(ctx, &c.logs.key, slog.LevelWarn, "grpcmw: key function failed; answering InvalidArgument",
-		slog.String("method", fullMethod), slog.Any("error", err))
-	return status.Error(codes.InvalidArgument, "cannot identify the caller for rate limiting")
+	return status.Error(codes.Internal, misconfigured)
 }
 
-// UnaryServerRateLimit returns a unary server interceptor that takes tokens
-// from b for every call before calling the handler. The key comes from the
-// key function (default PeerIP), the number of tokens from the cost function
-// (default 1).
-//
-// A call over the limit ends with codes.ResourceExhausted; a call the budget
-// could not decide (it returned an error) ends with codes.Unavailable. The
-// interceptor returns these as an *Error, whose GRPCStatus adds an
-// errdetails.RetryInfo detail, and sets the grpc-retry-pushback-ms trailer,
-// sent Trailers-Only so that grpc-go retry policies wait for it; see the
-// package documentation. Key function errors end the call as described on
-// KeyFunc.
-//
-// The constructor fails, naming the problem, on a nil budget (ErrNilBudget)
-// or a bad option (ErrInvalidOption). The interceptor is safe for concurrent
-// use; on the allowed path it allocates nothing beyond what the key function
-// and budget do.
-func UnaryServerRateLimit(b limiter.Budget, opts ...Option) (grpc.UnaryServerInterceptor, error) {
-	g, err := newGate(b, opts)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := g.check(ctx, info.FullMethod); err != nil {
-			if e, ok := err.(*Error); ok {
-				// No header has been sent: the status goes out
-				// Trailers-Only, with the pushback in it. Outside a
-				// grpc-go server there is no stream to set it on,
-				// which is not an error worth failing the call for.
-				_ = grpc.SetTrailer(ctx, e.trailer())
+// interceptors returns the unary and stream interceptors of a decision
+// made before the handler: decide returns the metadata to send with the
+// response (nil for none) or the error that ends the call, an *Error's
+// pushback trailer set first. No header has been sent then, so the status
+// goes out Trailers-Only, with the pushback in it.
+func interceptors(decide func(ctx context.Context, method string) (metadata.MD, error)) Interceptors {
+	return Interceptors{
+		Unary: func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			md, err := decide(ctx, info.FullMethod)
+			if err != nil {
+				if e, ok := err.(*Error); ok {
+					// Outside a grpc-go server there is no stream to set
+					// it on, which is not worth failing the call for.
+					_ = grpc.SetTrailer(ctx, e.trailer())
+				}
+				return nil, err
 			}
-			return nil, err
-		}
-		return handler(ctx, req)
-	}, nil
-}
-
-// StreamServerRateLimit returns a stream server interceptor that takes
-// tokens from b once, when a stream opens, before calling the handler; what
-// flows on an open stream is not limited. Keys, costs, status codes, details
-// and the pushback trailer are as for UnaryServerRateLimit; the trailer is
-// set with ServerStream.SetTrailer before any header is sent.
-//
-// The constructor fails on a nil budget or a bad option. The interceptor is
-// safe for concurrent use.
-func StreamServerRateLimit(b limiter.Budget, opts ...Option) (grpc.StreamServerInterceptor, error) {
-	g, err := newGate(b, opts)
-	if err != nil {
-		return nil, err
-	}
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := g.check(ss.Context(), info.FullMethod); err != nil {
-			if e, ok := err.(*Error); ok {
-				ss.SetTrailer(e.trailer())
+			resp, err := handler(ctx, req)
+			if md != nil {
+				setResponseMD(ctx, md, err != nil)
 			}
+			return resp, err
+		},
+		Stream: func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			md, err := decide(ss.Context(), info.FullMethod)
+			if err != nil {
+				if e, ok := err.(*Error); ok {
+					ss.SetTrailer(e.trailer())
+				}
+				return err
+			}
+			if md == nil {
+				return handler(srv, ss)
+			}
+			ws := &mdStream{ServerStream: ss, md: md}
+			err = handler(srv, ws)
+			ws.finish()
 			return err
-		}
-		return handler(srv, ss)
-	}, nil
+		},
+	}
 }

@@ -3,8 +3,10 @@ package grpcmw
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,8 +28,7 @@ import (
 
 func TestUnaryAllowedThenExhausted(t *testing.T) {
 	b := newLocal(t, limiter.Every(time.Hour, 2))
-	rl, err := UnaryServerRateLimit(b)
-	require.NoError(t, err)
+	rl := mustRateLimit(t, limitHealth, Policy{Budget: b}).Unary
 	var reached atomic.Int32
 	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl, countUnary(&reached))))
 	req := &healthpb.HealthCheckRequest{}
@@ -42,7 +43,7 @@ func TestUnaryAllowedThenExhausted(t *testing.T) {
 
 	var header, trailer metadata.MD
 	start := time.Now()
-	_, err = c.Check(t.Context(), req, grpc.Header(&header), grpc.Trailer(&trailer))
+	_, err := c.Check(t.Context(), req, grpc.Header(&header), grpc.Trailer(&trailer))
 	elapsed := time.Since(start)
 	st := status.Convert(err)
 	require.Equal(t, codes.ResourceExhausted, st.Code(), "status %v", st)
@@ -62,8 +63,7 @@ func TestUnaryAllowedThenExhausted(t *testing.T) {
 
 func TestStreamAllowedThenExhausted(t *testing.T) {
 	b := newLocal(t, limiter.Every(time.Hour, 1))
-	rl, err := StreamServerRateLimit(b)
-	require.NoError(t, err)
+	rl := mustRateLimit(t, limitHealth, Policy{Budget: b}).Stream
 	var reached atomic.Int32
 	c := dialHealth(t, startHealth(t, grpc.ChainStreamInterceptor(rl, countStream(&reached))))
 	req := &healthpb.HealthCheckRequest{}
@@ -94,8 +94,7 @@ func TestStreamAllowedThenExhausted(t *testing.T) {
 func TestRetryPolicyHonoursPushback(t *testing.T) {
 	const interval = time.Second // one token per second, burst 1
 	b := newLocal(t, limiter.Every(interval, 1))
-	rl, err := UnaryServerRateLimit(b)
-	require.NoError(t, err)
+	rl := mustRateLimit(t, limitHealth, Policy{Budget: b}).Unary
 
 	type attempt struct {
 		at    time.Time
@@ -161,14 +160,13 @@ func TestRetryPolicyHonoursPushback(t *testing.T) {
 
 func TestDefaultKeyIsPeerIP(t *testing.T) {
 	b := newLocal(t, limiter.Every(time.Hour, 1))
-	rl, err := UnaryServerRateLimit(b)
-	require.NoError(t, err)
+	rl := mustRateLimit(t, limitHealth, Policy{Budget: b}).Unary
 	addr := startHealth(t, grpc.ChainUnaryInterceptor(rl))
 	one := dialHealth(t, addr, fromSource(net.IPv4(127, 0, 0, 1)))
 	two := dialHealth(t, addr, fromSource(net.IPv4(127, 0, 0, 2)))
 	req := &healthpb.HealthCheckRequest{}
 
-	_, err = one.Check(t.Context(), req)
+	_, err := one.Check(t.Context(), req)
 	require.NoError(t, err)
 	_, err = one.Check(t.Context(), req)
 	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "127.0.0.1 spent its token")
@@ -187,15 +185,12 @@ func TestUnavailableOnLimiterError(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	fb := failingBudget{retryAfter: 1500 * time.Microsecond}
-	unary, err := UnaryServerRateLimit(fb, WithLogger(logger))
-	require.NoError(t, err)
-	stream, err := StreamServerRateLimit(fb, WithLogger(logger))
-	require.NoError(t, err)
-	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)))
+	rl := mustRateLimit(t, RateLimitConfig{LimitHealth: true, Logger: logger}, Policy{Budget: fb})
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl.Unary), grpc.ChainStreamInterceptor(rl.Stream)))
 	req := &healthpb.HealthCheckRequest{}
 
 	var trailer metadata.MD
-	_, err = c.Check(t.Context(), req, grpc.Trailer(&trailer))
+	_, err := c.Check(t.Context(), req, grpc.Trailer(&trailer))
 	checkUnavailable(t, err, trailer, 1500*time.Microsecond)
 
 	s, err := c.Watch(t.Context(), req)
@@ -225,18 +220,17 @@ func TestUnavailableOnOtherLimiterError(t *testing.T) {
 	require.NoError(t, b.Close())
 	for _, tc := range []struct {
 		name  string
-		opts  []Option
+		cfg   RateLimitConfig
 		delay time.Duration
 	}{
-		{"default delay", nil, DefaultUnavailableRetryAfter},
-		{"configured delay", []Option{WithUnavailableRetryAfter(3 * time.Second)}, 3 * time.Second},
+		{"default delay", limitHealth, time.Second},
+		{"configured delay", RateLimitConfig{LimitHealth: true, UnavailableRetryAfter: 3 * time.Second}, 3 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rl, err := UnaryServerRateLimit(b, tc.opts...)
-			require.NoError(t, err)
+			rl := mustRateLimit(t, tc.cfg, Policy{Budget: b}).Unary
 			c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl)))
 			var trailer metadata.MD
-			_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+			_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
 			checkUnavailable(t, err, trailer, tc.delay)
 		})
 	}
@@ -246,28 +240,42 @@ func TestUnavailableOnOtherLimiterError(t *testing.T) {
 // server bug, answered Internal without pushback, so clients do not retry.
 func TestCostBeyondBurstIsInternal(t *testing.T) {
 	b := newLocal(t, limiter.PerSecond(10, 2))
-	rl, err := UnaryServerRateLimit(b, WithCost(func(context.Context, string) int { return 5 }))
-	require.NoError(t, err)
+	rl := mustRateLimit(t, limitHealth, Policy{Budget: b, Cost: func(context.Context, string) int { return 5 }}).Unary
 	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl)))
 	var trailer metadata.MD
-	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+	_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
 	st := status.Convert(err)
 	assert.Equal(t, codes.Internal, st.Code())
 	assert.Equal(t, "rate limiter misconfigured", st.Message())
-	assert.Empty(t, trailer.Get(PushbackTrailer))
+	assert.Empty(t, trailer.Get(pushbackTrailer))
 }
 
 func TestKeyFuncErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		key     KeyFunc
+		key     func(context.Context, string) (string, error)
 		code    codes.Code
 		message string
 	}{
 		{
+			// The server's fault (issue 10: both transports answer a key
+			// function's error alike, 500 / Internal, unless it wraps
+			// ErrNoKey); it was InvalidArgument before.
 			name:    "plain error",
 			key:     func(context.Context, string) (string, error) { return "", errors.New("db lookup of tenant 42 failed") },
+			code:    codes.Internal,
+			message: "cannot identify the caller for rate limiting",
+		},
+		{
+			name:    "no key",
+			key:     func(context.Context, string) (string, error) { return "", fmt.Errorf("no x-api-key: %w", ErrNoKey) },
 			code:    codes.InvalidArgument,
+			message: "cannot identify the caller for rate limiting",
+		},
+		{
+			name:    "panic",
+			key:     func(context.Context, string) (string, error) { panic("tenant table not loaded") },
+			code:    codes.Internal,
 			message: "cannot identify the caller for rate limiting",
 		},
 		{
@@ -279,25 +287,22 @@ func TestKeyFuncErrors(t *testing.T) {
 			message: "missing x-api-key",
 		},
 		{
-			name:    "empty key",
+			name:    "empty key", // the server's fault, as above
 			key:     func(context.Context, string) (string, error) { return "", nil },
-			code:    codes.InvalidArgument,
+			code:    codes.Internal,
 			message: "cannot identify the caller for rate limiting",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newLocal(t, limiter.Every(time.Hour, 1))
-			unary, err := UnaryServerRateLimit(b, WithKeyFunc(tc.key))
-			require.NoError(t, err)
-			stream, err := StreamServerRateLimit(b, WithKeyFunc(tc.key))
-			require.NoError(t, err)
+			rl := mustRateLimit(t, limitHealth, Policy{Budget: b, Key: tc.key})
 			var reached atomic.Int32
 			c := dialHealth(t, startHealth(t,
-				grpc.ChainUnaryInterceptor(unary, countUnary(&reached)),
-				grpc.ChainStreamInterceptor(stream, countStream(&reached))))
+				grpc.ChainUnaryInterceptor(rl.Unary, countUnary(&reached)),
+				grpc.ChainStreamInterceptor(rl.Stream, countStream(&reached))))
 			req := &healthpb.HealthCheckRequest{}
 
-			_, err = c.Check(t.Context(), req)
+			_, err := c.Check(t.Context(), req)
 			st := status.Convert(err)
 			assert.Equal(t, tc.code, st.Code())
 			assert.Equal(t, tc.message, st.Message())
@@ -317,10 +322,9 @@ func TestKeyFuncErrors(t *testing.T) {
 
 func TestNoPeerIsInvalidArgument(t *testing.T) {
 	b := newLocal(t, limiter.Every(time.Hour, 1))
-	rl, err := UnaryServerRateLimit(b)
-	require.NoError(t, err)
+	rl := mustRateLimit(t, limitHealth, Policy{Budget: b}).Unary
 	called := false
-	_, err = rl(t.Context(), nil, &grpc.UnaryServerInfo{FullMethod: checkMethod},
+	_, err := rl(t.Context(), nil, &grpc.UnaryServerInfo{FullMethod: checkMethod},
 		func(context.Context, any) (any, error) { called = true; return nil, nil })
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
 	assert.False(t, called)
@@ -328,12 +332,8 @@ func TestNoPeerIsInvalidArgument(t *testing.T) {
 
 func TestSkip(t *testing.T) {
 	b := newLocal(t, limiter.Every(time.Hour, 1))
-	skip := WithSkip(func(m string) bool { return m == checkMethod })
-	unary, err := UnaryServerRateLimit(b, skip)
-	require.NoError(t, err)
-	stream, err := StreamServerRateLimit(b, skip)
-	require.NoError(t, err)
-	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)))
+	rl := mustRateLimit(t, RateLimitConfig{LimitHealth: true, Skip: func(m string) bool { return m == checkMethod }}, Policy{Budget: b})
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl.Unary), grpc.ChainStreamInterceptor(rl.Stream)))
 	req := &healthpb.HealthCheckRequest{}
 
 	for i := range 3 {
@@ -359,17 +359,16 @@ func TestCost(t *testing.T) {
 	b := newLocal(t, limiter.Every(time.Hour, 3))
 	var methods []string
 	var mu sync.Mutex
-	rl, err := UnaryServerRateLimit(b, WithCost(func(_ context.Context, m string) int {
+	rl := mustRateLimit(t, limitHealth, Policy{Budget: b, Cost: func(_ context.Context, m string) int {
 		mu.Lock()
 		methods = append(methods, m)
 		mu.Unlock()
 		return 2
-	}))
-	require.NoError(t, err)
+	}}).Unary
 	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl)))
 	req := &healthpb.HealthCheckRequest{}
 
-	_, err = c.Check(t.Context(), req)
+	_, err := c.Check(t.Context(), req)
 	require.NoError(t, err)
 	d, err := b.AllowN(t.Context(), "127.0.0.1", 0)
 	require.NoError(t, err)
@@ -385,12 +384,12 @@ func TestDenialIsLoggedAtDebug(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b := newLocal(t, limiter.Every(time.Hour, 1))
-	rl, err := UnaryServerRateLimit(b, WithLogger(logger), WithKeyFunc(func(context.Context, string) (string, error) { return "tenant-7", nil }))
-	require.NoError(t, err)
+	rl := mustRateLimit(t, RateLimitConfig{LimitHealth: true, Logger: logger},
+		Policy{Budget: b, Key: func(context.Context, string) (string, error) { return "tenant-7", nil }}).Unary
 	ctx := peer.NewContext(t.Context(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}})
 	info := &grpc.UnaryServerInfo{FullMethod: checkMethod}
 	ok := func(context.Context, any) (any, error) { return "ok", nil }
-	_, err = rl(ctx, nil, info, ok)
+	_, err := rl(ctx, nil, info, ok)
 	require.NoError(t, err)
 	assert.Empty(t, logs.String(), "an allowed call logs nothing")
 	_, err = rl(ctx, nil, info, ok)
@@ -402,35 +401,29 @@ func TestDenialIsLoggedAtDebug(t *testing.T) {
 	assert.Contains(t, logs.String(), "key=tenant-7")
 }
 
-func TestBadOptions(t *testing.T) {
+func TestBadConfig(t *testing.T) {
 	b := newLocal(t, limiter.PerSecond(1, 1))
 	var nilLocal *limiter.Local
 	for _, tc := range []struct {
-		name   string
-		budget limiter.Budget
-		opts   []Option
-		is     error
-		want   string
+		name     string
+		cfg      RateLimitConfig
+		policies []Policy
+		want     string
 	}{
-		{"nil budget", nil, nil, ErrNilBudget, "budget is nil"},
-		{"typed nil budget", nilLocal, nil, ErrNilBudget, "*limiter.Local"},
-		{"nil key func", b, []Option{WithKeyFunc(nil)}, ErrInvalidOption, "WithKeyFunc"},
-		{"nil cost func", b, []Option{WithCost(nil)}, ErrInvalidOption, "WithCost"},
-		{"nil skip func", b, []Option{WithSkip(nil)}, ErrInvalidOption, "WithSkip"},
-		{"nil logger", b, []Option{WithLogger(nil)}, ErrInvalidOption, "WithLogger"},
-		{"zero unavailable delay", b, []Option{WithUnavailableRetryAfter(0)}, ErrInvalidOption, "WithUnavailableRetryAfter"},
-		{"negative unavailable delay", b, []Option{WithUnavailableRetryAfter(-time.Second)}, ErrInvalidOption, "WithUnavailableRetryAfter"},
-		{"zero Option", b, []Option{WithLogger(slog.Default()), {}}, ErrInvalidOption, "option 1 is the zero Option"},
+		{"no policy", RateLimitConfig{}, nil, "no Policy given"},
+		{"nil budget", RateLimitConfig{}, []Policy{{}}, "Policy[0].Budget is nil"},
+		{"typed nil budget", RateLimitConfig{}, []Policy{{Budget: b}, {Name: "x", Budget: nilLocal}}, "Policy[1].Budget is nil"},
+		{"duplicate name", RateLimitConfig{}, []Policy{{Budget: b}, {Budget: b}}, `Policy[1].Name "default" is Policy[0]'s too`},
+		{"bad name", RateLimitConfig{}, []Policy{{Name: "a\x00", Budget: b}}, "Policy[0].Name"},
+		{"negative unavailable delay", RateLimitConfig{UnavailableRetryAfter: -time.Second}, []Policy{{Budget: b}}, "UnavailableRetryAfter must be >= 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := UnaryServerRateLimit(tc.budget, tc.opts...)
-			assert.ErrorIs(t, err, tc.is)
+			_, err := RateLimit(tc.cfg, tc.policies...)
+			assert.ErrorIs(t, err, ErrInvalidConfig)
 			assert.ErrorContains(t, err, tc.want)
-			_, err = StreamServerRateLimit(tc.budget, tc.opts...)
-			assert.ErrorIs(t, err, tc.is)
-			assert.ErrorContains(t, err, tc.want)
-			l, err := NewLimiter(tc.budget, tc.opts...)
-			assert.ErrorIs(t, err, tc.is)
+			assert.True(t, strings.HasPrefix(err.Error(), "grpcmw: invalid config: "), err.Error())
+			l, err := NewLimiter(tc.cfg, tc.policies...)
+			assert.ErrorIs(t, err, ErrInvalidConfig)
 			assert.ErrorContains(t, err, tc.want)
 			assert.Nil(t, l)
 		})
@@ -443,17 +436,16 @@ func BenchmarkUnaryServerRateLimit(b *testing.B) {
 	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 40000}})
 	info := &grpc.UnaryServerInfo{FullMethod: checkMethod}
 	handler := func(context.Context, any) (any, error) { return nil, nil }
-	constKey := WithKeyFunc(func(context.Context, string) (string, error) { return "tenant-7", nil })
+	constKey := func(context.Context, string) (string, error) { return "tenant-7", nil }
 
 	for _, bc := range []struct {
-		name string
-		opts []Option
+		name   string
+		policy Policy
 	}{
-		{"PeerIP", nil},
-		{"ConstKey", []Option{constKey}},
+		{"PeerIP", Policy{Budget: budget}},
+		{"ConstKey", Policy{Budget: budget, Key: constKey}},
 	} {
-		rl, err := UnaryServerRateLimit(budget, bc.opts...)
-		require.NoError(b, err)
+		rl := mustRateLimit(b, limitHealth, bc.policy).Unary
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -484,8 +476,7 @@ func TestRedisFailClosedIsUnavailable(t *testing.T) {
 		fleet.Config{Failure: fleet.FailClosed})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
-	rl, err := UnaryServerRateLimit(b)
-	require.NoError(t, err)
+	rl := mustRateLimit(t, limitHealth, Policy{Budget: b}).Unary
 	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl)))
 	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
@@ -495,4 +486,69 @@ func TestRedisFailClosedIsUnavailable(t *testing.T) {
 	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
 	checkUnavailable(t, err, trailer, 2*time.Second)
 	assert.NotContains(t, status.Convert(err).Message(), s.Addr())
+}
+
+// TestLimitFunctionFailures: a per-call limit function that fails, panics
+// or returns an invalid limit ends the call with codes.Internal, without
+// pushback, logged naming the policy; the server goes on.
+func TestLimitFunctionFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit func(context.Context, string) (limiter.Limit, error)
+		log   string
+	}{
+		{"error", func(context.Context, string) (limiter.Limit, error) {
+			return limiter.Limit{}, errors.New("plan db down")
+		}, "plan db down"},
+		{"panic", func(context.Context, string) (limiter.Limit, error) { panic("plans not loaded") }, "limit function panicked: plans not loaded"},
+		{"invalid limit", func(context.Context, string) (limiter.Limit, error) { return limiter.Limit{Rate: 5, Burst: -1}, nil }, "invalid limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			rl := mustRateLimit(t, RateLimitConfig{LimitHealth: true, Logger: newDebugLogger(&logs)},
+				Policy{Name: "per-plan", Budget: newLocal(t, limiter.PerSecond(1, 10)), Limit: tc.limit})
+			var reached atomic.Int32
+			c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl.Unary, countUnary(&reached)),
+				grpc.ChainStreamInterceptor(rl.Stream, countStream(&reached))))
+			for range 2 {
+				var trailer metadata.MD
+				_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+				st := status.Convert(err)
+				assert.Equal(t, codes.Internal, st.Code(), "%v", st)
+				assert.Equal(t, "rate limiter misconfigured", st.Message())
+				assert.Empty(t, trailer.Get(pushbackTrailer), "no retry can succeed")
+			}
+			s, err := c.Watch(t.Context(), &healthpb.HealthCheckRequest{})
+			require.NoError(t, err)
+			_, err = s.Recv()
+			assert.Equal(t, codes.Internal, status.Code(err))
+			assert.Zero(t, reached.Load())
+			assert.Contains(t, logs.String(), "level=ERROR")
+			assert.Contains(t, logs.String(), "policy=per-plan")
+			assert.Contains(t, logs.String(), "method=/grpc.health.v1.Health/")
+			assert.Contains(t, logs.String(), tc.log)
+		})
+	}
+}
+
+// TestSeveralPolicies: every policy's budget is asked for every call, and
+// the most restrictive refusal decides; a shadow policy never refuses.
+func TestSeveralPolicies(t *testing.T) {
+	perIP, perTenant, trial := newLocal(t, limiter.Every(time.Hour, 5)), newLocal(t, limiter.Every(time.Minute, 2)), newLocal(t, limiter.Every(time.Hour, 1))
+	tenant := func(context.Context, string) (string, error) { return "tenant-7", nil }
+	rl := mustRateLimit(t, limitHealth, Policy{Name: "ip", Budget: perIP}, Policy{Name: "tenant", Budget: perTenant, Key: tenant},
+		Policy{Name: "trial", Budget: trial, Shadow: true})
+	c := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(rl.Unary)))
+	for range 2 {
+		_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		require.NoError(t, err, "the shadow policy's refusal of the second call changes nothing")
+	}
+	_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	require.Equal(t, codes.ResourceExhausted, status.Code(err))
+	// The tenant's next token is a minute away: the refusal says so.
+	assert.Greater(t, retryInfo(t, err), 59*time.Second)
+	assert.LessOrEqual(t, retryInfo(t, err), time.Minute)
+	d, err := perIP.AllowN(t.Context(), "127.0.0.1", 0)
+	require.NoError(t, err)
+	assert.Equal(t, 2, d.Remaining, "the per-IP budget was asked by the refused call too")
 }

@@ -2,49 +2,11 @@ package grpcmw
 
 import (
 	"context"
-	"log/slog"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-
-	"github.com/herdcap/herdcap/internal/wire"
 )
-
-// sessionKey returns the client ID of a call for the invalidation and
-// admission interceptors: WithKeyFunc's, or by default the MetadataClient
-// value when the call carries one, else PeerIP. A malformed MetadataClient
-// is codes.InvalidArgument.
-func (c *config) sessionKey(ctx context.Context, fullMethod string) (string, error) {
-	if !c.keySet {
-		if vals := metadata.ValueFromIncomingContext(ctx, MetadataClient); vals != nil {
-			id, err := wire.ParseClientID(vals)
-			if err != nil {
-				c.badInput(ctx, fullMethod, MetadataClient, err)
-				return "", status.Error(codes.InvalidArgument, "malformed "+MetadataClient+" metadata")
-			}
-			return id, nil
-		}
-	}
-	id, err := c.key(ctx, fullMethod)
-	if err == nil && id == "" {
-		err = errEmptyKey
-	}
-	if err != nil {
-		return "", c.keyError(ctx, fullMethod, err)
-	}
-	return id, nil
-}
-
-// badInput logs malformed herdcap metadata at Debug level, throttled.
-func (c *config) badInput(ctx context.Context, fullMethod, key string, err error) {
-	if c.logger.Enabled(ctx, slog.LevelDebug) { // before building the message
-		c.logThrottled(ctx, &c.logs.input, slog.LevelDebug, "grpcmw: malformed "+key+" metadata; answering InvalidArgument",
-			slog.String("method", fullMethod), slog.Any("error", err))
-	}
-}
 
 // setResponseMD sends md with a unary response: in the header when the
 // call succeeded, else in the trailer, so that an error (a refusal by an

@@ -73,28 +73,27 @@ func TestUnaryInvalidate(t *testing.T) {
 	clk := fakeclock.New(t0)
 	c := newCoordinator(t, clk)
 	epoch := releaseNow(t, c, clk, "catalog-v2", "tag:catalog")
-	inv, err := UnaryServerInvalidate(c)
-	require.NoError(t, err)
+	inv := mustInvalidate(t, c, notifyHealth).Unary
 	var reached atomic.Int32
 	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(inv, countUnary(&reached))))
 	req := &healthpb.HealthCheckRequest{}
 
 	var header metadata.MD
-	_, err = hc.Check(withMD(t.Context(), MetadataClient, "c1", MetadataEpoch, "0"), req, grpc.Header(&header))
+	_, err := hc.Check(withMD(t.Context(), metadataClient, "c1", metadataEpoch, "0"), req, grpc.Header(&header))
 	require.NoError(t, err)
 	// The same bytes as httpmw's Herdcap-Invalidate.
-	assert.Equal(t, []string{fmt.Sprintf(`"tag:catalog";epoch=%d;id="catalog-v2"`, epoch)}, header.Get(MetadataInvalidate))
-	assert.Equal(t, []string{strconv.FormatUint(epoch, 10)}, header.Get(MetadataEpoch))
+	assert.Equal(t, []string{fmt.Sprintf(`"tag:catalog";epoch=%d;id="catalog-v2"`, epoch)}, header.Get(metadataInvalidate))
+	assert.Equal(t, []string{strconv.FormatUint(epoch, 10)}, header.Get(metadataEpoch))
 
 	for _, ctx := range []context.Context{
-		withMD(t.Context(), MetadataClient, "c1", MetadataEpoch, strconv.FormatUint(epoch, 10)), // applied
-		withMD(t.Context(), MetadataClient, "c1"),                                               // takes no part
+		withMD(t.Context(), metadataClient, "c1", metadataEpoch, strconv.FormatUint(epoch, 10)), // applied
+		withMD(t.Context(), metadataClient, "c1"),                                               // takes no part
 		t.Context(),
 	} {
 		header = nil
 		_, err = hc.Check(ctx, req, grpc.Header(&header))
 		require.NoError(t, err)
-		assert.Empty(t, header.Get(MetadataInvalidate))
+		assert.Empty(t, header.Get(metadataInvalidate))
 	}
 	assert.EqualValues(t, 4, reached.Load())
 }
@@ -103,11 +102,10 @@ func TestStreamInvalidate(t *testing.T) {
 	clk := fakeclock.New(t0)
 	c := newCoordinator(t, clk)
 	epoch := releaseNow(t, c, clk, "r", "scope with spaces")
-	inv, err := StreamServerInvalidate(c)
-	require.NoError(t, err)
+	inv := mustInvalidate(t, c, notifyHealth).Stream
 	hc := dialHealth(t, startHealth(t, grpc.ChainStreamInterceptor(inv)))
 
-	ctx, cancel := context.WithCancel(withMD(t.Context(), MetadataEpoch, "0"))
+	ctx, cancel := context.WithCancel(withMD(t.Context(), metadataEpoch, "0"))
 	defer cancel()
 	s, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
@@ -116,7 +114,7 @@ func TestStreamInvalidate(t *testing.T) {
 	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
 	header, err := s.Header()
 	require.NoError(t, err)
-	assert.Equal(t, []string{fmt.Sprintf(`"scope with spaces";epoch=%d;id="r"`, epoch)}, header.Get(MetadataInvalidate),
+	assert.Equal(t, []string{fmt.Sprintf(`"scope with spaces";epoch=%d;id="r"`, epoch)}, header.Get(metadataInvalidate),
 		"sent in the header with the first message")
 }
 
@@ -126,27 +124,24 @@ func TestInvalidateBadMetadata(t *testing.T) {
 	releaseNow(t, c, clk, "r", "s")
 	var logs syncBuffer
 	logger := newDebugLogger(&logs)
-	unary, err := UnaryServerInvalidate(c, WithLogger(logger))
-	require.NoError(t, err)
-	stream, err := StreamServerInvalidate(c, WithLogger(logger))
-	require.NoError(t, err)
+	inv := mustInvalidate(t, c, InvalidateConfig{NotifyHealth: true, Logger: logger})
 	var reached atomic.Int32
-	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(unary, countUnary(&reached)),
-		grpc.ChainStreamInterceptor(stream, countStream(&reached))))
+	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(inv.Unary, countUnary(&reached)),
+		grpc.ChainStreamInterceptor(inv.Stream, countStream(&reached))))
 	for _, tc := range []struct {
 		name string
 		kv   []string
 	}{
-		{"empty epoch", []string{MetadataEpoch, ""}},
-		{"negative epoch", []string{MetadataEpoch, "-1"}},
-		{"hex epoch", []string{MetadataEpoch, "0x2a"}},
-		{"epoch above MaxEpoch", []string{MetadataEpoch, "9007199254740992"}},
-		{"epoch overflowing uint64", []string{MetadataEpoch, "18446744073709551616"}},
-		{"oversized epoch", []string{MetadataEpoch, strings.Repeat("9", 8<<10)}},
-		{"repeated epoch", []string{MetadataEpoch, "1", MetadataEpoch, "2"}},
-		{"client ID with a space", []string{MetadataEpoch, "0", MetadataClient, "a b"}},
-		{"oversized client ID", []string{MetadataEpoch, "0", MetadataClient, strings.Repeat("c", MaxClientMetadataLen+1)}},
-		{"repeated client ID", []string{MetadataEpoch, "0", MetadataClient, "a", MetadataClient, "b"}},
+		{"empty epoch", []string{metadataEpoch, ""}},
+		{"negative epoch", []string{metadataEpoch, "-1"}},
+		{"hex epoch", []string{metadataEpoch, "0x2a"}},
+		{"epoch above MaxEpoch", []string{metadataEpoch, "9007199254740992"}},
+		{"epoch overflowing uint64", []string{metadataEpoch, "18446744073709551616"}},
+		{"oversized epoch", []string{metadataEpoch, strings.Repeat("9", 8<<10)}},
+		{"repeated epoch", []string{metadataEpoch, "1", metadataEpoch, "2"}},
+		{"client ID with a space", []string{metadataEpoch, "0", metadataClient, "a b"}},
+		{"oversized client ID", []string{metadataEpoch, "0", metadataClient, strings.Repeat("c", maxClientIDLen+1)}},
+		{"repeated client ID", []string{metadataEpoch, "0", metadataClient, "a", metadataClient, "b"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := hc.Check(withMD(t.Context(), tc.kv...), &healthpb.HealthCheckRequest{})
@@ -170,24 +165,22 @@ func TestInvalidateKeepsRefusalsTrailersOnly(t *testing.T) {
 	clk := fakeclock.New(t0)
 	c := newCoordinator(t, clk)
 	releaseNow(t, c, clk, "r", "s")
-	inv, err := UnaryServerInvalidate(c)
-	require.NoError(t, err)
-	rl, err := UnaryServerRateLimit(newLocal(t, limiter.Every(time.Hour, 1)))
-	require.NoError(t, err)
+	inv := mustInvalidate(t, c, notifyHealth).Unary
+	rl := mustRateLimit(t, limitHealth, Policy{Budget: newLocal(t, limiter.Every(time.Hour, 1))}).Unary
 	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(inv, rl)))
-	ctx := withMD(t.Context(), MetadataEpoch, "0")
+	ctx := withMD(t.Context(), metadataEpoch, "0")
 
 	var header, trailer metadata.MD
-	_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header), grpc.Trailer(&trailer))
+	_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header), grpc.Trailer(&trailer))
 	require.NoError(t, err)
-	assert.NotEmpty(t, header.Get(MetadataInvalidate))
+	assert.NotEmpty(t, header.Get(metadataInvalidate))
 
 	header, trailer = nil, nil
 	_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&header), grpc.Trailer(&trailer))
 	require.Equal(t, codes.ResourceExhausted, status.Code(err))
 	assert.Empty(t, header, "Trailers-Only")
 	assert.Greater(t, pushback(t, trailer), int64(0))
-	assert.NotEmpty(t, trailer.Get(MetadataInvalidate), "the notices ride in the trailer")
+	assert.NotEmpty(t, trailer.Get(metadataInvalidate), "the notices ride in the trailer")
 }
 
 // deadRedis returns a client for a loopback port nothing listens on.
@@ -208,14 +201,13 @@ func TestInvalidateCoordinatorErrorServesWithoutNotices(t *testing.T) {
 	c, err := invalidate.NewCoordinator(store, invalidate.Config{})
 	require.NoError(t, err)
 	var logs syncBuffer
-	inv, err := UnaryServerInvalidate(c, WithLogger(newDebugLogger(&logs)))
-	require.NoError(t, err)
+	inv := mustInvalidate(t, c, InvalidateConfig{NotifyHealth: true, Logger: newDebugLogger(&logs)}).Unary
 	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(inv)))
 	var header metadata.MD
-	resp, err := hc.Check(withMD(t.Context(), MetadataEpoch, "0"), &healthpb.HealthCheckRequest{}, grpc.Header(&header))
+	resp, err := hc.Check(withMD(t.Context(), metadataEpoch, "0"), &healthpb.HealthCheckRequest{}, grpc.Header(&header))
 	require.NoError(t, err, "a coordinator failure must not fail the call")
 	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
-	assert.Empty(t, header.Get(MetadataInvalidate))
+	assert.Empty(t, header.Get(metadataInvalidate))
 	assert.Contains(t, logs.String(), "coordinator failed; serving without notices")
 }
 
@@ -223,22 +215,21 @@ func TestUnaryAdmission(t *testing.T) {
 	clk := fakeclock.New(t0)
 	// admission.ExampleNew's gate: bob's slot is 864 ms away.
 	a := newAdmission(t, limiter.PerSecond(2, 1), admission.Config{Config: limiter.Config{Clock: clk}, TicketKeys: testTicketKeys, TicketTTL: time.Hour})
-	adm, err := UnaryServerAdmission(a)
-	require.NoError(t, err)
+	adm := mustAdmit(t, a, admitHealth).Unary
 	var reached atomic.Int32
 	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(adm, countUnary(&reached))))
 	req := &healthpb.HealthCheckRequest{}
 
 	var header metadata.MD
-	_, err = hc.Check(withMD(t.Context(), MetadataClient, "alice"), req, grpc.Header(&header))
+	_, err := hc.Check(withMD(t.Context(), metadataClient, "alice"), req, grpc.Header(&header))
 	require.NoError(t, err)
-	tok := header.Get(MetadataResume)
+	tok := header.Get(metadataTicket)
 	require.Len(t, tok, 1)
 	require.Len(t, tok[0], ticket.Len)
 
 	var trailer metadata.MD
 	header = nil
-	_, err = hc.Check(withMD(t.Context(), MetadataClient, "bob"), req, grpc.Header(&header), grpc.Trailer(&trailer))
+	_, err = hc.Check(withMD(t.Context(), metadataClient, "bob"), req, grpc.Header(&header), grpc.Trailer(&trailer))
 	st := status.Convert(err)
 	require.Equal(t, codes.Unavailable, st.Code(), "%v", st)
 	assert.Equal(t, "new session refused; retry after 864ms", st.Message())
@@ -246,18 +237,18 @@ func TestUnaryAdmission(t *testing.T) {
 	assert.EqualValues(t, 864, pushback(t, trailer))
 	assert.Empty(t, header, "Trailers-Only")
 
-	// Alice resumes on her token although the budget is spent; a
+	// Alice rejoins on her ticket although the budget is spent; a
 	// tampered token is a new session.
 	header = nil
-	_, err = hc.Check(withMD(t.Context(), MetadataClient, "alice", MetadataResume, tok[0]), req, grpc.Header(&header))
+	_, err = hc.Check(withMD(t.Context(), metadataClient, "alice", metadataTicket, tok[0]), req, grpc.Header(&header))
 	require.NoError(t, err)
-	assert.Len(t, header.Get(MetadataResume), 1, "a fresh token")
+	assert.Len(t, header.Get(metadataTicket), 1, "a fresh token")
 	bad := []byte(tok[0])
 	bad[5] = map[bool]byte{true: 'A', false: 'B'}[bad[5] != 'A']
 	for _, v := range [][]string{{string(bad)}, {tok[0][:20]}, {tok[0], tok[0]}} {
-		kv := []string{MetadataClient, "alice"}
+		kv := []string{metadataClient, "alice"}
 		for _, x := range v {
-			kv = append(kv, MetadataResume, x)
+			kv = append(kv, metadataTicket, x)
 		}
 		_, err = hc.Check(withMD(t.Context(), kv...), req)
 		assert.Equal(t, codes.Unavailable, status.Code(err), "%.10q", v)
@@ -265,29 +256,28 @@ func TestUnaryAdmission(t *testing.T) {
 	assert.EqualValues(t, 2, reached.Load())
 
 	clk.Add(864 * time.Millisecond)
-	_, err = hc.Check(withMD(t.Context(), MetadataClient, "bob"), req)
+	_, err = hc.Check(withMD(t.Context(), metadataClient, "bob"), req)
 	assert.NoError(t, err, "bob is let in at his slot")
 }
 
 func TestStreamAdmission(t *testing.T) {
 	clk := fakeclock.New(t0)
 	a := newAdmission(t, limiter.PerSecond(2, 1), admission.Config{Config: limiter.Config{Clock: clk}, TicketKeys: testTicketKeys, TicketTTL: time.Hour})
-	adm, err := StreamServerAdmission(a)
-	require.NoError(t, err)
+	adm := mustAdmit(t, a, admitHealth).Stream
 	var reached atomic.Int32
 	hc := dialHealth(t, startHealth(t, grpc.ChainStreamInterceptor(adm, countStream(&reached))))
 
-	ctx, cancel := context.WithCancel(withMD(t.Context(), MetadataClient, "alice"))
+	ctx, cancel := context.WithCancel(withMD(t.Context(), metadataClient, "alice"))
 	s, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 	_, err = s.Recv()
 	require.NoError(t, err)
 	header, err := s.Header()
 	require.NoError(t, err)
-	assert.Len(t, header.Get(MetadataResume), 1, "the token comes with the first message")
+	assert.Len(t, header.Get(metadataTicket), 1, "the token comes with the first message")
 	cancel()
 
-	s, err = hc.Watch(withMD(t.Context(), MetadataClient, "bob"), &healthpb.HealthCheckRequest{})
+	s, err = hc.Watch(withMD(t.Context(), metadataClient, "bob"), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 	_, err = s.Recv()
 	require.Equal(t, codes.Unavailable, status.Code(err))
@@ -301,14 +291,13 @@ func TestStreamAdmission(t *testing.T) {
 func TestAdmissionBadInput(t *testing.T) {
 	a := newAdmission(t, limiter.PerSecond(100, 100), admission.Config{})
 	var logs syncBuffer
-	adm, err := UnaryServerAdmission(a, WithLogger(newDebugLogger(&logs)))
-	require.NoError(t, err)
+	adm := mustAdmit(t, a, AdmitConfig{LimitHealth: true, Logger: newDebugLogger(&logs)}).Unary
 	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(adm)))
 	for _, kv := range [][]string{
-		{MetadataClient, ""},
-		{MetadataClient, "a,b"},
-		{MetadataClient, "a", MetadataClient, "b"},
-		{MetadataClient, strings.Repeat("x", MaxClientMetadataLen+1)},
+		{metadataClient, ""},
+		{metadataClient, "a,b"},
+		{metadataClient, "a", metadataClient, "b"},
+		{metadataClient, strings.Repeat("x", maxClientIDLen+1)},
 	} {
 		_, err := hc.Check(withMD(t.Context(), kv...), &healthpb.HealthCheckRequest{})
 		assert.Equal(t, codes.InvalidArgument, status.Code(err), "%.20q", kv)
@@ -317,13 +306,12 @@ func TestAdmissionBadInput(t *testing.T) {
 	long := func(context.Context, string) (string, error) {
 		return strings.Repeat("k", admission.MaxClientIDLen+1), nil
 	}
-	adm, err = UnaryServerAdmission(a, WithKeyFunc(long), WithLogger(newDebugLogger(&logs)))
-	require.NoError(t, err)
+	adm = mustAdmit(t, a, AdmitConfig{LimitHealth: true, Key: long, Logger: newDebugLogger(&logs)}).Unary
 	hc = dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(adm)))
 	var trailer metadata.MD
-	_, err = hc.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+	_, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
 	assert.Equal(t, codes.Internal, status.Code(err))
-	assert.Empty(t, trailer.Get(PushbackTrailer), "no retry can help")
+	assert.Empty(t, trailer.Get(pushbackTrailer), "no retry can help")
 	assert.Contains(t, logs.String(), "rejected the client ID")
 }
 
@@ -338,15 +326,14 @@ func TestAdmissionRedisFailClosed(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
 	var logs syncBuffer
-	adm, err := UnaryServerAdmission(a, WithLogger(newDebugLogger(&logs)))
-	require.NoError(t, err)
+	adm := mustAdmit(t, a, AdmitConfig{LimitHealth: true, Logger: newDebugLogger(&logs)}).Unary
 	hc := dialHealth(t, startHealth(t, grpc.ChainUnaryInterceptor(adm)))
-	_, err = hc.Check(withMD(t.Context(), MetadataClient, "c0"), &healthpb.HealthCheckRequest{})
+	_, err = hc.Check(withMD(t.Context(), metadataClient, "c0"), &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 
 	s.Kill(t)
 	var trailer metadata.MD
-	_, err = hc.Check(withMD(t.Context(), MetadataClient, "c1"), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+	_, err = hc.Check(withMD(t.Context(), metadataClient, "c1"), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
 	st := status.Convert(err)
 	require.Equal(t, codes.Unavailable, st.Code())
 	assert.True(t, strings.HasPrefix(st.Message(), "admission unavailable; retry after "), st.Message())
@@ -357,33 +344,23 @@ func TestAdmissionRedisFailClosed(t *testing.T) {
 	assert.Contains(t, logs.String(), "admission failed; answering Unavailable")
 }
 
-func TestSessionOptions(t *testing.T) {
+func TestSessionConfig(t *testing.T) {
 	c := newCoordinator(t, fakeclock.New(t0))
 	a := newAdmission(t, limiter.PerSecond(1, 1), admission.Config{})
-	_, err := UnaryServerInvalidate(nil)
-	assert.ErrorIs(t, err, ErrNilSource)
-	var nilCoord *invalidate.Coordinator
-	_, err = StreamServerInvalidate(nilCoord)
-	assert.ErrorIs(t, err, ErrNilSource)
-	_, err = UnaryServerAdmission(nil)
-	assert.ErrorIs(t, err, ErrNilAdmitter)
-	var nilAdm *admission.Gate
-	_, err = StreamServerAdmission(nilAdm)
-	assert.ErrorIs(t, err, ErrNilAdmitter)
-
-	cost := WithCost(func(context.Context, string) int { return 1 })
+	_, err := Invalidate(nil, InvalidateConfig{})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, "coordinator is nil")
+	_, err = Admit(nil, AdmitConfig{})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, "gate is nil")
 	for _, tc := range []struct {
 		err  error
 		want string
 	}{
-		{second(UnaryServerInvalidate(c, cost)), "WithCost does not apply to the invalidation interceptors"},
-		{second(UnaryServerInvalidate(c, WithUnavailableRetryAfter(time.Second))), "WithUnavailableRetryAfter does not apply"},
-		{second(UnaryServerInvalidate(c, WithMaxNotices(0))), "WithMaxNotices: max notices must be >= 1"},
-		{second(UnaryServerAdmission(a, cost)), "WithCost does not apply to the admission interceptors"},
-		{second(StreamServerAdmission(a, WithMaxNotices(2))), "WithMaxNotices does not apply"},
-		{second(UnaryServerRateLimit(newLocal(t, limiter.PerSecond(1, 1)), WithMaxNotices(2))), "WithMaxNotices does not apply to the rate-limit interceptors"},
+		{second(Invalidate(c, InvalidateConfig{MaxNotices: -1})), "InvalidateConfig.MaxNotices must be >= 0, got -1"},
+		{second(Admit(a, AdmitConfig{UnavailableRetryAfter: -1})), "AdmitConfig.UnavailableRetryAfter must be >= 0"},
 	} {
-		assert.ErrorIs(t, tc.err, ErrInvalidOption)
+		assert.ErrorIs(t, tc.err, ErrInvalidConfig)
 		assert.ErrorContains(t, tc.err, tc.want)
 	}
 }

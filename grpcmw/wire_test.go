@@ -12,17 +12,15 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
-
-	"github.com/herdcap/herdcap/internal/wire"
 )
 
-// TestMaxClientMetadataLen checks that the documented limit is the one the
+// TestMaxClientIDLen checks that the documented limit is the one the
 // codec enforces, at the boundary.
-func TestMaxClientMetadataLen(t *testing.T) {
-	assert.Equal(t, wire.MaxClientIDLen, MaxClientMetadataLen)
-	_, err := NewClient(ClientConfig{ClientID: strings.Repeat("x", MaxClientMetadataLen)})
+func TestMaxClientIDLen(t *testing.T) {
+	assert.Equal(t, 256, maxClientIDLen, "the documented limit")
+	_, err := NewClient(ClientConfig{ClientID: strings.Repeat("x", maxClientIDLen)})
 	assert.NoError(t, err)
-	_, err = NewClient(ClientConfig{ClientID: strings.Repeat("x", MaxClientMetadataLen+1)})
+	_, err = NewClient(ClientConfig{ClientID: strings.Repeat("x", maxClientIDLen+1)})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
 
@@ -41,15 +39,15 @@ func TestRetryHint(t *testing.T) {
 		ok      bool
 	}{
 		{"nothing", nil, plain, 0, false, true},
-		{"pushback", metadata.Pairs(PushbackTrailer, "250"), plain, 250 * time.Millisecond, true, true},
-		{"zero pushback", metadata.Pairs(PushbackTrailer, "0"), plain, 0, false, true},
-		{"pushback wins over RetryInfo", metadata.Pairs(PushbackTrailer, "250"), withInfo(time.Second), 250 * time.Millisecond, true, true},
+		{"pushback", metadata.Pairs(pushbackTrailer, "250"), plain, 250 * time.Millisecond, true, true},
+		{"zero pushback", metadata.Pairs(pushbackTrailer, "0"), plain, 0, false, true},
+		{"pushback wins over RetryInfo", metadata.Pairs(pushbackTrailer, "250"), withInfo(time.Second), 250 * time.Millisecond, true, true},
 		{"RetryInfo", nil, withInfo(time.Second), time.Second, false, true},
 		{"negative RetryInfo ignored", nil, withInfo(-time.Second), 0, false, true},
-		{"negative pushback", metadata.Pairs(PushbackTrailer, "-1"), plain, 0, false, false},
-		{"garbage pushback", metadata.Pairs(PushbackTrailer, "soon"), plain, 0, false, false},
-		{"pushback beyond int32", metadata.Pairs(PushbackTrailer, "2147483648"), plain, 0, false, false},
-		{"two pushbacks", metadata.Pairs(PushbackTrailer, "1", PushbackTrailer, "2"), plain, 0, false, false},
+		{"negative pushback", metadata.Pairs(pushbackTrailer, "-1"), plain, 0, false, false},
+		{"garbage pushback", metadata.Pairs(pushbackTrailer, "soon"), plain, 0, false, false},
+		{"pushback beyond int32", metadata.Pairs(pushbackTrailer, "2147483648"), plain, 0, false, false},
+		{"two pushbacks", metadata.Pairs(pushbackTrailer, "1", pushbackTrailer, "2"), plain, 0, false, false},
 	} {
 		got, exact, ok := retryHint(tc.trailer, tc.err)
 		assert.Equal(t, tc.want, got, tc.name)
@@ -63,7 +61,7 @@ func FuzzPushbackTrailer(f *testing.F) {
 	f.Add("-1")
 	f.Add("99999999999999999999")
 	f.Fuzz(func(t *testing.T, v string) {
-		d, exact, ok := retryHint(metadata.Pairs(PushbackTrailer, v), status.Error(codes.Unavailable, "x"))
+		d, exact, ok := retryHint(metadata.Pairs(pushbackTrailer, v), status.Error(codes.Unavailable, "x"))
 		require.GreaterOrEqual(t, d, time.Duration(0))
 		if !ok {
 			require.Zero(t, d)

@@ -33,16 +33,16 @@ func newAdmission(t testing.TB, l limiter.Limit, clk limiter.Clock, cfg admissio
 }
 
 // serveAdmit starts an httptest server with next behind Admit.
-func serveAdmit(t testing.TB, a Admitter, next http.Handler, opts ...Option) *httptest.Server {
+func serveAdmit(t testing.TB, a *admission.Gate, next http.Handler, cfg AdmitConfig) *httptest.Server {
 	t.Helper()
-	mw, err := Admit(a, opts...)
+	mw, err := Admit(a, cfg)
 	require.NoError(t, err)
 	srv := httptest.NewServer(mw(next))
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-func asClient(id string) http.Header { return http.Header{HeaderClient: {id}} }
+func asClient(id string) http.Header { return http.Header{headerClient: {id}} }
 
 func TestAdmitRefusesWithSlot(t *testing.T) {
 	clk := newManualClock()
@@ -50,12 +50,12 @@ func TestAdmitRefusesWithSlot(t *testing.T) {
 	// admission.ExampleNew, whose numbers these must match.
 	a := newAdmission(t, limiter.PerSecond(2, 1), clk, admission.Config{})
 	next := &okHandler{}
-	srv := serveAdmit(t, a, next)
+	srv := serveAdmit(t, a, next, AdmitConfig{})
 
 	res := get(t, srv, asClient("alice"))
 	require.Equal(t, http.StatusOK, res.status)
 	assert.Empty(t, res.retryAfter)
-	assert.Empty(t, res.header.Values(HeaderResume), "no resume tokens unless the Admission issues them")
+	assert.Empty(t, res.header.Values(headerTicket), "no tickets unless the gate issues them")
 
 	for _, tc := range []struct {
 		id     string
@@ -66,7 +66,7 @@ func TestAdmitRefusesWithSlot(t *testing.T) {
 		require.Equal(t, http.StatusServiceUnavailable, res.status, tc.id)
 		assert.Equal(t, "Service Unavailable\n", res.body)
 		assert.Equal(t, tc.header, res.retryAfter, "%s: whole seconds, rounded up", tc.id)
-		assert.Equal(t, tc.ms, res.header.Get(HeaderRetryAfterMillis), "%s: the exact slot", tc.id)
+		assert.Equal(t, tc.ms, res.header.Get(headerRetryAfterMillis), "%s: the exact slot", tc.id)
 	}
 	assert.EqualValues(t, 1, next.served.Load(), "refused sessions never reach the handler")
 
@@ -74,29 +74,29 @@ func TestAdmitRefusesWithSlot(t *testing.T) {
 	clk.Add(300 * time.Millisecond)
 	res = get(t, srv, asClient("bob"))
 	require.Equal(t, http.StatusServiceUnavailable, res.status)
-	assert.Equal(t, "564", res.header.Get(HeaderRetryAfterMillis), "the same slot, 300 ms closer")
+	assert.Equal(t, "564", res.header.Get(headerRetryAfterMillis), "the same slot, 300 ms closer")
 	clk.Add(564 * time.Millisecond)
 	assert.Equal(t, http.StatusOK, get(t, srv, asClient("bob")).status)
 }
 
-func TestAdmitResumeTokens(t *testing.T) {
+func TestAdmitTickets(t *testing.T) {
 	clk := newManualClock()
 	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, admission.Config{TicketKeys: testTicketKeys, TicketTTL: 10 * time.Minute})
-	srv := serveAdmit(t, a, &okHandler{})
+	srv := serveAdmit(t, a, &okHandler{}, AdmitConfig{})
 
 	res := get(t, srv, asClient("ann"))
 	require.Equal(t, http.StatusOK, res.status)
-	tok := res.header.Get(HeaderResume)
+	tok := res.header.Get(headerTicket)
 	require.Len(t, tok, ticket.Len)
 
-	// The budget is spent for an hour; ann resumes on her token, and
+	// The budget is spent for an hour; ann rejoins on her ticket, and
 	// is handed a fresh one each time.
 	clk.Add(time.Minute)
-	res = get(t, srv, http.Header{HeaderClient: {"ann"}, HeaderResume: {tok}})
+	res = get(t, srv, http.Header{headerClient: {"ann"}, headerTicket: {tok}})
 	require.Equal(t, http.StatusOK, res.status)
-	fresh := res.header.Get(HeaderResume)
+	fresh := res.header.Get(headerTicket)
 	require.Len(t, fresh, ticket.Len)
-	assert.NotEqual(t, tok, fresh, "the token is refreshed")
+	assert.NotEqual(t, tok, fresh, "the ticket is refreshed")
 
 	flip := []byte(fresh)
 	flip[10] ^= 'A' ^ 'B'
@@ -108,23 +108,23 @@ func TestAdmitResumeTokens(t *testing.T) {
 		header http.Header
 	}{
 		{"no token", asClient("ann")},
-		{"tampered", http.Header{HeaderClient: {"ann"}, HeaderResume: {string(flip)}}},
-		{"another client's", http.Header{HeaderClient: {"bob"}, HeaderResume: {fresh}}},
-		{"truncated", http.Header{HeaderClient: {"ann"}, HeaderResume: {fresh[:20]}}},
-		{"oversized", http.Header{HeaderClient: {"ann"}, HeaderResume: {strings.Repeat(fresh, 300)}}},
-		{"repeated", http.Header{HeaderClient: {"ann"}, HeaderResume: {fresh, fresh}}},
-		{"not base64url", http.Header{HeaderClient: {"ann"}, HeaderResume: {strings.Repeat("+", ticket.Len)}}},
+		{"tampered", http.Header{headerClient: {"ann"}, headerTicket: {string(flip)}}},
+		{"another client's", http.Header{headerClient: {"bob"}, headerTicket: {fresh}}},
+		{"truncated", http.Header{headerClient: {"ann"}, headerTicket: {fresh[:20]}}},
+		{"oversized", http.Header{headerClient: {"ann"}, headerTicket: {strings.Repeat(fresh, 300)}}},
+		{"repeated", http.Header{headerClient: {"ann"}, headerTicket: {fresh, fresh}}},
+		{"not base64url", http.Header{headerClient: {"ann"}, headerTicket: {strings.Repeat("+", ticket.Len)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := get(t, srv, tc.header)
 			assert.Equal(t, http.StatusServiceUnavailable, res.status, "a bad token makes a new session, which the spent budget refuses")
 			assert.NotEmpty(t, res.retryAfter)
-			assert.Empty(t, res.header.Values(HeaderResume))
+			assert.Empty(t, res.header.Values(headerTicket))
 		})
 	}
 
 	clk.Add(11 * time.Minute)
-	res = get(t, srv, http.Header{HeaderClient: {"ann"}, HeaderResume: {fresh}})
+	res = get(t, srv, http.Header{headerClient: {"ann"}, headerTicket: {fresh}})
 	assert.Equal(t, http.StatusServiceUnavailable, res.status, "an expired token is a new session")
 }
 
@@ -132,7 +132,7 @@ func TestAdmitSessionStart(t *testing.T) {
 	clk := newManualClock()
 	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, admission.Config{})
 	next := &okHandler{}
-	srv := serveAdmit(t, a, next, WithSessionStart(func(r *http.Request) bool { return r.URL.Path == "/connect" }))
+	srv := serveAdmit(t, a, next, AdmitConfig{SessionStart: func(r *http.Request) bool { return r.URL.Path == "/connect" }})
 
 	assert.Equal(t, http.StatusOK, getPath(t, srv, "/connect", asClient("a")).status)
 	assert.Equal(t, http.StatusServiceUnavailable, getPath(t, srv, "/connect", asClient("b")).status)
@@ -147,12 +147,12 @@ func TestAdmitBadInput(t *testing.T) {
 	a := newAdmission(t, limiter.Every(time.Hour, 100), clk, admission.Config{})
 	var logs syncBuffer
 	next := &okHandler{}
-	srv := serveAdmit(t, a, next, WithLogger(newTextLogger(&logs)))
+	srv := serveAdmit(t, a, next, AdmitConfig{Logger: newTextLogger(&logs)})
 	for _, h := range []http.Header{
-		{HeaderClient: {""}},
-		{HeaderClient: {"a", "b"}},
-		{HeaderClient: {strings.Repeat("x", MaxClientHeaderLen+1)}},
-		{HeaderClient: {"caf\xc3\xa9"}},
+		{headerClient: {""}},
+		{headerClient: {"a", "b"}},
+		{headerClient: {strings.Repeat("x", maxClientIDLen+1)}},
+		{headerClient: {"caf\xc3\xa9"}},
 	} {
 		res := get(t, srv, h)
 		assert.Equal(t, http.StatusBadRequest, res.status, "%q", h)
@@ -164,7 +164,7 @@ func TestAdmitBadInput(t *testing.T) {
 	// A key function handing the Admission an ID it cannot take is a
 	// server bug: 500, no Retry-After.
 	long := func(*http.Request) (string, error) { return strings.Repeat("k", admission.MaxClientIDLen+1), nil }
-	srv = serveAdmit(t, a, next, WithKeyFunc(long), WithLogger(newTextLogger(&logs)))
+	srv = serveAdmit(t, a, next, AdmitConfig{Key: long, Logger: newTextLogger(&logs)})
 	res := get(t, srv, nil)
 	assert.Equal(t, http.StatusInternalServerError, res.status)
 	assert.Empty(t, res.retryAfter)
@@ -175,11 +175,11 @@ func TestAdmitClosedIs503(t *testing.T) {
 	a := newAdmission(t, limiter.PerSecond(10, 10), newManualClock(), admission.Config{})
 	require.NoError(t, a.Close())
 	var logs syncBuffer
-	srv := serveAdmit(t, a, &okHandler{}, WithLogger(newTextLogger(&logs)))
+	srv := serveAdmit(t, a, &okHandler{}, AdmitConfig{Logger: newTextLogger(&logs)})
 	res := get(t, srv, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, res.status)
 	assert.Equal(t, "1", res.retryAfter, "no hint from the admission: come back in a second")
-	assert.Empty(t, res.header.Values(HeaderRetryAfterMillis))
+	assert.Empty(t, res.header.Values(headerRetryAfterMillis))
 	assert.Contains(t, logs.String(), "admission failed; answering 503")
 }
 
@@ -194,7 +194,7 @@ func TestAdmitRedisFailClosed(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
 	var logs syncBuffer
-	srv := serveAdmit(t, a, &okHandler{}, WithLogger(newTextLogger(&logs)))
+	srv := serveAdmit(t, a, &okHandler{}, AdmitConfig{Logger: newTextLogger(&logs)})
 	require.Equal(t, http.StatusOK, get(t, srv, asClient("c1")).status)
 
 	s.Kill(t)
@@ -203,7 +203,7 @@ func TestAdmitRedisFailClosed(t *testing.T) {
 		require.Equal(t, http.StatusServiceUnavailable, res.status)
 		assert.Equal(t, "Service Unavailable\n", res.body)
 		assert.NotContains(t, res.body, s.Addr())
-		ms, err := strconv.Atoi(res.header.Get(HeaderRetryAfterMillis))
+		ms, err := strconv.Atoi(res.header.Get(headerRetryAfterMillis))
 		require.NoError(t, err)
 		assert.GreaterOrEqual(t, time.Duration(ms)*time.Millisecond, breakerOpen)
 		assert.LessOrEqual(t, time.Duration(ms)*time.Millisecond, 2*breakerOpen)
@@ -214,22 +214,22 @@ func TestAdmitRedisFailClosed(t *testing.T) {
 	assert.Contains(t, logs.String(), "unavailable=true")
 }
 
-func TestAdmitOptions(t *testing.T) {
+func TestAdmitConfig(t *testing.T) {
 	a := newAdmission(t, limiter.PerSecond(1, 1), newManualClock(), admission.Config{})
-	_, err := Admit(nil)
+	_, err := Admit(nil, AdmitConfig{})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
 	assert.ErrorContains(t, err, "nil")
 	for _, tc := range []struct {
-		opt  Option
+		cfg  AdmitConfig
 		want string
 	}{
-		{WithCost(func(*http.Request) int { return 1 }), "WithCost does not apply to Admit"},
-		{WithMaxNotices(3), "WithMaxNotices does not apply to Admit"},
-		{WithDenyHandler(http.NotFoundHandler()), "WithDenyHandler does not apply to Admit"},
-		{WithSessionStart(nil), "WithSessionStart: predicate is nil"},
-		{WithKeyFunc(func(*http.Request) (string, error) { return "", nil }), ""},
+		{AdmitConfig{Key: func(*http.Request) (string, error) { return "", nil }, ClientIP: ClientIP{TrustedProxies: []string{"10.0.0.0/8"}}},
+			"AdmitConfig.ClientIP configures the default key, which AdmitConfig.Key replaces"},
+		{AdmitConfig{ClientIP: ClientIP{TrustedProxies: []string{"10.0.0.300"}}}, "AdmitConfig.ClientIP.TrustedProxies[0]"},
+		{AdmitConfig{ClientIP: ClientIP{IPv6Prefix: 129}}, "AdmitConfig.ClientIP.IPv6Prefix"},
 	} {
-		_, err := Admit(a, tc.opt, WithTrustedProxies("10.0.0.0/8"))
-		assert.ErrorIs(t, err, ErrInvalidOption)
+		_, err := Admit(a, tc.cfg)
+		assert.ErrorIs(t, err, ErrInvalidConfig)
 		assert.ErrorContains(t, err, tc.want)
 	}
 }

@@ -9,16 +9,24 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/serverside"
 	"github.com/herdcap/herdcap/limiter"
 )
 
-// newClientIP builds the default key function's resolver from options, as
+// newClientIP builds the default key function's resolver from c, as
 // RateLimit does.
-func newClientIP(t testing.TB, opts ...Option) *clientIP {
+func newClientIP(t testing.TB, c ClientIP) *clientIP {
 	t.Helper()
-	c, err := buildConfig(forRateLimit, opts)
+	ip, err := c.build("ClientIP")
 	require.NoError(t, err)
-	return &clientIP{trusted: c.trusted, useXFF: c.useXFF, useFwd: c.useFwd}
+	return ip
+}
+
+// trusting returns a ClientIP trusting proxies that keys every address by
+// itself (IPv6Prefix 128), as the resolver did before prefixes: the tests
+// of the header rules compare whole addresses.
+func trusting(proxies ...string) ClientIP {
+	return ClientIP{TrustedProxies: proxies, IPv6Prefix: 128}
 }
 
 func keyOf(t *testing.T, c *clientIP, remote string, xff, fwd []string) string {
@@ -43,7 +51,7 @@ const (
 )
 
 func TestClientIPPeer(t *testing.T) {
-	c := newClientIP(t)
+	c := newClientIP(t, ClientIP{IPv6Prefix: 128})
 	for remote, want := range map[string]string{
 		"203.0.113.7:1234":       "203.0.113.7",
 		"[2001:db8::7]:1234":     "2001:db8::7",
@@ -63,7 +71,7 @@ func TestClientIPPeer(t *testing.T) {
 }
 
 func TestClientIPXForwardedFor(t *testing.T) {
-	c := newClientIP(t, WithTrustedProxies("10.0.0.0/8", "2001:db8:ff::/48", "192.0.2.1"))
+	c := newClientIP(t, trusting("10.0.0.0/8", "2001:db8:ff::/48", "192.0.2.1"))
 	for _, tc := range []struct {
 		name   string
 		remote string
@@ -108,7 +116,7 @@ func TestClientIPXForwardedFor(t *testing.T) {
 }
 
 func TestClientIPForwarded(t *testing.T) {
-	c := newClientIP(t, WithTrustedProxies("10.0.0.0/8", "2001:db8:ff::/48"))
+	c := newClientIP(t, trusting("10.0.0.0/8", "2001:db8:ff::/48"))
 	for _, tc := range []struct {
 		name   string
 		remote string
@@ -156,9 +164,9 @@ func TestClientIPForwarded(t *testing.T) {
 }
 
 func TestClientIPBothHeaders(t *testing.T) {
-	both := newClientIP(t, WithTrustedProxies("10.0.0.0/8"))
-	onlyXFF := newClientIP(t, WithTrustedProxies("10.0.0.0/8"), WithClientIPHeaders("x-forwarded-for"))
-	onlyFwd := newClientIP(t, WithTrustedProxies("10.0.0.0/8"), WithClientIPHeaders(HeaderForwarded))
+	both := newClientIP(t, trusting("10.0.0.0/8"))
+	onlyXFF := newClientIP(t, ClientIP{TrustedProxies: []string{"10.0.0.0/8"}, Headers: []string{"x-forwarded-for"}, IPv6Prefix: 128})
+	onlyFwd := newClientIP(t, ClientIP{TrustedProxies: []string{"10.0.0.0/8"}, Headers: []string{headerForwarded}, IPv6Prefix: 128})
 	for _, tc := range []struct {
 		name                    string
 		xff, fwd                []string
@@ -188,7 +196,7 @@ func TestTrustedProxiesEndToEnd(t *testing.T) {
 
 	t.Run("trusted", func(t *testing.T) {
 		b := newLocal(t, limiter.PerSecond(1, 5), newManualClock())
-		srv := serve(t, b, &okHandler{}, WithTrustedProxies("127.0.0.0/8", "::1/128"))
+		srv := serve(t, &okHandler{}, RateLimitConfig{ClientIP: trusting("127.0.0.0/8", "::1/128")}, Policy{Budget: b})
 		assert.Equal(t, `"default";r=4;t=1`, get(t, srv, xff("203.0.113.1")).rateLimit)
 		assert.Equal(t, `"default";r=4;t=1`, get(t, srv, xff("203.0.113.2")).rateLimit, "another client, another bucket")
 		assert.Equal(t, `"default";r=3;t=2`, get(t, srv, xff("198.51.100.1, 203.0.113.1")).rateLimit, "spoofed prefix ignored")
@@ -197,7 +205,7 @@ func TestTrustedProxiesEndToEnd(t *testing.T) {
 	})
 	t.Run("untrusted", func(t *testing.T) {
 		b := newLocal(t, limiter.PerSecond(1, 5), newManualClock())
-		srv := serve(t, b, &okHandler{}, WithTrustedProxies("10.0.0.0/8"))
+		srv := serve(t, &okHandler{}, RateLimitConfig{ClientIP: trusting("10.0.0.0/8")}, Policy{Budget: b})
 		assert.Equal(t, `"default";r=4;t=1`, get(t, srv, xff("203.0.113.1")).rateLimit)
 		assert.Equal(t, `"default";r=3;t=2`, get(t, srv, xff("203.0.113.2")).rateLimit, "spoofing does not buy a new bucket")
 		assert.Equal(t, `"default";r=2;t=3`, get(t, srv, http.Header{"Forwarded": {"for=203.0.113.3"}}).rateLimit)
@@ -226,9 +234,9 @@ func TestPeerHost(t *testing.T) {
 // address, with or without a trailing ":port", unmapped and without zone.
 func addrsIn(s string) map[netip.Addr]bool {
 	out := map[netip.Addr]bool{}
-	runs := strings.FieldsFunc(s, func(r rune) bool {
-		return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || strings.ContainsRune(":.%_-", r))
-	})
+	// Runs end at the separators of the two headers' syntax; anything
+	// else may be part of an address (a zone holds any byte but those).
+	runs := strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(",;\"=[] \t\n", r) })
 	for _, run := range runs {
 		for _, cand := range []string{run, run[:max(0, strings.LastIndexByte(run, ':'))]} {
 			if a, err := netip.ParseAddr(cand); err == nil {
@@ -258,9 +266,9 @@ func FuzzClientIP(f *testing.F) {
 		f.Add(seed.remote, seed.xff, seed.fwd)
 	}
 	cs := []*clientIP{
-		newClientIP(f, WithTrustedProxies("10.0.0.0/8", "2001:db8:ff::/48", "1.2.3.4")),
-		newClientIP(f, WithTrustedProxies("0.0.0.0/0", "::/0")),
-		newClientIP(f, WithTrustedProxies("10.0.0.0/8"), WithClientIPHeaders(HeaderForwarded)),
+		newClientIP(f, trusting("10.0.0.0/8", "2001:db8:ff::/48", "1.2.3.4")),
+		newClientIP(f, trusting("0.0.0.0/0", "::/0")),
+		newClientIP(f, ClientIP{TrustedProxies: []string{"10.0.0.0/8"}, Headers: []string{headerForwarded}, IPv6Prefix: 128}),
 	}
 	f.Fuzz(func(t *testing.T, remote, xff, fwd string) {
 		r := &http.Request{RemoteAddr: remote, Header: http.Header{
@@ -271,6 +279,19 @@ func FuzzClientIP(f *testing.F) {
 		pa, perr := netip.ParseAddr(peer)
 		for _, c := range cs {
 			key, err := c.key(r)
+			// The same resolver with the default prefixes keys the same
+			// client by its prefix: an IPv6 client by its /64.
+			byPrefix := *c
+			byPrefix.prefixes = serverside.Prefixes{V4: 32, V6: 64}
+			if pkey, perr2 := byPrefix.key(r); err == nil && perr2 == nil {
+				want := key
+				if a, err := netip.ParseAddr(key); err == nil {
+					want = byPrefix.prefixes.Key("", a)
+				}
+				if pkey != want {
+					t.Fatalf("keyed %q by address but %q by prefix, want %q", key, pkey, want)
+				}
+			}
 			if peer == "" {
 				if err == nil {
 					t.Fatalf("empty peer: got key %q and no error", key)

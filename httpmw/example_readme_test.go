@@ -28,15 +28,16 @@ func Example_server() {
 	}
 	app := http.NotFoundHandler() // your handler
 
-	rl, err := httpmw.RateLimit(budget, httpmw.WithTrustedProxies("10.0.0.0/8"))
+	rl, err := httpmw.RateLimit(httpmw.RateLimitConfig{ClientIP: httpmw.ClientIP{TrustedProxies: []string{"10.0.0.0/8"}}},
+		httpmw.Policy{Budget: budget})
 	if err != nil {
 		log.Fatal(err)
 	}
-	adm, err := httpmw.Admit(gate) // 503 + Retry-After (+ the exact slot in ms) for new sessions over budget
+	adm, err := httpmw.Admit(gate, httpmw.AdmitConfig{}) // 503 + Retry-After (+ the exact slot in ms) for new sessions over budget
 	if err != nil {
 		log.Fatal(err)
 	}
-	inv, err := httpmw.Invalidate(coordinator) // Herdcap-Invalidate notices on ordinary responses
+	inv, err := httpmw.Invalidate(coordinator, httpmw.InvalidateConfig{}) // Herdcap-Invalidate notices on ordinary responses
 	if err != nil {
 		log.Fatal(err)
 	}

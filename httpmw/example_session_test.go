@@ -30,7 +30,7 @@ func ExampleInvalidate() {
 		fmt.Println(err)
 		return
 	}
-	inv, err := httpmw.Invalidate(coord)
+	inv, err := httpmw.Invalidate(coord, httpmw.InvalidateConfig{})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -48,15 +48,15 @@ func ExampleInvalidate() {
 
 	for _, applied := range []string{"0", "1767225600000"} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-		req.Header.Set(httpmw.HeaderClient, "client-7")
-		req.Header.Set(httpmw.HeaderEpoch, applied)
+		req.Header.Set("Herdcap-Client", "client-7")
+		req.Header.Set("Herdcap-Epoch", applied)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			fmt.Println(err)
 			return
 		}
 		res.Body.Close()
-		fmt.Printf("applied %s: %q %q\n", applied, res.Header.Get(httpmw.HeaderInvalidate), res.Header.Get(httpmw.HeaderEpoch))
+		fmt.Printf("applied %s: %q %q\n", applied, res.Header.Get("Herdcap-Invalidate"), res.Header.Get("Herdcap-Epoch"))
 	}
 	// Output:
 	// applied 0: "\"tag:catalog\";epoch=1767225600000;id=\"catalog-v2\"" "1767225600000"
@@ -72,7 +72,7 @@ func ExampleAdmit() {
 		return
 	}
 	defer gate.Close()
-	adm, err := httpmw.Admit(gate)
+	adm, err := httpmw.Admit(gate, httpmw.AdmitConfig{})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -84,7 +84,7 @@ func ExampleAdmit() {
 
 	connect := func(id string) {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-		req.Header.Set(httpmw.HeaderClient, id)
+		req.Header.Set("Herdcap-Client", id)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			fmt.Println(err)
@@ -92,7 +92,7 @@ func ExampleAdmit() {
 		}
 		res.Body.Close()
 		fmt.Printf("%s: %d Retry-After=%q Herdcap-Retry-After-Ms=%q\n", id, res.StatusCode,
-			res.Header.Get("Retry-After"), res.Header.Get(httpmw.HeaderRetryAfterMillis))
+			res.Header.Get("Retry-After"), res.Header.Get("Herdcap-Retry-After-Ms"))
 	}
 	connect("alice")
 	connect("bob") // booked: his slot is 864 ms away
@@ -108,7 +108,7 @@ func ExampleNewTransport() {
 	ctx := context.Background()
 	clk := &movingClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	coord, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk, CacheTTL: -1})
-	inv, _ := httpmw.Invalidate(coord)
+	inv, _ := httpmw.Invalidate(coord, httpmw.InvalidateConfig{})
 	srv := httptest.NewServer(inv(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "fresh data")
 	})))

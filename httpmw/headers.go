@@ -2,54 +2,44 @@ package httpmw
 
 import (
 	"math"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
+	"github.com/herdcap/herdcap/internal/serverside"
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
 )
 
-// The RateLimit-Policy and RateLimit fields follow draft-ietf-httpapi-
-// ratelimit-headers-11 ("RateLimit header fields for HTTP", May 2026),
-// sections 3 and 4. Both are structured-field Lists (RFC 9651) of one Item
-// whose value is the policy name as a String:
-//
-//	RateLimit-Policy: "default";q=10;w=2
-//	RateLimit: "default";r=7;t=1
-//
-// A token bucket maps onto them as follows.
-//
-//   - q (quota, section 3.1.1) is the burst: the most a client may spend at
-//     once.
-//   - w (window, section 3.1.3) is the time the bucket takes to refill
-//     from empty to full, burst / rate, rounded up to whole seconds (the
-//     draft allows no sub-second precision) and at least 1. Rounding up
-//     keeps q/w at or below the sustained rate, so a client that paces
-//     itself by the policy is never throttled by it.
-//   - r (available quota, section 4.1.1) is Decision.Remaining, the whole
-//     tokens left after this request.
-//   - t (effective window, section 4.1.2) is, on an allowed response, the
-//     time until the bucket is full again (Decision.ResetAfter), rounded up:
-//     a conservative window, since the bucket keeps refilling within it. On
-//     a 429 it is the Retry-After value, so that Retry-After never points
-//     earlier than the end of the effective window (section 6).
-//
-// The fields use the canonical header keys "Ratelimit-Policy" and
-// "Ratelimit" (header names are case-insensitive).
+// Header field names, in the canonical form net/http uses as map keys
+// (header names are case-insensitive). The herdcap fields and the mapping
+// of a token bucket onto the IETF fields are documented in doc.go.
 const (
 	headerPolicy     = "Ratelimit-Policy"
 	headerRateLimit  = "Ratelimit"
 	headerRetryAfter = "Retry-After"
+
+	headerLegacyLimit     = "X-Ratelimit-Limit"
+	headerLegacyRemaining = "X-Ratelimit-Remaining"
+	headerLegacyReset     = "X-Ratelimit-Reset"
+
+	headerClient           = "Herdcap-Client"
+	headerEpoch            = "Herdcap-Epoch"
+	headerInvalidate       = "Herdcap-Invalidate"
+	headerTicket           = "Herdcap-Ticket"
+	headerRetryAfterMillis = "Herdcap-Retry-After-Ms"
 )
+
+// maxClientIDLen is the longest Herdcap-Client value accepted, in bytes.
+const maxClientIDLen = wire.MaxClientIDLen
 
 // maxSFInteger is the largest Integer a structured field can carry (RFC
 // 9651 section 3.3.1: at most 15 digits).
 const maxSFInteger = wire.MaxSFInteger
 
-// sfString serializes s (printable ASCII, checked by WithPolicyName) as a
-// structured-field String.
+// sfString serializes s (printable ASCII, checked by
+// serverside.CheckPolicyName) as a structured-field String.
 func sfString(s string) string {
 	b := make([]byte, 0, len(s)+2)
 	b = append(b, '"')
@@ -75,6 +65,15 @@ func ceilSeconds(d time.Duration) int64 {
 	return min(s, maxSFInteger)
 }
 
+// ceilMillis returns d in whole milliseconds, rounded up, at least 1.
+func ceilMillis(d time.Duration) int64 {
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond != 0 {
+		ms++
+	}
+	return max(ms, 1)
+}
+
 // clampSF clamps n to the range of a non-negative structured-field Integer.
 func clampSF(n int) int64 {
 	return max(0, min(int64(n), maxSFInteger))
@@ -97,9 +96,10 @@ func policyWindow(l limiter.Limit) (int64, bool) {
 	return int64(w), true
 }
 
-// policyField caches the RateLimit-Policy value of the last limit seen, so
-// that responses share one precomputed value slice while the limit holds
-// still (it changes only during a SetLimit ramp).
+// policyField caches one policy's RateLimit-Policy member for the last
+// limit seen, so that responses share one precomputed string while the
+// limit holds still (it changes during a ramp, or per request with a
+// Limit function).
 type policyField struct {
 	name string // serialized policy name, quotes included
 	last atomic.Pointer[policyValue]
@@ -107,17 +107,17 @@ type policyField struct {
 
 type policyValue struct {
 	limit limiter.Limit
-	value []string // len 1, cap 1, shared by responses: never modified
+	value string
 }
 
-// get returns the field value for l, or nil when l cannot be described.
-func (p *policyField) get(l limiter.Limit) []string {
+// get returns the member for l, or "" when l cannot be described.
+func (p *policyField) get(l limiter.Limit) string {
 	if v := p.last.Load(); v != nil && v.limit == l {
 		return v.value
 	}
 	w, ok := policyWindow(l)
 	if !ok {
-		return nil
+		return ""
 	}
 	b := make([]byte, 0, len(p.name)+40)
 	b = append(b, p.name...)
@@ -125,49 +125,146 @@ func (p *policyField) get(l limiter.Limit) []string {
 	b = strconv.AppendInt(b, clampSF(l.Burst), 10)
 	b = append(b, ";w="...)
 	b = strconv.AppendInt(b, w, 10)
-	v := &policyValue{limit: l, value: []string{string(b)}}
+	v := &policyValue{limit: l, value: string(b)}
 	p.last.Store(v)
 	return v.value
 }
 
-// rateLimitField returns the RateLimit field value, ready to assign to a
-// header map: prefix (the serialized name followed by ";r=") then remaining,
-// ";t=" and window. It makes one allocation, holding both the one-element
-// slice and the bytes of its string.
-func rateLimitField(prefix string, remaining int, window int64) []string {
-	f := new(rateLimitBuf)
-	b := append(f.b[:0], prefix...) // moves to the heap only for long names
+// appendRateLimit appends one RateLimit member to b: the serialized name
+// then ";r=" remaining ";t=" window.
+func appendRateLimit(b []byte, name string, remaining int, window int64) []byte {
+	b = append(b, name...)
+	b = append(b, ";r="...)
 	b = strconv.AppendInt(b, clampSF(remaining), 10)
 	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, window, 10)
-	// Like strings.Builder, view the bytes as a string without copying:
-	// nothing writes to them after this point.
-	f.v[0] = unsafe.String(unsafe.SliceData(b), len(b))
-	return f.v[:]
+	return strconv.AppendInt(b, window, 10)
 }
 
-// rateLimitBuf backs one RateLimit field value. 48 bytes fit the default
-// policy name with a 15-digit r and t.
-type rateLimitBuf struct {
-	v [1]string
-	b [48]byte
-}
-
-// retryAfterValues holds precomputed Retry-After values for the common
-// short waits, so that denials under a flood allocate nothing for it.
-var retryAfterValues = func() (v [121][]string) {
+// retryAfterValues holds the Retry-After values of the common short waits,
+// so that denials under a flood format none. Strings are immutable: a
+// response gets the string, never a shared slice.
+var retryAfterValues = func() (v [121]string) {
 	for i := range v {
-		v[i] = []string{strconv.Itoa(i)}
+		v[i] = strconv.Itoa(i)
 	}
 	return v
 }()
 
-// retryAfter returns the Retry-After value for a wait of d: delay-seconds
-// rounded up, and at least 1, since a denial must never say "retry now".
-func retryAfter(d time.Duration) (int64, []string) {
-	s := max(ceilSeconds(d), 1)
-	if s < int64(len(retryAfterValues)) {
-		return s, retryAfterValues[s]
+// seconds returns s as a decimal string.
+func seconds(s int64) string {
+	if s >= 0 && s < int64(len(retryAfterValues)) {
+		return retryAfterValues[s]
 	}
-	return s, []string{strconv.FormatInt(s, 10)}
+	return strconv.FormatInt(s, 10)
+}
+
+// retryAfter returns the Retry-After value for a wait of d that is not
+// held: delay-seconds rounded up, and at least 1, since such a denial must
+// never say "retry now".
+func retryAfter(d time.Duration) (int64, string) {
+	s := max(ceilSeconds(d), 1)
+	return s, seconds(s)
+}
+
+// setField adds the values vals to field k of h as field lines of this
+// response: after those already there (a middleware further out), or
+// alone. vals must be a slice this response owns, capped at its length,
+// so that neither a later append nor a handler's assignment reaches
+// another response.
+func setField(h http.Header, k string, vals []string) {
+	if old := h[k]; len(old) > 0 {
+		h[k] = append(old[:len(old):len(old)], vals...)
+		return
+	}
+	h[k] = vals
+}
+
+// report writes the RateLimit-Policy and RateLimit fields (and the
+// legacy X-RateLimit fields) of the policies the states answered for:
+// every non-shadow one, and shadow ones when m.shadowHeaders. The policy
+// that decided a denial (decided; -1 for none) has t = window, the
+// Retry-After sent; other refusing policies their own wait; the others
+// their time until full.
+//
+// It makes two allocations: one backing array for the values, and the
+// RateLimit string (the RateLimit-Policy members are cached strings).
+func (m *rateLimit) report(h http.Header, states []serverside.State, decided int, window int64) {
+	reported := 0
+	for i := range states {
+		if m.reported(states, i) {
+			reported++
+		}
+	}
+	if reported == 0 {
+		return
+	}
+	extra := 1
+	if m.legacy {
+		extra += 3
+	}
+	vals := make([]string, 0, reported+extra)
+	var (
+		buf     [128]byte
+		line    = buf[:0]
+		legacy  = -1 // the most restrictive non-shadow policy
+		legacyT int64
+	)
+	for i := range states {
+		if !m.reported(states, i) {
+			continue
+		}
+		d := states[i].Decision
+		f := &m.fields[i]
+		t := ceilSeconds(d.ResetAfter)
+		switch {
+		case i == decided:
+			t = window
+		case !d.Allowed:
+			t = ceilSeconds(d.RetryAfter)
+		}
+		if len(line) > 0 {
+			line = append(line, ", "...)
+		}
+		line = appendRateLimit(line, f.name, d.Remaining, t)
+		if p := f.policy.get(d.Limit); p != "" {
+			vals = append(vals, p)
+		}
+		if !f.shadow && (legacy < 0 || i == decided || decided < 0 && d.Remaining < states[legacy].Decision.Remaining) {
+			legacy, legacyT = i, t
+		}
+	}
+	np := len(vals)
+	vals = append(vals, string(line))
+	if np > 0 {
+		setField(h, headerPolicy, vals[:np:np])
+	}
+	setField(h, headerRateLimit, vals[np:np+1:np+1])
+	if !m.legacy || legacy < 0 {
+		return
+	}
+	d := states[legacy].Decision
+	if old, ok := legacyRemaining(h); ok && old < int64(d.Remaining) && legacy != decided {
+		return // a middleware further out reported a tighter policy
+	}
+	vals = append(vals, strconv.FormatInt(clampSF(d.Limit.Burst), 10), strconv.FormatInt(clampSF(d.Remaining), 10),
+		strconv.FormatInt(legacyT, 10))
+	h[headerLegacyLimit] = vals[np+1 : np+2 : np+2]
+	h[headerLegacyRemaining] = vals[np+2 : np+3 : np+3]
+	h[headerLegacyReset] = vals[np+3 : np+4 : np+4]
+}
+
+// reported reports whether policy i's state goes in the fields.
+func (m *rateLimit) reported(states []serverside.State, i int) bool {
+	return states[i].OK && (!m.fields[i].shadow || m.shadowHeaders)
+}
+
+// legacyRemaining returns the X-RateLimit-Remaining a middleware further
+// out set, if any.
+func legacyRemaining(h http.Header) (int64, bool) {
+	v := h[headerLegacyRemaining]
+	if len(v) != 1 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[0], 10, 64)
+	return n, err == nil
 }

@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/limiter"
 )
@@ -38,7 +40,7 @@ func TestRetryAfter(t *testing.T) {
 		time.Duration(math.MaxInt64): "9223372037",
 	} {
 		secs, v := retryAfter(d)
-		assert.Equal(t, []string{want}, v, "retryAfter(%v)", d)
+		assert.Equal(t, want, v, "retryAfter(%v)", d)
 		assert.Positive(t, secs)
 	}
 }
@@ -67,24 +69,46 @@ func TestPolicyWindow(t *testing.T) {
 func TestPolicyFieldCache(t *testing.T) {
 	p := policyField{name: `"x"`}
 	a := p.get(limiter.PerSecond(5, 10))
-	assert.Equal(t, []string{`"x";q=10;w=2`}, a)
+	assert.Equal(t, `"x";q=10;w=2`, a)
 	b := p.get(limiter.PerSecond(5, 10))
-	assert.Same(t, &a[0], &b[0], "an unchanged limit reuses the value")
-	assert.Equal(t, 1, cap(a), "append by a handler must copy, never write into the shared array")
+	assert.Same(t, unsafe.StringData(a), unsafe.StringData(b), "an unchanged limit reuses the value")
 	c := p.get(limiter.PerSecond(5, 20))
-	assert.Equal(t, []string{`"x";q=20;w=4`}, c)
-	assert.Nil(t, p.get(limiter.Limit{}))
+	assert.Equal(t, `"x";q=20;w=4`, c)
+	assert.Empty(t, p.get(limiter.Limit{}))
 }
 
 func TestRateLimitValue(t *testing.T) {
-	assert.Equal(t, []string{`"d";r=0;t=0`}, rateLimitField(`"d";r=`, 0, 0))
-	assert.Equal(t, []string{`"d";r=0;t=5`}, rateLimitField(`"d";r=`, -3, 5), "negative remaining is clamped")
-	assert.Equal(t, []string{`"default";r=999999999999999;t=999999999999999`},
-		rateLimitField(`"default";r=`, math.MaxInt, maxSFInteger), "the longest value with the default name")
-	long := `"` + strings.Repeat("p", 64) + `";r=`
-	assert.Equal(t, []string{long + "12;t=3"}, rateLimitField(long, 12, 3), "a name too long for the inline buffer")
-	v := rateLimitField(`"d";r=`, 1, 1)
-	assert.Equal(t, 1, cap(v), "append by a handler must copy")
+	field := func(name string, r int, w int64) string { return string(appendRateLimit(nil, name, r, w)) }
+	assert.Equal(t, `"d";r=0;t=0`, field(`"d"`, 0, 0))
+	assert.Equal(t, `"d";r=0;t=5`, field(`"d"`, -3, 5), "negative remaining is clamped")
+	assert.Equal(t, `"default";r=999999999999999;t=999999999999999`,
+		field(`"default"`, math.MaxInt, maxSFInteger), "the longest value with the default name")
+	long := `"` + strings.Repeat("p", 64) + `"`
+	assert.Equal(t, long+";r=12;t=3", field(long, 12, 3), "a name too long for the inline buffer")
+}
+
+// TestFieldValuesAreTheResponses checks that a handler may assign into the
+// field values the middleware set without touching another response's:
+// no rule on handlers.
+func TestFieldValuesAreTheResponses(t *testing.T) {
+	b, err := limiter.NewLocal(limiter.PerSecond(1, 100), limiter.Config{Clock: stoppedClock{}})
+	require.NoError(t, err)
+	mw, err := RateLimit(RateLimitConfig{LegacyHeaders: true}, Policy{Budget: b})
+	require.NoError(t, err)
+	vandal := mw(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		for _, vs := range w.Header() {
+			for i := range vs {
+				vs[i] = "vandalised"
+			}
+		}
+	}))
+	r := &http.Request{Method: http.MethodGet, RemoteAddr: "203.0.113.7:1234"}
+	vandal.ServeHTTP(&benchWriter{h: http.Header{}}, r)
+	w := &benchWriter{h: http.Header{}}
+	mw(bare).ServeHTTP(w, r)
+	assert.Equal(t, []string{`"default";q=100;w=100`}, w.h["Ratelimit-Policy"])
+	assert.Equal(t, []string{`"default";r=98;t=2`}, w.h["Ratelimit"])
+	assert.Equal(t, []string{"100"}, w.h["X-Ratelimit-Limit"])
 }
 
 func TestRateLimitAllocs(t *testing.T) {
@@ -99,7 +123,7 @@ func TestRateLimitAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mw, err := RateLimit(b)
+	mw, err := RateLimit(RateLimitConfig{}, Policy{Budget: b})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,5 +133,9 @@ func TestRateLimitAllocs(t *testing.T) {
 	h.ServeHTTP(w, r)
 	bareAllocs := testing.AllocsPerRun(100, func() { w.reset(); bare.ServeHTTP(w, r) })
 	allocs := testing.AllocsPerRun(100, func() { w.reset(); h.ServeHTTP(w, r) })
-	assert.LessOrEqual(t, allocs-bareAllocs, 1.0, "middleware allocations per request")
+	// Two: one array for the field values, and the RateLimit string. (One,
+	// before the spec of issue 10 removed the unsafe.String that shared
+	// the two, and with it the rule that handlers must not assign into
+	// the field values; the target is at most 2.)
+	assert.LessOrEqual(t, allocs-bareAllocs, 2.0, "middleware allocations per request")
 }

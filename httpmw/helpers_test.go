@@ -100,10 +100,11 @@ func (h *okHandler) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	_, _ = io.WriteString(w, "ok")
 }
 
-// serve starts an httptest server running next behind RateLimit(b, opts...).
-func serve(t *testing.T, b limiter.Budget, next http.Handler, opts ...Option) *httptest.Server {
+// serve starts an httptest server running next behind RateLimit(cfg,
+// policies...).
+func serve(t *testing.T, next http.Handler, cfg RateLimitConfig, policies ...Policy) *httptest.Server {
 	t.Helper()
-	mw, err := RateLimit(b, opts...)
+	mw, err := RateLimit(cfg, policies...)
 	require.NoError(t, err)
 	srv := httptest.NewServer(mw(next))
 	t.Cleanup(srv.Close)

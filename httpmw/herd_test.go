@@ -25,14 +25,14 @@ import (
 // back less than this after its exact slot.
 const defaultSlotJitter = 5 * time.Millisecond
 
-// stripMillis drops HeaderRetryAfterMillis from responses, making a
+// stripMillis drops headerRetryAfterMillis from responses, making a
 // Transport that knows only Retry-After's whole seconds.
 type stripMillis struct{ base http.RoundTripper }
 
 func (s stripMillis) RoundTrip(r *http.Request) (*http.Response, error) {
 	res, err := s.base.RoundTrip(r)
 	if res != nil {
-		res.Header.Del(HeaderRetryAfterMillis)
+		res.Header.Del(headerRetryAfterMillis)
 	}
 	return res, err
 }
@@ -66,7 +66,7 @@ func runHerd(t *testing.T, n int, rate float64, burst int, secondsOnly bool) her
 	a, err := admission.New(limiter.PerSecond(rate, burst), admission.Config{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
-	mw, err := Admit(a)
+	mw, err := Admit(a, AdmitConfig{})
 	require.NoError(t, err)
 
 	var (
@@ -91,7 +91,7 @@ func runHerd(t *testing.T, n int, rate float64, burst int, secondsOnly bool) her
 		mu.Lock()
 		now := since()
 		res.arrivals = append(res.arrivals, now)
-		id := r.Header.Get(HeaderClient)
+		id := r.Header.Get(headerClient)
 		if attempts[id] > 0 {
 			res.returns = append(res.returns, now)
 		}
@@ -142,7 +142,7 @@ func runHerd(t *testing.T, n int, rate float64, burst int, secondsOnly bool) her
 // clients at once against a gate of 100 new sessions per second (10 at
 // once), each client a Transport honouring the refusal's hint.
 //
-// The exact millisecond hint (HeaderRetryAfterMillis) brings every client
+// The exact millisecond hint (headerRetryAfterMillis) brings every client
 // back at its own slot, so returns are as flat as the slots: every client
 // is let in on its first retry, and no one-second window sees more than the
 // rate, give or take scheduling (the tight figure, in virtual time, is
@@ -210,7 +210,7 @@ func TestAdmissionHerdThroughHTTP(t *testing.T) {
 //
 // The target: after the herd's own instant, every 1-second window of
 // arrivals holds at most 1.1 × 500. The client honours the exact slot
-// (HeaderRetryAfterMillis) with retry.Backoff.DelaySlot, so each return
+// (headerRetryAfterMillis) with retry.Backoff.DelaySlot, so each return
 // is at most 5 ms after its slot: a window holds at most the slots of
 // 1.005 s (2.5 more than the rate) plus one the gate's jitter can move in,
 // rate + 4, which is asserted as well. With the jitter meant for coarse
@@ -225,7 +225,7 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 	)
 	clk := newManualClock()
 	a := newAdmission(t, limiter.PerSecond(rate, burst), clk, admission.Config{})
-	mw, err := Admit(a)
+	mw, err := Admit(a, AdmitConfig{})
 	require.NoError(t, err)
 	var (
 		mu       sync.Mutex
@@ -236,7 +236,7 @@ func TestAdmissionHerdVirtualTime(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		arrivals = append(arrivals, clk.Now().Sub(t0))
-		attempts[r.Header.Get(HeaderClient)]++
+		attempts[r.Header.Get(headerClient)]++
 		mu.Unlock()
 		gate.ServeHTTP(w, r)
 	}))

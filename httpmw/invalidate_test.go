@@ -49,9 +49,9 @@ func advance(t testing.TB, c *invalidate.Coordinator, clk *manualClock, d time.D
 }
 
 // serveInvalidate starts an httptest server with next behind Invalidate.
-func serveInvalidate(t testing.TB, src NoticeSource, next http.Handler, opts ...Option) *httptest.Server {
+func serveInvalidate(t testing.TB, c *invalidate.Coordinator, next http.Handler, cfg InvalidateConfig) *httptest.Server {
 	t.Helper()
-	mw, err := Invalidate(src, opts...)
+	mw, err := Invalidate(c, cfg)
 	require.NoError(t, err)
 	srv := httptest.NewServer(mw(next))
 	t.Cleanup(srv.Close)
@@ -68,7 +68,7 @@ func TestInvalidateDeliversReleasedCohorts(t *testing.T) {
 	c := newCoordinator(t, clk)
 	epoch := startRollout(t, c, catalog)
 	next := &okHandler{}
-	srv := serveInvalidate(t, c, next)
+	srv := serveInvalidate(t, c, next, InvalidateConfig{})
 	want := fmt.Sprintf(`"tag:catalog";epoch=%d;id="catalog-v2"`, epoch)
 
 	ids := make([]string, 100)
@@ -78,15 +78,15 @@ func TestInvalidateDeliversReleasedCohorts(t *testing.T) {
 	told := func(applied uint64) map[string]bool {
 		out := map[string]bool{}
 		for _, id := range ids {
-			res := get(t, srv, http.Header{HeaderClient: {id}, HeaderEpoch: {strconv.FormatUint(applied, 10)}})
+			res := get(t, srv, http.Header{headerClient: {id}, headerEpoch: {strconv.FormatUint(applied, 10)}})
 			require.Equal(t, http.StatusOK, res.status)
 			require.Equal(t, "ok", res.body)
-			if v := res.header.Get(HeaderInvalidate); v != "" {
+			if v := res.header.Get(headerInvalidate); v != "" {
 				assert.Equal(t, want, v)
-				assert.Equal(t, strconv.FormatUint(epoch, 10), res.header.Get(HeaderEpoch))
+				assert.Equal(t, strconv.FormatUint(epoch, 10), res.header.Get(headerEpoch))
 				out[id] = true
 			} else {
-				assert.Empty(t, res.header.Values(HeaderEpoch))
+				assert.Empty(t, res.header.Values(headerEpoch))
 			}
 		}
 		return out
@@ -104,9 +104,9 @@ func TestInvalidateDeliversReleasedCohorts(t *testing.T) {
 	assert.Empty(t, told(epoch), "a client that applied the epoch is told nothing")
 
 	// A request without an epoch is from a client that takes no part.
-	res := get(t, srv, http.Header{HeaderClient: {ids[0]}})
+	res := get(t, srv, http.Header{headerClient: {ids[0]}})
 	require.Equal(t, http.StatusOK, res.status)
-	assert.Empty(t, res.header.Values(HeaderInvalidate))
+	assert.Empty(t, res.header.Values(headerInvalidate))
 	assert.EqualValues(t, 100*6+1, next.served.Load(), "every request reaches the handler")
 }
 
@@ -115,7 +115,7 @@ func TestInvalidateKeysByClientIPWithoutHeader(t *testing.T) {
 	c := newCoordinator(t, clk)
 	epoch := startRollout(t, c, invalidate.Rollout{ID: "r", Scope: "s", Cohorts: 1000, Rate: 1000,
 		Clients: 1000, Coverage: 0.1, By: "test"})
-	srv := serveInvalidate(t, c, &okHandler{})
+	srv := serveInvalidate(t, c, &okHandler{}, InvalidateConfig{})
 	// Release exactly the cohorts up to the one of 127.0.0.1: its
 	// requests are told, those of a client ID in a later cohort are not.
 	mine := limiter.Cohort("r", "127.0.0.1", 1000)
@@ -134,10 +134,10 @@ func TestInvalidateKeysByClientIPWithoutHeader(t *testing.T) {
 		}
 		advance(t, c, clk, time.Millisecond)
 	}
-	res := get(t, srv, http.Header{HeaderEpoch: {"0"}})
-	assert.Equal(t, strconv.FormatUint(epoch, 10), res.header.Get(HeaderEpoch))
-	res = get(t, srv, http.Header{HeaderEpoch: {"0"}, HeaderClient: {other}})
-	assert.Empty(t, res.header.Get(HeaderEpoch))
+	res := get(t, srv, http.Header{headerEpoch: {"0"}})
+	assert.Equal(t, strconv.FormatUint(epoch, 10), res.header.Get(headerEpoch))
+	res = get(t, srv, http.Header{headerEpoch: {"0"}, headerClient: {other}})
+	assert.Empty(t, res.header.Get(headerEpoch))
 }
 
 func TestInvalidateBadInputIs400(t *testing.T) {
@@ -145,31 +145,31 @@ func TestInvalidateBadInputIs400(t *testing.T) {
 	c := newCoordinator(t, clk)
 	startRollout(t, c, catalog)
 	next := &okHandler{}
-	srv := serveInvalidate(t, c, next)
+	srv := serveInvalidate(t, c, next, InvalidateConfig{})
 	for _, tc := range []struct {
 		name   string
 		header http.Header
 	}{
-		{"empty epoch", http.Header{HeaderEpoch: {""}}},
-		{"negative epoch", http.Header{HeaderEpoch: {"-1"}}},
-		{"hex epoch", http.Header{HeaderEpoch: {"0x2a"}}},
-		{"decimal epoch", http.Header{HeaderEpoch: {"4.2"}}},
-		{"epoch above MaxEpoch", http.Header{HeaderEpoch: {"9007199254740992"}}},
-		{"epoch overflowing uint64", http.Header{HeaderEpoch: {"18446744073709551616"}}},
-		{"oversized epoch", http.Header{HeaderEpoch: {strings.Repeat("9", 8<<10)}}},
-		{"repeated epoch", http.Header{HeaderEpoch: {"1", "2"}}},
-		{"two epochs in one line", http.Header{HeaderEpoch: {"1, 2"}}},
-		{"client ID with a space", http.Header{HeaderEpoch: {"0"}, HeaderClient: {"a b"}}},
-		{"client ID with a comma", http.Header{HeaderEpoch: {"0"}, HeaderClient: {"a,b"}}},
-		{"oversized client ID", http.Header{HeaderEpoch: {"0"}, HeaderClient: {strings.Repeat("c", MaxClientHeaderLen+1)}}},
-		{"repeated client ID", http.Header{HeaderEpoch: {"0"}, HeaderClient: {"a", "b"}}},
-		{"empty client ID", http.Header{HeaderEpoch: {"0"}, HeaderClient: {""}}},
+		{"empty epoch", http.Header{headerEpoch: {""}}},
+		{"negative epoch", http.Header{headerEpoch: {"-1"}}},
+		{"hex epoch", http.Header{headerEpoch: {"0x2a"}}},
+		{"decimal epoch", http.Header{headerEpoch: {"4.2"}}},
+		{"epoch above MaxEpoch", http.Header{headerEpoch: {"9007199254740992"}}},
+		{"epoch overflowing uint64", http.Header{headerEpoch: {"18446744073709551616"}}},
+		{"oversized epoch", http.Header{headerEpoch: {strings.Repeat("9", 8<<10)}}},
+		{"repeated epoch", http.Header{headerEpoch: {"1", "2"}}},
+		{"two epochs in one line", http.Header{headerEpoch: {"1, 2"}}},
+		{"client ID with a space", http.Header{headerEpoch: {"0"}, headerClient: {"a b"}}},
+		{"client ID with a comma", http.Header{headerEpoch: {"0"}, headerClient: {"a,b"}}},
+		{"oversized client ID", http.Header{headerEpoch: {"0"}, headerClient: {strings.Repeat("c", maxClientIDLen+1)}}},
+		{"repeated client ID", http.Header{headerEpoch: {"0"}, headerClient: {"a", "b"}}},
+		{"empty client ID", http.Header{headerEpoch: {"0"}, headerClient: {""}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := get(t, srv, tc.header)
 			assert.Equal(t, http.StatusBadRequest, res.status)
 			assert.Equal(t, "Bad Request\n", res.body)
-			assert.Empty(t, res.header.Values(HeaderInvalidate))
+			assert.Empty(t, res.header.Values(headerInvalidate))
 		})
 	}
 	assert.Zero(t, next.served.Load(), "a bad request never reaches the handler")
@@ -196,12 +196,12 @@ func TestInvalidateCoordinatorErrorServesWithoutNotices(t *testing.T) {
 	require.NoError(t, err)
 	var logs syncBuffer
 	next := &okHandler{}
-	srv := serveInvalidate(t, c, next, WithLogger(newTextLogger(&logs)))
+	srv := serveInvalidate(t, c, next, InvalidateConfig{Logger: newTextLogger(&logs)})
 
-	res := get(t, srv, http.Header{HeaderEpoch: {"0"}, HeaderClient: {"c1"}})
+	res := get(t, srv, http.Header{headerEpoch: {"0"}, headerClient: {"c1"}})
 	assert.Equal(t, http.StatusOK, res.status, "a coordinator failure must not fail the request")
 	assert.Equal(t, "ok", res.body)
-	assert.Empty(t, res.header.Values(HeaderInvalidate))
+	assert.Empty(t, res.header.Values(headerInvalidate))
 	assert.EqualValues(t, 1, next.served.Load())
 	assert.Contains(t, logs.String(), "coordinator failed; serving without notices")
 	assert.Contains(t, logs.String(), "unavailable=true")
@@ -224,12 +224,12 @@ func TestInvalidateKeyFunc(t *testing.T) {
 		}
 	}
 	var logs syncBuffer
-	srv := serveInvalidate(t, c, &okHandler{}, WithKeyFunc(key), WithLogger(newTextLogger(&logs)))
-	res := get(t, srv, http.Header{HeaderEpoch: {"0"}, "X-User": {"ann"}})
+	srv := serveInvalidate(t, c, &okHandler{}, InvalidateConfig{Key: key, Logger: newTextLogger(&logs)})
+	res := get(t, srv, http.Header{headerEpoch: {"0"}, "X-User": {"ann"}})
 	assert.Equal(t, http.StatusOK, res.status)
-	assert.Equal(t, strconv.FormatUint(epoch, 10), res.header.Get(HeaderEpoch))
-	assert.Equal(t, http.StatusBadRequest, get(t, srv, http.Header{HeaderEpoch: {"0"}}).status)
-	assert.Equal(t, http.StatusInternalServerError, get(t, srv, http.Header{HeaderEpoch: {"0"}, "X-User": {"broken"}}).status)
+	assert.Equal(t, strconv.FormatUint(epoch, 10), res.header.Get(headerEpoch))
+	assert.Equal(t, http.StatusBadRequest, get(t, srv, http.Header{headerEpoch: {"0"}}).status)
+	assert.Equal(t, http.StatusInternalServerError, get(t, srv, http.Header{headerEpoch: {"0"}, "X-User": {"broken"}}).status)
 	assert.Contains(t, logs.String(), "unexpected EOF")
 	// A client that takes no part is not keyed at all.
 	assert.Equal(t, http.StatusOK, get(t, srv, nil).status)
@@ -244,12 +244,12 @@ func TestInvalidateMaxNotices(t *testing.T) {
 			Cohorts: 1, Rate: 1000, Clients: 1, Coverage: 0.1, By: "test"}))
 	}
 	advance(t, c, clk, time.Second)
-	srv := serveInvalidate(t, c, &okHandler{}, WithMaxNotices(2))
+	srv := serveInvalidate(t, c, &okHandler{}, InvalidateConfig{MaxNotices: 2})
 	var applied uint64
 	var scopes []string
 	for range 4 {
-		res := get(t, srv, http.Header{HeaderEpoch: {strconv.FormatUint(applied, 10)}})
-		got, err := wire.ParseNotices(nil, res.header.Values(HeaderInvalidate))
+		res := get(t, srv, http.Header{headerEpoch: {strconv.FormatUint(applied, 10)}})
+		got, err := wire.ParseNotices(nil, res.header.Values(headerInvalidate))
 		require.NoError(t, err)
 		require.LessOrEqual(t, len(got), 2)
 		for _, n := range got {
@@ -257,31 +257,29 @@ func TestInvalidateMaxNotices(t *testing.T) {
 			applied = n.Epoch
 		}
 		if len(got) > 0 {
-			assert.Equal(t, strconv.FormatUint(applied, 10), res.header.Get(HeaderEpoch))
+			assert.Equal(t, strconv.FormatUint(applied, 10), res.header.Get(headerEpoch))
 		}
 	}
 	assert.Equal(t, []string{"s0", "s1", "s2", "s3", "s4"}, scopes, "in epoch order, each once")
 	assert.Equal(t, epochs[4], applied)
 }
 
-func TestInvalidateOptions(t *testing.T) {
+func TestInvalidateConfig(t *testing.T) {
 	c := newCoordinator(t, newManualClock())
-	_, err := Invalidate(nil)
+	_, err := Invalidate(nil, InvalidateConfig{})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
 	assert.ErrorContains(t, err, "nil")
 	for _, tc := range []struct {
-		opt  Option
+		cfg  InvalidateConfig
 		want string
 	}{
-		{WithCost(func(*http.Request) int { return 1 }), "WithCost does not apply to Invalidate"},
-		{WithPolicyName("p"), "WithPolicyName does not apply to Invalidate"},
-		{WithDenyHandler(http.NotFoundHandler()), "WithDenyHandler does not apply to Invalidate"},
-		{WithSessionStart(func(*http.Request) bool { return true }), "WithSessionStart does not apply to Invalidate"},
-		{WithMaxNotices(0), "WithMaxNotices: max notices must be >= 1, got 0"},
+		{InvalidateConfig{MaxNotices: -1}, "InvalidateConfig.MaxNotices must be >= 0, got -1"},
+		{InvalidateConfig{Key: func(*http.Request) (string, error) { return "", nil }, ClientIP: ClientIP{IPv4Prefix: 24}},
+			"InvalidateConfig.ClientIP configures the default key"},
+		{InvalidateConfig{ClientIP: ClientIP{Headers: []string{"Via"}}}, "InvalidateConfig.ClientIP.Headers[0]"},
 	} {
-		_, err := Invalidate(c, tc.opt)
-		assert.ErrorIs(t, err, ErrInvalidOption)
+		_, err := Invalidate(c, tc.cfg)
+		assert.ErrorIs(t, err, ErrInvalidConfig)
 		assert.ErrorContains(t, err, tc.want)
 	}
-	_, err = RateLimit(newLocal(t, limiter.PerSecond(1, 1), newManualClock()), WithMaxNotices(3))
-	assert.ErrorContains(t, err, "WithMaxNotices does not apply to RateLimit")
 }

@@ -3,74 +3,136 @@ package httpmw
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"sync/atomic"
 	"time"
 
-	"github.com/herdcap/herdcap/internal/logthrottle"
+	"github.com/herdcap/herdcap/internal/serverside"
+	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 )
 
-// RateLimit returns middleware that takes tokens from b for every request
-// before passing it on, or an error wrapping ErrInvalidOption that names the
-// bad option. Configuration errors are returned rather than panicked, so the
-// constructor has the (middleware, error) shape; the middleware itself is the
-// standard func(http.Handler) http.Handler.
+// ErrNoKey is what a key function returns (wrapped with %w) when the
+// request carries nothing to key it by, such as a missing API key: the
+// middleware answers 400 Bad Request. Any other key-function error is the
+// server's fault and gets 500 Internal Server Error.
+var ErrNoKey = errors.New("httpmw: request has no usable rate-limit key")
+
+// Policy is one rate limit RateLimit applies to every request: a budget,
+// and how a request is keyed, limited and costed against it.
 //
-// A request is keyed by the client IP address (see WithTrustedProxies), or
-// by WithKeyFunc, and takes WithCost tokens (default 1). Then:
+// The functions are called concurrently, once per request, under
+// recover: an error or a panic answers the request (see RateLimit) and is
+// logged naming the policy; it never crashes the server. The zero Policy
+// is invalid: Budget is required.
+type Policy struct {
+	// Name is the policy's name in the RateLimit and RateLimit-Policy
+	// fields and in log records: 1 to 64 bytes of printable ASCII. If
+	// Name is "", "default". Names must be unique within a RateLimit, and
+	// should be across the RateLimit middlewares a request passes, whose
+	// fields share one list.
+	Name string
+	// Budget is the token bucket the policy draws from. Required.
+	Budget limiter.Budget
+	// Key names the bucket a request draws from. If Key is nil, the
+	// client's address (RateLimitConfig.ClientIP). An error wrapping
+	// ErrNoKey answers 400 Bad Request; any other error, a panic or an
+	// empty key 500 Internal Server Error; no budget is asked then.
+	Key func(*http.Request) (string, error)
+	// Limit, if set, returns the request's own limit (per plan, per key,
+	// per route), which the key's bucket then refills at, ramping on
+	// change (see limiter.Request.Limit). If Limit is nil, the budget's
+	// own limit. An error, a panic or an invalid limit answers 500.
+	Limit func(*http.Request) (limiter.Limit, error)
+	// Cost is the number of tokens a request takes. If Cost is nil, 1. A
+	// cost of 0 only reads the bucket; a negative one, or one above the
+	// burst, can never be granted: a server bug, answered 500 without
+	// Retry-After.
+	Cost func(*http.Request) int
+	// Shadow makes the policy decide and report (in the log, and in the
+	// fields when RateLimitConfig.ShadowHeaders) without ever refusing or
+	// failing a request: to try a limit out before enforcing it.
+	Shadow bool
+}
+
+// RateLimitConfig configures RateLimit. The zero value keys requests by
+// the peer's address (an IPv6 client by its /64), limits every request,
+// sends the IETF fields only, answers refusals with a short plain-text
+// body, and holds up to 1024 refusals at once (see RateLimit).
+type RateLimitConfig struct {
+	// ClientIP finds and keys the client's address, for the policies
+	// without a Key. It must be zero when every policy has a Key.
+	ClientIP ClientIP
+	// Skip, if set, exempts the requests for which it returns true: they
+	// pass untouched, and no budget is asked. It is called concurrently.
+	Skip func(*http.Request) bool
+	// LegacyHeaders also sends X-RateLimit-Limit (the burst),
+	// X-RateLimit-Remaining and X-RateLimit-Reset (seconds, as the
+	// RateLimit field's t) of the most restrictive policy: the one that
+	// refused, else the one with the fewest tokens left.
+	LegacyHeaders bool
+	// ShadowHeaders also sends the shadow policies' members in the
+	// RateLimit and RateLimit-Policy fields.
+	ShadowHeaders bool
+	// Denied, if set, writes the body of 429 and 503 responses in place of
+	// a short plain-text message. The status code and the rate-limit
+	// fields are the middleware's and are applied again when Denied
+	// writes its header, so Denied cannot change them; it may add fields
+	// (such as Content-Type) and learn why it was called from
+	// DenialFromContext.
+	Denied http.Handler
+	// MaxHeld is the most refusals held at once for plain clients (see
+	// RateLimit); beyond it, a refusal is answered at once with its wait
+	// rounded up to whole seconds. If MaxHeld is 0, 1024; if negative,
+	// no refusal is held.
+	MaxHeld int
+	// Clock times the holds. If Clock is nil, the system clock.
+	Clock limiter.Clock
+	// Logger receives budget failures and server bugs, shadow policies'
+	// too (Error; a shadow policy's failed budget: Warn), shadow refusals
+	// (Info), and refusals and client faults (Debug), each kind throttled
+	// to about one record a second with a count of those suppressed. If
+	// Logger is nil, nothing is logged.
+	Logger *slog.Logger
+}
+
+// defaultMaxHeld is MaxHeld's default.
+const defaultMaxHeld = 1024
+
+// RateLimit returns middleware that passes every request through the
+// policies before the next handler, or an error wrapping ErrInvalidConfig
+// that names the bad field. The middleware is the standard
+// func(http.Handler) http.Handler, safe for concurrent use.
 //
-//   - allowed: the next handler runs, with the RateLimit-Policy and
-//     RateLimit fields set (draft-ietf-httpapi-ratelimit-headers-11; see
-//     the comment on the field names in headers.go for the exact mapping);
-//   - quota exceeded: 429 Too Many Requests with Retry-After (whole
-//     seconds, rounded up, at least 1) and the two RateLimit fields;
-//   - the budget rejected the cost or key (limiter.ErrInvalidRequest:
-//     WithCost beyond the burst or negative, or an empty key): 500 Internal
-//     Server Error without Retry-After, since no retry can succeed;
-//   - the limiter failed otherwise (limiter.ErrUnavailable when a store is
-//     down and the budget fails closed, or any other error): 503 Service Unavailable
-//     with Retry-After (from the Decision, at least 1 s) and no RateLimit
-//     fields, since no limit was applied. The error is logged (WithLogger),
-//     never sent;
-//   - the key function failed: 400 Bad Request if its error wraps ErrNoKey,
-//     else 500 Internal Server Error (also for an empty key), without
-//     calling the limiter. The default key function fails, with ErrNoKey,
-//     only for a request without RemoteAddr.
+// Every policy's budget is asked for every request (each takes its own
+// tokens, whatever the others answer), and the most restrictive answer
+// decides (package doc, "Several policies"):
 //
-// Denial bodies are a short plain-text message unless WithDenyHandler says
-// otherwise. No response body ever carries an error's text.
+//   - allowed by every non-shadow policy: the next handler runs, with the
+//     RateLimit-Policy and RateLimit fields of every policy set;
+//   - refused: 429 Too Many Requests with Retry-After, Herdcap-Retry-After-Ms
+//     and the fields, told the refusing policy's wait, spread by the
+//     budget so that callers refused together come back one after
+//     another. So that plain clients, which wait whole seconds, come back
+//     at their own time too, the refusal is held for the wait's fraction
+//     of a second and Retry-After carries the whole seconds left (package
+//     doc, "Plain clients");
+//   - a budget failed (limiter.ErrUnavailable, say): 503 Service
+//     Unavailable with Retry-After and no rate-limit fields;
+//   - a key function failed: 400 for ErrNoKey, else 500; a limit or cost
+//     function failed or panicked, or the budget rejected the cost or
+//     limit: 500 without Retry-After, since no retry can succeed.
 //
-// The fields are set before the next handler runs, so it may replace them.
-// Some values the middleware sets (RateLimit-Policy, Retry-After,
-// Content-Type) are slices shared between responses: handlers may Set, Add
-// or Del those fields but must not assign to the elements of their slices.
-//
-// The middleware is safe for concurrent use. On the allowed path, with the
-// default key and a Local budget, it makes one allocation: the RateLimit
-// value.
-func RateLimit(b limiter.Budget, opts ...Option) (func(http.Handler) http.Handler, error) {
-	if b == nil {
-		return nil, errors.New("httpmw: RateLimit: budget is nil")
-	}
-	c, err := buildConfig(forRateLimit, opts)
+// No response body ever carries an error's text. On the allowed path,
+// with the default key and a Local budget, the middleware makes two
+// allocations (the field values).
+func RateLimit(cfg RateLimitConfig, policies ...Policy) (func(http.Handler) http.Handler, error) {
+	m, err := newRateLimit(cfg, policies)
 	if err != nil {
-		return nil, err
-	}
-	name := sfString(c.policyName)
-	m := &middleware{
-		budget:     b,
-		keyFunc:    c.keyFunc,
-		cost:       c.cost,
-		policy:     policyField{name: name},
-		rlPrefix:   name + ";r=",
-		policyName: c.policyName,
-		deny:       c.denyHandler,
-		log:        c.logger,
-	}
-	if m.keyFunc == nil {
-		ip := &clientIP{trusted: c.trusted, useXFF: c.useXFF, useFwd: c.useFwd}
-		m.keyFunc = ip.key
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -79,134 +141,185 @@ func RateLimit(b limiter.Budget, opts ...Option) (func(http.Handler) http.Handle
 	}, nil
 }
 
-type middleware struct {
-	budget     limiter.Budget
-	keyFunc    func(*http.Request) (string, error)
-	cost       func(*http.Request) int
-	policy     policyField
-	rlPrefix   string // serialized policy name and ";r="
-	policyName string
-	deny       http.Handler
-	log        *slog.Logger
-
-	limiterLog, keyLog logThrottle
+// rateLimit is RateLimit's middleware.
+type rateLimit struct {
+	core          *serverside.RateLimiter[*http.Request]
+	fields        []policyHeader
+	legacy        bool
+	shadowHeaders bool
+	denied        http.Handler
+	maxHeld       int64
+	held          atomic.Int64
+	clock         limiter.Clock
 }
 
-// Values of constant header fields, shared between responses.
-var (
-	textPlain = []string{"text/plain; charset=utf-8"}
-	noSniff   = []string{"nosniff"}
-)
+// policyHeader is one policy's part of the fields.
+type policyHeader struct {
+	name   string // serialized, quotes included
+	policy policyField
+	shadow bool
+}
 
-func (m *middleware) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
-	key, err := m.keyFunc(r)
-	if err != nil || key == "" {
-		m.keyFailed(w, r, err)
-		return
+// names are the words of RateLimit's log records.
+var rateLimitNames = serverside.Names{Component: "httpmw: RateLimit", BadRequest: "400", Unavailable: "503", Internal: "500"}
+
+func newRateLimit(cfg RateLimitConfig, policies []Policy) (*rateLimit, error) {
+	if len(policies) == 0 {
+		return nil, errors.New("no Policy given")
 	}
-	cost := 1
-	if m.cost != nil {
-		cost = m.cost(r)
+	sc := serverside.RateLimitConfig[*http.Request]{
+		Common: serverside.Common[*http.Request]{Skip: cfg.Skip, Keys: serverside.Keys{NoKey: ErrNoKey},
+			Logger: cfg.Logger, Names: rateLimitNames},
 	}
-	d, err := m.budget.Take(r.Context(), limiter.Request{Key: key, N: cost})
+	keyed := 0
+	for _, p := range policies {
+		sc.Policies = append(sc.Policies, serverside.Policy[*http.Request]{Name: p.Name, Budget: p.Budget,
+			Key: p.Key, Limit: p.Limit, Cost: p.Cost, Shadow: p.Shadow})
+		if p.Key != nil {
+			keyed++
+		}
+	}
+	if keyed == len(policies) && !cfg.ClientIP.isZero() {
+		return nil, errors.New("RateLimitConfig.ClientIP is set, but every Policy has its own Key")
+	}
+	ip, err := cfg.ClientIP.build("RateLimitConfig.ClientIP")
 	if err != nil {
-		if errors.Is(err, limiter.ErrInvalidRequest) {
-			m.misconfigured(w, r, err)
-			return
-		}
-		m.unavailable(w, r, d, err)
-		return
+		return nil, err
 	}
+	sc.DefaultKey = ip.key
+	core, err := serverside.NewRateLimiter(sc)
+	if err != nil {
+		return nil, err
+	}
+	m := &rateLimit{core: core, legacy: cfg.LegacyHeaders, shadowHeaders: cfg.ShadowHeaders, denied: cfg.Denied,
+		maxHeld: int64(cfg.MaxHeld), clock: sysclock.Or(cfg.Clock)}
+	if m.maxHeld == 0 {
+		m.maxHeld = defaultMaxHeld
+	}
+	m.fields = make([]policyHeader, core.Len())
+	for i := range m.fields {
+		f := &m.fields[i]
+		f.name = sfString(core.Name(i))
+		f.policy.name = f.name
+		f.shadow = core.Shadow(i)
+	}
+	return m, nil
+}
+
+// inlineStates is the number of policies whose states serve keeps on its
+// stack.
+const inlineStates = 4
+
+// serve runs the middleware for r with states on the stack (each array is
+// zeroed only when its branch runs).
+func (m *rateLimit) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	switch n := m.core.Len(); {
+	case n == 1:
+		var one [1]serverside.State
+		m.serveWith(next, w, r, one[:])
+	case n <= inlineStates:
+		var some [inlineStates]serverside.State
+		m.serveWith(next, w, r, some[:n])
+	default:
+		m.serveWith(next, w, r, make([]serverside.State, n))
+	}
+}
+
+// serveWith runs the middleware for r with zero states, one per policy.
+func (m *rateLimit) serveWith(next http.Handler, w http.ResponseWriter, r *http.Request, states []serverside.State) {
+	o := m.core.Decide(r.Context(), r, states)
+	switch o.Verdict {
+	case serverside.Pass:
+		m.report(w.Header(), states, -1, 0)
+		next.ServeHTTP(w, r)
+	case serverside.Deny:
+		m.deny(w, r, states, o)
+	case serverside.Unavailable, serverside.Gone:
+		setRetryAfter(w.Header(), o.RetryAfter, o.Exact)
+		m.refuse(w, r, http.StatusServiceUnavailable, o, states)
+	case serverside.BadRequest:
+		writeText(w, http.StatusBadRequest)
+	default:
+		writeText(w, http.StatusInternalServerError)
+	}
+}
+
+// deny answers 429 for the outcome o: after holding it for the fraction of
+// a second of its wait, when it may, so that Retry-After's whole seconds
+// bring a plain client back at its own time.
+func (m *rateLimit) deny(w http.ResponseWriter, r *http.Request, states []serverside.State, o serverside.Outcome) {
+	secs, left := m.hold(r.Context(), o.RetryAfter)
 	h := w.Header()
-	if !d.Allowed {
-		secs, ra := retryAfter(d.RetryAfter)
-		m.setFields(h, d, secs)
-		h[headerRetryAfter] = ra
-		m.refuse(w, r, http.StatusTooManyRequests, d)
-		return
-	}
-	m.setFields(h, d, ceilSeconds(d.ResetAfter))
-	next.ServeHTTP(w, r)
+	m.report(h, states, o.Policy, secs)
+	vals := []string{seconds(secs), seconds(ceilMillis(left))}
+	h[headerRetryAfter] = vals[0:1:1]
+	h[headerRetryAfterMillis] = vals[1:2:2]
+	m.refuse(w, r, http.StatusTooManyRequests, o, states)
 }
 
-// setFields sets RateLimit-Policy (when the limit can be described) and
-// RateLimit with effective window t seconds.
-func (m *middleware) setFields(h http.Header, d limiter.Decision, t int64) {
-	if p := m.policy.get(d.Limit); p != nil {
-		h[headerPolicy] = p
+// setRetryAfter sets the fields of a 503 told to come back after ra:
+// Retry-After (whole seconds, rounded up, at least 1) and, when ra is the
+// decision's own (exact), Herdcap-Retry-After-Ms.
+func setRetryAfter(h http.Header, ra time.Duration, exact bool) {
+	_, secs := retryAfter(ra)
+	vals := []string{secs, seconds(ceilMillis(ra))}
+	h[headerRetryAfter] = vals[0:1:1]
+	if exact {
+		h[headerRetryAfterMillis] = vals[1:2:2]
 	}
-	h[headerRateLimit] = rateLimitField(m.rlPrefix, d.Remaining, t)
 }
 
-// unavailable answers 503 for a limiter error.
-func (m *middleware) unavailable(w http.ResponseWriter, r *http.Request, d limiter.Decision, err error) {
-	ctx := r.Context()
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		// The client has gone; nothing to report.
-		m.log.LogAttrs(ctx, slog.LevelDebug, "httpmw: request canceled while rate limiting", slog.Any("error", err))
-	} else if n, ok := m.limiterLog.Allow(); ok {
-		m.log.LogAttrs(ctx, slog.LevelError, "httpmw: rate limiter failed; answering 503",
-			slog.String("policy", m.policyName),
-			slog.String("source", d.Via.String()),
-			slog.Bool("unavailable", errors.Is(err, limiter.ErrUnavailable)),
-			slog.Any("error", err),
-			slog.Uint64("suppressed", n))
+// refusalFields are the fields of a refusal the middleware decides,
+// applied again (or removed) when a Denied handler writes its header.
+var refusalFields = []string{headerPolicy, headerRateLimit, headerRetryAfter, headerRetryAfterMillis,
+	headerLegacyLimit, headerLegacyRemaining, headerLegacyReset}
+
+// hold waits out the fraction of a second of a refusal's wait ra, when it
+// has one and fewer than MaxHeld refusals are held, or until ctx is done.
+// It returns the Retry-After to send and the exact wait left: the whole
+// seconds left (possibly 0) after a hold, else ra rounded up to whole
+// seconds, at least 1, and ra.
+func (m *rateLimit) hold(ctx context.Context, ra time.Duration) (int64, time.Duration) {
+	frac := ra % time.Second
+	if frac <= 0 || m.maxHeld < 0 {
+		secs, _ := retryAfter(ra)
+		return secs, ra
 	}
-	_, ra := retryAfter(d.RetryAfter)
-	w.Header()[headerRetryAfter] = ra
-	m.refuse(w, r, http.StatusServiceUnavailable, d)
+	if m.held.Add(1) > m.maxHeld {
+		m.held.Add(-1)
+		secs, _ := retryAfter(ra)
+		return secs, ra
+	}
+	defer m.held.Add(-1)
+	done := make(chan struct{})
+	t := m.clock.AfterFunc(frac, func() { close(done) })
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Stop()
+	}
+	return min(int64(ra/time.Second), maxSFInteger), ra - frac
 }
 
-// misconfigured answers 500 when the budget rejected the request's cost or
-// key: a server bug (WithCost beyond the burst, say) that no retry would fix,
-// so no Retry-After either.
-func (m *middleware) misconfigured(w http.ResponseWriter, r *http.Request, err error) {
-	if n, ok := m.keyLog.Allow(); ok {
-		m.log.LogAttrs(r.Context(), slog.LevelError, "httpmw: the budget rejected the request's cost or key; answering 500",
-			slog.String("policy", m.policyName),
-			slog.Any("error", err),
-			slog.Uint64("suppressed", n))
-	}
-	writeText(w, http.StatusInternalServerError)
-}
-
-// keyFailed answers 400 or 500 for a key-function failure.
-func (m *middleware) keyFailed(w http.ResponseWriter, r *http.Request, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, ErrNoKey):
-		status = http.StatusBadRequest
-	case err == nil:
-		err = errors.New("key function returned an empty key")
-	}
-	if status == http.StatusInternalServerError {
-		if n, ok := m.keyLog.Allow(); ok {
-			m.log.LogAttrs(r.Context(), slog.LevelError, "httpmw: key function failed; answering 500",
-				slog.String("policy", m.policyName),
-				slog.Any("error", err),
-				slog.Uint64("suppressed", n))
-		}
-	}
-	writeText(w, status)
-}
-
-// refuse writes a denial (429 or 503) whose fields are already set on w.
-func (m *middleware) refuse(w http.ResponseWriter, r *http.Request, status int, d limiter.Decision) {
-	if m.deny == nil {
+// refuse writes a refusal (429 or 503) whose fields are already set on w:
+// a plain-text body, or the Denied handler's.
+func (m *rateLimit) refuse(w http.ResponseWriter, r *http.Request, status int, o serverside.Outcome, states []serverside.State) {
+	if m.denied == nil {
 		writeText(w, status)
 		return
 	}
 	h := w.Header()
-	dw := &denyWriter{
-		ResponseWriter: w,
-		status:         status,
-		policy:         h[headerPolicy],
-		rateLimit:      h[headerRateLimit],
-		retryAfter:     h[headerRetryAfter],
+	dw := &denyWriter{ResponseWriter: w, status: status, vals: make([][]string, len(refusalFields))}
+	for i, k := range refusalFields {
+		dw.vals[i] = slices.Clone(h[k])
 	}
-	den := Denial{Status: status, RetryAfter: d.RetryAfter, Decision: d}
-	m.deny.ServeHTTP(dw, r.WithContext(context.WithValue(r.Context(), denialKey{}, den)))
-	dw.WriteHeader(status) // in case the deny handler wrote nothing
+	den := Denial{Status: status, RetryAfter: o.RetryAfter}
+	if o.Policy >= 0 {
+		den.Policy = m.core.Name(o.Policy)
+		den.Decision = states[o.Policy].Decision
+	}
+	m.denied.ServeHTTP(dw, r.WithContext(context.WithValue(r.Context(), denialKey{}, den)))
+	dw.WriteHeader(status) // in case the handler wrote nothing
 }
 
 // Bodies of the responses the middleware writes itself.
@@ -220,8 +333,9 @@ var (
 // writeText writes status with its standard text as a plain-text body.
 func writeText(w http.ResponseWriter, status int) {
 	h := w.Header()
-	h["Content-Type"] = textPlain
-	h["X-Content-Type-Options"] = noSniff
+	vals := []string{"text/plain; charset=utf-8", "nosniff"}
+	h["Content-Type"] = vals[0:1:1]
+	h["X-Content-Type-Options"] = vals[1:2:2]
 	w.WriteHeader(status)
 	var body []byte
 	switch status {
@@ -237,52 +351,52 @@ func writeText(w http.ResponseWriter, status int) {
 	_, _ = w.Write(body)
 }
 
-// Denial describes why a deny handler (WithDenyHandler) was called.
+// Denial describes why a Denied handler (RateLimitConfig.Denied) was
+// called.
 type Denial struct {
-	// Status is 429 (quota exceeded) or 503 (the limiter failed).
+	// Status is 429 (a quota is spent) or 503 (a budget failed).
 	Status int
-	// RetryAfter is the limiter's wait hint, before rounding up to the
-	// whole seconds sent in Retry-After.
+	// RetryAfter is the exact wait the refusal was told (before any
+	// hold, and before rounding to the whole seconds of Retry-After).
 	RetryAfter time.Duration
-	// Decision is the limiter's answer. After a limiter failure it may be
+	// Policy is the name of the policy that refused or failed.
+	Policy string
+	// Decision is that policy's answer. After a budget failure it may be
 	// the zero Decision but for RetryAfter.
 	Decision limiter.Decision
 }
 
 type denialKey struct{}
 
-// DenialFromContext returns the Denial a deny handler was called for, from
-// its request's context; false outside a deny handler.
+// DenialFromContext returns the Denial a Denied handler was called for,
+// from its request's context; false outside a Denied handler.
 func DenialFromContext(ctx context.Context) (Denial, bool) {
 	d, ok := ctx.Value(denialKey{}).(Denial)
 	return d, ok
 }
 
-// denyWriter hands a deny handler the response while keeping the status
+// denyWriter hands a Denied handler the response while keeping the status
 // code and rate-limit fields the middleware chose.
 type denyWriter struct {
 	http.ResponseWriter
-	status                        int
-	policy, rateLimit, retryAfter []string
-	wrote                         bool
+	status int
+	vals   [][]string // of refusalFields
+	wrote  bool
 }
 
 // WriteHeader writes the middleware's status, whatever code is asked for,
-// after re-applying the rate-limit fields.
+// after applying the rate-limit fields again.
 func (dw *denyWriter) WriteHeader(int) {
 	if dw.wrote {
 		return
 	}
 	dw.wrote = true
 	h := dw.Header()
-	for _, f := range [...]struct {
-		k string
-		v []string
-	}{{headerPolicy, dw.policy}, {headerRateLimit, dw.rateLimit}, {headerRetryAfter, dw.retryAfter}} {
-		if f.v != nil {
-			h[f.k] = f.v
+	for i, k := range refusalFields {
+		if v := dw.vals[i]; v != nil {
+			h[k] = v
 		} else {
-			delete(h, f.k)
+			delete(h, k)
 		}
 	}
 	dw.ResponseWriter.WriteHeader(dw.status)
@@ -295,16 +409,11 @@ func (dw *denyWriter) Write(p []byte) (int, error) {
 }
 
 // Flush writes the status first if needed, then flushes. There is
-// deliberately no Unwrap: reaching the underlying writer would let a deny
-// handler send another status.
+// deliberately no Unwrap: reaching the underlying writer would let a
+// Denied handler send another status.
 func (dw *denyWriter) Flush() {
 	dw.WriteHeader(dw.status)
 	if f, ok := dw.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
-
-// logThrottle lets through about one log record per second, counting the
-// ones it holds back, so that a failing limiter under load does not flood
-// the log.
-type logThrottle = logthrottle.Throttle

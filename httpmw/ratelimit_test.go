@@ -22,7 +22,7 @@ func TestAllowedSetsFields(t *testing.T) {
 	// 1 token/s, burst 10: the bucket refills from empty in 10 s.
 	b := newLocal(t, limiter.PerSecond(1, 10), clk)
 	next := &okHandler{}
-	srv := serve(t, b, next)
+	srv := serve(t, next, RateLimitConfig{}, Policy{Budget: b})
 
 	for i := 1; i <= 3; i++ {
 		res := get(t, srv, nil)
@@ -54,7 +54,7 @@ func TestPolicyWindowRoundsUp(t *testing.T) {
 		{limiter.Every(3*time.Second, 1), `"default";q=1;w=3`},
 	} {
 		t.Run(tc.limit.String(), func(t *testing.T) {
-			srv := serve(t, newLocal(t, tc.limit, newManualClock()), &okHandler{})
+			srv := serve(t, &okHandler{}, RateLimitConfig{}, Policy{Budget: newLocal(t, tc.limit, newManualClock())})
 			res := get(t, srv, nil)
 			require.Equal(t, http.StatusOK, res.status)
 			assert.Equal(t, tc.want, res.policy)
@@ -68,7 +68,9 @@ func TestQuotaExceeded(t *testing.T) {
 	// 2.5 s, which Retry-After must round up to 3.
 	b := newLocal(t, limiter.PerSecond(0.4, 2), clk)
 	next := &okHandler{}
-	srv := serve(t, b, next)
+	// No hold (MaxHeld < 0): the waits are rounded up to whole seconds,
+	// at least 1. TestHoldForPlainClients covers the hold.
+	srv := serve(t, next, RateLimitConfig{MaxHeld: -1}, Policy{Budget: b})
 
 	for range 2 {
 		require.Equal(t, http.StatusOK, get(t, srv, nil).status)
@@ -95,7 +97,7 @@ func TestQuotaExceeded(t *testing.T) {
 	// 100 ms short of a token with no refusal before: the wait is 0.1 s,
 	// sent as 1, never 0.
 	clk2 := newManualClock()
-	srv2 := serve(t, newLocal(t, limiter.PerSecond(0.4, 2), clk2), &okHandler{})
+	srv2 := serve(t, &okHandler{}, RateLimitConfig{MaxHeld: -1}, Policy{Budget: newLocal(t, limiter.PerSecond(0.4, 2), clk2)})
 	for range 2 {
 		require.Equal(t, http.StatusOK, get(t, srv2, nil).status)
 	}
@@ -118,20 +120,22 @@ func TestLimiterErrorIs503(t *testing.T) {
 		err        error
 		retryAfter time.Duration
 		want       string
+
+		millis string // Herdcap-Retry-After-Ms: only for a wait the budget told
 	}{
-		{"fail closed", fmt.Errorf("%w: %s", limiter.ErrUnavailable, secret), 1500 * time.Millisecond, "2"},
-		{"other error", errors.New(secret), 0, "1"},
-		{"closed budget", fmt.Errorf("%w (%s)", limiter.ErrClosed, secret), 0, "1"},
+		{"fail closed", fmt.Errorf("%w: %s", limiter.ErrUnavailable, secret), 1500 * time.Millisecond, "2", "1500"},
+		{"other error", errors.New(secret), 0, "1", ""},
+		{"closed budget", fmt.Errorf("%w (%s)", limiter.ErrClosed, secret), 0, "1", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
 			next := &okHandler{}
-			srv := serve(t, failingBudget{err: tc.err, retryAfter: tc.retryAfter}, next,
-				WithLogger(newTextLogger(&logs)))
+			srv := serve(t, next, RateLimitConfig{Logger: newTextLogger(&logs)}, Policy{Budget: failingBudget{err: tc.err, retryAfter: tc.retryAfter}})
 
 			res := get(t, srv, nil)
 			require.Equal(t, http.StatusServiceUnavailable, res.status)
 			assert.Equal(t, tc.want, res.retryAfter)
+			assert.Equal(t, tc.millis, res.header.Get(headerRetryAfterMillis))
 			assert.Equal(t, "Service Unavailable\n", res.body)
 			assert.NotContains(t, res.body, "redis", "no internals on the wire")
 			for k, vs := range res.header {
@@ -148,7 +152,7 @@ func TestLimiterErrorIs503(t *testing.T) {
 
 func TestLimiterErrorLogIsThrottled(t *testing.T) {
 	var logs syncBuffer
-	srv := serve(t, failingBudget{err: limiter.ErrUnavailable}, &okHandler{}, WithLogger(newTextLogger(&logs)))
+	srv := serve(t, &okHandler{}, RateLimitConfig{Logger: newTextLogger(&logs)}, Policy{Budget: failingBudget{err: limiter.ErrUnavailable}})
 	const n = 20
 	for range n {
 		require.Equal(t, http.StatusServiceUnavailable, get(t, srv, nil).status)
@@ -181,7 +185,7 @@ func TestKeyFuncErrors(t *testing.T) {
 			var logs syncBuffer
 			b := &countingBudget{Budget: newLocal(t, limiter.PerSecond(1, 1), newManualClock())}
 			next := &okHandler{}
-			srv := serve(t, b, next, WithKeyFunc(tc.key), WithLogger(newTextLogger(&logs)))
+			srv := serve(t, next, RateLimitConfig{Logger: newTextLogger(&logs)}, Policy{Budget: b, Key: tc.key})
 
 			res := get(t, srv, nil)
 			require.Equal(t, tc.status, res.status)
@@ -197,13 +201,13 @@ func TestKeyFuncErrors(t *testing.T) {
 
 func TestKeyFuncSeparatesBuckets(t *testing.T) {
 	b := newLocal(t, limiter.PerSecond(1, 1), newManualClock())
-	srv := serve(t, b, &okHandler{}, WithKeyFunc(func(r *http.Request) (string, error) {
+	srv := serve(t, &okHandler{}, RateLimitConfig{}, Policy{Budget: b, Key: func(r *http.Request) (string, error) {
 		k := r.Header.Get("X-Api-Key")
 		if k == "" {
 			return "", ErrNoKey
 		}
 		return "api:" + k, nil
-	}))
+	}})
 	alice := http.Header{"X-Api-Key": {"alice"}}
 	bob := http.Header{"X-Api-Key": {"bob"}}
 	assert.Equal(t, http.StatusOK, get(t, srv, alice).status)
@@ -216,11 +220,11 @@ func TestCost(t *testing.T) {
 	clk := newManualClock()
 	b := newLocal(t, limiter.PerSecond(1, 10), clk)
 	var logs syncBuffer
-	srv := serve(t, b, &okHandler{}, WithLogger(newTextLogger(&logs)), WithCost(func(r *http.Request) int {
+	srv := serve(t, &okHandler{}, RateLimitConfig{Logger: newTextLogger(&logs)}, Policy{Budget: b, Cost: func(r *http.Request) int {
 		var n int
 		_, _ = fmt.Sscan(r.URL.Query().Get("cost"), &n)
 		return n
-	}))
+	}})
 	res := getPath(t, srv, "/?cost=4", nil)
 	require.Equal(t, http.StatusOK, res.status)
 	assert.Equal(t, `"default";r=6;t=4`, res.rateLimit)
@@ -245,7 +249,7 @@ func TestCost(t *testing.T) {
 func TestPolicyFollowsLimitChanges(t *testing.T) {
 	clk := newManualClock()
 	b := newLocal(t, limiter.PerSecond(5, 10), clk)
-	srv := serve(t, b, &okHandler{})
+	srv := serve(t, &okHandler{}, RateLimitConfig{}, Policy{Budget: b})
 	assert.Equal(t, `"default";q=10;w=2`, get(t, srv, nil).policy)
 	require.NoError(t, b.SetLimit(limiter.PerSecond(2, 4)))
 	// The limit ramps ((10 * time.Second)) and the policy follows it:
@@ -258,7 +262,7 @@ func TestPolicyFollowsLimitChanges(t *testing.T) {
 
 func TestPolicyName(t *testing.T) {
 	b := newLocal(t, limiter.PerSecond(1, 2), newManualClock())
-	srv := serve(t, b, &okHandler{}, WithPolicyName(`per-ip "v2" \o/`))
+	srv := serve(t, &okHandler{}, RateLimitConfig{}, Policy{Budget: b, Name: `per-ip "v2" \o/`})
 	res := get(t, srv, nil)
 	assert.Equal(t, `"per-ip \"v2\" \\o/";q=2;w=2`, res.policy)
 	assert.Equal(t, `"per-ip \"v2\" \\o/";r=1;t=1`, res.rateLimit)
@@ -278,7 +282,7 @@ func TestDenyHandler(t *testing.T) {
 		_, _ = fmt.Fprintf(w, `{"status":%d}`, d.Status)
 	})
 	clk := newManualClock()
-	srv := serve(t, newLocal(t, limiter.PerSecond(1, 1), clk), &okHandler{}, WithDenyHandler(deny))
+	srv := serve(t, &okHandler{}, RateLimitConfig{Denied: deny}, Policy{Budget: newLocal(t, limiter.PerSecond(1, 1), clk)})
 	require.Equal(t, http.StatusOK, get(t, srv, nil).status)
 	res := get(t, srv, nil)
 	require.Equal(t, http.StatusTooManyRequests, res.status)
@@ -290,7 +294,7 @@ func TestDenyHandler(t *testing.T) {
 	assert.Equal(t, time.Second, seen[0].RetryAfter)
 	assert.False(t, seen[0].Decision.Allowed)
 
-	srv = serve(t, failingBudget{err: limiter.ErrUnavailable, retryAfter: 3 * time.Second}, &okHandler{}, WithDenyHandler(deny))
+	srv = serve(t, &okHandler{}, RateLimitConfig{Denied: deny}, Policy{Budget: failingBudget{err: limiter.ErrUnavailable, retryAfter: 3 * time.Second}})
 	res = get(t, srv, nil)
 	require.Equal(t, http.StatusServiceUnavailable, res.status)
 	assert.Equal(t, `{"status":503}`, res.body)
@@ -301,7 +305,7 @@ func TestDenyHandler(t *testing.T) {
 
 func TestDenyHandlerWritingNothing(t *testing.T) {
 	silent := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	srv := serve(t, failingBudget{err: limiter.ErrUnavailable}, &okHandler{}, WithDenyHandler(silent))
+	srv := serve(t, &okHandler{}, RateLimitConfig{Denied: silent}, Policy{Budget: failingBudget{err: limiter.ErrUnavailable}})
 	res := get(t, srv, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, res.status)
 	assert.Equal(t, "1", res.retryAfter)
@@ -322,7 +326,7 @@ func TestRedisFailClosedIs503(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	var logs syncBuffer
-	srv := serve(t, b, &okHandler{}, WithLogger(newTextLogger(&logs)))
+	srv := serve(t, &okHandler{}, RateLimitConfig{Logger: newTextLogger(&logs)}, Policy{Budget: b})
 	res := get(t, srv, nil)
 	require.Equal(t, http.StatusOK, res.status)
 	assert.Equal(t, `"default";r=9;t=1`, res.rateLimit)

@@ -1,69 +1,44 @@
 package httpmw
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 
+	"github.com/herdcap/herdcap/internal/serverside"
 	"github.com/herdcap/herdcap/internal/wire"
 )
 
-// sessionKeyFunc returns the client-ID function of Invalidate and Admit:
-// WithKeyFunc's, or by default the HeaderClient header when the request
-// carries one, else the client IP address (trusted-proxy rules as for
-// RateLimit).
-func sessionKeyFunc(c *config) func(*http.Request) (string, error) {
-	if c.keyFunc != nil {
-		return c.keyFunc
+// sessionKey returns the client-ID function of Admit and Invalidate: key,
+// if set, or by default the Herdcap-Client header when the request carries
+// one, else the client's address by ip. A malformed Herdcap-Client is
+// ErrNoKey (400). It checks that key and a non-zero ip are not both set;
+// errors name the fields after path ("AdmitConfig").
+func sessionKey(path string, key func(*http.Request) (string, error), ip ClientIP) (func(*http.Request) (string, error), error) {
+	if key != nil {
+		if !ip.isZero() {
+			return nil, fmt.Errorf("%s.ClientIP configures the default key, which %s.Key replaces; set one or the other", path, path)
+		}
+		return key, nil
 	}
-	ip := &clientIP{trusted: c.trusted, useXFF: c.useXFF, useFwd: c.useFwd}
+	c, err := ip.build(path + ".ClientIP")
+	if err != nil {
+		return nil, err
+	}
 	return func(r *http.Request) (string, error) {
-		if lines, ok := r.Header[HeaderClient]; ok {
+		if lines, ok := r.Header[headerClient]; ok {
 			id, err := wire.ParseClientID(lines)
 			if err != nil {
-				return "", fmt.Errorf("%w: %s: %w", ErrNoKey, HeaderClient, err)
+				return "", fmt.Errorf("%w: %s: %w", ErrNoKey, headerClient, err)
 			}
 			return id, nil
 		}
-		return ip.key(r)
-	}
+		return c.key(r)
+	}, nil
 }
 
-// sessionLog is the throttled logging shared by Invalidate and Admit.
-type sessionLog struct {
-	log                       *slog.Logger
-	name                      string // "httpmw: Invalidate" or "httpmw: Admit"
-	keyLog, failLog, inputLog logThrottle
-}
-
-// keyFailed answers 400 (ErrNoKey, e.g. a malformed HeaderClient) or 500
-// (any other key-function error, or an empty key).
-func (s *sessionLog) keyFailed(w http.ResponseWriter, r *http.Request, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, ErrNoKey):
-		status = http.StatusBadRequest
-	case err == nil:
-		err = errors.New("key function returned an empty key")
-	}
-	if status == http.StatusBadRequest {
-		s.badInput(r, "no usable client ID", err)
-	} else if n, ok := s.keyLog.Allow(); ok {
-		s.log.LogAttrs(r.Context(), slog.LevelError, s.name+": key function failed; answering 500",
-			slog.Any("error", err), slog.Uint64("suppressed", n))
-	}
-	writeText(w, status)
-}
-
-// badInput logs, at Debug level and throttled, a request turned away for
-// malformed input.
-func (s *sessionLog) badInput(r *http.Request, what string, err error) {
-	if !s.log.Enabled(r.Context(), slog.LevelDebug) {
-		return
-	}
-	if n, ok := s.inputLog.Allow(); ok {
-		s.log.LogAttrs(r.Context(), slog.LevelDebug, s.name+": "+what+"; answering 400",
-			slog.Any("error", err), slog.Uint64("suppressed", n))
-	}
+// sessionCommon is the configuration Admit and Invalidate give the core.
+func sessionCommon(component string, skip func(*http.Request) bool, log *slog.Logger) serverside.Common[*http.Request] {
+	return serverside.Common[*http.Request]{Skip: skip, Keys: serverside.Keys{NoKey: ErrNoKey}, Logger: log,
+		Names: serverside.Names{Component: component, BadRequest: "400", Unavailable: "503", Internal: "500"}}
 }

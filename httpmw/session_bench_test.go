@@ -37,12 +37,12 @@ func benchCoordinator(b *testing.B) (*invalidate.Coordinator, uint64) {
 // "current" is a client that has applied every epoch (the common case: one
 // cached AppendDue, nothing to send), "due" one that is told to drop a
 // scope (the field values are allocated), "bypass" a request without
-// HeaderEpoch.
+// headerEpoch.
 //
 //	go test -run '^$' -bench 'BenchmarkInvalidate|BenchmarkAdmit' -benchmem ./httpmw/
 func BenchmarkInvalidate(b *testing.B) {
 	c, epoch := benchCoordinator(b)
-	mw, err := Invalidate(c)
+	mw, err := Invalidate(c, InvalidateConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,8 +52,8 @@ func BenchmarkInvalidate(b *testing.B) {
 		header http.Header
 	}{
 		{"bypass", http.Header{}},
-		{"current", http.Header{HeaderClient: {"client-42"}, HeaderEpoch: {fmt.Sprint(epoch)}}},
-		{"due", http.Header{HeaderClient: {"client-42"}, HeaderEpoch: {"0"}}},
+		{"current", http.Header{headerClient: {"client-42"}, headerEpoch: {fmt.Sprint(epoch)}}},
+		{"due", http.Header{headerClient: {"client-42"}, headerEpoch: {"0"}}},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			r := &http.Request{Method: "GET", RemoteAddr: "10.0.0.1:5555", Header: v.header}
@@ -81,8 +81,8 @@ func BenchmarkInvalidate(b *testing.B) {
 	}
 }
 
-// BenchmarkAdmit measures Admit over a real in-process Admission: "resume"
-// is a client presenting a valid token (verified and re-issued on every
+// BenchmarkAdmit measures Admit over a real in-process gate: "rejoin"
+// is a client presenting a valid ticket (verified and re-issued on every
 // request: two HMACs), "refused" a new session when the budget is spent.
 func BenchmarkAdmit(b *testing.B) {
 	a, err := admission.New(limiter.Every(time.Hour, 1), admission.Config{Config: limiter.Config{Clock: stoppedClock{}},
@@ -95,7 +95,7 @@ func BenchmarkAdmit(b *testing.B) {
 	if err != nil || !d.Admitted {
 		b.Fatal(d, err)
 	}
-	mw, err := Admit(a)
+	mw, err := Admit(a, AdmitConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -105,8 +105,8 @@ func BenchmarkAdmit(b *testing.B) {
 		header http.Header
 		status int
 	}{
-		{"resume", http.Header{HeaderClient: {"client-42"}, HeaderResume: {d.Ticket}}, 0},
-		{"refused", http.Header{HeaderClient: {"client-43"}}, http.StatusServiceUnavailable},
+		{"rejoin", http.Header{headerClient: {"client-42"}, headerTicket: {d.Ticket}}, 0},
+		{"refused", http.Header{headerClient: {"client-43"}}, http.StatusServiceUnavailable},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			b.ReportAllocs()

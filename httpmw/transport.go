@@ -18,10 +18,11 @@ import (
 	"github.com/herdcap/herdcap/limiter/retry"
 )
 
-// ErrInvalidConfig is wrapped by the error NewTransport returns for an
-// invalid TransportConfig; the message names the field, e.g.
-// "httpmw: invalid config: TransportConfig.Retry.MaxAttempts must be >= 0,
-// got -1".
+// ErrInvalidConfig is wrapped by the error a constructor (RateLimit, Admit,
+// Invalidate, NewTransport) returns for an invalid config; the message
+// names the field with its struct path, e.g. "httpmw: invalid config:
+// Policy[1].Budget is nil" or "httpmw: invalid config:
+// TransportConfig.Retry.MaxAttempts must be >= 0, got -1".
 var ErrInvalidConfig = errors.New("httpmw: invalid config")
 
 // TransportConfig configures NewTransport. The zero value is a Transport
@@ -32,12 +33,12 @@ type TransportConfig struct {
 	// Give each client its own Transport over one shared Base (and its
 	// connection pool).
 	Base http.RoundTripper
-	// ClientID is sent in HeaderClient: 1 to MaxClientHeaderLen bytes of
+	// ClientID is sent in Herdcap-Client: 1 to 256 bytes of
 	// visible ASCII other than the comma. If ClientID is "", none is sent,
 	// and servers identify the client by its IP address.
 	ClientID string
 	// OnInvalidate makes the Transport take part in invalidation: it
-	// sends its applied epoch (HeaderEpoch), and OnInvalidate is called
+	// sends its applied epoch (Herdcap-Epoch), and OnInvalidate is called
 	// with each notice it is given, in epoch order, once, before the
 	// notice's epoch is recorded as applied. It drops what the notice's
 	// Scope names from the client's caches; it must not block for long
@@ -59,7 +60,7 @@ type TransportConfig struct {
 	// limiter.Clock. If Clock is nil, the system clock.
 	Clock limiter.Clock
 	// Logger receives a Warn record, at most one a second, for a
-	// malformed HeaderInvalidate in a response. If Logger is nil, nothing
+	// malformed Herdcap-Invalidate in a response. If Logger is nil, nothing
 	// is logged.
 	Logger *slog.Logger
 }
@@ -68,12 +69,12 @@ type TransportConfig struct {
 // for one client: it identifies the client to Invalidate and Admit, applies
 // the invalidations they send, and backs off when turned away.
 //
-// On every request it sends HeaderClient (TransportConfig.ClientID, if
-// set), HeaderEpoch (the highest epoch applied, if OnInvalidate is set) and
-// HeaderResume (the session's ticket, once a server has issued one),
+// On every request it sends Herdcap-Client (TransportConfig.ClientID, if
+// set), Herdcap-Epoch (the highest epoch applied, if OnInvalidate is set) and
+// Herdcap-Ticket (the session's ticket, once a server has issued one),
 // replacing any the request has; it never modifies the caller's request
 // (it sends a clone). From every response it keeps a ticket, and applies
-// the notices of HeaderInvalidate through OnInvalidate: each once, in
+// the notices of Herdcap-Invalidate through OnInvalidate: each once, in
 // epoch order, never two at once, never under a lock.
 //
 // A 429 or 503, or a connection that failed, is sent again after a wait
@@ -96,7 +97,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	core, err := clientcore.New(clientcore.Config{
 		ClientID: cfg.ClientID, OnInvalidate: cfg.OnInvalidate, Applied: cfg.Applied, Retry: cfg.Retry,
 		Clock: cfg.Clock, Logger: cfg.Logger, Name: "httpmw: Transport",
-		Fields: clientcore.Fields{Client: HeaderClient, Epoch: HeaderEpoch, Ticket: HeaderResume, Invalidate: HeaderInvalidate},
+		Fields: clientcore.Fields{Client: headerClient, Epoch: headerEpoch, Ticket: headerTicket, Invalidate: headerInvalidate},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: TransportConfig.%w", ErrInvalidConfig, err)
@@ -253,11 +254,11 @@ func canResend(req *http.Request) bool {
 	return k1 || k2
 }
 
-// retryHint returns the wait a refusal asks for: HeaderRetryAfterMillis
+// retryHint returns the wait a refusal asks for: Herdcap-Retry-After-Ms
 // (exact: a slot the server spread), else Retry-After (delay-seconds or an
 // HTTP date; coarse); 0 when there is none or it does not parse.
 func retryHint(h http.Header, now time.Time) (d time.Duration, exact bool) {
-	if lines := h[HeaderRetryAfterMillis]; len(lines) == 1 {
+	if lines := h[headerRetryAfterMillis]; len(lines) == 1 {
 		if ms, err := wire.ParseDecimal(wire.TrimOWS(lines[0]), wire.MaxMillisDigits, math.MaxUint64); err == nil && ms > 0 {
 			return time.Duration(ms) * time.Millisecond, true
 		}

@@ -88,9 +88,9 @@ func TestTransportEndToEnd(t *testing.T) {
 	clk := newManualClock()
 	c := newCoordinator(t, clk)
 	a := newAdmission(t, limiter.Every(time.Hour, 1), clk, admission.Config{TicketKeys: testTicketKeys, TicketTTL: time.Hour})
-	inv, err := Invalidate(c)
+	inv, err := Invalidate(c, InvalidateConfig{})
 	require.NoError(t, err)
-	adm, err := Admit(a)
+	adm, err := Admit(a, AdmitConfig{})
 	require.NoError(t, err)
 	var seen attempts
 	srv := httptest.NewServer(seen.wrap(adm(inv(&okHandler{}))))
@@ -110,7 +110,7 @@ func TestTransportEndToEnd(t *testing.T) {
 	advance(t, c, clk, time.Second)
 	for range 2 {
 		status, _ = do(t, tr, newGet(t, srv.URL))
-		require.Equal(t, http.StatusOK, status, "resumed on the token: the budget is spent for an hour")
+		require.Equal(t, http.StatusOK, status, "rejoined on the ticket: the budget is spent for an hour")
 	}
 	assert.Equal(t, []invalidate.Notice{{RolloutID: "r1", Scope: "tag:a", Epoch: e1}, {RolloutID: "r2", Scope: "caf\xc3\xa9", Epoch: e2}}, got,
 		"each notice applied once, in order")
@@ -118,12 +118,12 @@ func TestTransportEndToEnd(t *testing.T) {
 
 	s := seen.all()
 	require.Len(t, s, 3)
-	assert.Equal(t, "client-7", s[0].header.Get(HeaderClient))
-	assert.Equal(t, "0", s[0].header.Get(HeaderEpoch))
-	assert.Empty(t, s[0].header.Values(HeaderResume))
-	assert.Equal(t, tok, s[1].header.Get(HeaderResume))
-	assert.Equal(t, strconv.FormatUint(e2, 10), s[2].header.Get(HeaderEpoch), "the applied epoch is sent")
-	assert.NotEqual(t, s[1].header.Get(HeaderResume), s[2].header.Get(HeaderResume), "the refreshed token is sent")
+	assert.Equal(t, "client-7", s[0].header.Get(headerClient))
+	assert.Equal(t, "0", s[0].header.Get(headerEpoch))
+	assert.Empty(t, s[0].header.Values(headerTicket))
+	assert.Equal(t, tok, s[1].header.Get(headerTicket))
+	assert.Equal(t, strconv.FormatUint(e2, 10), s[2].header.Get(headerEpoch), "the applied epoch is sent")
+	assert.NotEqual(t, s[1].header.Get(headerTicket), s[2].header.Get(headerTicket), "the refreshed token is sent")
 
 	tr.ResetSession()
 	status, _ = do(t, tr, newGet(t, srv.URL))
@@ -136,16 +136,16 @@ func TestTransportDoesNotTouchCallersRequest(t *testing.T) {
 	t.Cleanup(srv.Close)
 	tr := newTransport(t, srv, TransportConfig{ClientID: "me"})
 	req := newGet(t, srv.URL)
-	req.Header.Set(HeaderClient, "someone-else")
-	req.Header.Set(HeaderEpoch, "99")
-	req.Header.Set(HeaderResume, "stale")
+	req.Header.Set(headerClient, "someone-else")
+	req.Header.Set(headerEpoch, "99")
+	req.Header.Set(headerTicket, "stale")
 	status, _ := do(t, tr, req)
 	require.Equal(t, http.StatusOK, status)
-	assert.Equal(t, "someone-else", req.Header.Get(HeaderClient), "the caller's request is not modified")
+	assert.Equal(t, "someone-else", req.Header.Get(headerClient), "the caller's request is not modified")
 	h := seen.all()[0].header
-	assert.Equal(t, "me", h.Get(HeaderClient))
-	assert.Empty(t, h.Values(HeaderEpoch), "no epoch without OnInvalidate")
-	assert.Empty(t, h.Values(HeaderResume))
+	assert.Equal(t, "me", h.Get(headerClient))
+	assert.Empty(t, h.Values(headerEpoch), "no epoch without OnInvalidate")
+	assert.Empty(t, h.Values(headerTicket))
 }
 
 // TestTransportWaitsForTheSlot checks that a refused client comes back no
@@ -162,7 +162,7 @@ func TestTransportWaitsForTheSlot(t *testing.T) {
 	clk := &thawingClock{}
 	a := newAdmission(t, limiter.PerSecond(5, 1), clk, admission.Config{})
 	var seen attempts
-	mw, err := Admit(a)
+	mw, err := Admit(a, AdmitConfig{})
 	require.NoError(t, err)
 	var served atomic.Int32
 	srv := httptest.NewServer(seen.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -203,7 +203,7 @@ func (h *refuser) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Retry-After", h.retryAfter)
 		}
 		if h.millis != "" {
-			w.Header().Set(HeaderRetryAfterMillis, h.millis)
+			w.Header().Set(headerRetryAfterMillis, h.millis)
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, "busy")
@@ -352,7 +352,7 @@ func TestTransportConcurrentNoticesAppliedOnceInOrder(t *testing.T) {
 			Clients: 1, Coverage: 0.1, By: "test"})
 	}
 	advance(t, c, clk, time.Second)
-	srv := serveInvalidate(t, c, &okHandler{}, WithMaxNotices(3))
+	srv := serveInvalidate(t, c, &okHandler{}, InvalidateConfig{MaxNotices: 3})
 
 	var (
 		inFlight, maxInFlight atomic.Int32
@@ -396,7 +396,7 @@ func TestTransportConcurrentNoticesAppliedOnceInOrder(t *testing.T) {
 
 func TestTransportMalformedNotices(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set(HeaderInvalidate, `"a";epoch=5;id="r5", "b";epoch=oops;id="r6", "c";epoch=7;id="r7"`)
+		w.Header().Set(headerInvalidate, `"a";epoch=5;id="r5", "b";epoch=oops;id="r6", "c";epoch=7;id="r7"`)
 		_, _ = io.WriteString(w, "ok")
 	}))
 	t.Cleanup(srv.Close)
@@ -419,7 +419,7 @@ func TestTransportConfig(t *testing.T) {
 	}{
 		{TransportConfig{ClientID: " "}, "TransportConfig.ClientID must be 1 to 256 bytes of visible ASCII", false},
 		{TransportConfig{ClientID: "a b"}, `TransportConfig.ClientID must be 1 to 256 bytes of visible ASCII other than the comma, got "a b"`, false},
-		{TransportConfig{ClientID: strings.Repeat("x", MaxClientHeaderLen+1)}, "TransportConfig.ClientID must be 1 to 256 bytes", false},
+		{TransportConfig{ClientID: strings.Repeat("x", maxClientIDLen+1)}, "TransportConfig.ClientID must be 1 to 256 bytes", false},
 		{TransportConfig{Applied: invalidate.MaxEpoch + 1}, "TransportConfig.Applied must be at most invalidate.MaxEpoch", false},
 		{TransportConfig{Retry: retry.Policy{Backoff: retry.Backoff{Base: -time.Second}}}, "TransportConfig.Retry.Backoff.Base must be >= 0, got -1s", true},
 		{TransportConfig{Retry: retry.Policy{MaxAttempts: -1}}, "TransportConfig.Retry.MaxAttempts must be >= 0, got -1", true},

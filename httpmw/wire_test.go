@@ -9,17 +9,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/herdcap/herdcap/internal/wire"
 )
 
-// TestMaxClientHeaderLen checks that the documented limit is the one the
+// TestMaxClientIDLen checks that the documented limit is the one the
 // codec enforces, at the boundary.
-func TestMaxClientHeaderLen(t *testing.T) {
-	assert.Equal(t, wire.MaxClientIDLen, MaxClientHeaderLen)
-	_, err := NewTransport(TransportConfig{ClientID: strings.Repeat("x", MaxClientHeaderLen)})
+func TestMaxClientIDLen(t *testing.T) {
+	assert.Equal(t, 256, maxClientIDLen, "the documented limit")
+	_, err := NewTransport(TransportConfig{ClientID: strings.Repeat("x", maxClientIDLen)})
 	assert.NoError(t, err)
-	_, err = NewTransport(TransportConfig{ClientID: strings.Repeat("x", MaxClientHeaderLen+1)})
+	_, err = NewTransport(TransportConfig{ClientID: strings.Repeat("x", maxClientIDLen+1)})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
 
@@ -32,12 +30,12 @@ func TestRetryHint(t *testing.T) {
 	}{
 		{http.Header{}, 0, false},
 		{http.Header{"Retry-After": {"3"}}, 3 * time.Second, false},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"2417"}}, 2417 * time.Millisecond, true},
-		{http.Header{HeaderRetryAfterMillis: {" 12 "}}, 12 * time.Millisecond, true},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"0"}}, 3 * time.Second, false},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"-5"}}, 3 * time.Second, false},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"1", "2"}}, 3 * time.Second, false},
-		{http.Header{"Retry-After": {"3"}, HeaderRetryAfterMillis: {"99999999999"}}, 3 * time.Second, false},
+		{http.Header{"Retry-After": {"3"}, headerRetryAfterMillis: {"2417"}}, 2417 * time.Millisecond, true},
+		{http.Header{headerRetryAfterMillis: {" 12 "}}, 12 * time.Millisecond, true},
+		{http.Header{"Retry-After": {"3"}, headerRetryAfterMillis: {"0"}}, 3 * time.Second, false},
+		{http.Header{"Retry-After": {"3"}, headerRetryAfterMillis: {"-5"}}, 3 * time.Second, false},
+		{http.Header{"Retry-After": {"3"}, headerRetryAfterMillis: {"1", "2"}}, 3 * time.Second, false},
+		{http.Header{"Retry-After": {"3"}, headerRetryAfterMillis: {"99999999999"}}, 3 * time.Second, false},
 		{http.Header{"Retry-After": {"Thu, 01 Jan 2026 00:00:05 GMT"}}, 5 * time.Second, false},
 		{http.Header{"Retry-After": {"Wed, 31 Dec 2025 23:00:00 GMT"}}, 0, false},
 		{http.Header{"Retry-After": {"soon"}}, 0, false},
@@ -56,7 +54,7 @@ func FuzzRetryHint(f *testing.F) {
 	f.Add("99999999999999999999", "-1")
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, ra, ms string) {
-		h := http.Header{"Retry-After": {ra}, HeaderRetryAfterMillis: {ms}}
+		h := http.Header{"Retry-After": {ra}, headerRetryAfterMillis: {ms}}
 		d, exact := retryHint(h, now)
 		require.GreaterOrEqual(t, d, time.Duration(0))
 		require.False(t, exact && d == 0, "an exact hint is a positive wait")

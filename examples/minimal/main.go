@@ -22,7 +22,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	rateLimit, err := httpmw.RateLimit(budget)
+	rateLimit, err := httpmw.RateLimit(httpmw.RateLimitConfig{}, httpmw.Policy{Budget: budget})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func newHandler(l limiter.Limit, logger *slog.Logger, cfg limiter.Config) (http.
 	if err != nil {
 		return nil, err
 	}
-	mw, err := httpmw.RateLimit(budget, httpmw.WithLogger(logger))
+	mw, err := httpmw.RateLimit(httpmw.RateLimitConfig{Logger: logger}, httpmw.Policy{Budget: budget})
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 	// One store per node, as separate processes would hold them: Redis
 	// clients of one server, or the one in-process store they share.
 	stores := make([]invalidate.Store, c.nodes)
-	gates := make([]httpmw.Admitter, c.nodes)
+	gates := make([]*admission.Gate, c.nodes)
 	useRedis := c.store == "redis"
 	if c.store == "auto" {
 		useRedis = redisAvailable(c.redisServer)
@@ -93,7 +93,7 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 				return f, err
 			}
 			f.closers = append(f.closers, func() { _ = a.Close() })
-			gates[i] = &countingGate{a: a, node: i, rec: f.rec}
+			gates[i] = a
 		}
 	} else {
 		f.store = "memory (one in-process store shared by the nodes)"
@@ -105,7 +105,7 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 		f.closers = append(f.closers, func() { _ = a.Close() })
 		for i := range stores {
 			stores[i] = mem
-			gates[i] = &countingGate{a: a, node: i, rec: f.rec}
+			gates[i] = a
 		}
 	}
 
@@ -121,7 +121,7 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 		if err != nil {
 			return f, err
 		}
-		h, err := nodeHandler(n.coord, gates[i])
+		h, err := nodeHandler(n.coord, gates[i], f.rec)
 		if err != nil {
 			return f, err
 		}
@@ -142,13 +142,14 @@ func startFleet(ctx context.Context, c config, out io.Writer) (f *fleet, err err
 }
 
 // nodeHandler is a node's HTTP stack: admission, then invalidation, then
-// the application (a tiny document).
-func nodeHandler(coord *invalidate.Coordinator, gate httpmw.Admitter) (http.Handler, error) {
-	adm, err := httpmw.Admit(gate)
+// the application (a tiny document), with every admission decision
+// recorded in rec.
+func nodeHandler(coord *invalidate.Coordinator, gate *admission.Gate, rec *recorder) (http.Handler, error) {
+	adm, err := httpmw.Admit(gate, httpmw.AdmitConfig{})
 	if err != nil {
 		return nil, err
 	}
-	inv, err := httpmw.Invalidate(coord)
+	inv, err := httpmw.Invalidate(coord, httpmw.InvalidateConfig{})
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +157,24 @@ func nodeHandler(coord *invalidate.Coordinator, gate httpmw.Admitter) (http.Hand
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "catalog page\n")
 	})
-	return adm(inv(app)), nil
+	h := adm(inv(app))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		rec.admitted(sw.status, r.Header.Get("Herdcap-Ticket") != "")
+	}), nil
+}
+
+// statusWriter notes the status a handler writes.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+// WriteHeader notes the status and writes it.
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
 }
 
 // stop shuts everything down, in reverse order of starting.
@@ -174,20 +192,6 @@ func (f *fleet) stop() {
 	for i := len(f.closers) - 1; i >= 0; i-- {
 		f.closers[i]()
 	}
-}
-
-// countingGate records every admission decision of a node.
-type countingGate struct {
-	a    *admission.Gate
-	node int
-	rec  *recorder
-}
-
-// Admit asks the gate and records its answer.
-func (g *countingGate) Admit(ctx context.Context, clientID, token string) (admission.Decision, error) {
-	d, err := g.a.Admit(ctx, clientID, token)
-	g.rec.admitted(d, err)
-	return d, err
 }
 
 // play runs the timeline: clients connect; a rollout of ScopeAll starts on

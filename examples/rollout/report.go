@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
-	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // eventKind is what happened.
@@ -94,15 +94,18 @@ func (r *recorder) notice(client string, node int, _ invalidate.Notice) {
 	r.mu.Unlock()
 }
 
-// admitted records an admission decision.
-func (r *recorder) admitted(d admission.Decision, err error) {
-	kind := evRefused
+// admitted records an admission decision, seen from the response: 503 is
+// a refusal, a success on a presented ticket a rejoin (the example's
+// clients present only tickets they were given, all valid for 10 minutes),
+// another success a new session, anything else a failure.
+func (r *recorder) admitted(status int, ticket bool) {
+	kind := evFailed
 	switch {
-	case err != nil:
-		kind = evFailed
-	case d.Rejoined:
+	case status == http.StatusServiceUnavailable:
+		kind = evRefused
+	case status == http.StatusOK && ticket:
 		kind = evResumed
-	case d.Admitted:
+	case status == http.StatusOK:
 		kind = evNew
 	}
 	at := r.since()

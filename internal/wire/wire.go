@@ -102,11 +102,11 @@ func ParseClientID(vals []string) (string, error) {
 	return s, nil
 }
 
-// ResumeToken returns the token of a request's resume field values, or ""
-// when there is none or it is not shaped like a token (one value for which
-// TokenShaped holds). A token of the right shape may still be forged or
-// expired: the admission.Gate checks that.
-func ResumeToken(vals []string) string {
+// Ticket returns the ticket of a request's ticket field values, or ""
+// when there is none or it is not shaped like a ticket (one value for
+// which TokenShaped holds). A ticket of the right shape may still be
+// forged or expired: the admission.Gate checks that.
+func Ticket(vals []string) string {
 	if len(vals) != 1 || !TokenShaped(vals[0]) {
 		return ""
 	}

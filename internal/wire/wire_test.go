@@ -101,12 +101,12 @@ func TestParseClientID(t *testing.T) {
 	}
 }
 
-func TestResumeTokenShape(t *testing.T) {
+func TestTicketShape(t *testing.T) {
 	s, err := ticket.New([][]byte{[]byte("0123456789abcdef0123456789abcdef")}, "keys")
 	require.NoError(t, err)
 	tok, err := s.Issue("c", time.Now(), time.Hour)
 	require.NoError(t, err)
-	assert.Equal(t, tok, ResumeToken([]string{tok}))
+	assert.Equal(t, tok, Ticket([]string{tok}))
 	assert.True(t, TokenShaped(tok))
 	for _, bad := range [][]string{
 		nil,
@@ -117,7 +117,7 @@ func TestResumeTokenShape(t *testing.T) {
 		{tok[:len(tok)-1] + "+"},
 		{" " + tok[1:]},
 	} {
-		assert.Empty(t, ResumeToken(bad), "%q", bad)
+		assert.Empty(t, Ticket(bad), "%q", bad)
 	}
 }
 
