@@ -52,7 +52,7 @@ const (
 type env struct {
 	srv      *redisServer // nil: no Redis-backed subjects
 	poolSize int
-	timeout  time.Duration // herdcap's per-call time budget (WithTimeout)
+	timeout  time.Duration // herdcap's per-call timeout (fleet.Redis.Timeout)
 }
 
 // maker builds a subject for one row; tag is unique to the row and

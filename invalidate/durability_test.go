@@ -150,7 +150,7 @@ func TestDurabilityAbortNotifiesOnlyReleased(t *testing.T) {
 }
 
 // TestRedisOutageDueAnswersFromLastState: while Redis is down, Due answers
-// from the state last read, within the time budget; a node that never read
+// from the state last read, within the timeout; a node that never read
 // it fails with ErrUnavailable; nothing panics.
 func TestRedisOutageDueAnswersFromLastState(t *testing.T) {
 	s := redistest.Start(t)

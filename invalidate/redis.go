@@ -121,7 +121,7 @@ func (s *RedisStore) startBudget(clock limiter.Clock) (limiter.Budget, func(), e
 // node may make no Redis call after Redis comes back.
 func (s *RedisStore) breakerOpen() time.Duration { return s.r.BreakerOpen }
 
-// eval runs script through the breaker, within the time budget. A store
+// eval runs script through the breaker, within the timeout. A store
 // failure comes back wrapped in ErrUnavailable; the caller's own
 // cancellation as is.
 func (s *RedisStore) eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {

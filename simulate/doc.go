@@ -74,7 +74,7 @@
 // Coordination lives in process by default. With Config.Redis the same
 // budgets, admission and rollouts run on Redis, with the virtual time
 // passed to every script, and the same seed gives the same numbers (the
-// Redis backends run FailClosed with a long time budget, so a Redis that
+// Redis backends run FailClosed with a long timeout, so a Redis that
 // cannot answer stops the run rather than changing its numbers).
 //
 // # Triggers

@@ -36,7 +36,7 @@ type store struct {
 	ops    *atomic.Int64 // Redis commands sent; nil on memory
 }
 
-// redisTimeout is the time budget of one Redis call in a simulation: long,
+// redisTimeout is the timeout of one Redis call in a simulation: long,
 // because a call answered by the failure policy instead of Redis would make
 // the run depend on the machine's load. The failure policy is FailClosed,
 // so a Redis that cannot answer stops the run with an error.

@@ -21,7 +21,7 @@ import (
 	lfleet "github.com/herdcap/herdcap/limiter/fleet"
 )
 
-// redisTimeout is the time budget of one Redis call: generous, since the
+// redisTimeout is the timeout of one Redis call: generous, since the
 // example may run on a loaded machine (its test runs under -race).
 const redisTimeout = 500 * time.Millisecond
 

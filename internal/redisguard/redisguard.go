@@ -1,4 +1,4 @@
-// Package redisguard runs Redis scripts within a time budget and behind a
+// Package redisguard runs Redis scripts within a timeout and behind a
 // circuit breaker: the one way herdcap's packages talk to Redis.
 package redisguard
 
@@ -15,7 +15,7 @@ import (
 
 // ErrNoContextTimeout is returned by CheckClient for a client that would
 // ignore a context deadline.
-var ErrNoContextTimeout = errors.New("the redis client must be created with ContextTimeoutEnabled: true, or a stalled Redis could block callers for its ReadTimeout instead of the time budget")
+var ErrNoContextTimeout = errors.New("the redis client must be created with ContextTimeoutEnabled: true, or a stalled Redis could block callers for its ReadTimeout instead of the timeout")
 
 // CheckClient reports whether c honours context deadlines, which the time
 // budget depends on. It can tell for *redis.Client, *redis.ClusterClient and
@@ -40,7 +40,7 @@ func CheckClient(c redis.UniversalClient) error {
 type Settings struct {
 	// Name names the breaker in logs.
 	Name string
-	// Timeout is the time budget of one call.
+	// Timeout is the timeout of one call.
 	Timeout time.Duration
 	// Failures is how many consecutive failed calls open the breaker.
 	Failures int
@@ -83,7 +83,7 @@ func New(c redis.UniversalClient, s Settings) *Guard {
 // Open reports whether the breaker is open: calls would not reach Redis.
 func (g *Guard) Open() bool { return g.br.State() == gobreaker.StateOpen }
 
-// Eval runs script through the breaker, within the time budget, and returns
+// Eval runs script through the breaker, within the timeout, and returns
 // Redis's reply. The caller's own cancellation is returned as is (and is not
 // held against Redis); use IsStoreFailure to tell a Redis that could not
 // answer from one that answered with an error.
@@ -116,7 +116,7 @@ type Call struct {
 
 // EvalBatch runs calls in one pipeline, so that they share one round trip
 // (and a second one for the calls whose script Redis had not cached, sent
-// with EVAL), as one request of the breaker, within the time budget from
+// with EVAL), as one request of the breaker, within the timeout from
 // now. Each call gets its own reply. The batch serves several callers, so no
 // caller's context applies: each caller keeps its own deadline.
 func (g *Guard) EvalBatch(calls []*Call) {

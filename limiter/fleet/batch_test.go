@@ -167,7 +167,7 @@ func TestRedisBatchReloadsFlushedScript(t *testing.T) {
 	assert.Positive(t, h.evals.Load(), "the flushed script was sent again with EVAL")
 }
 
-// With Redis stalled, queued decisions give up at their own time budget and
+// With Redis stalled, queued decisions give up at their own timeout and
 // are answered by the failure policy, not held behind the stalled batch; and
 // once Redis is back, decisions return to it.
 func TestRedisBatchHonoursTheTimeBudget(t *testing.T) {

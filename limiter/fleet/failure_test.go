@@ -14,7 +14,7 @@ import (
 	"github.com/herdcap/herdcap/limiter"
 )
 
-// slack is added to the time budget in latency assertions. CI runs these
+// slack is added to the timeout in latency assertions. CI runs these
 // tests under -race on two loaded cores, where a goroutine can wait tens of
 // milliseconds for a CPU; 250 ms is far above that and still far below the
 // seconds a decision would block without the budget (go-redis's default read
@@ -84,7 +84,7 @@ func TestFailLocalUnderKillAndRestart(t *testing.T) {
 	assert.Zero(t, errs.Load(), "FailLocal never returns an error")
 	ml := time.Duration(maxLatency.Load())
 	t.Logf("max decision latency %v (budget %v); %d from redis, %d from fallback", ml, budget, fromRedis.Load(), fromBackup.Load())
-	assert.Less(t, ml, budget+slack, "no decision outlives the time budget")
+	assert.Less(t, ml, budget+slack, "no decision outlives the timeout")
 }
 
 func TestBreakerOpenMakesNoRedisCalls(t *testing.T) {

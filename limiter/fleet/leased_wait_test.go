@@ -94,7 +94,7 @@ type decisionResult struct {
 // again, when the fetch it waited for found the bucket short of what it
 // lacks. Under saturation the tokens of each fetch go to other requests and
 // each fetch's end starts the next, so a decision that waited for every one
-// of them spent its whole time budget and got the failure policy (an error,
+// of them spent its whole timeout and got the failure policy (an error,
 // with FailClosed), although Redis answered every call (the bench program's
 // accuracy-unpaced row, four nodes: about one such error in 8M decisions).
 // While the bucket holds what the decision lacks, it still waits for the
@@ -104,7 +104,7 @@ type decisionResult struct {
 // A's spend starts, in the same critical section that ends the first) are
 // held at gates, so decision W, parked on the first, finds the second under
 // way when it wakes: deterministic, no timing. The second fetch held stands
-// for the chain of fetches W would otherwise wait through. The time budget
+// for the chain of fetches W would otherwise wait through. The timeout
 // (10 s) is only there so that the old behaviour ends (with an error, after
 // the whole time limit) rather than hangs; nothing is asserted about
 // durations.
@@ -201,7 +201,7 @@ func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 // Two decisions wait for a fetch that fails (Redis unreachable for that
 // call; one failure does not open the breaker); when it ends, the first of
 // them to relock starts the next fetch, and the other finds it under way.
-// That one must wait for it, within its time budget, as for any fetch,
+// That one must wait for it, within its timeout, as for any fetch,
 // rather than be refused from a view no exchange brought (the bucket holds
 // 100 tokens; a refusal would read "rate-limited" from a lease that has
 // never heard from Redis). Both are then served by the second fetch.
