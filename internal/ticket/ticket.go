@@ -42,9 +42,12 @@ const (
 	MaxKeys = 16
 	// MaxTTL is the longest a ticket may live.
 	MaxTTL = 366 * 24 * time.Hour
-	// MaxClientIDLen is the longest client ID a ticket is issued to or
-	// verified for, in bytes.
-	MaxClientIDLen = 512
+	// MaxClientIDLen is the longest client ID herdcap accepts anywhere, in
+	// bytes: the one bound of the admission gate (admission.MaxClientIDLen),
+	// of the tickets it issues and verifies, and of the transports'
+	// client-ID field (wire.MaxClientIDLen), which are all this constant.
+	// 256 bytes fit an HTTP header or gRPC metadata value anywhere.
+	MaxClientIDLen = 256
 )
 
 const (

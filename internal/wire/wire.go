@@ -12,8 +12,10 @@ import (
 // Limits of the herdcap fields. A field's values are the field lines of an
 // HTTP header or the values of a gRPC metadata key.
 const (
-	// MaxClientIDLen is the longest client ID accepted, in bytes.
-	MaxClientIDLen = 256
+	// MaxClientIDLen is the longest client ID accepted, in bytes: the
+	// admission gate's bound (admission.MaxClientIDLen), defined once in
+	// package ticket.
+	MaxClientIDLen = ticket.MaxClientIDLen
 	// MaxEpochDigits is the most digits an epoch field may have:
 	// invalidate.MaxEpoch has 16.
 	MaxEpochDigits = 16

@@ -20,8 +20,9 @@ import (
 	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
-// MaxClientIDLen is the longest client ID a Gate accepts, in bytes.
-const MaxClientIDLen = 512
+// MaxClientIDLen is the longest client ID a Gate accepts, in bytes: 256,
+// the bound of the client ID that httpmw and grpcmw carry too.
+const MaxClientIDLen = ticket.MaxClientIDLen
 
 // Config configures New: limiter.Config's fields (Clock, Ramp, MaxKeys
 // for the table of booked slots, Logger) and the gate's own. The zero

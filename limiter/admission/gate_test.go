@@ -16,6 +16,7 @@ import (
 	"github.com/herdcap/herdcap/internal/fakeclock"
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/internal/ticket"
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
 )
@@ -305,6 +306,8 @@ func TestAdmissionTickets(t *testing.T) {
 
 func TestMaxClientIDLenIsTheTickets(t *testing.T) {
 	assert.Equal(t, ticket.MaxClientIDLen, MaxClientIDLen, "a gate issues tickets to every ID it accepts")
+	assert.Equal(t, wire.MaxClientIDLen, MaxClientIDLen, "a gate accepts every ID the transports carry, and no more")
+	assert.Equal(t, 256, MaxClientIDLen)
 }
 
 func TestAdmissionBadInput(t *testing.T) {
@@ -320,7 +323,7 @@ func TestAdmissionBadInput(t *testing.T) {
 		d := a.at(t, strings.Repeat("x", MaxClientIDLen), t0, "")
 		assert.True(t, d.Admitted)
 		// Keys that could confuse key building are ordinary IDs.
-		for _, id := range []string{"{a}", "a:b", "\x00", " ", "ключ", strings.Repeat("{", 300)} {
+		for _, id := range []string{"{a}", "a:b", "\x00", " ", "ключ", strings.Repeat("{", MaxClientIDLen)} {
 			d, err := a.Admit(ctx, id, "")
 			require.NoError(t, err, "%q", id)
 			assert.True(t, d.Admitted)
