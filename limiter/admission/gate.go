@@ -130,9 +130,11 @@ type Gate struct {
 }
 
 // Decision is the answer to one Admit. It is returned by value, like
-// limiter.Decision. A transport needs Admitted, RetryAfter and Ticket; a
-// refusal is "too many requests", except with limiter.ErrUnavailable
-// (FailClosed), which is "service unavailable".
+// limiter.Decision. A transport needs Admitted, RetryAfter and Ticket. A
+// refusal, booked, deferred or under FailClosed (limiter.ErrUnavailable),
+// is "service unavailable", not "too many requests": the client is over no
+// quota of its own, the server is refusing new sessions for a while. httpmw
+// answers 503 with Retry-After, grpcmw codes.Unavailable with the wait.
 type Decision struct {
 	// Admitted reports whether the session may start.
 	Admitted bool

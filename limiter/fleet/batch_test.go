@@ -170,11 +170,11 @@ func TestRedisBatchReloadsFlushedScript(t *testing.T) {
 // With Redis stalled, queued decisions give up at their own timeout and
 // are answered by the failure policy, not held behind the stalled batch; and
 // once Redis is back, decisions return to it.
-func TestRedisBatchHonoursTheTimeBudget(t *testing.T) {
+func TestRedisBatchHonoursTheTimeout(t *testing.T) {
 	s := redistest.Start(t)
 	c := s.Client(t)
-	const budget = 50 * time.Millisecond
-	b, err := NewStrict(Redis{Client: c, Name: uniqueName(), Timeout: budget, BreakerFailures: 1000, BreakerOpen: time.Hour},
+	const timeout = 50 * time.Millisecond
+	b, err := NewStrict(Redis{Client: c, Name: uniqueName(), Timeout: timeout, BreakerFailures: 1000, BreakerOpen: time.Hour},
 		limiter.PerSecond(1000, 1000), failOpen) // a breaker that never opens: every call waits
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
@@ -203,11 +203,11 @@ func TestRedisBatchHonoursTheTimeBudget(t *testing.T) {
 	}
 	wg.Wait()
 	s.Resume(t)
-	// The budget is 50 ms; the bound is generous because CI runs this under
+	// The timeout is 50 ms; the bound is generous because CI runs this under
 	// -race on two loaded cores, where scheduling alone can take tens of
 	// milliseconds. What it rules out is waiting behind other batches:
-	// 64 callers in 4 round trips at a time would take 16 budgets.
-	assert.Less(t, time.Duration(slowest.Load()), 8*budget, "no queued decision waits much past its own budget")
+	// 64 callers in 4 round trips at a time would take 16 timeouts.
+	assert.Less(t, time.Duration(slowest.Load()), 8*timeout, "no queued decision waits much past its own timeout")
 
 	require.Eventually(t, func() bool {
 		d, err := b.AllowN(context.Background(), "k2", 1)

@@ -17,8 +17,8 @@ import (
 // slack is added to the timeout in latency assertions. CI runs these
 // tests under -race on two loaded cores, where a goroutine can wait tens of
 // milliseconds for a CPU; 250 ms is far above that and still far below the
-// seconds a decision would block without the budget (go-redis's default read
-// timeout is 3 s). The tight figures (budget + a few ms) are measured by
+// seconds a decision would block without the timeout (go-redis's default read
+// timeout is 3 s). The tight figures (timeout + a few ms) are measured by
 // BenchmarkOutageKill (Redis killed under concurrent load, Strict and
 // Leased) and BenchmarkStrictOutage (Redis stalled), and reported in the
 // README.
@@ -26,8 +26,8 @@ const slack = 250 * time.Millisecond
 
 func TestFailLocalUnderKillAndRestart(t *testing.T) {
 	s := redistest.Start(t)
-	budget := 30 * time.Millisecond
-	b, err := NewStrict(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: budget, BreakerFailures: 2,
+	timeout := 30 * time.Millisecond
+	b, err := NewStrict(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: timeout, BreakerFailures: 2,
 		BreakerOpen: 200 * time.Millisecond, Heartbeat: 50 * time.Millisecond}, limiter.PerSecond(1000, 1000), Config{})
 	require.NoError(t, err)
 	defer b.Close()
@@ -83,8 +83,8 @@ func TestFailLocalUnderKillAndRestart(t *testing.T) {
 
 	assert.Zero(t, errs.Load(), "FailLocal never returns an error")
 	ml := time.Duration(maxLatency.Load())
-	t.Logf("max decision latency %v (budget %v); %d from redis, %d from fallback", ml, budget, fromRedis.Load(), fromBackup.Load())
-	assert.Less(t, ml, budget+slack, "no decision outlives the timeout")
+	t.Logf("max decision latency %v (timeout %v); %d from redis, %d from fallback", ml, timeout, fromRedis.Load(), fromBackup.Load())
+	assert.Less(t, ml, timeout+slack, "no decision outlives the timeout")
 }
 
 func TestBreakerOpenMakesNoRedisCalls(t *testing.T) {

@@ -482,10 +482,10 @@ type call struct {
 	deadline time.Time     // its end, set when the decision first waits
 }
 
-// budget returns what is left of c's time limit, starting it at the first
-// call: every wait of one decision draws on the same limit. It runs on the
-// real clock, as Redis.Timeout does.
-func (c *call) budget() time.Duration {
+// timeLeft returns what is left of c's time limit, starting it at the
+// first call: every wait of one decision draws on the same limit. It runs
+// on the real clock, as Redis.Timeout does.
+func (c *call) timeLeft() time.Duration {
 	if c.deadline.IsZero() {
 		c.deadline = time.Now().Add(c.timeout)
 	}
@@ -532,14 +532,14 @@ func (b *Leased) spendLocked(l *lease, c *call, k int, via limiter.Via) limiter.
 // and an error: the caller's cancellation, or context.DeadlineExceeded once
 // the time limit is spent (Redis did not answer in time).
 func (b *Leased) awaitLocked(l *lease, c *call) (bool, error) {
-	wait := c.budget()
+	wait := c.timeLeft()
 	if wait <= 0 {
 		l.mu.Unlock()
 		return false, context.DeadlineExceeded
 	}
 	ch := l.fetched
 	l.mu.Unlock()
-	tm := time.NewTimer(wait) // the real clock: see call.budget
+	tm := time.NewTimer(wait) // the real clock: see call.timeLeft
 	defer tm.Stop()
 	ended := false
 	select {

@@ -39,11 +39,11 @@ func leaseState(b *Leased, key string) (tokens int, settled bool) {
 // spends one Redis.Timeout in all, not one for each.
 func TestLeasedWaitsAtMostOneTimeout(t *testing.T) {
 	s := redistest.Start(t)
-	// A long budget, so that one budget (600 ms) and two (1.2 s less the
+	// A long timeout, so that one timeout (600 ms) and two (1.2 s less the
 	// pause below) are far apart compared with the scheduling noise of a
 	// loaded -race machine (see slack).
-	const budget = 600 * time.Millisecond
-	b, err := NewLeased(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: budget, BreakerFailures: 1000, BreakerOpen: time.Hour},
+	const timeout = 600 * time.Millisecond
+	b, err := NewLeased(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: timeout, BreakerFailures: 1000, BreakerOpen: time.Hour},
 		limiter.PerSecond(1000, 1000), LeasedConfig{Config: failOpen, LeaseAhead: time.Second, MaxLease: 1})
 	require.NoError(t, err)
 	defer b.Close()
@@ -63,8 +63,8 @@ func TestLeasedWaitsAtMostOneTimeout(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, limiter.ViaLease, d.Via)
 	// Let the refill get on the wire first, so that it fails before this
-	// request's own budget ends: then the request has a round trip of its
-	// own to make, in what is left of its budget.
+	// request's own time limit ends: then the request has a round trip of
+	// its own to make, in what is left of its time limit.
 	time.Sleep(20 * time.Millisecond)
 	start := time.Now()
 	d, err = b.AllowN(ctx, "k", 1)
@@ -72,9 +72,9 @@ func TestLeasedWaitsAtMostOneTimeout(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, limiter.ViaFallback, d.Via)
 	assert.True(t, d.Allowed, "FailOpen")
-	t.Logf("waited %v with a budget of %v", el, budget)
-	assert.Greater(t, el, budget/2, "it waited for the refill under way")
-	assert.Less(t, el, budget+slack, "and then spent no second budget on its own round trip")
+	t.Logf("waited %v with a timeout of %v", el, timeout)
+	assert.Greater(t, el, timeout/2, "it waited for the refill under way")
+	assert.Less(t, el, timeout+slack, "and then spent no second timeout on its own round trip")
 }
 
 // TestLeasedRefusedLargeRequests: a request for more than the lease size that

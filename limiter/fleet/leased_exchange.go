@@ -17,7 +17,7 @@ import (
 // exchange runs the bucket script for c on rkey: n tokens in mode (see
 // bucketScript), within what is left of c's time limit.
 func (b *Leased) exchange(c *call, rkey string, n, mode int) (limiter.Decision, error) {
-	left := c.budget()
+	left := c.timeLeft()
 	if left <= 0 {
 		return limiter.Decision{}, context.DeadlineExceeded
 	}

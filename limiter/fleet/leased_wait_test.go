@@ -120,7 +120,7 @@ func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 		{"TakeUpTo/bucket-holds-more", true, 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			const budget = 10 * time.Second
+			const timeout = 10 * time.Second
 			lim := limiter.PerSecond(0.001, tc.burst) // no refill during the test
 			bucket := uniqueName()
 			ctx := context.Background()
@@ -133,7 +133,7 @@ func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 			c := srv.Client(t)
 			h := newGateHook()
 			c.AddHook(h)
-			b := newLeasedForTest(t, c, lim, Redis{Name: bucket, Timeout: budget}, LeasedConfig{Config: Config{Failure: FailClosed}})
+			b := newLeasedForTest(t, c, lim, Redis{Name: bucket, Timeout: timeout}, LeasedConfig{Config: Config{Failure: FailClosed}})
 			decide := func() decisionResult {
 				var r decisionResult
 				if tc.upTo {
@@ -181,7 +181,7 @@ func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 			var w decisionResult
 			select {
 			case w = <-resW:
-			case <-time.After(budget + 30*time.Second):
+			case <-time.After(timeout + 30*time.Second):
 				t.Fatal("W did not return")
 			}
 			require.NoError(t, w.err, "Redis answered every call: W must not get the failure policy")
@@ -206,9 +206,9 @@ func TestLeasedWaiterWaitsForOneFetch(t *testing.T) {
 // 100 tokens; a refusal would read "rate-limited" from a lease that has
 // never heard from Redis). Both are then served by the second fetch.
 // Deterministic: both fetches are held at gates; no timing is asserted (the
-// 10 s budget only bounds a wrong wait).
+// 10 s timeout only bounds a wrong wait).
 func TestLeasedWaiterAfterFailedFetch(t *testing.T) {
-	const budget = 10 * time.Second
+	const timeout = 10 * time.Second
 	lim := limiter.PerSecond(0.001, 100)
 	bucket := uniqueName()
 	ctx := context.Background()
@@ -219,7 +219,7 @@ func TestLeasedWaiterAfterFailedFetch(t *testing.T) {
 	c := srv.Client(t)
 	h := newGateHook()
 	c.AddHook(h)
-	b := newLeasedForTest(t, c, lim, Redis{Name: bucket, Timeout: budget}, LeasedConfig{Config: Config{Failure: FailClosed}})
+	b := newLeasedForTest(t, c, lim, Redis{Name: bucket, Timeout: timeout}, LeasedConfig{Config: Config{Failure: FailClosed}})
 	decide := func(out chan<- decisionResult) {
 		var r decisionResult
 		r.d, r.err = b.AllowN(ctx, "k", 1)
@@ -250,7 +250,7 @@ func TestLeasedWaiterAfterFailedFetch(t *testing.T) {
 		var r decisionResult
 		select {
 		case r = <-res:
-		case <-time.After(budget + 30*time.Second):
+		case <-time.After(timeout + 30*time.Second):
 			t.Fatal("a decision did not return")
 		}
 		require.NoError(t, r.err)

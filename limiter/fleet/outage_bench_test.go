@@ -32,10 +32,10 @@ func (n nonFatal) Fatalf(format string, args ...any) { n.Errorf(format, args...)
 // decisions have started, and every decision is timed. It reports:
 //
 //   - max-ms: the slowest decision of the run, those in flight at the kill
-//     included: the contract is max-ms <= budget-ms + 5 (scheduling noise);
+//     included: the contract is max-ms <= timeout-ms + 5 (scheduling noise);
 //   - max-after-ms: the slowest decision made after the kill;
 //   - p99-us and p999-us: over the decisions made after the kill;
-//   - budget-ms: the Timeout, for reference.
+//   - timeout-ms: the Timeout, for reference.
 //
 // Figures are only meaningful on an otherwise idle machine; the timed test
 // (TestFailLocalUnderKillAndRestart) holds a looser bound that survives a
@@ -135,7 +135,7 @@ func BenchmarkOutageKill(b *testing.B) {
 			}
 			b.ReportMetric(float64(max(worstBefore, worstAfter))/1e6, "max-ms")
 			b.ReportMetric(float64(worstAfter)/1e6, "max-after-ms")
-			b.ReportMetric(float64(remote.DefaultTimeout)/1e6, "budget-ms")
+			b.ReportMetric(float64(remote.DefaultTimeout)/1e6, "timeout-ms")
 			if len(after) > 0 {
 				slices.Sort(after)
 				b.ReportMetric(float64(after[len(after)*99/100])/1e3, "p99-us")
