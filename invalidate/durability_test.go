@@ -155,9 +155,9 @@ func TestDurabilityAbortNotifiesOnlyReleased(t *testing.T) {
 func TestRedisOutageDueAnswersFromLastState(t *testing.T) {
 	s := redistest.Start(t)
 	ns := uniqueNS()
-	budget := 50 * time.Millisecond
+	timeout := 50 * time.Millisecond
 	mk := func() Store {
-		return newRedisStore(t, fleet.Redis{Client: s.Client(t), Name: ns, Timeout: budget, BreakerFailures: 2, BreakerOpen: 100 * time.Millisecond})
+		return newRedisStore(t, fleet.Redis{Client: s.Client(t), Name: ns, Timeout: timeout, BreakerFailures: 2, BreakerOpen: 100 * time.Millisecond})
 	}
 	clk := newVClock(t0)
 	warm := newNode(t, mk(), clk, Config{CacheTTL: -1}) // reads the store on every Due
@@ -178,10 +178,10 @@ func TestRedisOutageDueAnswersFromLastState(t *testing.T) {
 		took := time.Since(began)
 		require.NoError(t, err)
 		assert.Equal(t, want, got)
-		// Generous: the budget (50 ms) plus scheduling on a loaded -race CI
-		// machine; without the budget a call would block for the client's
+		// Generous: the timeout (50 ms) plus scheduling on a loaded -race CI
+		// machine; without the timeout a call would block for the client's
 		// read timeout (seconds).
-		assert.Less(t, took, budget+500*time.Millisecond, "call %d", i)
+		assert.Less(t, took, timeout+500*time.Millisecond, "call %d", i)
 	}
 	_, err := cold.AppendDue(ctx, nil, "client-1", 0)
 	assert.ErrorIs(t, err, ErrUnavailable)

@@ -50,7 +50,7 @@ type RedisStore struct {
 var _ Store = (*RedisStore)(nil)
 
 // defaultStoreTimeout is the store's fleet.Redis.Timeout when it is 0:
-// longer than the budgets' 20 ms, because a snapshot carries every rollout
+// longer than the fleet budgets' 20 ms, because a snapshot carries every rollout
 // of the namespace.
 const defaultStoreTimeout = 50 * time.Millisecond
 

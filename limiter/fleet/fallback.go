@@ -36,6 +36,11 @@ func newShared(r Redis, l limiter.Limit, cfg Config, path string) (*shared, erro
 	if !ok {
 		return nil, fmt.Errorf("%w: %s.Ramp must be >= 0 or NoRamp, got %v", limiter.ErrInvalidConfig, path, cfg.Ramp)
 	}
+	if cfg.MaxKeys < 0 {
+		// Checked here, so that the error names the caller's field rather
+		// than the fallback's limiter.Config.
+		return nil, fmt.Errorf("%w: %s.MaxKeys must be >= 0, got %d", limiter.ErrInvalidConfig, path, cfg.MaxKeys)
+	}
 	if err := checkFailure(path, cfg.Failure); err != nil {
 		return nil, err
 	}

@@ -196,6 +196,7 @@ func TestLeasedBadInputAndConfig(t *testing.T) {
 		{LeasedConfig{MaxLease: 11}, "LeasedConfig.MaxLease 11 exceeds the burst 10"},
 		{LeasedConfig{Config: Config{Failure: 9}}, "LeasedConfig.Failure is unknown"},
 		{LeasedConfig{Config: Config{Config: limiter.Config{Ramp: -2}}}, "LeasedConfig.Ramp"},
+		{LeasedConfig{Config: Config{Config: limiter.Config{MaxKeys: -1}}}, "LeasedConfig.MaxKeys must be >= 0, got -1"},
 	} {
 		_, err = NewLeased(Redis{Client: c}, limiter.PerSecond(10, 10), tc.cfg)
 		require.ErrorIs(t, err, limiter.ErrInvalidConfig)

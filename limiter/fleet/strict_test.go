@@ -187,7 +187,7 @@ func TestStrictConfigErrors(t *testing.T) {
 		{Redis{Client: ok, BreakerOpen: -1}, Config{}, "Redis.BreakerOpen must be >= 0"},
 		{Redis{Client: ok, Heartbeat: time.Millisecond}, Config{}, "Redis.Heartbeat must be 0 or >= 10ms"},
 		{Redis{Client: ok}, Config{Failure: 7}, "Config.Failure is unknown"},
-		{Redis{Client: ok}, Config{Config: limiter.Config{MaxKeys: -1}}, "Config.MaxKeys must be >= 0"},
+		{Redis{Client: ok}, Config{Config: limiter.Config{MaxKeys: -1}}, "limiter: invalid config: Config.MaxKeys must be >= 0, got -1"},
 		{Redis{Client: ok}, Config{Config: limiter.Config{Ramp: -time.Second}}, "Config.Ramp must be >= 0 or NoRamp"},
 	} {
 		b, err := NewStrict(tc.r, limiter.PerSecond(1, 1), tc.cfg)
