@@ -144,23 +144,45 @@ type Budget interface {
 
 // Clock is the one source of time of herdcap's components: now, and every
 // timer they set (a Leased budget's refills, the live-node heartbeat, a
-// coordinator's loop). Inject one (Config.Clock) to drive a component in
-// virtual time, as tests and the storm simulator do; nil is the system
-// clock. A Clock must be safe for concurrent use.
+// coordinator's loop, a client's retry sleeps). Inject one (Config.Clock)
+// to drive a component in virtual time, as tests and the storm simulator
+// do; nil is the system clock. A Clock must be safe for concurrent use.
+//
+// Where a timer's f runs depends on the clock, and callers must allow for
+// every case:
+//   - the system clock runs f on a goroutine of its own, as time.AfterFunc
+//     does;
+//   - a virtual clock runs f on the goroutine that moves the clock past
+//     f's time (a test's, the simulator's), synchronously, before that
+//     move returns, with Now reading f's time.
+//
+// So f may run before AfterFunc has returned (with d <= 0 on the system
+// clock, or when another goroutine moves a virtual clock meanwhile), and
+// f must not wait for the goroutine that set it. Whoever moves a virtual
+// clock must hold no lock that a timer's f takes, or f deadlocks; herdcap's
+// components call AfterFunc and Stop with none of their own locks held, so
+// a test or a simulator moving a clock from outside them is safe.
 //
 // A time limit on a Redis call (fleet.Redis.Timeout) is not taken from the
 // Clock: it bounds a wait on the network, which virtual time does not see.
 type Clock interface {
 	// Now returns the current time.
 	Now() time.Time
-	// AfterFunc calls f, on a goroutine of its own, once d has passed, and
-	// returns a Timer that cancels the call, as time.AfterFunc does.
+	// AfterFunc arranges for f to be called once d has passed on the
+	// clock (at once, or at the clock's next move, if d <= 0), and returns
+	// a Timer that cancels the call, as time.AfterFunc does. See Clock for
+	// the goroutine f runs on.
 	AfterFunc(d time.Duration, f func()) Timer
 }
 
 // Timer is a call scheduled by Clock.AfterFunc. *time.Timer satisfies it.
 type Timer interface {
-	// Stop cancels the call. It reports false when the call has already
-	// been made or cancelled.
+	// Stop cancels the call, if it has not been made, and reports whether
+	// it did: false when the call has already been made or cancelled, or
+	// is under way. It does not wait for a call under way. A clock whose
+	// timers only wake a sleeping caller may be unable to cancel one: its
+	// Stop reports false and the call is still made, so a caller that
+	// stops a timer must tolerate a late call (as it must with the system
+	// clock, for a call already under way).
 	Stop() bool
 }

@@ -9,13 +9,16 @@ import (
 	"github.com/herdcap/herdcap/limiter"
 )
 
-// Clock is a clock that moves only when told to. Its timers (AfterFunc)
-// fire when Set or Add moves the clock to or past their time: in time
-// order (ties in the order they were set), each on the goroutine that
-// moved the clock, with the clock reading the timer's time while it runs,
-// so that a test sees their effects as soon as the move returns. A timer
-// set for a time already reached fires at the next move (Add(0) will do).
-// Moving the clock back fires nothing.
+// Clock is a clock that moves only when told to: a virtual clock as
+// limiter.Clock describes one. Its timers (AfterFunc) fire when Set or Add
+// moves the clock to or past their time: in time order (ties in the order
+// they were set), each on the goroutine that moved the clock, before the
+// move returns, with the clock reading the timer's time while it runs, so
+// that a test sees their effects as soon as the move returns (and must not
+// hold, while it moves the clock, a lock that a timer takes). A timer set
+// for a time already reached fires at the next move (Add(0) will do).
+// Moving the clock back fires nothing. No timer's f runs while the clock's
+// own lock is held, so f may set timers, stop them and read the clock.
 //
 // It is safe for concurrent use; its zero value reads the zero time.
 type Clock struct {

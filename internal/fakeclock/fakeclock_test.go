@@ -63,3 +63,21 @@ func TestClockTimers(t *testing.T) {
 		t.Fatalf("fired %v", fired)
 	}
 }
+
+// TestTimerMayUseTheClock: a timer's f runs with the clock unlocked, on the
+// goroutine that moves it (the fired flags are read without
+// synchronisation: -race would see another goroutine), so it may read the
+// clock, set timers and stop them.
+func TestTimerMayUseTheClock(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := New(t0)
+	var firedA, firedB bool
+	b := c.AfterFunc(2*time.Second, func() { firedB = true })
+	c.AfterFunc(time.Second, func() {
+		firedA = b.Stop() && c.Now().Equal(t0.Add(time.Second))
+	})
+	c.Add(time.Hour)
+	if !firedA || firedB || c.Pending() != 0 {
+		t.Fatalf("firedA %v, firedB %v, %d pending", firedA, firedB, c.Pending())
+	}
+}
