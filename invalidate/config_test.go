@@ -124,6 +124,10 @@ func TestNewRedisStoreChecks(t *testing.T) {
 		"Redis.Timeout":         {Timeout: -time.Second},
 		"Redis.BreakerFailures": {BreakerFailures: -1},
 		"Redis.BreakerOpen":     {BreakerOpen: -time.Second},
+		// The store runs no heartbeat: the fields that configure one are
+		// rejected rather than ignored.
+		`Redis.Node must be empty, got "node-1": the store keeps no live-node set, and a coordinator's node is its Config.Node`: {Node: "node-1"},
+		"Redis.Heartbeat must be 0, got 1s: the store keeps no live-node set":                                                   {Heartbeat: time.Second},
 	} {
 		r.Client = ok
 		_, err = NewRedisStore(r)

@@ -59,17 +59,18 @@ const defaultStoreTimeout = 50 * time.Millisecond
 // fleet.Redis documents them, except:
 //   - Name is the namespace of the rollouts: if Name is "", "default";
 //   - Timeout: if it is 0, 50 ms (a snapshot carries every rollout);
-//   - Node and Heartbeat are not used: the store keeps no live-node set,
+//   - Node and Heartbeat must be zero: the store keeps no live-node set,
 //     and the node a coordinator acts as is its Config.Node.
 //
 // A bad field is an error wrapping ErrInvalidConfig that names it
-// (Redis.Name, ...). Breaker transitions are logged through the
+// (Redis.Name, Redis.Node, ...). Breaker transitions are logged through the
 // Config.Logger of the first coordinator made on the store with one.
 func NewRedisStore(r fleet.Redis) (*RedisStore, error) {
 	if r.Timeout == 0 {
 		r.Timeout = defaultStoreTimeout
 	}
-	rc, err := remote.ResolveAs(remote.Config(r), "default", ErrInvalidConfig)
+	rc, err := remote.Resolve(remote.Config(r), remote.Use{DefaultName: "default", Invalid: ErrInvalidConfig,
+		NoHeartbeat: "the store keeps no live-node set, and a coordinator's node is its Config.Node"})
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +111,7 @@ func (s *RedisStore) name() string { return "redis" }
 func (s *RedisStore) startBudget(clock limiter.Clock) (limiter.Budget, func(), error) {
 	b, err := fleet.NewStrict(fleet.Redis{Client: s.c, Prefix: s.r.Prefix, Name: s.starts, Timeout: s.r.Timeout,
 		BreakerFailures: s.r.BreakerFailures, BreakerOpen: s.r.BreakerOpen}, defaultGuardStarts,
-		fleet.Config{Config: limiter.Config{Clock: clock, Logger: s.log.Load()}, Failure: fleet.FailClosed})
+		fleet.Config{Config: limiter.Config{Clock: clock}, Failure: fleet.FailClosed, Logger: s.log.Load()})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,7 +2,6 @@ package limiter
 
 import (
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/herdcap/herdcap/internal/keymap"
@@ -33,9 +32,6 @@ type Config struct {
 	// 100,000 (a gate sizes its slot table from its limit instead); it
 	// must not be negative.
 	MaxKeys int
-	// Logger receives breaker transitions and background errors of the
-	// Redis budgets; nil: nothing is logged. Local logs nothing.
-	Logger *slog.Logger
 }
 
 // NoRamp is the Config.Ramp that applies limit changes at once.

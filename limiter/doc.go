@@ -62,8 +62,11 @@
 // simulator drive components in virtual time by injecting a clock; there
 // are no explicit-time variants of the methods, because a timer cannot
 // take an explicit time, and one mechanism covers both "now" and "later".
-// The Redis backends use Redis TIME unless a clock is injected, whose time
-// they then pass to their scripts. Only the time limit on a Redis call is
-// measured on the real clock: it bounds a wait on the network, which
-// virtual time does not see.
+// The Redis components use Redis TIME unless a clock is injected, whose
+// time they then pass to every script: the buckets', the admission gate's
+// and the live-node heartbeat's, whose set is judged on that time too. Two
+// things stay on the real clock: the time limit on a Redis call, which
+// bounds a wait on the network that virtual time does not see, and the
+// expiry Redis keeps for its keys (PEXPIRE), a duration the scripts
+// compute in the time they were given.
 package limiter

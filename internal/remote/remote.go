@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herdcap/herdcap/internal/redisguard"
+	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -48,19 +51,45 @@ const (
 	MaxNodeLen = 256
 )
 
-// Resolve validates c, naming fields as Redis.Field, and returns it with
-// every zero value replaced by its default (Name by defaultName, Node by a
-// random name). The error wraps limiter.ErrInvalidConfig.
-func Resolve(c Config, defaultName string) (Config, error) {
-	return ResolveAs(c, defaultName, limiter.ErrInvalidConfig)
+// Use is what a component makes of its Config.
+type Use struct {
+	// DefaultName is the Name when Config.Name is "".
+	DefaultName string
+	// Invalid is the error a bad field wraps: the component's package's
+	// ErrInvalidConfig; nil: limiter.ErrInvalidConfig.
+	Invalid error
+	// NoHeartbeat is "" when the component runs the live-node heartbeat,
+	// which Node and Heartbeat configure; otherwise why it runs none, and
+	// a Node or Heartbeat that is set (and would be ignored) is an error
+	// that gives this reason.
+	NoHeartbeat string
 }
 
-// ResolveAs is Resolve for a package outside limiter: its error wraps
-// invalid, the package's own ErrInvalidConfig, instead.
-func ResolveAs(c Config, defaultName string, invalid error) (Config, error) {
+// NoHeartbeatUnder returns Use.NoHeartbeat for a component under the
+// failure policy named policy (fleet.FailurePolicy.String), set by the
+// field at path: "" under FailLocal ("local"), the only policy that runs
+// the live-node heartbeat.
+func NoHeartbeatUnder(path, policy string) string {
+	if policy == "local" {
+		return ""
+	}
+	name := "Fail" + strings.ToUpper(policy[:1]) + policy[1:]
+	return fmt.Sprintf("only FailLocal runs the live-node heartbeat they configure, and %s is %s", path, name)
+}
+
+// Resolve validates c, naming fields as Redis.Field, and returns it with
+// every zero value replaced by its default (Name by u.DefaultName; Node by
+// a random name and Heartbeat by DefaultHeartbeat, if the component runs a
+// heartbeat). The error wraps u.Invalid.
+func Resolve(c Config, u Use) (Config, error) {
+	invalid := u.Invalid
+	if invalid == nil {
+		invalid = limiter.ErrInvalidConfig
+	}
 	bad := func(format string, args ...any) (Config, error) {
 		return c, fmt.Errorf("%w: "+format, append([]any{invalid}, args...)...)
 	}
+	defaultName := u.DefaultName
 	if c.Client == nil {
 		return bad("Redis.Client is nil")
 	}
@@ -90,11 +119,10 @@ func ResolveAs(c Config, defaultName string, invalid error) (Config, error) {
 		return bad("Redis.BreakerOpen must be >= 0, got %v", c.BreakerOpen)
 	case c.Heartbeat != 0 && c.Heartbeat < MinHeartbeat:
 		return bad("Redis.Heartbeat must be 0 or >= %v, got %v", MinHeartbeat, c.Heartbeat)
-	}
-	if c.Node == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		c.Node = hex.EncodeToString(b[:])
+	case u.NoHeartbeat != "" && c.Node != "":
+		return bad("Redis.Node must be empty, got %q: %s", c.Node, u.NoHeartbeat)
+	case u.NoHeartbeat != "" && c.Heartbeat != 0:
+		return bad("Redis.Heartbeat must be 0, got %v: %s", c.Heartbeat, u.NoHeartbeat)
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
@@ -104,6 +132,14 @@ func ResolveAs(c Config, defaultName string, invalid error) (Config, error) {
 	}
 	if c.BreakerOpen == 0 {
 		c.BreakerOpen = DefaultBreakerOpen
+	}
+	if u.NoHeartbeat != "" {
+		return c, nil // Node and Heartbeat stay zero: nothing uses them
+	}
+	if c.Node == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		c.Node = hex.EncodeToString(b[:])
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = DefaultHeartbeat
@@ -130,6 +166,7 @@ type Link struct {
 	Config
 	guard    *redisguard.Guard
 	clock    limiter.Clock
+	injected bool // the clock was injected: its time is passed to the heartbeat script
 	logger   *slog.Logger
 	live     atomic.Int64
 	nodesKey string
@@ -145,19 +182,21 @@ type Link struct {
 	wg      sync.WaitGroup // heartbeats armed or under way
 }
 
-// Open returns a link with c, resolved by Resolve. Its heartbeat and
-// breaker read clock (the system clock's timers are real); it logs breaker
-// transitions, tagged with policy, and failed heartbeats to logger (nil:
-// nothing).
-func Open(c Config, defaultName string, clock limiter.Clock, logger *slog.Logger, policy string) (*Link, error) {
-	c, err := Resolve(c, defaultName)
+// Open returns a link with c, resolved by Resolve for u. Its heartbeat
+// runs on clock (nil: the system clock) and, like the component's scripts,
+// takes its time from an injected clock, or else from Redis TIME. It logs
+// breaker transitions, tagged with policy, and failed heartbeats to logger
+// (nil: nothing).
+func Open(c Config, u Use, clock limiter.Clock, logger *slog.Logger, policy string) (*Link, error) {
+	c, err := Resolve(c, u)
 	if err != nil {
 		return nil, err
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Link{Config: c, clock: clock, logger: logger, nodesKey: c.Prefix + ":" + c.Name + ":nodes"}
+	l := &Link{Config: c, clock: sysclock.Or(clock), injected: clock != nil, logger: logger,
+		nodesKey: c.Prefix + ":" + c.Name + ":nodes"}
 	l.live.Store(1)
 	l.guard = redisguard.New(c.Client, redisguard.Settings{
 		Name:     "herdcap-" + c.Name,
@@ -186,7 +225,10 @@ func (l *Link) Live() int64 { return l.live.Load() }
 
 // StartHeartbeat announces the node once, synchronously, then every
 // Heartbeat interval on the clock until Close. A node is counted live for
-// three intervals after its last heartbeat.
+// three intervals after its last heartbeat, judged on the clock's time
+// when it is injected (so the nodes sharing a live-node set must share a
+// time source, as they must for their buckets), else on Redis TIME. Call
+// it only on a link opened with Use.NoHeartbeat "".
 func (l *Link) StartHeartbeat() {
 	l.mu.Lock()
 	l.beating = true
@@ -244,7 +286,11 @@ func (l *Link) beat(add bool) {
 		flag = "1"
 	}
 	ttl := 3 * l.Heartbeat.Milliseconds()
-	v, err := l.Eval(context.Background(), heartbeatScript, []string{l.nodesKey}, l.Node, ttl, flag)
+	now := ""
+	if l.injected {
+		now = strconv.FormatInt(l.clock.Now().UnixMilli(), 10)
+	}
+	v, err := l.Eval(context.Background(), heartbeatScript, []string{l.nodesKey}, l.Node, ttl, flag, now)
 	if err != nil {
 		l.logger.Debug("herdcap: heartbeat failed", "name", l.Name, "err", err)
 		return
@@ -285,11 +331,16 @@ func (l *Link) Close() {
 // ARGV[1]  node name
 // ARGV[2]  how long a node counts as live after its last heartbeat, ms
 // ARGV[3]  1 to add the node, 0 to remove it (on Close)
+// ARGV[4]  now in ms since the Unix epoch, or "" to use Redis TIME
 //
-// It returns the number of live nodes.
+// It returns the number of live nodes. The set's expiry (PEXPIRE) is on
+// Redis's own clock: it only drops a set nobody beats for any more.
 var heartbeatScript = redis.NewScript(`
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local ttl = tonumber(ARGV[2])
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now - ttl)
 if ARGV[3] == "1" then

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/bits"
 	"sync/atomic"
@@ -25,8 +26,8 @@ import (
 const MaxClientIDLen = ticket.MaxClientIDLen
 
 // Config configures New: limiter.Config's fields (Clock, Ramp, MaxKeys
-// for the table of booked slots, Logger) and the gate's own. The zero
-// value is the default configuration.
+// for the table of booked slots) and the gate's own. The zero value is the
+// default configuration.
 type Config struct {
 	limiter.Config
 	// Horizon is how far ahead slots are booked: a client whose slot would
@@ -66,8 +67,8 @@ type Config struct {
 	TicketTTL time.Duration
 }
 
-// SharedConfig configures NewShared: Config's fields and the failure
-// policy. The zero value is the default configuration.
+// SharedConfig configures NewShared: Config's fields, the failure policy
+// and the logger. The zero value is the default configuration.
 type SharedConfig struct {
 	Config
 	// Failure is what the gate answers while Redis cannot: FailLocal (the
@@ -76,6 +77,10 @@ type SharedConfig struct {
 	// limiter.ErrUnavailable and a RetryAfter spread over one to two
 	// breaker periods.
 	Failure fleet.FailurePolicy
+	// Logger receives the breaker's transitions (Warn when it opens, Info for
+	// its other changes) and failed heartbeats (Debug). If Logger is nil,
+	// nothing is logged. (An in-process gate has nothing to log.)
+	Logger *slog.Logger
 }
 
 // Defaults of Config's zero values.
@@ -218,7 +223,9 @@ func NewShared(r fleet.Redis, l limiter.Limit, cfg SharedConfig) (*Gate, error) 
 		return nil, fmt.Errorf("%w: SharedConfig.Failure is unknown: %v", limiter.ErrInvalidConfig, cfg.Failure)
 	}
 	clock := sysclock.Or(cfg.Clock)
-	link, err := remote.Open(remote.Config(r), defaultName, clock, cfg.Logger, cfg.Failure.String())
+	link, err := remote.Open(remote.Config(r), remote.Use{DefaultName: defaultName,
+		NoHeartbeat: remote.NoHeartbeatUnder("SharedConfig.Failure", cfg.Failure.String())},
+		cfg.Clock, cfg.Logger, cfg.Failure.String())
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/internal/logtest"
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/internal/ticket"
 	"github.com/herdcap/herdcap/internal/wire"
@@ -384,6 +385,14 @@ func TestAdmissionConfigErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "Config.Horizon")
 	_, err = NewShared(fleet.Redis{Client: c}, ok, SharedConfig{Failure: 5})
 	assert.ErrorContains(t, err, "SharedConfig.Failure is unknown")
+	// Only FailLocal runs the heartbeat: elsewhere its fields are rejected
+	// rather than ignored.
+	_, err = NewShared(fleet.Redis{Client: c, Node: "n1"}, ok, SharedConfig{Failure: fleet.FailClosed})
+	assert.ErrorIs(t, err, limiter.ErrInvalidConfig)
+	assert.ErrorContains(t, err, `Redis.Node must be empty, got "n1": only FailLocal runs the live-node heartbeat they configure, and SharedConfig.Failure is FailClosed`)
+	_, err = NewShared(fleet.Redis{Client: c, Heartbeat: time.Second}, ok, SharedConfig{Failure: fleet.FailOpen})
+	assert.ErrorIs(t, err, limiter.ErrInvalidConfig)
+	assert.ErrorContains(t, err, "Redis.Heartbeat must be 0, got 1s")
 	opts := srv.Options()
 	opts.ContextTimeoutEnabled = false
 	nc := redis.NewClient(opts)
@@ -651,4 +660,22 @@ func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 		h.pipes.Add(1)
 		return next(ctx, cmds)
 	}
+}
+
+// TestSharedGateLogsBreakerTransitions: SharedConfig.Logger gets the
+// breaker's transitions, tagged with the failure policy.
+func TestSharedGateLogsBreakerTransitions(t *testing.T) {
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true, MaxRetries: -1,
+		DialTimeout: 100 * time.Millisecond})
+	defer dead.Close()
+	var buf logtest.Buffer
+	name := uniqueName()
+	g, err := NewShared(fleet.Redis{Client: dead, Name: name, Timeout: time.Second, BreakerFailures: 1, BreakerOpen: time.Hour},
+		limiter.PerSecond(10, 10), SharedConfig{Failure: fleet.FailOpen, Logger: logtest.NewLogger(&buf)})
+	require.NoError(t, err)
+	defer g.Close()
+	d, err := g.Admit(context.Background(), "c", "")
+	require.NoError(t, err)
+	assert.Equal(t, limiter.ViaFallback, d.Via)
+	assert.Contains(t, buf.String(), `level=WARN msg="herdcap: redis breaker changed state" policy=open breaker=herdcap-`+name+` from=closed to=open`)
 }

@@ -3,6 +3,7 @@ package fleet
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -37,8 +38,12 @@ type Redis struct {
 	// Prefix is the first component of every key. If Prefix is "",
 	// "herdcap". The same rules as Name.
 	Prefix string
-	// Node is this node's name in the live-node set, unique in the fleet.
-	// If Node is "", a random name. At most 256 bytes.
+	// Node is this node's name in the live-node set that FailLocal
+	// divides a limit by, unique in the fleet. If Node is "", a random
+	// name. At most 256 bytes. Only a component that runs the heartbeat
+	// uses it (a budget or shared gate under FailLocal); the others
+	// (FailOpen, FailClosed, invalidate.NewRedisStore) reject a Node that
+	// is set, rather than ignore it.
 	Node string
 	// Timeout is the most one Redis call may take, measured on the real
 	// clock (whatever Config.Clock is: it bounds a wait on the network); a
@@ -54,10 +59,12 @@ type Redis struct {
 	// BreakerOpen is 0, 1 s; it must not be negative.
 	BreakerOpen time.Duration
 	// Heartbeat is the interval at which a node announces itself in the
-	// live-node set that FailLocal divides a limit by (only under
-	// FailLocal); a node counts as live for three intervals after its last
-	// heartbeat. Its timer runs on Config.Clock. If Heartbeat is 0, 1 s;
-	// otherwise at least 10 ms.
+	// live-node set that FailLocal divides a limit by; a node counts as
+	// live for three intervals after its last heartbeat. Its timer runs on
+	// Config.Clock, and an injected clock's time is the heartbeat's, as
+	// it is the scripts'. If Heartbeat is 0, 1 s; otherwise at least
+	// 10 ms. Like Node, it is rejected when set for a component that runs
+	// no heartbeat (FailOpen, FailClosed, invalidate.NewRedisStore).
 	Heartbeat time.Duration
 }
 
@@ -93,13 +100,18 @@ func (p FailurePolicy) String() string {
 }
 
 // Config configures NewStrict: limiter.Config's fields (Clock, Ramp,
-// MaxKeys for the fallback buckets, Logger) and the failure policy. The
-// zero value is the default configuration.
+// MaxKeys for the fallback buckets), the failure policy and the logger.
+// The zero value is the default configuration.
 type Config struct {
 	limiter.Config
 	// Failure is what the budget answers while Redis cannot. The zero
 	// value is FailLocal.
 	Failure FailurePolicy
+	// Logger receives the breaker's transitions (Warn when it opens, Info for
+	// its other changes), failed heartbeats (Debug) and, for a Leased budget,
+	// tokens it could not give back (Warn). If Logger is nil, nothing is
+	// logged.
+	Logger *slog.Logger
 }
 
 // LeasedConfig configures NewLeased: Config's fields (MaxKeys bounds the

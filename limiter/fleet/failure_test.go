@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/logtest"
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
 )
@@ -216,4 +218,33 @@ func TestCallerCancellationIsNotAFailure(t *testing.T) {
 	d, err := b.AllowN(context.Background(), "k", 1)
 	require.NoError(t, err)
 	assert.Equal(t, limiter.ViaRedis, d.Via, "the breaker stayed closed")
+}
+
+// TestLoggerReceivesBreakerTransitions: Config.Logger (on fleet.Config, the
+// budgets that talk to Redis) gets the breaker's transitions, tagged with
+// the failure policy.
+func TestLoggerReceivesBreakerTransitions(t *testing.T) {
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true, MaxRetries: -1,
+		DialTimeout: 100 * time.Millisecond})
+	defer dead.Close()
+	for _, kind := range []string{"strict", "leased"} {
+		t.Run(kind, func(t *testing.T) {
+			var buf logtest.Buffer
+			cfg := Config{Failure: FailOpen, Logger: logtest.NewLogger(&buf)}
+			r := Redis{Client: dead, Name: uniqueName(), Timeout: time.Second, BreakerFailures: 1, BreakerOpen: time.Hour}
+			var b budget
+			var err error
+			if kind == "strict" {
+				b, err = NewStrict(r, limiter.PerSecond(10, 10), cfg)
+			} else {
+				b, err = NewLeased(r, limiter.PerSecond(10, 10), LeasedConfig{Config: cfg})
+			}
+			require.NoError(t, err)
+			defer b.Close()
+			d, err := b.AllowN(context.Background(), "k", 1)
+			require.NoError(t, err)
+			assert.Equal(t, limiter.ViaFallback, d.Via)
+			assert.Contains(t, buf.String(), `level=WARN msg="herdcap: redis breaker changed state" policy=open breaker=herdcap-`+r.Name+` from=closed to=open`)
+		})
+	}
 }

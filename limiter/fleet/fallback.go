@@ -52,7 +52,9 @@ func newShared(r Redis, l limiter.Limit, cfg Config, path string) (*shared, erro
 		return nil, err
 	}
 	clock := sysclock.Or(cfg.Clock)
-	link, err := remote.Open(remote.Config(r), "default", clock, cfg.Logger, cfg.Failure.String())
+	link, err := remote.Open(remote.Config(r), remote.Use{DefaultName: "default",
+		NoHeartbeat: remote.NoHeartbeatUnder(path+".Failure", cfg.Failure.String())},
+		cfg.Clock, cfg.Logger, cfg.Failure.String())
 	if err != nil {
 		return nil, err
 	}

@@ -230,8 +230,8 @@ func TestLeasedCallsNoUserCodeUnderLocks(t *testing.T) {
 	clk := &probeClock{p: p}
 	clk.now.Store(t0.UnixNano())
 	b, err := NewLeased(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: time.Second, BreakerFailures: 1000, BreakerOpen: time.Hour},
-		limiter.PerSecond(1000, 1000), LeasedConfig{Config: Config{Config: limiter.Config{Clock: clk, Logger: slog.New(probeHandler{p}), MaxKeys: 4},
-			Failure: FailOpen}})
+		limiter.PerSecond(1000, 1000), LeasedConfig{Config: Config{Config: limiter.Config{Clock: clk, MaxKeys: 4},
+			Failure: FailOpen, Logger: slog.New(probeHandler{p})}})
 	require.NoError(t, err)
 	p.b.Store(b)
 	ctx := context.Background()

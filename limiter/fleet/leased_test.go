@@ -197,8 +197,13 @@ func TestLeasedBadInputAndConfig(t *testing.T) {
 		{LeasedConfig{Config: Config{Failure: 9}}, "LeasedConfig.Failure is unknown"},
 		{LeasedConfig{Config: Config{Config: limiter.Config{Ramp: -2}}}, "LeasedConfig.Ramp"},
 		{LeasedConfig{Config: Config{Config: limiter.Config{MaxKeys: -1}}}, "LeasedConfig.MaxKeys must be >= 0, got -1"},
+		{LeasedConfig{Config: Config{Failure: FailClosed}}, "Redis.Heartbeat must be 0, got 1s: only FailLocal runs the live-node heartbeat they configure, and LeasedConfig.Failure is FailClosed"},
 	} {
-		_, err = NewLeased(Redis{Client: c}, limiter.PerSecond(10, 10), tc.cfg)
+		r := Redis{Client: c}
+		if tc.cfg.Failure != FailLocal {
+			r.Heartbeat = time.Second
+		}
+		_, err = NewLeased(r, limiter.PerSecond(10, 10), tc.cfg)
 		require.ErrorIs(t, err, limiter.ErrInvalidConfig)
 		assert.ErrorContains(t, err, tc.want)
 	}

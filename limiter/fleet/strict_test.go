@@ -187,6 +187,12 @@ func TestStrictConfigErrors(t *testing.T) {
 		{Redis{Client: ok, BreakerOpen: -1}, Config{}, "Redis.BreakerOpen must be >= 0"},
 		{Redis{Client: ok, Heartbeat: time.Millisecond}, Config{}, "Redis.Heartbeat must be 0 or >= 10ms"},
 		{Redis{Client: ok}, Config{Failure: 7}, "Config.Failure is unknown"},
+		// Only FailLocal runs the heartbeat: elsewhere its fields are
+		// rejected rather than ignored.
+		{Redis{Client: ok, Node: "n1"}, Config{Failure: FailClosed},
+			`limiter: invalid config: Redis.Node must be empty, got "n1": only FailLocal runs the live-node heartbeat they configure, and Config.Failure is FailClosed`},
+		{Redis{Client: ok, Heartbeat: time.Second}, Config{Failure: FailOpen},
+			"Redis.Heartbeat must be 0, got 1s: only FailLocal runs the live-node heartbeat they configure, and Config.Failure is FailOpen"},
 		{Redis{Client: ok}, Config{Config: limiter.Config{MaxKeys: -1}}, "limiter: invalid config: Config.MaxKeys must be >= 0, got -1"},
 		{Redis{Client: ok}, Config{Config: limiter.Config{Ramp: -time.Second}}, "Config.Ramp must be >= 0 or NoRamp"},
 	} {
