@@ -39,9 +39,10 @@ import (
 // a peek reads the shared bucket. The limit a key's requests carry, its
 // ramp and its denial tail are this node's (see limiter.Decision).
 //
-// A Leased is safe for concurrent use. Close it to give every unspent
-// token back and stop its background work; decisions after Close fail with
-// limiter.ErrClosed.
+// A Leased is safe for concurrent use. Close it when done: it stops the
+// refill timers it set on the clock, waits for the refills under way, gives
+// every unspent token back and leaves the live-node set; decisions after
+// Close fail with limiter.ErrClosed.
 type Leased struct {
 	s        *shared
 	ahead    time.Duration
@@ -51,10 +52,11 @@ type Leased struct {
 	closed    atomic.Bool // set when Close begins; decisions then fail with ErrClosed
 	closeOnce sync.Once
 
-	mu      sync.Mutex // guards closing, late and wg.Add against Close
-	closing bool
-	late    []giveBackItem // give-backs that arrived once Close had begun
-	wg      sync.WaitGroup
+	mu         sync.Mutex // guards closing, late, lateTimers and wg.Add against Close
+	closing    bool
+	late       []giveBackItem  // give-backs that arrived once Close had begun
+	lateTimers []limiter.Timer // timers of leases dropped once Close had begun
+	wg         sync.WaitGroup
 }
 
 // giveBackItem is a lease's unspent tokens, to go back to the bucket at rkey
@@ -72,6 +74,11 @@ type giveBackItem struct {
 // is closed when it ends) or scheduled (the bucket was short, and a fetch is
 // due at due: made by a timer on the clock, or by the first decision at or
 // after due, whichever comes first). All fields are guarded by mu.
+//
+// A scheduled fetch's timer is stopped whenever its schedule is cancelled
+// (the fetch is made by a decision, the lease is dropped, Close), so that
+// no timer outlives the schedule it was set for; the timer is stopped with
+// no lock held (a clock is user code), by whoever cancelled it.
 type lease struct {
 	mu      sync.Mutex
 	rkey    string // the Redis key (bounded: see bucketkey)
@@ -85,9 +92,10 @@ type lease struct {
 	pass    bool          // whether that time was passed to Redis
 	views   uint64        // exchanges recorded: a wait can tell one answered
 
-	due      time.Time // scheduled: when the next fetch is due; zero: none
-	retryAt  time.Time // when the bucket will hold one token, as last reported
-	timerGen uint64    // identifies the scheduled fetch; a stale timer does nothing
+	due      time.Time     // scheduled: when the next fetch is due; zero: none
+	retryAt  time.Time     // when the bucket will hold one token, as last reported
+	timerGen uint64        // identifies the scheduled fetch; a stale timer does nothing
+	timer    limiter.Timer // the scheduled fetch's timer, once armed; nil: none
 
 	// A refused all-or-nothing request: a deficit of at least shortNeed
 	// cannot be had before shortUntil under shortLim.
@@ -120,11 +128,23 @@ func (l *lease) endFetchLocked() {
 	l.fetched = nil
 }
 
-// cancelScheduleLocked cancels a scheduled fetch: its timer, if it fires,
-// finds itself stale and does nothing.
-func (l *lease) cancelScheduleLocked() {
+// cancelScheduleLocked cancels a scheduled fetch and returns its timer (nil
+// if none is armed), which the caller stops once it holds no lock. A timer
+// that fires meanwhile finds itself stale and does nothing.
+func (l *lease) cancelScheduleLocked() limiter.Timer {
 	l.due = time.Time{}
 	l.timerGen++
+	t := l.timer
+	l.timer = nil
+	return t
+}
+
+// stopTimer stops t, if any. The caller holds no lock: a clock is user
+// code.
+func stopTimer(t limiter.Timer) {
+	if t != nil {
+		t.Stop()
+	}
 }
 
 // noteViewLocked records an exchange at t under lim.
@@ -189,26 +209,33 @@ func leaseIdle(l *lease, t time.Time) bool {
 }
 
 // dropLease is called when l leaves the key map, under the map's shard lock:
-// so it only takes l's tokens, and hands them to a goroutine to give back
-// (or, once Close has begun, to Close).
+// so it only takes l's tokens and its scheduled fetch's timer, and hands
+// them to a goroutine to give back and stop (or, once Close has begun, to
+// Close).
 func (b *Leased) dropLease(l *lease) {
 	l.mu.Lock()
 	l.gone = true
 	it := l.giveBackLocked()
-	l.cancelScheduleLocked()
+	stale := l.cancelScheduleLocked()
 	l.mu.Unlock()
-	if it.tokens <= 0 {
+	if it.tokens <= 0 && stale == nil {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing {
-		b.late = append(b.late, it)
+		if it.tokens > 0 {
+			b.late = append(b.late, it)
+		}
+		if stale != nil {
+			b.lateTimers = append(b.lateTimers, stale)
+		}
 		return
 	}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		stopTimer(stale)
 		b.giveBack(it)
 	}()
 }
@@ -255,22 +282,36 @@ func (b *Leased) close() {
 	b.mu.Lock()
 	b.closing = true
 	b.mu.Unlock()
-	var back []giveBackItem
+	var (
+		back   []giveBackItem
+		timers []limiter.Timer
+	)
 	b.keys.Each(func(s *keymap.Slot[lease]) {
 		l := &s.V
 		l.mu.Lock()
 		l.gone = true
-		l.cancelScheduleLocked()
+		if t := l.cancelScheduleLocked(); t != nil {
+			timers = append(timers, t)
+		}
 		if l.tokens > 0 {
 			back = append(back, l.giveBackLocked())
 		}
 		l.mu.Unlock()
 	})
+	// Stopped with no lock held; a timer armed from now on finds its lease
+	// gone and stops itself (see arm).
+	for _, t := range timers {
+		t.Stop()
+	}
 	b.wg.Wait() // refills under way give their tokens back themselves
 	b.mu.Lock()
 	back = append(back, b.late...)
-	b.late = nil
+	timers = b.lateTimers
+	b.late, b.lateTimers = nil, nil
 	b.mu.Unlock()
+	for _, t := range timers {
+		t.Stop()
+	}
 	for _, it := range back {
 		b.giveBack(it)
 	}
@@ -322,6 +363,15 @@ func (b *Leased) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 	if r.Wait > 0 && !keyed {
 		return b.reserve(&c, r)
 	}
+	d, err := b.decideKey(&c, r, keyed)
+	stopTimer(c.stale)
+	return d, err
+}
+
+// decideKey decides c (for r) on its key's lease. A scheduled fetch it
+// cancels leaves its timer in c.stale, for decide to stop.
+func (b *Leased) decideKey(c *call, r *limiter.Request, keyed bool) (limiter.Decision, error) {
+	t := c.t
 	s := b.keys.Get(bucketkey.Local(r.Key), t, func(l *lease) {
 		l.rkey = b.s.redisKey(r.Key)
 		l.sampleAt = t
@@ -334,7 +384,7 @@ func (b *Leased) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 	}
 	if r.Wait > 0 {
 		l.mu.Unlock()
-		return b.reserve(&c, r)
+		return b.reserve(c, r)
 	}
 	n, upTo := r.N, r.UpTo
 	l.asked += n
@@ -342,7 +392,7 @@ func (b *Leased) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 	for {
 		if n > 0 && l.tokens >= n {
 			// The hot path: spend from the lease.
-			return b.spendLocked(l, &c, n, limiter.ViaLease), nil
+			return b.spendLocked(l, c, n, limiter.ViaLease), nil
 		}
 		if l.fetching() {
 			if waited && (n == 0 || l.remote < c.lacking(l.tokens)) {
@@ -354,14 +404,14 @@ func (b *Leased) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 				// next, and waits for one after another would add up to
 				// the time limit, so the failure policy would answer
 				// although Redis answers every call.
-				return b.afterWaitLocked(l, &c), nil
+				return b.afterWaitLocked(l, c), nil
 			}
 			// Tokens are on their way: wait for them, within the time
 			// limit, rather than refuse a request the bucket can serve.
 			views := l.views
-			ended, err := b.awaitLocked(l, &c)
+			ended, err := b.awaitLocked(l, c)
 			if err != nil {
-				return b.fail(&c, err)
+				return b.fail(c, err)
 			}
 			// Only an answered fetch counts: one that failed brought no
 			// view, and the next wait (or the failure policy, once the
@@ -372,11 +422,11 @@ func (b *Leased) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 		if l.scheduled() && !t.Before(l.due) {
 			// The scheduled fetch is due (its timer starved of CPU, or
 			// time is virtual): make it now rather than refuse meanwhile.
-			l.cancelScheduleLocked()
+			c.stale = l.cancelScheduleLocked()
 		}
 		if l.gone {
 			l.mu.Unlock()
-			return b.direct(&c)
+			return b.direct(c)
 		}
 		open := b.s.link.Guard().Open()
 		if n == 0 {
@@ -388,10 +438,10 @@ func (b *Leased) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 			}
 			if open {
 				l.mu.Unlock()
-				return b.fail(&c, gobreaker.ErrOpenState)
+				return b.fail(c, gobreaker.ErrOpenState)
 			}
-			if err := b.exchangeLocked(l, &c, 0, 0); err != nil {
-				return b.fail(&c, err)
+			if err := b.exchangeLocked(l, c, 0, 0); err != nil {
+				return b.fail(c, err)
 			}
 			d := limiter.Decision{Allowed: true, Limit: c.lim, Via: limiter.ViaRedis}
 			fillDecision(&d, l.tokens+l.remote, c.lim)
@@ -401,17 +451,17 @@ func (b *Leased) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 		if upTo && l.tokens > 0 && (open || l.scheduled()) {
 			// The bucket is known to be empty, or out of reach: what the
 			// lease holds is what there is.
-			return b.spendLocked(l, &c, l.tokens, limiter.ViaLease), nil
+			return b.spendLocked(l, c, l.tokens, limiter.ViaLease), nil
 		}
 		switch {
 		case open:
 			l.mu.Unlock()
-			return b.fail(&c, gobreaker.ErrOpenState)
+			return b.fail(c, gobreaker.ErrOpenState)
 		case l.scheduled():
 			// The bucket is short; a fetch is due when tokens accrue.
-			d := limiter.Decision{RetryAfter: b.retryLocked(l, &c), Limit: c.lim, Via: limiter.ViaLease}
+			d := limiter.Decision{RetryAfter: b.retryLocked(l, c), Limit: c.lim, Via: limiter.ViaLease}
 			fillDecision(&d, l.tokens+l.remote, c.lim)
-			b.refusedLocked(l, &c, &d)
+			b.refusedLocked(l, c, &d)
 			l.mu.Unlock()
 			return d, nil
 		case !upTo && l.shortNeed > 0 && n-l.tokens >= l.shortNeed && t.Before(l.shortUntil) && c.lim == l.shortLim:
@@ -419,11 +469,11 @@ func (b *Leased) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 			wait := l.shortUntil.Sub(t) + durationFromTokens(float64(n-l.tokens-l.shortNeed), c.lim.PerSecond())
 			d := limiter.Decision{RetryAfter: wait, Limit: c.lim, Via: limiter.ViaLease}
 			fillDecision(&d, l.tokens+l.remote, c.lim)
-			b.refusedLocked(l, &c, &d)
+			b.refusedLocked(l, c, &d)
 			l.mu.Unlock()
 			return d, nil
 		}
-		return b.acquireLocked(l, &c)
+		return b.acquireLocked(l, c)
 	}
 }
 
@@ -480,6 +530,7 @@ type call struct {
 	lim      limiter.Limit
 	timeout  time.Duration // the time limit of the whole decision
 	deadline time.Time     // its end, set when the decision first waits
+	stale    limiter.Timer // the timer of a scheduled fetch the decision cancelled, to stop
 }
 
 // timeLeft returns what is left of c's time limit, starting it at the
@@ -498,6 +549,7 @@ func (b *Leased) spendLocked(l *lease, c *call, k int, via limiter.Via) limiter.
 	l.tokens -= k
 	d := limiter.Decision{Allowed: true, Taken: k, Limit: c.lim, Via: via}
 	refill := false
+	var stale limiter.Timer
 	if l.fetched == nil && !l.gone && l.tokens <= b.target(l, c.lim, c.t)/2 {
 		switch {
 		case l.due.IsZero():
@@ -505,7 +557,7 @@ func (b *Leased) spendLocked(l *lease, c *call, k int, via limiter.Via) limiter.
 		case !c.t.Before(l.due):
 			// Due, and its timer has not run yet: refill now, in the
 			// background.
-			l.cancelScheduleLocked()
+			stale = l.cancelScheduleLocked()
 			refill = true
 		}
 	}
@@ -514,6 +566,7 @@ func (b *Leased) spendLocked(l *lease, c *call, k int, via limiter.Via) limiter.
 	}
 	fillDecision(&d, l.tokens+l.remote, c.lim)
 	l.mu.Unlock()
+	stopTimer(stale)
 	if refill {
 		t, pass := c.t, c.pass
 		if !b.goBackground(func() { b.fetch(l, t, pass) }) {

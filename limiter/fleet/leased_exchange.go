@@ -183,7 +183,7 @@ func (b *Leased) fetchTimer(l *lease, gen uint64) {
 		l.mu.Unlock() // cancelled, or taken over by a request
 		return
 	}
-	l.cancelScheduleLocked()
+	l.cancelScheduleLocked() // its timer is this one, which has fired
 	if l.fetching() {
 		l.mu.Unlock() // a request's exchange is under way
 		return
@@ -225,10 +225,11 @@ func (b *Leased) fetchLocked(l *lease, t time.Time, pass bool) {
 }
 
 // timer is a scheduled fetch to arm once l is unlocked: its generation (0:
-// none) and its delay.
+// none) and its delay, and the timer of a schedule it replaced, to stop.
 type timer struct {
 	gen   uint64
 	delay time.Duration
+	stale limiter.Timer
 }
 
 // scheduleLocked arranges the next fetch for l, whose bucket was short at t
@@ -243,12 +244,12 @@ func (b *Leased) scheduleLocked(l *lease, t time.Time, wait time.Duration, lim l
 		delay = max(delay, durationFromTokens(float64(half), lim.PerSecond()))
 	}
 	delay = min(delay, b.ahead)
+	stale := l.cancelScheduleLocked()
 	l.retryAt = t.Add(wait)
 	l.due = t.Add(delay)
-	l.timerGen++
 	// At least a millisecond between fetches of one key: never poll Redis
 	// in a tight loop, whatever the bucket reports.
-	return timer{gen: l.timerGen, delay: max(delay, time.Millisecond)}
+	return timer{gen: l.timerGen, delay: max(delay, time.Millisecond), stale: stale}
 }
 
 // armLocked arms tm for l, whose fetch is under way and whose lock the
@@ -262,20 +263,31 @@ func armLocked(b *Leased, l *lease, tm timer) {
 	l.mu.Lock()
 }
 
-// arm sets tm's timer on the clock, with no lock held (the clock is user
-// code), unless Close has begun. A timer whose fetch was cancelled or made
-// meanwhile finds itself stale when it fires, and does nothing.
+// arm sets tm's timer on the clock and keeps it in l, with no lock held
+// while it calls the clock (user code), unless Close has begun; and stops
+// the timer of the schedule tm replaced. If the schedule was cancelled
+// while the timer was being set (a decision made the fetch, the lease was
+// dropped, Close began), nobody else will stop the timer: arm stops it.
 func (b *Leased) arm(l *lease, tm timer) {
+	stopTimer(tm.stale)
 	if tm.gen == 0 || b.closed.Load() {
 		return
 	}
-	b.s.clock.AfterFunc(tm.delay, func() {
+	t := b.s.clock.AfterFunc(tm.delay, func() {
 		if !b.track() {
 			return
 		}
 		defer b.wg.Done()
 		b.fetchTimer(l, tm.gen)
 	})
+	l.mu.Lock()
+	if l.timerGen == tm.gen && !l.gone {
+		l.timer = t
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	t.Stop()
 }
 
 // giveBack returns unspent tokens to their bucket, at the time of the

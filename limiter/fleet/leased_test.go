@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/bucketkey"
+	"github.com/herdcap/herdcap/internal/fakeclock"
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
 )
@@ -288,4 +291,125 @@ func TestLeasedRefillRunsOnTheClock(t *testing.T) {
 	d, err = strict.AllowN(ctx, "k", 0)
 	require.NoError(t, err)
 	assert.Equal(t, 0, d.Remaining, "taken from the bucket at t0+100ms, the clock's time")
+}
+
+// heldClock is a fake clock whose timers never fire (time moves only by
+// Set, as in the conformance suite) and which counts the timers pending:
+// set and neither stopped nor fired.
+type heldClock struct {
+	*fakeclock.Clock
+	mu      sync.Mutex
+	pending map[*heldTimer]bool
+	stopped int
+}
+
+type heldTimer struct{ c *heldClock }
+
+func newHeldClock() *heldClock {
+	return &heldClock{Clock: fakeClockAt(t0), pending: map[*heldTimer]bool{}}
+}
+
+func (c *heldClock) AfterFunc(time.Duration, func()) limiter.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &heldTimer{c}
+	c.pending[t] = true
+	return t
+}
+
+func (t *heldTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	if !t.c.pending[t] {
+		return false
+	}
+	delete(t.c.pending, t)
+	t.c.stopped++
+	return true
+}
+
+// counts returns the timers pending and stopped.
+func (c *heldClock) counts() (pending, stopped int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending), c.stopped
+}
+
+// scheduleRefill spends key's whole burst of 10 on b at t0 and waits for the
+// refill it starts to find the bucket empty and schedule the next one on
+// the clock.
+func scheduleRefill(t *testing.T, b *Leased, key string) {
+	t.Helper()
+	d, err := b.AllowN(context.Background(), key, 10)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	require.Eventually(t, func() bool {
+		l := leaseOf(b, key)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.fetching() && l.scheduled() && l.timer != nil
+	}, 10*time.Second, time.Millisecond, "a refill scheduled, its timer armed")
+}
+
+// TestLeasedStopsCancelledTimers: a scheduled refill's timer is stopped
+// when its schedule is cancelled: by a decision that makes the fetch once
+// it is due, and by dropping the lease to make room.
+func TestLeasedStopsCancelledTimers(t *testing.T) {
+	c := srv.Client(t)
+	ctx := context.Background()
+	t.Run("decision", func(t *testing.T) {
+		clk := newHeldClock()
+		b := newLeasedForTest(t, c, limiter.PerSecond(10, 10), Redis{}, LeasedConfig{Config: Config{Config: limiter.Config{Clock: clk}, Failure: FailOpen}})
+		scheduleRefill(t, b, "k")
+		pending, stopped := clk.counts()
+		require.Equal(t, 1, pending)
+		require.Zero(t, stopped)
+		// A second later (the timer never fires on this clock), the bucket
+		// is full again: a decision makes the fetch that was due, which
+		// comes back whole, so nothing is scheduled again.
+		clk.Set(t0.Add(time.Second))
+		d, err := b.AllowN(ctx, "k", 1)
+		require.NoError(t, err)
+		require.True(t, d.Allowed)
+		pending, stopped = clk.counts()
+		assert.Zero(t, pending, "no timer left pending")
+		assert.Equal(t, 1, stopped, "the cancelled schedule's timer was stopped")
+	})
+	t.Run("dropped", func(t *testing.T) {
+		clk := newHeldClock()
+		b := newLeasedForTest(t, c, limiter.PerSecond(10, 10), Redis{},
+			LeasedConfig{Config: Config{Config: limiter.Config{Clock: clk, MaxKeys: 1}, Failure: FailOpen}})
+		scheduleRefill(t, b, "k")
+		// Other keys, later: the key map holds one, so "k" (least
+		// recently used, not idle) is dropped to make room.
+		for i := range 20 {
+			clk.Set(t0.Add(time.Duration(i+1) * 10 * time.Millisecond))
+			_, err := b.AllowN(ctx, "other-"+strconv.Itoa(i), 1)
+			require.NoError(t, err)
+		}
+		require.Nil(t, b.keys.Lookup(bucketkey.Local("k"), clk.Now().UnixNano()), "k was dropped")
+		require.Eventually(t, func() bool {
+			pending, stopped := clk.counts()
+			return pending == 0 && stopped == 1
+		}, 10*time.Second, time.Millisecond, "the dropped lease's timer is stopped")
+	})
+}
+
+// TestLeasedCloseStopsItsTimers: after Close no timer of the budget stays
+// pending on the clock, and Close makes no fetch.
+func TestLeasedCloseStopsItsTimers(t *testing.T) {
+	c := srv.Client(t)
+	clk := fakeClockAt(t0)
+	b, err := NewLeased(forTest(c, Redis{}), limiter.PerSecond(10, 10), LeasedConfig{Config: Config{Config: limiter.Config{Clock: clk}, Failure: FailOpen}})
+	require.NoError(t, err)
+	for _, k := range []string{"a", "b", "c"} {
+		scheduleRefill(t, b, k)
+	}
+	require.Equal(t, 3, clk.Pending(), "one refill timer per key")
+	require.NoError(t, b.Close())
+	assert.Zero(t, clk.Pending(), "Close stopped them")
+	h := &countingHook{}
+	c.AddHook(h)
+	clk.Add(time.Hour)
+	assert.Zero(t, h.cmds.Load(), "nothing fires after Close")
 }
