@@ -77,12 +77,19 @@ const (
 	// FailLocal (the zero value) answers from an in-process bucket holding
 	// this node's share of the limit: the limit divided by the number of
 	// live nodes last seen in the heartbeat set. The fleet as a whole stays
-	// near the limit while Redis is away.
+	// near the limit while Redis is away. A request for more than the
+	// share's burst is refused (without an error), told to come back as
+	// FailClosed's refusals are.
 	FailLocal FailurePolicy = iota
 	// FailOpen allows every request.
 	FailOpen
 	// FailClosed refuses every request with limiter.ErrUnavailable, and a
-	// RetryAfter of when the breaker will let a probe through.
+	// RetryAfter no sooner than the breaker lets a probe through
+	// (Redis.BreakerOpen), spread so that callers refused together do not
+	// come back together: successive refusals of one key are told
+	// successive times, as a bucket's refusals are (a denial tail at the
+	// limit's rate, this node's), and different keys are spread over one
+	// more breaker period.
 	FailClosed
 )
 

@@ -85,7 +85,14 @@
 // Decision.Via set to limiter.ViaFallback: FailLocal (the default) answers
 // from an in-process limiter.Local holding this node's share of the limit,
 // the limit divided by the live nodes of the heartbeat set; FailOpen
-// allows; FailClosed refuses with limiter.ErrUnavailable. After the
+// allows; FailClosed refuses with limiter.ErrUnavailable. The policy's
+// refusals (FailClosed's, and FailLocal's of a request over this node's
+// share) are told to come back no sooner than the breaker's open period,
+// and spread as a bucket's refusals are, so that callers refused together
+// during an outage do not all return the moment the breaker half-opens:
+// each key keeps a denial tail of these refusals on this node (successive
+// refusals come back at the limit's rate, within the tail's horizon), and
+// the keys are spread over one more open period by their hash. After the
 // breaker's open period one probe call is let through, and the budget
 // returns to Redis by itself once it succeeds. A Leased decision waits no
 // longer than one Timeout in all, whether for a refill under way, for its

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,24 +118,131 @@ func TestBreakerOpenMakesNoRedisCalls(t *testing.T) {
 
 func TestFailClosed(t *testing.T) {
 	s := redistest.Start(t)
+	clk := fakeClockAt(t0) // decisions at one instant
 	b, err := NewStrict(Redis{Client: s.Client(t), Name: uniqueName(), Timeout: 30 * time.Millisecond, BreakerFailures: 1,
-		BreakerOpen: 300 * time.Millisecond}, limiter.PerSecond(10, 10), Config{Failure: FailClosed})
+		BreakerOpen: 300 * time.Millisecond}, limiter.PerSecond(10, 10), Config{Config: limiter.Config{Clock: clk}, Failure: FailClosed})
 	require.NoError(t, err)
 	defer b.Close()
 	ctx := context.Background()
 	s.Kill(t)
-	for range 5 {
+	var prev time.Duration
+	for i := range 5 {
 		d, err := b.AllowN(ctx, "k", 1)
 		require.ErrorIs(t, err, limiter.ErrUnavailable)
 		assert.False(t, d.Allowed)
 		assert.Equal(t, limiter.ViaFallback, d.Via)
-		assert.Equal(t, 300*time.Millisecond, d.RetryAfter, "retry when the breaker lets a probe through")
+		assert.GreaterOrEqual(t, d.RetryAfter, 300*time.Millisecond, "not before the breaker lets a probe through")
+		assert.Less(t, d.RetryAfter, 600*time.Millisecond+time.Duration(i)*100*time.Millisecond)
+		if i > 0 {
+			// The key's tail tells each the next turn, a token interval
+			// (100 ms) later.
+			assert.Equal(t, 100*time.Millisecond, d.RetryAfter-prev, "refusal %d", i)
+		}
+		prev = d.RetryAfter
 	}
 	s.Restart(t)
 	require.Eventually(t, func() bool {
 		d, err := b.AllowN(ctx, "k", 1)
 		return err == nil && d.Via == limiter.ViaRedis
 	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestFailurePolicyRefusalsAreSpread: the failure policy's refusals are
+// not one constant told to every caller (which would bring the callers
+// refused during an outage back together the moment the breaker lets a
+// probe through). On both Redis budgets, with Redis killed (strict) or
+// stalled (leased) and the decisions at one instant of a fake clock:
+// successive refusals of one key are told successive times, a token
+// interval apart, none before the breaker's open period; past the tail's
+// horizon they are still spread, never twice the same in a row, and
+// bounded; different keys start spread over one more open period; and a
+// tail that has passed starts again.
+func TestFailurePolicyRefusalsAreSpread(t *testing.T) {
+	const open = time.Second
+	lim := limiter.PerSecond(10, 10) // 100 ms a token; horizon 1 min
+	horizon := time.Minute
+	for _, kind := range []string{"strict", "leased"} {
+		t.Run(kind, func(t *testing.T) {
+			s := redistest.Start(t)
+			clk := fakeClockAt(t0)
+			r := Redis{Client: s.Client(t), Name: uniqueName(), Timeout: 50 * time.Millisecond, BreakerFailures: 1, BreakerOpen: open}
+			cfg := Config{Config: limiter.Config{Clock: noTimers{clk}}, Failure: FailClosed}
+			var b budget
+			var err error
+			if kind == "strict" {
+				b, err = NewStrict(r, lim, cfg)
+			} else {
+				b, err = NewLeased(r, lim, LeasedConfig{Config: cfg})
+			}
+			require.NoError(t, err)
+			defer b.Close()
+			ctx := context.Background()
+			d, err := b.AllowN(ctx, "warm", 1)
+			require.NoError(t, err)
+			require.NotEqual(t, limiter.ViaFallback, d.Via)
+			if kind == "strict" {
+				s.Kill(t)
+			} else {
+				s.Pause(t)
+				defer s.Resume(t)
+			}
+			refuse := func(key string, n int) time.Duration {
+				t.Helper()
+				d, err := b.Take(ctx, limiter.Request{Key: key, N: n})
+				require.ErrorIs(t, err, limiter.ErrUnavailable)
+				require.False(t, d.Allowed)
+				require.Equal(t, limiter.ViaFallback, d.Via)
+				require.GreaterOrEqual(t, d.RetryAfter, open, "never before the breaker lets a probe through")
+				require.Less(t, d.RetryAfter, 2*open+horizon, "bounded")
+				return d.RetryAfter
+			}
+
+			// One key, refused again and again at one instant: a token
+			// interval apart (two for N = 2), starting within one open
+			// period after the breaker's.
+			first := refuse("k", 1)
+			assert.Less(t, first, 2*open)
+			prev, prevN := first, 1
+			for i := range 20 {
+				n := 1 + i%2
+				got := refuse("k", n)
+				// Told after the previous refusal's tokens.
+				assert.Equal(t, time.Duration(prevN)*100*time.Millisecond, got-prev, "refusal %d of k", i+1)
+				prev, prevN = got, n
+			}
+			// Past the horizon (600 tokens' turns): still spread over it,
+			// never twice the same in a row.
+			for range 600 {
+				refuse("k", 1)
+			}
+			last := time.Duration(-1)
+			seen := map[time.Duration]bool{}
+			for range 200 {
+				got := refuse("k", 1)
+				assert.NotEqual(t, last, got)
+				seen[got] = true
+				last = got
+			}
+			assert.Greater(t, len(seen), 190, "past the horizon, spread")
+
+			// Many keys, each refused once at this instant: spread over
+			// [open, 2×open), no two alike.
+			keys := map[time.Duration]bool{}
+			var halves [2]int
+			for i := range 100 {
+				got := refuse("key-"+strconv.Itoa(i), 1)
+				assert.Less(t, got, 2*open, "a key's first refusal")
+				keys[got] = true
+				halves[(got-open)*2/open]++
+			}
+			assert.Len(t, keys, 100, "distinct keys are told distinct times")
+			assert.InDelta(t, 50, halves[0], 20, "spread over the open period: %v", halves)
+
+			// Once k's tail lies in the past, its turns start again.
+			clk.Add(2*open + horizon)
+			assert.Equal(t, first, refuse("k", 1), "the tail passed: k starts afresh")
+		})
+	}
 }
 
 func TestFailLocalSharesTheLimitAmongLiveNodes(t *testing.T) {
@@ -175,10 +283,20 @@ func TestFailLocalSharesTheLimitAmongLiveNodes(t *testing.T) {
 	d, err := nodes[0].AllowN(ctx, "k", 0)
 	require.NoError(t, err)
 	assert.Equal(t, limiter.Limit{Rate: 25, Period: time.Second, Burst: 25}, d.Limit)
-	// A request the share could never grant is denied, not an error.
+	// A request the share could never grant is denied, not an error, and
+	// told to come back once the breaker lets a probe through (an hour
+	// here); such refusals of one key are spread like any others: the
+	// next is told 50 tokens of the share (2 s) later.
 	d, err = nodes[0].AllowN(ctx, "big", 50)
 	require.NoError(t, err)
 	assert.False(t, d.Allowed)
+	assert.Equal(t, limiter.ViaFallback, d.Via)
+	assert.GreaterOrEqual(t, d.RetryAfter, time.Hour)
+	assert.Less(t, d.RetryAfter, 2*time.Hour)
+	again, err := nodes[0].AllowN(ctx, "big", 50)
+	require.NoError(t, err)
+	assert.False(t, again.Allowed)
+	assert.Equal(t, 2*time.Second, again.RetryAfter-d.RetryAfter)
 	// A limit the request carries is shared the same way.
 	d, err = nodes[0].Take(ctx, limiter.Request{Key: "plan", N: 3, Limit: limiter.PerSecond(8, 8)})
 	require.NoError(t, err)

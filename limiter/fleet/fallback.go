@@ -5,19 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/herdcap/herdcap/internal/bucketkey"
+	"github.com/herdcap/herdcap/internal/cohorthash"
+	"github.com/herdcap/herdcap/internal/keymap"
 	"github.com/herdcap/herdcap/internal/ramp"
 	"github.com/herdcap/herdcap/internal/redisguard"
 	"github.com/herdcap/herdcap/internal/remote"
 	"github.com/herdcap/herdcap/internal/sysclock"
+	"github.com/herdcap/herdcap/internal/tail"
 	"github.com/herdcap/herdcap/limiter"
 )
 
 // shared is what Strict and Leased share: the link to Redis, the budget's
 // own limit and its ramp, the clock, and the failure policy with its
-// fallback bucket.
+// fallback bucket and the denial tails of its refusals.
 type shared struct {
 	link     *remote.Link
 	limit    ramp.State
@@ -26,6 +30,16 @@ type shared struct {
 	injected bool // a clock was injected: its time is passed to the scripts
 	failure  FailurePolicy
 	fallback *limiter.Local
+	// refusals holds, per key, the denial tail of the failure policy's
+	// refusals (FailClosed's, and FailLocal's of requests over this node's
+	// share); nil under FailOpen, which refuses nothing.
+	refusals *keymap.Map[refusal]
+}
+
+// refusal is one key's denial tail for the failure policy's refusals.
+type refusal struct {
+	mu   sync.Mutex
+	tail tail.Tail
 }
 
 func newShared(r Redis, l limiter.Limit, cfg Config, path string) (*shared, error) {
@@ -59,6 +73,13 @@ func newShared(r Redis, l limiter.Limit, cfg Config, path string) (*shared, erro
 		return nil, err
 	}
 	s := &shared{link: link, window: window, clock: clock, injected: cfg.Clock != nil, failure: cfg.Failure, fallback: fb}
+	if cfg.Failure != FailOpen {
+		maxKeys := cfg.MaxKeys
+		if maxKeys == 0 {
+			maxKeys = keymap.DefaultMax
+		}
+		s.refusals = keymap.New(maxKeys, refusalIdle, nil)
+	}
 	s.limit.Init(ramp.Limit(l), window)
 	if cfg.Failure == FailLocal {
 		link.StartHeartbeat()
@@ -98,11 +119,43 @@ func errOverBurst(n int, l limiter.Limit) error {
 
 func isTimeout(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
 
-// failed turns a failed call for r, under lim, into the failure policy's
-// answer: the caller's cancellation and a bad reply as errors, a store
-// failure by the policy. A fallback decision never waits: a reservation
-// (Request.Wait) is decided as a request without Wait.
-func (s *shared) failed(ctx context.Context, err error, r *limiter.Request, lim limiter.Limit) (limiter.Decision, error) {
+// refusalIdle reports whether dropping v loses nothing: its tail lies in
+// the past.
+func refusalIdle(v *refusal, t time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.tail.Idle(t.UnixNano())
+}
+
+// refuse returns the RetryAfter of a refusal by the failure policy, at t,
+// of a request of key waiting for need tokens under lim. Redis is not
+// asked again before the breaker lets a probe through, BreakerOpen from
+// now, so no refusal is told less; but callers must not come back
+// together at that moment either. So each key's refusals are spread as a
+// bucket's are (see limiter.Decision.RetryAfter), by a denial tail of
+// their own: successive refusals of one key are told successive times,
+// need tokens of lim apart, within the tail's horizon, and past it spread
+// over it. And the keys themselves are spread over one breaker period, by
+// a well-mixed hash (cohorthash): the first refusals of many keys at one
+// moment come back over [BreakerOpen, 2×BreakerOpen), as the shared
+// admission gate's clients do. The tails are this node's: N nodes send
+// refused callers of a key back at up to N × lim's rate.
+func (s *shared) refuse(key string, t time.Time, need int, lim limiter.Limit) time.Duration {
+	lkey := bucketkey.Local(key)
+	v := &s.refusals.Get(lkey, t, func(*refusal) {}).V
+	v.mu.Lock()
+	turn := v.tail.Refuse(t.UnixNano(), 0, need, lim.PerSecond(), lim.Burst, lkey)
+	v.mu.Unlock()
+	open := s.link.BreakerOpen
+	frac := float64(cohorthash.Sum("herdcap failure policy", lkey)>>11) / (1 << 53)
+	return open + time.Duration(frac*float64(open)) + turn
+}
+
+// failed turns a failed call for r at t, under lim, into the failure
+// policy's answer: the caller's cancellation and a bad reply as errors, a
+// store failure by the policy. A fallback decision never waits: a
+// reservation (Request.Wait) is decided as a request without Wait.
+func (s *shared) failed(ctx context.Context, err error, r *limiter.Request, lim limiter.Limit, t time.Time) (limiter.Decision, error) {
 	if ctx.Err() != nil && !isTimeout(err) {
 		return limiter.Decision{Limit: lim}, ctx.Err()
 	}
@@ -116,7 +169,11 @@ func (s *shared) failed(ctx context.Context, err error, r *limiter.Request, lim 
 	case FailOpen:
 		return limiter.Decision{Allowed: true, Taken: r.N, Limit: lim, Via: limiter.ViaFallback}, nil
 	case FailClosed:
-		return limiter.Decision{Limit: lim, RetryAfter: s.link.BreakerOpen, Via: limiter.ViaFallback},
+		need := max(r.N, 1) // a peek too comes back
+		if r.UpTo {
+			need = 1
+		}
+		return limiter.Decision{Limit: lim, RetryAfter: s.refuse(r.Key, t, need, lim), Via: limiter.ViaFallback},
 			fmt.Errorf("%w: %w", limiter.ErrUnavailable, err)
 	}
 	live := max(1, s.link.Live())
@@ -126,7 +183,9 @@ func (s *shared) failed(ctx context.Context, err error, r *limiter.Request, lim 
 		Burst:  int(math.Ceil(float64(lim.Burst) / float64(live))),
 	}
 	if r.N > share.Burst && !r.UpTo {
-		return limiter.Decision{Limit: share, RetryAfter: s.link.BreakerOpen, Via: limiter.ViaFallback}, nil
+		// This node's share can never grant it: not before Redis answers
+		// again.
+		return limiter.Decision{Limit: share, RetryAfter: s.refuse(r.Key, t, r.N, share), Via: limiter.ViaFallback}, nil
 	}
 	d, ferr := s.fallback.Take(ctx, limiter.Request{Key: r.Key, N: r.N, UpTo: r.UpTo, Limit: share})
 	d.Via = limiter.ViaFallback

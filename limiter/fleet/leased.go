@@ -649,7 +649,7 @@ func (b *Leased) afterWaitLocked(l *lease, c *call) limiter.Decision {
 // error itself.
 func (b *Leased) fail(c *call, err error) (limiter.Decision, error) {
 	r := limiter.Request{Key: c.key, N: c.n, UpTo: c.upTo}
-	return b.s.failed(c.ctx, err, &r, c.lim)
+	return b.s.failed(c.ctx, err, &r, c.lim, c.t)
 }
 
 // direct decides c on the shared bucket alone, as Strict does (without a
@@ -676,7 +676,7 @@ func (b *Leased) reserve(c *call, r *limiter.Request) (limiter.Decision, error) 
 	v, err := b.s.link.Eval(c.ctx, bucketScript, []string{b.s.redisKey(c.key)},
 		c.lim.PerSecond()/1e6, c.lim.Burst, c.n, 3, bucketlua.NowArg(c.t, c.pass), r.Wait.Microseconds(), "", "")
 	if err != nil {
-		return b.s.failed(c.ctx, err, r, c.lim)
+		return b.s.failed(c.ctx, err, r, c.lim, c.t)
 	}
 	return parseBucketReply(v, c.lim, limiter.ViaRedis)
 }

@@ -133,7 +133,7 @@ func (b *Strict) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 		return limiter.Decision{Limit: lim, Via: limiter.ViaRedis}, limiter.ErrClosed
 	}
 	if err != nil {
-		return b.s.failed(ctx, err, r, lim)
+		return b.s.failed(ctx, err, r, lim, t)
 	}
 	return parseBucketReply(v, lim, limiter.ViaRedis)
 }
