@@ -36,8 +36,8 @@ import (
 //     AdmitConfig.UnavailableRetryAfter), the same details and trailer,
 //     and a generic message; the error is logged, never sent;
 //   - the call's context ended meanwhile: its own status;
-//   - g rejected the client ID (a Key returning more than 256 bytes):
-//     codes.Internal without pushback;
+//   - g rejected the client ID (a Key returning more than
+//     admission.MaxClientIDLen bytes): codes.Internal without pushback;
 //   - a malformed herdcap-client: codes.InvalidArgument; Key's errors as
 //     for RateLimit.
 //

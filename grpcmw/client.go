@@ -37,9 +37,9 @@ var ErrInvalidConfig = errors.New("grpcmw: invalid config")
 // codes.Unavailable and codes.ResourceExhausted with the default
 // retry.Policy.
 type ClientConfig struct {
-	// ClientID is sent in herdcap-client: 1 to 256 bytes
-	// of visible ASCII other than the comma. If ClientID is "", none is
-	// sent, and servers identify the client by PeerIP.
+	// ClientID is sent in herdcap-client: 1 to admission.MaxClientIDLen
+	// (256) bytes of visible ASCII other than the comma. If ClientID is
+	// "", none is sent, and servers identify the client by PeerIP.
 	ClientID string
 	// OnInvalidate makes the Client take part in invalidation: it sends
 	// its applied epoch (herdcap-epoch), and OnInvalidate is called with
@@ -63,10 +63,9 @@ type ClientConfig struct {
 	// non-nil slice retries nothing. codes.OK is not a failure and cannot
 	// be listed.
 	RetryCodes []codes.Code
-	// Clock is where the Client sleeps between attempts: any value with
-	// the methods Now() time.Time and AfterFunc(time.Duration, func())
-	// interface{ Stop() bool } (as time.AfterFunc), the shape of
-	// limiter.Clock. If Clock is nil, the system clock.
+	// Clock is where the Client sleeps between attempts (limiter.Clock's
+	// AfterFunc, whose Timer is stopped when the call's context ends
+	// first). If Clock is nil, the system clock.
 	Clock limiter.Clock
 	// Logger receives a Warn record, at most one a second, for malformed
 	// herdcap-invalidate in a response. If Logger is nil, nothing is

@@ -102,7 +102,8 @@ type RateLimitConfig struct {
 // health checking and reflection, and identifies a client by its
 // herdcap-client ID, else PeerIP.
 type AdmitConfig struct {
-	// Key, if set, returns a call's client ID (at most 256 bytes), in
+	// Key, if set, returns a call's client ID (at most
+	// admission.MaxClientIDLen, 256 bytes, as herdcap-client), in
 	// place of herdcap-client and PeerIP: to key by an authenticated
 	// identity, since herdcap-client is the client's own claim. Its errors
 	// end the call as a Policy's Key's do.

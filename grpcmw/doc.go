@@ -118,7 +118,7 @@
 // fields of the same names, so that one client library or gateway can
 // speak both:
 //
-//	herdcap-client      request   the client ID: 1 to 256 bytes of visible ASCII but the comma, one value
+//	herdcap-client      request   the client ID: 1 to 256 bytes (admission.MaxClientIDLen) of visible ASCII but the comma, one value
 //	herdcap-epoch       request   the highest epoch applied: 1 to 16 digits, at most 2^53 - 1, one value
 //	                    response  the epoch to record after the notices
 //	herdcap-invalidate  response  notices: "scope";epoch=N;id="rollout", ...

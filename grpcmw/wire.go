@@ -18,5 +18,7 @@ const (
 	pushbackTrailer = "grpc-retry-pushback-ms"
 )
 
-// maxClientIDLen is the longest herdcap-client value accepted, in bytes.
+// maxClientIDLen is the longest herdcap-client value accepted, in bytes:
+// the one bound of client IDs, admission.MaxClientIDLen, which
+// wire.MaxClientIDLen is.
 const maxClientIDLen = wire.MaxClientIDLen

@@ -12,12 +12,15 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // TestMaxClientIDLen checks that the documented limit is the one the
 // codec enforces, at the boundary.
 func TestMaxClientIDLen(t *testing.T) {
 	assert.Equal(t, 256, maxClientIDLen, "the documented limit")
+	assert.Equal(t, admission.MaxClientIDLen, maxClientIDLen, "one bound for the field and a Key's IDs")
 	_, err := NewClient(ClientConfig{ClientID: strings.Repeat("x", maxClientIDLen)})
 	assert.NoError(t, err)
 	_, err = NewClient(ClientConfig{ClientID: strings.Repeat("x", maxClientIDLen+1)})

@@ -16,7 +16,8 @@ type AdmitConfig struct {
 	// ClientIP finds and keys the client's address, for clients that send
 	// no Herdcap-Client. It must be zero when Key is set.
 	ClientIP ClientIP
-	// Key, if set, returns a request's client ID (at most 256 bytes), in
+	// Key, if set, returns a request's client ID (at most
+	// admission.MaxClientIDLen, 256 bytes, as Herdcap-Client), in
 	// place of Herdcap-Client and the address: to key by an authenticated
 	// identity, since Herdcap-Client is the client's own claim. Its errors
 	// are answered as for a Policy's Key. It is called concurrently.

@@ -115,8 +115,9 @@
 //	Herdcap-Ticket          both      the session's ticket
 //	Herdcap-Retry-After-Ms  response  the exact wait of a refusal, in ms
 //
-// Herdcap-Client is 1 to 256 bytes of visible ASCII (0x21 to 0x7E) other
-// than the comma, in one field line. Admit and Invalidate use it, when no
+// Herdcap-Client is 1 to admission.MaxClientIDLen (256) bytes of visible
+// ASCII (0x21 to 0x7E) other than the comma, in one field line, the same
+// bound as an AdmitConfig.Key's IDs. Admit and Invalidate use it, when no
 // Key is set, to place the client in cohorts and admission slots. It is
 // self-asserted: a client may name any ID, which moves it to another
 // cohort or slot but gets it nothing a new ID would not; set a Key to key

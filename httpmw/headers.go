@@ -31,7 +31,9 @@ const (
 	headerRetryAfterMillis = "Herdcap-Retry-After-Ms"
 )
 
-// maxClientIDLen is the longest Herdcap-Client value accepted, in bytes.
+// maxClientIDLen is the longest Herdcap-Client value accepted, in bytes:
+// the one bound of client IDs, admission.MaxClientIDLen, which
+// wire.MaxClientIDLen is.
 const maxClientIDLen = wire.MaxClientIDLen
 
 // maxSFInteger is the largest Integer a structured field can carry (RFC

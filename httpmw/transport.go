@@ -33,9 +33,9 @@ type TransportConfig struct {
 	// Give each client its own Transport over one shared Base (and its
 	// connection pool).
 	Base http.RoundTripper
-	// ClientID is sent in Herdcap-Client: 1 to 256 bytes of
-	// visible ASCII other than the comma. If ClientID is "", none is sent,
-	// and servers identify the client by its IP address.
+	// ClientID is sent in Herdcap-Client: 1 to admission.MaxClientIDLen
+	// (256) bytes of visible ASCII other than the comma. If ClientID is
+	// "", none is sent, and servers identify the client by its IP address.
 	ClientID string
 	// OnInvalidate makes the Transport take part in invalidation: it
 	// sends its applied epoch (Herdcap-Epoch), and OnInvalidate is called
@@ -54,10 +54,9 @@ type TransportConfig struct {
 	// and a nil Retry.Budget is a budget of the Transport's own.
 	Retry retry.Policy
 	// Clock is where the Transport reads the time (an HTTP-date
-	// Retry-After) and sleeps between attempts: any value with the
-	// methods Now() time.Time and AfterFunc(time.Duration, func())
-	// interface{ Stop() bool } (as time.AfterFunc), the shape of
-	// limiter.Clock. If Clock is nil, the system clock.
+	// Retry-After) and sleeps between attempts (limiter.Clock's AfterFunc,
+	// whose Timer is stopped when the request's context ends first). If
+	// Clock is nil, the system clock.
 	Clock limiter.Clock
 	// Logger receives a Warn record, at most one a second, for a
 	// malformed Herdcap-Invalidate in a response. If Logger is nil, nothing

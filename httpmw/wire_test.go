@@ -9,12 +9,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/limiter/admission"
 )
 
 // TestMaxClientIDLen checks that the documented limit is the one the
 // codec enforces, at the boundary.
 func TestMaxClientIDLen(t *testing.T) {
 	assert.Equal(t, 256, maxClientIDLen, "the documented limit")
+	assert.Equal(t, admission.MaxClientIDLen, maxClientIDLen, "one bound for the field and a Key's IDs")
 	_, err := NewTransport(TransportConfig{ClientID: strings.Repeat("x", maxClientIDLen)})
 	assert.NoError(t, err)
 	_, err = NewTransport(TransportConfig{ClientID: strings.Repeat("x", maxClientIDLen+1)})
