@@ -2,7 +2,7 @@ package grpcmw
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -32,9 +32,10 @@ import (
 //     booked client that comes back after the wait (within the gate's slot
 //     grace) is let in;
 //   - g failed (limiter.ErrUnavailable under FailClosed, ...):
-//     codes.Unavailable with the decision's wait (or
-//     AdmitConfig.UnavailableRetryAfter), the same details and trailer,
-//     and a generic message; the error is logged, never sent;
+//     codes.Unavailable with a generic message, and the decision's wait
+//     in the same details and trailer (a gate spreads those waits too),
+//     else AdmitConfig.UnavailableRetryAfter in RetryInfo alone, without
+//     pushback, which clients jitter; the error is logged, never sent;
 //   - the call's context ended meanwhile: its own status;
 //   - g rejected the client ID (a Key returning more than
 //     admission.MaxClientIDLen bytes): codes.Internal without pushback;
@@ -46,14 +47,18 @@ import (
 // rate limit. The interceptors are safe for concurrent use.
 func Admit(g *admission.Gate, cfg AdmitConfig) (Interceptors, error) {
 	if g == nil {
-		return Interceptors{}, configError("Admit: ", errors.New("gate is nil"))
+		return Interceptors{}, fmt.Errorf("%w: Admit's gate is nil", ErrInvalidConfig)
+	}
+	key, err := sessionKey("AdmitConfig", cfg.Key, cfg.IPv4Prefix, cfg.IPv6Prefix)
+	if err != nil {
+		return Interceptors{}, configError("", err)
 	}
 	core, err := serverside.NewAdmitter(serverside.AdmitConfig[call]{
 		Common: common("grpcmw: Admit", cfg.Skip, cfg.LimitHealth, cfg.Logger),
-		Gate:   g, Key: sessionKey(cfg.Key), UnavailableRetryAfter: cfg.UnavailableRetryAfter,
+		Gate:   g, Key: key, UnavailableRetryAfter: cfg.UnavailableRetryAfter, Path: "AdmitConfig",
 	})
 	if err != nil {
-		return Interceptors{}, configError("AdmitConfig.", err)
+		return Interceptors{}, configError("", err)
 	}
 	return interceptors(func(ctx context.Context, method string) (metadata.MD, error) {
 		o := core.Decide(ctx, call{ctx, method}, metadata.ValueFromIncomingContext(ctx, metadataTicket))
@@ -64,9 +69,9 @@ func Admit(g *admission.Gate, cfg AdmitConfig) (Interceptors, error) {
 			}
 			return nil, nil
 		case serverside.Refuse:
-			return nil, &Error{Code: codes.Unavailable, RetryAfter: o.RetryAfter, admission: true}
+			return nil, &Error{Code: codes.Unavailable, RetryAfter: o.RetryAfter, admission: true, exact: o.Exact}
 		case serverside.Unavailable:
-			return nil, &Error{Code: codes.Unavailable, RetryAfter: o.RetryAfter, cause: o.Err, admission: true}
+			return nil, &Error{Code: codes.Unavailable, RetryAfter: o.RetryAfter, cause: o.Err, admission: true, exact: o.Exact}
 		}
 		return nil, statusOf(o.Verdict, o.Err, o.KeyErr, "cannot identify the client", "admission misconfigured")
 	}), nil

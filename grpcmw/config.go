@@ -20,10 +20,12 @@ import (
 
 // ErrNoKey is what a key function returns (wrapped with %w) when the call
 // carries nothing to key it by, such as a missing API key: the call ends
-// with codes.InvalidArgument. A key function may also return an error
-// with a gRPC status of its own (codes.Unauthenticated, say), which ends
-// the call as it is. Any other key-function error is the server's fault:
-// codes.Internal.
+// with codes.InvalidArgument, logged at Debug as the client's fault. A key
+// function may also return an error with a gRPC status of its own, which
+// ends the call as it is, logged at Debug or Error as its code is the
+// client's fault or the server's (package doc, "Status mapping"). Any
+// other key-function error is the server's fault: codes.Internal, logged
+// at Error.
 var ErrNoKey = errors.New("grpcmw: call has no usable key")
 
 // Interceptors are the unary and stream server interceptors of one
@@ -53,23 +55,34 @@ type Policy struct {
 	Name string
 	// Budget is the token bucket the policy draws from. Required.
 	Budget limiter.Budget
-	// Key names the bucket a call draws from. If Key is nil, PeerIP. An
-	// error wrapping ErrNoKey ends the call with codes.InvalidArgument, an
-	// error carrying a gRPC status with that status; any other error, a
-	// panic or an empty key with codes.Internal. No budget is asked then.
+	// Key names the bucket a call draws from. If Key is nil, PeerIP (by
+	// RateLimitConfig's prefixes). An error wrapping ErrNoKey ends the
+	// call with codes.InvalidArgument, an error carrying a gRPC status
+	// with that status (ErrNoKey says whose fault each code is); any other
+	// error, a panic or an empty key with codes.Internal. No policy's
+	// budget is asked then.
 	Key func(ctx context.Context, fullMethod string) (string, error)
 	// Limit, if set, returns the call's own limit (per plan, per key, per
 	// method), which the key's bucket then refills at, ramping on change
-	// (see limiter.Request.Limit). If Limit is nil, the budget's own. An
-	// error, a panic or an invalid limit ends the call with codes.Internal.
+	// (see limiter.Request.Limit). If Limit is nil, or returns the zero
+	// Limit, the budget's own. An error, a panic or an invalid limit
+	// (limiter.Limit.Validate) ends the call with codes.Internal, before
+	// any policy's budget is asked.
 	Limit func(ctx context.Context, fullMethod string) (limiter.Limit, error)
 	// Cost is the number of tokens a call takes. If Cost is nil, 1 (a
 	// stream: 1 when it opens). A cost of 0 only reads the bucket; a
 	// negative one, or one above the burst, can never be granted: a server
-	// bug, answered codes.Internal without pushback.
+	// bug, answered codes.Internal without pushback before any policy's
+	// budget is asked. The burst is the per-call limit's, else the
+	// budget's own when it reports it through a Limit() limiter.Limit
+	// method (as limiter.Local, fleet.Strict and fleet.Leased do); a
+	// budget that does not is left to reject the cost itself, after the
+	// other policies took theirs.
 	Cost func(ctx context.Context, fullMethod string) int
 	// Shadow makes the policy decide and log without ever refusing or
-	// failing a call: to try a limit out before enforcing it.
+	// failing a call: to try a limit out before enforcing it. Its
+	// functions' failures are logged as the server bugs they are (Error),
+	// and the policy is then left out of the call.
 	Shadow bool
 }
 
@@ -86,10 +99,20 @@ type RateLimitConfig struct {
 	// By default they are skipped, so that a client whose quota is spent
 	// still passes a grpc-go channel's health check (healthCheckConfig).
 	LimitHealth bool
-	// UnavailableRetryAfter is the wait told with codes.Unavailable when a
-	// budget fails without one. If UnavailableRetryAfter is 0, 1 s; it
-	// must not be negative.
+	// UnavailableRetryAfter is the wait told with codes.Unavailable (in
+	// RetryInfo) when a budget fails without one. If UnavailableRetryAfter
+	// is 0, 1 s; it must not be negative.
 	UnavailableRetryAfter time.Duration
+	// IPv4Prefix is the prefix length by which PeerIP keys an IPv4 client,
+	// for the policies without a Key: all clients in one such prefix
+	// share a bucket. If IPv4Prefix is 0, 32 (the address); otherwise 1
+	// to 32. It must be 0 when every policy has a Key.
+	IPv4Prefix int
+	// IPv6Prefix is the same for IPv6 clients. If IPv6Prefix is 0, 64: a
+	// single host usually owns a whole /64, and could otherwise take a new
+	// key for every call. Otherwise 1 to 128; it too must be 0 when every
+	// policy has a Key.
+	IPv6Prefix int
 	// Logger receives budget failures and server bugs, shadow policies'
 	// too (Error; a shadow policy's failed budget: Warn), shadow refusals
 	// (Info), and refusals and client faults (Debug), each with the call's
@@ -116,9 +139,15 @@ type AdmitConfig struct {
 	// LimitHealth gates health checking and reflection too (see
 	// RateLimitConfig.LimitHealth); by default they pass.
 	LimitHealth bool
-	// UnavailableRetryAfter is the wait told when the gate fails without
-	// one. If UnavailableRetryAfter is 0, 1 s; it must not be negative.
+	// UnavailableRetryAfter is the wait told (in RetryInfo) when the gate
+	// fails without one. If UnavailableRetryAfter is 0, 1 s; it must not
+	// be negative.
 	UnavailableRetryAfter time.Duration
+	// IPv4Prefix and IPv6Prefix are the prefix lengths by which PeerIP
+	// keys a client that sends no herdcap-client, as
+	// RateLimitConfig.IPv4Prefix and IPv6Prefix (defaults 32 and 64).
+	// They must be 0 when Key is set.
+	IPv4Prefix, IPv6Prefix int
 	// Logger receives gate failures and server bugs (Error, throttled),
 	// and refusals and malformed metadata (Debug). If Logger is nil,
 	// nothing is logged.
@@ -142,6 +171,11 @@ type InvalidateConfig struct {
 	// NotifyHealth tells health checking and reflection calls their
 	// notices too; by default they are told nothing.
 	NotifyHealth bool
+	// IPv4Prefix and IPv6Prefix are the prefix lengths by which PeerIP
+	// keys a client that sends no herdcap-client, as
+	// RateLimitConfig.IPv4Prefix and IPv6Prefix (defaults 32 and 64).
+	// They must be 0 when Key is set.
+	IPv4Prefix, IPv6Prefix int
 	// Logger receives coordinator failures and server bugs (Error,
 	// throttled), and malformed metadata (Debug). If Logger is nil,
 	// nothing is logged.
@@ -162,15 +196,39 @@ func infrastructure(method string) bool {
 		strings.HasPrefix(method, "/grpc.reflection.v1alpha.ServerReflection/")
 }
 
+// keys tells the key functions' errors apart (see ErrNoKey).
+var keys = serverside.Keys{
+	NoKey: ErrNoKey,
+	ClientFault: func(err error) bool {
+		st, ok := status.FromError(err)
+		if !ok {
+			return false
+		}
+		switch st.Code() {
+		case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange,
+			codes.Unauthenticated, codes.PermissionDenied, codes.NotFound:
+			return true
+		}
+		return false
+	},
+	Gone: func(err error) bool {
+		st, ok := status.FromError(err)
+		return ok && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded)
+	},
+	Answer: func(err error) string {
+		if st, ok := status.FromError(err); ok {
+			return st.Code().String()
+		}
+		return ""
+	},
+}
+
 // common is the core configuration of one interceptor kind: skip (plus
 // health checking and reflection unless limitHealth), the key errors, the
 // logger and the words of its records.
 func common(component string, skip func(string) bool, limitHealth bool, log *slog.Logger) serverside.Common[call] {
 	c := serverside.Common[call]{
-		Keys: serverside.Keys{NoKey: ErrNoKey, ClientFault: func(err error) bool {
-			_, ok := status.FromError(err)
-			return ok
-		}},
+		Keys:   keys,
 		Logger: log,
 		Names:  serverside.Names{Component: component, BadRequest: "InvalidArgument", Unavailable: "Unavailable", Internal: "Internal"},
 		Attr:   func(c call) slog.Attr { return slog.String("method", c.method) },
@@ -194,12 +252,20 @@ func keyFunc(f func(context.Context, string) (string, error)) func(call) (string
 	return func(c call) (string, error) { return f(c.ctx, c.method) }
 }
 
-// sessionKey returns the client-ID function of Admit and Invalidate: key,
-// if set, or by default the herdcap-client metadata when the call carries
-// it, else PeerIP. A malformed herdcap-client is codes.InvalidArgument.
-func sessionKey(key func(context.Context, string) (string, error)) func(call) (string, error) {
+// sessionKey returns the client-ID function of Admit and Invalidate (path
+// names their config): key, if set, or by default the herdcap-client
+// metadata when the call carries it, else PeerIP by the prefixes v4 and
+// v6. A malformed herdcap-client is codes.InvalidArgument.
+func sessionKey(path string, key func(context.Context, string) (string, error), v4, v6 int) (func(call) (string, error), error) {
 	if key != nil {
-		return keyFunc(key)
+		if v4 != 0 || v6 != 0 {
+			return nil, fmt.Errorf("%[1]s.IPv4Prefix and IPv6Prefix configure the default key, which %[1]s.Key replaces; set one or the other", path)
+		}
+		return keyFunc(key), nil
+	}
+	peerKey, err := peerKeyFunc(path, v4, v6)
+	if err != nil {
+		return nil, err
 	}
 	return func(c call) (string, error) {
 		if vals := metadata.ValueFromIncomingContext(c.ctx, metadataClient); vals != nil {
@@ -209,8 +275,18 @@ func sessionKey(key func(context.Context, string) (string, error)) func(call) (s
 			}
 			return id, nil
 		}
-		return PeerIP(c.ctx, c.method)
+		return peerKey(c)
+	}, nil
+}
+
+// peerKeyFunc returns PeerIP by the prefixes v4 and v6 (0: the defaults),
+// or an error naming them after path.
+func peerKeyFunc(path string, v4, v6 int) (func(call) (string, error), error) {
+	p, err := serverside.CheckPrefixes(v4, v6)
+	if err != nil {
+		return nil, fmt.Errorf("%s.%w", path, err)
 	}
+	return func(c call) (string, error) { return peerIP(c.ctx, p) }, nil
 }
 
 // configError wraps a core configuration error as ErrInvalidConfig, after

@@ -33,9 +33,10 @@
 // health check (healthCheckConfig), or the channel would fail every call
 // with Unavailable.
 //
-// Each call is keyed by PeerIP (an IPv6 client by its /64) unless a
-// Policy's Key says otherwise; Admit and Invalidate prefer the client's
-// own herdcap-client ID when it sends one.
+// Each call is keyed by PeerIP (an IPv6 client by its /64, an IPv4 client
+// by its address; RateLimitConfig.IPv6Prefix and IPv4Prefix change that)
+// unless a Policy's Key says otherwise; Admit and Invalidate prefer the
+// client's own herdcap-client ID when it sends one.
 //
 // # Several policies
 //
@@ -61,25 +62,47 @@
 //     (Canceled, DeadlineExceeded).
 //   - A key function failed: codes.InvalidArgument for an error wrapping
 //     ErrNoKey (and for malformed herdcap metadata), the error's own status
-//     if it carries one, else codes.Internal.
-//   - A limit or cost function failed or panicked, or a budget rejected
-//     the cost or limit (a cost beyond the burst): codes.Internal, without
-//     pushback, since no retry can succeed.
+//     if it carries one, else codes.Internal. The log tells whose fault
+//     it was: the client's (Debug) for ErrNoKey and the codes
+//     InvalidArgument, FailedPrecondition, OutOfRange, Unauthenticated,
+//     PermissionDenied and NotFound (the codes mapped to an HTTP 4xx
+//     other than 409, 429 and 499: a missing, malformed or unknown
+//     credential, which no retry of the same call fixes); the server's
+//     (Error, throttled) for every other code (Unavailable, Internal,
+//     Unknown, DeadlineExceeded, ResourceExhausted, Aborted, ...: the key
+//     store is down, slow or out of quota), for an error without a status
+//     and for a panic. Canceled or DeadlineExceeded once the call's own
+//     context has ended, or the context's own error, mean the caller left
+//     (Debug).
+//   - A limit or cost function failed or panicked, or returned a limit
+//     or cost that no budget can grant (an invalid limit, a negative cost
+//     or one beyond the burst): codes.Internal, without pushback, since no
+//     retry can succeed; no policy's budget is asked.
 //
 // Both kinds of refusal are returned as an *Error. Their status carries an
-// errdetails.RetryInfo detail whose RetryDelay is the exact wait, and the
+// errdetails.RetryInfo detail whose RetryDelay is the wait, and the
 // message states the wait too.
 //
 // # Pushback and Trailers-Only
 //
-// Along with the status, the interceptors send the grpc-retry-pushback-ms
-// trailer: the wait in milliseconds, rounded up. A grpc-go client whose
-// service config has a retryPolicy listing the code (RESOURCE_EXHAUSTED,
-// or UNAVAILABLE) waits exactly that long before its next attempt instead
-// of its own backoff. The wait is the budget's spread one: callers refused
-// together are told successive times, a refill interval apart
-// (limiter.Decision.RetryAfter), so plain grpc-go clients refused together
-// come back one after another at the bucket's rate, not together.
+// Along with the status of a refusal whose wait is a turn spread for the
+// caller (a spent quota; an admission slot or deferral, or a failed gate's
+// wait, which the gate spreads too), the interceptors send the
+// grpc-retry-pushback-ms trailer: the wait in milliseconds, rounded up. A
+// grpc-go client whose service config has a retryPolicy listing the code
+// (RESOURCE_EXHAUSTED, or UNAVAILABLE) waits exactly that long before its
+// next attempt instead of its own backoff. The wait is the budget's
+// spread one: callers refused together are told successive times, a
+// refill interval apart (limiter.Decision.RetryAfter), so plain grpc-go
+// clients refused together come back one after another at the bucket's
+// rate, not together.
+//
+// A failed budget's wait is no such turn: every caller is told the same
+// one (a breaker's open period, RateLimitConfig.UnavailableRetryAfter).
+// Sent as the pushback, it would bring them all back in the same
+// millisecond, just as the breaker half-opens. So it goes in RetryInfo
+// only: herdcap's Client adds its coarse jitter to it (see "Client
+// side"), and a retry policy uses its own jittered backoff.
 //
 // grpc-go reads the pushback only from a Trailers-Only response, one whose
 // status arrives in the single header frame that also ends the stream; a
@@ -111,6 +134,9 @@
 // refusal is codes.Unavailable with the client's slot in RetryInfo and the
 // pushback trailer, sent Trailers-Only; an admitted client gets a ticket
 // (herdcap-ticket) that lets it back in later without spending the budget.
+// PeerIP keys a client that sends no herdcap-client by the prefixes of
+// AdmitConfig.IPv4Prefix and IPv6Prefix (InvalidateConfig's for
+// Invalidate).
 //
 // # Wire protocol
 //

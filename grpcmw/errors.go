@@ -42,13 +42,19 @@ type Error struct {
 	Code codes.Code
 	// RetryAfter is how long the client is told to wait before retrying:
 	// the decision's exact wait (a refusal's turn, spread by the budget;
-	// an admission slot), or for a failed budget or gate without one, the
-	// config's UnavailableRetryAfter.
+	// an admission slot or deferral; a failed gate's spread wait), sent
+	// in RetryInfo and as the pushback; or a failed budget's wait (or, for
+	// a failed budget or gate without one, the config's
+	// UnavailableRetryAfter), which many callers are told alike, sent in
+	// RetryInfo only, for clients to jitter.
 	RetryAfter time.Duration
 	// cause is the budget's error (Unavailable only).
 	cause error
 	// admission marks a refusal by the admission interceptors.
 	admission bool
+	// exact marks RetryAfter as a turn spread for this caller: it is sent
+	// as the pushback trailer too.
+	exact bool
 }
 
 // Error returns "grpcmw: " followed by the status message.

@@ -2,7 +2,7 @@ package grpcmw
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -37,11 +37,15 @@ import (
 // safe for concurrent use.
 func Invalidate(c *invalidate.Coordinator, cfg InvalidateConfig) (Interceptors, error) {
 	if c == nil {
-		return Interceptors{}, configError("Invalidate: ", errors.New("coordinator is nil"))
+		return Interceptors{}, fmt.Errorf("%w: Invalidate's coordinator is nil", ErrInvalidConfig)
+	}
+	key, err := sessionKey("InvalidateConfig", cfg.Key, cfg.IPv4Prefix, cfg.IPv6Prefix)
+	if err != nil {
+		return Interceptors{}, configError("", err)
 	}
 	core, err := serverside.NewNotifier(serverside.NoticeConfig[call]{
 		Common:      common("grpcmw: Invalidate", cfg.Skip, cfg.NotifyHealth, cfg.Logger),
-		Coordinator: c, Key: sessionKey(cfg.Key), MaxNotices: cfg.MaxNotices, EpochField: metadataEpoch + " metadata",
+		Coordinator: c, Key: key, MaxNotices: cfg.MaxNotices, EpochField: metadataEpoch + " metadata",
 	})
 	if err != nil {
 		return Interceptors{}, configError("InvalidateConfig.", err)

@@ -24,21 +24,25 @@ import (
 //   - allowed by every non-shadow policy: the handler is called;
 //   - refused: codes.ResourceExhausted, told the refusing policy's wait,
 //     spread by the budget so that callers refused together come back one
-//     after another;
+//     after another: an errdetails.RetryInfo and the
+//     grpc-retry-pushback-ms trailer (the wait in milliseconds, rounded
+//     up), sent Trailers-Only, so that a grpc-go client with a retry
+//     policy comes back at its own turn (package doc, "Pushback");
 //   - a budget failed (limiter.ErrUnavailable, say): codes.Unavailable,
-//     told the budget's wait (or UnavailableRetryAfter); the message is
-//     generic, the error is logged;
+//     told the budget's wait (or UnavailableRetryAfter) in RetryInfo only,
+//     without pushback: that wait is the same for every caller (a
+//     breaker's open period), so clients jitter it (herdcap's Client, or
+//     a retry policy's own backoff) instead of coming back together as the
+//     breaker half-opens; the message is generic, the error is logged;
 //   - the call's context ended meanwhile: its own status (Canceled,
 //     DeadlineExceeded);
 //   - a key function failed: codes.InvalidArgument for ErrNoKey, its own
 //     status if its error carries one, else codes.Internal; a limit or
-//     cost function failed or panicked, or the budget rejected the cost or
-//     limit: codes.Internal without pushback, since no retry can succeed.
+//     cost function failed or panicked, or returned a limit or cost no
+//     budget can grant: codes.Internal without pushback, since no retry
+//     can succeed, and no policy's budget is asked.
 //
-// Both refusals are an *Error, whose status carries an errdetails.RetryInfo
-// with the exact wait, sent Trailers-Only with the grpc-retry-pushback-ms
-// trailer (the wait in milliseconds, rounded up), so that a grpc-go client
-// with a retry policy comes back at its own time (package doc, "Pushback").
+// Both refusals are an *Error, whose status carries the RetryInfo.
 // Health checking and reflection are skipped unless
 // RateLimitConfig.LimitHealth. The interceptors are safe for concurrent
 // use; on the allowed path they allocate nothing beyond what the key
@@ -59,12 +63,19 @@ type rateLimit struct {
 }
 
 func newRateLimit(cfg RateLimitConfig, policies []Policy) (*rateLimit, error) {
+	if len(policies) == 0 {
+		return nil, configError("", errors.New("no Policy given"))
+	}
 	sc := serverside.RateLimitConfig[call]{
 		Common:                common("grpcmw: RateLimit", cfg.Skip, cfg.LimitHealth, cfg.Logger),
-		DefaultKey:            keyFunc(PeerIP),
 		UnavailableRetryAfter: cfg.UnavailableRetryAfter,
+		Path:                  "RateLimitConfig",
 	}
+	keyed := 0
 	for _, p := range policies {
+		if p.Key != nil {
+			keyed++
+		}
 		sp := serverside.Policy[call]{Name: p.Name, Budget: p.Budget, Key: keyFunc(p.Key), Shadow: p.Shadow}
 		if f := p.Limit; f != nil {
 			sp.Limit = func(c call) (limiter.Limit, error) { return f(c.ctx, c.method) }
@@ -74,11 +85,15 @@ func newRateLimit(cfg RateLimitConfig, policies []Policy) (*rateLimit, error) {
 		}
 		sc.Policies = append(sc.Policies, sp)
 	}
+	if keyed == len(policies) && (cfg.IPv4Prefix != 0 || cfg.IPv6Prefix != 0) {
+		return nil, configError("", errors.New("RateLimitConfig.IPv4Prefix or IPv6Prefix is set, but every Policy has its own Key"))
+	}
+	var err error
+	if sc.DefaultKey, err = peerKeyFunc("RateLimitConfig", cfg.IPv4Prefix, cfg.IPv6Prefix); err != nil {
+		return nil, configError("", err)
+	}
 	core, err := serverside.NewRateLimiter(sc)
 	if err != nil {
-		if len(policies) == 0 {
-			return nil, configError("", errors.New("no Policy given"))
-		}
 		return nil, configError("", err)
 	}
 	return &rateLimit{core: core}, nil
@@ -93,25 +108,27 @@ func (rl *rateLimit) check(ctx context.Context, method string) error {
 	case serverside.Pass:
 		return nil
 	case serverside.Deny:
-		return &Error{Code: codes.ResourceExhausted, RetryAfter: o.RetryAfter}
+		return &Error{Code: codes.ResourceExhausted, RetryAfter: o.RetryAfter, exact: o.Exact}
 	case serverside.Unavailable:
-		return &Error{Code: codes.Unavailable, RetryAfter: o.RetryAfter, cause: o.Err}
+		return &Error{Code: codes.Unavailable, RetryAfter: o.RetryAfter, cause: o.Err, exact: o.Exact}
 	}
 	return statusOf(o.Verdict, o.Err, o.KeyErr, "cannot identify the caller for rate limiting", "rate limiter misconfigured")
 }
 
 // statusOf maps the verdicts every interceptor answers alike onto a status
-// error: Gone (the context's status), BadRequest (a key function's own
-// status, else InvalidArgument with noKey), Internal (noKey for a key
-// function, else misconfigured).
+// error. A key function's error that carries a status of its own ends the
+// call with it, whatever the verdict (see ErrNoKey); otherwise Gone is the
+// context's status, BadRequest InvalidArgument (with noKey for a key
+// function), Internal Internal (noKey for a key function, else
+// misconfigured).
 func statusOf(v serverside.Verdict, err error, keyErr bool, noKey, misconfigured string) error {
+	if st, ok := status.FromError(err); ok && keyErr && err != nil {
+		return st.Err()
+	}
 	switch v {
 	case serverside.Gone:
 		return status.FromContextError(err).Err()
 	case serverside.BadRequest:
-		if st, ok := status.FromError(err); ok && keyErr {
-			return st.Err()
-		}
 		if keyErr {
 			return status.Error(codes.InvalidArgument, noKey)
 		}
@@ -135,7 +152,7 @@ func interceptors(decide func(ctx context.Context, method string) (metadata.MD, 
 		Unary: func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			md, err := decide(ctx, info.FullMethod)
 			if err != nil {
-				if e, ok := err.(*Error); ok {
+				if e, ok := err.(*Error); ok && e.exact {
 					// Outside a grpc-go server there is no stream to set
 					// it on, which is not worth failing the call for.
 					_ = grpc.SetTrailer(ctx, e.trailer())
@@ -151,7 +168,7 @@ func interceptors(decide func(ctx context.Context, method string) (metadata.MD, 
 		Stream: func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 			md, err := decide(ss.Context(), info.FullMethod)
 			if err != nil {
-				if e, ok := err.(*Error); ok {
+				if e, ok := err.(*Error); ok && e.exact {
 					ss.SetTrailer(e.trailer())
 				}
 				return err

@@ -181,6 +181,73 @@ func TestDefaultKeyIsPeerIP(t *testing.T) {
 	assert.Equal(t, 2, b.Stats().Keys)
 }
 
+// TestPeerPrefixes: RateLimitConfig's prefixes key clients by their
+// prefix, over real grpc-go connections from two loopback hosts; Admit's
+// and Invalidate's default key (for a client without herdcap-client) by
+// theirs.
+func TestPeerPrefixes(t *testing.T) {
+	req := &healthpb.HealthCheckRequest{}
+	for _, tc := range []struct {
+		name   string
+		cfg    RateLimitConfig
+		shared bool
+		key    string
+	}{
+		{"default: by address", RateLimitConfig{LimitHealth: true}, false, "127.0.0.1"},
+		{"by /24", RateLimitConfig{LimitHealth: true, IPv4Prefix: 24}, true, "127.0.0.0/24"},
+		{"IPv6 prefix leaves IPv4 alone", RateLimitConfig{LimitHealth: true, IPv6Prefix: 128}, false, "127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newLocal(t, limiter.Every(time.Hour, 1))
+			rl := mustRateLimit(t, tc.cfg, Policy{Budget: b}).Unary
+			addr := startHealth(t, grpc.ChainUnaryInterceptor(rl))
+			one := dialHealth(t, addr, fromSource(net.IPv4(127, 0, 0, 1)), grpc.WithDisableRetry())
+			two := dialHealth(t, addr, fromSource(net.IPv4(127, 0, 0, 2)), grpc.WithDisableRetry())
+			_, err := one.Check(t.Context(), req)
+			require.NoError(t, err)
+			_, err = two.Check(t.Context(), req)
+			if tc.shared {
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err), "127.0.0.2 shares 127.0.0.1's /24")
+			} else {
+				assert.NoError(t, err, "127.0.0.2 has a bucket of its own")
+			}
+			d, err := b.AllowN(t.Context(), tc.key, 0) // peek
+			require.NoError(t, err)
+			assert.Zero(t, d.Remaining, "bucket %q is spent", tc.key)
+		})
+	}
+
+	// The same prefixes for every default key, IPv6 too.
+	v6 := peer.NewContext(t.Context(), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("2001:db8:cafe:17::1"), Port: 443}})
+	v4 := peer.NewContext(t.Context(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 443}})
+	for _, tc := range []struct {
+		v4, v6   int
+		want4    string
+		want6    string
+		viaAdmit bool
+	}{
+		{0, 0, "203.0.113.7", "2001:db8:cafe:17::/64", false},
+		{24, 48, "203.0.113.0/24", "2001:db8:cafe::/48", false},
+		{0, 128, "203.0.113.7", "2001:db8:cafe:17::1", true},
+		{16, 0, "203.0.0.0/16", "2001:db8:cafe:17::/64", true},
+	} {
+		var key func(call) (string, error)
+		var err error
+		if tc.viaAdmit {
+			key, err = sessionKey("AdmitConfig", nil, tc.v4, tc.v6)
+		} else {
+			key, err = peerKeyFunc("RateLimitConfig", tc.v4, tc.v6)
+		}
+		require.NoError(t, err)
+		got, err := key(call{v4, checkMethod})
+		require.NoError(t, err)
+		assert.Equal(t, tc.want4, got)
+		got, err = key(call{v6, checkMethod})
+		require.NoError(t, err)
+		assert.Equal(t, tc.want6, got)
+	}
+}
+
 func TestUnavailableOnLimiterError(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
@@ -202,14 +269,23 @@ func TestUnavailableOnLimiterError(t *testing.T) {
 	assert.Contains(t, logs.String(), "level=ERROR")
 }
 
+// checkUnavailable checks a failed budget's answer: Unavailable, the wait
+// in RetryInfo only. A failed budget tells every caller the same wait (a
+// breaker's open period), so no pushback: sent as one, it would bring
+// plain grpc-go clients (and herdcap's Client, which takes the pushback
+// for a slot) back in the same millisecond; RetryInfo is a coarse hint
+// that herdcap's Client jitters, and a retry policy's own backoff is
+// jittered.
 func checkUnavailable(t *testing.T, err error, trailer metadata.MD, delay time.Duration) {
 	t.Helper()
 	st := status.Convert(err)
 	require.Equal(t, codes.Unavailable, st.Code(), "status %v", st)
 	assert.NotContains(t, st.Message(), "redis", "internals must not leak")
 	assert.NotContains(t, st.Message(), "secret-key", "internals must not leak")
-	assert.Equal(t, delay, retryInfo(t, err))
-	assert.Equal(t, ceilMillis(delay), pushback(t, trailer))
+	if delay > 0 {
+		assert.Equal(t, delay, retryInfo(t, err))
+	}
+	assert.Empty(t, trailer.Get(pushbackTrailer), "a failed budget's wait is no turn")
 }
 
 // TestUnavailableOnOtherLimiterError uses a real Local budget that has been
@@ -250,12 +326,22 @@ func TestCostBeyondBurstIsInternal(t *testing.T) {
 	assert.Empty(t, trailer.Get(pushbackTrailer))
 }
 
+// TestKeyFuncErrors: a key function's error ends the call before any
+// budget is asked: with InvalidArgument for ErrNoKey, its own status if it
+// carries one, else Internal. The log says whose fault it was: the
+// client's (Debug) for ErrNoKey and the client-class codes, the server's
+// (Error) for the other codes, plain errors and panics.
 func TestKeyFuncErrors(t *testing.T) {
+	statusKey := func(c codes.Code, msg string) func(context.Context, string) (string, error) {
+		return func(context.Context, string) (string, error) { return "", status.Error(c, msg) }
+	}
 	for _, tc := range []struct {
 		name    string
 		key     func(context.Context, string) (string, error)
 		code    codes.Code
 		message string
+		log     string // the record, at level
+		level   string
 	}{
 		{
 			// The server's fault (issue 10: both transports answer a key
@@ -265,18 +351,21 @@ func TestKeyFuncErrors(t *testing.T) {
 			key:     func(context.Context, string) (string, error) { return "", errors.New("db lookup of tenant 42 failed") },
 			code:    codes.Internal,
 			message: "cannot identify the caller for rate limiting",
+			log:     "key function failed; answering Internal", level: "ERROR",
 		},
 		{
 			name:    "no key",
 			key:     func(context.Context, string) (string, error) { return "", fmt.Errorf("no x-api-key: %w", ErrNoKey) },
 			code:    codes.InvalidArgument,
 			message: "cannot identify the caller for rate limiting",
+			log:     "no usable rate-limit key; answering InvalidArgument", level: "DEBUG",
 		},
 		{
 			name:    "panic",
 			key:     func(context.Context, string) (string, error) { panic("tenant table not loaded") },
 			code:    codes.Internal,
 			message: "cannot identify the caller for rate limiting",
+			log:     "key function failed; answering Internal", level: "ERROR",
 		},
 		{
 			name: "status error",
@@ -285,21 +374,46 @@ func TestKeyFuncErrors(t *testing.T) {
 			},
 			code:    codes.Unauthenticated,
 			message: "missing x-api-key",
+			log:     "no usable rate-limit key; answering Unauthenticated", level: "DEBUG",
 		},
+		{name: "client-class status: PermissionDenied", key: statusKey(codes.PermissionDenied, "not your tenant"),
+			code: codes.PermissionDenied, message: "not your tenant", log: "no usable rate-limit key; answering PermissionDenied", level: "DEBUG"},
+		{name: "client-class status: InvalidArgument", key: statusKey(codes.InvalidArgument, "bad x-api-key"),
+			code: codes.InvalidArgument, message: "bad x-api-key", log: "no usable rate-limit key; answering InvalidArgument", level: "DEBUG"},
+		{name: "client-class status: FailedPrecondition", key: statusKey(codes.FailedPrecondition, "log in first"),
+			code: codes.FailedPrecondition, message: "log in first", log: "no usable rate-limit key; answering FailedPrecondition", level: "DEBUG"},
+		{name: "client-class status: NotFound", key: statusKey(codes.NotFound, "unknown api key"),
+			code: codes.NotFound, message: "unknown api key", log: "no usable rate-limit key; answering NotFound", level: "DEBUG"},
+		// Server-class codes: the key store is down or slow. The call ends
+		// with the function's status (an Unavailable a client may retry),
+		// but the log is the server's, at Error; it was Debug, as if the
+		// client's fault.
+		{name: "server-class status: Unavailable", key: statusKey(codes.Unavailable, "tenant store down"),
+			code: codes.Unavailable, message: "tenant store down", log: "key function failed; answering Unavailable", level: "ERROR"},
+		{name: "server-class status: Internal", key: statusKey(codes.Internal, "tenant cache corrupt"),
+			code: codes.Internal, message: "tenant cache corrupt", log: "key function failed; answering Internal", level: "ERROR"},
+		{name: "server-class status: Unknown", key: statusKey(codes.Unknown, "?"),
+			code: codes.Unknown, message: "?", log: "key function failed; answering Unknown", level: "ERROR"},
+		{name: "server-class status: DeadlineExceeded, the call's context alive", key: statusKey(codes.DeadlineExceeded, "tenant store slow"),
+			code: codes.DeadlineExceeded, message: "tenant store slow", log: "key function failed; answering DeadlineExceeded", level: "ERROR"},
+		{name: "server-class status: ResourceExhausted", key: statusKey(codes.ResourceExhausted, "tenant store quota"),
+			code: codes.ResourceExhausted, message: "tenant store quota", log: "key function failed; answering ResourceExhausted", level: "ERROR"},
 		{
 			name:    "empty key", // the server's fault, as above
 			key:     func(context.Context, string) (string, error) { return "", nil },
 			code:    codes.Internal,
 			message: "cannot identify the caller for rate limiting",
+			log:     "key function failed; answering Internal", level: "ERROR",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
 			b := newLocal(t, limiter.Every(time.Hour, 1))
-			rl := mustRateLimit(t, limitHealth, Policy{Budget: b, Key: tc.key})
+			rl := mustRateLimit(t, RateLimitConfig{LimitHealth: true, Logger: newDebugLogger(&logs)}, Policy{Budget: b, Key: tc.key})
 			var reached atomic.Int32
 			c := dialHealth(t, startHealth(t,
 				grpc.ChainUnaryInterceptor(rl.Unary, countUnary(&reached)),
-				grpc.ChainStreamInterceptor(rl.Stream, countStream(&reached))))
+				grpc.ChainStreamInterceptor(rl.Stream, countStream(&reached))), grpc.WithDisableRetry())
 			req := &healthpb.HealthCheckRequest{}
 
 			_, err := c.Check(t.Context(), req)
@@ -316,8 +430,26 @@ func TestKeyFuncErrors(t *testing.T) {
 
 			assert.Zero(t, reached.Load(), "no call may reach the handler")
 			assert.Zero(t, b.Stats().Keys, "the budget must not be consulted")
+			assert.Equal(t, tc.level, levelOf(logs.String(), tc.log), "%s", logs.String())
+			if tc.level == "DEBUG" {
+				assert.NotContains(t, logs.String(), "level=ERROR", "the client's fault is no server error")
+			}
 		})
 	}
+}
+
+// levelOf returns the level of the first record in logs that contains
+// text, or "".
+func levelOf(logs, text string) string {
+	for line := range strings.Lines(logs) {
+		if strings.Contains(line, text) {
+			if _, rest, ok := strings.Cut(line, "level="); ok {
+				lvl, _, _ := strings.Cut(rest, " ")
+				return lvl
+			}
+		}
+	}
+	return ""
 }
 
 func TestNoPeerIsInvalidArgument(t *testing.T) {
@@ -415,7 +547,12 @@ func TestBadConfig(t *testing.T) {
 		{"typed nil budget", RateLimitConfig{}, []Policy{{Budget: b}, {Name: "x", Budget: nilLocal}}, "Policy[1].Budget is nil"},
 		{"duplicate name", RateLimitConfig{}, []Policy{{Budget: b}, {Budget: b}}, `Policy[1].Name "default" is Policy[0]'s too`},
 		{"bad name", RateLimitConfig{}, []Policy{{Name: "a\x00", Budget: b}}, "Policy[0].Name"},
-		{"negative unavailable delay", RateLimitConfig{UnavailableRetryAfter: -time.Second}, []Policy{{Budget: b}}, "UnavailableRetryAfter must be >= 0"},
+		{"negative unavailable delay", RateLimitConfig{UnavailableRetryAfter: -time.Second}, []Policy{{Budget: b}},
+			"grpcmw: invalid config: RateLimitConfig.UnavailableRetryAfter must be >= 0 (0 means 1s), got -1s"},
+		{"IPv4 prefix too long", RateLimitConfig{IPv4Prefix: 33}, []Policy{{Budget: b}}, "grpcmw: invalid config: RateLimitConfig.IPv4Prefix must be 0 (32) or 1 to 32, got 33"},
+		{"negative IPv6 prefix", RateLimitConfig{IPv6Prefix: -1}, []Policy{{Budget: b}}, "grpcmw: invalid config: RateLimitConfig.IPv6Prefix must be 0 (64) or 1 to 128, got -1"},
+		{"prefixes with every policy keyed", RateLimitConfig{IPv6Prefix: 48}, []Policy{{Budget: b, Key: func(context.Context, string) (string, error) { return "k", nil }}},
+			"grpcmw: invalid config: RateLimitConfig.IPv4Prefix or IPv6Prefix is set, but every Policy has its own Key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := RateLimit(tc.cfg, tc.policies...)
@@ -484,7 +621,11 @@ func TestRedisFailClosedIsUnavailable(t *testing.T) {
 	s.Kill(t)
 	var trailer metadata.MD
 	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
-	checkUnavailable(t, err, trailer, 2*time.Second)
+	checkUnavailable(t, err, trailer, 0)
+	// Come back when the breaker lets a probe through: after BreakerOpen,
+	// within a second one (should the budget spread it).
+	assert.GreaterOrEqual(t, retryInfo(t, err), 2*time.Second)
+	assert.LessOrEqual(t, retryInfo(t, err), 4*time.Second)
 	assert.NotContains(t, status.Convert(err).Message(), s.Addr())
 }
 

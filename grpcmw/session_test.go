@@ -349,16 +349,21 @@ func TestSessionConfig(t *testing.T) {
 	a := newAdmission(t, limiter.PerSecond(1, 1), admission.Config{})
 	_, err := Invalidate(nil, InvalidateConfig{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
-	assert.ErrorContains(t, err, "coordinator is nil")
+	assert.EqualError(t, err, "grpcmw: invalid config: Invalidate's coordinator is nil")
 	_, err = Admit(nil, AdmitConfig{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
-	assert.ErrorContains(t, err, "gate is nil")
+	assert.EqualError(t, err, "grpcmw: invalid config: Admit's gate is nil")
+	key := func(context.Context, string) (string, error) { return "k", nil }
 	for _, tc := range []struct {
 		err  error
 		want string
 	}{
-		{second(Invalidate(c, InvalidateConfig{MaxNotices: -1})), "InvalidateConfig.MaxNotices must be >= 0, got -1"},
-		{second(Admit(a, AdmitConfig{UnavailableRetryAfter: -1})), "AdmitConfig.UnavailableRetryAfter must be >= 0"},
+		{second(Invalidate(c, InvalidateConfig{MaxNotices: -1})), "grpcmw: invalid config: InvalidateConfig.MaxNotices must be >= 0, got -1"},
+		{second(Admit(a, AdmitConfig{UnavailableRetryAfter: -1})), "grpcmw: invalid config: AdmitConfig.UnavailableRetryAfter must be >= 0 (0 means 1s), got -1ns"},
+		{second(Admit(a, AdmitConfig{IPv4Prefix: 33})), "grpcmw: invalid config: AdmitConfig.IPv4Prefix must be 0 (32) or 1 to 32, got 33"},
+		{second(Admit(a, AdmitConfig{IPv6Prefix: 48, Key: key})), "grpcmw: invalid config: AdmitConfig.IPv4Prefix and IPv6Prefix configure the default key, which AdmitConfig.Key replaces"},
+		{second(Invalidate(c, InvalidateConfig{IPv6Prefix: -1})), "grpcmw: invalid config: InvalidateConfig.IPv6Prefix must be 0 (64) or 1 to 128, got -1"},
+		{second(Invalidate(c, InvalidateConfig{IPv4Prefix: 24, Key: key})), "grpcmw: invalid config: InvalidateConfig.IPv4Prefix and IPv6Prefix configure the default key, which InvalidateConfig.Key replaces"},
 	} {
 		assert.ErrorIs(t, tc.err, ErrInvalidConfig)
 		assert.ErrorContains(t, tc.err, tc.want)

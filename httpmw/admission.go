@@ -1,10 +1,10 @@
 package httpmw
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/herdcap/herdcap/internal/serverside"
 	"github.com/herdcap/herdcap/limiter/admission"
@@ -30,6 +30,10 @@ type AdmitConfig struct {
 	// Skip, if set, exempts the requests for which it returns true: they
 	// pass untouched. It is called concurrently.
 	Skip func(*http.Request) bool
+	// UnavailableRetryAfter is the wait told with a 503 when the gate
+	// fails without one (Retry-After, rounded up to whole seconds). If
+	// UnavailableRetryAfter is 0, 1 s; it must not be negative.
+	UnavailableRetryAfter time.Duration
 	// Logger receives gate failures and server bugs (Error, throttled),
 	// and refusals and malformed herdcap fields (Debug). If Logger is nil,
 	// nothing is logged.
@@ -55,11 +59,13 @@ type AdmitConfig struct {
 //     (within the gate's slot grace) is let in: the slot is a promise;
 //   - g failed (limiter.ErrUnavailable under FailClosed, limiter.ErrClosed,
 //     ...): 503 with the same two fields when the decision says when to
-//     come back, else Retry-After: 1; the error is logged, never sent.
-//     A request whose context ended meanwhile gets the same answer,
-//     unlogged;
-//   - g rejected the client ID (a Key returning more than 256 bytes): 500
-//     without Retry-After, since no retry helps;
+//     come back (a gate spreads those waits too), else Retry-After alone,
+//     AdmitConfig.UnavailableRetryAfter in whole seconds, which clients
+//     jitter; the error is logged, never sent. A request whose context
+//     ended meanwhile gets a 503 too, unlogged;
+//   - g rejected the client ID (a Key returning more than
+//     admission.MaxClientIDLen bytes): 500 without Retry-After, since no
+//     retry helps;
 //   - a malformed Herdcap-Client gets 400 Bad Request; Key's errors are
 //     answered as for RateLimit.
 //
@@ -68,7 +74,7 @@ type AdmitConfig struct {
 // short plain-text message. The middleware is safe for concurrent use.
 func Admit(g *admission.Gate, cfg AdmitConfig) (func(http.Handler) http.Handler, error) {
 	if g == nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.New("Admit: gate is nil"))
+		return nil, fmt.Errorf("%w: Admit's gate is nil", ErrInvalidConfig)
 	}
 	key, err := sessionKey("AdmitConfig", cfg.Key, cfg.ClientIP)
 	if err != nil {
@@ -77,9 +83,10 @@ func Admit(g *admission.Gate, cfg AdmitConfig) (func(http.Handler) http.Handler,
 	core, err := serverside.NewAdmitter(serverside.AdmitConfig[*http.Request]{
 		Common: sessionCommon("httpmw: Admit", cfg.Skip, cfg.Logger),
 		Gate:   g, Key: key, Start: cfg.SessionStart,
+		UnavailableRetryAfter: cfg.UnavailableRetryAfter, Path: "AdmitConfig",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: AdmitConfig: %w", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -179,8 +179,15 @@ func TestAdmitClosedIs503(t *testing.T) {
 	res := get(t, srv, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, res.status)
 	assert.Equal(t, "1", res.retryAfter, "no hint from the admission: come back in a second")
-	assert.Empty(t, res.header.Values(headerRetryAfterMillis))
+	assert.Empty(t, res.header.Values(headerRetryAfterMillis), "a wait every caller is told is no slot")
 	assert.Contains(t, logs.String(), "admission failed; answering 503")
+
+	// UnavailableRetryAfter changes the wait, which is still no slot.
+	srv = serveAdmit(t, a, &okHandler{}, AdmitConfig{UnavailableRetryAfter: 2500 * time.Millisecond})
+	res = get(t, srv, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, res.status)
+	assert.Equal(t, "3", res.retryAfter)
+	assert.Empty(t, res.header.Values(headerRetryAfterMillis))
 }
 
 // TestAdmitRedisFailClosed runs the real fail-closed path: a Redis
@@ -218,7 +225,7 @@ func TestAdmitConfig(t *testing.T) {
 	a := newAdmission(t, limiter.PerSecond(1, 1), newManualClock(), admission.Config{})
 	_, err := Admit(nil, AdmitConfig{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
-	assert.ErrorContains(t, err, "nil")
+	assert.EqualError(t, err, "httpmw: invalid config: Admit's gate is nil")
 	for _, tc := range []struct {
 		cfg  AdmitConfig
 		want string
@@ -227,6 +234,7 @@ func TestAdmitConfig(t *testing.T) {
 			"AdmitConfig.ClientIP configures the default key, which AdmitConfig.Key replaces"},
 		{AdmitConfig{ClientIP: ClientIP{TrustedProxies: []string{"10.0.0.300"}}}, "AdmitConfig.ClientIP.TrustedProxies[0]"},
 		{AdmitConfig{ClientIP: ClientIP{IPv6Prefix: 129}}, "AdmitConfig.ClientIP.IPv6Prefix"},
+		{AdmitConfig{UnavailableRetryAfter: -time.Millisecond}, "httpmw: invalid config: AdmitConfig.UnavailableRetryAfter must be >= 0 (0 means 1s), got -1ms"},
 	} {
 		_, err := Admit(a, tc.cfg)
 		assert.ErrorIs(t, err, ErrInvalidConfig)

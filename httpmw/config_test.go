@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -49,6 +50,8 @@ func TestBadConfig(t *testing.T) {
 		{"long policy name", RateLimitConfig{}, []Policy{{Name: strings.Repeat("p", 65), Budget: b}}, []string{"Policy[0].Name", "got 65"}},
 		{"control byte in policy name", RateLimitConfig{}, []Policy{{Name: "a\nb", Budget: b}}, []string{"Policy[0].Name", "printable ASCII"}},
 		{"non-ASCII policy name", RateLimitConfig{}, []Policy{{Name: "café", Budget: b}}, []string{"Policy[0].Name", "printable ASCII"}},
+		{"negative unavailable wait", RateLimitConfig{UnavailableRetryAfter: -time.Second}, []Policy{ok},
+			[]string{"httpmw: invalid config: RateLimitConfig.UnavailableRetryAfter must be >= 0 (0 means 1s), got -1s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mw, err := RateLimit(tc.cfg, tc.policies...)

@@ -12,7 +12,7 @@
 //   - RateLimit passes every request through one or more Policy values,
 //     each a limiter.Budget with its key, per-request limit and cost: 429
 //     with Retry-After and the IETF RateLimit fields when a quota is
-//     spent, 503 when a budget fails.
+//     spent, 503 with Retry-After when a budget fails.
 //   - Admit admits new sessions through an admission.Gate: 503 with
 //     Retry-After (whole seconds) and Herdcap-Retry-After-Ms (the exact
 //     slot) when the gate is full; an admitted client is handed a ticket
@@ -113,7 +113,7 @@
 //	                        response  the epoch to record after the notices
 //	Herdcap-Invalidate      response  notices: "scope";epoch=N;id="rollout", ...
 //	Herdcap-Ticket          both      the session's ticket
-//	Herdcap-Retry-After-Ms  response  the exact wait of a refusal, in ms
+//	Herdcap-Retry-After-Ms  response  the exact wait of a refusal's turn, in ms
 //
 // Herdcap-Client is 1 to admission.MaxClientIDLen (256) bytes of visible
 // ASCII (0x21 to 0x7E) other than the comma, in one field line, the same
@@ -148,10 +148,16 @@
 // malformed, expired or foreign ticket makes the request a new session; it
 // is never an error.
 //
-// Herdcap-Retry-After-Ms accompanies Retry-After on refusals: the exact
-// wait in milliseconds (at least 1), where Retry-After carries whole
-// seconds. Clients that understand it (Transport) come back at their slot
-// instead of on a whole second, which keeps returns flat.
+// Herdcap-Retry-After-Ms accompanies Retry-After on refusals whose wait
+// is a turn the server spread, the caller's own: a 429 (the budget's
+// turn for it), and Admit's 503 (a slot, a deferral, or a failed gate's
+// wait, which the gate spreads too). It is the exact wait in milliseconds
+// (at least 1), where Retry-After carries whole seconds. Clients that
+// understand it (Transport) come back at their turn instead of on a whole
+// second, which keeps returns flat. A 503 from a failed budget carries
+// Retry-After alone: its wait is the same for every caller (a breaker's
+// open period, RateLimitConfig.UnavailableRetryAfter), so clients must
+// add jitter of their own rather than come back in the same millisecond.
 //
 // Malformed herdcap fields from a client get 400 Bad Request (a ticket
 // excepted: a bad one only makes the request a new session); the

@@ -1,7 +1,6 @@
 package httpmw
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -62,7 +61,7 @@ type InvalidateConfig struct {
 // concurrent use.
 func Invalidate(c *invalidate.Coordinator, cfg InvalidateConfig) (func(http.Handler) http.Handler, error) {
 	if c == nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.New("Invalidate: coordinator is nil"))
+		return nil, fmt.Errorf("%w: Invalidate's coordinator is nil", ErrInvalidConfig)
 	}
 	key, err := sessionKey("InvalidateConfig", cfg.Key, cfg.ClientIP)
 	if err != nil {
@@ -90,6 +89,8 @@ func Invalidate(c *invalidate.Coordinator, cfg InvalidateConfig) (func(http.Hand
 				next.ServeHTTP(w, r)
 			case serverside.BadRequest:
 				writeText(w, http.StatusBadRequest)
+			case serverside.Gone: // the key function ended with the request's context
+				writeText(w, http.StatusServiceUnavailable)
 			default:
 				writeText(w, http.StatusInternalServerError)
 			}

@@ -268,7 +268,7 @@ func TestInvalidateConfig(t *testing.T) {
 	c := newCoordinator(t, newManualClock())
 	_, err := Invalidate(nil, InvalidateConfig{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
-	assert.ErrorContains(t, err, "nil")
+	assert.EqualError(t, err, "httpmw: invalid config: Invalidate's coordinator is nil")
 	for _, tc := range []struct {
 		cfg  InvalidateConfig
 		want string

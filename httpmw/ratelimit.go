@@ -44,24 +44,34 @@ type Policy struct {
 	Key func(*http.Request) (string, error)
 	// Limit, if set, returns the request's own limit (per plan, per key,
 	// per route), which the key's bucket then refills at, ramping on
-	// change (see limiter.Request.Limit). If Limit is nil, the budget's
-	// own limit. An error, a panic or an invalid limit answers 500.
+	// change (see limiter.Request.Limit). If Limit is nil, or returns the
+	// zero Limit, the budget's own limit. An error, a panic or an invalid
+	// limit (limiter.Limit.Validate) answers 500, before any policy's
+	// budget is asked.
 	Limit func(*http.Request) (limiter.Limit, error)
 	// Cost is the number of tokens a request takes. If Cost is nil, 1. A
 	// cost of 0 only reads the bucket; a negative one, or one above the
 	// burst, can never be granted: a server bug, answered 500 without
-	// Retry-After.
+	// Retry-After before any policy's budget is asked. The burst is the
+	// per-request limit's, else the budget's own when it reports it
+	// through a Limit() limiter.Limit method (as limiter.Local,
+	// fleet.Strict and fleet.Leased do); a budget that does not is left
+	// to reject the cost itself, after the other policies took theirs.
 	Cost func(*http.Request) int
 	// Shadow makes the policy decide and report (in the log, and in the
 	// fields when RateLimitConfig.ShadowHeaders) without ever refusing or
-	// failing a request: to try a limit out before enforcing it.
+	// failing a request: to try a limit out before enforcing it. Its
+	// functions' failures are logged as the server bugs they are (Error),
+	// and the policy is then left out of the request.
 	Shadow bool
 }
 
 // RateLimitConfig configures RateLimit. The zero value keys requests by
 // the peer's address (an IPv6 client by its /64), limits every request,
 // sends the IETF fields only, answers refusals with a short plain-text
-// body, and holds up to 1024 refusals at once (see RateLimit).
+// body, holds up to 1024 refusals at once (see RateLimit), and tells
+// clients to come back in a second when a budget fails without saying
+// when.
 type RateLimitConfig struct {
 	// ClientIP finds and keys the client's address, for the policies
 	// without a Key. It must be zero when every policy has a Key.
@@ -89,6 +99,10 @@ type RateLimitConfig struct {
 	// rounded up to whole seconds. If MaxHeld is 0, 1024; if negative,
 	// no refusal is held.
 	MaxHeld int
+	// UnavailableRetryAfter is the wait told with a 503 when a budget
+	// fails without one (Retry-After, rounded up to whole seconds). If
+	// UnavailableRetryAfter is 0, 1 s; it must not be negative.
+	UnavailableRetryAfter time.Duration
 	// Clock times the holds. If Clock is nil, the system clock.
 	Clock limiter.Clock
 	// Logger receives budget failures and server bugs, shadow policies'
@@ -121,10 +135,18 @@ const defaultMaxHeld = 1024
 //     of a second and Retry-After carries the whole seconds left (package
 //     doc, "Plain clients");
 //   - a budget failed (limiter.ErrUnavailable, say): 503 Service
-//     Unavailable with Retry-After and no rate-limit fields;
+//     Unavailable with Retry-After only (the budget's wait, else
+//     UnavailableRetryAfter, in whole seconds rounded up) and no
+//     rate-limit fields. That wait is no turn of the caller's own (a
+//     breaker's open period is the same for everyone), so it is not sent
+//     to the millisecond: clients jitter it, instead of coming back
+//     together as the breaker half-opens;
 //   - a key function failed: 400 for ErrNoKey, else 500; a limit or cost
-//     function failed or panicked, or the budget rejected the cost or
-//     limit: 500 without Retry-After, since no retry can succeed.
+//     function failed or panicked, or returned a limit or cost no budget
+//     can grant: 500 without Retry-After, since no retry can succeed, and
+//     no policy's budget is asked;
+//   - the request's context ended while it was decided: 503, as nobody is
+//     left to read it.
 //
 // No response body ever carries an error's text. On the allowed path,
 // with the default key and a Local budget, the middleware makes two
@@ -170,6 +192,8 @@ func newRateLimit(cfg RateLimitConfig, policies []Policy) (*rateLimit, error) {
 	sc := serverside.RateLimitConfig[*http.Request]{
 		Common: serverside.Common[*http.Request]{Skip: cfg.Skip, Keys: serverside.Keys{NoKey: ErrNoKey},
 			Logger: cfg.Logger, Names: rateLimitNames},
+		UnavailableRetryAfter: cfg.UnavailableRetryAfter,
+		Path:                  "RateLimitConfig",
 	}
 	keyed := 0
 	for _, p := range policies {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,21 +122,28 @@ func TestLimiterErrorIs503(t *testing.T) {
 		retryAfter time.Duration
 		want       string
 
-		millis string // Herdcap-Retry-After-Ms: only for a wait the budget told
+		unavail time.Duration // RateLimitConfig.UnavailableRetryAfter
 	}{
-		{"fail closed", fmt.Errorf("%w: %s", limiter.ErrUnavailable, secret), 1500 * time.Millisecond, "2", "1500"},
-		{"other error", errors.New(secret), 0, "1", ""},
-		{"closed budget", fmt.Errorf("%w (%s)", limiter.ErrClosed, secret), 0, "1", ""},
+		// The budget's wait, rounded up to whole seconds, and never as
+		// Herdcap-Retry-After-Ms: a failed budget tells every caller the
+		// same wait (a breaker's open period), which herdcap's Transport
+		// must jitter as any Retry-After, not keep as a slot.
+		{"fail closed", fmt.Errorf("%w: %s", limiter.ErrUnavailable, secret), 1500 * time.Millisecond, "2", 0},
+		{"other error", errors.New(secret), 0, "1", 0},
+		{"closed budget", fmt.Errorf("%w (%s)", limiter.ErrClosed, secret), 0, "1", 0},
+		{"configured wait", errors.New(secret), 0, "3", 2500 * time.Millisecond},
+		{"the budget's wait before the configured one", fmt.Errorf("%w: %s", limiter.ErrUnavailable, secret), 1500 * time.Millisecond, "2", time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
 			next := &okHandler{}
-			srv := serve(t, next, RateLimitConfig{Logger: newTextLogger(&logs)}, Policy{Budget: failingBudget{err: tc.err, retryAfter: tc.retryAfter}})
+			srv := serve(t, next, RateLimitConfig{Logger: newTextLogger(&logs), UnavailableRetryAfter: tc.unavail},
+				Policy{Budget: failingBudget{err: tc.err, retryAfter: tc.retryAfter}})
 
 			res := get(t, srv, nil)
 			require.Equal(t, http.StatusServiceUnavailable, res.status)
 			assert.Equal(t, tc.want, res.retryAfter)
-			assert.Equal(t, tc.millis, res.header.Get(headerRetryAfterMillis))
+			assert.Empty(t, res.header.Values(headerRetryAfterMillis), "a failed budget's wait is no turn")
 			assert.Equal(t, "Service Unavailable\n", res.body)
 			assert.NotContains(t, res.body, "redis", "no internals on the wire")
 			for k, vs := range res.header {
@@ -334,7 +342,14 @@ func TestRedisFailClosedIs503(t *testing.T) {
 	s.Kill(t)
 	res = get(t, srv, nil)
 	require.Equal(t, http.StatusServiceUnavailable, res.status)
-	assert.Equal(t, "2", res.retryAfter, "come back when the breaker lets a probe through")
+	// Come back when the breaker lets a probe through: after BreakerOpen,
+	// within a second one (should the budget spread it); whole seconds
+	// only, since a failed budget's wait is no turn of the caller's.
+	secs, err := strconv.Atoi(res.retryAfter)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, secs, 2, "come back when the breaker lets a probe through")
+	assert.LessOrEqual(t, secs, 4)
+	assert.Empty(t, res.header.Values(headerRetryAfterMillis))
 	assert.Equal(t, "Service Unavailable\n", res.body)
 	assert.NotContains(t, res.body, s.Addr())
 	assert.Contains(t, logs.String(), "store unavailable")

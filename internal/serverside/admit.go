@@ -3,7 +3,6 @@ package serverside
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -26,6 +25,9 @@ type AdmitConfig[R any] struct {
 	// UnavailableRetryAfter is the wait told when the gate fails without
 	// one; 0: DefaultUnavailableRetryAfter.
 	UnavailableRetryAfter time.Duration
+	// Path names the transport's config struct in errors about its fields
+	// ("AdmitConfig").
+	Path string
 }
 
 // Admitter decides whether a request may start a session, through an
@@ -33,19 +35,24 @@ type AdmitConfig[R any] struct {
 //
 //   - a request that Skip exempts, or that Start says starts no session,
 //     passes without a ticket;
-//   - the client ID is the Key function's; a failure is BadRequest (the
-//     client's fault: a malformed client field, no address) or Internal;
+//   - the client ID is the Key function's; a failure is Gone (it ended
+//     with the request's context), BadRequest (the client's fault: a
+//     malformed client field, no address) or Internal (Keys);
 //   - the ticket is the one value of the transport's ticket field when it
 //     is shaped like a ticket, else none: a missing, malformed, repeated,
 //     forged, expired or foreign ticket only makes the request a new
 //     session, never an error;
 //   - admitted: Pass, with the fresh ticket (if the gate issues them);
-//   - refused: Refuse, told the slot (RetryAfter, at least 1 ms, Exact);
+//   - refused: Refuse, told the slot or deferral (RetryAfter, at least
+//     1 ms, Exact: a turn the gate spread);
 //   - the gate rejected the client ID (limiter.ErrInvalidRequest): Internal;
 //   - the request's context ended: Gone, whichever error the gate
 //     returned for it;
-//   - the gate failed otherwise: Unavailable, told the decision's wait
-//     (Exact) or UnavailableRetryAfter.
+//   - the gate failed otherwise: Unavailable, told the decision's wait,
+//     Exact, since a gate spreads the waits of its failures too (under
+//     FailClosed, over one to two breaker periods: admission.SharedConfig);
+//     else UnavailableRetryAfter, not Exact: a wait every caller is told
+//     alike, which clients must jitter.
 //
 // An Admitter is safe for concurrent use.
 type Admitter[R any] struct {
@@ -63,8 +70,9 @@ type AdmitOutcome struct {
 	Verdict Verdict // Pass, Refuse, Unavailable, BadRequest, Internal or Gone
 	// RetryAfter is the wait for Refuse and Unavailable.
 	RetryAfter time.Duration
-	// Exact reports that RetryAfter is the gate's own (a slot, a
-	// deferral, the failure policy's wait), not UnavailableRetryAfter.
+	// Exact reports that RetryAfter is the gate's own, spread (a slot, a
+	// deferral, the failure policy's wait), not UnavailableRetryAfter:
+	// the transport sends it to the millisecond.
 	Exact bool
 	// Ticket is the ticket to hand an admitted client ("" for none).
 	Ticket string
@@ -76,24 +84,18 @@ type AdmitOutcome struct {
 	Decision admission.Decision
 }
 
-// NewAdmitter returns the Admitter of cfg; an error names the missing
-// field.
+// NewAdmitter returns the Admitter of cfg; an error names the bad field
+// (a nil Gate or Key is the transport's bug, and says so).
 func NewAdmitter[R any](cfg AdmitConfig[R]) (*Admitter[R], error) {
-	if cfg.Gate == nil {
-		return nil, errors.New("gate is nil")
+	if cfg.Gate == nil || cfg.Key == nil {
+		return nil, errors.New("serverside: AdmitConfig.Gate and Key are required")
 	}
-	if cfg.Key == nil {
-		return nil, errors.New("key function is nil")
+	unavail, err := UnavailableWait(cfg.Path, cfg.UnavailableRetryAfter)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.UnavailableRetryAfter < 0 {
-		return nil, fmt.Errorf("UnavailableRetryAfter must be >= 0, got %v", cfg.UnavailableRetryAfter)
-	}
-	a := &Admitter[R]{gate: cfg.Gate, key: cfg.Key, start: cfg.Start, skip: cfg.Skip, keys: cfg.Keys,
-		unavail: cfg.UnavailableRetryAfter, log: newLogger(cfg.Common)}
-	if a.unavail == 0 {
-		a.unavail = DefaultUnavailableRetryAfter
-	}
-	return a, nil
+	return &Admitter[R]{gate: cfg.Gate, key: cfg.Key, start: cfg.Start, skip: cfg.Skip, keys: cfg.Keys,
+		unavail: unavail, log: newLogger(cfg.Common)}, nil
 }
 
 // Decide decides r, which presented tickets, the values of the
@@ -117,8 +119,12 @@ func (a *Admitter[R]) Decide(ctx context.Context, r R, tickets []string) AdmitOu
 	}
 	id, err := callKey(a.key, r)
 	if err != nil || id == "" {
-		v, err := a.log.keyFailure(ctx, r, a.keys, err, "client ID")
-		return AdmitOutcome{Verdict: v, Err: err, KeyErr: true}
+		v, err := a.log.keyFailure(ctx, r, a.keys, err, "client ID", false)
+		o := AdmitOutcome{Verdict: v, Err: err, KeyErr: true}
+		if v == Gone {
+			o.RetryAfter = a.unavail
+		}
+		return o
 	}
 	d, err := a.gate.Admit(ctx, id, wire.Ticket(tickets))
 	switch {
@@ -127,7 +133,7 @@ func (a *Admitter[R]) Decide(ctx context.Context, r R, tickets []string) AdmitOu
 			slog.Int("id_bytes", len(id)), slog.Any("error", err))
 		return AdmitOutcome{Verdict: Internal, Err: err, Decision: d}
 	case err != nil && gone(ctx, err):
-		return AdmitOutcome{Verdict: Gone, Err: err, Decision: d}
+		return AdmitOutcome{Verdict: Gone, RetryAfter: a.unavail, Err: err, Decision: d}
 	case err != nil:
 		o := AdmitOutcome{Verdict: Unavailable, RetryAfter: d.RetryAfter, Exact: d.RetryAfter > 0, Err: err, Decision: d}
 		if !o.Exact {

@@ -39,8 +39,8 @@ type NoticeConfig[R any] struct {
 //   - a malformed epoch (not one value of 1 to 16 digits, or above
 //     invalidate's largest epoch) is BadRequest: read as 0, it would tell
 //     a broken client to drop everything on every request;
-//   - the client ID is the Key function's; a failure is BadRequest or
-//     Internal as for the Admitter;
+//   - the client ID is the Key function's; a failure is Gone, BadRequest
+//     or Internal as for the Admitter;
 //   - the coordinator's notices are encoded (at most MaxNotices, and
 //     within wire.MaxNoticeField bytes but at least one) with the epoch
 //     the client records once it has applied them;
@@ -61,7 +61,7 @@ type Notifier[R any] struct {
 
 // NoticeOutcome is a Notifier's answer.
 type NoticeOutcome struct {
-	Verdict Verdict // Pass, BadRequest or Internal
+	Verdict Verdict // Pass, BadRequest, Internal or Gone (the key function ended with the request's context)
 	// Value is the notice list to send ("" for none), and Epoch the epoch
 	// field to send with it.
 	Value, Epoch string
@@ -117,7 +117,7 @@ func (n *Notifier[R]) Decide(ctx context.Context, r R, epoch []string, present b
 	}
 	id, err := callKey(n.key, r)
 	if err != nil || id == "" {
-		v, err := n.log.keyFailure(ctx, r, n.keys, err, "client ID")
+		v, err := n.log.keyFailure(ctx, r, n.keys, err, "client ID", false)
 		return NoticeOutcome{Verdict: v, Err: err, KeyErr: true}
 	}
 	buf := n.bufs.Get().(*[]invalidate.Notice)

@@ -37,27 +37,41 @@ type RateLimitConfig[R any] struct {
 	// UnavailableRetryAfter is the wait told when a budget fails without
 	// one; 0: DefaultUnavailableRetryAfter.
 	UnavailableRetryAfter time.Duration
+	// Path names the transport's config struct in errors about its fields
+	// ("RateLimitConfig"); policies are named "Policy[i]".
+	Path string
 }
 
 // RateLimiter decides a request over several policies. For each policy it
-// finds the key, the per-request limit and the cost; if any non-shadow
-// policy's function fails, the request is answered BadRequest or Internal
-// before any budget is asked. Otherwise every policy's budget is asked,
+// finds the key, the per-request limit and the cost, and checks them: a
+// non-zero limit must be valid (limiter.Limit.Validate), a cost must be
+// >= 0 and at most the burst (of the per-request limit, else of the
+// budget's own when the budget reports it through a Limit() limiter.Limit
+// method, as limiter.Local, fleet.Strict and fleet.Leased do). If any
+// non-shadow policy's function fails or its answer fails the check, the
+// request is answered Gone, BadRequest or Internal before any budget is
+// asked (a shadow policy's is logged as the server bug it is, and the
+// policy is left out). Otherwise every policy's budget is asked,
 // each taking its own tokens whatever the others answer (as Envoy's rate
 // limit filter does: the policies are independent quotas, and a request
 // refused by one still spends from the others). Then, of the non-shadow
 // policies:
 //
-//   - a budget that rejected the request (limiter.ErrInvalidRequest or
-//     ErrInvalidLimit: a cost beyond the burst, an invalid per-request
-//     limit) makes it Internal;
+//   - a budget that rejected the request all the same
+//     (limiter.ErrInvalidRequest or ErrInvalidLimit: its limit changed
+//     since the check, or it is stricter than the check) makes it
+//     Internal;
 //   - else a budget error that is the request's context ending makes it
 //     Gone;
 //   - else any other budget error makes it Unavailable, told to come back
 //     after the longest RetryAfter of the failed budgets (or
-//     UnavailableRetryAfter);
+//     UnavailableRetryAfter), not Exact: a failed budget's wait is not a
+//     turn of its own (a breaker's open period is the same for every
+//     caller), so the transport sends it as a coarse hint that clients
+//     jitter;
 //   - else a refusal makes it Deny, decided by the most restrictive
-//     refusing policy: the one with the longest RetryAfter;
+//     refusing policy: the one with the longest RetryAfter, Exact (the
+//     budget's turn for the caller, spread by its denial tail);
 //   - else it passes.
 //
 // A shadow policy is asked like the others and reported in the states,
@@ -65,6 +79,7 @@ type RateLimitConfig[R any] struct {
 // verdict. A RateLimiter is safe for concurrent use.
 type RateLimiter[R any] struct {
 	policies []Policy[R]
+	own      []func() limiter.Limit // each budget's own limit, if it tells; else nil
 	skip     func(R) bool
 	keys     Keys
 	unavail  time.Duration
@@ -86,11 +101,16 @@ type State struct {
 // Outcome is a RateLimiter's answer.
 type Outcome struct {
 	Verdict Verdict
-	// RetryAfter is the wait for Deny and Unavailable: the deciding
-	// decision's, exact (not rounded), or for a failed budget without
-	// one, UnavailableRetryAfter.
+	// RetryAfter is the wait for Deny, Unavailable and Gone: the deciding
+	// decision's, not rounded, or for a failed budget without one,
+	// UnavailableRetryAfter.
 	RetryAfter time.Duration
-	// Exact reports that RetryAfter is the decision's own.
+	// Exact reports that RetryAfter is a spread turn (Deny): the
+	// transport sends it to the millisecond, for clients to come back at
+	// it (Herdcap-Retry-After-Ms, the gRPC pushback). Otherwise it is a
+	// coarse hint that many callers may be told alike, sent only as
+	// such (Retry-After in whole seconds, gRPC RetryInfo), so that
+	// clients add their own jitter.
 	Exact bool
 	// Policy is the index of the policy the verdict came from (the
 	// refusing, failing or misconfigured one); -1 for Pass.
@@ -103,19 +123,17 @@ type Outcome struct {
 }
 
 // NewRateLimiter returns the RateLimiter of cfg. An error names the bad
-// field as "Policy[i].<field>"; the transport prefixes its package.
+// field as "Policy[i].<field>" or "<Path>.UnavailableRetryAfter"; the
+// transport prefixes its package.
 func NewRateLimiter[R any](cfg RateLimitConfig[R]) (*RateLimiter[R], error) {
 	if len(cfg.Policies) == 0 {
-		return nil, errors.New("no policy given")
+		return nil, errors.New("no Policy given")
 	}
-	l := &RateLimiter[R]{skip: cfg.Skip, keys: cfg.Keys, unavail: cfg.UnavailableRetryAfter,
-		log: newLogger(cfg.Common)}
-	if l.unavail == 0 {
-		l.unavail = DefaultUnavailableRetryAfter
+	unavail, err := UnavailableWait(cfg.Path, cfg.UnavailableRetryAfter)
+	if err != nil {
+		return nil, err
 	}
-	if l.unavail < 0 {
-		return nil, fmt.Errorf("UnavailableRetryAfter must be >= 0, got %v", l.unavail)
-	}
+	l := &RateLimiter[R]{skip: cfg.Skip, keys: cfg.Keys, unavail: unavail, log: newLogger(cfg.Common)}
 	seen := make(map[string]int, len(cfg.Policies))
 	for i, p := range cfg.Policies {
 		if p.Name == "" {
@@ -138,8 +156,25 @@ func NewRateLimiter[R any](cfg RateLimitConfig[R]) (*RateLimiter[R], error) {
 			p.Key = cfg.DefaultKey
 		}
 		l.policies = append(l.policies, p)
+		if lb, ok := p.Budget.(interface{ Limit() limiter.Limit }); ok {
+			l.own = append(l.own, lb.Limit)
+		} else {
+			l.own = append(l.own, nil)
+		}
 	}
 	return l, nil
+}
+
+// UnavailableWait applies UnavailableRetryAfter's default to d and checks
+// it; an error names the field after path ("RateLimitConfig").
+func UnavailableWait(path string, d time.Duration) (time.Duration, error) {
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("%s.UnavailableRetryAfter must be >= 0 (0 means %v), got %v", path, DefaultUnavailableRetryAfter, d)
+	case d == 0:
+		return DefaultUnavailableRetryAfter, nil
+	}
+	return d, nil
 }
 
 // CheckPolicyName checks a policy name: 1 to MaxPolicyName bytes of
@@ -200,21 +235,29 @@ func (l *RateLimiter[R]) decide(ctx context.Context, r R, states []State) Outcom
 	for i := range l.policies {
 		p := &l.policies[i]
 		st := &states[i]
-		stage, err := prepare(p, r, &st.req)
+		stage, err := prepare(p, l.own[i], r, &st.req)
 		if err == nil {
 			continue
 		}
+		if stage == "key" {
+			v, err := l.log.keyFailure(ctx, r, l.keys, err, "rate-limit key", p.Shadow, slog.String("policy", p.Name))
+			if p.Shadow {
+				st.skip = true // never changes the verdict
+				continue
+			}
+			o := Outcome{Verdict: v, Policy: i, Err: err, KeyErr: true}
+			if v == Gone {
+				o.RetryAfter = l.unavail
+			}
+			return o
+		}
+		// A server bug, even in a shadow policy: logged as such, but a
+		// shadow policy's never changes the verdict.
 		if p.Shadow {
-			// A server bug even in a shadow policy: logged as such,
-			// but it never changes the verdict.
 			st.skip = true
 			l.log.at(ctx, r, &l.log.misconfig, slog.LevelError, "shadow policy's "+stage+" function failed",
 				append([]slog.Attr{slog.String("policy", p.Name)}, panicAttrs(err)...)...)
 			continue
-		}
-		if stage == "key" {
-			v, err := l.log.keyFailure(ctx, r, l.keys, err, "rate-limit key", slog.String("policy", p.Name))
-			return Outcome{Verdict: v, Policy: i, Err: err, KeyErr: true}
 		}
 		l.log.at(ctx, r, &l.log.misconfig, slog.LevelError, stage+" function failed; answering "+l.log.names.Internal,
 			append([]slog.Attr{slog.String("policy", p.Name)}, panicAttrs(err)...)...)
@@ -245,32 +288,62 @@ func (l *RateLimiter[R]) decide(ctx context.Context, r R, states []State) Outcom
 }
 
 // prepare finds policy p's request for r under recover, into req: its
-// key, limit and cost. stage names the function that failed.
-func prepare[R any](p *Policy[R], r R, req *limiter.Request) (stage string, err error) {
+// key, limit and cost, checked (see RateLimiter); own, if set, tells the
+// budget's own limit. stage names the function that failed: "key",
+// "limit" (an error, a panic or an invalid limit) or "cost" (a panic, or
+// a cost that can never be granted).
+func prepare[R any](p *Policy[R], own func() limiter.Limit, r R, req *limiter.Request) (stage string, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = recovered(stage, v)
 		}
 	}()
 	stage = "key"
-	if req.Key, err = p.Key(r); err != nil || req.Key == "" {
-		if err == nil {
-			err = errEmptyKey
-		}
+	if req.Key, err = p.Key(r); err != nil {
 		return stage, err
+	}
+	if req.Key == "" {
+		return stage, errEmptyKey
 	}
 	if p.Limit != nil {
 		stage = "limit"
 		if req.Limit, err = p.Limit(r); err != nil {
 			return stage, err
 		}
+		if req.Limit != (limiter.Limit{}) {
+			if err = req.Limit.Validate(); err != nil {
+				return stage, fmt.Errorf("returned %v: %w", req.Limit, err)
+			}
+		}
 	}
 	req.N = 1
 	if p.Cost != nil {
 		stage = "cost"
 		req.N = p.Cost(r)
+		if err = checkCost(req, own); err != nil {
+			return stage, err
+		}
 	}
-	return stage, nil
+	return "", nil
+}
+
+// checkCost checks req.N against the burst of req.Limit, else of the
+// budget's own limit when own tells it.
+func checkCost(req *limiter.Request, own func() limiter.Limit) error {
+	if req.N < 0 {
+		return fmt.Errorf("%w: cost %d is negative", limiter.ErrInvalidRequest, req.N)
+	}
+	burst := req.Limit.Burst
+	if req.Limit == (limiter.Limit{}) {
+		if req.N <= 1 || own == nil {
+			return nil // 0 and 1 fit every limit
+		}
+		burst = own().Burst
+	}
+	if req.N > burst {
+		return fmt.Errorf("%w: cost %d exceeds the burst of %d, so it could never be granted", limiter.ErrInvalidRequest, req.N, burst)
+	}
+	return nil
 }
 
 // failed keeps a budget's error in st for combine; a shadow policy's is
@@ -340,14 +413,13 @@ func (l *RateLimiter[R]) combine(ctx context.Context, r R, states []State) Outco
 			slog.String("policy", p.Name), slog.Int("cost", states[o.Policy].req.N), slog.Any("error", o.Err))
 		o.RetryAfter = 0
 	case Gone:
-		o.Exact = o.RetryAfter > 0
-		if !o.Exact {
+		if o.RetryAfter <= 0 {
 			o.RetryAfter = l.unavail
 		}
 		l.log.at(ctx, r, &l.log.input, slog.LevelDebug, "request canceled while rate limiting", slog.Any("error", o.Err))
 	case Unavailable:
-		o.Exact = o.RetryAfter > 0
-		if !o.Exact {
+		// Not Exact: see RateLimiter.
+		if o.RetryAfter <= 0 {
 			o.RetryAfter = l.unavail
 		}
 		d := states[o.Policy].Decision

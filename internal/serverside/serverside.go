@@ -90,20 +90,46 @@ type Names struct {
 	Internal    string // e.g. "500" or "Internal"
 }
 
-// Keys is how the cores tell a key function's errors apart: the client's
-// fault (answered BadRequest) or the server's (Internal).
+// Keys is how the cores tell a key function's errors apart: the caller
+// left (Gone), the client's fault (BadRequest, logged at Debug) or the
+// server's (Internal, logged at Error).
 type Keys struct {
 	// NoKey is the transport's sentinel (httpmw.ErrNoKey, grpcmw.ErrNoKey):
 	// an error wrapping it is the client's fault.
 	NoKey error
 	// ClientFault, if set, reports other errors that are the client's
-	// fault (gRPC: an error carrying a status of its own).
+	// fault (gRPC: a status of a client-class code, such as
+	// Unauthenticated). Every other error is the server's.
 	ClientFault func(error) bool
+	// Gone, if set, reports errors that stand for the end of a request's
+	// context in the transport's own terms (gRPC: a status of Canceled or
+	// DeadlineExceeded). Once the request's context has ended, such an
+	// error, or one wrapping the context's own, means the caller left.
+	Gone func(error) bool
+	// Answer, if set, names for the log the answer the transport gives a
+	// key error that carries its own (gRPC: its status's code); "" for the
+	// verdict's usual answer (Names).
+	Answer func(error) string
 }
 
 // clientFault reports whether a key error is the client's fault.
 func (k Keys) clientFault(err error) bool {
 	return k.NoKey != nil && errors.Is(err, k.NoKey) || k.ClientFault != nil && k.ClientFault(err)
+}
+
+// gone reports whether a key error means that the caller left.
+func (k Keys) gone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, ctx.Err()) || k.Gone != nil && k.Gone(err))
+}
+
+// answer names the answer to a key error: its own, or def.
+func (k Keys) answer(err error, def string) string {
+	if k.Answer != nil {
+		if a := k.Answer(err); a != "" {
+			return a
+		}
+	}
+	return def
 }
 
 // DefaultUnavailableRetryAfter is the wait told to clients when a budget
@@ -189,22 +215,40 @@ func gone(ctx context.Context, err error) bool {
 	return ctx.Err() != nil && errors.Is(err, ctx.Err())
 }
 
-// keyFailure answers a key function's failure: BadRequest when it is the
-// client's fault (logged at Debug), else Internal (logged at Error). what
-// names the key ("rate-limit key", "client ID"); attrs name the policy.
-func (l *logger[R]) keyFailure(ctx context.Context, r R, k Keys, err error, what string, attrs ...slog.Attr) (Verdict, error) {
-	if err == nil {
+// keyFailure answers a key function's failure (err, nil for an empty
+// key): Gone when the request's context ended and err says so (logged at
+// Debug); BadRequest when it is the client's fault (Debug); else Internal,
+// the server's fault (Error). what names the key ("rate-limit key",
+// "client ID"); attrs name the policy. A shadow policy's failure is logged
+// as the shadow policy's, and its verdict only reported.
+func (l *logger[R]) keyFailure(ctx context.Context, r R, k Keys, err error, what string, shadow bool, attrs ...slog.Attr) (Verdict, error) {
+	v, level, th := Internal, slog.LevelError, &l.misconfig
+	switch {
+	case err == nil:
 		err = errEmptyKey
-	} else if k.clientFault(err) {
-		if l.enabled(ctx, slog.LevelDebug) {
-			l.at(ctx, r, &l.input, slog.LevelDebug, "no usable "+what+"; answering "+l.names.BadRequest,
-				append(attrs, slog.Any("error", err))...)
-		}
-		return BadRequest, err
+	case k.gone(ctx, err):
+		v, level, th = Gone, slog.LevelDebug, &l.input
+	case k.clientFault(err):
+		v, level, th = BadRequest, slog.LevelDebug, &l.input
 	}
-	l.at(ctx, r, &l.misconfig, slog.LevelError, "key function failed; answering "+l.names.Internal,
-		append(attrs, panicAttrs(err)...)...)
-	return Internal, err
+	if !l.enabled(ctx, level) {
+		return v, err
+	}
+	var msg string
+	switch {
+	case v == Gone:
+		msg = "request canceled while finding its " + what
+	case shadow && v == BadRequest:
+		msg = "shadow policy found no usable " + what
+	case shadow:
+		msg = "shadow policy's key function failed"
+	case v == BadRequest:
+		msg = "no usable " + what + "; answering " + k.answer(err, l.names.BadRequest)
+	default:
+		msg = "key function failed; answering " + k.answer(err, l.names.Internal)
+	}
+	l.at(ctx, r, th, level, msg, append(attrs, panicAttrs(err)...)...)
+	return v, err
 }
 
 // skipped reports whether c.Skip exempts r; a panicking Skip is Internal.
