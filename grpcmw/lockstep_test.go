@@ -2,8 +2,11 @@ package grpcmw
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/herdcap/herdcap/limiter"
@@ -35,17 +39,39 @@ import (
 // long the refusals themselves took. (Told the same wait, as before issue
 // 10, all 990 came back within a millisecond or so.)
 //
+// The test checks each on its own, so that neither check depends on how
+// busy the machine is:
+//
+//   - The turns, deterministically. Every caller tags its calls
+//     (x-caller metadata, which grpc-go sends again with each retry), and
+//     the server records, for every refusal, its told turn: the moment the
+//     budget decided (its clock is pinned to that moment while it
+//     decides) plus the RetryAfter it told. The bound of 21 is asserted
+//     on these turns: it holds whatever the machine's load, since it is
+//     the budget's arithmetic, not the scheduler's timing.
+//   - What each refusal told, deterministically too: the pushback is its
+//     wait rounded up to the millisecond, no more.
+//   - The clients, against their turns. Each caller's next attempt must
+//     arrive no earlier than the turn its refusal was told (less 1 ms for
+//     the clock's granularity: the pushback is the wait rounded up to the
+//     millisecond, and client and server share one process and its
+//     monotonic clock). How late it arrives is measured and logged, with
+//     the busiest 100 ms window of actual arrivals (the README's figure);
+//     only a generous bound on lateness is asserted, see maxLateP90. (The
+//     actual arrivals may crowd more than 21 into a window of a loaded
+//     machine: a stall bunches the retries due during it.)
+//
 // The herd is made tight: every first call waits at the server's door
 // until the last has arrived, so all 1,000 reach the limiter at once.
 // Time is real (grpc-go sleeps on the wall clock), so the test takes the
-// ten seconds the bucket needs to let 1,000 callers through.
+// ten seconds the bucket needs to let 1,000 callers through; a deadline of
+// 25 s bounds it on a stalled machine.
 //
-// Tolerance: a retry arrives at its turn plus the time to deliver the
-// refusal, to fire grpc-go's timer and to send the retry, never before its
-// turn. Turns are 10 ms apart, so a window holds the turns of 100 ms (10,
-// or 11 at the edges) plus those whose retries were delayed into it: the
-// bound of 21 is met while those delays vary by less than about 100 ms,
-// which a loaded 2-core machine under -race keeps to a few ms.
+// go test runs packages in parallel, so this test may run at the same
+// moment as httpmw's TestNoLockstepPlainHTTPClients (2,000 goroutines and
+// sockets on two cores). That no longer matters: the assertion on the
+// turns does not depend on timing, and the bound on lateness allows for
+// it.
 func TestNoLockstepPlainGRPCClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes the 10 s the bucket needs")
@@ -55,22 +81,32 @@ func TestNoLockstepPlainGRPCClients(t *testing.T) {
 		rate    = 100.0 // per second
 		burst   = 10
 	)
-	b := newLocal(t, limiter.PerSecond(rate, burst))
+	b := newTurnBudget(t, limiter.PerSecond(rate, burst))
 	rl := mustRateLimit(t, RateLimitConfig{}, Policy{Budget: b, Key: func(context.Context, string) (string, error) { return "shared", nil }})
+	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Second)
+	defer cancel()
 
 	var (
-		arrived atomic.Int64
-		door    = make(chan struct{}) // opens when the last first call arrives
-		mu      sync.Mutex
-		opened  time.Time
-		retries []time.Duration // arrival of every retry, since the door opened
+		arrived  atomic.Int64
+		door     = make(chan struct{}) // opens when the last first call arrives
+		mu       sync.Mutex
+		opened   time.Time
+		attempts = make([][]*attempt, callers) // by caller, in arrival order
 	)
-	gather := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	gather := func(cctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		a := &attempt{arrived: time.Now()}
+		id := -1
+		if v := metadata.ValueFromIncomingContext(cctx, "x-caller"); len(v) == 1 {
+			id, _ = strconv.Atoi(v[0])
+		}
+		if id < 0 || id >= callers {
+			return nil, status.Error(codes.InvalidArgument, "no caller ID")
+		}
 		switch n := arrived.Add(1); {
 		case n < callers:
 			select {
 			case <-door:
-			case <-time.After(60 * time.Second): // only a broken client gets here
+			case <-ctx.Done(): // only a broken client gets here
 				return nil, status.Error(codes.Internal, "the herd never gathered")
 			}
 		case n == callers:
@@ -78,17 +114,19 @@ func TestNoLockstepPlainGRPCClients(t *testing.T) {
 			opened = time.Now()
 			mu.Unlock()
 			close(door)
-		default:
-			now := time.Now()
-			mu.Lock()
-			retries = append(retries, now.Sub(opened))
-			mu.Unlock()
 		}
-		return h(ctx, req)
+		resp, err := rl.Unary(context.WithValue(cctx, attemptKey{}, a), req, info, h)
+		if e, ok := err.(*Error); ok && e.exact {
+			a.pushback = pushbackMillis(e.RetryAfter)
+		}
+		mu.Lock()
+		attempts[id] = append(attempts[id], a)
+		mu.Unlock()
+		return resp, err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(gather, rl.Unary))
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(gather))
 	testgrpc.RegisterTestServiceServer(srv, emptyService{})
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()
@@ -115,33 +153,190 @@ func TestNoLockstepPlainGRPCClients(t *testing.T) {
 	client := testgrpc.NewTestServiceClient(conn)
 
 	var (
-		wg    sync.WaitGroup
-		codeN sync.Map // codes.Code -> *atomic.Int64
+		wg     sync.WaitGroup
+		served atomic.Int64
+		failed atomic.Int64
 	)
-	// 60 s only bounds a hang on a loaded machine: the run takes 10 s.
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	for range callers {
+	for id := range callers {
 		wg.Go(func() {
-			_, err := client.EmptyCall(ctx, &testgrpc.Empty{})
-			c, _ := codeN.LoadOrStore(status.Code(err), new(atomic.Int64))
-			c.(*atomic.Int64).Add(1)
+			cctx := metadata.AppendToOutgoingContext(ctx, "x-caller", strconv.Itoa(id))
+			if _, err := client.EmptyCall(cctx, &testgrpc.Empty{}); err != nil {
+				if failed.Add(1) <= 5 {
+					t.Errorf("caller %d: %v", id, err)
+				}
+				return
+			}
+			served.Add(1)
 		})
 	}
 	wg.Wait()
-	ok, _ := codeN.Load(codes.OK)
-	require.NotNil(t, ok)
-	assert.EqualValues(t, callers, ok.(*atomic.Int64).Load(), "every caller gets through within its attempts")
+	require.EqualValues(t, callers, served.Load(), "every caller gets through within its attempts")
 
 	mu.Lock()
 	defer mu.Unlock()
+	checkTurns(t, attempts, opened, rate, burst)
+}
+
+// attemptKey is the context key of a call's attempt record.
+type attemptKey struct{}
+
+// attempt is what the server recorded of one attempt of a caller.
+type attempt struct {
+	arrived time.Time        // when the server got it
+	decided time.Time        // when the budget decided it
+	d       limiter.Decision // what the budget told
+	err     error
+
+	pushback int64 // the pushback it sent, in ms (0: none)
+}
+
+// checkTold checks what a refusal told its client: the pushback is its
+// wait rounded up to the millisecond.
+func (a *attempt) checkTold() error {
+	want := int64((a.d.RetryAfter + time.Millisecond - 1) / time.Millisecond)
+	if a.pushback != max(want, 1) {
+		return fmt.Errorf("told a pushback of %d ms for a wait of %v", a.pushback, a.d.RetryAfter)
+	}
+	return nil
+}
+
+// turn is the time a refused attempt was told to come back at.
+func (a *attempt) turn() time.Time { return a.decided.Add(a.d.RetryAfter) }
+
+// turnBudget is a real Local budget that decides one request at a time on
+// a clock pinned to the moment of the request, and records that moment
+// and its decision in the call's attempt (context key attemptKey): the
+// test then knows exactly the turn each refusal was told.
+type turnBudget struct {
+	mu  sync.Mutex
+	clk pinnedClock
+	b   *limiter.Local
+}
+
+func newTurnBudget(t *testing.T, l limiter.Limit) *turnBudget {
+	t.Helper()
+	tb := &turnBudget{clk: pinnedClock{now: time.Now()}}
+	var err error
+	tb.b, err = limiter.NewLocal(l, limiter.Config{Clock: &tb.clk})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tb.b.Close() })
+	return tb
+}
+
+func (tb *turnBudget) Take(ctx context.Context, r limiter.Request) (limiter.Decision, error) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.clk.now = time.Now()
+	d, err := tb.b.Take(ctx, r)
+	if a, ok := ctx.Value(attemptKey{}).(*attempt); ok {
+		a.decided, a.d, a.err = tb.clk.now, d, err
+	}
+	return d, err
+}
+
+// pinnedClock is the clock of a turnBudget: its time is set, under the
+// budget's lock, to the moment of the request being decided.
+type pinnedClock struct{ now time.Time }
+
+func (c *pinnedClock) Now() time.Time { return c.now }
+
+// AfterFunc makes pinnedClock a limiter.Clock; a Local sets no timers.
+func (c *pinnedClock) AfterFunc(d time.Duration, f func()) limiter.Timer { return time.AfterFunc(d, f) }
+
+// maxLateP90 bounds how late the 90th percentile of retries may arrive
+// after their told turns. Only a generous bound is asserted: lateness is
+// the machine's, not herdcap's (what each refusal told is checked exactly,
+// by checkTold). Measured at the 90th percentile: a few milliseconds for
+// net/http and about 30 ms for grpc-go on an idle run (grpc-go's clients
+// start their timers when their refusal arrives, and the herd's 990
+// refusals arrive as one burst); up to about 370 ms under the race
+// detector with both lockstep tests at once and two busy loops on the two
+// cores, the worst seen. A second allows for a machine busier still,
+// while catching a client that sleeps whole seconds past its turn or
+// stalls.
+const maxLateP90 = time.Second
+
+// earlyTolerance is how much earlier than its told turn a retry may be
+// seen to arrive: the clock's granularity, no more (client and server
+// share one process and its monotonic clock).
+const earlyTolerance = time.Millisecond
+
+// checkTurns checks the attempts of a lockstep test (by caller, in
+// arrival order): each caller was refused until its last attempt, which
+// was served; the told turns of all refusals never crowd more than the
+// issue's bound into any 100 ms window, and run out when the bucket's
+// rate says; each retry arrived no earlier than its turn, and the 90th
+// percentile of lateness is within maxLateP90; each refusal told its
+// turn (checkTold). It logs the figures.
+func checkTurns(t *testing.T, attempts [][]*attempt, opened time.Time, rate float64, burst int) {
+	t.Helper()
+	var turns, retries, late []time.Duration
+	var firstDecided []time.Duration // of the refusals of first attempts
+	early, told := 0, 0
+	for id, as := range attempts {
+		require.NotEmpty(t, as, "caller %d: no attempt reached the server", id)
+		for j, a := range as {
+			require.NoError(t, a.err, "caller %d, attempt %d", id, j)
+			if j > 0 {
+				retries = append(retries, a.arrived.Sub(opened))
+			}
+			if j == len(as)-1 {
+				require.True(t, a.d.Allowed, "caller %d: the last attempt was served", id)
+				break
+			}
+			require.False(t, a.d.Allowed, "caller %d, attempt %d: only refused attempts are retried", id, j)
+			if j == 0 {
+				firstDecided = append(firstDecided, a.decided.Sub(opened))
+			}
+			if err := a.checkTold(); err != nil {
+				told++
+				if told <= 5 {
+					t.Errorf("caller %d, attempt %d: %v", id, j, err)
+				}
+			}
+			turns = append(turns, a.turn().Sub(opened))
+			l := as[j+1].arrived.Sub(a.turn())
+			if l < -earlyTolerance {
+				early++
+				if early <= 5 {
+					t.Errorf("caller %d, attempt %d arrived %v before its told turn", id, j+1, -l)
+				}
+			}
+			late = append(late, l)
+		}
+	}
+	require.NotEmpty(t, turns, "some callers were refused")
+	require.NotEmpty(t, retries, "some callers retried")
+	assert.Zero(t, early, "retries that arrived before their turns")
+	assert.Zero(t, told, "refusals that told other than their turns")
+	slices.Sort(turns)
 	slices.Sort(retries)
-	busiest := maxInWindow(retries, 100*time.Millisecond)
-	bound := int(1.1*rate*0.1) + burst
-	t.Logf("%d grpc-go callers refused together by a bucket of %v/s, burst %d: %d retries over %v; busiest 100 ms window %d (bound %d)",
-		callers, rate, burst, len(retries), retries[len(retries)-1].Round(time.Millisecond), busiest, bound)
-	assert.LessOrEqual(t, busiest, bound)
-	// The turns run out at (callers - burst) / rate: retries come back
-	// spread over that, not early.
-	assert.GreaterOrEqual(t, retries[len(retries)-1], time.Duration(float64(callers-burst-5)/rate*float64(time.Second)))
+	slices.Sort(late)
+	slices.Sort(firstDecided)
+
+	const window = 100 * time.Millisecond
+	bound := int(1.1*rate*window.Seconds()) + burst
+	busiest, actual := maxInWindow(turns, window), maxInWindow(retries, window)
+	pct := func(p float64) time.Duration { return late[int(p*float64(len(late)-1))] }
+	t.Logf("%d callers refused together (decided within %v) by a bucket of %v/s, burst %d: %d refusals, %d retries over %v",
+		len(attempts), (firstDecided[len(firstDecided)-1] - firstDecided[0]).Round(time.Millisecond), rate, burst,
+		len(turns), len(retries), retries[len(retries)-1].Round(time.Millisecond))
+	t.Logf("busiest 100 ms window: told turns %d, actual retries %d (bound %d); lateness after the told turn: median %v, p90 %v, p99 %v, max %v",
+		busiest, actual, bound, pct(0.5).Round(time.Microsecond), pct(0.9).Round(time.Microsecond),
+		pct(0.99).Round(time.Microsecond), late[len(late)-1].Round(time.Microsecond))
+	assert.LessOrEqual(t, busiest, bound, "the told turns of any 100 ms window")
+	assert.LessOrEqual(t, pct(0.9), maxLateP90, "p90 lateness of retries after their told turns")
+	// The budget's denial tail tells one key's refusals successive turns,
+	// at least a refill interval apart, so the turns of the refusals run
+	// out no sooner than len(turns) - 1 intervals after the first: the
+	// retries are told to come back spread over that, not early.
+	interval := time.Duration(float64(time.Second) / rate)
+	minGap := time.Duration(math.MaxInt64)
+	for i := 1; i < len(turns); i++ {
+		minGap = min(minGap, turns[i]-turns[i-1])
+	}
+	t.Logf("told turns from %v to %v, at least %v apart", turns[0].Round(time.Millisecond), turns[len(turns)-1].Round(time.Millisecond), minGap)
+	assert.GreaterOrEqual(t, minGap, interval-time.Microsecond, "successive told turns are a refill interval apart")
+	assert.GreaterOrEqual(t, turns[len(turns)-1]-turns[0], time.Duration(len(turns)-1)*interval-time.Millisecond, "the told turns span")
+	assert.GreaterOrEqual(t, retries[len(retries)-1], turns[len(turns)-1]-earlyTolerance, "the last retry")
 }
