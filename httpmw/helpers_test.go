@@ -130,18 +130,38 @@ func get(t *testing.T, srv *httptest.Server, header http.Header) response {
 // getPath is get for srv.URL+path.
 func getPath(t *testing.T, srv *httptest.Server, path string, header http.Header) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+	res, err := fetchPath(srv, path, header)
 	require.NoError(t, err)
+	return res
+}
+
+// fetch is get for a goroutine other than the test's, which must not call
+// require: it returns the error for the test to assert on.
+func fetch(srv *httptest.Server, header http.Header) (response, error) {
+	return fetchPath(srv, "/", header)
+}
+
+// fetchPath sends a GET to srv.URL+path with the given header lines and
+// reads the answer.
+func fetchPath(srv *httptest.Server, path string, header http.Header) (response, error) {
+	req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+	if err != nil {
+		return response{}, err
+	}
 	for k, vs := range header {
 		for _, v := range vs {
 			req.Header.Add(k, v)
 		}
 	}
 	res, err := srv.Client().Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return response{}, err
+	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
+	if err != nil {
+		return response{}, err
+	}
 	return response{
 		status:     res.StatusCode,
 		body:       string(body),
@@ -149,7 +169,7 @@ func getPath(t *testing.T, srv *httptest.Server, path string, header http.Header
 		rateLimit:  res.Header.Get("RateLimit"),
 		retryAfter: res.Header.Get("Retry-After"),
 		header:     res.Header,
-	}
+	}, nil
 }
 
 type syncBuffer = logtest.Buffer

@@ -267,7 +267,9 @@ func TestPerRequestLimit(t *testing.T) {
 
 // TestHoldForPlainClients: a refusal whose wait has a fraction of a second
 // is held for it, on the injected clock, and then says the whole seconds
-// left; beyond MaxHeld, or for a client that leaves, it is not held.
+// left; beyond MaxHeld, or for a client that leaves, it is not held. The
+// held requests run on goroutines of their own, which only report; every
+// assertion is made here, and every wait for them is bounded.
 func TestHoldForPlainClients(t *testing.T) {
 	budgetClk := newManualClock()
 	holdClk := newManualClock()
@@ -276,8 +278,15 @@ func TestHoldForPlainClients(t *testing.T) {
 	srv := serve(t, &okHandler{}, RateLimitConfig{Clock: holdClk, MaxHeld: 1}, Policy{Budget: b})
 	require.Equal(t, http.StatusOK, get(t, srv, nil).status)
 
-	held := make(chan response, 1)
-	go func() { held <- get(t, srv, nil) }()
+	type result struct {
+		res response
+		err error
+	}
+	held := make(chan result, 1)
+	go func() {
+		res, err := fetch(srv, nil)
+		held <- result{res, err}
+	}()
 	require.Eventually(t, func() bool { return holdClk.Pending() == 1 }, 10*time.Second, time.Millisecond, "the refusal is held")
 
 	// MaxHeld is 1: a second refusal is answered at once, rounded up. The
@@ -288,12 +297,19 @@ func TestHoldForPlainClients(t *testing.T) {
 	assert.Equal(t, "5000", res.header.Get(headerRetryAfterMillis))
 
 	select {
-	case <-held:
-		t.Fatal("answered before the half second passed")
+	case r := <-held:
+		t.Fatalf("answered before the half second passed: %+v", r)
 	case <-time.After(50 * time.Millisecond):
 	}
 	holdClk.Add(500 * time.Millisecond)
-	res = <-held
+	var r result
+	select {
+	case r = <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held refusal was never answered")
+	}
+	require.NoError(t, r.err)
+	res = r.res
 	require.Equal(t, http.StatusTooManyRequests, res.status)
 	assert.Equal(t, "2", res.retryAfter, "the whole seconds left after the half second held")
 	assert.Equal(t, "2000", res.header.Get(headerRetryAfterMillis))
@@ -313,6 +329,11 @@ func TestHoldForPlainClients(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool { return holdClk.Pending() == 1 }, 10*time.Second, time.Millisecond)
 	cancel()
-	assert.ErrorIs(t, <-done, context.Canceled)
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the canceled request never returned")
+	}
 	require.Eventually(t, func() bool { return holdClk.Pending() == 0 }, 10*time.Second, time.Millisecond, "the hold's timer is stopped")
 }
