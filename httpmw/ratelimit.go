@@ -380,8 +380,11 @@ func writeText(w http.ResponseWriter, status int) {
 type Denial struct {
 	// Status is 429 (a quota is spent) or 503 (a budget failed).
 	Status int
-	// RetryAfter is the exact wait the refusal was told (before any
-	// hold, and before rounding to the whole seconds of Retry-After).
+	// RetryAfter is the wait the refusal was told, unrounded (before any
+	// hold, and before rounding to the whole seconds of Retry-After): for
+	// a 429 the caller's turn, sent to the millisecond too; for a 503 the
+	// failed budget's wait (or UnavailableRetryAfter), sent as Retry-After
+	// alone.
 	RetryAfter time.Duration
 	// Policy is the name of the policy that refused or failed.
 	Policy string
