@@ -288,6 +288,12 @@ type ProtectionSpec struct {
 	// AdmissionRate is the fleet-wide budget of new sessions per second
 	// (admission.Gate). Default RolloutRate.
 	AdmissionRate float64 `json:"admission_rate,omitempty"`
+	// AdmissionHorizon is how far ahead admission books slots
+	// (admission.Config.Horizon): what an operator sets, sized to the
+	// largest herd that should come back flat (sessions at peak ÷
+	// admission rate), not the fleet's exact size, which no fleet knows.
+	// A herd beyond it is deferred and asks again. Default 10m, 1s to 24h.
+	AdmissionHorizon Duration `json:"admission_horizon,omitempty"`
 	// Ramp is the window over which a changed limit moves to its new
 	// value. Default 10m, at most MaxDuration.
 	Ramp Duration `json:"ramp,omitempty"`
@@ -452,6 +458,7 @@ func (s *Scenario) Defaults() {
 	if p.AdmissionRate == 0 {
 		p.AdmissionRate = p.RolloutRate
 	}
+	setDur(&p.AdmissionHorizon, 10*time.Minute)
 	setDur(&p.Ramp, 10*time.Minute)
 	setDur(&p.Tick, time.Second)
 	setDur(&p.PushInterval, min(100*time.Millisecond, p.Tick.D()))
@@ -567,6 +574,7 @@ func (s *Scenario) Validate() error {
 		checkInt("protection.cohorts", p.Cohorts, guardMinCohorts, limiter.MaxCohorts),
 		checkDur("protection.min_duration", p.MinDuration, time.Second, MaxDuration),
 		checkRate("protection.admission_rate", p.AdmissionRate, false),
+		checkDur("protection.admission_horizon", p.AdmissionHorizon, time.Second, 24*time.Hour),
 		checkDur("protection.ramp", p.Ramp, 0, MaxDuration),
 		checkDur("protection.tick", p.Tick, 10*time.Millisecond, time.Minute),
 		checkDur("protection.push_interval", p.PushInterval, 10*time.Millisecond, max(p.Tick.D(), 10*time.Millisecond)),
