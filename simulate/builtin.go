@@ -10,7 +10,7 @@ import (
 var builtinFS embed.FS
 
 // builtinOrder is the order BuiltIn returns the scenarios in.
-var builtinOrder = []string{"rogue-invalidate", "reconnect-storm", "incident", "config-change"}
+var builtinOrder = []string{"rogue-invalidate", "reconnect-storm", "incident", "config-change", "node-failure", "cold-start"}
 
 // LaptopClients is the size stormsim runs the built-in scenarios at by
 // default: a few seconds each on a laptop.

@@ -182,10 +182,16 @@ type Result struct {
 	RedisOpsPeak float64 `json:"redis_ops_peak"`
 	RedisOpsMean float64 `json:"redis_ops_mean"`
 
+	// OutageS is how long the trigger's own outage lasted: the downtime
+	// of a restarted node (or of every node, in a cold start), during
+	// which no protection can serve that node's clients; 0 for other
+	// triggers. The schedule (ScheduleS) starts after it.
+	OutageS float64 `json:"outage_s"`
 	// The storm's harm (see harm.go): StormS is the storm's length, from
-	// the trigger until every affected client converged and the run
-	// recovered (until the end of the run when either never happened; at
-	// least a minute). Over it, StormRequests client requests were made;
+	// the end of the trigger's outage (the trigger itself, when it has
+	// none) until every affected client converged and the run recovered
+	// (until the end of the run when either never happened; at least a
+	// minute). Over it, StormRequests client requests were made;
 	// StormFailedShare is the share that failed (timeouts, rejections, a
 	// node down: errors that are not refusals), StormRefusedShare the
 	// share refused with a time to come back. OverloadS counts the seconds

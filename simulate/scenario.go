@@ -158,10 +158,11 @@ type ClientSpec struct {
 	// gives no slots, so PolicySlot does not apply).
 	UnprotectedBackoff string `json:"unprotected_backoff,omitempty"`
 	// BackoffBase is the first full-jitter window of retry.Backoff
-	// (PolicyJitter, PolicySlot). Default 1s, 1ms to 1h.
+	// (PolicyJitter, PolicySlot). Default 100ms (retry.Backoff's, which
+	// the transports ship), 1ms to 1h.
 	BackoffBase Duration `json:"backoff_base,omitempty"`
-	// BackoffCap is the largest full-jitter window. Default 2m,
-	// BackoffBase to 24h.
+	// BackoffCap is the largest full-jitter window. Default 10s
+	// (retry.Backoff's), BackoffBase to 24h.
 	BackoffCap Duration `json:"backoff_cap,omitempty"`
 	// HintJitter caps the jitter a PolicySlot client adds to a server's
 	// hint (retry.Backoff.HintJitterMax: 10% of the hint, at most this).
@@ -322,8 +323,10 @@ type Trigger struct {
 	// Cause "restart") node, 0 to Nodes-1.
 	Node int `json:"node,omitempty"`
 	// Cause is the reconnect storm's cause: "blip" (Share of all clients
-	// drop; the default) or "restart" (node Node restarts: its clients drop
-	// and its cache comes back empty).
+	// drop; the default), "restart" (node Node restarts: its clients drop
+	// and its cache comes back empty) or "cold-start" (every node restarts
+	// at once, a deploy or a region's power cut: every client drops, every
+	// cache comes back empty; Share must be 1).
 	Cause string `json:"cause,omitempty"`
 	// Downtime is how long a restarted node stays down. Default 10s, at
 	// most 1h.
@@ -419,8 +422,10 @@ func (s *Scenario) Defaults() {
 	if c.UnprotectedBackoff == "" {
 		c.UnprotectedBackoff = PolicyNone
 	}
-	setDur(&c.BackoffBase, time.Second)
-	setDur(&c.BackoffCap, 2*time.Minute)
+	// retry.Backoff's defaults, what httpmw.Transport and grpcmw.Client
+	// ship.
+	setDur(&c.BackoffBase, 100*time.Millisecond)
+	setDur(&c.BackoffCap, 10*time.Second)
 	setDur(&c.HintJitter, time.Second) // retry.Backoff's default HintJitterMax
 	if c.RetryTokens == 0 {
 		c.RetryTokens = 10
@@ -664,8 +669,11 @@ func (s *Scenario) validateTrigger() error {
 	if t.Node < 0 || t.Node >= s.Nodes {
 		return fieldErr("trigger.node", "must be between 0 and nodes-1 = %d, got %d", s.Nodes-1, t.Node)
 	}
-	if t.Kind == KindReconnectStorm && t.Cause != "blip" && t.Cause != "restart" {
-		return fieldErr("trigger.cause", "must be \"blip\" or \"restart\", got %q", truncate(t.Cause, 40))
+	if t.Kind == KindReconnectStorm && t.Cause != "blip" && t.Cause != "restart" && t.Cause != "cold-start" {
+		return fieldErr("trigger.cause", "must be \"blip\", \"restart\" or \"cold-start\", got %q", truncate(t.Cause, 40))
+	}
+	if t.Cause == "cold-start" && t.Share != 1 {
+		return fieldErr("trigger.share", "must be 1 for cause cold-start (every node restarts), got %v", t.Share)
 	}
 	if t.Kind != KindReconnectStorm && t.Cause != "" {
 		return fieldErr("trigger.cause", "applies to %s only, got %q for %s", KindReconnectStorm, truncate(t.Cause, 40), t.Kind)

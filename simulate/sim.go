@@ -432,16 +432,21 @@ func (s *sim) trigger() {
 		}
 		s.target = ep
 	case KindReconnectStorm:
-		if sc.Trigger.Cause == "restart" {
-			k := sc.Trigger.Node
-			s.nodes[k].up = false
-			for j := range s.nodes[k].fill {
-				s.nodes[k].fill[j] = noFill // back empty
+		if c := sc.Trigger.Cause; c == "restart" || c == "cold-start" {
+			first, last := sc.Trigger.Node, sc.Trigger.Node
+			if c == "cold-start" {
+				first, last = 0, sc.Nodes-1
 			}
-			for i := k; i < sc.Clients; i += sc.Nodes {
-				s.drop(i)
+			for k := first; k <= last; k++ {
+				s.nodes[k].up = false
+				for j := range s.nodes[k].fill {
+					s.nodes[k].fill[j] = noFill // back empty
+				}
+				for i := k; i < sc.Clients; i += sc.Nodes {
+					s.drop(i)
+				}
+				s.push(event{at: s.now + int64(sc.Trigger.Downtime), id: uint32(k), kind: evSystem, arg: sysNodeUp})
 			}
-			s.push(event{at: s.now + int64(sc.Trigger.Downtime), id: uint32(k), kind: evSystem, arg: sysNodeUp})
 			return
 		}
 		for i := range sc.Clients {
