@@ -29,12 +29,14 @@ type Spread struct {
 	StdDev float64 `json:"stddev"`
 }
 
-// SeedRun is the verdict of one seed: its bound checks and whether all
-// held.
+// SeedRun is one seed's runs: its bound checks, whether all held, and
+// the two results.
 type SeedRun struct {
-	Seed   uint64           `json:"seed"`
-	Pass   bool             `json:"pass"`
-	Checks []simulate.Check `json:"checks"`
+	Seed        uint64           `json:"seed"`
+	Pass        bool             `json:"pass"`
+	Checks      []simulate.Check `json:"checks"`
+	Unprotected *simulate.Result `json:"unprotected"`
+	Protected   *simulate.Result `json:"protected"`
 }
 
 // SeedSummary is a scenario run with several seeds. Its JSON is what
@@ -47,7 +49,8 @@ type SeedRun struct {
 //	  "unprotected": [{"metric": "peak_rps", "n": 3, "mean": 4810.3,
 //	                   "min": 4799, "max": 4826, "stddev": 14.2}, ...],
 //	  "protected": [...],               // the same metrics, in one order
-//	  "runs": [{"seed": 1, "pass": true, "checks": [...]}, ...],
+//	  "runs": [{"seed": 1, "pass": true, "checks": [...],
+//	            "unprotected": {...}, "protected": {...}}, ...],
 //	  "pass": true                      // every bound held on every seed
 //	}
 //
@@ -116,7 +119,7 @@ func Summarize(cs []*simulate.Comparison) (*SeedSummary, error) {
 			return nil, fmt.Errorf("report: Summarize: scenarios %q and %q: one scenario's seeds only", name, c.Scenario.Name)
 		}
 		s.Seeds = append(s.Seeds, c.Scenario.Seed)
-		s.Runs = append(s.Runs, SeedRun{Seed: c.Scenario.Seed, Pass: c.Pass, Checks: c.Checks})
+		s.Runs = append(s.Runs, SeedRun{Seed: c.Scenario.Seed, Pass: c.Pass, Checks: c.Checks, Unprotected: c.Unprotected, Protected: c.Protected})
 		s.Pass = s.Pass && c.Pass
 		un = append(un, c.Unprotected)
 		pr = append(pr, c.Protected)
