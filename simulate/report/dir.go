@@ -100,10 +100,13 @@ var columns = []column{
 	{"connected", func(s *simulate.Series) []float64 { return s.Connected }},
 	{"unconverged", func(s *simulate.Series) []float64 { return s.Unconverged }},
 	{"redis_ops", func(s *simulate.Series) []float64 { return s.RedisOps }},
+	{"latency_p99_s", func(s *simulate.Series) []float64 { return s.LatencyP99 }},
 }
 
 // WriteCSV writes c's per-second series: one row per virtual second, a
-// column per series and run ("unprotected_origin_rps", ...).
+// column per series and run ("unprotected_origin_rps", ...). The
+// latency_p99_s columns (Series.LatencyP99, in seconds) are empty in a
+// second in which no need completed.
 func WriteCSV(w io.Writer, c *simulate.Comparison) error {
 	cw := csv.NewWriter(w)
 	head := []string{"second"}
@@ -123,7 +126,11 @@ func WriteCSV(w io.Writer, c *simulate.Comparison) error {
 		k := 1
 		for _, s := range []*simulate.Series{un, pr} {
 			for _, col := range columns {
-				rec[k] = strconv.FormatFloat(col.get(s)[i], 'g', -1, 64)
+				v := col.get(s)[i]
+				rec[k] = strconv.FormatFloat(v, 'g', -1, 64)
+				if col.name == "latency_p99_s" && v == simulate.NoLatency {
+					rec[k] = ""
+				}
 				k++
 			}
 		}
@@ -136,8 +143,11 @@ func WriteCSV(w io.Writer, c *simulate.Comparison) error {
 }
 
 // WriteDir writes, for each comparison, NAME.csv (the per-second series),
-// the charts NAME-origin, NAME-hitrate and NAME-changed as PNG and SVG,
-// and index.html, a report that embeds the charts. It creates files only
+// the charts NAME-origin (with the capacity and the budget), NAME-goodput,
+// NAME-errors, NAME-latency (client time to data, p99 per second),
+// NAME-connected, NAME-hitrate and NAME-changed, unprotected against
+// protected, as PNG and SVG, and index.html, a report that embeds the
+// charts and explains each verdict beside the table. It creates files only
 // under dir. Two comparisons of one scenario name are refused (their files
 // would overwrite each other's), before anything is written.
 func WriteDir(dir string, cs []*simulate.Comparison) (err error) {

@@ -112,8 +112,16 @@ func ExampleWriteDir() {
 	// index.html
 	// rogue-changed.png
 	// rogue-changed.svg
+	// rogue-connected.png
+	// rogue-connected.svg
+	// rogue-errors.png
+	// rogue-errors.svg
+	// rogue-goodput.png
+	// rogue-goodput.svg
 	// rogue-hitrate.png
 	// rogue-hitrate.svg
+	// rogue-latency.png
+	// rogue-latency.svg
 	// rogue-origin.png
 	// rogue-origin.svg
 	// rogue.csv

@@ -6,6 +6,8 @@ import (
 	"encoding/csv"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -61,9 +63,11 @@ func TestWriteDir(t *testing.T) {
 	c := comparison(t)
 	dir := filepath.Join(t.TempDir(), "nested", "out")
 	require.NoError(t, WriteDir(dir, []*simulate.Comparison{c}))
-	for _, f := range []string{"incident.csv", "index.html",
-		"incident-origin.png", "incident-origin.svg", "incident-hitrate.png", "incident-hitrate.svg",
-		"incident-changed.png", "incident-changed.svg"} {
+	files := []string{"incident.csv", "index.html"}
+	for _, ch := range []string{"origin", "goodput", "errors", "latency", "connected", "hitrate", "changed"} {
+		files = append(files, "incident-"+ch+".png", "incident-"+ch+".svg")
+	}
+	for _, f := range files {
 		st, err := os.Stat(filepath.Join(dir, f))
 		require.NoError(t, err, f)
 		assert.Positive(t, st.Size(), f)
@@ -76,7 +80,7 @@ func TestWriteDir(t *testing.T) {
 	assert.True(t, strings.Contains(string(svg), "<svg"))
 	html, err := os.ReadFile(filepath.Join(dir, "index.html"))
 	require.NoError(t, err)
-	assert.Equal(t, 3, strings.Count(string(html), `<img src="data:image/svg`), "the report embeds the three charts")
+	assert.Equal(t, 7, strings.Count(string(html), `<img src="data:image/svg`), "the report embeds the seven charts")
 	assert.True(t, strings.Contains(string(html), `href="incident.csv"`), "the report links the CSV")
 
 	f, err := os.Open(filepath.Join(dir, "incident.csv"))
@@ -88,6 +92,22 @@ func TestWriteDir(t *testing.T) {
 	assert.Equal(t, "second", recs[0][0])
 	assert.Contains(t, recs[0], "unprotected_origin_rps")
 	assert.Contains(t, recs[0], "protected_hit_rate")
+	assert.Contains(t, recs[0], "unprotected_latency_p99_s")
+	// Latency: a number in a second that completed a need, else empty.
+	col := slices.Index(recs[0], "unprotected_latency_p99_s")
+	gp := slices.Index(recs[0], "unprotected_goodput")
+	empty := 0
+	for _, rec := range recs[1:] {
+		if rec[col] == "" {
+			empty++
+			assert.Equal(t, "0", rec[gp], "second %s: no latency, no goodput", rec[0])
+			continue
+		}
+		v, err := strconv.ParseFloat(rec[col], 64)
+		require.NoError(t, err)
+		assert.Positive(t, v)
+	}
+	assert.Positive(t, empty, "the collapsed unprotected run completes nothing for most seconds")
 }
 
 // TestDirStaysInside: nothing is written outside the output directory,
