@@ -177,7 +177,7 @@ func WriteDir(dir string, cs []*simulate.Comparison) (err error) {
 		if err := d.WriteFile(name+".csv", buf.Bytes()); err != nil {
 			return err
 		}
-		page := htmlScenario{Name: name, Description: c.Scenario.Description, CSV: name + ".csv"}
+		page := htmlScenario{Name: name, Description: c.Scenario.Description, CSV: name + ".csv", Verdicts: verdicts(c)}
 		for _, ch := range charts {
 			for _, format := range []string{"png", "svg"} {
 				b, err := renderChart(c, ch, format)
@@ -220,6 +220,7 @@ type htmlChart struct {
 type htmlScenario struct {
 	Name, Description, Table, CSV string
 	Charts                        []htmlChart
+	Verdicts                      []verdict
 }
 
 var htmlPage = template.Must(template.New("report").Parse(`<!DOCTYPE html>
@@ -228,11 +229,19 @@ var htmlPage = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <meta charset="utf-8">
 <title>herdcap storm simulation</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 13px; }
 figure { margin: 1em 0; }
 img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 13px; color: #555; }
+.result { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.result pre { flex: 1 1 560px; margin: 0; }
+.verdicts { flex: 1 1 380px; font-size: 14px; }
+.verdicts h3 { font-size: 15px; margin: 0.8em 0 0.2em; }
+.verdicts p { margin: 0.2em 0; color: #444; }
+.verdicts ul { margin: 0.2em 0; padding-left: 1.2em; }
+.good { color: #1a7f37; }
+.bad { color: #b42318; }
 </style>
 </head>
 <body>
@@ -242,7 +251,16 @@ figcaption { font-size: 13px; color: #555; }
 <section id="{{.Name}}">
 <h2>{{.Name}}</h2>
 {{if .Description}}<p>{{.Description}}</p>{{end}}
+<div class="result">
 <pre>{{.Table}}</pre>
+<div class="verdicts">
+{{range .Verdicts}}<h3>{{.Title}}</h3>
+<p>{{.How}}</p>
+<ul>
+{{range .Findings}}<li class="{{if .Good}}good{{else}}bad{{end}}"><b>{{.Label}}</b>: {{.Text}}</li>
+{{end}}</ul>
+{{end}}</div>
+</div>
 {{range .Charts}}
 <figure>
 <img src="{{.Data}}" alt="{{.Title}}">

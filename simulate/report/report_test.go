@@ -175,3 +175,56 @@ func TestFormatNum(t *testing.T) {
 	}
 	assert.True(t, strings.HasPrefix(formatNum(-2.5), "-2.5"))
 }
+
+// TestHTMLVerdicts: index.html explains each verdict beside the table:
+// how collapse is judged, recovery, convergence against the schedule, and
+// each bound with its outcome; the page's elements are balanced.
+func TestHTMLVerdicts(t *testing.T) {
+	c := comparison(t)
+	dir := filepath.Join(t.TempDir(), "out")
+	require.NoError(t, WriteDir(dir, []*simulate.Comparison{c}))
+	b, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	require.NoError(t, err)
+	page := string(b)
+	for _, tag := range []string{"section", "div", "ul", "li", "pre", "figure", "h2", "h3", "p"} {
+		assert.Equal(t, strings.Count(page, "<"+tag+">")+strings.Count(page, "<"+tag+" "), strings.Count(page, "</"+tag+">"), "<%s> balanced", tag)
+	}
+	// The verdicts sit beside the table, in the same row.
+	row := page[strings.Index(page, `<div class="result">`):]
+	require.Less(t, strings.Index(row, "<pre>"), strings.Index(row, `<div class="verdicts">`))
+	for _, want := range []string{
+		"<h3>Metastable collapse</h3>",
+		"judged over the run&#39;s last 300 s",
+		"the trailing 10 seconds were failing",
+		"or at least 10% of client requests failing, or goodput under half of its normal",
+		"is not judged, which is not a pass",
+		`<li class="bad"><b>unprotected</b>: collapsed: failing in every second of the last 300 s`,
+		`<li class="good"><b>protected</b>: did not collapse`,
+		"<h3>Recovery</h3>",
+		"<h3>Convergence and schedule</h3>",
+		"The target is (converge − one wave) ÷ schedule ≤ 1.1.",
+		"<h3>Bounds</h3>",
+	} {
+		assert.Contains(t, page, want)
+	}
+	// Every bound: what it checks, whether it held, and the value.
+	assert.Equal(t, len(c.Checks), strings.Count(page, "<b>passed</b>")+strings.Count(page, "<b>FAILED</b>"))
+	assert.Contains(t, page, "in the protected run, the highest one-second origin load ÷ the origin budget must be at most 1.1 (protected.peak_over_budget &lt;= 1.1; got protected.peak_over_budget = ")
+}
+
+// TestVerdictNotJudged: a run too short to judge a collapse says so, and
+// a failed bound reads FAILED.
+func TestVerdictNotJudged(t *testing.T) {
+	c := *comparison(t)
+	un := *c.Unprotected
+	un.CollapseWindowS, un.Collapsed = 0, false
+	c.Unprotected = &un
+	c.Checks = []simulate.Check{{Bound: "unprotected.collapsed >= 1", Got: "unprotected.collapsed = 0", Pass: false}}
+	vs := verdicts(&c)
+	require.Equal(t, "Metastable collapse", vs[0].Title)
+	assert.Contains(t, vs[0].Findings[0].Text, "not judged: the run ends 1680 s after the trigger, too soon for a 300 s window")
+	assert.False(t, vs[0].Findings[0].Good)
+	last := vs[len(vs)-1]
+	require.Equal(t, "Bounds", last.Title)
+	assert.Equal(t, "FAILED", last.Findings[0].Label)
+}
