@@ -1,19 +1,68 @@
 // Command stormsim replays cache-invalidation and reconnect storms in
 // virtual time, unprotected and through herdcap, and compares the two.
 //
-// With no arguments it runs the built-in scenarios (rogue-invalidate,
-// reconnect-storm, incident, config-change) at a laptop-friendly size and
-// prints a comparison table. Flags:
+// With no arguments it runs every built-in scenario (stormsim -list names
+// them: rogue-invalidate, reconnect-storm, incident, config-change, ...) at
+// a laptop-friendly size and prints a comparison table. Flags:
 //
-//	-scenario FILE  run the scenario in FILE (repeatable) instead of the built-ins
-//	-clients N      resize every scenario to N clients (rates scale with it)
-//	-seed N         override the scenarios' seed
-//	-json           print the results as JSON instead of the table
-//	-out DIR        write per-second CSV, PNG and SVG charts and index.html under DIR
-//	-check          exit 1 when a scenario's declared bounds fail
-//	-redis URL      coordinate through Redis (redis://host:port/db) instead of memory
-//	-bench          run the scale benchmark: the incident at 1,000,000 clients
-//	-q              no progress on stderr
+//	-scenario NAME|FILE  run a built-in by name, or the scenario in a JSON
+//	                     file (repeatable), instead of every built-in
+//	-list                print the built-ins, a name and a one-sentence
+//	                     summary a line, and exit
+//	-clients N           resize every scenario to N clients (rates scale with it)
+//	-seed N              override the scenarios' seed
+//	-seeds N             run seeds seed..seed+N-1 (1 to 100) and report each
+//	                     metric's mean and spread
+//	-json                print the results as JSON instead of the table
+//	-out DIR             write per-second CSV, PNG and SVG charts and index.html under DIR
+//	-check               exit 1 when a scenario's declared bounds fail (on any seed)
+//	-redis URL           coordinate through Redis (redis://host:port/db) instead of memory
+//	-bench               run the scale benchmark: the incident at 1,000,000 clients
+//	-q                   no progress on stderr
+//
+// # Scenarios
+//
+// -scenario takes a path or a built-in's name. A regular file of that path
+// wins; otherwise a built-in of that name runs (at 100,000 clients unless
+// -clients says otherwise; a file runs at its own size). An argument that
+// looks like a path (it has a separator or ends in .json) and is missing is
+// reported as the file error; any other unknown name exits 2 with the list
+// of built-ins.
+//
+// # Seeds
+//
+// -seeds N runs each scenario with N seeds, from -seed (or the scenario's
+// own) up, several at a time: at most GOMAXPROCS runs (two per
+// comparison) and 2,000,000 simulated clients at once. The output does not
+// depend on the order runs finish in: the same flags print the same bytes.
+// The table gives, per scenario and mode, each metric's mean ± sample
+// standard deviation [least–greatest] over the seeds (booleans as "k of
+// N"; a metric that reads -1 for "never" is summarised over the seeds that
+// have a value, and says on how many), then the bounds on every seed. With
+// -json it prints one report.SeedSummary per scenario:
+//
+//	[{"scenario": {...}, "seeds": [1, 2, 3], "store": "memory",
+//	  "unprotected": [{"metric": "peak_rps", "n": 3, "mean": ..., "min": ...,
+//	                   "max": ..., "stddev": ...}, ...],
+//	  "protected": [...],
+//	  "runs": [{"seed": 1, "pass": true, "checks": [...],
+//	            "unprotected": {...}, "protected": {...}}, ...],
+//	  "pass": true}]
+//
+// -check with -seeds checks the bounds of every seed and names each failed
+// one with its seed ("stormsim: incident: seed 3: bound failed: ...").
+// -out draws one seed's runs and takes no -seeds.
+//
+// # Report
+//
+// -out writes, per scenario, NAME.csv (one row per virtual second, a column
+// per series and mode, latency_p99_s empty in a second that completed no
+// need), charts of origin load (with the capacity and the origin budget),
+// goodput, client errors, the clients' time-to-data p99 per second,
+// connected clients, hit rate and clients changed per second, unprotected
+// against protected, as PNG and SVG, and index.html, which embeds the
+// charts and explains each verdict (collapse, recovery, convergence against
+// the schedule, each bound) beside the table.
 //
 // Exit status: 0 on success, 1 when -check finds a failed bound, 2 on bad
 // input or a failed run.
@@ -90,10 +139,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fs.PrintDefaults()
 		fmt.Fprint(fs.Output(), "\nExit status: 0 on success, 1 when -check finds a failed bound, 2 on bad input\nor a failed run.\n")
 	}
-	fs.Var(&o.files, "scenario", "run the built-in scenario `NAME` (see -list) or the scenario in a JSON file (repeatable) instead of every built-in")
+	fs.Var(&o.files, "scenario", "run `NAME|FILE`: a built-in scenario by name (see -list) or a scenario's JSON file (repeatable) instead of every built-in")
 	fs.BoolVar(&o.list, "list", false, "print the built-in scenarios, one a line, and exit")
 	fs.IntVar(&o.clients, "clients", 0, "resize every scenario to `N` clients, 1 to 10000000 (default: built-ins at 100000, files at their own size)")
-	fs.Uint64Var(&o.seed, "seed", 0, "override the scenarios' seed (0: keep)")
+	fs.Uint64Var(&o.seed, "seed", 0, "override the scenarios' seed `N` (0: keep)")
 	fs.IntVar(&o.seeds, "seeds", 1, "run each scenario with `N` seeds, the seed to seed+N-1 (1 to 100), and report each metric's mean and spread")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of the table")
 	fs.StringVar(&o.out, "out", "", "write per-second CSV, PNG/SVG charts and index.html under `DIR` (one seed only)")

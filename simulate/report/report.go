@@ -1,6 +1,7 @@
 // Package report presents storm simulations: a comparison table for the
-// terminal, and a directory of per-second CSV series, PNG and SVG charts
-// and an HTML report.
+// terminal (Table), the mean and spread of many seeds (Summarize,
+// SeedTable), and a directory of per-second CSV series, PNG and SVG charts
+// and an HTML report that explains each verdict (WriteDir).
 package report
 
 import (
