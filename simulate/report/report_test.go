@@ -22,7 +22,29 @@ var (
 	once sync.Once
 	cmp  *simulate.Comparison
 	cerr error
+
+	dirOnce sync.Once
+	tmpRoot string // removed by TestMain
+	outDir  string
+	dirErr  error
 )
+
+// written writes the shared comparison's report once (rendering its
+// fourteen charts is the slow part of these tests) and returns the
+// directory; tests only read it.
+func written(t *testing.T) string {
+	t.Helper()
+	c := comparison(t)
+	dirOnce.Do(func() {
+		tmpRoot, dirErr = os.MkdirTemp("", "report-test")
+		if dirErr == nil {
+			outDir = filepath.Join(tmpRoot, "nested", "out")
+			dirErr = WriteDir(outDir, []*simulate.Comparison{c})
+		}
+	})
+	require.NoError(t, dirErr)
+	return outDir
+}
 
 // comparison runs one small real comparison, shared by the tests.
 func comparison(t *testing.T) *simulate.Comparison {
@@ -60,9 +82,7 @@ func TestTable(t *testing.T) {
 }
 
 func TestWriteDir(t *testing.T) {
-	c := comparison(t)
-	dir := filepath.Join(t.TempDir(), "nested", "out")
-	require.NoError(t, WriteDir(dir, []*simulate.Comparison{c}))
+	dir := written(t)
 	files := []string{"incident.csv", "index.html"}
 	for _, ch := range []string{"origin", "goodput", "errors", "latency", "connected", "hitrate", "changed"} {
 		files = append(files, "incident-"+ch+".png", "incident-"+ch+".svg")
@@ -181,9 +201,7 @@ func TestFormatNum(t *testing.T) {
 // each bound with its outcome; the page's elements are balanced.
 func TestHTMLVerdicts(t *testing.T) {
 	c := comparison(t)
-	dir := filepath.Join(t.TempDir(), "out")
-	require.NoError(t, WriteDir(dir, []*simulate.Comparison{c}))
-	b, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	b, err := os.ReadFile(filepath.Join(written(t), "index.html"))
 	require.NoError(t, err)
 	page := string(b)
 	for _, tag := range []string{"section", "div", "ul", "li", "pre", "figure", "h2", "h3", "p"} {
