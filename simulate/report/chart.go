@@ -180,10 +180,26 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 	return ticks
 }
 
+// exponentTicks marks an axis of decimal exponents (a log axis drawn as
+// log10 of the values on a linear one) with logTicks' ticks, labelled
+// with the values. gonum's LogScale places the rotated axis label at the
+// linear middle of the data range, which on a log axis crowds the plot
+// to the bottom; a linear axis of exponents has no such trouble.
+type exponentTicks struct{}
+
+func (exponentTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := logTicks{}.Ticks(math.Pow(10, lo), math.Pow(10, hi))
+	for i := range ticks {
+		ticks[i].Value = math.Log10(ticks[i].Value)
+	}
+	return ticks
+}
+
 // renderChart draws ch for c in format ("png" or "svg").
 func renderChart(c *simulate.Comparison, ch chart, format string) ([]byte, error) {
 	p := plot.New()
 	p.Title.Text = c.Scenario.Name + ": " + ch.title + " (" + formatNum(float64(c.Scenario.Clients)) + " clients)"
+	p.Title.Padding = vg.Points(8)
 	p.X.Label.Text = "virtual time (minutes)"
 	p.Y.Label.Text = ch.ylabel
 	// The legend goes right of the axes, where it hides no data.
@@ -233,18 +249,37 @@ func renderChart(c *simulate.Comparison, ch chart, format string) ([]byte, error
 			hi *= 1.05
 		}
 	}
-	p.Y.Min, p.Y.Max = lo, hi
+	// y maps a value to the axis: its decimal exponent on a log chart.
+	y := func(v float64) float64 { return v }
 	if ch.log {
-		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = logTicks{}
+		y = math.Log10
+		p.Y.Tick.Marker = exponentTicks{}
 	}
+	p.Y.Min, p.Y.Max = y(lo), y(hi)
 
+	// The trigger, as a vertical line under the data.
+	trig := c.Scenario.Trigger.At.Seconds() / 60
+	tl, err := plotter.NewLine(plotter.XYs{{X: trig, Y: y(lo)}, {X: trig, Y: y(hi)}})
+	if err != nil {
+		return nil, err
+	}
+	tl.Color = color.Black
+	tl.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
+	p.Add(tl)
 	for k, run := range runs {
 		first := true
 		for _, seg := range segments(data[k], ch.log) {
-			if len(seg) == 1 { // a second alone between gaps: a dash as wide as the second
-				x := seg[0].X
-				seg = plotter.XYs{{X: x, Y: seg[0].Y}, {X: x + 1.0/60, Y: seg[0].Y}}
+			for i := range seg {
+				seg[i].Y = y(seg[i].Y)
+			}
+			if len(seg) == 1 { // a second alone between gaps: a dot
+				sc, err := plotter.NewScatter(seg)
+				if err != nil {
+					return nil, err
+				}
+				sc.GlyphStyle = draw.GlyphStyle{Color: run.col, Radius: vg.Points(2), Shape: draw.CircleGlyph{}}
+				p.Add(sc)
+				continue
 			}
 			l, err := plotter.NewLine(seg)
 			if err != nil {
@@ -264,7 +299,7 @@ func renderChart(c *simulate.Comparison, ch chart, format string) ([]byte, error
 		}
 	}
 	for k, r := range refs {
-		l, err := plotter.NewLine(plotter.XYs{{X: 0, Y: r.y}, {X: p.X.Max, Y: r.y}})
+		l, err := plotter.NewLine(plotter.XYs{{X: 0, Y: y(r.y)}, {X: p.X.Max, Y: y(r.y)}})
 		if err != nil {
 			return nil, err
 		}
@@ -276,15 +311,6 @@ func renderChart(c *simulate.Comparison, ch chart, format string) ([]byte, error
 		p.Add(l)
 		leg.Add(r.label, l)
 	}
-	// The trigger, as a vertical line.
-	trig := c.Scenario.Trigger.At.Seconds() / 60
-	tl, err := plotter.NewLine(plotter.XYs{{X: trig, Y: lo}, {X: trig, Y: hi}})
-	if err != nil {
-		return nil, err
-	}
-	tl.Color = color.Black
-	tl.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
-	p.Add(tl)
 	leg.Add("trigger", tl)
 	cw, err := draw.NewFormattedCanvas(9*vg.Inch, 4*vg.Inch, format)
 	if err != nil {

@@ -59,6 +59,16 @@ func TestLogTicks(t *testing.T) {
 	}
 	assert.Equal(t, []string{"1", "10", "100", "1000", "10000"}, labels)
 	assert.Empty(t, logTicks{}.Ticks(0, 10), "no log axis through zero")
+
+	// On an axis of exponents the same ticks sit at their exponents.
+	ex := exponentTicks{}.Ticks(0, math.Log10(15351))
+	var at []float64
+	for _, tk := range ex {
+		if tk.Label != "" {
+			at = append(at, tk.Value)
+		}
+	}
+	assert.InDeltaSlice(t, []float64{0, 1, 2, 3, 4}, at, 1e-12)
 }
 
 // TestChartsRender: every chart renders with one x label, its y label,
