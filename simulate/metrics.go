@@ -23,15 +23,19 @@ type Series struct {
 	Views, Hits, HitRate []float64
 	// Requests counts client requests (fetch and session attempts);
 	// Errors those that failed (timeouts, rejections, refusals, a node
-	// that is down, and 503s from the origin budget).
-	Requests, Errors []float64
+	// that is down, and 503s from the origin budget). Refused counts the
+	// errors that were refusals telling the client when to come back (a
+	// 503 with Retry-After from the origin budget, an admission slot):
+	// flow control rather than failure, though not a success either.
+	Requests, Errors, Refused []float64
 	// Goodput counts fetches that delivered data to a client.
 	Goodput []float64
 	// Changed counts clients that applied the change (an invalidation,
 	// a refresh, or a reconnection after the drop).
 	Changed []float64
-	// Reconnects counts reconnect attempts.
-	Reconnects []float64
+	// Reconnects counts reconnect attempts, ReconnectsRefused those
+	// admission or the origin budget refused with a slot to come back at.
+	Reconnects, ReconnectsRefused []float64
 	// Connected is the number of connected clients at the second's end.
 	Connected []float64
 	// Unconverged is the number of clients affected by the trigger and
@@ -125,8 +129,8 @@ func newSeries(secs int) *Series {
 	return &Series{
 		OriginCalls: f(), OriginErrors: f(), QueueDelay: f(),
 		Views: f(), Hits: f(), HitRate: f(),
-		Requests: f(), Errors: f(), Goodput: f(), Changed: f(),
-		Reconnects: f(), Connected: f(), Unconverged: f(), RedisOps: f(),
+		Requests: f(), Errors: f(), Refused: f(), Goodput: f(), Changed: f(),
+		Reconnects: f(), ReconnectsRefused: f(), Connected: f(), Unconverged: f(), RedisOps: f(),
 		LatencyP99: f(), lat: make([]uint32, secs*latBuckets),
 	}
 }
@@ -167,8 +171,9 @@ type Result struct {
 	OriginCalls   int64   `json:"origin_calls"`
 	IntendedCalls int64   `json:"intended_calls"`
 	Amplification float64 `json:"amplification"`
-	// WastedCalls counts origin calls that timed out: work the origin
-	// did for nobody.
+	// WastedCalls counts origin calls on which the origin spent work
+	// that nobody received: served (in part, or whole with
+	// Origin.FinishAbandoned) after their caller had given up.
 	WastedCalls int64 `json:"wasted_calls"`
 	// ChangedPeak is the most clients that applied the change in one
 	// second; ChangeBudget the budget meant to bound it (the rollout rate,
@@ -244,15 +249,43 @@ type Result struct {
 	LatencyP50S  float64 `json:"latency_p50_s"`
 	LatencyP99S  float64 `json:"latency_p99_s"`
 	LatencyP999S float64 `json:"latency_p999_s"`
-	// ReconnectPeak is the most reconnect attempts in one second (with
-	// admission, every attempt counts, also those told to come back at a
-	// slot).
-	ReconnectPeak float64 `json:"reconnect_peak"`
+	// ReconnectPeak is the most reconnect attempts in one second that
+	// were not refused (they went on to set up a session, or failed
+	// trying); RefusedReconnects counts the attempts admission or the
+	// origin budget refused with a slot to come back at, and
+	// RefusedReconnectPeak their most in one second.
+	ReconnectPeak        float64 `json:"reconnect_peak"`
+	RefusedReconnects    int64   `json:"refused_reconnects"`
+	RefusedReconnectPeak float64 `json:"refused_reconnect_peak"`
 	// RedisOps is the number of Redis commands the run sent,
 	// RedisOpsPeak and RedisOpsMean per second (0 on the memory store).
 	RedisOps     int64   `json:"redis_ops"`
 	RedisOpsPeak float64 `json:"redis_ops_peak"`
 	RedisOpsMean float64 `json:"redis_ops_mean"`
+
+	// OutageS is how long the trigger's own outage lasted: the downtime
+	// of a restarted node (or of every node, in a cold start), during
+	// which no protection can serve that node's clients; 0 for other
+	// triggers. The schedule (ScheduleS) starts after it.
+	OutageS float64 `json:"outage_s"`
+	// The storm's harm (see harm.go): StormS is the storm's length, from
+	// the end of the trigger's outage (the trigger itself, when it has
+	// none) until every affected client converged and the run recovered
+	// (until the end of the run when either never happened; at least a
+	// minute). Over it, StormRequests client requests were made;
+	// StormFailedShare is the share that failed (timeouts, rejections, a
+	// node down: errors that are not refusals), StormRefusedShare the
+	// share refused with a time to come back. OverloadS counts the seconds
+	// after the trigger in which the load offered to the origin exceeded
+	// its capacity (as changed by Origin.Changes).
+	StormS            float64 `json:"storm_s"`
+	StormRequests     int64   `json:"storm_requests"`
+	StormFailedShare  float64 `json:"storm_failed_share"`
+	StormRefusedShare float64 `json:"storm_refused_share"`
+	OverloadS         float64 `json:"overload_s"`
+	// HitDropped reports whether the hit rate fell below 90% of normal
+	// after the trigger at all (HitRecoverS is 0 when it did not).
+	HitDropped bool `json:"hit_dropped"`
 
 	// Series is the per-second time series (not in the JSON).
 	Series *Series `json:"-"`
@@ -344,7 +377,9 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 		r.PeakRPS = max(r.PeakRPS, s.OriginCalls[i])
 		r.OverloadCalls += max(0, s.OriginCalls[i]-sc.Origin.Capacity)
 		r.ChangedPeak = max(r.ChangedPeak, s.Changed[i])
-		r.ReconnectPeak = max(r.ReconnectPeak, s.Reconnects[i])
+		r.ReconnectPeak = max(r.ReconnectPeak, s.Reconnects[i]-s.ReconnectsRefused[i])
+		r.RefusedReconnects += int64(s.ReconnectsRefused[i])
+		r.RefusedReconnectPeak = max(r.RefusedReconnectPeak, s.ReconnectsRefused[i])
 		r.RedisOpsPeak = max(r.RedisOpsPeak, s.RedisOps[i])
 		if i > 0 {
 			r.MaxStepRPS = max(r.MaxStepRPS, math.Abs(s.OriginCalls[i]-s.OriginCalls[i-1]))
@@ -428,6 +463,8 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 	}
 	r.ScheduleS = round6(r.ScheduleS)
 	r.WaveS = round6(r.WaveS)
+	r.HitDropped = lastLow >= 0
+	r.harm(sc, trig)
 }
 
 // secondsOf converts virtual ns to seconds, rounded to the millisecond.

@@ -235,7 +235,8 @@ func (s *sim) result(storeName string) *Result {
 		r.WaveS = r.ScheduleS / float64(p.Cohorts)
 	case KindReconnectStorm:
 		r.ChangeBudget = p.AdmissionRate
-		r.ScheduleS = float64(s.affected) / p.AdmissionRate
+		r.OutageS = sc.Trigger.outage().Seconds()
+		r.ScheduleS = r.OutageS + float64(s.affected)/p.AdmissionRate
 		r.WaveS = p.Tick.Seconds()
 	case KindConfigChange:
 		r.ChangeBudget = sc.Trigger.Limit * sc.Trigger.Factor

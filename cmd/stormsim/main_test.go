@@ -23,12 +23,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// small is a scenario file that runs in a blink.
+// small is a scenario file that runs in a blink. Its origin is the
+// lenient one (an unbounded queue that finishes work nobody waits for), on
+// which the unprotected incident collapses for certain: these tests are of
+// the command, not of the model.
 const small = `{
   "name": "tiny",
   "duration": "10m",
   "clients": 2000,
-  "origin": { "capacity": 20, "timeout": "5s" },
+  "origin": { "capacity": 20, "timeout": "5s", "unbounded_queue": true, "finish_abandoned": true },
   "protection": { "origin_budget": 16, "rollout_rate": 20, "cohorts": 20, "min_duration": "30s" },
   "trigger": { "kind": "incident", "at": "1m" },
   "bounds": [
@@ -36,6 +39,19 @@ const small = `{
     { "run": "unprotected", "metric": "collapsed", "min": 1 }
   ]
 }`
+
+// smallBounds is small's bounds, for withBounds to replace.
+const smallBounds = `"bounds": [
+    { "run": "protected", "metric": "peak_over_budget", "max": 1.1 },
+    { "run": "unprotected", "metric": "collapsed", "min": 1 }
+  ]`
+
+// withBounds is small with only the bounds given.
+func withBounds(t *testing.T, bounds string) string {
+	t.Helper()
+	require.Contains(t, small, smallBounds)
+	return strings.Replace(small, smallBounds, `"bounds": [`+bounds+`]`, 1)
+}
 
 func writeFile(t *testing.T, name, body string) string {
 	t.Helper()
@@ -307,7 +323,7 @@ func TestSeedsDeterministic(t *testing.T) {
 	assert.Contains(t, table, "== short: 2000 clients, 10 nodes, 4m0s virtual, seeds 5..7 (3), memory store")
 	assert.Less(t, strings.Index(table, "== tiny"), strings.Index(table, "== short"), "in the order given")
 	assert.Contains(t, table, "mean ± standard deviation [least–greatest] over the seeds")
-	assert.Contains(t, table, "metastable collapse                      3 of 3")
+	assert.Contains(t, table, "bounds: ")
 
 	var ss []report.SeedSummary
 	require.NoError(t, json.Unmarshal([]byte(a), &ss))
@@ -335,6 +351,13 @@ func TestSeedsDeterministic(t *testing.T) {
 	assert.Equal(t, slices.Max(vs), peak.Max)
 	assert.InDelta(t, (vs[0]+vs[1]+vs[2])/3, peak.Mean, 1e-3*peak.Mean)
 	assert.Less(t, peak.Min, peak.Max, "seeds differ")
+	collapsed := 0
+	for _, r := range s.Runs {
+		if r.Unprotected.Collapsed {
+			collapsed++
+		}
+	}
+	assert.Regexp(t, fmt.Sprintf(`(?m)^metastable collapse +%d of 3 +0 of 3$`, collapsed), table, "booleans as counts of the seeds")
 
 	// Each seed is the run -seed would give on its own.
 	code, one, errOut := stormsim(t, "-q", "-json", "-seed", "6", "-scenario", f)
@@ -348,8 +371,7 @@ func TestSeedsDeterministic(t *testing.T) {
 // TestSeedsCheck: with -seeds, -check checks every seed and names each
 // seed that failed, and no other.
 func TestSeedsCheck(t *testing.T) {
-	impossible := strings.Replace(small, `"bounds": [`, `"bounds": [
-    { "run": "protected", "metric": "origin_calls", "max": 0 },`, 1)
+	impossible := withBounds(t, `{ "run": "protected", "metric": "origin_calls", "max": 0 }`)
 	code, a, errOut := stormsim(t, "-q", "-check", "-json", "-seeds", "3", "-seed", "2", "-scenario", writeFile(t, "impossible.json", impossible))
 	assert.Equal(t, 1, code, errOut)
 	for _, seed := range []string{"2", "3", "4"} {
@@ -366,8 +388,7 @@ func TestSeedsCheck(t *testing.T) {
 		calls[r.Seed] = r.Protected.OriginCalls
 		least = min(least, r.Protected.OriginCalls)
 	}
-	some := strings.Replace(small, `"bounds": [`, fmt.Sprintf(`"bounds": [
-    { "run": "protected", "metric": "origin_calls", "max": %d },`, least), 1)
+	some := withBounds(t, fmt.Sprintf(`{ "run": "protected", "metric": "origin_calls", "max": %d }`, least))
 	code, out, errOut := stormsim(t, "-q", "-check", "-seeds", "3", "-seed", "2", "-scenario", writeFile(t, "some.json", some))
 	failing := 0
 	for seed, n := range calls {

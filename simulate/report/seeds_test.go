@@ -34,6 +34,9 @@ func seeded(t *testing.T, n int) []*simulate.Comparison {
 			pr.ConvergeS, pr.Converged = -1, false
 		}
 		checks := append([]simulate.Check(nil), c.Checks...)
+		for i := range checks {
+			checks[i].Pass = true
+		}
 		pass := true
 		if k == 3 {
 			checks[0].Pass, pass = false, false
