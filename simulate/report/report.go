@@ -83,6 +83,15 @@ var rows = []row{
 		return formatNum(r.LatencyP50S) + " / " + formatNum(r.LatencyP99S) + " / " + formatNum(r.LatencyP999S)
 	}},
 	{"reconnect attempts, peak per s", num(func(r *simulate.Result) float64 { return r.ReconnectPeak })},
+	{"  refused (come back later), total / peak per s", func(r *simulate.Result) string {
+		return formatNum(float64(r.RefusedReconnects)) + " / " + formatNum(r.RefusedReconnectPeak)
+	}},
+	{"trigger's own outage", secs(func(r *simulate.Result) float64 { return r.OutageS })},
+	{"storm length (s)", num(func(r *simulate.Result) float64 { return r.StormS })},
+	{"  requests in the storm failed / refused", func(r *simulate.Result) string {
+		return formatNum(100*r.StormFailedShare) + "% / " + formatNum(100*r.StormRefusedShare) + "% of " + formatNum(float64(r.StormRequests))
+	}},
+	{"seconds of origin overload", num(func(r *simulate.Result) float64 { return r.OverloadS })},
 	{"redis ops, peak / mean per s", func(r *simulate.Result) string {
 		if r.Store != "redis" {
 			return "- (memory store)"

@@ -226,6 +226,15 @@ var metricLabels = map[string]string{
 	"redis_ops":              "redis ops",
 	"redis_ops_peak":         "redis ops, peak per s",
 	"redis_ops_mean":         "redis ops, mean per s",
+	"refused_reconnects":     "reconnects refused (come back later)",
+	"refused_reconnect_peak": "  refused, peak per s",
+	"outage_s":               "trigger's own outage (s)",
+	"storm_s":                "storm length (s)",
+	"storm_requests":         "requests in the storm",
+	"storm_failed_share":     "  share failed",
+	"storm_refused_share":    "  share refused",
+	"overload_s":             "seconds of origin overload",
+	"hit_dropped":            "hit rate fell below 90% of normal",
 }
 
 // formatSpread prints sp for the seeds table: "mean ± sd [min–max]", a

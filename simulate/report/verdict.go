@@ -44,6 +44,11 @@ var metricMeaning = map[string]string{
 	"goodput_rps":            "the mean rate of fetches that delivered data after the trigger",
 	"reconnect_peak":         "the most reconnect attempts in one second",
 	"collapse_window_s":      "the length of the window collapse was judged over (0: not judged)",
+	"storm_failed_share":     "the share of client requests that failed during the storm (from the trigger, or the end of its outage, until every client converged and the run recovered)",
+	"storm_refused_share":    "the share of client requests refused with a time to come back during the storm",
+	"overload_s":             "the seconds after the trigger in which the origin was offered more than its capacity",
+	"storm_s":                "the storm's length (s)",
+	"refused_reconnects":     "the reconnect attempts refused with a slot to come back at",
 }
 
 func describeBound(b simulate.Bound) string {
