@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"math"
+	"math/bits"
 	"time"
 )
 
@@ -42,6 +43,85 @@ type Series struct {
 	Unconverged []float64
 	// RedisOps counts Redis commands sent (0 on the memory store).
 	RedisOps []float64
+	// LatencyP99 is the 99th percentile of the time to data (seconds) of
+	// the needs that a fetch completed in the second, from a per-second
+	// log-linear histogram (see NoLatency for its precision), or
+	// NoLatency in a second that completed none. Needs still open are
+	// not in it.
+	LatencyP99 []float64
+
+	// lat holds the per-second latency histograms during a run
+	// (latBuckets counters per second); summarize turns them into
+	// LatencyP99 and drops them.
+	lat []uint32
+}
+
+// NoLatency marks a second of Series.LatencyP99 in which no need
+// completed. A value is the upper edge of the histogram bucket of the
+// percentile: buckets are 4 per power of two from 1 ms (each at most 25%
+// wide) up to about 17 minutes, and longer times fall in the last bucket,
+// whose lower edge (1048.576 s) stands for them.
+const NoLatency = -1
+
+// latBuckets is the number of per-second latency buckets: bucket 0 holds
+// times under 1 ms, bucket 1+4e+k times in [(4+k)·2^e, (5+k)·2^e) quarter
+// milliseconds, and the last everything from 2^20 ms up.
+const latBuckets = 82
+
+// latIndex is the latency bucket of ns nanoseconds: integer work only, so
+// that the hot path stays cheap.
+func latIndex(ns int64) int {
+	q := uint64(max(ns, 0)) / 250_000 // quarter milliseconds
+	if q < 4 {
+		return 0
+	}
+	e := bits.Len64(q) - 3
+	return min(1+4*e+int(q>>e)-4, latBuckets-1)
+}
+
+// latUpper is the upper edge of bucket i in seconds (the last bucket's
+// lower edge).
+func latUpper(i int) float64 {
+	switch {
+	case i == 0:
+		return 1e-3
+	case i == latBuckets-1:
+		return float64(uint64(1)<<20) / 1e3
+	}
+	e, k := (i-1)/4, (i-1)%4
+	return float64(uint64(5+k)<<e) / 4000 // quarter milliseconds to seconds, correctly rounded
+}
+
+// addLatency records a need completed at virtual second sec after ns.
+func (s *Series) addLatency(sec int, ns int64) {
+	if sec >= 0 && sec < len(s.LatencyP99) {
+		s.lat[sec*latBuckets+latIndex(ns)]++
+	}
+}
+
+// latencyP99 fills LatencyP99 from the histograms and drops them.
+func (s *Series) latencyP99() {
+	for sec := range s.LatencyP99 {
+		h := s.lat[sec*latBuckets : (sec+1)*latBuckets]
+		var n uint64
+		for _, c := range h {
+			n += uint64(c)
+		}
+		s.LatencyP99[sec] = NoLatency
+		if n == 0 {
+			continue
+		}
+		rank := (99*n + 99) / 100 // ⌈0.99 n⌉
+		var c uint64
+		for i, k := range h {
+			c += uint64(k)
+			if c >= rank {
+				s.LatencyP99[sec] = latUpper(i)
+				break
+			}
+		}
+	}
+	s.lat = nil
 }
 
 func newSeries(secs int) *Series {
@@ -51,6 +131,7 @@ func newSeries(secs int) *Series {
 		Views: f(), Hits: f(), HitRate: f(),
 		Requests: f(), Errors: f(), Refused: f(), Goodput: f(), Changed: f(),
 		Reconnects: f(), ReconnectsRefused: f(), Connected: f(), Unconverged: f(), RedisOps: f(),
+		LatencyP99: f(), lat: make([]uint32, secs*latBuckets),
 	}
 }
 
@@ -264,6 +345,7 @@ func round6(x float64) float64 {
 func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 	s := r.Series
 	secs := len(s.OriginCalls)
+	s.latencyP99()
 	for i := range secs {
 		if s.Views[i] > 0 {
 			s.HitRate[i] = s.Hits[i] / s.Views[i]

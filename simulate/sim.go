@@ -703,6 +703,7 @@ func (s *sim) action(i int, a uint8) {
 		s.cl[i].fails = 0
 		if s.cl[i].needAt >= 0 {
 			s.hist.add(s.now - s.cl[i].needAt)
+			s.series.addLatency(sec, s.now-s.cl[i].needAt)
 			s.cl[i].needAt = -1
 		}
 		if s.cli != nil {
