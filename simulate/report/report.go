@@ -57,7 +57,17 @@ var rows = []row{
 	{"  ÷ change budget", num(func(r *simulate.Result) float64 { return r.ChangedOverBudget })},
 	{"largest 1-s change in origin load", num(func(r *simulate.Result) float64 { return r.MaxStepRPS })},
 	{"largest 1-s rise in origin load", num(func(r *simulate.Result) float64 { return r.MaxRiseRPS })},
-	{"every client converged after", secs(func(r *simulate.Result) float64 { return r.ConvergeS })},
+	{"every client converged after", func(r *simulate.Result) string {
+		switch {
+		case r.ConvergeS < 0:
+			return "never"
+		case r.Collapsed:
+			// Every client once held data again, but the failure went on:
+			// not a convergence to speak of.
+			return "collapsed (all had data once by " + formatNum(r.ConvergeS) + " s)"
+		}
+		return formatNum(r.ConvergeS) + " s"
+	}},
 	{"  ÷ schedule (after one wave)", func(r *simulate.Result) string {
 		if r.ConvergeOverSchedule < 0 {
 			return "-"
@@ -67,7 +77,15 @@ var rows = []row{
 	{"lowest hit rate (normal)", func(r *simulate.Result) string {
 		return formatNum(r.MinHitRate) + " (" + formatNum(r.NormalHitRate) + ")"
 	}},
-	{"hit rate back to 90% after", secs(func(r *simulate.Result) float64 { return r.HitRecoverS })},
+	{"hit rate back to 90% after", func(r *simulate.Result) string {
+		switch {
+		case !r.HitDropped:
+			return "never fell below 90%"
+		case r.HitRecoverS < 0:
+			return "never"
+		}
+		return formatNum(r.HitRecoverS) + " s"
+	}},
 	{"recovered after the trigger", func(r *simulate.Result) string {
 		switch {
 		case r.Collapsed:

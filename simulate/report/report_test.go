@@ -246,3 +246,26 @@ func TestVerdictNotJudged(t *testing.T) {
 	require.Equal(t, "Bounds", last.Title)
 	assert.Equal(t, "FAILED", last.Findings[0].Label)
 }
+
+// TestTableSaysWhatHappened: a collapsed run does not read as converged,
+// and a hit rate that never dropped does not read "back after 0 s".
+func TestTableSaysWhatHappened(t *testing.T) {
+	cell := func(label string, r *simulate.Result) string {
+		for _, row := range rows {
+			if row.label == label {
+				return row.value(r)
+			}
+		}
+		t.Fatalf("no row %q", label)
+		return ""
+	}
+	collapsed := &simulate.Result{Collapsed: true, Converged: true, ConvergeS: 32, HitDropped: true, HitRecoverS: -1}
+	assert.Equal(t, "collapsed (all had data once by 32 s)", cell("every client converged after", collapsed))
+	assert.Equal(t, "never", cell("hit rate back to 90% after", collapsed))
+	calm := &simulate.Result{Converged: true, ConvergeS: 502, HitDropped: false}
+	assert.Equal(t, "502 s", cell("every client converged after", calm))
+	assert.Equal(t, "never fell below 90%", cell("hit rate back to 90% after", calm))
+	dipped := &simulate.Result{HitDropped: true, HitRecoverS: 62, ConvergeS: -1}
+	assert.Equal(t, "62 s", cell("hit rate back to 90% after", dipped))
+	assert.Equal(t, "never", cell("every client converged after", dipped))
+}
