@@ -112,7 +112,10 @@
 //     (at least a minute), the trailing minute always had a hit rate of at
 //     least 90% of normal and an error rate under 1%. Not recovered is
 //     reported as Collapsed: a metastable collapse, the failure outlasting
-//     its trigger.
+//     its trigger. It is judged over the run's last five minutes, which
+//     must start after the trigger's own work could be done
+//     (Result.SettleS); a shorter run is not judged (CollapseJudged false,
+//     and a bound on "collapsed" fails with "not judged", never passes).
 //   - Errors: failed client requests: origin timeouts and rejections, a
 //     node that is down, and refusals (503 from the origin budget,
 //     admission's "come back at your slot"), which are cheap but are not

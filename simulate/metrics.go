@@ -142,15 +142,21 @@ type Result struct {
 	SettleS float64 `json:"settle_s"`
 	// Collapsed reports a metastable collapse: the failure outlasting its
 	// trigger. It is judged over the run's last CollapseWindow, which must
-	// start after SettleS (CollapseWindowS is its length, 0 when the run
-	// is too short to tell, and then Collapsed is false): collapsed when in
+	// start after SettleS (CollapseWindowS is its length): collapsed when in
 	// every second of that window the trailing 10 seconds were failing,
 	// that is the origin's offered load was at least its capacity, or at
 	// least 10% of client requests failed, or the goodput was under half
 	// its normal (before the trigger). A run that recovers before its end
 	// did not collapse, however late.
+	//
+	// CollapseJudged reports whether the run was long enough to judge it:
+	// its last CollapseWindow starts after the trigger's SettleS (and after
+	// the first minute). When it is not, CollapseWindowS is 0, Collapsed is
+	// false and means nothing: a bound on "collapsed" then fails with got
+	// "not judged", never passes (Scenario.Warnings says so beforehand).
 	Collapsed       bool    `json:"collapsed"`
 	CollapseWindowS float64 `json:"collapse_window_s"`
+	CollapseJudged  bool    `json:"collapse_judged"`
 	// GoodputRPS is the mean rate of fetches that delivered data after the
 	// trigger; ErrorRate the share of client requests that failed after
 	// it.
@@ -373,6 +379,7 @@ func (r *Result) collapse(sc *Scenario, trig int) {
 		return // too short to tell
 	}
 	r.CollapseWindowS = float64(win)
+	r.CollapseJudged = true
 	var normal float64
 	lo := min(10, trig/2)
 	for i := lo; i < trig; i++ {
