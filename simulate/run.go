@@ -246,6 +246,9 @@ func (s *sim) result(storeName string) *Result {
 		r.ScheduleS = rampSchedule(float64(s.refreshLeft), sc.Trigger.Limit, r.ChangeBudget, ramp)
 		r.WaveS = p.Tick.Seconds()
 	}
+	secs := len(s.series.OriginCalls)
+	r.PeakWindowS = float64(peakWindow(p.OriginBudget, originLimit(p.OriginBudget).Burst, secs))
+	r.ChangedWindowS = float64(changeWindow(sc, secs))
 	r.Converged = s.affected > 0 && s.unconverged == 0
 	r.ConvergeS = -1
 	if r.Converged {
@@ -259,6 +262,39 @@ func (s *sim) result(storeName string) *Result {
 	}
 	r.summarize(sc, &s.hist, int(s.trig/int64(time.Second)))
 	return r
+}
+
+// changeWindow is the peak window (peakWindow) of the budget that paces
+// sc's change, over which Result.ChangedOverBudget is measured: the push
+// budget that delivers a rollout's notices (its rate is the push budget,
+// a little above the rollout rate the bound is stated against), the
+// admission gate that paces a reconnect storm (with one more client: a
+// session the origin budget held across the window's edge, see
+// admissionLimit), or the config change's final refresh limit.
+// The refresh dispatch spreads each tick's take evenly over the tick and
+// the ticks keep to their period within a millisecond, so its clients
+// arrive at the limit's rate with a burst of one client plus a
+// millisecond's worth (refreshBurst).
+func changeWindow(sc *Scenario, secs int) int {
+	p := sc.Protection
+	switch sc.Trigger.Kind {
+	case KindRogueInvalidate, KindIncident:
+		return peakWindow(p.PushBudget, pushLimit(p.PushBudget, p.PushInterval.D()).Burst, secs)
+	case KindReconnectStorm:
+		return peakWindow(p.AdmissionRate, admissionLimit(p.AdmissionRate).Burst+1, secs)
+	case KindConfigChange:
+		l := sc.Trigger.Limit * sc.Trigger.Factor
+		return peakWindow(l, refreshBurst(l), secs)
+	}
+	return 1
+}
+
+// refreshBurst is the burst of the config change's paced refresh as the
+// clients see it: one client (the spread rounds to whole clients) plus
+// what the limit allows in the millisecond by which two ticks' spreads may
+// overlap.
+func refreshBurst(rate float64) int {
+	return 1 + intervalBurst(rate, time.Millisecond)
 }
 
 // rampSchedule is how long a limit that goes from `from` to `to` per

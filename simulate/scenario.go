@@ -247,7 +247,9 @@ type ProtectionSpec struct {
 	// PushInterval is how often each node runs its invalidate.Pusher
 	// during a rollout; the push budget's burst is one interval of it, and
 	// the nodes' Due cache lives half of it, so that a release is pushed
-	// within one interval. Default 100ms, 10ms to Tick.
+	// within one interval. Default 40ms (at most Tick): a burst of 4% of a
+	// second's pushes plus one, within the 5% of a one-second peak window
+	// at scale (see Result.ChangedOverBudget). 10ms to Tick.
 	PushInterval Duration `json:"push_interval,omitempty"`
 }
 
@@ -399,7 +401,7 @@ func (s *Scenario) Defaults() {
 	}
 	setDur(&p.Ramp, 10*time.Minute)
 	setDur(&p.Tick, time.Second)
-	setDur(&p.PushInterval, min(100*time.Millisecond, p.Tick.D()))
+	setDur(&p.PushInterval, min(40*time.Millisecond, p.Tick.D()))
 	t := &s.Trigger
 	setDur(&t.At, 2*time.Minute)
 	if t.Share == 0 {

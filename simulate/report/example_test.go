@@ -60,7 +60,7 @@ func ExampleTable() {
 	// Output:
 	// == rogue: 5000 clients, 10 nodes, 30m0s virtual, seed 1, memory store
 	// metric unprotected protected
-	// recovered after the trigger NO: metastable collapse yes, after 104 s
+	// recovered after the trigger NO: metastable collapse yes, after 159 s
 	// bounds: PASS (2 of 2 hold)
 	// ok protected.peak_over_budget <= 1.1 [protected.peak_over_budget = 1]
 	// ok unprotected.collapsed >= 1 [unprotected.collapsed = 1]
