@@ -476,7 +476,11 @@ func checkPolicy(path, v string, allowed ...string) error {
 }
 
 // Validate checks every field, after Defaults; the error wraps
-// ErrInvalidScenario and names the first bad field's path.
+// ErrInvalidScenario and names the first bad field's path. It also refuses
+// protection settings the protected run cannot keep (see checkProtection):
+// an origin budget or admission rate above the origin's capacity, and a
+// push budget or push interval whose burst breaks the scenario's bound on
+// changed_over_budget. Softer findings are Warnings.
 func (s *Scenario) Validate() error {
 	if !nameRE.MatchString(s.Name) {
 		return fieldErr("name", "must be 1 to 64 of a-z, 0-9, '-' and '_', got %q", truncate(s.Name, 70))
@@ -542,7 +546,7 @@ func (s *Scenario) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return s.checkProtection()
 }
 
 func (s *Scenario) validateTrigger() error {
