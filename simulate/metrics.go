@@ -108,11 +108,12 @@ type Result struct {
 	// the change per second over ChangedWindowS seconds (a sliding window)
 	// ÷ ChangeBudget. ChangedWindowS is the peak window (see PeakWindowS)
 	// of the budget that paces the change: the push budget for a rollout
-	// (1.02 × the rollout rate by default, its burst one push interval), the
-	// admission gate for a reconnect storm, the refresh limit (spread over
-	// each tick) for a config change. Over it the pacing budget lets
-	// through at most 1.05 × its rate: 1.071 × the rollout rate for a
-	// default push budget, under the bound of 1.1.
+	// (1.02 × the rollout rate by default, its burst one push interval and
+	// one notice), the admission gate for a reconnect storm (one more
+	// client for a session the origin budget held across the window's
+	// edge), the refresh limit (spread over each tick) for a config change.
+	// Over it the pacing budget lets through at most 1.05 × its rate: 1.071
+	// × the rollout rate for a default push budget, under the bound of 1.1.
 	ChangedPeak       float64 `json:"changed_peak"`
 	ChangeBudget      float64 `json:"change_budget"`
 	ChangedOverBudget float64 `json:"changed_over_budget"`

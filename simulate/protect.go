@@ -99,8 +99,10 @@ func pushLimit(rate float64, interval time.Duration) limiter.Limit {
 	return limiter.PerSecond(rate, intervalBurst(rate, interval)+1)
 }
 
-// intervalBurst is rate × d rounded up, at least 1; the product is rounded
-// to 1e-9 first, so that 1020/s × 50 ms is 51, not 52.
+// intervalBurst is rate × d rounded up, at least 1; 1e-9 is taken off the
+// product first, so that a float a hair above a whole number gains no token
+// (0.1 × 3 per second is 0.30000000000000004 in float64: 10 s of it is 3,
+// not 4).
 func intervalBurst(rate float64, d time.Duration) int {
 	return max(1, int(math.Ceil(rate*d.Seconds()-1e-9)))
 }
