@@ -126,7 +126,7 @@ func (s *Scenario) Warnings() []string {
 	if w := peakWindow(p.OriginBudget, originLimit(p.OriginBudget).Burst, secs); w > 60 {
 		warn("clients", "at %d clients the origin budget (%s per second) is judged over %d s windows: its peak is an average over that long", s.Clients, fmtNum(p.OriginBudget), w)
 	}
-	if w := changeWindow(s, secs); w > 60 {
+	if w := changeWindow(s, secs, 0); w > 60 {
 		warn("clients", "at %d clients the change is judged over %d s windows: changed ÷ budget is an average over that long", s.Clients, w)
 	}
 	return out
@@ -146,10 +146,13 @@ func (s *Scenario) settleEstimate() float64 {
 		wave = schedule / float64(p.Cohorts)
 	case KindReconnectStorm:
 		affected = s.Trigger.Share * float64(s.Clients)
-		if s.Trigger.Cause == "restart" {
+		switch s.Trigger.Cause {
+		case "restart":
 			affected = math.Ceil(float64(s.Clients-s.Trigger.Node) / float64(s.Nodes))
+		case "cold-start":
+			affected = float64(s.Clients)
 		}
-		schedule = affected / p.AdmissionRate
+		schedule = s.Trigger.outage().Seconds() + affected/p.AdmissionRate
 		wave = p.Tick.Seconds()
 	case KindConfigChange:
 		affected = math.Round(s.Trigger.Share * float64(s.Clients))

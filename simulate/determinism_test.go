@@ -65,6 +65,13 @@ func redisSized(t *testing.T, name string) *Scenario {
 		p.OriginBudget *= 4
 	case KindReconnectStorm:
 		p.AdmissionRate *= 3 // 450 clients in 100 s
+		if sc.Trigger.Cause == "cold-start" {
+			// All 1500 in 110 s after the 30 s outage, each a session and
+			// a fetch through a cold node cache: the origin takes them.
+			p.AdmissionRate *= 3
+			sc.Origin.Capacity *= 10
+			p.OriginBudget *= 10
+		}
 	case KindConfigChange:
 		// The backlog is done within the ramp (about 300 s of its 600 s).
 		sc.Duration = Duration(8 * time.Minute)
@@ -99,6 +106,19 @@ func TestMemoryAgainstRedis(t *testing.T) {
 				r.Store = "memory"
 				r.RedisOps, r.RedisOpsPeak, r.RedisOpsMean = 0, 0, 0
 				clear(r.Series.RedisOps)
+			}
+			// One known difference: where a wait falls between two
+			// microseconds the Lua script (µs) and the in-process store
+			// (ns) can book a held call 1 µs apart, which moves that
+			// second's longest queueing delay by 1 µs and nothing else
+			// (seen in node-failure; every other number is identical).
+			for k, r := range []*Result{red.Unprotected, red.Protected} {
+				m := []*Result{mem.Unprotected, mem.Protected}[k]
+				require.Len(t, r.Series.QueueDelay, len(m.Series.QueueDelay))
+				for i, d := range r.Series.QueueDelay {
+					assert.InDelta(t, m.Series.QueueDelay[i], d, 1.5e-6, "second %d", i)
+				}
+				r.Series.QueueDelay = m.Series.QueueDelay
 			}
 			assert.Equal(t, mem.Unprotected, red.Unprotected)
 			assert.Equal(t, mem.Protected, red.Protected)

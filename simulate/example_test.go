@@ -8,18 +8,19 @@ import (
 )
 
 // A scenario file replayed both ways: the rogue node's "invalidate
-// everything" collapses the unprotected origin; the protected fleet rolls
-// it out within its budgets.
+// everything" fails most of the unprotected fleet's requests; the
+// protected fleet rolls it out within its budgets.
 func Example() {
 	sc, err := simulate.ParseScenario([]byte(`{
 		"name": "rogue",
 		"clients": 5000,
-		"origin": { "capacity": 5, "timeout": "30s" },
+		"origin": { "capacity": 5 },
 		"protection": { "origin_budget": 4, "rollout_rate": 10 },
 		"trigger": { "kind": "rogue-invalidate", "at": "2m" },
 		"bounds": [
 			{ "run": "protected", "metric": "peak_over_budget", "max": 1.1 },
-			{ "run": "unprotected", "metric": "collapsed", "min": 1 }
+			{ "run": "protected", "metric": "storm_failed_share", "max": 0.01 },
+			{ "run": "unprotected", "metric": "storm_failed_share", "min": 0.2 }
 		]
 	}`))
 	if err != nil {
@@ -31,11 +32,11 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println("unprotected collapsed:", c.Unprotected.Collapsed)
+	fmt.Printf("unprotected: %.0f%% of requests failed during the storm\n", 100*c.Unprotected.StormFailedShare)
 	fmt.Println("protected collapsed:", c.Protected.Collapsed, "converged:", c.Protected.Converged)
 	fmt.Println("bounds hold:", c.Pass)
 	// Output:
-	// unprotected collapsed: true
+	// unprotected: 83% of requests failed during the storm
 	// protected collapsed: false converged: true
 	// bounds hold: true
 }

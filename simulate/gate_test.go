@@ -22,7 +22,7 @@ const gateClients = 20_000
 func TestBuiltInBounds(t *testing.T) {
 	scs, err := BuiltIn()
 	require.NoError(t, err)
-	require.Len(t, scs, 4)
+	require.Len(t, scs, len(builtinOrder))
 	for _, sc := range scs {
 		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
@@ -38,8 +38,9 @@ func TestBuiltInBounds(t *testing.T) {
 			// Whatever a file declares, these hold for every built-in.
 			assert.False(t, c.Protected.Collapsed, "protected run collapsed")
 			assert.Positive(t, c.Protected.CollapseWindowS, "the run is long enough to tell a collapse")
-			assert.True(t, c.Unprotected.PeakOverSteady >= 20 || c.Unprotected.Collapsed,
-				"the unprotected run shows no failure: peak ÷ steady %v, collapsed %v", c.Unprotected.PeakOverSteady, c.Unprotected.Collapsed)
+			assert.True(t, c.Unprotected.StormFailedShare >= 0.2 || c.Unprotected.Collapsed,
+				"the unprotected run shows no harm: %v of requests failed in the storm, collapsed %v", c.Unprotected.StormFailedShare, c.Unprotected.Collapsed)
+			assert.LessOrEqual(t, c.Protected.StormFailedShare, 0.01)
 			assert.LessOrEqual(t, c.Protected.PeakOverBudget, 1.1)
 			assert.LessOrEqual(t, c.Protected.ChangedOverBudget, 1.1)
 			assert.LessOrEqual(t, c.Protected.ConvergeOverSchedule, 1.1)
@@ -56,25 +57,55 @@ func TestIncidentDynamics(t *testing.T) {
 	un, err := Run(context.Background(), sc, Unprotected, Config{})
 	require.NoError(t, err)
 	assert.True(t, un.Collapsed)
-	assert.Greater(t, un.WastedCalls, un.OriginCalls/2, "most origin work is done for callers that gave up")
+	assert.Greater(t, un.StormFailedShare, 0.9, "nearly every request fails, to the end")
 	assert.Greater(t, un.Amplification, 5.0, "retries and reconnects multiply the origin calls")
 	trig := int(sc.Trigger.At.Seconds())
 	first := s0(un.Series.Reconnects[trig : trig+3])
 	assert.Greater(t, first, 0.9*float64(sc.Clients), "the invalidation is a reconnect storm: every client reloads at once")
 	assert.Greater(t, un.OverloadCalls, 0.0)
 	s := un.Series
-	assert.Greater(t, s.QueueDelay[len(s.QueueDelay)-1], sc.Origin.Timeout.Seconds(), "the origin queue is still longer than the timeout at the end")
+	// The bounded queue stays full: its last second still met a queueing
+	// delay near the bound, and the origin rejects most calls.
+	assert.Greater(t, s.QueueDelay[len(s.QueueDelay)-1], 0.9*sc.Origin.MaxQueue.Seconds(), "the origin queue is still full at the end")
+	assert.Greater(t, s0(s.OriginErrors[trig:]), s0(s.OriginCalls[trig:])/2, "most calls are rejected or time out")
 
 	pr, err := Run(context.Background(), sc, Protected, Config{})
 	require.NoError(t, err)
 	assert.False(t, pr.Collapsed)
 	assert.Zero(t, pr.WastedCalls)
+	assert.Zero(t, pr.OverloadS)
+	assert.LessOrEqual(t, pr.StormFailedShare, 0.01)
 	assert.InDelta(t, 1, pr.Amplification, 0.05)
 	// Both runs start from the same clients, caches and poll phases;
 	// before the trigger only the origin budget's brief holds
 	// (milliseconds) tell them apart, so their steady states agree.
 	assert.InEpsilon(t, un.SteadyRPS, pr.SteadyRPS, 0.1)
 	assert.Equal(t, un.NormalHitRate, pr.NormalHitRate)
+}
+
+// TestLenientOrigin: the first simulator's origin (an unbounded queue, no
+// deadline propagation) collapses by its own mechanism: a queue longer
+// than the timeout serves mostly callers that have gone. It reproduces
+// that simulator's figures exactly (checked against its binary when the
+// realistic origin replaced it).
+func TestLenientOrigin(t *testing.T) {
+	sc := builtin(t, "incident", 5000)
+	sc.Origin.UnboundedQueue, sc.Origin.FinishAbandoned, sc.Origin.ServiceCV = true, true, new(float64)
+	sc.Origin.Timeout = Duration(30 * time.Second)
+	un, err := Run(context.Background(), sc, Unprotected, Config{})
+	require.NoError(t, err)
+	assert.True(t, un.Collapsed)
+	assert.Greater(t, un.WastedCalls, un.OriginCalls/2, "most origin work is done for callers that gave up")
+	s := un.Series
+	assert.Greater(t, s.QueueDelay[len(s.QueueDelay)-1], sc.Origin.Timeout.Seconds(), "the origin queue is still longer than the timeout at the end")
+
+	// The realistic origin wastes nothing in the same storm: it drops
+	// queued work whose caller has gone and rejects what would wait past
+	// its bound.
+	real := builtin(t, "incident", 5000)
+	ur, err := Run(context.Background(), real, Unprotected, Config{})
+	require.NoError(t, err)
+	assert.Less(t, ur.WastedCalls, ur.OriginCalls/100)
 }
 
 // TestIncidentIsAReconnectStorm: the incident is the rogue invalidation
@@ -106,6 +137,10 @@ func TestPolicies(t *testing.T) {
 	for _, pol := range []string{PolicyNone, PolicyJitter, PolicySlot} {
 		sc := builtin(t, "reconnect-storm", 5000)
 		sc.Client.Backoff = pol
+		// A slow backoff (1 s base, 2 min cap) shows what ignoring the
+		// slot costs; with the shipped one (100 ms, 10 s) a jitter client
+		// asks often enough to find its slot, at the price of attempts.
+		sc.Client.BackoffBase, sc.Client.BackoffCap = Duration(time.Second), Duration(2*time.Minute)
 		r, err := Run(context.Background(), sc, Protected, Config{})
 		require.NoError(t, err)
 		assert.LessOrEqual(t, r.PeakOverBudget, 1.1, pol)
@@ -124,15 +159,19 @@ func TestPolicies(t *testing.T) {
 	assert.True(t, !res[PolicyJitter].Converged || res[PolicyJitter].ConvergeS > 1.2*res[PolicySlot].ConvergeS,
 		"jitter converged after %v s, slot after %v s", res[PolicyJitter].ConvergeS, res[PolicySlot].ConvergeS)
 
-	var peaks [2]float64
+	// Unprotected, full jitter is the best a fleet can do alone: it cuts
+	// the origin calls, yet with nothing pacing the herd most requests
+	// during the storm still fail.
+	var un [2]*Result
 	for k, pol := range []string{PolicyNone, PolicyJitter} {
 		sc := builtin(t, "reconnect-storm", 5000)
 		sc.Client.UnprotectedBackoff = pol
 		r, err := Run(context.Background(), sc, Unprotected, Config{})
 		require.NoError(t, err)
-		peaks[k] = r.ReconnectPeak
+		un[k] = r
 	}
-	assert.Greater(t, peaks[0], 1.5*peaks[1], "unprotected, full jitter flattens the reconnect peak")
+	assert.Greater(t, un[0].Amplification, 3*un[1].Amplification, "unprotected, full jitter cuts the retries")
+	assert.Greater(t, un[1].StormFailedShare, 0.2, "but not the harm")
 }
 
 // TestDropReaction: a dropped client notices within the reaction spread;
@@ -154,7 +193,10 @@ func TestDropReaction(t *testing.T) {
 	}
 	assert.Greater(t, first[PolicyNone], 0.99, "within the reaction second")
 	assert.Greater(t, first[PolicySlot], 0.99)
-	assert.InDelta(t, 0.5, first[PolicyJitter], 0.1, "reaction plus a full-jitter wait in [0, 1s): half in the first second")
+	// Reaction uniform in [0, 1 s) plus a full-jitter wait uniform in
+	// [0, 100 ms) (the shipped base): P(sum < 1 s) = 1 − 0.1/2 = 0.95.
+	// 5000 clients: a standard error of 0.3%, so ±0.02 is seven of them.
+	assert.InDelta(t, 0.95, first[PolicyJitter], 0.02, "reaction plus a full-jitter wait in [0, 100 ms)")
 }
 
 // TestNodeCaches: an entry filled before the change cannot serve a client
@@ -246,7 +288,8 @@ func TestConfigChangeRamp(t *testing.T) {
 	assert.Less(t, ramped.PeakOverBudget, 0.9, "ramped: the origin stays below its budget")
 	un, err := Run(context.Background(), sc, Unprotected, Config{})
 	require.NoError(t, err)
-	assert.True(t, un.Collapsed, "at once: the backlog hits cold caches and the origin collapses")
+	assert.Greater(t, un.StormFailedShare, 0.2, "at once: the backlog hits cold caches and most requests fail until it drains")
+	assert.Positive(t, un.OverloadS)
 	jump := *sc
 	// A nanosecond: no take falls inside the ramp, so the new limit
 	// applies at once.

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"math"
+	"math/bits"
 	"time"
 )
 
@@ -22,15 +23,19 @@ type Series struct {
 	Views, Hits, HitRate []float64
 	// Requests counts client requests (fetch and session attempts);
 	// Errors those that failed (timeouts, rejections, refusals, a node
-	// that is down, and 503s from the origin budget).
-	Requests, Errors []float64
+	// that is down, and 503s from the origin budget). Refused counts the
+	// errors that were refusals telling the client when to come back (a
+	// 503 with Retry-After from the origin budget, an admission slot):
+	// flow control rather than failure, though not a success either.
+	Requests, Errors, Refused []float64
 	// Goodput counts fetches that delivered data to a client.
 	Goodput []float64
 	// Changed counts clients that applied the change (an invalidation,
 	// a refresh, or a reconnection after the drop).
 	Changed []float64
-	// Reconnects counts reconnect attempts.
-	Reconnects []float64
+	// Reconnects counts reconnect attempts, ReconnectsRefused those
+	// admission or the origin budget refused with a slot to come back at.
+	Reconnects, ReconnectsRefused []float64
 	// Connected is the number of connected clients at the second's end.
 	Connected []float64
 	// Unconverged is the number of clients affected by the trigger and
@@ -38,6 +43,85 @@ type Series struct {
 	Unconverged []float64
 	// RedisOps counts Redis commands sent (0 on the memory store).
 	RedisOps []float64
+	// LatencyP99 is the 99th percentile of the time to data (seconds) of
+	// the needs that a fetch completed in the second, from a per-second
+	// log-linear histogram (see NoLatency for its precision), or
+	// NoLatency in a second that completed none. Needs still open are
+	// not in it.
+	LatencyP99 []float64
+
+	// lat holds the per-second latency histograms during a run
+	// (latBuckets counters per second); summarize turns them into
+	// LatencyP99 and drops them.
+	lat []uint32
+}
+
+// NoLatency marks a second of Series.LatencyP99 in which no need
+// completed. A value is the upper edge of the histogram bucket of the
+// percentile: buckets are 4 per power of two from 1 ms (each at most 25%
+// wide) up to about 17 minutes, and longer times fall in the last bucket,
+// whose lower edge (1048.576 s) stands for them.
+const NoLatency = -1
+
+// latBuckets is the number of per-second latency buckets: bucket 0 holds
+// times under 1 ms, bucket 1+4e+k times in [(4+k)·2^e, (5+k)·2^e) quarter
+// milliseconds, and the last everything from 2^20 ms up.
+const latBuckets = 82
+
+// latIndex is the latency bucket of ns nanoseconds: integer work only, so
+// that the hot path stays cheap.
+func latIndex(ns int64) int {
+	q := uint64(max(ns, 0)) / 250_000 // quarter milliseconds
+	if q < 4 {
+		return 0
+	}
+	e := bits.Len64(q) - 3
+	return min(1+4*e+int(q>>e)-4, latBuckets-1)
+}
+
+// latUpper is the upper edge of bucket i in seconds (the last bucket's
+// lower edge).
+func latUpper(i int) float64 {
+	switch {
+	case i == 0:
+		return 1e-3
+	case i == latBuckets-1:
+		return float64(uint64(1)<<20) / 1e3
+	}
+	e, k := (i-1)/4, (i-1)%4
+	return float64(uint64(5+k)<<e) / 4000 // quarter milliseconds to seconds, correctly rounded
+}
+
+// addLatency records a need completed at virtual second sec after ns.
+func (s *Series) addLatency(sec int, ns int64) {
+	if sec >= 0 && sec < len(s.LatencyP99) {
+		s.lat[sec*latBuckets+latIndex(ns)]++
+	}
+}
+
+// latencyP99 fills LatencyP99 from the histograms and drops them.
+func (s *Series) latencyP99() {
+	for sec := range s.LatencyP99 {
+		h := s.lat[sec*latBuckets : (sec+1)*latBuckets]
+		var n uint64
+		for _, c := range h {
+			n += uint64(c)
+		}
+		s.LatencyP99[sec] = NoLatency
+		if n == 0 {
+			continue
+		}
+		rank := (99*n + 99) / 100 // ⌈0.99 n⌉
+		var c uint64
+		for i, k := range h {
+			c += uint64(k)
+			if c >= rank {
+				s.LatencyP99[sec] = latUpper(i)
+				break
+			}
+		}
+	}
+	s.lat = nil
 }
 
 func newSeries(secs int) *Series {
@@ -45,8 +129,9 @@ func newSeries(secs int) *Series {
 	return &Series{
 		OriginCalls: f(), OriginErrors: f(), QueueDelay: f(),
 		Views: f(), Hits: f(), HitRate: f(),
-		Requests: f(), Errors: f(), Goodput: f(), Changed: f(),
-		Reconnects: f(), Connected: f(), Unconverged: f(), RedisOps: f(),
+		Requests: f(), Errors: f(), Refused: f(), Goodput: f(), Changed: f(),
+		Reconnects: f(), ReconnectsRefused: f(), Connected: f(), Unconverged: f(), RedisOps: f(),
+		LatencyP99: f(), lat: make([]uint32, secs*latBuckets),
 	}
 }
 
@@ -97,8 +182,9 @@ type Result struct {
 	OriginCalls   int64   `json:"origin_calls"`
 	IntendedCalls int64   `json:"intended_calls"`
 	Amplification float64 `json:"amplification"`
-	// WastedCalls counts origin calls that timed out: work the origin
-	// did for nobody.
+	// WastedCalls counts origin calls on which the origin spent work
+	// that nobody received: served (in part, or whole with
+	// Origin.FinishAbandoned) after their caller had given up.
 	WastedCalls int64 `json:"wasted_calls"`
 	// ChangedPeak is the most clients that applied the change in one
 	// second; ChangeBudget the budget meant to bound it (the rollout rate,
@@ -109,9 +195,12 @@ type Result struct {
 	// ÷ ChangeBudget. ChangedWindowS is the peak window (see PeakWindowS)
 	// of the budget that paces the change: the push budget for a rollout
 	// (1.02 × the rollout rate by default, its burst one push interval and
-	// one notice), the admission gate for a reconnect storm (one more
-	// client for a session the origin budget held across the window's
-	// edge), the refresh limit (spread over each tick) for a config change.
+	// one notice), the admission gate for a reconnect storm (its burst
+	// counts one more client for a session the origin budget held across
+	// the window's edge, and the admission rate × the run's longest origin
+	// queueing delay for sessions that waited in the origin's queue: a
+	// reconnection counts when its session completes), the refresh limit
+	// (spread over each tick) for a config change.
 	// Over it the pacing budget lets through at most 1.05 × its rate: 1.071
 	// × the rollout rate for a default push budget, under the bound of 1.1.
 	ChangedPeak       float64 `json:"changed_peak"`
@@ -191,15 +280,43 @@ type Result struct {
 	LatencyP50S  float64 `json:"latency_p50_s"`
 	LatencyP99S  float64 `json:"latency_p99_s"`
 	LatencyP999S float64 `json:"latency_p999_s"`
-	// ReconnectPeak is the most reconnect attempts in one second (with
-	// admission, every attempt counts, also those told to come back at a
-	// slot).
-	ReconnectPeak float64 `json:"reconnect_peak"`
+	// ReconnectPeak is the most reconnect attempts in one second that
+	// were not refused (they went on to set up a session, or failed
+	// trying); RefusedReconnects counts the attempts admission or the
+	// origin budget refused with a slot to come back at, and
+	// RefusedReconnectPeak their most in one second.
+	ReconnectPeak        float64 `json:"reconnect_peak"`
+	RefusedReconnects    int64   `json:"refused_reconnects"`
+	RefusedReconnectPeak float64 `json:"refused_reconnect_peak"`
 	// RedisOps is the number of Redis commands the run sent,
 	// RedisOpsPeak and RedisOpsMean per second (0 on the memory store).
 	RedisOps     int64   `json:"redis_ops"`
 	RedisOpsPeak float64 `json:"redis_ops_peak"`
 	RedisOpsMean float64 `json:"redis_ops_mean"`
+
+	// OutageS is how long the trigger's own outage lasted: the downtime
+	// of a restarted node (or of every node, in a cold start), during
+	// which no protection can serve that node's clients; 0 for other
+	// triggers. The schedule (ScheduleS) starts after it.
+	OutageS float64 `json:"outage_s"`
+	// The storm's harm (see harm.go): StormS is the storm's length, from
+	// the end of the trigger's outage (the trigger itself, when it has
+	// none) until every affected client converged and the run recovered
+	// (until the end of the run when either never happened; at least a
+	// minute). Over it, StormRequests client requests were made;
+	// StormFailedShare is the share that failed (timeouts, rejections, a
+	// node down: errors that are not refusals), StormRefusedShare the
+	// share refused with a time to come back. OverloadS counts the seconds
+	// after the trigger in which the load offered to the origin exceeded
+	// its capacity (as changed by Origin.Changes).
+	StormS            float64 `json:"storm_s"`
+	StormRequests     int64   `json:"storm_requests"`
+	StormFailedShare  float64 `json:"storm_failed_share"`
+	StormRefusedShare float64 `json:"storm_refused_share"`
+	OverloadS         float64 `json:"overload_s"`
+	// HitDropped reports whether the hit rate fell below 90% of normal
+	// after the trigger at all (HitRecoverS is 0 when it did not).
+	HitDropped bool `json:"hit_dropped"`
 
 	// Series is the per-second time series (not in the JSON).
 	Series *Series `json:"-"`
@@ -259,6 +376,7 @@ func round6(x float64) float64 {
 func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 	s := r.Series
 	secs := len(s.OriginCalls)
+	s.latencyP99()
 	for i := range secs {
 		if s.Views[i] > 0 {
 			s.HitRate[i] = s.Hits[i] / s.Views[i]
@@ -290,7 +408,9 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 		r.PeakRPS = max(r.PeakRPS, s.OriginCalls[i])
 		r.OverloadCalls += max(0, s.OriginCalls[i]-sc.Origin.Capacity)
 		r.ChangedPeak = max(r.ChangedPeak, s.Changed[i])
-		r.ReconnectPeak = max(r.ReconnectPeak, s.Reconnects[i])
+		r.ReconnectPeak = max(r.ReconnectPeak, s.Reconnects[i]-s.ReconnectsRefused[i])
+		r.RefusedReconnects += int64(s.ReconnectsRefused[i])
+		r.RefusedReconnectPeak = max(r.RefusedReconnectPeak, s.ReconnectsRefused[i])
 		r.RedisOpsPeak = max(r.RedisOpsPeak, s.RedisOps[i])
 		if i > 0 {
 			r.MaxStepRPS = max(r.MaxStepRPS, math.Abs(s.OriginCalls[i]-s.OriginCalls[i-1]))
@@ -374,6 +494,8 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 	}
 	r.ScheduleS = round6(r.ScheduleS)
 	r.WaveS = round6(r.WaveS)
+	r.HitDropped = lastLow >= 0
+	r.harm(sc, trig)
 }
 
 // windowPeak is the highest mean of x over w consecutive entries (w < 1

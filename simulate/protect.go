@@ -230,11 +230,9 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 	if g.origin, err = st.budget("origin", originLimit(p.OriginBudget), 0); err != nil {
 		return nil, fmt.Errorf("origin budget: %w", err)
 	}
-	// The horizon holds the largest herd that should come back flat: every
-	// client, at the admission rate (at least the default minute).
-	horizon := max(time.Minute, time.Duration(float64(sc.Clients)/p.AdmissionRate*float64(time.Second)))
-	horizon = min(horizon, 24*time.Hour)
-	if g.admission, err = st.admission(admissionLimit(p.AdmissionRate), horizon, sc.Clients+1024); err != nil {
+	// The horizon is the operator's setting, not sized from the exact
+	// client count; the table of booked slots holds what it books.
+	if g.admission, err = st.admission(admissionLimit(p.AdmissionRate), p.AdmissionHorizon.D(), sc.Clients+1024); err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	g.admission.SetSalt(fmt.Sprintf("%s-%d", sc.Name, seed))

@@ -158,10 +158,11 @@ type ClientSpec struct {
 	// gives no slots, so PolicySlot does not apply).
 	UnprotectedBackoff string `json:"unprotected_backoff,omitempty"`
 	// BackoffBase is the first full-jitter window of retry.Backoff
-	// (PolicyJitter, PolicySlot). Default 1s, 1ms to 1h.
+	// (PolicyJitter, PolicySlot). Default 100ms (retry.Backoff's, which
+	// the transports ship), 1ms to 1h.
 	BackoffBase Duration `json:"backoff_base,omitempty"`
-	// BackoffCap is the largest full-jitter window. Default 2m,
-	// BackoffBase to 24h.
+	// BackoffCap is the largest full-jitter window. Default 10s
+	// (retry.Backoff's), BackoffBase to 24h.
 	BackoffCap Duration `json:"backoff_cap,omitempty"`
 	// HintJitter caps the jitter a PolicySlot client adds to a server's
 	// hint (retry.Backoff.HintJitterMax: 10% of the hint, at most this).
@@ -194,22 +195,73 @@ type NodeSpec struct {
 	Latency Duration `json:"latency,omitempty"`
 }
 
-// OriginSpec describes the origin behind the node caches.
+// OriginSpec describes the origin behind the node caches. Its defaults are
+// the realistic origin (see the package doc): a queue bounded to 5 s of
+// capacity, deadlines that propagate, service times with a tail.
 type OriginSpec struct {
 	// Capacity is the origin's throughput in requests per second, MinRate
 	// to MaxRate. Required.
 	Capacity float64 `json:"capacity"`
-	// Latency is the origin's base latency, added to the queueing delay.
-	// Default 20ms, at most 1m.
+	// Latency is the origin's base latency, added to the queueing delay
+	// and the service time; it takes no capacity. Default 20ms, at most
+	// 1m.
 	Latency Duration `json:"latency,omitempty"`
-	// Timeout is how long a caller waits for the origin: a request whose
-	// latency would exceed it becomes an error at Timeout, but the origin
-	// still does its work (no deadline propagation). Default 30s, 1ms to
-	// 1h.
+	// Timeout is how long a caller waits for the origin: a request that
+	// would take longer fails at Timeout. Unless FinishAbandoned, the
+	// origin drops a queued request whose caller has gone and stops one it
+	// serves at the deadline. Default 10s, 1ms to 1h.
 	Timeout Duration `json:"timeout,omitempty"`
-	// QueueLimit rejects requests (a fast error) while this many are
-	// queued. 0 (the default) means unbounded; at most 1e9.
-	QueueLimit int `json:"queue_limit,omitempty"`
+	// MaxQueue bounds the queue in time: a request that would wait longer
+	// for a worker is rejected at once (a fast error that costs nothing).
+	// Default 5s, 1ms to 1h; see UnboundedQueue.
+	MaxQueue Duration `json:"max_queue,omitempty"`
+	// UnboundedQueue lifts MaxQueue: the queue grows without limit (the
+	// lenient origin of the first simulator).
+	UnboundedQueue bool `json:"unbounded_queue,omitempty"`
+	// FinishAbandoned turns deadline propagation off: the origin does every
+	// request it queued to the end, also those whose caller has gone (the
+	// lenient origin of the first simulator).
+	FinishAbandoned bool `json:"finish_abandoned,omitempty"`
+	// Concurrency is the number of requests the origin serves at once (its
+	// workers), 1 to 10,000; each serves Capacity ÷ Concurrency requests a
+	// second on average. Default 1. Scale multiplies it (at least 1), so
+	// at small sizes each request takes longer.
+	Concurrency int `json:"concurrency,omitempty"`
+	// ServiceCV is the coefficient of variation of a request's service
+	// time, drawn from a log-normal distribution of mean Concurrency ÷
+	// Capacity: 1 (the default) gives a p99 about 5 × the mean; 0 a fixed
+	// time. 0 to 10; absent means the default.
+	ServiceCV *float64 `json:"service_cv,omitempty"`
+	// Degrade makes capacity degrade under overload: at a full queue
+	// (MaxQueue, or Timeout with UnboundedQueue) a request's service takes
+	// 1 + Degrade times as long, in proportion below that (contention,
+	// thrashing). Default 0 (none), at most 10.
+	Degrade float64 `json:"degrade,omitempty"`
+	// Changes are capacity changes during the run, in both runs alike: at
+	// At the capacity becomes Factor × Capacity, for For (0: to the end).
+	// At most 16, in time order, not overlapping.
+	Changes []CapacityChange `json:"changes,omitempty"`
+}
+
+// CapacityChange is a change of the origin's capacity during a run, such
+// as a database failover ({"at": "3m", "factor": 0.5, "for": "2m"}).
+type CapacityChange struct {
+	// At is when the change starts, in (0, duration).
+	At Duration `json:"at"`
+	// Factor multiplies Origin.Capacity while the change lasts, in
+	// [0.001, 100].
+	Factor float64 `json:"factor"`
+	// For is how long the change lasts; 0 means to the end of the run.
+	For Duration `json:"for,omitempty"`
+}
+
+// serviceCV is the service times' coefficient of variation, with its
+// default.
+func (o OriginSpec) serviceCV() float64 {
+	if o.ServiceCV == nil {
+		return 1
+	}
+	return *o.ServiceCV
 }
 
 // ProtectionSpec sets the herdcap components of the protected run. Every
@@ -237,6 +289,12 @@ type ProtectionSpec struct {
 	// AdmissionRate is the fleet-wide budget of new sessions per second
 	// (admission.Gate). Default RolloutRate.
 	AdmissionRate float64 `json:"admission_rate,omitempty"`
+	// AdmissionHorizon is how far ahead admission books slots
+	// (admission.Config.Horizon): what an operator sets, sized to the
+	// largest herd that should come back flat (sessions at peak ÷
+	// admission rate), not the fleet's exact size, which no fleet knows.
+	// A herd beyond it is deferred and asks again. Default 10m, 1s to 24h.
+	AdmissionHorizon Duration `json:"admission_horizon,omitempty"`
 	// Ramp is the window over which a changed limit moves to its new
 	// value. Default 10m, at most MaxDuration.
 	Ramp Duration `json:"ramp,omitempty"`
@@ -267,8 +325,10 @@ type Trigger struct {
 	// Cause "restart") node, 0 to Nodes-1.
 	Node int `json:"node,omitempty"`
 	// Cause is the reconnect storm's cause: "blip" (Share of all clients
-	// drop; the default) or "restart" (node Node restarts: its clients drop
-	// and its cache comes back empty).
+	// drop; the default), "restart" (node Node restarts: its clients drop
+	// and its cache comes back empty) or "cold-start" (every node restarts
+	// at once, a deploy or a region's power cut: every client drops, every
+	// cache comes back empty; Share must be 1).
 	Cause string `json:"cause,omitempty"`
 	// Downtime is how long a restarted node stays down. Default 10s, at
 	// most 1h.
@@ -364,8 +424,10 @@ func (s *Scenario) Defaults() {
 	if c.UnprotectedBackoff == "" {
 		c.UnprotectedBackoff = PolicyNone
 	}
-	setDur(&c.BackoffBase, time.Second)
-	setDur(&c.BackoffCap, 2*time.Minute)
+	// retry.Backoff's defaults, what httpmw.Transport and grpcmw.Client
+	// ship.
+	setDur(&c.BackoffBase, 100*time.Millisecond)
+	setDur(&c.BackoffCap, 10*time.Second)
 	setDur(&c.HintJitter, time.Second) // retry.Backoff's default HintJitterMax
 	if c.RetryTokens == 0 {
 		c.RetryTokens = 10
@@ -381,7 +443,11 @@ func (s *Scenario) Defaults() {
 	setDur(&n.Latency, 5*time.Millisecond)
 	o := &s.Origin
 	setDur(&o.Latency, 20*time.Millisecond)
-	setDur(&o.Timeout, 30*time.Second)
+	setDur(&o.Timeout, 10*time.Second)
+	setDur(&o.MaxQueue, 5*time.Second)
+	if o.Concurrency == 0 {
+		o.Concurrency = 1
+	}
 	p := &s.Protection
 	if p.OriginBudget == 0 {
 		p.OriginBudget = 0.8 * o.Capacity
@@ -399,6 +465,7 @@ func (s *Scenario) Defaults() {
 	if p.AdmissionRate == 0 {
 		p.AdmissionRate = p.RolloutRate
 	}
+	setDur(&p.AdmissionHorizon, 10*time.Minute)
 	setDur(&p.Ramp, 10*time.Minute)
 	setDur(&p.Tick, time.Second)
 	setDur(&p.PushInterval, min(40*time.Millisecond, p.Tick.D()))
@@ -510,13 +577,15 @@ func (s *Scenario) Validate() error {
 		checkRate("origin.capacity", o.Capacity, false),
 		checkDur("origin.latency", o.Latency, 0, time.Minute),
 		checkDur("origin.timeout", o.Timeout, time.Millisecond, time.Hour),
-		checkInt("origin.queue_limit", o.QueueLimit, 0, 1e9),
+		checkDur("origin.max_queue", o.MaxQueue, time.Millisecond, time.Hour),
+		checkInt("origin.concurrency", o.Concurrency, 1, 10_000),
 		checkRate("protection.origin_budget", p.OriginBudget, false),
 		checkRate("protection.rollout_rate", p.RolloutRate, false),
 		checkRate("protection.push_budget", p.PushBudget, false),
 		checkInt("protection.cohorts", p.Cohorts, guardMinCohorts, limiter.MaxCohorts),
 		checkDur("protection.min_duration", p.MinDuration, time.Second, MaxDuration),
 		checkRate("protection.admission_rate", p.AdmissionRate, false),
+		checkDur("protection.admission_horizon", p.AdmissionHorizon, time.Second, 24*time.Hour),
 		checkDur("protection.ramp", p.Ramp, 0, MaxDuration),
 		checkDur("protection.tick", p.Tick, 10*time.Millisecond, time.Minute),
 		checkDur("protection.push_interval", p.PushInterval, 10*time.Millisecond, max(p.Tick.D(), 10*time.Millisecond)),
@@ -528,6 +597,9 @@ func (s *Scenario) Validate() error {
 		if err != nil {
 			return err
 		}
+	}
+	if err := s.validateOrigin(); err != nil {
+		return err
 	}
 	if e := float64(n.Keys) * float64(s.Nodes); e > MaxCacheEntries {
 		return fieldErr("node.keys", "node.keys × nodes is %.0f cache entries, more than %d", e, MaxCacheEntries)
@@ -547,6 +619,40 @@ func (s *Scenario) Validate() error {
 		}
 	}
 	return s.checkProtection()
+}
+
+func (s *Scenario) validateOrigin() error {
+	o := s.Origin
+	if cv := o.serviceCV(); math.IsNaN(cv) || cv < 0 || cv > 10 {
+		return fieldErr("origin.service_cv", "must be in [0, 10], got %v", cv)
+	}
+	if math.IsNaN(o.Degrade) || o.Degrade < 0 || o.Degrade > 10 {
+		return fieldErr("origin.degrade", "must be in [0, 10], got %v", o.Degrade)
+	}
+	if len(o.Changes) > 16 {
+		return fieldErr("origin.changes", "at most 16 changes, got %d", len(o.Changes))
+	}
+	var prevEnd Duration
+	for k, c := range o.Changes {
+		path := fmt.Sprintf("origin.changes[%d]", k)
+		if c.At <= 0 || c.At >= s.Duration {
+			return fieldErr(path+".at", "must be in (0, duration = %v), got %v", s.Duration.D(), c.At.D())
+		}
+		if math.IsNaN(c.Factor) || c.Factor < 1e-3 || c.Factor > 100 {
+			return fieldErr(path+".factor", "must be in [0.001, 100], got %v", c.Factor)
+		}
+		if c.For < 0 {
+			return fieldErr(path+".for", "must not be negative, got %v", c.For.D())
+		}
+		if k > 0 && (prevEnd == 0 || c.At < prevEnd) {
+			return fieldErr(path+".at", "must be after the end of origin.changes[%d] (changes in time order, not overlapping), got %v", k-1, c.At.D())
+		}
+		prevEnd = c.At + c.For
+		if c.For == 0 {
+			prevEnd = 0
+		}
+	}
+	return nil
 }
 
 func (s *Scenario) validateTrigger() error {
@@ -569,8 +675,11 @@ func (s *Scenario) validateTrigger() error {
 	if t.Node < 0 || t.Node >= s.Nodes {
 		return fieldErr("trigger.node", "must be between 0 and nodes-1 = %d, got %d", s.Nodes-1, t.Node)
 	}
-	if t.Kind == KindReconnectStorm && t.Cause != "blip" && t.Cause != "restart" {
-		return fieldErr("trigger.cause", "must be \"blip\" or \"restart\", got %q", truncate(t.Cause, 40))
+	if t.Kind == KindReconnectStorm && t.Cause != "blip" && t.Cause != "restart" && t.Cause != "cold-start" {
+		return fieldErr("trigger.cause", "must be \"blip\", \"restart\" or \"cold-start\", got %q", truncate(t.Cause, 40))
+	}
+	if t.Cause == "cold-start" && t.Share != 1 {
+		return fieldErr("trigger.share", "must be 1 for cause cold-start (every node restarts), got %v", t.Share)
 	}
 	if t.Kind != KindReconnectStorm && t.Cause != "" {
 		return fieldErr("trigger.cause", "applies to %s only, got %q for %s", KindReconnectStorm, truncate(t.Cause, 40), t.Kind)
@@ -607,7 +716,8 @@ func (s *Scenario) Scale(clients int) (*Scenario, error) {
 	f := float64(clients) / float64(s.Clients)
 	c.Clients = clients
 	c.Origin.Capacity *= f
-	c.Origin.QueueLimit = int(math.Ceil(float64(c.Origin.QueueLimit) * f))
+	c.Origin.Concurrency = max(1, int(math.Round(float64(c.Origin.Concurrency)*f)))
+	c.Origin.Changes = append([]CapacityChange(nil), s.Origin.Changes...)
 	c.Node.Keys = max(1, int(math.Round(float64(c.Node.Keys)*f)))
 	c.Protection.OriginBudget *= f
 	c.Protection.RolloutRate *= f

@@ -109,7 +109,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 	assert.Equal(t, sorted(PolicyNone, PolicyJitter, PolicySlot), enum("client", "backoff"))
 	assert.Equal(t, sorted(PolicyNone, PolicyJitter), enum("client", "unprotected_backoff"))
 	assert.Equal(t, sorted(KindRogueInvalidate, KindReconnectStorm, KindIncident, KindConfigChange), enum("trigger", "kind"))
-	assert.Equal(t, sorted("blip", "restart"), enum("trigger", "cause"))
+	assert.Equal(t, sorted("blip", "restart", "cold-start"), enum("trigger", "cause"))
 	bound := root["$defs"].(map[string]any)["bound"].(map[string]any)
 	var metrics []string
 	for _, v := range bound["properties"].(map[string]any)["metric"].(map[string]any)["enum"].([]any) {

@@ -52,6 +52,7 @@ const (
 	sysTrigger
 	sysNodeUp
 	sysPush
+	sysCapacity // id: 2k starts origin change k, 2k+1 ends it
 )
 
 // Actions: at most one is pending per client (actAt/act say which; an
@@ -287,6 +288,12 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 // run processes events until the end of the run.
 func (s *sim) run() error {
 	s.push(event{at: s.trig, kind: evSystem, arg: sysTrigger})
+	for k, c := range s.sc.Origin.Changes {
+		s.push(event{at: int64(c.At), id: uint32(2 * k), kind: evSystem, arg: sysCapacity})
+		if c.For > 0 {
+			s.push(event{at: int64(c.At + c.For), id: uint32(2*k + 1), kind: evSystem, arg: sysCapacity})
+		}
+	}
 	if s.needsTicks() {
 		s.push(event{at: 0, kind: evSystem, arg: sysTick})
 	}
@@ -383,6 +390,12 @@ func (s *sim) system(e event) {
 		s.trigger()
 	case sysNodeUp:
 		s.nodes[e.id].up = true
+	case sysCapacity:
+		if e.id%2 == 0 {
+			s.org.setFactor(s.sc.Origin.Changes[e.id/2].Factor)
+		} else {
+			s.org.setFactor(1)
+		}
 	case sysPush:
 		if !s.pushAll() {
 			return // the rollout is pushed: no more push intervals
@@ -419,16 +432,21 @@ func (s *sim) trigger() {
 		}
 		s.target = ep
 	case KindReconnectStorm:
-		if sc.Trigger.Cause == "restart" {
-			k := sc.Trigger.Node
-			s.nodes[k].up = false
-			for j := range s.nodes[k].fill {
-				s.nodes[k].fill[j] = noFill // back empty
+		if c := sc.Trigger.Cause; c == "restart" || c == "cold-start" {
+			first, last := sc.Trigger.Node, sc.Trigger.Node
+			if c == "cold-start" {
+				first, last = 0, sc.Nodes-1
 			}
-			for i := k; i < sc.Clients; i += sc.Nodes {
-				s.drop(i)
+			for k := first; k <= last; k++ {
+				s.nodes[k].up = false
+				for j := range s.nodes[k].fill {
+					s.nodes[k].fill[j] = noFill // back empty
+				}
+				for i := k; i < sc.Clients; i += sc.Nodes {
+					s.drop(i)
+				}
+				s.push(event{at: s.now + int64(sc.Trigger.Downtime), id: uint32(k), kind: evSystem, arg: sysNodeUp})
 			}
-			s.push(event{at: s.now + int64(sc.Trigger.Downtime), id: uint32(k), kind: evSystem, arg: sysNodeUp})
 			return
 		}
 		for i := range sc.Clients {
@@ -657,13 +675,13 @@ func (s *sim) callOrigin() (int64, bool) {
 	sec := s.sec()
 	s.originCalls++
 	s.series.OriginCalls[sec]++
-	t, out, wait := s.org.call(s.now)
+	t, out, wait, waste := s.org.call(s.now)
 	s.series.QueueDelay[sec] = max(s.series.QueueDelay[sec], wait/1e9)
+	if waste {
+		s.wasted++
+	}
 	if out != served {
 		s.series.OriginErrors[sec]++
-		if out == timedOut {
-			s.wasted++
-		}
 		return t, false
 	}
 	return t, true
@@ -685,6 +703,7 @@ func (s *sim) action(i int, a uint8) {
 		s.cl[i].fails = 0
 		if s.cl[i].needAt >= 0 {
 			s.hist.add(s.now - s.cl[i].needAt)
+			s.series.addLatency(sec, s.now-s.cl[i].needAt)
 			s.cl[i].needAt = -1
 		}
 		if s.cli != nil {
@@ -693,6 +712,9 @@ func (s *sim) action(i int, a uint8) {
 		s.tryConverge(i)
 	case aFetchErr:
 		s.series.Errors[sec]++
+		if s.cl[i].flags&fDenied != 0 {
+			s.series.Refused[sec]++
+		}
 		s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
 		denied := s.cl[i].flags&fDenied != 0
 		if s.sc.Client.DisconnectOnError && (s.policy == polNone || !denied) {
@@ -749,6 +771,10 @@ func (s *sim) action(i int, a uint8) {
 func (s *sim) connFailed(i int, at int64) {
 	if sec := int(at / int64(time.Second)); sec < len(s.series.Errors) {
 		s.series.Errors[sec]++
+		if s.cl[i].flags&fDenied != 0 {
+			s.series.Refused[sec]++
+			s.series.ReconnectsRefused[sec]++
+		}
 	}
 	s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
 	s.setAct(i, aConnect, at+s.retryWait(i, true))

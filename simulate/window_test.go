@@ -74,10 +74,10 @@ func TestWindowsAtFullSize(t *testing.T) {
 		secs := int(sc.Duration.D() / time.Second)
 		p := sc.Protection
 		assert.Equal(t, 1, peakWindow(p.OriginBudget, originLimit(p.OriginBudget).Burst, secs), sc.Name)
-		assert.Equal(t, 1, changeWindow(sc, secs), sc.Name)
+		assert.Equal(t, 1, changeWindow(sc, secs, 0), sc.Name)
 		small, err := sc.Scale(1000)
 		require.NoError(t, err)
 		assert.Equal(t, 10, peakWindow(small.Protection.OriginBudget, originLimit(small.Protection.OriginBudget).Burst, secs), sc.Name)
-		assert.Greater(t, changeWindow(small, secs), 1, sc.Name)
+		assert.Greater(t, changeWindow(small, secs, 0), 1, sc.Name)
 	}
 }

@@ -100,10 +100,13 @@ var columns = []column{
 	{"connected", func(s *simulate.Series) []float64 { return s.Connected }},
 	{"unconverged", func(s *simulate.Series) []float64 { return s.Unconverged }},
 	{"redis_ops", func(s *simulate.Series) []float64 { return s.RedisOps }},
+	{"latency_p99_s", func(s *simulate.Series) []float64 { return s.LatencyP99 }},
 }
 
 // WriteCSV writes c's per-second series: one row per virtual second, a
-// column per series and run ("unprotected_origin_rps", ...).
+// column per series and run ("unprotected_origin_rps", ...). The
+// latency_p99_s columns (Series.LatencyP99, in seconds) are empty in a
+// second in which no need completed.
 func WriteCSV(w io.Writer, c *simulate.Comparison) error {
 	cw := csv.NewWriter(w)
 	head := []string{"second"}
@@ -123,7 +126,11 @@ func WriteCSV(w io.Writer, c *simulate.Comparison) error {
 		k := 1
 		for _, s := range []*simulate.Series{un, pr} {
 			for _, col := range columns {
-				rec[k] = strconv.FormatFloat(col.get(s)[i], 'g', -1, 64)
+				v := col.get(s)[i]
+				rec[k] = strconv.FormatFloat(v, 'g', -1, 64)
+				if col.name == "latency_p99_s" && v == simulate.NoLatency {
+					rec[k] = ""
+				}
 				k++
 			}
 		}
@@ -136,8 +143,11 @@ func WriteCSV(w io.Writer, c *simulate.Comparison) error {
 }
 
 // WriteDir writes, for each comparison, NAME.csv (the per-second series),
-// the charts NAME-origin, NAME-hitrate and NAME-changed as PNG and SVG,
-// and index.html, a report that embeds the charts. It creates files only
+// the charts NAME-origin (with the capacity and the budget), NAME-goodput,
+// NAME-errors, NAME-latency (client time to data, p99 per second),
+// NAME-connected, NAME-hitrate and NAME-changed, unprotected against
+// protected, as PNG and SVG, and index.html, a report that embeds the
+// charts and explains each verdict beside the table. It creates files only
 // under dir. Two comparisons of one scenario name are refused (their files
 // would overwrite each other's), before anything is written.
 func WriteDir(dir string, cs []*simulate.Comparison) (err error) {
@@ -167,7 +177,7 @@ func WriteDir(dir string, cs []*simulate.Comparison) (err error) {
 		if err := d.WriteFile(name+".csv", buf.Bytes()); err != nil {
 			return err
 		}
-		page := htmlScenario{Name: name, Description: c.Scenario.Description, CSV: name + ".csv"}
+		page := htmlScenario{Name: name, Description: c.Scenario.Description, CSV: name + ".csv", Verdicts: verdicts(c)}
 		for _, ch := range charts {
 			for _, format := range []string{"png", "svg"} {
 				b, err := renderChart(c, ch, format)
@@ -210,6 +220,7 @@ type htmlChart struct {
 type htmlScenario struct {
 	Name, Description, Table, CSV string
 	Charts                        []htmlChart
+	Verdicts                      []verdict
 }
 
 var htmlPage = template.Must(template.New("report").Parse(`<!DOCTYPE html>
@@ -218,11 +229,19 @@ var htmlPage = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 <meta charset="utf-8">
 <title>herdcap storm simulation</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 13px; }
 figure { margin: 1em 0; }
 img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 13px; color: #555; }
+.result { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.result pre { flex: 1 1 560px; margin: 0; }
+.verdicts { flex: 1 1 380px; font-size: 14px; }
+.verdicts h3 { font-size: 15px; margin: 0.8em 0 0.2em; }
+.verdicts p { margin: 0.2em 0; color: #444; }
+.verdicts ul { margin: 0.2em 0; padding-left: 1.2em; }
+.good { color: #1a7f37; }
+.bad { color: #b42318; }
 </style>
 </head>
 <body>
@@ -232,7 +251,16 @@ figcaption { font-size: 13px; color: #555; }
 <section id="{{.Name}}">
 <h2>{{.Name}}</h2>
 {{if .Description}}<p>{{.Description}}</p>{{end}}
+<div class="result">
 <pre>{{.Table}}</pre>
+<div class="verdicts">
+{{range .Verdicts}}<h3>{{.Title}}</h3>
+<p>{{.How}}</p>
+<ul>
+{{range .Findings}}<li class="{{if .Good}}good{{else}}bad{{end}}"><b>{{.Label}}</b>: {{.Text}}</li>
+{{end}}</ul>
+{{end}}</div>
+</div>
 {{range .Charts}}
 <figure>
 <img src="{{.Data}}" alt="{{.Title}}">

@@ -1,6 +1,7 @@
 // Package report presents storm simulations: a comparison table for the
-// terminal, and a directory of per-second CSV series, PNG and SVG charts
-// and an HTML report.
+// terminal (Table), the mean and spread of many seeds (Summarize,
+// SeedTable), and a directory of per-second CSV series, PNG and SVG charts
+// and an HTML report that explains each verdict (WriteDir).
 package report
 
 import (
@@ -82,6 +83,15 @@ var rows = []row{
 		return formatNum(r.LatencyP50S) + " / " + formatNum(r.LatencyP99S) + " / " + formatNum(r.LatencyP999S)
 	}},
 	{"reconnect attempts, peak per s", num(func(r *simulate.Result) float64 { return r.ReconnectPeak })},
+	{"  refused (come back later), total / peak per s", func(r *simulate.Result) string {
+		return formatNum(float64(r.RefusedReconnects)) + " / " + formatNum(r.RefusedReconnectPeak)
+	}},
+	{"trigger's own outage", secs(func(r *simulate.Result) float64 { return r.OutageS })},
+	{"storm length (s)", num(func(r *simulate.Result) float64 { return r.StormS })},
+	{"  requests in the storm failed / refused", func(r *simulate.Result) string {
+		return formatNum(100*r.StormFailedShare) + "% / " + formatNum(100*r.StormRefusedShare) + "% of " + formatNum(float64(r.StormRequests))
+	}},
+	{"seconds of origin overload", num(func(r *simulate.Result) float64 { return r.OverloadS })},
 	{"redis ops, peak / mean per s", func(r *simulate.Result) string {
 		if r.Store != "redis" {
 			return "- (memory store)"

@@ -6,6 +6,8 @@ import (
 	"encoding/csv"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +22,29 @@ var (
 	once sync.Once
 	cmp  *simulate.Comparison
 	cerr error
+
+	dirOnce sync.Once
+	tmpRoot string // removed by TestMain
+	outDir  string
+	dirErr  error
 )
+
+// written writes the shared comparison's report once (rendering its
+// fourteen charts is the slow part of these tests) and returns the
+// directory; tests only read it.
+func written(t *testing.T) string {
+	t.Helper()
+	c := comparison(t)
+	dirOnce.Do(func() {
+		tmpRoot, dirErr = os.MkdirTemp("", "report-test")
+		if dirErr == nil {
+			outDir = filepath.Join(tmpRoot, "nested", "out")
+			dirErr = WriteDir(outDir, []*simulate.Comparison{c})
+		}
+	})
+	require.NoError(t, dirErr)
+	return outDir
+}
 
 // comparison runs one small real comparison, shared by the tests.
 func comparison(t *testing.T) *simulate.Comparison {
@@ -58,12 +82,12 @@ func TestTable(t *testing.T) {
 }
 
 func TestWriteDir(t *testing.T) {
-	c := comparison(t)
-	dir := filepath.Join(t.TempDir(), "nested", "out")
-	require.NoError(t, WriteDir(dir, []*simulate.Comparison{c}))
-	for _, f := range []string{"incident.csv", "index.html",
-		"incident-origin.png", "incident-origin.svg", "incident-hitrate.png", "incident-hitrate.svg",
-		"incident-changed.png", "incident-changed.svg"} {
+	dir := written(t)
+	files := []string{"incident.csv", "index.html"}
+	for _, ch := range []string{"origin", "goodput", "errors", "latency", "connected", "hitrate", "changed"} {
+		files = append(files, "incident-"+ch+".png", "incident-"+ch+".svg")
+	}
+	for _, f := range files {
 		st, err := os.Stat(filepath.Join(dir, f))
 		require.NoError(t, err, f)
 		assert.Positive(t, st.Size(), f)
@@ -76,7 +100,7 @@ func TestWriteDir(t *testing.T) {
 	assert.True(t, strings.Contains(string(svg), "<svg"))
 	html, err := os.ReadFile(filepath.Join(dir, "index.html"))
 	require.NoError(t, err)
-	assert.Equal(t, 3, strings.Count(string(html), `<img src="data:image/svg`), "the report embeds the three charts")
+	assert.Equal(t, 7, strings.Count(string(html), `<img src="data:image/svg`), "the report embeds the seven charts")
 	assert.True(t, strings.Contains(string(html), `href="incident.csv"`), "the report links the CSV")
 
 	f, err := os.Open(filepath.Join(dir, "incident.csv"))
@@ -88,6 +112,22 @@ func TestWriteDir(t *testing.T) {
 	assert.Equal(t, "second", recs[0][0])
 	assert.Contains(t, recs[0], "unprotected_origin_rps")
 	assert.Contains(t, recs[0], "protected_hit_rate")
+	assert.Contains(t, recs[0], "unprotected_latency_p99_s")
+	// Latency: a number in a second that completed a need, else empty.
+	col := slices.Index(recs[0], "unprotected_latency_p99_s")
+	gp := slices.Index(recs[0], "unprotected_goodput")
+	empty := 0
+	for _, rec := range recs[1:] {
+		if rec[col] == "" {
+			empty++
+			assert.Equal(t, "0", rec[gp], "second %s: no latency, no goodput", rec[0])
+			continue
+		}
+		v, err := strconv.ParseFloat(rec[col], 64)
+		require.NoError(t, err)
+		assert.Positive(t, v)
+	}
+	assert.Positive(t, empty, "the collapsed unprotected run completes nothing for most seconds")
 }
 
 // TestDirStaysInside: nothing is written outside the output directory,
@@ -154,4 +194,55 @@ func TestFormatNum(t *testing.T) {
 		assert.Equal(t, want, formatNum(v))
 	}
 	assert.True(t, strings.HasPrefix(formatNum(-2.5), "-2.5"))
+}
+
+// TestHTMLVerdicts: index.html explains each verdict beside the table:
+// how collapse is judged, recovery, convergence against the schedule, and
+// each bound with its outcome; the page's elements are balanced.
+func TestHTMLVerdicts(t *testing.T) {
+	c := comparison(t)
+	b, err := os.ReadFile(filepath.Join(written(t), "index.html"))
+	require.NoError(t, err)
+	page := string(b)
+	for _, tag := range []string{"section", "div", "ul", "li", "pre", "figure", "h2", "h3", "p"} {
+		assert.Equal(t, strings.Count(page, "<"+tag+">")+strings.Count(page, "<"+tag+" "), strings.Count(page, "</"+tag+">"), "<%s> balanced", tag)
+	}
+	// The verdicts sit beside the table, in the same row.
+	row := page[strings.Index(page, `<div class="result">`):]
+	require.Less(t, strings.Index(row, "<pre>"), strings.Index(row, `<div class="verdicts">`))
+	for _, want := range []string{
+		"<h3>Metastable collapse</h3>",
+		"judged over the run&#39;s last 300 s",
+		"the trailing 10 seconds were failing",
+		"or at least 10% of client requests failing, or goodput under half of its normal",
+		"is not judged, which is not a pass",
+		`<li class="bad"><b>unprotected</b>: collapsed: failing in every second of the last 300 s`,
+		`<li class="good"><b>protected</b>: did not collapse`,
+		"<h3>Recovery</h3>",
+		"<h3>Convergence and schedule</h3>",
+		"The target is (converge − one wave) ÷ schedule ≤ 1.1.",
+		"<h3>Bounds</h3>",
+	} {
+		assert.Contains(t, page, want)
+	}
+	// Every bound: what it checks, whether it held, and the value.
+	assert.Equal(t, len(c.Checks), strings.Count(page, "<b>passed</b>")+strings.Count(page, "<b>FAILED</b>"))
+	assert.Contains(t, page, "in the protected run, the highest one-second origin load ÷ the origin budget must be at most 1.1 (protected.peak_over_budget &lt;= 1.1; got protected.peak_over_budget = ")
+}
+
+// TestVerdictNotJudged: a run too short to judge a collapse says so, and
+// a failed bound reads FAILED.
+func TestVerdictNotJudged(t *testing.T) {
+	c := *comparison(t)
+	un := *c.Unprotected
+	un.CollapseWindowS, un.Collapsed = 0, false
+	c.Unprotected = &un
+	c.Checks = []simulate.Check{{Bound: "unprotected.collapsed >= 1", Got: "unprotected.collapsed = 0", Pass: false}}
+	vs := verdicts(&c)
+	require.Equal(t, "Metastable collapse", vs[0].Title)
+	assert.Contains(t, vs[0].Findings[0].Text, "not judged: the run ends 1680 s after the trigger, too soon for a 300 s window")
+	assert.False(t, vs[0].Findings[0].Good)
+	last := vs[len(vs)-1]
+	require.Equal(t, "Bounds", last.Title)
+	assert.Equal(t, "FAILED", last.Findings[0].Label)
 }

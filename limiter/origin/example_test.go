@@ -1,0 +1,45 @@
+package origin_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/origin"
+)
+
+// A guard in front of a database: 100 calls a second, each held up to
+// 200 ms for its token, and refused with when to come back beyond that.
+func Example() {
+	budget, err := limiter.NewLocal(limiter.PerSecond(100, 1), limiter.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer budget.Close()
+	g, err := origin.New(origin.Config{Budget: budget, Name: "orders-db", MaxWait: 200 * time.Millisecond})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var served, refused int
+	for range 30 {
+		err := g.Do(ctx, func(ctx context.Context) error {
+			return nil // the query, with ctx
+		})
+		var re *origin.RefusedError
+		switch {
+		case err == nil:
+			served++
+		case errors.As(err, &re):
+			refused++ // answer 503 with Retry-After: re.RetryAfter
+		}
+	}
+	fmt.Println("served:", served, "refused:", refused)
+	// Output:
+	// served: 30 refused: 0
+}
