@@ -117,7 +117,10 @@
 //     1.1. At 1,000,000 clients W is 1 s; at small sizes the burst is the
 //     one-token quantum (a budget of 1/s lets 2 through in some second)
 //     and W grows until it is 5% (20 s at 1/s), so a ratio means the same
-//     at every size.
+//     at every size. A reconnection counts when its session completes, so
+//     a reconnect storm's W also covers the sessions that waited in the
+//     origin's queue (the admission rate × the run's longest queueing
+//     delay): 2 s at 1,000,000 clients.
 //   - Hit rate: page views served from the client's copy ÷ page views, per
 //     second; normal is its mean before the trigger.
 //   - Recovered: from some second after the trigger to the end of the run

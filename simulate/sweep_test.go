@@ -62,8 +62,8 @@ func runProtected(t testing.TB, p sweepRun) (*Result, []string) {
 // declares (peak and change over their peak windows, convergence, no
 // collapse, judged). 20,000 clients with seed 1 is TestBuiltInBounds',
 // with the unprotected bounds. The runs go in parallel: under -race on two
-// cores the sweep took 43 s of CPU (user) time and 28 s of wall time, with
-// other work keeping the load average at 6.5 (measured).
+// cores the sweep of the six built-ins took 44 s of CPU (user) time and
+// 24 s of wall time at a load average of 1 (measured).
 func TestBoundsSweep(t *testing.T) {
 	var points []sweepRun
 	for _, name := range builtinOrder {
@@ -96,8 +96,9 @@ type worst struct {
 // HERDCAP_SWEEP=1 (HERDCAP_SWEEP_SIZES, a comma-separated list, and
 // HERDCAP_SWEEP_SEEDS change its sizes and seeds). By default every
 // built-in at 1,000, 7,777, 20,000 and 100,000 clients with seeds 1–10,
-// and at 1,000,000 with seeds 1–3: 188 s on two shared cores without -race
-// (measured; a protected run at 1,000,000 clients takes 11–34 s). It
+// and at 1,000,000 with seeds 1–3: 150 s for the six built-ins on two
+// cores without -race (measured; a protected run at 1,000,000 clients
+// takes 7–26 s). It
 // prints each built-in's worst protected figures per size and fails on any
 // protected bound that does not hold.
 //

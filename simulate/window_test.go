@@ -65,8 +65,10 @@ func TestWindowPeak(t *testing.T) {
 }
 
 // TestWindowsAtFullSize: at the built-ins' own size (1,000,000 clients)
-// every peak window is one second, as before the windows existed; at
-// 1,000 clients they are what makes a one-client quantum at most 5%.
+// every peak window the scenario sets is one second, as before the windows
+// existed (a reconnect storm's run adds its origin queue's share, measured
+// in the run); at 1,000 clients they are what makes a one-client quantum
+// at most 5%.
 func TestWindowsAtFullSize(t *testing.T) {
 	scs, err := BuiltIn()
 	require.NoError(t, err)
@@ -80,4 +82,16 @@ func TestWindowsAtFullSize(t *testing.T) {
 		assert.Equal(t, 10, peakWindow(small.Protection.OriginBudget, originLimit(small.Protection.OriginBudget).Burst, secs), sc.Name)
 		assert.Greater(t, changeWindow(small, secs, 0), 1, sc.Name)
 	}
+}
+
+// TestChangeWindowQueue: a reconnect storm's change window also covers the
+// sessions that waited in the origin's queue, rate × the longest delay;
+// the other kinds' changes do not wait for the origin.
+func TestChangeWindowQueue(t *testing.T) {
+	sc := builtin(t, "reconnect-storm", 20_000) // admission 20/s, burst 1
+	assert.Equal(t, 2, changeWindow(sc, 1800, 0), "(1 + 1) ÷ (5% × 20/s)")
+	assert.Equal(t, 12, changeWindow(sc, 1800, 0.5), "(1 + 1 + 10) ÷ (5% × 20/s)")
+	assert.Equal(t, 1800, changeWindow(sc, 1800, 1e6), "capped at the run")
+	ri := builtin(t, "rogue-invalidate", 20_000)
+	assert.Equal(t, changeWindow(ri, 1800, 0), changeWindow(ri, 1800, 0.5))
 }
