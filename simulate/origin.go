@@ -115,10 +115,12 @@ func (o *origin) serviceTime(wait float64) float64 {
 	return d
 }
 
-// call submits a request at now. It returns when its caller learns the
-// outcome, the outcome, the queueing delay it met (ns), and whether the
-// origin spent work on it that nobody received (waste).
-func (o *origin) call(now int64) (at int64, out outcome, wait float64, waste bool) {
+// call submits a request at now whose caller waits timeout ns for it (the
+// origin's Timeout, less what the caller spent before sending it). It
+// returns when its caller learns the outcome, the outcome, the queueing
+// delay it met (ns), and whether the origin spent work on it that nobody
+// received (waste).
+func (o *origin) call(now, timeout int64) (at int64, out outcome, wait float64, waste bool) {
 	t := float64(now)
 	start := max(t, o.workers[0])
 	wait = start - t
@@ -126,7 +128,7 @@ func (o *origin) call(now int64) (at int64, out outcome, wait float64, waste boo
 		return now + o.latency, rejected, wait, false
 	}
 	end := start + o.serviceTime(wait)
-	deadline := t + float64(o.timeout-o.latency)
+	deadline := t + float64(timeout-o.latency)
 	switch {
 	case end <= deadline:
 		o.take(end)
@@ -140,9 +142,9 @@ func (o *origin) call(now int64) (at int64, out outcome, wait float64, waste boo
 		o.take(deadline)
 	default:
 		// Dropped unstarted when its turn came: its caller had gone.
-		return now + o.timeout, timedOut, wait, false
+		return now + timeout, timedOut, wait, false
 	}
-	return now + o.timeout, timedOut, wait, true
+	return now + timeout, timedOut, wait, true
 }
 
 // take marks the earliest-free worker busy until free.

@@ -24,27 +24,27 @@ func testOrigin(capacity float64, timeout, maxQueue time.Duration, finish bool) 
 // calls fail at the timeout while the origin still works through them.
 func TestOriginLenient(t *testing.T) {
 	o := testOrigin(10, time.Second, 0, true) // 100 ms per request
-	at, out, wait, waste := o.call(0)
+	at, out, wait, waste := o.call(0, o.timeout)
 	assert.Equal(t, served, out)
 	assert.False(t, waste)
 	assert.Equal(t, int64(120*time.Millisecond), at, "service plus base latency")
 	assert.Zero(t, wait)
 	// Eight more at the same instant queue behind it.
 	for k := 1; k < 9; k++ {
-		at, out, wait, _ = o.call(0)
+		at, out, wait, _ = o.call(0, o.timeout)
 		assert.Equal(t, served, out)
 		assert.Equal(t, int64(k)*int64(100*time.Millisecond), int64(wait))
 		assert.Equal(t, int64(k+1)*int64(100*time.Millisecond)+int64(20*time.Millisecond), at)
 	}
 	// The tenth would finish at 1.02 s: over the timeout.
-	at, out, _, waste = o.call(0)
+	at, out, _, waste = o.call(0, o.timeout)
 	assert.Equal(t, timedOut, out)
 	assert.True(t, waste, "done for a caller that left")
 	assert.Equal(t, int64(time.Second), at, "the caller learns at the timeout")
 	// The work was still queued: the next call waits behind it.
 	assert.InDelta(t, float64(time.Second), o.backlog(0), 1)
 	// Once the queue drains, calls are fast again.
-	at, out, _, _ = o.call(int64(5 * time.Second))
+	at, out, _, _ = o.call(int64(5*time.Second), o.timeout)
 	assert.Equal(t, served, out)
 	assert.Equal(t, int64(5*time.Second+120*time.Millisecond), at)
 }
@@ -55,18 +55,18 @@ func TestOriginLenient(t *testing.T) {
 func TestOriginDeadlinePropagation(t *testing.T) {
 	o := testOrigin(10, time.Second, 0, false)
 	for range 9 {
-		_, out, _, _ := o.call(0) // 0.1 … 0.9 s of work
+		_, out, _, _ := o.call(0, o.timeout) // 0.1 … 0.9 s of work
 		require.Equal(t, served, out)
 	}
 	// The tenth starts at 0.9 s, its deadline is at 0.98 s (timeout minus
 	// base latency): stopped there, 80 ms wasted.
-	at, out, _, waste := o.call(0)
+	at, out, _, waste := o.call(0, o.timeout)
 	assert.Equal(t, timedOut, out)
 	assert.True(t, waste)
 	assert.Equal(t, int64(time.Second), at)
 	assert.InDelta(t, float64(980*time.Millisecond), o.backlog(0), 1)
 	// The eleventh would start after its deadline: dropped, no work.
-	_, out, _, waste = o.call(0)
+	_, out, _, waste = o.call(0, o.timeout)
 	assert.Equal(t, timedOut, out)
 	assert.False(t, waste)
 	assert.InDelta(t, float64(980*time.Millisecond), o.backlog(0), 1, "a dropped request costs nothing")
@@ -75,10 +75,10 @@ func TestOriginDeadlinePropagation(t *testing.T) {
 func TestOriginBoundedQueue(t *testing.T) {
 	o := testOrigin(10, time.Minute, 300*time.Millisecond, false)
 	for range 3 {
-		_, out, _, _ := o.call(0)
+		_, out, _, _ := o.call(0, o.timeout)
 		assert.Equal(t, served, out)
 	}
-	at, out, _, waste := o.call(0)
+	at, out, _, waste := o.call(0, o.timeout)
 	assert.Equal(t, rejected, out)
 	assert.False(t, waste)
 	assert.Equal(t, int64(20*time.Millisecond), at, "a rejection is fast")
@@ -92,12 +92,12 @@ func TestOriginWorkers(t *testing.T) {
 		Concurrency: 4, ServiceCV: fixedCV()}}
 	o := newOrigin(sc)
 	for range 4 {
-		at, out, wait, _ := o.call(0)
+		at, out, wait, _ := o.call(0, o.timeout)
 		assert.Equal(t, served, out)
 		assert.Zero(t, wait)
 		assert.Equal(t, int64(100*time.Millisecond), at, "four at once, 100 ms each")
 	}
-	at, _, wait, _ := o.call(0)
+	at, _, wait, _ := o.call(0, o.timeout)
 	assert.Equal(t, float64(100*time.Millisecond), wait, "the fifth waits for a worker")
 	assert.Equal(t, int64(200*time.Millisecond), at)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/admission"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	originguard "github.com/herdcap/herdcap/limiter/origin"
 	"github.com/herdcap/herdcap/limiter/retry"
 )
 
@@ -151,6 +152,7 @@ func peakWindow(rate float64, burst, maxW int) int {
 // real ones, driven through their injected clocks.
 type guards struct {
 	origin    budget                    // origin calls, fleet-wide
+	guard     *originguard.Guard        // the nodes' guard in front of the origin, on the origin budget
 	admission *admission.Gate           // new sessions, fleet-wide
 	coords    []*invalidate.Coordinator // one per node, on one store
 	pushers   []*invalidate.Pusher      // one per node, on its coordinator
@@ -230,6 +232,9 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 	if g.origin, err = st.budget("origin", originLimit(p.OriginBudget), 0); err != nil {
 		return nil, fmt.Errorf("origin budget: %w", err)
 	}
+	if g.guard, err = originguard.New(originguard.Config{Budget: g.origin, Name: "origin", MaxWait: originMaxWait, Clock: st.clock.lend()}); err != nil {
+		return nil, fmt.Errorf("origin guard: %w", err)
+	}
 	// The horizon is the operator's setting, not sized from the exact
 	// client count; the table of booked slots holds what it books.
 	if g.admission, err = st.admission(admissionLimit(p.AdmissionRate), p.AdmissionHorizon.D(), sc.Clients+1024); err != nil {
@@ -281,18 +286,20 @@ func (g *guards) close() {
 }
 
 // originMaxWait is the longest a node holds an origin call for its
-// booked token before refusing it.
+// booked token before refusing it (originguard.Config.MaxWait).
 const originMaxWait = time.Second
 
-// reserveOrigin books a token of the origin budget now, on the virtual
-// clock (limiter.Request.Wait): ok with the wait until the token is due, or
-// not ok with the wait a refusal hints.
-func (g *guards) reserveOrigin(ctx context.Context) (ok bool, wait time.Duration, err error) {
-	d, err := g.origin.Take(ctx, limiter.Request{Key: "origin", N: 1, Wait: originMaxWait})
+// reserveOrigin asks the nodes' origin guard for a call now, on the
+// virtual clock, for a caller with remaining time before its deadline:
+// an allowed Hold with the wait until its token is due (never past the
+// deadline less the guard's MinCallTime), or a refused one with when to
+// come back.
+func (g *guards) reserveOrigin(ctx context.Context, remaining time.Duration) (originguard.Hold, error) {
+	h, err := g.guard.Reserve(ctx, remaining)
 	if err != nil {
-		return false, 0, fmt.Errorf("origin budget: %w", err)
+		return h, fmt.Errorf("origin guard: %w", err)
 	}
-	return d.Allowed, d.RetryAfter, nil
+	return h, nil
 }
 
 // admit asks the admission for a new session of client id now, on the
@@ -319,4 +326,9 @@ func (g *guards) due(ctx context.Context, k int, id string, applied uint64) (uin
 		applied = max(applied, n.Epoch)
 	}
 	return applied, nil
+}
+
+// newHolds returns the per-client table of origin guard decisions.
+func (g *guards) newHolds(clients int) []originguard.Hold {
+	return make([]originguard.Hold, clients)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herdcap/herdcap/internal/clientcore"
+	originguard "github.com/herdcap/herdcap/limiter/origin"
 )
 
 // Mode says whether a run has herdcap's protection.
@@ -117,8 +118,9 @@ type sim struct {
 	trig     int64
 	clock    *vclock
 	org      origin
-	prot     *guards     // server side; nil when unprotected
-	cli      *clientSide // herdcap's client components; nil for the naive client
+	prot     *guards            // server side; nil when unprotected
+	holds    []originguard.Hold // per client: its origin call's guard decision, until sent (protected runs)
+	cli      *clientSide        // herdcap's client components; nil for the naive client
 	policy   uint8
 	refreshB budget // the config change's refresh limit
 	tickRng  *rand.Rand
@@ -611,32 +613,34 @@ func (s *sim) fetch(i int) {
 	s.fetchOrigin(i)
 }
 
-// gate passes an origin call of client i through the origin budget: the
-// node books a token (limiter.Request.Wait) and holds the call until it is
-// due, up to originMaxWait; past that it refuses with the wait as a hint
-// (a 503 with Retry-After), scheduling the refusal as action refused. It
-// reports whether the call may go now; when the call is held, action held
-// runs it later.
+// gate passes an origin call of client i through the nodes' origin guard
+// (limiter/origin: a token of the origin budget, held until due up to
+// originMaxWait and never past the caller's deadline): refused, the node
+// answers with when to come back (a 503 with Retry-After), scheduling the
+// refusal as action refused; held, action held sends the call later, with
+// what is left of the caller's time. It reports whether the call may go
+// now.
 func (s *sim) gate(i int, held, refused uint8) bool {
-	ok, wait, err := s.prot.reserveOrigin(s.ctx)
+	h, err := s.prot.reserveOrigin(s.ctx, time.Duration(s.org.timeout))
 	if err != nil {
 		s.fail(err)
 		return false
 	}
+	s.holds[i] = h
 	switch {
-	case !ok:
-		s.denied(i, wait)
+	case !h.Allowed:
+		s.denied(i, h.RetryAfter)
 		s.setAct(i, refused, s.now+s.nodeLat)
 		return false
-	case wait > 0:
-		s.setAct(i, held, s.now+int64(wait))
+	case h.Wait > 0:
+		s.setAct(i, held, s.now+int64(h.Wait))
 		return false
 	}
 	return true
 }
 
 func (s *sim) fetchOrigin(i int) {
-	t, ok := s.callOrigin()
+	t, ok := s.callOrigin(i)
 	if ok {
 		s.setAct(i, aFetchOK, t)
 	} else {
@@ -645,7 +649,7 @@ func (s *sim) fetchOrigin(i int) {
 }
 
 func (s *sim) sessionOrigin(i int) {
-	t, ok := s.callOrigin()
+	t, ok := s.callOrigin(i)
 	switch {
 	case ok:
 		s.setAct(i, aConnOK, t)
@@ -669,13 +673,26 @@ func (s *sim) denied(i int, wait time.Duration) {
 	s.cl[i].hint = uint32(min(wait.Milliseconds()+1, math.MaxUint32))
 }
 
-// callOrigin sends one call to the origin and returns when its caller
-// learns the outcome.
-func (s *sim) callOrigin() (int64, bool) {
+// callOrigin sends client i's call to the origin and returns when its
+// caller learns the outcome. In a protected run the call went through the
+// guard: its hold counts against the caller's deadline (the origin gets
+// the timeout less the hold), and its outcome is recorded with the guard
+// when it is sent, since the fluid origin knows it then.
+func (s *sim) callOrigin(i int) (int64, bool) {
 	sec := s.sec()
 	s.originCalls++
 	s.series.OriginCalls[sec]++
-	t, out, wait, waste := s.org.call(s.now)
+	timeout := s.org.timeout
+	var h originguard.Hold
+	if s.prot != nil {
+		h = s.holds[i]
+		s.holds[i] = originguard.Hold{}
+		timeout -= int64(h.Wait)
+	}
+	t, out, wait, waste := s.org.call(s.now, timeout)
+	if h.Allowed {
+		h.RecordOutcome(outcomes[out], time.Duration(t-s.now))
+	}
 	s.series.QueueDelay[sec] = max(s.series.QueueDelay[sec], wait/1e9)
 	if waste {
 		s.wasted++
@@ -686,6 +703,9 @@ func (s *sim) callOrigin() (int64, bool) {
 	}
 	return t, true
 }
+
+// outcomes maps the origin model's outcomes to the guard's.
+var outcomes = [...]originguard.Outcome{served: originguard.Success, timedOut: originguard.Timeout, rejected: originguard.Overload}
 
 func (s *sim) action(i int, a uint8) {
 	sec := s.sec()

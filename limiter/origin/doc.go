@@ -20,8 +20,9 @@
 // a controller of the origin's headroom reads.
 //
 // Guard.Do is the blocking form for request handlers. Guard.Reserve is
-// the form for event loops and simulations: it decides without waiting
-// and says how long to hold the call; Guard.Record reports the outcome.
+// the form for event loops and simulations: it decides without waiting or
+// allocating and says how long to hold the call (or when to come back);
+// Hold.Record reports the outcome.
 //
 // The guard is the library's form of what a storm simulation needs at the
 // origin (herdcap's simulator runs it in every protected run).

@@ -200,27 +200,46 @@ func or(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Hold is a Guard's decision on one call (Reserve): go after Wait (0:
-// now). A Hold must be ended with exactly one Record (or Cancel).
+// Hold is a Guard's decision on one call (Reserve). Allowed: send the
+// call after Wait (0: now), then end the Hold with exactly one Record,
+// RecordOutcome or Cancel. Refused: come back after RetryAfter (at least
+// 1 ms), for Reason.
 type Hold struct {
-	// Wait is how long to hold the call before sending it.
+	// Allowed reports whether the call may go (after Wait).
+	Allowed bool
+	// Wait is how long to hold an allowed call before sending it.
 	Wait time.Duration
+	// RetryAfter is when a refused caller should come back.
+	RetryAfter time.Duration
+	// Reason says why a call was refused: "budget" (no token within the
+	// wait) or "concurrency" (Config.MaxConcurrent calls in flight).
+	Reason string
 	// Via says which part of the budget decided.
 	Via limiter.Via
 	g   *Guard
 }
 
+// Err returns nil for an allowed Hold, and the *RefusedError of a refused
+// one.
+func (h Hold) Err() error {
+	if h.Allowed {
+		return nil
+	}
+	return &RefusedError{Origin: h.g.name, RetryAfter: h.RetryAfter, Reason: h.Reason}
+}
+
 // Reserve decides one call without waiting, for a caller with remaining
-// time left before its deadline (0 or less: no deadline). It returns a
-// Hold (call the origin after its Wait, then Record the outcome), or a
-// *RefusedError, or the budget's error (the call may then go on unguarded
-// or fail, as the caller's failure policy says; a closed budget's
-// limiter.ErrClosed, a fail-closed store's limiter.ErrUnavailable).
+// time left before its deadline (0 or less: no deadline), and allocates
+// nothing: a Hold that is allowed (send the call after its Wait, then
+// Record the outcome) or refused (with when to come back). An error is
+// the budget's (the call may then go on unguarded or fail, as the
+// caller's failure policy says: a closed budget's limiter.ErrClosed, a
+// fail-closed store's limiter.ErrUnavailable).
 func (g *Guard) Reserve(ctx context.Context, remaining time.Duration) (Hold, error) {
 	if g.cap > 0 {
 		if g.inFlight.Add(1) > g.cap {
 			g.inFlight.Add(-1)
-			return Hold{}, g.refuse("concurrency", g.concurrencyRetry())
+			return g.refuse("concurrency", g.concurrencyRetry()), nil
 		}
 	}
 	maxWait := g.maxWait
@@ -237,9 +256,11 @@ func (g *Guard) Reserve(ctx context.Context, remaining time.Duration) (Hold, err
 			g.inFlight.Add(-1)
 		}
 		if err != nil {
-			return Hold{}, err
+			return Hold{g: g}, err
 		}
-		return Hold{}, g.refuse("budget", d.RetryAfter)
+		h := g.refuse("budget", d.RetryAfter)
+		h.Via = d.Via
+		return h, nil
 	}
 	if d.RetryAfter > 0 {
 		g.mu.Lock()
@@ -247,10 +268,10 @@ func (g *Guard) Reserve(ctx context.Context, remaining time.Duration) (Hold, err
 		g.stats.HeldTime += d.RetryAfter
 		g.mu.Unlock()
 	}
-	return Hold{Wait: d.RetryAfter, Via: d.Via, g: g}, nil
+	return Hold{Allowed: true, Wait: d.RetryAfter, Via: d.Via, g: g}, nil
 }
 
-func (g *Guard) refuse(reason string, after time.Duration) error {
+func (g *Guard) refuse(reason string, after time.Duration) Hold {
 	g.mu.Lock()
 	if reason == "budget" {
 		g.stats.RefusedBudget++
@@ -258,7 +279,7 @@ func (g *Guard) refuse(reason string, after time.Duration) error {
 		g.stats.RefusedConcurrency++
 	}
 	g.mu.Unlock()
-	return &RefusedError{Origin: g.name, RetryAfter: max(after, refusalFloor), Reason: reason}
+	return Hold{RetryAfter: max(after, refusalFloor), Reason: reason, g: g}
 }
 
 func (g *Guard) concurrencyRetry() time.Duration {
@@ -270,10 +291,11 @@ func (g *Guard) concurrencyRetry() time.Duration {
 	return time.Duration(g.ewma)
 }
 
-// Record ends h with the outcome of its call: the call's error (classified
-// by Config.Classify) and its latency, holds excluded.
+// Record ends an allowed h with the outcome of its call: the call's error
+// (classified by Config.Classify) and its latency, holds excluded. On a
+// refused Hold it does nothing.
 func (h Hold) Record(err error, latency time.Duration) {
-	if h.g == nil {
+	if !h.Allowed {
 		return
 	}
 	h.g.record(h.g.classify(err), latency)
@@ -282,7 +304,7 @@ func (h Hold) Record(err error, latency time.Duration) {
 // RecordOutcome ends h with an outcome already classified and the call's
 // latency.
 func (h Hold) RecordOutcome(o Outcome, latency time.Duration) {
-	if h.g == nil {
+	if !h.Allowed {
 		return
 	}
 	h.g.record(o, latency)
@@ -291,7 +313,7 @@ func (h Hold) RecordOutcome(o Outcome, latency time.Duration) {
 // Cancel ends h without a call (its caller gave up while it was held):
 // nothing is counted, and the booked token is spent.
 func (h Hold) Cancel() {
-	if h.g != nil && h.g.cap > 0 {
+	if h.Allowed && h.g.cap > 0 {
 		h.g.inFlight.Add(-1)
 	}
 }
@@ -336,6 +358,9 @@ func (g *Guard) Do(ctx context.Context, call func(context.Context) error) error 
 	h, err := g.Reserve(ctx, remaining)
 	if err != nil {
 		return err
+	}
+	if !h.Allowed {
+		return h.Err()
 	}
 	if h.Wait > 0 {
 		if err := g.sleep(ctx, h.Wait); err != nil {

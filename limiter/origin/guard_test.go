@@ -43,7 +43,10 @@ func TestReserveHoldsThenRefuses(t *testing.T) {
 		h.Record(nil, time.Millisecond)
 	}
 	assert.Equal(t, []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond}, waits, "spaced at the rate")
-	_, err := g.Reserve(ctx, 0)
+	h, err := g.Reserve(ctx, 0)
+	require.NoError(t, err)
+	assert.False(t, h.Allowed)
+	err = h.Err()
 	var re *origin.RefusedError
 	require.ErrorAs(t, err, &re)
 	assert.ErrorIs(t, err, origin.ErrRefused)
@@ -67,13 +70,28 @@ func TestHoldCountsAgainstTheDeadline(t *testing.T) {
 	require.NoError(t, err)
 	h.Record(nil, 0)
 	// The next token is 100 ms away: 110 ms left keeps only 90 ms.
-	_, err = g.Reserve(ctx, 110*time.Millisecond)
-	require.ErrorIs(t, err, origin.ErrRefused, "held past its deadline's margin: refused, not held")
+	h, err = g.Reserve(ctx, 110*time.Millisecond)
+	require.NoError(t, err)
+	require.ErrorIs(t, h.Err(), origin.ErrRefused, "held past its deadline's margin: refused, not held")
 	// 120 ms left keeps 100 ms: held.
 	h, err = g.Reserve(ctx, 120*time.Millisecond)
 	require.NoError(t, err)
+	assert.True(t, h.Allowed)
+	assert.NoError(t, h.Err())
 	assert.Equal(t, 100*time.Millisecond, h.Wait)
 	h.Cancel()
+}
+
+// TestReserveAllocatesNothing: the event-loop form allocates nothing,
+// allowed or refused.
+func TestReserveAllocatesNothing(t *testing.T) {
+	g, _ := newGuard(t, 10, origin.Config{MaxWait: time.Millisecond})
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(100, func() {
+		h, _ := g.Reserve(ctx, 0)
+		h.RecordOutcome(origin.Success, time.Millisecond)
+	})
+	assert.Zero(t, allocs)
 }
 
 // TestDoHoldsOnTheClock: Do sleeps on the injected clock for its hold, then
@@ -149,17 +167,20 @@ func TestConcurrencyCap(t *testing.T) {
 	require.NoError(t, err)
 	b, err := g.Reserve(ctx, 0)
 	require.NoError(t, err)
-	_, err = g.Reserve(ctx, 0)
+	h, err := g.Reserve(ctx, 0)
+	require.NoError(t, err)
 	var re *origin.RefusedError
-	require.ErrorAs(t, err, &re)
+	require.ErrorAs(t, h.Err(), &re)
 	assert.Equal(t, "concurrency", re.Reason)
 	assert.Equal(t, 100*time.Millisecond, re.RetryAfter, "no call finished yet: the default")
 	a.Record(nil, 40*time.Millisecond)
 	c, err := g.Reserve(ctx, 0)
 	require.NoError(t, err, "a finished call frees its slot")
-	_, err = g.Reserve(ctx, 0)
-	require.ErrorAs(t, err, &re)
+	h, err = g.Reserve(ctx, 0)
+	require.NoError(t, err)
+	require.ErrorAs(t, h.Err(), &re)
 	assert.Equal(t, 40*time.Millisecond, re.RetryAfter, "the mean latency of recent calls")
+	h.Cancel() // a refused Hold's Cancel does nothing
 	b.Cancel()
 	c.Cancel()
 	assert.Equal(t, int64(2), g.Stats().RefusedConcurrency)
