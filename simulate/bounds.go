@@ -12,7 +12,9 @@ import (
 // Result field by its JSON name, e.g. "peak_over_budget"; booleans count
 // as 0 and 1) of the run Run must be at least Min and at most Max. A bound
 // with Any instead passes when any of its bounds passes, e.g. "peak at
-// least 20 × steady state, or collapse".
+// least 20 × steady state, or collapse". A bound on "collapsed" fails, with
+// got "not judged", when the run was too short to judge a collapse
+// (Result.CollapseJudged): a verdict nobody reached is never a pass.
 type Bound struct {
 	// Run is Protected or Unprotected.
 	Run Mode `json:"run,omitempty"`
@@ -146,6 +148,10 @@ func (b Bound) check(un, pr *Result) (pass bool, got []string) {
 	r := pr
 	if b.Run == Unprotected {
 		r = un
+	}
+	if b.Metric == "collapsed" && !r.CollapseJudged {
+		// Too short a run to tell: not a pass, whichever way it is bounded.
+		return false, []string{string(b.Run) + "." + b.Metric + " = not judged"}
 	}
 	v, _ := r.Metric(b.Metric)
 	pass = (b.Min == nil || v >= *b.Min) && (b.Max == nil || v <= *b.Max)

@@ -76,6 +76,9 @@ func redisSized(t *testing.T, name string) *Scenario {
 		// The backlog is done within the ramp (about 300 s of its 600 s).
 		sc.Duration = Duration(8 * time.Minute)
 	}
+	// Each session is one origin call: Validate refuses admission faster
+	// than the origin.
+	p.AdmissionRate = min(p.AdmissionRate, sc.Origin.Capacity)
 	return sc
 }
 

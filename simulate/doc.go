@@ -106,13 +106,31 @@
 //     Result.ConvergeOverSchedule ≤ 1.1: converged within 1.1 × (affected ÷
 //     budget), no less than the rollout's least duration, plus one wave
 //     (one cohort interval; one tick for the others).
+//   - Peaks: the origin load and the clients changed are judged against
+//     their budgets over a peak window of W whole seconds, the least in
+//     which the pacing budget's burst is at most 5% of its allowance
+//     rate × W (Result.PeakWindowS and ChangedWindowS). A token bucket lets
+//     through at most rate × W + burst in W seconds, so over W the peak is
+//     at most (rate·W + burst) ÷ (rate·W) ≤ 1.05 × its rate by
+//     construction: 1.05 × the origin budget, 1.02 × 1.05 = 1.071 × the
+//     rollout rate for the default push budget, both under the target of
+//     1.1. At 1,000,000 clients W is 1 s; at small sizes the burst is the
+//     one-token quantum (a budget of 1/s lets 2 through in some second)
+//     and W grows until it is 5% (20 s at 1/s), so a ratio means the same
+//     at every size. A reconnection counts when its session completes, so
+//     a reconnect storm's W also covers the sessions that waited in the
+//     origin's queue (the admission rate × the run's longest queueing
+//     delay): 2 s at 1,000,000 clients.
 //   - Hit rate: page views served from the client's copy ÷ page views, per
 //     second; normal is its mean before the trigger.
 //   - Recovered: from some second after the trigger to the end of the run
 //     (at least a minute), the trailing minute always had a hit rate of at
 //     least 90% of normal and an error rate under 1%. Not recovered is
 //     reported as Collapsed: a metastable collapse, the failure outlasting
-//     its trigger.
+//     its trigger. It is judged over the run's last five minutes, which
+//     must start after the trigger's own work could be done
+//     (Result.SettleS); a shorter run is not judged (CollapseJudged false,
+//     and a bound on "collapsed" fails with "not judged", never passes).
 //   - Errors: failed client requests: origin timeouts and rejections, a
 //     node that is down, and refusals (503 from the origin budget,
 //     admission's "come back at your slot"), which are cheap but are not

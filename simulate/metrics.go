@@ -154,12 +154,23 @@ type Result struct {
 	// seconds before the trigger (after the first ten).
 	SteadyRPS float64 `json:"steady_rps"`
 	// PeakRPS is the highest origin load in one second, PeakOverSteady
-	// its ratio to SteadyRPS, PeakOverBudget its ratio to the configured
-	// origin budget (BudgetRPS).
+	// its ratio to SteadyRPS.
+	//
+	// PeakOverBudget is the highest mean origin load over PeakWindowS
+	// seconds (whole seconds of the run, a sliding window) ÷ the
+	// configured origin budget (BudgetRPS). PeakWindowS is the origin
+	// budget's peak window: the least whole number of seconds in which the
+	// budget's burst is at most 5% of its allowance (1 s from 20 calls per
+	// second on; 10 s for a budget of 2 per second, whose one-call burst
+	// would make a 1-second peak of 2 calls read 1.5 × budget). A token
+	// bucket lets through at most rate × W + burst in W seconds, so a run
+	// whose every origin call passes the budget has PeakOverBudget ≤ 1.05
+	// by construction. Both runs are measured over the same window.
 	PeakRPS        float64 `json:"peak_rps"`
 	PeakOverSteady float64 `json:"peak_over_steady"`
 	BudgetRPS      float64 `json:"budget_rps"`
 	PeakOverBudget float64 `json:"peak_over_budget"`
+	PeakWindowS    float64 `json:"peak_window_s"`
 	// CapacityRPS is the origin's capacity; OverloadCalls the origin load
 	// above it, summed over the seconds (requests).
 	CapacityRPS   float64 `json:"capacity_rps"`
@@ -177,11 +188,25 @@ type Result struct {
 	WastedCalls int64 `json:"wasted_calls"`
 	// ChangedPeak is the most clients that applied the change in one
 	// second; ChangeBudget the budget meant to bound it (the rollout rate,
-	// the admission rate, or the config change's final limit);
-	// ChangedOverBudget their ratio.
+	// the admission rate, or the config change's final limit).
+	//
+	// ChangedOverBudget is the highest mean number of clients that applied
+	// the change per second over ChangedWindowS seconds (a sliding window)
+	// ÷ ChangeBudget. ChangedWindowS is the peak window (see PeakWindowS)
+	// of the budget that paces the change: the push budget for a rollout
+	// (1.02 × the rollout rate by default, its burst one push interval and
+	// one notice), the admission gate for a reconnect storm (its burst
+	// counts one more client for a session the origin budget held across
+	// the window's edge, and the admission rate × the run's longest origin
+	// queueing delay for sessions that waited in the origin's queue: a
+	// reconnection counts when its session completes), the refresh limit
+	// (spread over each tick) for a config change.
+	// Over it the pacing budget lets through at most 1.05 × its rate: 1.071
+	// × the rollout rate for a default push budget, under the bound of 1.1.
 	ChangedPeak       float64 `json:"changed_peak"`
 	ChangeBudget      float64 `json:"change_budget"`
 	ChangedOverBudget float64 `json:"changed_over_budget"`
+	ChangedWindowS    float64 `json:"changed_window_s"`
 	// MaxStepRPS is the largest change of origin load from one second to
 	// the next.
 	MaxStepRPS float64 `json:"max_step_rps"`
@@ -228,15 +253,21 @@ type Result struct {
 	SettleS float64 `json:"settle_s"`
 	// Collapsed reports a metastable collapse: the failure outlasting its
 	// trigger. It is judged over the run's last CollapseWindow, which must
-	// start after SettleS (CollapseWindowS is its length, 0 when the run
-	// is too short to tell, and then Collapsed is false): collapsed when in
+	// start after SettleS (CollapseWindowS is its length): collapsed when in
 	// every second of that window the trailing 10 seconds were failing,
 	// that is the origin's offered load was at least its capacity, or at
 	// least 10% of client requests failed, or the goodput was under half
 	// its normal (before the trigger). A run that recovers before its end
 	// did not collapse, however late.
+	//
+	// CollapseJudged reports whether the run was long enough to judge it:
+	// its last CollapseWindow starts after the trigger's SettleS (and after
+	// the first minute). When it is not, CollapseWindowS is 0, Collapsed is
+	// false and means nothing: a bound on "collapsed" then fails with got
+	// "not judged", never passes (Scenario.Warnings says so beforehand).
 	Collapsed       bool    `json:"collapsed"`
 	CollapseWindowS float64 `json:"collapse_window_s"`
+	CollapseJudged  bool    `json:"collapse_judged"`
 	// GoodputRPS is the mean rate of fetches that delivered data after the
 	// trigger; ErrorRate the share of client requests that failed after
 	// it.
@@ -390,12 +421,12 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 	r.MaxStepOverCapacity = round6(r.MaxStepRPS / sc.Origin.Capacity)
 	r.MaxRiseOverCapacity = round6(r.MaxRiseRPS / sc.Origin.Capacity)
 	r.PeakOverSteady = round6(r.PeakRPS / math.Max(r.SteadyRPS, 1e-9))
-	r.PeakOverBudget = round6(r.PeakRPS / r.BudgetRPS)
+	r.PeakOverBudget = round6(windowPeak(s.OriginCalls, int(r.PeakWindowS)) / r.BudgetRPS)
 	if r.IntendedCalls > 0 {
 		r.Amplification = round6(float64(r.OriginCalls) / float64(r.IntendedCalls))
 	}
 	if r.ChangeBudget > 0 {
-		r.ChangedOverBudget = round6(r.ChangedPeak / r.ChangeBudget)
+		r.ChangedOverBudget = round6(windowPeak(s.Changed, int(r.ChangedWindowS)) / r.ChangeBudget)
 	}
 	r.RedisOpsMean = round6(mean(s.RedisOps, 0, secs))
 
@@ -467,6 +498,26 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 	r.harm(sc, trig)
 }
 
+// windowPeak is the highest mean of x over w consecutive entries (w < 1
+// counts as 1; w beyond x as all of it).
+func windowPeak(x []float64, w int) float64 {
+	w = max(1, min(w, len(x)))
+	if len(x) == 0 {
+		return 0
+	}
+	var sum, peak float64
+	for i, v := range x {
+		sum += v
+		if i >= w {
+			sum -= x[i-w]
+		}
+		if i >= w-1 {
+			peak = max(peak, sum)
+		}
+	}
+	return peak / float64(w)
+}
+
 // secondsOf converts virtual ns to seconds, rounded to the millisecond.
 func secondsOf(ns int64) float64 {
 	return math.Round(float64(ns)/float64(time.Millisecond)) / 1e3
@@ -492,6 +543,7 @@ func (r *Result) collapse(sc *Scenario, trig int) {
 		return // too short to tell
 	}
 	r.CollapseWindowS = float64(win)
+	r.CollapseJudged = true
 	var normal float64
 	lo := min(10, trig/2)
 	for i := lo; i < trig; i++ {

@@ -78,17 +78,74 @@ func (st *store) invalidateStore() (invalidate.Store, error) {
 	return invalidate.NewRedisStore(st.redisConfig(""))
 }
 
-// refreshLimit is a paced limit (the config change's refresh, the push
-// budget): rate per second, with a burst of one tick's worth, so that a
-// tick can take all it earned and no second more than the rate.
+// refreshLimit is the config change's refresh limit: rate per second, with
+// a burst of one tick's worth, so that a tick can take all it earned. The
+// dispatch spreads each tick's take evenly over the tick, so the clients it
+// lets through arrive at the rate, not in bursts (refreshBurst).
 func refreshLimit(rate float64, tick time.Duration) limiter.Limit {
-	return limiter.PerSecond(rate, max(1, int(math.Ceil(rate*tick.Seconds()))))
+	return limiter.PerSecond(rate, intervalBurst(rate, tick))
 }
 
-// originLimit is the origin budget: a burst of 5% of a second's worth (at
-// least one call), so that no second sees more than 1.05 × the budget.
+// pushLimit is the pushers' fleet-wide push budget: rate per second, with a
+// burst of one push interval's worth plus one notice. The pushes take whole
+// notices, so a bucket of exactly one interval's worth would lose the
+// fraction of a token left after each push to its cap: at 7,777 clients
+// (15.9 notices per second, 0.8 per 50 ms interval, a burst of 1) the
+// pushers delivered 10 per second and the rollout converged 1.35 ×
+// schedule. With the one more notice nothing earned is lost. The pushers
+// notify at once, so the burst is real: it sets the change's peak window
+// (changeWindow), and Validate refuses a push interval whose burst breaks
+// the change bound.
+func pushLimit(rate float64, interval time.Duration) limiter.Limit {
+	return limiter.PerSecond(rate, intervalBurst(rate, interval)+1)
+}
+
+// intervalBurst is rate × d rounded up, at least 1; 1e-9 is taken off the
+// product first, so that a float a hair above a whole number gains no token
+// (0.1 × 3 per second is 0.30000000000000004 in float64: 10 s of it is 3,
+// not 4).
+func intervalBurst(rate float64, d time.Duration) int {
+	return max(1, int(math.Ceil(rate*d.Seconds()-1e-9)))
+}
+
+// originLimit is the origin budget: a burst of peakShare (5%) of a
+// second's worth, at least one call.
 func originLimit(rate float64) limiter.Limit {
-	return limiter.PerSecond(rate, max(1, int(math.Floor(rate*0.05))))
+	return limiter.PerSecond(rate, max(1, int(math.Floor(rate*peakShare+1e-9))))
+}
+
+// admissionLimit is the admission gate's limit: a burst of 4% of a
+// second's worth, at least one session. A reconnection completes when its
+// session's origin call does, which the origin budget may hold (up to
+// originMaxWait), so sessions admitted before a window can complete in it:
+// the change window counts one more client for them (changeWindow), and
+// the burst leaves room for it within peakShare of a second at scale.
+func admissionLimit(rate float64) limiter.Limit {
+	return limiter.PerSecond(rate, max(1, int(math.Floor(rate*0.04+1e-9))))
+}
+
+// peakShare is the most a budget's burst may be of its allowance over a
+// peak window (see peakWindow): 5%.
+const peakShare = 0.05
+
+// peakWindow is the peak window of a budget of rate per second and burst
+// tokens: the least whole number of seconds W ≥ 1 whose allowance rate × W
+// is at least burst ÷ peakShare, capped at maxW (the run's length).
+//
+// A token bucket lets through at most rate × W + burst in any W seconds,
+// so the peak over W seconds is at most (rate·W + burst) ÷ (rate·W) ≤ 1 +
+// peakShare = 1.05 × its rate: what the bound of 1.1 × budget needs, with
+// room left. At fleet sizes where a second's allowance is large, W is 1
+// (the origin budget from 20 calls per second on); at small ones the burst
+// is the one-token quantum (a budget of 1/s lets 2 through in some second),
+// and W is the span over which that quantum is 5% of the allowance (20 s
+// at 1/s), so the measure means the same at every size.
+func peakWindow(rate float64, burst, maxW int) int {
+	if rate <= 0 || maxW < 1 {
+		return 1
+	}
+	w := math.Ceil(float64(burst)/(peakShare*rate) - 1e-9)
+	return int(max(1, min(w, float64(maxW))))
 }
 
 // guards are the herdcap components of a protected run's servers: the
@@ -180,7 +237,7 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 	}
 	// The horizon is the operator's setting, not sized from the exact
 	// client count; the table of booked slots holds what it books.
-	if g.admission, err = st.admission(originLimit(p.AdmissionRate), p.AdmissionHorizon.D(), sc.Clients+1024); err != nil {
+	if g.admission, err = st.admission(admissionLimit(p.AdmissionRate), p.AdmissionHorizon.D(), sc.Clients+1024); err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	g.admission.SetSalt(fmt.Sprintf("%s-%d", sc.Name, seed))
@@ -189,7 +246,7 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 		if err != nil {
 			return nil, fmt.Errorf("invalidation store: %w", err)
 		}
-		if g.push, err = st.budget("push", refreshLimit(p.PushBudget, p.PushInterval.D()), 0); err != nil {
+		if g.push, err = st.budget("push", pushLimit(p.PushBudget, p.PushInterval.D()), 0); err != nil {
 			return nil, fmt.Errorf("push budget: %w", err)
 		}
 		guard := invalidate.Guard{MinDuration: p.MinDuration.D(), MaxRate: p.RolloutRate}

@@ -305,7 +305,9 @@ type ProtectionSpec struct {
 	// PushInterval is how often each node runs its invalidate.Pusher
 	// during a rollout; the push budget's burst is one interval of it, and
 	// the nodes' Due cache lives half of it, so that a release is pushed
-	// within one interval. Default 100ms, 10ms to Tick.
+	// within one interval. Default 40ms (at most Tick): a burst of 4% of a
+	// second's pushes plus one, within the 5% of a one-second peak window
+	// at scale (see Result.ChangedOverBudget). 10ms to Tick.
 	PushInterval Duration `json:"push_interval,omitempty"`
 }
 
@@ -466,7 +468,7 @@ func (s *Scenario) Defaults() {
 	setDur(&p.AdmissionHorizon, 10*time.Minute)
 	setDur(&p.Ramp, 10*time.Minute)
 	setDur(&p.Tick, time.Second)
-	setDur(&p.PushInterval, min(100*time.Millisecond, p.Tick.D()))
+	setDur(&p.PushInterval, min(40*time.Millisecond, p.Tick.D()))
 	t := &s.Trigger
 	setDur(&t.At, 2*time.Minute)
 	if t.Share == 0 {
@@ -541,7 +543,11 @@ func checkPolicy(path, v string, allowed ...string) error {
 }
 
 // Validate checks every field, after Defaults; the error wraps
-// ErrInvalidScenario and names the first bad field's path.
+// ErrInvalidScenario and names the first bad field's path. It also refuses
+// protection settings the protected run cannot keep (see checkProtection):
+// an origin budget or admission rate above the origin's capacity, and a
+// push budget or push interval whose burst breaks the scenario's bound on
+// changed_over_budget. Softer findings are Warnings.
 func (s *Scenario) Validate() error {
 	if !nameRE.MatchString(s.Name) {
 		return fieldErr("name", "must be 1 to 64 of a-z, 0-9, '-' and '_', got %q", truncate(s.Name, 70))
@@ -612,7 +618,7 @@ func (s *Scenario) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return s.checkProtection()
 }
 
 func (s *Scenario) validateOrigin() error {

@@ -37,6 +37,10 @@ var readmeProbeBase = map[string]any{
 	"client.copy_ttl":          "1000h", // client.poll_interval 1h
 	"client.backoff_cap":       "24h",   // client.backoff_base 1h
 	"protection.push_interval": "10ms",  // protection.tick 10ms
+
+	// origin.capacity 0.001: Validate refuses budgets above the capacity.
+	"protection.origin_budget":  0.001,
+	"protection.admission_rate": 0.001,
 }
 
 type readmeRow struct {

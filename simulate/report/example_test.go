@@ -63,7 +63,7 @@ func ExampleTable() {
 	// Output:
 	// == rogue: 5000 clients, 10 nodes, 30m0s virtual, seed 1, memory store
 	// metric unprotected protected
-	// recovered after the trigger yes, after 76 s yes, after 329 s
+	// recovered after the trigger yes, after 76 s yes, after 510 s
 	// bounds: PASS (2 of 2 hold)
 	// ok protected.peak_over_budget <= 1.1 [protected.peak_over_budget = 1]
 	// ok (unprotected.storm_failed_share >= 0.2 or unprotected.collapsed >= 1) [unprotected.storm_failed_share = 0.831205, unprotected.collapsed = 0]
