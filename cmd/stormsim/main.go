@@ -217,6 +217,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "stormsim:", err)
 		return 2
 	}
+	// What a valid scenario will not show as meant (a rollout the origin
+	// budget will pace, a run too short to judge collapse): always said,
+	// -q or not.
+	for _, sc := range scs {
+		for _, w := range sc.Warnings() {
+			fmt.Fprintf(stderr, "stormsim: warning: %s (%d clients): %s\n", sc.Name, sc.Clients, w)
+		}
+	}
 	if o.out != "" {
 		if err := uniqueNames(scs); err != nil {
 			fmt.Fprintln(stderr, "stormsim: -out:", err)

@@ -32,7 +32,7 @@ const small = `{
   "duration": "10m",
   "clients": 2000,
   "origin": { "capacity": 20, "timeout": "5s", "unbounded_queue": true, "finish_abandoned": true },
-  "protection": { "origin_budget": 16, "rollout_rate": 20, "cohorts": 20, "min_duration": "30s" },
+  "protection": { "origin_budget": 16, "rollout_rate": 16, "cohorts": 20, "min_duration": "30s" },
   "trigger": { "kind": "incident", "at": "1m" },
   "bounds": [
     { "run": "protected", "metric": "peak_over_budget", "max": 1.1 },
@@ -402,4 +402,14 @@ func TestSeedsCheck(t *testing.T) {
 	require.Positive(t, failing, "the seeds differ in origin calls: %v", calls)
 	assert.Contains(t, out, fmt.Sprintf("bounds: FAIL (every bound held on %d of 3 seeds)", 3-failing))
 	assert.Equal(t, 1, code)
+}
+
+// TestWarnings: a valid scenario that will not show what it means is run,
+// with a warning naming the field on stderr, -q or not.
+func TestWarnings(t *testing.T) {
+	f := writeFile(t, "paced.json", strings.Replace(small, `"rollout_rate": 16`, `"rollout_rate": 19, "admission_rate": 16`, 1))
+	code, out, errOut := stormsim(t, "-q", "-scenario", f)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "== tiny")
+	assert.Contains(t, errOut, "stormsim: warning: tiny (2000 clients): scenario.protection.rollout_rate: 19 clients per second")
 }
