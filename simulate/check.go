@@ -98,6 +98,9 @@ func (s *Scenario) changeBound() (x float64, at int, ok bool) {
 //     "collapsed" fails with "not judged".
 //   - A size at which a peak window (Result.PeakWindowS, ChangedWindowS)
 //     is longer than a minute: the peaks are then averages over that long.
+//   - A capacity change (origin.changes) that takes the origin's capacity
+//     below the origin budget: the fixed budget will overload it while the
+//     change lasts (a budget that follows the origin's headroom would not).
 func (s *Scenario) Warnings() []string {
 	var out []string
 	warn := func(path, format string, args ...any) {
@@ -117,6 +120,12 @@ func (s *Scenario) Warnings() []string {
 	if s.hasSessions() && p.AdmissionRate > p.OriginBudget*(1+1e-9) {
 		warn("protection.admission_rate", "%s sessions per second is above protection.origin_budget %s: the origin budget, not the admission, will pace the reconnects",
 			fmtNum(p.AdmissionRate), fmtNum(p.OriginBudget))
+	}
+	for k, c := range s.Origin.Changes {
+		if capacity := s.Origin.Capacity * c.Factor; capacity < p.OriginBudget*(1-1e-9) {
+			warn(fmt.Sprintf("origin.changes[%d].factor", k), "%s takes the origin's capacity to %s per second, below protection.origin_budget %s: the protected run's fixed budget will overload the origin while it lasts",
+				fmtNum(c.Factor), fmtNum(capacity), fmtNum(p.OriginBudget))
+		}
 	}
 	secs := int(s.Duration.D() / time.Second)
 	at := s.Trigger.At.Seconds()

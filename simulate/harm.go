@@ -13,6 +13,17 @@ func (t Trigger) outage() time.Duration {
 	return 0
 }
 
+// factorAt returns the share of Origin.Capacity the origin has at virtual
+// time t, as Origin.Changes make it.
+func (o OriginSpec) factorAt(t Duration) float64 {
+	for _, c := range o.Changes {
+		if t >= c.At && (c.For == 0 || t < c.At+c.For) {
+			return c.Factor
+		}
+	}
+	return 1
+}
+
 // capacityAt returns the origin's capacity during virtual second sec: its
 // Capacity as changed by Origin.Changes (a change that starts within the
 // second counts from that second on).

@@ -406,7 +406,7 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 	r.BudgetRPS = round6(sc.Protection.OriginBudget)
 	for i := range secs {
 		r.PeakRPS = max(r.PeakRPS, s.OriginCalls[i])
-		r.OverloadCalls += max(0, s.OriginCalls[i]-sc.Origin.Capacity)
+		r.OverloadCalls += max(0, s.OriginCalls[i]-sc.Origin.capacityAt(i))
 		r.ChangedPeak = max(r.ChangedPeak, s.Changed[i])
 		r.ReconnectPeak = max(r.ReconnectPeak, s.Reconnects[i]-s.ReconnectsRefused[i])
 		r.RefusedReconnects += int64(s.ReconnectsRefused[i])
@@ -553,19 +553,21 @@ func (r *Result) collapse(sc *Scenario, trig int) {
 	// Trailing windows of failWindow seconds: long enough that a second
 	// of noise is not a recovery, short enough to see one near the end.
 	const w = failWindow
+	// calls is the offered load less the capacity of each second (as
+	// Origin.Changes makes it): failing at or above 0.
 	var calls, reqs, errs, good float64
 	for i := from - w; i < from; i++ {
-		calls += s.OriginCalls[i]
+		calls += s.OriginCalls[i] - sc.Origin.capacityAt(i)
 		reqs += s.Requests[i]
 		errs += s.Errors[i]
 		good += s.Goodput[i]
 	}
 	for i := from; i < secs; i++ {
-		calls += s.OriginCalls[i] - s.OriginCalls[i-w]
+		calls += s.OriginCalls[i] - sc.Origin.capacityAt(i) - (s.OriginCalls[i-w] - sc.Origin.capacityAt(i-w))
 		reqs += s.Requests[i] - s.Requests[i-w]
 		errs += s.Errors[i] - s.Errors[i-w]
 		good += s.Goodput[i] - s.Goodput[i-w]
-		failing := calls >= w*sc.Origin.Capacity || (reqs > 0 && errs >= 0.1*reqs) || good < 0.5*w*normal
+		failing := calls >= 0 || (reqs > 0 && errs >= 0.1*reqs) || good < 0.5*w*normal
 		if !failing {
 			return
 		}

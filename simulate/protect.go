@@ -232,12 +232,21 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 	if g.origin, err = st.budget("origin", originLimit(p.OriginBudget), 0); err != nil {
 		return nil, fmt.Errorf("origin budget: %w", err)
 	}
-	if g.guard, err = originguard.New(originguard.Config{Budget: g.origin, Name: "origin", MaxWait: originMaxWait, Clock: st.clock.lend()}); err != nil {
+	// A call keeps for itself what an origin call takes when the origin
+	// is idle: its base latency and a mean service time (capacity ÷
+	// workers).
+	minCall := sc.Origin.Latency.D() + time.Duration(float64(sc.Origin.Concurrency)/sc.Origin.Capacity*float64(time.Second))
+	if g.guard, err = originguard.New(originguard.Config{Budget: g.origin, Name: "origin", MaxWait: originMaxWait,
+		MinCallTime: max(minCall, time.Nanosecond), Clock: st.clock.lend()}); err != nil {
 		return nil, fmt.Errorf("origin guard: %w", err)
 	}
 	// The horizon is the operator's setting, not sized from the exact
 	// client count; the table of booked slots holds what it books.
-	if g.admission, err = st.admission(admissionLimit(p.AdmissionRate), p.AdmissionHorizon.D(), sc.Clients+1024); err != nil {
+	// The slot table holds what the horizon books (rate × horizon), with
+	// room for the slots' grace, not a size taken from the exact client
+	// count.
+	slots := int(math.Min(2*p.AdmissionRate*p.AdmissionHorizon.Seconds(), float64(MaxClients))) + 1024
+	if g.admission, err = st.admission(admissionLimit(p.AdmissionRate), p.AdmissionHorizon.D(), slots); err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	g.admission.SetSalt(fmt.Sprintf("%s-%d", sc.Name, seed))
@@ -290,12 +299,12 @@ func (g *guards) close() {
 const originMaxWait = time.Second
 
 // reserveOrigin asks the nodes' origin guard for a call now, on the
-// virtual clock, for a caller with remaining time before its deadline:
+// virtual clock, for a caller whose deadline is remaining from now:
 // an allowed Hold with the wait until its token is due (never past the
 // deadline less the guard's MinCallTime), or a refused one with when to
 // come back.
-func (g *guards) reserveOrigin(ctx context.Context, remaining time.Duration) (originguard.Hold, error) {
-	h, err := g.guard.Reserve(ctx, remaining)
+func (g *guards) reserveOrigin(ctx context.Context, now int64, remaining time.Duration) (originguard.Hold, error) {
+	h, err := g.guard.Reserve(ctx, epoch.Add(time.Duration(now)+remaining))
 	if err != nil {
 		return h, fmt.Errorf("origin guard: %w", err)
 	}

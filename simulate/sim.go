@@ -53,7 +53,7 @@ const (
 	sysTrigger
 	sysNodeUp
 	sysPush
-	sysCapacity // id: 2k starts origin change k, 2k+1 ends it
+	sysCapacity // a boundary of an origin capacity change
 )
 
 // Actions: at most one is pending per client (actAt/act say which; an
@@ -393,11 +393,10 @@ func (s *sim) system(e event) {
 	case sysNodeUp:
 		s.nodes[e.id].up = true
 	case sysCapacity:
-		if e.id%2 == 0 {
-			s.org.setFactor(s.sc.Origin.Changes[e.id/2].Factor)
-		} else {
-			s.org.setFactor(1)
-		}
+		// Every boundary sets the capacity the changes give at this
+		// instant, so that one change's end and the next one's start at
+		// the same time leave the next in force whichever runs first.
+		s.org.setFactor(s.sc.Origin.factorAt(Duration(s.now)))
 	case sysPush:
 		if !s.pushAll() {
 			return // the rollout is pushed: no more push intervals
@@ -621,7 +620,7 @@ func (s *sim) fetch(i int) {
 // what is left of the caller's time. It reports whether the call may go
 // now.
 func (s *sim) gate(i int, held, refused uint8) bool {
-	h, err := s.prot.reserveOrigin(s.ctx, time.Duration(s.org.timeout))
+	h, err := s.prot.reserveOrigin(s.ctx, s.now, time.Duration(s.org.timeout))
 	if err != nil {
 		s.fail(err)
 		return false
@@ -793,7 +792,6 @@ func (s *sim) connFailed(i int, at int64) {
 		s.series.Errors[sec]++
 		if s.cl[i].flags&fDenied != 0 {
 			s.series.Refused[sec]++
-			s.series.ReconnectsRefused[sec]++
 		}
 	}
 	s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
@@ -819,10 +817,14 @@ func (s *sim) connect(i int) {
 		}
 		if !ok {
 			s.denied(i, wait)
+			s.series.ReconnectsRefused[sec]++ // in the attempt's second, as Reconnects
 			s.setAct(i, aConnErr, s.now+s.nodeLat)
 			return
 		}
 		if !s.gate(i, aSessionOrigin, aConnErr) {
+			if s.cl[i].flags&fDenied != 0 {
+				s.series.ReconnectsRefused[sec]++
+			}
 			return
 		}
 	}

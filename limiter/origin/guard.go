@@ -23,9 +23,36 @@ type RefusedError struct {
 	Origin string
 	// RetryAfter is how long the caller should wait before trying again.
 	RetryAfter time.Duration
-	// Reason is "budget" (no token within the wait) or "concurrency"
-	// (Config.MaxConcurrent calls in flight).
-	Reason string
+	// Reason says why.
+	Reason Reason
+}
+
+// Reason says why a Guard refused a call.
+type Reason uint8
+
+const (
+	// ReasonBudget: no token of the budget within the wait the caller can
+	// afford.
+	ReasonBudget Reason = iota + 1
+	// ReasonConcurrency: Config.MaxConcurrent calls are in flight.
+	ReasonConcurrency
+	// ReasonDeadline: the caller's deadline leaves less than
+	// Config.MinCallTime for the call.
+	ReasonDeadline
+)
+
+// String returns the reason's name: "budget", "concurrency" or
+// "deadline".
+func (r Reason) String() string {
+	switch r {
+	case ReasonBudget:
+		return "budget"
+	case ReasonConcurrency:
+		return "concurrency"
+	case ReasonDeadline:
+		return "deadline"
+	}
+	return "none"
 }
 
 // Error describes the refusal.
@@ -49,6 +76,10 @@ const (
 	Timeout
 	// Failure: any other error.
 	Failure
+	// Canceled: the caller gave up (context.Canceled): it says nothing
+	// about the origin, and a controller of its headroom should not read
+	// it as a failure.
+	Canceled
 )
 
 // String returns the outcome's name.
@@ -62,6 +93,8 @@ func (o Outcome) String() string {
 		return "timeout"
 	case Failure:
 		return "failure"
+	case Canceled:
+		return "canceled"
 	}
 	return "unknown"
 }
@@ -72,7 +105,8 @@ var ErrOverload = errors.New("origin: overloaded")
 
 // DefaultClassify is the classifier a Guard uses when Config.Classify is
 // nil: nil is Success; an error wrapping ErrOverload is Overload; one
-// wrapping context.DeadlineExceeded is Timeout; anything else is Failure.
+// wrapping context.DeadlineExceeded is Timeout; one wrapping
+// context.Canceled is Canceled; anything else is Failure.
 func DefaultClassify(err error) Outcome {
 	switch {
 	case err == nil:
@@ -81,6 +115,8 @@ func DefaultClassify(err error) Outcome {
 		return Overload
 	case errors.Is(err, context.DeadlineExceeded):
 		return Timeout
+	case errors.Is(err, context.Canceled):
+		return Canceled
 	}
 	return Failure
 }
@@ -95,12 +131,15 @@ type Config struct {
 	// Required.
 	Name string
 	// MaxWait is the longest a call is held for its token. If MaxWait is
-	// 0, 1 s; it must not be negative. The hold is further capped by the
-	// caller's deadline (see MinCallTime).
+	// 0, 1 s; NoWait never holds a call (a call goes at once or is
+	// refused); any other negative value is invalid. The hold is further
+	// capped by the caller's deadline (see MinCallTime).
 	MaxWait time.Duration
-	// MinCallTime is the time a held call keeps for itself before its
-	// context's deadline: a call is held at most until MinCallTime before
-	// the deadline, and refused when it cannot get its token by then. If
+	// MinCallTime is the time a call keeps for itself before its caller's
+	// deadline: a call is held at most until MinCallTime before the
+	// deadline, refused when it cannot get its token by then, and refused
+	// at once (ReasonDeadline) when less than MinCallTime is left. Set it
+	// to what a call to the origin takes (its typical latency). If
 	// MinCallTime is 0, 10 ms; it must not be negative.
 	MinCallTime time.Duration
 	// MaxConcurrent caps the calls in flight through the guard (held calls
@@ -113,6 +152,9 @@ type Config struct {
 	// Clock is the source of time and timers. Nil means the system clock.
 	Clock limiter.Clock
 }
+
+// NoWait is the Config.MaxWait that never holds a call.
+const NoWait time.Duration = -1
 
 // defaults of the Config fields.
 const (
@@ -136,6 +178,7 @@ type Guard struct {
 	clock    limiter.Clock
 
 	inFlight atomic.Int64
+	refusals atomic.Uint64 // concurrency refusals, to spread their waits
 
 	mu    sync.Mutex
 	stats Stats
@@ -147,13 +190,14 @@ type Stats struct {
 	// Calls counts calls that reached the origin; Outcomes counts them by
 	// Outcome (indexed by it).
 	Calls    int64
-	Outcomes [4]int64
+	Outcomes [5]int64
 	// Held counts calls held for their token, HeldTime the time they were
 	// held in all.
 	Held     int64
 	HeldTime time.Duration
-	// Refused counts refusals: for the budget and for the concurrency cap.
-	RefusedBudget, RefusedConcurrency int64
+	// Refused counts refusals: for the budget, for the concurrency cap, and
+	// for a deadline too close.
+	RefusedBudget, RefusedConcurrency, RefusedDeadline int64
 	// Latency is the total time of the calls that reached the origin
 	// (holds excluded); MeanLatency is the recent mean (an exponentially
 	// weighted moving average over about the last 20 calls).
@@ -171,8 +215,8 @@ func New(cfg Config) (*Guard, error) {
 		return nil, bad("Budget is nil")
 	case cfg.Name == "":
 		return nil, bad("Name is empty")
-	case cfg.MaxWait < 0:
-		return nil, bad("MaxWait must be >= 0, got %v", cfg.MaxWait)
+	case cfg.MaxWait < 0 && cfg.MaxWait != NoWait:
+		return nil, bad("MaxWait must be >= 0 or NoWait, got %v", cfg.MaxWait)
 	case cfg.MinCallTime < 0:
 		return nil, bad("MinCallTime must be >= 0, got %v", cfg.MinCallTime)
 	case cfg.MaxConcurrent < 0:
@@ -211,40 +255,47 @@ type Hold struct {
 	Wait time.Duration
 	// RetryAfter is when a refused caller should come back.
 	RetryAfter time.Duration
-	// Reason says why a call was refused: "budget" (no token within the
-	// wait) or "concurrency" (Config.MaxConcurrent calls in flight).
-	Reason string
+	// Reason says why a call was refused.
+	Reason Reason
 	// Via says which part of the budget decided.
 	Via limiter.Via
 	g   *Guard
 }
 
-// Err returns nil for an allowed Hold, and the *RefusedError of a refused
-// one.
+// Err returns nil for an allowed Hold (or the zero Hold), and the
+// *RefusedError of a refused one.
 func (h Hold) Err() error {
-	if h.Allowed {
+	if h.Allowed || h.g == nil {
 		return nil
 	}
 	return &RefusedError{Origin: h.g.name, RetryAfter: h.RetryAfter, Reason: h.Reason}
 }
 
-// Reserve decides one call without waiting, for a caller with remaining
-// time left before its deadline (0 or less: no deadline), and allocates
-// nothing: a Hold that is allowed (send the call after its Wait, then
-// Record the outcome) or refused (with when to come back). An error is
-// the budget's (the call may then go on unguarded or fail, as the
-// caller's failure policy says: a closed budget's limiter.ErrClosed, a
-// fail-closed store's limiter.ErrUnavailable).
-func (g *Guard) Reserve(ctx context.Context, remaining time.Duration) (Hold, error) {
+// Reserve decides one call without waiting, for a caller whose deadline
+// is deadline (the zero time: none), and allocates nothing: a Hold that is
+// allowed (send the call after its Wait, then Record the outcome) or
+// refused (with when to come back). An error is the budget's (the call
+// may then go on unguarded or fail, as the caller's failure policy says: a
+// closed budget's limiter.ErrClosed, a fail-closed store's
+// limiter.ErrUnavailable).
+//
+// An allowed Hold must be ended exactly once (Record, RecordOutcome or
+// Cancel): with Config.MaxConcurrent, ending one twice frees a slot that
+// is still taken.
+func (g *Guard) Reserve(ctx context.Context, deadline time.Time) (Hold, error) {
+	maxWait := g.maxWait
+	if !deadline.IsZero() {
+		left := deadline.Sub(g.clock.Now()) - g.minCall
+		if left < 0 {
+			return g.refuse(ReasonDeadline, refusalFloor), nil
+		}
+		maxWait = min(maxWait, left)
+	}
 	if g.cap > 0 {
 		if g.inFlight.Add(1) > g.cap {
 			g.inFlight.Add(-1)
-			return g.refuse("concurrency", g.concurrencyRetry()), nil
+			return g.refuse(ReasonConcurrency, g.concurrencyRetry()), nil
 		}
-	}
-	maxWait := g.maxWait
-	if remaining > 0 {
-		maxWait = min(maxWait, remaining-g.minCall)
 	}
 	req := limiter.Request{Key: g.name, N: 1}
 	if maxWait > 0 {
@@ -258,7 +309,7 @@ func (g *Guard) Reserve(ctx context.Context, remaining time.Duration) (Hold, err
 		if err != nil {
 			return Hold{g: g}, err
 		}
-		h := g.refuse("budget", d.RetryAfter)
+		h := g.refuse(ReasonBudget, d.RetryAfter)
 		h.Via = d.Via
 		return h, nil
 	}
@@ -271,24 +322,36 @@ func (g *Guard) Reserve(ctx context.Context, remaining time.Duration) (Hold, err
 	return Hold{Allowed: true, Wait: d.RetryAfter, Via: d.Via, g: g}, nil
 }
 
-func (g *Guard) refuse(reason string, after time.Duration) Hold {
+func (g *Guard) refuse(reason Reason, after time.Duration) Hold {
 	g.mu.Lock()
-	if reason == "budget" {
+	switch reason {
+	case ReasonBudget:
 		g.stats.RefusedBudget++
-	} else {
+	case ReasonConcurrency:
 		g.stats.RefusedConcurrency++
+	case ReasonDeadline:
+		g.stats.RefusedDeadline++
 	}
 	g.mu.Unlock()
 	return Hold{RetryAfter: max(after, refusalFloor), Reason: reason, g: g}
 }
 
+// concurrencyRetry is a concurrency refusal's wait: the mean latency of
+// recent calls (concurrencyRetry before the first has finished), spread
+// over [1, 2) times that by a sequence of the refusals, so that callers
+// refused together do not come back together.
 func (g *Guard) concurrencyRetry() time.Duration {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.ewma == 0 {
-		return concurrencyRetry
+	base := g.ewma
+	g.mu.Unlock()
+	if base == 0 {
+		base = float64(concurrencyRetry)
 	}
-	return time.Duration(g.ewma)
+	// The golden-ratio sequence spreads successive refusals evenly over
+	// the window whatever their number.
+	n := g.refusals.Add(1)
+	frac := float64(n*0x9E3779B97F4A7C15>>11) / (1 << 53)
+	return time.Duration(base * (1 + frac))
 }
 
 // Record ends an allowed h with the outcome of its call: the call's error
@@ -319,7 +382,7 @@ func (h Hold) Cancel() {
 }
 
 func (g *Guard) record(o Outcome, latency time.Duration) {
-	if o > Failure {
+	if o > Canceled {
 		o = Failure
 	}
 	if g.cap > 0 {
@@ -343,19 +406,14 @@ func (g *Guard) record(o Outcome, latency time.Duration) {
 // returns call's error; a *RefusedError when refused; the context's error
 // when it ends during the hold (the call is not made); or the budget's
 // error (see Reserve). call runs on the caller's goroutine, outside the
-// guard's locks.
-func (g *Guard) Do(ctx context.Context, call func(context.Context) error) error {
+// guard's locks; if it panics, the call is recorded as a Failure and the
+// panic goes on.
+func (g *Guard) Do(ctx context.Context, call func(context.Context) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var remaining time.Duration
-	if dl, ok := ctx.Deadline(); ok {
-		remaining = dl.Sub(g.clock.Now())
-		if remaining <= 0 {
-			return context.DeadlineExceeded
-		}
-	}
-	h, err := g.Reserve(ctx, remaining)
+	dl, _ := ctx.Deadline()
+	h, err := g.Reserve(ctx, dl)
 	if err != nil {
 		return err
 	}
@@ -369,7 +427,14 @@ func (g *Guard) Do(ctx context.Context, call func(context.Context) error) error 
 		}
 	}
 	start := g.clock.Now()
+	done := false
+	defer func() {
+		if !done {
+			h.RecordOutcome(Failure, g.clock.Now().Sub(start))
+		}
+	}()
 	err = call(ctx)
+	done = true
 	h.Record(err, g.clock.Now().Sub(start))
 	return err
 }

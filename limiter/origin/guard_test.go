@@ -37,20 +37,21 @@ func TestReserveHoldsThenRefuses(t *testing.T) {
 	ctx := context.Background()
 	var waits []time.Duration
 	for range 3 {
-		h, err := g.Reserve(ctx, 0)
+		h, err := g.Reserve(ctx, time.Time{})
 		require.NoError(t, err)
 		waits = append(waits, h.Wait)
 		h.Record(nil, time.Millisecond)
 	}
 	assert.Equal(t, []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond}, waits, "spaced at the rate")
-	h, err := g.Reserve(ctx, 0)
+	h, err := g.Reserve(ctx, time.Time{})
 	require.NoError(t, err)
 	assert.False(t, h.Allowed)
 	err = h.Err()
 	var re *origin.RefusedError
 	require.ErrorAs(t, err, &re)
 	assert.ErrorIs(t, err, origin.ErrRefused)
-	assert.Equal(t, "budget", re.Reason)
+	assert.Equal(t, origin.ReasonBudget, re.Reason)
+	assert.Equal(t, "origin: db refused (budget); retry after "+re.RetryAfter.String(), re.Error())
 	assert.Equal(t, "db", re.Origin)
 	assert.Positive(t, re.RetryAfter)
 	s := g.Stats()
@@ -64,17 +65,27 @@ func TestReserveHoldsThenRefuses(t *testing.T) {
 // only while it keeps MinCallTime for the call, else refused; the same
 // wait is granted to a caller with time to spare.
 func TestHoldCountsAgainstTheDeadline(t *testing.T) {
-	g, _ := newGuard(t, 10, origin.Config{MinCallTime: 20 * time.Millisecond})
+	g, clk := newGuard(t, 10, origin.Config{MinCallTime: 20 * time.Millisecond})
 	ctx := context.Background()
-	h, err := g.Reserve(ctx, 0)
+	h, err := g.Reserve(ctx, time.Time{})
 	require.NoError(t, err)
 	h.Record(nil, 0)
 	// The next token is 100 ms away: 110 ms left keeps only 90 ms.
-	h, err = g.Reserve(ctx, 110*time.Millisecond)
+	h, err = g.Reserve(ctx, clk.Now().Add(110*time.Millisecond))
 	require.NoError(t, err)
 	require.ErrorIs(t, h.Err(), origin.ErrRefused, "held past its deadline's margin: refused, not held")
+	assert.Equal(t, origin.ReasonBudget, h.Reason)
+	// Less than MinCallTime left, or a deadline passed: refused at once,
+	// for the deadline, without taking a token.
+	for _, left := range []time.Duration{15 * time.Millisecond, -5 * time.Millisecond} {
+		h, err = g.Reserve(ctx, clk.Now().Add(left))
+		require.NoError(t, err)
+		assert.False(t, h.Allowed, "%v left", left)
+		assert.Equal(t, origin.ReasonDeadline, h.Reason)
+	}
+	assert.Equal(t, int64(2), g.Stats().RefusedDeadline)
 	// 120 ms left keeps 100 ms: held.
-	h, err = g.Reserve(ctx, 120*time.Millisecond)
+	h, err = g.Reserve(ctx, clk.Now().Add(120*time.Millisecond))
 	require.NoError(t, err)
 	assert.True(t, h.Allowed)
 	assert.NoError(t, h.Err())
@@ -88,7 +99,7 @@ func TestReserveAllocatesNothing(t *testing.T) {
 	g, _ := newGuard(t, 10, origin.Config{MaxWait: time.Millisecond})
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(100, func() {
-		h, _ := g.Reserve(ctx, 0)
+		h, _ := g.Reserve(ctx, time.Time{})
 		h.RecordOutcome(origin.Success, time.Millisecond)
 	})
 	assert.Zero(t, allocs)
@@ -135,7 +146,7 @@ func TestDoHoldsOnTheClock(t *testing.T) {
 // called, gets its context's error, and frees its concurrency slot.
 func TestDoContextEndsDuringHold(t *testing.T) {
 	g, clk := newGuard(t, 10, origin.Config{MaxConcurrent: 1})
-	h, err := g.Reserve(context.Background(), 0)
+	h, err := g.Reserve(context.Background(), time.Time{})
 	require.NoError(t, err)
 	h.Record(nil, 0)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,8 +164,9 @@ func TestDoContextEndsDuringHold(t *testing.T) {
 	require.ErrorIs(t, <-done, context.Canceled)
 	clk.Add(time.Second)
 	// The slot is free again.
-	h, err = g.Reserve(context.Background(), 0)
+	h, err = g.Reserve(context.Background(), time.Time{})
 	require.NoError(t, err)
+	require.True(t, h.Allowed, "the cancelled hold freed its slot")
 	h.Cancel()
 }
 
@@ -163,23 +175,25 @@ func TestDoContextEndsDuringHold(t *testing.T) {
 func TestConcurrencyCap(t *testing.T) {
 	g, _ := newGuard(t, 1e6, origin.Config{MaxConcurrent: 2})
 	ctx := context.Background()
-	a, err := g.Reserve(ctx, 0)
+	a, err := g.Reserve(ctx, time.Time{})
 	require.NoError(t, err)
-	b, err := g.Reserve(ctx, 0)
+	b, err := g.Reserve(ctx, time.Time{})
 	require.NoError(t, err)
-	h, err := g.Reserve(ctx, 0)
+	h, err := g.Reserve(ctx, time.Time{})
 	require.NoError(t, err)
 	var re *origin.RefusedError
 	require.ErrorAs(t, h.Err(), &re)
-	assert.Equal(t, "concurrency", re.Reason)
-	assert.Equal(t, 100*time.Millisecond, re.RetryAfter, "no call finished yet: the default")
+	assert.Equal(t, origin.ReasonConcurrency, re.Reason)
+	assert.GreaterOrEqual(t, re.RetryAfter, 100*time.Millisecond, "no call finished yet: the default, spread over [1, 2) of it")
+	assert.Less(t, re.RetryAfter, 200*time.Millisecond)
 	a.Record(nil, 40*time.Millisecond)
-	c, err := g.Reserve(ctx, 0)
+	c, err := g.Reserve(ctx, time.Time{})
 	require.NoError(t, err, "a finished call frees its slot")
-	h, err = g.Reserve(ctx, 0)
+	h, err = g.Reserve(ctx, time.Time{})
 	require.NoError(t, err)
 	require.ErrorAs(t, h.Err(), &re)
-	assert.Equal(t, 40*time.Millisecond, re.RetryAfter, "the mean latency of recent calls")
+	assert.GreaterOrEqual(t, re.RetryAfter, 40*time.Millisecond, "the mean latency of recent calls, spread")
+	assert.Less(t, re.RetryAfter, 80*time.Millisecond)
 	h.Cancel() // a refused Hold's Cancel does nothing
 	b.Cancel()
 	c.Cancel()
@@ -236,8 +250,9 @@ func TestClassify(t *testing.T) {
 	assert.Equal(t, origin.Success, origin.DefaultClassify(nil))
 	assert.Equal(t, origin.Overload, origin.DefaultClassify(errors.Join(errors.New("503"), origin.ErrOverload)))
 	assert.Equal(t, origin.Timeout, origin.DefaultClassify(context.DeadlineExceeded))
+	assert.Equal(t, origin.Canceled, origin.DefaultClassify(context.Canceled))
 	assert.Equal(t, origin.Failure, origin.DefaultClassify(errors.New("boom")))
-	for o, name := range map[origin.Outcome]string{origin.Success: "success", origin.Overload: "overload", origin.Timeout: "timeout", origin.Failure: "failure", 9: "unknown"} {
+	for o, name := range map[origin.Outcome]string{origin.Success: "success", origin.Overload: "overload", origin.Timeout: "timeout", origin.Failure: "failure", origin.Canceled: "canceled", 9: "unknown"} {
 		assert.Equal(t, name, o.String())
 	}
 }
@@ -252,7 +267,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{origin.Config{Name: "db"}, "origin.Config.Budget is nil"},
 		{origin.Config{Budget: b}, "origin.Config.Name is empty"},
-		{origin.Config{Budget: b, Name: "db", MaxWait: -1}, "origin.Config.MaxWait must be >= 0, got -1ns"},
+		{origin.Config{Budget: b, Name: "db", MaxWait: -2}, "origin.Config.MaxWait must be >= 0 or NoWait, got -2ns"},
 		{origin.Config{Budget: b, Name: "db", MinCallTime: -1}, "origin.Config.MinCallTime must be >= 0, got -1ns"},
 		{origin.Config{Budget: b, Name: "db", MaxConcurrent: -1}, "origin.Config.MaxConcurrent must be >= 0, got -1"},
 	} {
@@ -277,4 +292,53 @@ func TestBudgetErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	assert.ErrorIs(t, g.Do(ctx, func(context.Context) error { return nil }), context.Canceled)
+}
+
+// TestDoPanicFreesItsSlot: a call that panics is recorded as a failure and
+// frees its concurrency slot; the panic goes on to the caller.
+func TestDoPanicFreesItsSlot(t *testing.T) {
+	g, clk := newGuard(t, 1e6, origin.Config{MaxConcurrent: 1})
+	assert.Panics(t, func() {
+		_ = g.Do(context.Background(), func(context.Context) error { panic("boom") })
+	})
+	assert.Equal(t, int64(1), g.Stats().Outcomes[origin.Failure])
+	clk.Add(time.Second) // a token for the next call, without a hold
+	assert.NoError(t, g.Do(context.Background(), func(context.Context) error { return nil }), "the slot was freed")
+}
+
+// TestNoWait: with NoWait a call goes at once or is refused, never held.
+func TestNoWait(t *testing.T) {
+	g, _ := newGuard(t, 10, origin.Config{MaxWait: origin.NoWait})
+	h, err := g.Reserve(context.Background(), time.Time{})
+	require.NoError(t, err)
+	assert.True(t, h.Allowed)
+	assert.Zero(t, h.Wait)
+	h.Cancel()
+	h, err = g.Reserve(context.Background(), time.Time{})
+	require.NoError(t, err)
+	assert.False(t, h.Allowed)
+	assert.Equal(t, origin.ReasonBudget, h.Reason)
+	assert.NoError(t, origin.Hold{}.Err(), "the zero Hold is not a refusal")
+}
+
+// TestConcurrencyRefusalsSpread: callers refused together are told
+// different waits, spread over [1, 2) of the recent latency.
+func TestConcurrencyRefusalsSpread(t *testing.T) {
+	g, _ := newGuard(t, 1e6, origin.Config{MaxConcurrent: 1})
+	h, err := g.Reserve(context.Background(), time.Time{})
+	require.NoError(t, err)
+	seen := map[time.Duration]bool{}
+	lo, hi := time.Hour, time.Duration(0)
+	for range 100 {
+		r, err := g.Reserve(context.Background(), time.Time{})
+		require.NoError(t, err)
+		require.False(t, r.Allowed)
+		seen[r.RetryAfter] = true
+		lo, hi = min(lo, r.RetryAfter), max(hi, r.RetryAfter)
+	}
+	h.Cancel()
+	assert.Len(t, seen, 100, "no two alike")
+	assert.GreaterOrEqual(t, lo, 100*time.Millisecond)
+	assert.Less(t, hi, 200*time.Millisecond)
+	assert.Greater(t, hi-lo, 90*time.Millisecond, "spread over the whole window")
 }

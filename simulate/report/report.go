@@ -52,7 +52,7 @@ var rows = []row{
 	{"  peak ÷ origin budget", num(func(r *simulate.Result) float64 { return r.PeakOverBudget })},
 	{"load above capacity (req)", num(func(r *simulate.Result) float64 { return r.OverloadCalls })},
 	{"amplification (origin ÷ intended)", num(func(r *simulate.Result) float64 { return r.Amplification })},
-	{"wasted origin calls (timed out)", num(func(r *simulate.Result) float64 { return float64(r.WastedCalls) })},
+	{"wasted origin work (callers gone)", num(func(r *simulate.Result) float64 { return float64(r.WastedCalls) })},
 	{"clients changed, peak per s", num(func(r *simulate.Result) float64 { return r.ChangedPeak })},
 	{"  ÷ change budget", num(func(r *simulate.Result) float64 { return r.ChangedOverBudget })},
 	{"largest 1-s change in origin load", num(func(r *simulate.Result) float64 { return r.MaxStepRPS })},

@@ -191,7 +191,7 @@ var metricLabels = map[string]string{
 	"peak_over_budget":       "  peak ÷ origin budget",
 	"overload_calls":         "load above capacity (req)",
 	"amplification":          "amplification (origin ÷ intended)",
-	"wasted_calls":           "wasted origin calls (timed out)",
+	"wasted_calls":           "wasted origin work (callers gone)",
 	"changed_peak":           "clients changed, peak per s",
 	"changed_over_budget":    "  ÷ change budget",
 	"max_step_rps":           "largest 1-s change in origin load",
