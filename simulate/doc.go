@@ -24,14 +24,20 @@
 //     warms linearly over Node.WarmKeys origin fills. A reconnect sets up a
 //     session, which is one origin call.
 //   - The origin serves Origin.Capacity requests per second from one FIFO
-//     queue, so a request's completion time is known when it arrives (a
-//     fluid queue: no events of its own). Latency is its base latency plus
-//     the queueing delay. A request that would take longer than
-//     Origin.Timeout fails at the timeout, but the origin still does the
-//     work (no deadline propagation), so a long queue serves mostly
-//     requests nobody waits for any more. Failures make clients retry, the
-//     retries keep the queue long, and the queue keeps failing requests: a
-//     metastable collapse emerges from these dynamics when the load that
+//     queue (Origin.Concurrency workers), so a request's start, end and
+//     outcome are known when it arrives (a fluid queue: no events of its
+//     own). By default it is an origin a skeptic accepts: the queue is
+//     bounded to Origin.MaxQueue (5 s) of capacity, past which a request is
+//     rejected at once; deadlines propagate (at Origin.Timeout the caller
+//     gives up, and the origin drops its queued request or stops serving
+//     it, the work done for nobody counted as waste); service times are
+//     log-normal with a tail (Origin.ServiceCV); capacity may degrade under
+//     overload (Origin.Degrade) and change during a run (Origin.Changes).
+//     Origin.UnboundedQueue and Origin.FinishAbandoned give the lenient
+//     origin of the first simulator, whose long queue serves mostly
+//     requests nobody waits for. Failures make clients retry, the retries
+//     keep the origin overloaded, and the overload keeps failing requests:
+//     a metastable collapse emerges from these dynamics when the load that
 //     started it is gone; nothing in the model declares it.
 //
 // The unprotected run is the fleet of the incident: the rogue node's
@@ -57,10 +63,13 @@
 //     (Protection.PushBudget) and notifies; sessions it defers wait for the
 //     next interval. A page view that finds its notice due is delivered
 //     through the Pusher too;
-//   - every origin call books a token of a fleet-wide origin budget
-//     (limiter.Request.Wait, Protection.OriginBudget calls per second, burst
-//     5% of that): the node holds the call until its token is due, up to a
-//     second, and past that answers 503 with the wait as Retry-After;
+//   - every origin call goes through the nodes' origin guard
+//     (limiter/origin.Guard) on a fleet-wide origin budget
+//     (Protection.OriginBudget calls per second, burst 5% of that): the
+//     node holds the call until its token is due (never past the caller's
+//     deadline less an idle origin call's time, which the hold is counted
+//     against), up to a second, and past that answers 503 with the wait as
+//     Retry-After;
 //   - a reconnect asks a fleet-wide admission.Gate (Client.Backoff
 //     "slot", Protection.AdmissionRate sessions per second) and comes back
 //     at the slot it is given; with "jitter" the client only backs off;
