@@ -15,6 +15,14 @@ const (
 // goes: k = 0 is the first, at start; retransmit k at start + (2^k - 1) s.
 func synAt(start int64, k int) int64 { return start + synRTO*(1<<k-1) }
 
+// keepIdle is how long a connection stays open after a refusal: a 503
+// with Retry-After (admission's slot, the origin guard's wait) leaves the
+// HTTP connection open, and the client's next attempt within keepIdle
+// reuses it, with no new handshake. 90 s is the IdleConnTimeout of Go's
+// http.DefaultTransport, which httpmw.Transport uses unless given another
+// (nginx's keepalive_timeout is 75 s).
+const keepIdle = int64(90 * time.Second)
+
 // acceptQueue is one node's accept queue: the handshakes (TCP, TLS and
 // the session's setup on the node) it works through first-in first-out at
 // NodeSpec.AcceptRate. Like the origin's queue it is fluid: because later

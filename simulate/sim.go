@@ -38,6 +38,7 @@ const (
 	fRefresh                     // told to refresh (config change), not yet applied
 	fReconnect                   // must reconnect to converge (dropped, or reloading)
 	fDenied                      // the last failure was a refusal with a hint
+	fKeep                        // its next reconnect reuses the connection a refusal left open
 )
 
 // Event kinds, in the order same-time events run.
@@ -479,7 +480,7 @@ func (s *sim) drop(i int) {
 	if s.cl[i].flags&fConn != 0 {
 		s.connected--
 	}
-	s.cl[i].flags = s.cl[i].flags&^fConn | fPending | fReconnect
+	s.cl[i].flags = s.cl[i].flags&^(fConn|fKeep) | fPending | fReconnect
 	s.affected++
 	s.unconverged++
 	s.intended++
@@ -498,7 +499,7 @@ func (s *sim) reload(i int) {
 	if s.cl[i].flags&fConn != 0 {
 		s.connected--
 	}
-	s.cl[i].flags = s.cl[i].flags&^fConn | fReconnect
+	s.cl[i].flags = s.cl[i].flags&^(fConn|fKeep) | fReconnect
 	s.intended++
 	s.cl[i].fails = 0
 	s.setAct(i, aConnect, s.now+s.nodeLat+s.jitter(s.reaction))
@@ -509,7 +510,7 @@ func (s *sim) disconnect(i int) {
 	if s.cl[i].flags&fConn != 0 {
 		s.connected--
 	}
-	s.cl[i].flags &^= fConn
+	s.cl[i].flags &^= fConn | fKeep
 	var wait int64
 	if s.policy == polNone {
 		wait = s.jitter(s.reaction) // the naive client reconnects at once
@@ -810,17 +811,31 @@ func (s *sim) connFailed(i int, at int64) {
 		}
 	}
 	s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
-	s.setAct(i, aConnect, at+s.retryWait(i, true))
+	wait := s.retryWait(i, true)
+	// A refusal (admission's slot, the origin guard's Retry-After) is a
+	// 503 on an open connection: a client that comes back within the
+	// idle timeout sends its next attempt on it, with no new handshake.
+	s.cl[i].flags &^= fKeep
+	if s.cl[i].flags&fDenied != 0 && wait < keepIdle {
+		s.cl[i].flags |= fKeep
+	}
+	s.setAct(i, aConnect, at+wait)
 }
 
 // connect makes one reconnect attempt of client i: its node's accept
 // queue takes it (the handshake) or drops it (the connect fails at the
-// connect timeout); a handshake done, handshake goes on.
+// connect timeout); a handshake done, handshake goes on. A client that
+// still holds the connection a refusal left open goes on at once.
 func (s *sim) connect(i int) {
 	sec := s.sec()
 	s.series.Reconnects[sec]++
 	s.series.Requests[sec]++
-	s.cl[i].flags &^= fDenied
+	keep := s.cl[i].flags&fKeep != 0
+	s.cl[i].flags &^= fDenied | fKeep
+	if keep {
+		s.handshake(i) // the connection is open
+		return
+	}
 	s.offer(i, s.now, 0)
 }
 
