@@ -23,6 +23,22 @@
 //     a miss is a call to the origin. A restarted node comes back cold and
 //     warms linearly over Node.WarmKeys origin fills. A reconnect sets up a
 //     session, which is one origin call.
+//   - Nodes accept connections at a finite rate (Node.AcceptRate, by
+//     default a node's whole client population in ten seconds): every
+//     connect attempt costs its node one handshake (TCP, TLS and the
+//     session's setup on the node) from a first-in first-out accept queue,
+//     fluid like the origin's; admission answers after the handshake, so a
+//     refused session costs the node as much as an admitted one. A refusal
+//     is a 503 on an open connection: a client that comes back within 90 s
+//     (http.DefaultTransport's idle timeout) sends its next attempt on it,
+//     with no new handshake. The queue is bounded (Node.AcceptBacklog, one
+//     second of the rate): an attempt beyond it is not answered, the
+//     client's kernel retransmits the SYN after 1, 3, 7, 15 … s, and the
+//     connect fails, an error, at Node.ConnectTimeout (30 s by default). A
+//     naive fleet that reconnects every second is throttled by its nodes
+//     before it reaches the origin; a herd of first attempts (a blip, a
+//     restarted node) congests the accept queues in the protected run
+//     too, for the seconds the nodes take to work through it.
 //   - The origin serves Origin.Capacity requests per second from one FIFO
 //     queue (Origin.Concurrency workers), so a request's start, end and
 //     outcome are known when it arrives (a fluid queue: no events of its
@@ -141,7 +157,7 @@
 //     (Result.SettleS); a shorter run is not judged (CollapseJudged false,
 //     and a bound on "collapsed" fails with "not judged", never passes).
 //   - Errors: failed client requests: origin timeouts and rejections, a
-//     node that is down, and refusals (503 from the origin budget,
+//     node that is down or does not answer a connect, and refusals (503 from the origin budget,
 //     admission's "come back at your slot"), which are cheap but are not
 //     successes.
 //   - Time to data: from the moment a client needs data until a fetch

@@ -38,6 +38,7 @@ const (
 	fRefresh                     // told to refresh (config change), not yet applied
 	fReconnect                   // must reconnect to converge (dropped, or reloading)
 	fDenied                      // the last failure was a refusal with a hint
+	fKeep                        // its next reconnect reuses the connection a refusal left open
 )
 
 // Event kinds, in the order same-time events run.
@@ -69,6 +70,9 @@ const (
 	aConnErr
 	aFetchOrigin   // a fetch's origin call, held by the origin budget
 	aSessionOrigin // a session's origin call, held by the origin budget
+	aHandshake     // the node has done a connect attempt's handshake
+	aSyn           // a connect attempt's first SYN retransmit; aSyn+k-1 the k-th
+	aSynLast       = aSyn + synRetries - 1
 )
 
 const (
@@ -85,6 +89,8 @@ const (
 
 type nodeState struct {
 	up bool
+	// acc is the node's accept queue.
+	acc acceptQueue
 	// fill is, per page-data key, when an origin fetch last filled the
 	// node's cache entry (virtual ns; noFill: never).
 	fill []int64
@@ -118,6 +124,7 @@ type sim struct {
 	trig     int64
 	clock    *vclock
 	org      origin
+	acc      acceptModel
 	prot     *guards            // server side; nil when unprotected
 	holds    []originguard.Hold // per client: its origin call's guard decision, until sent (protected runs)
 	cli      *clientSide        // herdcap's client components; nil for the naive client
@@ -230,6 +237,7 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		trig:       int64(sc.Trigger.At),
 		clock:      &vclock{},
 		org:        newOrigin(sc),
+		acc:        newAcceptModel(sc.Node),
 		cl:         make([]client, n),
 		nodes:      make([]nodeState, sc.Nodes),
 		keys:       uint64(sc.Node.Keys),
@@ -392,6 +400,7 @@ func (s *sim) system(e event) {
 		s.trigger()
 	case sysNodeUp:
 		s.nodes[e.id].up = true
+		s.nodes[e.id].acc.reset(s.now)
 	case sysCapacity:
 		// Every boundary sets the capacity the changes give at this
 		// instant, so that one change's end and the next one's start at
@@ -471,7 +480,7 @@ func (s *sim) drop(i int) {
 	if s.cl[i].flags&fConn != 0 {
 		s.connected--
 	}
-	s.cl[i].flags = s.cl[i].flags&^fConn | fPending | fReconnect
+	s.cl[i].flags = s.cl[i].flags&^(fConn|fKeep) | fPending | fReconnect
 	s.affected++
 	s.unconverged++
 	s.intended++
@@ -490,7 +499,7 @@ func (s *sim) reload(i int) {
 	if s.cl[i].flags&fConn != 0 {
 		s.connected--
 	}
-	s.cl[i].flags = s.cl[i].flags&^fConn | fReconnect
+	s.cl[i].flags = s.cl[i].flags&^(fConn|fKeep) | fReconnect
 	s.intended++
 	s.cl[i].fails = 0
 	s.setAct(i, aConnect, s.now+s.nodeLat+s.jitter(s.reaction))
@@ -501,7 +510,7 @@ func (s *sim) disconnect(i int) {
 	if s.cl[i].flags&fConn != 0 {
 		s.connected--
 	}
-	s.cl[i].flags &^= fConn
+	s.cl[i].flags &^= fConn | fKeep
 	var wait int64
 	if s.policy == polNone {
 		wait = s.jitter(s.reaction) // the naive client reconnects at once
@@ -707,6 +716,11 @@ func (s *sim) callOrigin(i int) (int64, bool) {
 var outcomes = [...]originguard.Outcome{served: originguard.Success, timedOut: originguard.Timeout, rejected: originguard.Overload}
 
 func (s *sim) action(i int, a uint8) {
+	if a >= aSyn && a <= aSynLast {
+		k := int(a-aSyn) + 1 // the SYN retransmit
+		s.offer(i, s.now-synAt(0, k), k)
+		return
+	}
 	sec := s.sec()
 	switch a {
 	case aFetch:
@@ -751,6 +765,8 @@ func (s *sim) action(i int, a uint8) {
 		s.setAct(i, aFetch, s.now+wait)
 	case aConnect:
 		s.connect(i)
+	case aHandshake:
+		s.handshake(i)
 	case aFetchOrigin:
 		s.fetchOrigin(i)
 	case aSessionOrigin:
@@ -795,18 +811,70 @@ func (s *sim) connFailed(i int, at int64) {
 		}
 	}
 	s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
-	s.setAct(i, aConnect, at+s.retryWait(i, true))
+	wait := s.retryWait(i, true)
+	// A refusal (admission's slot, the origin guard's Retry-After) is a
+	// 503 on an open connection: a client that comes back within the
+	// idle timeout sends its next attempt on it, with no new handshake.
+	s.cl[i].flags &^= fKeep
+	if s.cl[i].flags&fDenied != 0 && wait < keepIdle {
+		s.cl[i].flags |= fKeep
+	}
+	s.setAct(i, aConnect, at+wait)
 }
 
-// connect makes one reconnect attempt of client i: in a protected run,
-// admission and the origin budget, then a session set up at the origin.
+// connect makes one reconnect attempt of client i: its node's accept
+// queue takes it (the handshake) or drops it (the connect fails at the
+// connect timeout); a handshake done, handshake goes on. A client that
+// still holds the connection a refusal left open goes on at once.
 func (s *sim) connect(i int) {
 	sec := s.sec()
 	s.series.Reconnects[sec]++
 	s.series.Requests[sec]++
-	s.cl[i].flags &^= fDenied
-	if !s.nodes[s.node(i)].up {
+	keep := s.cl[i].flags&fKeep != 0
+	s.cl[i].flags &^= fDenied | fKeep
+	if keep {
+		s.handshake(i) // the connection is open
+		return
+	}
+	s.offer(i, s.now, 0)
+}
+
+// offer offers client i's connect attempt, started at start, to its
+// node's accept queue: SYN k (0 the first, then the kernel's retransmits).
+// Taken, the handshake follows; dropped, the kernel retransmits the SYN
+// while the connect timeout allows, and the connect fails at the timeout.
+func (s *sim) offer(i int, start int64, k int) {
+	nd := &s.nodes[s.node(i)]
+	if !nd.up {
 		s.setAct(i, aConnErr, s.now+s.nodeLat) // connection refused
+		return
+	}
+	if done, ok := s.acc.accept(&nd.acc, s.now); ok {
+		s.setAct(i, aHandshake, done)
+		return
+	}
+	deadline := start + s.acc.timeout
+	if next := synAt(start, k+1); k < synRetries && next < deadline {
+		s.setAct(i, aSyn+uint8(k), next)
+		return
+	}
+	if s.policy == polNone {
+		// Known now, as in sessionOrigin: the naive client's next attempt
+		// is scheduled directly.
+		s.connFailed(i, ceilMicro(deadline))
+		return
+	}
+	s.setAct(i, aConnErr, deadline)
+}
+
+// handshake goes on with client i's connect attempt once its node has
+// done the handshake: in a protected run, admission and the origin
+// budget, then a session set up at the origin. Refused or admitted, the
+// attempt has cost the node its handshake.
+func (s *sim) handshake(i int) {
+	sec := s.sec()
+	if !s.nodes[s.node(i)].up {
+		s.setAct(i, aConnErr, s.now+s.nodeLat) // the node went down meanwhile
 		return
 	}
 	if s.prot != nil {

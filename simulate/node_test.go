@@ -1,0 +1,166 @@
+package simulate
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestAcceptQueue: the accept queue serves attempts first-in first-out at
+// its rate, drops one that would wait the backlog or more without
+// changing its state, and a restart empties it.
+func TestAcceptQueue(t *testing.T) {
+	m := newAcceptModel(NodeSpec{AcceptRate: 10, AcceptBacklog: Duration(time.Second), ConnectTimeout: Duration(3 * time.Second)})
+	ms := int64(time.Millisecond)
+	var q acceptQueue
+	// Ten attempts at 0 take 100 ms each, back to back: the tenth would
+	// wait 900 ms, under the backlog; the eleventh would wait 1 s.
+	for k := range 10 {
+		done, ok := m.accept(&q, 0)
+		require.True(t, ok, "attempt %d", k)
+		assert.Equal(t, int64(k+1)*100*ms, done)
+	}
+	free := q.free
+	_, ok := m.accept(&q, 0)
+	assert.False(t, ok, "a full backlog drops the attempt")
+	assert.Equal(t, free, q.free, "a dropped attempt costs the node nothing")
+	// 1 ms later the queue is 999 ms long: taken, done at 1.1 s.
+	done, ok := m.accept(&q, ms)
+	require.True(t, ok)
+	assert.Equal(t, 1100*ms, done)
+	// An idle node takes an attempt at once, for one handshake.
+	done, ok = m.accept(&q, 5000*ms)
+	require.True(t, ok)
+	assert.Equal(t, 5100*ms, done)
+	for range 5 {
+		m.accept(&q, 5000*ms)
+	}
+	q.reset(5050 * ms) // the node restarts: its queue is gone
+	done, ok = m.accept(&q, 5050*ms)
+	require.True(t, ok)
+	assert.Equal(t, 5150*ms, done, "a restarted node has nothing queued")
+	assert.Equal(t, 3*int64(time.Second), m.timeout)
+}
+
+// TestSynAt: the kernel's SYN schedule, 1 s doubling.
+func TestSynAt(t *testing.T) {
+	s := int64(time.Second)
+	var got []int64
+	for k := range synRetries + 1 {
+		got = append(got, synAt(10*s, k)-10*s)
+	}
+	assert.Equal(t, []int64{0, 1 * s, 3 * s, 7 * s, 15 * s, 31 * s, 63 * s}, got)
+}
+
+// TestNodeSpecDefaultsAndScale: the accept rate defaults to a node's
+// population in ten seconds and scales with clients; the backlog and the
+// connect timeout keep their time.
+func TestNodeSpecDefaultsAndScale(t *testing.T) {
+	sc, err := ParseScenario([]byte(minimal))
+	require.NoError(t, err)
+	assert.InDelta(t, 1000.0/10/10, sc.Node.AcceptRate, 1e-9, "clients ÷ nodes ÷ 10 s")
+	assert.Equal(t, time.Second, sc.Node.AcceptBacklog.D())
+	assert.Equal(t, 30*time.Second, sc.Node.ConnectTimeout.D())
+	big, err := sc.Scale(100_000)
+	require.NoError(t, err)
+	assert.InDelta(t, 100*sc.Node.AcceptRate, big.Node.AcceptRate, 1e-9)
+	assert.Equal(t, sc.Node.AcceptBacklog, big.Node.AcceptBacklog)
+	assert.Equal(t, sc.Node.ConnectTimeout, big.Node.ConnectTimeout)
+}
+
+// TestNodeSpecErrors: bad node fields are errors naming the field.
+func TestNodeSpecErrors(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"accept_rate":-1}`:          "scenario.node.accept_rate: must not be negative, got -1",
+		`{"accept_rate":1e10}`:        "scenario.node.accept_rate: must be between",
+		`{"accept_backlog":"2m"}`:     "scenario.node.accept_backlog: must be between 1ms and 1m0s, got 2m0s",
+		`{"accept_backlog":"-1s"}`:    "scenario.node.accept_backlog: must be between",
+		`{"connect_timeout":"1h"}`:    "scenario.node.connect_timeout: must be between 1ms and 10m0s, got 1h0m0s",
+		`{"connect_timeout":"500us"}`: "scenario.node.connect_timeout: must be between",
+		`{"accept_rate":"fast"}`:      "scenario.node.accept_rate",
+	} {
+		in := `{"name":"t","clients":1000,"origin":{"capacity":10},"trigger":{"kind":"rogue-invalidate"},"node":` + in + `}`
+		sc, err := ParseScenario([]byte(in))
+		assert.Nil(t, sc, in)
+		assert.ErrorIs(t, err, ErrInvalidScenario, in)
+		assert.ErrorContains(t, err, want, in)
+	}
+}
+
+// TestUnansweredConnectFails: when the accept backlog is full, a connect
+// attempt is not answered; the kernel's retransmit (here after 1 s) may
+// get it in, else it fails at the connect timeout, an error that is not a
+// refusal, and the node did no work for it.
+func TestUnansweredConnectFails(t *testing.T) {
+	sc := builtin(t, "reconnect-storm", 2000)
+	sc.Node.AcceptRate = 1 // a node takes one connection a second
+	sc.Node.AcceptBacklog = Duration(time.Second)
+	sc.Node.ConnectTimeout = Duration(2 * time.Second) // one retransmit, at 1 s
+	sc.Client.Reaction = Duration(100 * time.Millisecond)
+	r, err := Run(context.Background(), sc, Unprotected, Config{})
+	require.NoError(t, err)
+	trig := int(sc.Trigger.At.D() / time.Second)
+	s := r.Series
+	// 600 clients drop at the trigger: each node takes about 2 at once
+	// (one served, one queued) and 1 a second after; the others' connects
+	// fail 2 s after their attempt, in the trigger's second + 2.
+	assert.Greater(t, s.Reconnects[trig], 550.0, "the blip's clients attempt at once")
+	assert.Greater(t, s.Errors[trig+2], 500.0, "unanswered connects fail at the connect timeout")
+	assert.Zero(t, s.Errors[trig]+s.Errors[trig+1], "not before it")
+	assert.Zero(t, s.Refused[trig+2], "a connect timeout is no refusal")
+	assert.Less(t, s.OriginCalls[trig]+s.OriginCalls[trig+1]+s.OriginCalls[trig+2], 60.0, "only the taken attempts reach the origin")
+}
+
+// TestNodesThrottleNaiveFleet: in the incident, nodes that accept
+// connections at a finite rate keep most of the naive fleet's reconnects
+// from the origin, and the unprotected run still collapses.
+func TestNodesThrottleNaiveFleet(t *testing.T) {
+	run := func(rate float64) *Result {
+		sc := builtin(t, "incident", 20_000)
+		if rate > 0 {
+			sc.Node.AcceptRate = rate
+		}
+		r, err := Run(context.Background(), sc, Unprotected, Config{})
+		require.NoError(t, err)
+		return r
+	}
+	unlimited := run(MaxRate)
+	nodes := run(0)
+	t.Logf("origin calls: %d with unlimited nodes, %d with the default", unlimited.OriginCalls, nodes.OriginCalls)
+	// The default nodes take 2,000 connections a second in all at 20,000
+	// clients; unlimited, every attempt reaches the origin about once a
+	// second.
+	assert.Less(t, float64(nodes.OriginCalls), 0.5*float64(unlimited.OriginCalls))
+	assert.True(t, nodes.Collapsed, "the naive fleet still collapses")
+	assert.Greater(t, nodes.StormFailedShare, 0.2)
+}
+
+// TestRefusalKeepsConnection: a refusal is a 503 on an open connection,
+// so a client that comes back within keepIdle skips the accept queue; one
+// that comes back later, or failed otherwise, connects anew.
+func TestRefusalKeepsConnection(t *testing.T) {
+	sc := builtin(t, "reconnect-storm", 100)
+	s := newSim(context.Background(), sc, Unprotected)
+	for k := range s.nodes {
+		s.nodes[k].acc.free = 1e12 // every backlog full
+	}
+	attempt := func(i int, flags uint8, delay time.Duration) (act uint8) {
+		s.retryDelay = int64(delay)
+		s.cl[i].flags = flags // disconnected
+		s.connFailed(i, s.now)
+		s.connect(i)
+		return s.cl[i].act
+	}
+	assert.Equal(t, aConnOK, attempt(0, fDenied, time.Second), "refused, back within the idle timeout: on the open connection, to the origin")
+	assert.Equal(t, int64(1), s.originCalls)
+	assert.Equal(t, aSyn, attempt(1, fDenied, 2*time.Minute), "back after the idle timeout: a new connect, dropped")
+	assert.Equal(t, aSyn, attempt(2, 0, time.Second), "a failure that was no refusal left no connection")
+	s.cl[3].flags = fDenied
+	s.connFailed(3, s.now)
+	s.drop(3)
+	s.connect(3)
+	assert.Equal(t, aSyn, s.cl[3].act, "a drop closes the kept connection")
+}
