@@ -18,11 +18,13 @@
 //     life Client.CopyTTL, and the client refetches. On an invalidation
 //     directive a client drops its copy and refetches; on a disconnect it
 //     reconnects.
-//   - Nodes (1 to 50) answer a fetch from their cache with probability
-//     Node.CacheHit (decided once per need, so retries of one need agree);
-//     a miss is a call to the origin. A restarted node comes back cold and
-//     warms linearly over Node.WarmKeys origin fills. A reconnect sets up a
-//     session, which is one origin call.
+//   - Nodes (1 to 50) cache page data by key (Node.Keys keys; client i
+//     reads one key, shared with the clients of the same key): a fetch the
+//     node's entry can serve (filled by an origin fetch within
+//     Node.CacheTTL, and after the change for a client that applied it) is
+//     answered from the cache; a miss is a call to the origin, which
+//     refills the entry. A restarted node comes back with an empty cache.
+//     A reconnect sets up a session, which is one origin call.
 //   - Nodes accept connections at a finite rate (Node.AcceptRate, by
 //     default a node's whole client population in ten seconds): every
 //     connect attempt costs its node one handshake (TCP, TLS and the
