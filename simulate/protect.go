@@ -153,6 +153,7 @@ func peakWindow(rate float64, burst, maxW int) int {
 type guards struct {
 	origin    budget                    // origin calls, fleet-wide
 	guard     *originguard.Guard        // the nodes' guard in front of the origin, on the origin budget
+	holds     []originguard.Hold        // per client: its origin call's guard decision, until sent
 	admission *admission.Gate           // new sessions, fleet-wide
 	coords    []*invalidate.Coordinator // one per node, on one store
 	pushers   []*invalidate.Pusher      // one per node, on its coordinator
@@ -240,11 +241,10 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 		MinCallTime: max(minCall, time.Nanosecond), Clock: st.clock.lend()}); err != nil {
 		return nil, fmt.Errorf("origin guard: %w", err)
 	}
-	// The horizon is the operator's setting, not sized from the exact
-	// client count; the table of booked slots holds what it books.
-	// The slot table holds what the horizon books (rate × horizon), with
-	// room for the slots' grace, not a size taken from the exact client
-	// count.
+	g.holds = make([]originguard.Hold, sc.Clients)
+	// The horizon is the operator's setting, and the slot table holds
+	// what it books (rate × horizon, with room for the slots' grace): no
+	// size is taken from the exact client count.
 	slots := int(math.Min(2*p.AdmissionRate*p.AdmissionHorizon.Seconds(), float64(MaxClients))) + 1024
 	if g.admission, err = st.admission(admissionLimit(p.AdmissionRate), p.AdmissionHorizon.D(), slots); err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
@@ -335,9 +335,4 @@ func (g *guards) due(ctx context.Context, k int, id string, applied uint64) (uin
 		applied = max(applied, n.Epoch)
 	}
 	return applied, nil
-}
-
-// newHolds returns the per-client table of origin guard decisions.
-func (g *guards) newHolds(clients int) []originguard.Hold {
-	return make([]originguard.Hold, clients)
 }

@@ -120,7 +120,6 @@ func Run(ctx context.Context, sc *Scenario, mode Mode, cfg Config) (*Result, err
 		}
 		defer g.close()
 		s.prot = g
-		s.holds = g.newHolds(sc.Clients)
 	}
 	if sc.Trigger.Kind == KindConfigChange {
 		var ramp time.Duration

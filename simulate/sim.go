@@ -125,9 +125,8 @@ type sim struct {
 	clock    *vclock
 	org      origin
 	acc      acceptModel
-	prot     *guards            // server side; nil when unprotected
-	holds    []originguard.Hold // per client: its origin call's guard decision, until sent (protected runs)
-	cli      *clientSide        // herdcap's client components; nil for the naive client
+	prot     *guards     // server side; nil when unprotected
+	cli      *clientSide // herdcap's client components; nil for the naive client
 	policy   uint8
 	refreshB budget // the config change's refresh limit
 	tickRng  *rand.Rand
@@ -634,7 +633,7 @@ func (s *sim) gate(i int, held, refused uint8) bool {
 		s.fail(err)
 		return false
 	}
-	s.holds[i] = h
+	s.prot.holds[i] = h
 	switch {
 	case !h.Allowed:
 		s.denied(i, h.RetryAfter)
@@ -693,8 +692,8 @@ func (s *sim) callOrigin(i int) (int64, bool) {
 	timeout := s.org.timeout
 	var h originguard.Hold
 	if s.prot != nil {
-		h = s.holds[i]
-		s.holds[i] = originguard.Hold{}
+		h = s.prot.holds[i]
+		s.prot.holds[i] = originguard.Hold{}
 		timeout -= int64(h.Wait)
 	}
 	t, out, wait, waste := s.org.call(s.now, timeout)
