@@ -178,12 +178,17 @@
 // # Engine
 //
 // Events are 16-byte values in a calendar queue: a ring of 16384 buckets of
-// 10 ms of virtual time, each an unsorted slice sorted when reached, with a
-// 4-ary heap for events beyond the ring's 164 s horizon. Push and pop are
-// O(1) amortised and allocate nothing once the buffers have grown. Client
-// state is a flat array of 32-byte structs without pointers (one cache line
-// per event, nothing for the garbage collector to scan) plus one string
-// holding every client ID. Each client has at most one pending action
+// 10 ms of virtual time, each a list of 128-event chunks from one shared
+// pool (so memory follows the events queued, not the largest bucket
+// times the ring), gathered and sorted when reached, with a 4-ary heap for
+// events beyond the ring's 164 s horizon. Push and pop are O(1) amortised
+// and allocate nothing once the pool has grown. Client state is a flat
+// array of 32-byte structs without pointers (one cache line per event,
+// nothing for the garbage collector to scan; backed by huge pages where
+// Linux gives them on request) plus one string holding every client ID;
+// the loop prefetches the state of the client 16 events ahead, so the
+// cache miss each event's client costs overlaps the events between. Each
+// client has at most one pending action
 // (fetch, its outcome, a reconnect, ...) and one pending poll; a
 // rescheduled action leaves its old event in the queue, skipped when popped
 // because it no longer matches the client's pending action and time. Runs

@@ -130,3 +130,32 @@ func TestQueueStableFIFO(t *testing.T) {
 		}
 	}
 }
+
+// TestQueuePoolFollowsEvents: the chunks a queue makes follow the events
+// it holds at once, not the buckets they passed through: bursts of one
+// size, spread over every bucket, cost a chunk per 128 events plus at most
+// one partly filled chunk per bucket, however many bursts pass.
+func TestQueuePoolFollowsEvents(t *testing.T) {
+	q := newQueue(1000, 10) // 1,024 buckets of 1 µs
+	rng := rand.New(rand.NewPCG(7, 8))
+	const burst = 20_000
+	now := int64(0)
+	wave := func() {
+		for range burst {
+			q.push(event{at: now + rng.Int64N(1_000_000)})
+		}
+		for q.len() > 0 {
+			e, _ := q.pop()
+			now = e.at
+		}
+	}
+	wave()
+	made := len(q.next)
+	assert.LessOrEqual(t, made, burst/chunkLen+1024, "a chunk per 128 events, plus at most one partial chunk per bucket")
+	assert.Len(t, q.free, made, "every chunk is back in the pool once the queue is empty")
+	for range 10 {
+		wave()
+	}
+	assert.LessOrEqual(t, len(q.next), burst/chunkLen+1024, "later bursts reuse the pool")
+	assert.Len(t, q.free, len(q.next))
+}

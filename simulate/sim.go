@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/herdcap/herdcap/internal/clientcore"
 	originguard "github.com/herdcap/herdcap/limiter/origin"
@@ -237,7 +238,6 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		clock:      &vclock{},
 		org:        newOrigin(sc),
 		acc:        newAcceptModel(sc.Node),
-		cl:         make([]client, n),
 		nodes:      make([]nodeState, sc.Nodes),
 		keys:       uint64(sc.Node.Keys),
 		cacheTTL:   int64(sc.Node.CacheTTL),
@@ -248,6 +248,8 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		nodeLat:    int64(sc.Node.Latency),
 		series:     newSeries(int(sc.Duration.D() / time.Second)),
 	}
+	s.cl = make([]client, n)
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(s.cl)), n*int(unsafe.Sizeof(client{})))
 	pol := sc.Client.UnprotectedBackoff
 	if mode == Protected {
 		pol = sc.Client.Backoff
@@ -315,6 +317,9 @@ func (s *sim) run() error {
 			break
 		}
 		s.advance(e.at)
+		if id, ok := s.q.peek(prefetchAhead); ok {
+			s.prefetch(int(id))
+		}
 		i := int(e.id)
 		switch e.kind {
 		case evSystem:
@@ -343,6 +348,25 @@ func (s *sim) run() error {
 	s.advance(s.end)
 	s.report(true)
 	return nil
+}
+
+// prefetchAhead is how many events ahead the run loop asks for the state
+// of the client an event will touch. An event's first touch of its
+// client's state is a cache miss (a million clients' state does not fit
+// in any cache, and events reach clients in random order); asked for
+// early, the miss overlaps the events in between instead of stalling the
+// loop (the unprotected 1,000,000-client incident: 2.5× less CPU at 16
+// than at 0; 8 to 32 measure alike).
+const prefetchAhead = 16
+
+// prefetch asks for the state the coming event of client i reads: its
+// slot in the client array and, in a protected run, its ID (hashed by the
+// coordinator's AppendDue and the pushers).
+func (s *sim) prefetch(i int) {
+	prefetch(unsafe.Pointer(&s.cl[i]))
+	if s.prot != nil {
+		prefetch(unsafe.Add(unsafe.Pointer(unsafe.StringData(s.ids)), i*s.idLen))
+	}
 }
 
 // needsTicks reports whether the run needs the periodic tick.
