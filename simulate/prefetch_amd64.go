@@ -2,8 +2,9 @@ package simulate
 
 import "unsafe"
 
-// prefetch asks the CPU to bring the cache line at p closer, without
-// waiting for it.
+// prefetchEvents asks the CPU to bring closer, without waiting for it,
+// the cache line at base + id × stride for each of the n events from ev
+// (their id at offset 8, as in event): the state those events will read.
 //
 //go:noescape
-func prefetch(p unsafe.Pointer)
+func prefetchEvents(ev *event, n int, base unsafe.Pointer, stride uintptr)

@@ -4,5 +4,5 @@ package simulate
 
 import "unsafe"
 
-// prefetch is a no-op where the package has no assembly for it.
-func prefetch(unsafe.Pointer) {}
+// prefetchEvents is a no-op where the package has no assembly for it.
+func prefetchEvents(*event, int, unsafe.Pointer, uintptr) {}

@@ -81,13 +81,11 @@ func newQueue(width int64, bits uint) *queue {
 
 func (q *queue) len() int { return q.n }
 
-// peek returns the id of the event d places after the next one in the
-// current bucket, and whether there is one: a hint of what comes soon.
-func (q *queue) peek(d int) (uint32, bool) {
-	if k := q.pos + d; k < len(q.now) {
-		return q.now[k].id, true
-	}
-	return 0, false
+// ahead returns up to n events of the current bucket from d places after
+// the next one: a view of what comes soon, to be read, not kept.
+func (q *queue) ahead(d, n int) []event {
+	from := min(q.pos+d, len(q.now))
+	return q.now[from:min(from+n, len(q.now))]
 }
 
 // push schedules e; e.at must not be before the last popped event.
