@@ -54,28 +54,6 @@ func sfString(s string) string {
 	return string(append(b, '"'))
 }
 
-// ceilSeconds returns d in whole seconds, rounded up, capped at
-// maxSFInteger; a negative d gives 0.
-func ceilSeconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	s := int64(d / time.Second)
-	if d%time.Second != 0 {
-		s++
-	}
-	return min(s, maxSFInteger)
-}
-
-// ceilMillis returns d in whole milliseconds, rounded up, at least 1.
-func ceilMillis(d time.Duration) int64 {
-	ms := int64(d / time.Millisecond)
-	if d%time.Millisecond != 0 {
-		ms++
-	}
-	return max(ms, 1)
-}
-
 // clampSF clamps n to the range of a non-negative structured-field Integer.
 func clampSF(n int) int64 {
 	return max(0, min(int64(n), maxSFInteger))
@@ -164,7 +142,7 @@ func seconds(s int64) string {
 // held: delay-seconds rounded up, and at least 1, since such a denial must
 // never say "retry now".
 func retryAfter(d time.Duration) (int64, string) {
-	s := max(ceilSeconds(d), 1)
+	s := max(wire.CeilSeconds(d), 1)
 	return s, seconds(s)
 }
 
@@ -217,12 +195,12 @@ func (m *rateLimit) report(h http.Header, states []serverside.State, decided int
 		}
 		d := states[i].Decision
 		f := &m.fields[i]
-		t := ceilSeconds(d.ResetAfter)
+		t := wire.CeilSeconds(d.ResetAfter)
 		switch {
 		case i == decided:
 			t = window
 		case !d.Allowed:
-			t = ceilSeconds(d.RetryAfter)
+			t = wire.CeilSeconds(d.RetryAfter)
 		}
 		if len(line) > 0 {
 			line = append(line, ", "...)

@@ -14,20 +14,6 @@ import (
 	"github.com/herdcap/herdcap/limiter"
 )
 
-func TestCeilSeconds(t *testing.T) {
-	for d, want := range map[time.Duration]int64{
-		-time.Second:                  0,
-		0:                             0,
-		time.Nanosecond:               1,
-		time.Second:                   1,
-		time.Second + time.Nanosecond: 2,
-		2500 * time.Millisecond:       3,
-		math.MaxInt64:                 9223372037, // 292 years, well under the cap
-	} {
-		assert.Equal(t, want, ceilSeconds(d), "ceilSeconds(%v)", d)
-	}
-}
-
 func TestRetryAfter(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		0:                            "1", // a denial never says "now"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/serverside"
 	"github.com/herdcap/herdcap/internal/sysclock"
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -275,7 +276,7 @@ func (m *rateLimit) deny(w http.ResponseWriter, r *http.Request, states []server
 	secs, left := m.hold(r.Context(), o.RetryAfter)
 	h := w.Header()
 	m.report(h, states, o.Policy, secs)
-	vals := []string{seconds(secs), seconds(ceilMillis(left))}
+	vals := []string{seconds(secs), seconds(wire.CeilMillis(left))}
 	h[headerRetryAfter] = vals[0:1:1]
 	h[headerRetryAfterMillis] = vals[1:2:2]
 	m.refuse(w, r, http.StatusTooManyRequests, o, states)
@@ -286,7 +287,7 @@ func (m *rateLimit) deny(w http.ResponseWriter, r *http.Request, states []server
 // decision's own (exact), Herdcap-Retry-After-Ms.
 func setRetryAfter(h http.Header, ra time.Duration, exact bool) {
 	_, secs := retryAfter(ra)
-	vals := []string{secs, seconds(ceilMillis(ra))}
+	vals := []string{secs, seconds(wire.CeilMillis(ra))}
 	h[headerRetryAfter] = vals[0:1:1]
 	if exact {
 		h[headerRetryAfterMillis] = vals[1:2:2]

@@ -89,8 +89,16 @@
 //     against), up to a second, and past that answers 503 with the wait as
 //     Retry-After;
 //   - a reconnect asks a fleet-wide admission.Gate (Client.Backoff
-//     "slot", Protection.AdmissionRate sessions per second) and comes back
-//     at the slot it is given; with "jitter" the client only backs off;
+//     "slot", Protection.AdmissionRate sessions per second) through the
+//     server-side decision httpmw.Admit and grpcmw.Admit share
+//     (serverside.Admitter, the request being the client's index): its
+//     verdict, its ticket handling and the wait it tells are the shipped
+//     ones. The client reads a refusal as the client core reads httpmw's
+//     503: an exact slot in the whole milliseconds of
+//     Herdcap-Retry-After-Ms (clientcore.Slot, a few ms of jitter), a
+//     coarse wait in Retry-After's whole seconds (clientcore.Coarse), and
+//     comes back then; with "jitter" the client only backs off. Any other
+//     verdict can only come from a store that failed, and stops the run;
 //   - clients wait with retry.Backoff (full jitter, honouring the
 //     server's hint) and retry only while their retry.Budget allows
 //     (otherwise their next page view asks again), as the client core

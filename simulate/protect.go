@@ -11,6 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herdcap/herdcap/internal/clientcore"
+	"github.com/herdcap/herdcap/internal/serverside"
+	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/invalidate"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/admission"
@@ -151,14 +153,15 @@ func peakWindow(rate float64, burst, maxW int) int {
 // guards are the herdcap components of a protected run's servers: the
 // real ones, driven through their injected clocks.
 type guards struct {
-	origin    budget                    // origin calls, fleet-wide
-	guard     *originguard.Guard        // the nodes' guard in front of the origin, on the origin budget
-	holds     []originguard.Hold        // per client: its origin call's guard decision, until sent
-	admission *admission.Gate           // new sessions, fleet-wide
-	coords    []*invalidate.Coordinator // one per node, on one store
-	pushers   []*invalidate.Pusher      // one per node, on its coordinator
-	push      budget                    // the pushers' fleet-wide budget
-	notices   []invalidate.Notice       // AppendDue's reused buffer
+	origin    budget                           // origin calls, fleet-wide
+	guard     *originguard.Guard               // the nodes' guard in front of the origin, on the origin budget
+	holds     []originguard.Hold               // per client: its origin call's guard decision, until sent
+	admission *admission.Gate                  // new sessions, fleet-wide
+	admitter  *serverside.Admitter[sessionReq] // the nodes' admission, as httpmw.Admit and grpcmw.Admit decide it
+	coords    []*invalidate.Coordinator        // one per node, on one store
+	pushers   []*invalidate.Pusher             // one per node, on its coordinator
+	push      budget                           // the pushers' fleet-wide budget
+	notices   []invalidate.Notice              // AppendDue's reused buffer
 	ops       *atomic.Int64
 
 	rollout invalidate.Rollout
@@ -226,7 +229,13 @@ func (c *clientSide) retry(i, attempt int, h clientcore.Hint) (int64, bool) {
 	return int64(d) + 1, ok
 }
 
-func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
+// sessionReq is a session's first request as the nodes' Admitter sees it:
+// the client's index, a value, so that deciding it allocates nothing.
+type sessionReq uint32
+
+// newGuards returns the protected run's components; id returns client i's
+// ID.
+func newGuards(sc *Scenario, st *store, seed uint64, id func(i int) string) (*guards, error) {
 	g := &guards{ops: st.ops}
 	var err error
 	p := sc.Protection
@@ -250,6 +259,18 @@ func newGuards(sc *Scenario, st *store, seed uint64) (*guards, error) {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
 	g.admission.SetSalt(fmt.Sprintf("%s-%d", sc.Name, seed))
+	// The nodes answer a session's first request as the transports do,
+	// through the one server-side decision they share: the client ID is
+	// the request's (Herdcap-Client), and no ticket is presented (a
+	// reconnecting client starts a new session).
+	if g.admitter, err = serverside.NewAdmitter(serverside.AdmitConfig[sessionReq]{
+		Common: serverside.Common[sessionReq]{Names: serverside.Names{Component: "simulate: node admission"}},
+		Gate:   g.admission,
+		Key:    func(r sessionReq) (string, error) { return id(int(r)), nil },
+		Path:   "protection",
+	}); err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
+	}
 	if sc.Trigger.Kind == KindRogueInvalidate || sc.Trigger.Kind == KindIncident {
 		is, err := st.invalidateStore()
 		if err != nil {
@@ -311,14 +332,31 @@ func (g *guards) reserveOrigin(ctx context.Context, now int64, remaining time.Du
 	return h, nil
 }
 
-// admit asks the admission for a new session of client id now, on the
-// virtual clock; when refused, wait is how long until its slot.
-func (g *guards) admit(ctx context.Context, id string) (ok bool, wait time.Duration, err error) {
-	d, err := g.admission.Admit(ctx, id, "")
-	if err != nil {
-		return false, 0, fmt.Errorf("admission: %w", err)
+// admit asks the nodes' Admitter for client i's new session now, on the
+// virtual clock, as httpmw.Admit and grpcmw.Admit decide it: Pass, or
+// Refuse with the wait the transport sends (RetryAfter, Exact). Any other
+// verdict is an error that stops the run: here it can only come from a
+// store that failed (the Redis backends run FailClosed), which must not
+// change a run's numbers.
+func (g *guards) admit(ctx context.Context, i int) (serverside.AdmitOutcome, error) {
+	o := g.admitter.Decide(ctx, sessionReq(i), nil)
+	if o.Verdict != serverside.Pass && o.Verdict != serverside.Refuse {
+		return o, fmt.Errorf("admission: %v: %w", o.Verdict, o.Err)
 	}
-	return d.Admitted, d.RetryAfter, nil
+	return o, nil
+}
+
+// toldHint is what a client of httpmw.Transport reads from a 503 that
+// says to come back after d (the client core's Hint): with exact, the
+// whole milliseconds of Herdcap-Retry-After-Ms, rounded up (a slot the
+// server spread: clientcore.Slot); else Retry-After's whole seconds,
+// rounded up, at least 1 (a coarse hint: clientcore.Coarse). grpcmw
+// sends the same exact milliseconds as its pushback trailer.
+func toldHint(d time.Duration, exact bool) clientcore.Hint {
+	if exact {
+		return clientcore.Hint{Kind: clientcore.Slot, Wait: time.Duration(wire.CeilMillis(d)) * time.Millisecond}
+	}
+	return clientcore.Hint{Kind: clientcore.Coarse, Wait: time.Duration(max(wire.CeilSeconds(d), 1)) * time.Second}
 }
 
 // due asks node k's coordinator which notices client id must apply, and

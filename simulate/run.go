@@ -114,7 +114,7 @@ func Run(ctx context.Context, sc *Scenario, mode Mode, cfg Config) (*Result, err
 		s.cli = cs
 	}
 	if mode == Protected {
-		g, err := newGuards(sc, st, sc.Seed)
+		g, err := newGuards(sc, st, sc.Seed, s.id)
 		if err != nil {
 			return nil, fmt.Errorf("simulate: %s: %w", sc.Name, err)
 		}

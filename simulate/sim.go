@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/herdcap/herdcap/internal/clientcore"
+	"github.com/herdcap/herdcap/internal/serverside"
 	originguard "github.com/herdcap/herdcap/limiter/origin"
 )
 
@@ -97,6 +98,11 @@ type nodeState struct {
 	fill []int64
 }
 
+// hintExact marks a client's hint as exact (a slot the server spread,
+// which the client core reads as clientcore.Slot); without it the hint is
+// coarse (clientcore.Coarse).
+const hintExact = 1 << 31
+
 // noFill marks an empty cache entry: older than any TTL, without overflow.
 const noFill = math.MinInt64 / 4
 
@@ -107,7 +113,7 @@ type client struct {
 	actAt  int64  // when the pending action is due; -1: none
 	needAt int64  // when the open need for data began; -1: none
 	epoch  uint64 // the invalidation epoch the client applied
-	hint   uint32 // ms: the server's hint with the last refusal
+	hint   uint32 // ms: the server's hint with the last refusal; hintExact: a slot
 	fails  uint16 // consecutive failed attempts
 	flags  uint8
 	act    uint8 // the pending action
@@ -567,12 +573,17 @@ func (s *sim) retryWait(i int, useHint bool) int64 {
 func (s *sim) attempt(i int) int { return max(int(s.cl[i].fails)-1, 0) }
 
 // hint is what a herdcap client makes of client i's last failure: the
-// server's hint (a Retry-After in whole milliseconds, or an admission
-// slot likewise rounded, both taken as coarse) when it sent one, honoured
-// under PolicySlot when useHint; else none (full jitter).
+// server's hint when it sent one, honoured under PolicySlot when useHint
+// (an admission slot as the transport sent it, exact, or the origin
+// guard's Retry-After in whole milliseconds, coarse); else none (full
+// jitter).
 func (s *sim) hint(i int, useHint bool) clientcore.Hint {
 	if s.policy == polSlot && useHint && s.cl[i].flags&fDenied != 0 {
-		return clientcore.Hint{Kind: clientcore.Coarse, Wait: time.Duration(s.cl[i].hint) * time.Millisecond}
+		h := s.cl[i].hint
+		if h&hintExact != 0 {
+			return clientcore.Hint{Kind: clientcore.Slot, Wait: time.Duration(h&^hintExact) * time.Millisecond}
+		}
+		return clientcore.Hint{Kind: clientcore.Coarse, Wait: time.Duration(h) * time.Millisecond}
 	}
 	return clientcore.Hint{}
 }
@@ -707,9 +718,21 @@ func (s *sim) sessionOrigin(i int) {
 	}
 }
 
+// denied records a refusal of client i by the origin guard, which told
+// it to come back after wait (a coarse hint, in whole milliseconds).
 func (s *sim) denied(i int, wait time.Duration) {
 	s.cl[i].flags |= fDenied
-	s.cl[i].hint = uint32(min(wait.Milliseconds()+1, math.MaxUint32))
+	s.cl[i].hint = uint32(min(wait.Milliseconds()+1, hintExact-1))
+}
+
+// told records a refusal of client i whose answer the client read as h
+// (Slot or Coarse; see toldHint).
+func (s *sim) told(i int, h clientcore.Hint) {
+	s.cl[i].flags |= fDenied
+	s.cl[i].hint = uint32(min(h.Wait.Milliseconds(), hintExact-1))
+	if h.Kind == clientcore.Slot {
+		s.cl[i].hint |= hintExact
+	}
 }
 
 // callOrigin sends client i's call to the origin and returns when its
@@ -909,13 +932,13 @@ func (s *sim) handshake(i int) {
 		return
 	}
 	if s.prot != nil {
-		ok, wait, err := s.prot.admit(s.ctx, s.id(i))
+		o, err := s.prot.admit(s.ctx, i)
 		if err != nil {
 			s.fail(err)
 			return
 		}
-		if !ok {
-			s.denied(i, wait)
+		if o.Verdict == serverside.Refuse {
+			s.told(i, toldHint(o.RetryAfter, o.Exact))
 			s.series.ReconnectsRefused[sec]++ // in the attempt's second, as Reconnects
 			s.setAct(i, aConnErr, s.now+s.nodeLat)
 			return

@@ -4,6 +4,7 @@ package wire
 
 import (
 	"errors"
+	"time"
 
 	"github.com/herdcap/herdcap/internal/ticket"
 	"github.com/herdcap/herdcap/invalidate"
@@ -140,4 +141,28 @@ func TrimOWS(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// CeilSeconds returns d in whole seconds, rounded up, capped at
+// MaxSFInteger; a negative d gives 0. HTTP's Retry-After carries a wait
+// so (at least 1: a refusal never says "now").
+func CeilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	s := int64(d / time.Second)
+	if d%time.Second != 0 {
+		s++
+	}
+	return min(s, MaxSFInteger)
+}
+
+// CeilMillis returns d in whole milliseconds, rounded up, at least 1: an
+// exact wait as Herdcap-Retry-After-Ms carries it.
+func CeilMillis(d time.Duration) int64 {
+	ms := int64(d / time.Millisecond)
+	if d%time.Millisecond != 0 {
+		ms++
+	}
+	return max(ms, 1)
 }

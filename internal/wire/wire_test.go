@@ -171,3 +171,30 @@ func FuzzParseClientID(f *testing.F) {
 		require.NotContains(t, id, " ")
 	})
 }
+
+func TestCeilSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]int64{
+		-time.Second:                  0,
+		0:                             0,
+		time.Nanosecond:               1,
+		time.Second:                   1,
+		time.Second + time.Nanosecond: 2,
+		2500 * time.Millisecond:       3,
+		math.MaxInt64:                 9223372037, // 292 years, well under the cap
+	} {
+		assert.Equal(t, want, CeilSeconds(d), "CeilSeconds(%v)", d)
+	}
+}
+
+func TestCeilMillis(t *testing.T) {
+	for d, want := range map[time.Duration]int64{
+		-time.Second:                             1, // never "now"
+		0:                                        1,
+		time.Nanosecond:                          1,
+		time.Millisecond:                         1,
+		time.Millisecond + time.Nanosecond:       2,
+		1500*time.Millisecond + time.Microsecond: 1501,
+	} {
+		assert.Equal(t, want, CeilMillis(d), "CeilMillis(%v)", d)
+	}
+}
