@@ -162,7 +162,7 @@ func (s *Scenario) settleEstimate() float64 {
 		case "cold-start":
 			affected = float64(s.Clients)
 		}
-		schedule = s.Trigger.outage().Seconds() + affected/p.AdmissionRate
+		schedule = s.outage().Seconds() + affected/p.AdmissionRate
 		wave = p.Tick.Seconds()
 	case KindConfigChange:
 		affected = math.Round(s.Trigger.Share * float64(s.Clients))

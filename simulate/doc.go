@@ -10,8 +10,9 @@
 // client core's retry decision over a retry.Backoff with a seeded source
 // and a retry.Budget); it re-implements none of them.
 //
-//   - Clients (1 to 10,000,000) each hold a connection to one node (client
-//     i to node i mod nodes) and a cached copy of their page data. They
+//   - Clients (1 to 10,000,000) each hold a connection to one node (at
+//     first client i to node i mod nodes; see the load balancer below)
+//     and a cached copy of their page data. They
 //     poll (view a page) as a Poisson process of mean Client.PollInterval.
 //     A poll is served from the copy (a hit) unless the copy is gone; each
 //     poll finds the copy stale with the probability that makes its mean
@@ -41,6 +42,20 @@
 //     before it reaches the origin; a herd of first attempts (a blip, a
 //     restarted node) congests the accept queues in the protected run
 //     too, for the seconds the nodes take to work through it.
+//   - A load balancer in front of the nodes sends each new connection by
+//     a consistent hash of the client (as Envoy's ring hash or Maglev, or
+//     HAProxy's and nginx's consistent source hashing, do for cache
+//     affinity): to the client's own node (i mod nodes) while it is in
+//     rotation, else to its fallback, the node in rotation that ranks the
+//     client highest (rendezvous hashing), so that a failed node's clients
+//     spread evenly over the others and nobody else moves. Its health
+//     check notices a node that went down, or came back, Node.HealthCheck
+//     (5 s) later: until then, connections still go to the dead node and
+//     fail at once. Connected clients are never moved: a client on its
+//     fallback goes back to its own node only when it next connects anew.
+//     With no node in rotation (a cold start) each client goes to its own
+//     node. Caches are per node: a moved client is served by its new
+//     node's cache entries, and sets up a new session there.
 //   - The origin serves Origin.Capacity requests per second from one FIFO
 //     queue (Origin.Concurrency workers), so a request's start, end and
 //     outcome are known when it arrives (a fluid queue: no events of its

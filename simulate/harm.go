@@ -5,9 +5,19 @@ import (
 	"time"
 )
 
-// outage is how long the trigger's own outage lasts (Result.OutageS).
-func (t Trigger) outage() time.Duration {
-	if t.Kind == KindReconnectStorm && (t.Cause == "restart" || t.Cause == "cold-start") {
+// outage is how long the trigger's own outage lasts (Result.OutageS): a
+// cold start's downtime; a restarted node's until the load balancer
+// notices it is down (Node.HealthCheck) and its clients can reconnect to
+// the other nodes, or until it is back, if sooner (its downtime, when it
+// is the only node).
+func (s *Scenario) outage() time.Duration {
+	t := s.Trigger
+	switch {
+	case t.Kind != KindReconnectStorm:
+		return 0
+	case t.Cause == "restart" && s.Nodes > 1:
+		return min(t.Downtime.D(), s.Node.HealthCheck.D())
+	case t.Cause == "restart" || t.Cause == "cold-start":
 		return t.Downtime.D()
 	}
 	return 0

@@ -294,10 +294,13 @@ type Result struct {
 	RedisOpsPeak float64 `json:"redis_ops_peak"`
 	RedisOpsMean float64 `json:"redis_ops_mean"`
 
-	// OutageS is how long the trigger's own outage lasted: the downtime
-	// of a restarted node (or of every node, in a cold start), during
-	// which no protection can serve that node's clients; 0 for other
-	// triggers. The schedule (ScheduleS) starts after it.
+	// OutageS is how long the trigger's own outage lasted, during which
+	// no protection can serve the affected clients: the downtime of
+	// every node in a cold start; for a restarted node, the time the load
+	// balancer takes to notice it is down (Node.HealthCheck, or its
+	// downtime if shorter), after which its clients reconnect to the
+	// other nodes; 0 for other triggers. The schedule (ScheduleS) starts
+	// after it.
 	OutageS float64 `json:"outage_s"`
 	// The storm's harm (see harm.go): StormS is the storm's length, from
 	// the end of the trigger's outage (the trigger itself, when it has

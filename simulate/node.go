@@ -70,3 +70,47 @@ func (m acceptModel) accept(q *acceptQueue, now int64) (done int64, ok bool) {
 // reset empties queue q at now: a node that restarts comes back with no
 // attempts queued.
 func (q *acceptQueue) reset(now int64) { q.free = float64(now) }
+
+// route is the node the load balancer sends a new connection of client i
+// to. The balancer hashes the client consistently, as Envoy's ring hash
+// and Maglev, HAProxy's "balance source" with "hash-type consistent" and
+// nginx's "hash ... consistent" do for cache affinity: a client goes to
+// its own node (i mod nodes, the run's starting placement) while that
+// node is in rotation, and to its fallback otherwise, the node in
+// rotation that ranks it highest (rendezvous hashing of the client and
+// the node), so that a failed node's clients spread evenly over the
+// others and no other client moves. Only connections the balancer makes
+// anew move: a client on its fallback stays there until it reconnects,
+// and then goes back to its own node if that is in rotation again. With
+// no node in rotation (a fleet-wide outage) the balancer sends each
+// client to its own node (as Envoy does below its panic threshold).
+//
+// The balancer learns of a failure from its health check, NodeSpec.HealthCheck
+// after the node went down; until then connections still go to the
+// dead node and fail. It takes a returned node back into rotation
+// HealthCheck after the node came up.
+func (s *sim) route(i int) uint8 {
+	n := s.sc.Nodes
+	own := i % n
+	if !s.nodes[own].out {
+		return uint8(own)
+	}
+	best, bestH := own, uint64(0)
+	for k := range n {
+		if s.nodes[k].out {
+			continue
+		}
+		if h := mix64(uint64(i)*uint64(MaxNodes) + uint64(k)); best == own || h > bestH {
+			best, bestH = k, h
+		}
+	}
+	return uint8(best)
+}
+
+// mix64 is SplitMix64's finaliser: a fixed, well-spread hash of z.
+func mix64(z uint64) uint64 {
+	z += 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,11 +65,13 @@ func TestNodeSpecDefaultsAndScale(t *testing.T) {
 	assert.InDelta(t, 1000.0/10/10, sc.Node.AcceptRate, 1e-9, "clients ÷ nodes ÷ 10 s")
 	assert.Equal(t, time.Second, sc.Node.AcceptBacklog.D())
 	assert.Equal(t, 30*time.Second, sc.Node.ConnectTimeout.D())
+	assert.Equal(t, 5*time.Second, sc.Node.HealthCheck.D())
 	big, err := sc.Scale(100_000)
 	require.NoError(t, err)
 	assert.InDelta(t, 100*sc.Node.AcceptRate, big.Node.AcceptRate, 1e-9)
 	assert.Equal(t, sc.Node.AcceptBacklog, big.Node.AcceptBacklog)
 	assert.Equal(t, sc.Node.ConnectTimeout, big.Node.ConnectTimeout)
+	assert.Equal(t, sc.Node.HealthCheck, big.Node.HealthCheck)
 }
 
 // TestNodeSpecErrors: bad node fields are errors naming the field.
@@ -81,6 +84,8 @@ func TestNodeSpecErrors(t *testing.T) {
 		`{"connect_timeout":"1h"}`:    "scenario.node.connect_timeout: must be between 1ms and 10m0s, got 1h0m0s",
 		`{"connect_timeout":"500us"}`: "scenario.node.connect_timeout: must be between",
 		`{"accept_rate":"fast"}`:      "scenario.node.accept_rate",
+		`{"health_check":"2h"}`:       "scenario.node.health_check: must be between 1ms and 1h0m0s, got 2h0m0s",
+		`{"health_check":"-1s"}`:      "scenario.node.health_check: must be between",
 	} {
 		in := `{"name":"t","clients":1000,"origin":{"capacity":10},"trigger":{"kind":"rogue-invalidate"},"node":` + in + `}`
 		sc, err := ParseScenario([]byte(in))
@@ -163,4 +168,118 @@ func TestRefusalKeepsConnection(t *testing.T) {
 	s.drop(3)
 	s.connect(3)
 	assert.Equal(t, aSyn, s.cl[3].act, "a drop closes the kept connection")
+}
+
+// TestClientIs32Bytes: the client array stays one cache line per two
+// clients, with the node index in it.
+func TestClientIs32Bytes(t *testing.T) {
+	assert.Equal(t, uintptr(32), unsafe.Sizeof(client{}))
+}
+
+// runUntil runs sc in mode up to virtual time until (the run's end) and
+// returns the sim, to look at its clients.
+func runUntil(t *testing.T, sc *Scenario, mode Mode, until time.Duration) *sim {
+	t.Helper()
+	var s *sim
+	if mode == Protected {
+		s = protectedSim(t, sc)
+	} else {
+		s = newSim(context.Background(), sc, mode)
+	}
+	s.end = int64(until)
+	require.NoError(t, s.run())
+	return s
+}
+
+// TestRebalanceOnNodeFailure: behind the load balancer, a failed node's
+// clients reconnect to the other nodes once its health check has noticed
+// the failure, while the node is still down, spread over every other
+// node; before that, their attempts still go to the dead node and fail.
+// Nobody else moves. When the node is back in rotation, a new connection
+// of its clients goes to it again, but the clients connected elsewhere
+// stay where they are.
+func TestRebalanceOnNodeFailure(t *testing.T) {
+	sc := builtin(t, "node-failure", 2000) // node 3 down from 2m for 60 s
+	sc.Origin.Capacity *= 100              // every session the nodes take succeeds
+	sc.Protection.OriginBudget *= 100
+	sc.Protection.AdmissionRate *= 100
+	sc.Node.AcceptRate *= 10
+	require.Equal(t, 5*time.Second, sc.Node.HealthCheck.D())
+	failed := sc.Trigger.Node
+	at := sc.Trigger.At.D()
+	type census struct{ home, moved, away, byNode map[int]int }
+	count := func(s *sim) (c census) {
+		c.byNode = map[int]int{}
+		var moved, home, away int
+		for i := range sc.Clients {
+			conn := s.cl[i].flags&fConn != 0
+			switch {
+			case i%sc.Nodes != failed:
+				if s.node(i) != i%sc.Nodes {
+					away++ // a client of another node moved
+				}
+			case conn && s.node(i) == failed:
+				home++
+			case conn:
+				moved++
+				c.byNode[s.node(i)]++
+			}
+		}
+		c.home, c.moved, c.away = map[int]int{0: home}, map[int]int{0: moved}, map[int]int{0: away}
+		return c
+	}
+	for _, mode := range []Mode{Unprotected, Protected} {
+		t.Run(string(mode), func(t *testing.T) {
+			early := count(runUntil(t, sc, mode, at+4*time.Second))
+			assert.Zero(t, early.moved[0], "before the health check notices, attempts go to the dead node")
+			assert.Zero(t, early.home[0])
+			late := runUntil(t, sc, mode, at+15*time.Second)
+			require.False(t, late.nodes[failed].up, "the node is still down")
+			c := count(late)
+			assert.Equal(t, 200, c.moved[0], "within the health check and a few seconds every client of the failed node is connected elsewhere")
+			assert.Len(t, c.byNode, sc.Nodes-1, "spread over every other node")
+			for k, n := range c.byNode {
+				assert.Greater(t, n, 8, "node %d takes its share", k)
+			}
+			assert.Zero(t, c.away[0], "no other client moves")
+		})
+	}
+	// Back in rotation: a new connection goes to the client's own node;
+	// the moved clients stay connected where they are.
+	s := runUntil(t, sc, Unprotected, at+sc.Trigger.Downtime.D()+sc.Node.HealthCheck.D()+time.Second)
+	require.True(t, s.nodes[failed].up)
+	require.False(t, s.nodes[failed].out)
+	c := count(s)
+	assert.Equal(t, 200, c.moved[0], "live clients are not moved back")
+	i := failed
+	assert.NotEqual(t, failed, s.node(i))
+	s.cl[i].flags &^= fConn
+	s.connected--
+	s.connect(i)
+	assert.Equal(t, failed, s.node(i), "a new connection goes to the client's own node")
+}
+
+// TestRoute: the balancer's choice: a client's own node while in
+// rotation; else the same fallback every time, for a node's clients
+// spread over the nodes in rotation; with none in rotation, its own.
+func TestRoute(t *testing.T) {
+	sc := builtin(t, "node-failure", 1000)
+	s := newSim(context.Background(), sc, Unprotected)
+	for i := range 100 {
+		assert.Equal(t, uint8(i%10), s.route(i))
+	}
+	s.nodes[3].out, s.nodes[4].out = true, true
+	seen := map[uint8]int{}
+	for i := 3; i < 1000; i += 10 {
+		k := s.route(i)
+		assert.NotContains(t, []uint8{3, 4}, k, "client %d", i)
+		assert.Equal(t, k, s.route(i), "the same fallback every time")
+		seen[k]++
+	}
+	assert.Len(t, seen, 8, "spread over the nodes in rotation")
+	assert.Equal(t, uint8(5), s.route(5), "other clients stay")
+	for k := range s.nodes {
+		s.nodes[k].out = true
+	}
+	assert.Equal(t, uint8(3), s.route(13), "none in rotation: its own node")
 }

@@ -235,7 +235,7 @@ func (s *sim) result(storeName string) *Result {
 		r.WaveS = r.ScheduleS / float64(p.Cohorts)
 	case KindReconnectStorm:
 		r.ChangeBudget = p.AdmissionRate
-		r.OutageS = sc.Trigger.outage().Seconds()
+		r.OutageS = sc.outage().Seconds()
 		r.ScheduleS = r.OutageS + float64(s.affected)/p.AdmissionRate
 		r.WaveS = p.Tick.Seconds()
 	case KindConfigChange:

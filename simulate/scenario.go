@@ -222,6 +222,16 @@ type NodeSpec struct {
 	// the node dropped after 1 s, then 2, 4, 8, 16 and 32 s (Linux's
 	// defaults), and a retransmit that finds room in the backlog connects.
 	ConnectTimeout Duration `json:"connect_timeout,omitempty"`
+	// HealthCheck is how long the load balancer in front of the nodes
+	// takes to notice that a node went down, or came back: its health
+	// check's interval times the failures (or successes) it needs in a
+	// row (HAProxy's defaults, 2 s × 3 down and × 2 up, take 6 and 4 s;
+	// an AWS load balancer's 10 s to 5 minutes). Until it notices a
+	// failure, connections still go to the dead node and fail at once;
+	// then the node's clients reconnect to the other nodes (see the
+	// package doc), until it notices the node is back. Default 5s, 1ms
+	// to 1h.
+	HealthCheck Duration `json:"health_check,omitempty"`
 }
 
 // OriginSpec describes the origin behind the node caches. Its defaults are
@@ -479,6 +489,7 @@ func (s *Scenario) Defaults() {
 	}
 	setDur(&n.AcceptBacklog, time.Second)
 	setDur(&n.ConnectTimeout, 30*time.Second)
+	setDur(&n.HealthCheck, 5*time.Second)
 	o := &s.Origin
 	setDur(&o.Latency, 20*time.Millisecond)
 	setDur(&o.Timeout, 10*time.Second)
@@ -615,6 +626,7 @@ func (s *Scenario) Validate() error {
 		checkRate("node.accept_rate", n.AcceptRate, false),
 		checkDur("node.accept_backlog", n.AcceptBacklog, time.Millisecond, time.Minute),
 		checkDur("node.connect_timeout", n.ConnectTimeout, time.Millisecond, 10*time.Minute),
+		checkDur("node.health_check", n.HealthCheck, time.Millisecond, time.Hour),
 		checkRate("origin.capacity", o.Capacity, false),
 		checkDur("origin.latency", o.Latency, 0, time.Minute),
 		checkDur("origin.timeout", o.Timeout, time.Millisecond, time.Hour),

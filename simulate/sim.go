@@ -57,6 +57,8 @@ const (
 	sysNodeUp
 	sysPush
 	sysCapacity // a boundary of an origin capacity change
+	sysLBOut    // the load balancer's health check finds node id down
+	sysLBIn     // the load balancer's health check finds node id up
 )
 
 // Actions: at most one is pending per client (actAt/act say which; an
@@ -91,6 +93,9 @@ const (
 
 type nodeState struct {
 	up bool
+	// out: the load balancer has taken the node out of rotation (its
+	// health check found it down, and has not yet found it up again).
+	out bool
 	// acc is the node's accept queue.
 	acc acceptQueue
 	// fill is, per page-data key, when an origin fetch last filled the
@@ -114,7 +119,8 @@ type client struct {
 	needAt int64  // when the open need for data began; -1: none
 	epoch  uint64 // the invalidation epoch the client applied
 	hint   uint32 // ms: the server's hint with the last refusal; hintExact: a slot
-	fails  uint16 // consecutive failed attempts
+	fails  uint8  // consecutive failed attempts, up to 255
+	node   uint8  // the node the client is connected or connecting to
 	flags  uint8
 	act    uint8 // the pending action
 }
@@ -192,7 +198,8 @@ func (s *sim) sec() int { return int(s.now / int64(time.Second)) }
 
 func (s *sim) id(i int) string { return s.ids[i*s.idLen : (i+1)*s.idLen] }
 
-func (s *sim) node(i int) int { return i % s.sc.Nodes }
+// node is the node client i is connected or connecting to.
+func (s *sim) node(i int) int { return int(s.cl[i].node) }
 
 // key is client i's page-data key: a fixed mix of its index, so that the
 // clients of a key spread over every node.
@@ -295,7 +302,7 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		s.nodes[k].fill = f
 	}
 	for i := range n {
-		s.cl[i] = client{flags: fConn | fCopy, actAt: -1, needAt: -1}
+		s.cl[i] = client{flags: fConn | fCopy, actAt: -1, needAt: -1, node: uint8(i % sc.Nodes)}
 		s.schedulePoll(i)
 	}
 	s.connected = n
@@ -438,6 +445,13 @@ func (s *sim) system(e event) {
 	case sysNodeUp:
 		s.nodes[e.id].up = true
 		s.nodes[e.id].acc.reset(s.now)
+		s.push(event{at: s.now + int64(s.sc.Node.HealthCheck), id: e.id, kind: evSystem, arg: sysLBIn})
+	case sysLBOut:
+		s.nodes[e.id].out = !s.nodes[e.id].up // back already: the check finds it up
+	case sysLBIn:
+		if s.nodes[e.id].up {
+			s.nodes[e.id].out = false
+		}
 	case sysCapacity:
 		// Every boundary sets the capacity the changes give at this
 		// instant, so that one change's end and the next one's start at
@@ -489,10 +503,16 @@ func (s *sim) trigger() {
 				for j := range s.nodes[k].fill {
 					s.nodes[k].fill[j] = noFill // back empty
 				}
-				for i := k; i < sc.Clients; i += sc.Nodes {
-					s.drop(i)
-				}
 				s.push(event{at: s.now + int64(sc.Trigger.Downtime), id: uint32(k), kind: evSystem, arg: sysNodeUp})
+				s.push(event{at: s.now + int64(sc.Node.HealthCheck), id: uint32(k), kind: evSystem, arg: sysLBOut})
+			}
+			// Every connection to the failed nodes drops, node by node.
+			for k := first; k <= last; k++ {
+				for i := range sc.Clients {
+					if s.node(i) == k {
+						s.drop(i)
+					}
+				}
 			}
 			return
 		}
@@ -566,6 +586,13 @@ func (s *sim) retryWait(i int, useHint bool) int64 {
 		return s.retryDelay
 	}
 	return s.cli.delay(s.attempt(i), s.hint(i, useHint))
+}
+
+// failed counts a failed attempt of client i, saturating.
+func (s *sim) failed(i int) {
+	if s.cl[i].fails < math.MaxUint8 {
+		s.cl[i].fails++
+	}
 }
 
 // attempt is the number, from 0, of client i's retry to come after
@@ -802,7 +829,7 @@ func (s *sim) action(i int, a uint8) {
 		if s.cl[i].flags&fDenied != 0 {
 			s.series.Refused[sec]++
 		}
-		s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
+		s.failed(i)
 		denied := s.cl[i].flags&fDenied != 0
 		if s.sc.Client.DisconnectOnError && (s.policy == polNone || !denied) {
 			s.disconnect(i)
@@ -864,7 +891,7 @@ func (s *sim) connFailed(i int, at int64) {
 			s.series.Refused[sec]++
 		}
 	}
-	s.cl[i].fails = min(s.cl[i].fails+1, math.MaxUint16)
+	s.failed(i)
 	wait := s.retryWait(i, true)
 	// A refusal (admission's slot, the origin guard's Retry-After) is a
 	// 503 on an open connection: a client that comes back within the
@@ -890,6 +917,7 @@ func (s *sim) connect(i int) {
 		s.handshake(i) // the connection is open
 		return
 	}
+	s.cl[i].node = s.route(i)
 	s.offer(i, s.now, 0)
 }
 

@@ -77,7 +77,9 @@ func (s *sim) pushAll() bool {
 // the candidates of each node (the clients of the waves its pusher
 // reported that have not applied them yet), and each node's clients
 // indexed by cohort in the rollout, so that a wave's clients are found
-// without looking at the others.
+// without looking at the others. A node's clients are those it started
+// with (client i on node i mod nodes): the invalidation triggers fail no
+// node, so the load balancer moves no client while a rollout runs.
 type pushState struct {
 	sessions []pushSession
 	batch    []invalidate.Session
