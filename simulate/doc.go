@@ -88,8 +88,13 @@
 //     second in Protection.Cohorts cohorts, never in less than
 //     Protection.MinDuration) on a Coordinator per node sharing one store.
 //     The nodes take turns to advance it, one advance per Protection.Tick.
-//     Every poll asks the client's node AppendDue (allocation-free, into
-//     a reused buffer). Each node also runs an invalidate.Pusher over its
+//     Every poll is a request that carries the epoch the client applied,
+//     and its node answers it through the server-side decision
+//     httpmw.Invalidate and grpcmw.Invalidate share (serverside.Notifier,
+//     which asks AppendDue): the notice list and the epoch field to
+//     record are the ones they send (allocation-free when none is due;
+//     a coordinator that cannot read its store, which the Notifier would
+//     only log, stops the run). Each node also runs an invalidate.Pusher over its
 //     connected sessions every Protection.PushInterval: the waves it
 //     reports (AppendWaves) name the released cohorts, and Push asks
 //     AppendDue for each session, draws on a fleet-wide push budget

@@ -2,9 +2,12 @@ package simulate
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -153,15 +156,18 @@ func peakWindow(rate float64, burst, maxW int) int {
 // guards are the herdcap components of a protected run's servers: the
 // real ones, driven through their injected clocks.
 type guards struct {
-	origin    budget                           // origin calls, fleet-wide
-	guard     *originguard.Guard               // the nodes' guard in front of the origin, on the origin budget
-	holds     []originguard.Hold               // per client: its origin call's guard decision, until sent
-	admission *admission.Gate                  // new sessions, fleet-wide
-	admitter  *serverside.Admitter[sessionReq] // the nodes' admission, as httpmw.Admit and grpcmw.Admit decide it
-	coords    []*invalidate.Coordinator        // one per node, on one store
-	pushers   []*invalidate.Pusher             // one per node, on its coordinator
-	push      budget                           // the pushers' fleet-wide budget
-	notices   []invalidate.Notice              // AppendDue's reused buffer
+	origin    budget                             // origin calls, fleet-wide
+	guard     *originguard.Guard                 // the nodes' guard in front of the origin, on the origin budget
+	holds     []originguard.Hold                 // per client: its origin call's guard decision, until sent
+	admission *admission.Gate                    // new sessions, fleet-wide
+	admitter  *serverside.Admitter[sessionReq]   // the nodes' admission, as httpmw.Admit and grpcmw.Admit decide it
+	coords    []*invalidate.Coordinator          // one per node, on one store
+	notifiers []*serverside.Notifier[sessionReq] // one per node, on its coordinator: notices on a request, as the transports tell them
+	epochArg  [1]string                          // the epoch field of the request the notifiers decide
+	epochs    [2]epochText                       // epochText's cache
+	failed    storeError                         // the error a notifier logged, if any
+	pushers   []*invalidate.Pusher               // one per node, on its coordinator
+	push      budget                             // the pushers' fleet-wide budget
 	ops       *atomic.Int64
 
 	rollout invalidate.Rollout
@@ -298,8 +304,23 @@ func newGuards(sc *Scenario, st *store, seed uint64, id func(i int) string) (*gu
 				return nil, fmt.Errorf("pusher: %w", err)
 			}
 			g.pushers = append(g.pushers, pu)
+			// The node tells a client its notices on a request as
+			// httpmw.Invalidate and grpcmw.Invalidate do. The Notifier
+			// serves a request without notices when the coordinator
+			// fails, and logs it: the log stops the run instead, so that
+			// a failed store changes no numbers.
+			n, err := serverside.NewNotifier(serverside.NoticeConfig[sessionReq]{
+				Common: serverside.Common[sessionReq]{Logger: slog.New(&g.failed),
+					Names: serverside.Names{Component: "simulate: node notices"}},
+				Coordinator: c,
+				Key:         func(r sessionReq) (string, error) { return id(int(r)), nil },
+				EpochField:  "Herdcap-Epoch",
+			})
+			if err != nil {
+				return nil, fmt.Errorf("notifier: %w", err)
+			}
+			g.notifiers = append(g.notifiers, n)
 		}
-		g.notices = make([]invalidate.Notice, 0, 8)
 	}
 	return g, nil
 }
@@ -359,18 +380,77 @@ func toldHint(d time.Duration, exact bool) clientcore.Hint {
 	return clientcore.Hint{Kind: clientcore.Coarse, Wait: time.Duration(max(wire.CeilSeconds(d), 1)) * time.Second}
 }
 
-// due asks node k's coordinator which notices client id must apply, and
-// returns the highest epoch among them (or applied).
-func (g *guards) due(ctx context.Context, k int, id string, applied uint64) (uint64, error) {
-	if g.coords == nil {
+// due asks node k's Notifier which notices client i must apply, on a
+// request that carries the epoch it applied, and returns the epoch the
+// client records once it has applied them (or applied, when none is due).
+func (g *guards) due(ctx context.Context, k, i int, applied uint64) (uint64, error) {
+	if g.notifiers == nil {
 		return applied, nil
 	}
-	ns, err := g.coords[k].AppendDue(ctx, g.notices[:0], id, applied)
+	g.epochArg[0] = g.epochText(applied)
+	o := g.notifiers[k].Decide(ctx, sessionReq(i), g.epochArg[:], true)
+	if g.failed.err != nil {
+		return applied, fmt.Errorf("due: %w", g.failed.err)
+	}
+	if o.Verdict != serverside.Pass {
+		return applied, fmt.Errorf("due: %v: %w", o.Verdict, o.Err)
+	}
+	if o.Value == "" {
+		return applied, nil
+	}
+	ep, err := strconv.ParseUint(o.Epoch, 10, 64)
 	if err != nil {
-		return applied, fmt.Errorf("due: %w", err)
+		return applied, fmt.Errorf("due: epoch %q: %w", o.Epoch, err)
 	}
-	for _, n := range ns {
-		applied = max(applied, n.Epoch)
-	}
-	return applied, nil
+	return max(applied, ep), nil
 }
+
+// epochText returns e in decimal, from a cache of the last two asked: a
+// run's clients hold one of a few epochs (0 and the rollout's), so a
+// poll's request costs no allocation for it.
+func (g *guards) epochText(e uint64) string {
+	for _, c := range g.epochs {
+		if c.text != "" && c.e == e {
+			return c.text
+		}
+	}
+	t := strconv.FormatUint(e, 10)
+	g.epochs[1], g.epochs[0] = g.epochs[0], epochText{e, t}
+	return t
+}
+
+// epochText is an epoch and its decimal text.
+type epochText struct {
+	e    uint64
+	text string
+}
+
+// storeError is a slog.Handler that keeps the first error-level record's
+// message: a notifier's report that its coordinator failed.
+type storeError struct{ err error }
+
+// Enabled reports whether level is an error.
+func (e *storeError) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelError
+}
+
+// Handle keeps r's message as the error, if none is kept yet.
+func (e *storeError) Handle(_ context.Context, r slog.Record) error {
+	if e.err == nil {
+		msg := r.Message
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "error" {
+				msg += ": " + a.Value.String()
+			}
+			return true
+		})
+		e.err = errors.New(msg)
+	}
+	return nil
+}
+
+// WithAttrs returns e: the records' attributes are not kept.
+func (e *storeError) WithAttrs([]slog.Attr) slog.Handler { return e }
+
+// WithGroup returns e.
+func (e *storeError) WithGroup(string) slog.Handler { return e }

@@ -998,11 +998,11 @@ func (s *sim) directive(i int, arg uint8) {
 }
 
 // connectDue is the session handshake of a client that just connected:
-// its node asks AppendDue and the client applies what it is told, with no
+// its node asks its Notifier and the client applies what it is told, with no
 // reload (its session is new). These few notices do not draw on the push
 // budget: the client was away when its wave was pushed.
 func (s *sim) connectDue(i int) {
-	ep, err := s.prot.due(s.ctx, s.node(i), s.id(i), s.cl[i].epoch)
+	ep, err := s.prot.due(s.ctx, s.node(i), i, s.cl[i].epoch)
 	if err != nil {
 		s.fail(err)
 		return
@@ -1012,12 +1012,12 @@ func (s *sim) connectDue(i int) {
 	}
 }
 
-// pollDue is the pull path of a page view: the node asks AppendDue for
-// client i and, when a notice is due, delivers it through its Pusher, so
+// pollDue is the pull path of a page view: the node asks its Notifier
+// for client i and, when a notice is due, delivers it through its Pusher, so
 // that it draws on the fleet-wide push budget like every push (a notice
 // the budget defers reaches the client at a later push).
 func (s *sim) pollDue(i int) {
-	ep, err := s.prot.due(s.ctx, s.node(i), s.id(i), s.cl[i].epoch)
+	ep, err := s.prot.due(s.ctx, s.node(i), i, s.cl[i].epoch)
 	if err != nil {
 		s.fail(err)
 		return
