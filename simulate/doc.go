@@ -209,7 +209,11 @@
 // 10 ms of virtual time, each a list of 128-event chunks from one shared
 // pool (so memory follows the events queued, not the largest bucket
 // times the ring), gathered and sorted when reached, with a 4-ary heap for
-// events beyond the ring's 164 s horizon. Push and pop are O(1) amortised
+// events beyond the ring's 164 s horizon. SYN retransmits wait apart, in
+// one first-in first-out queue per retransmit (each in time order by
+// construction, since a retransmit follows its drop by a fixed time), and
+// the loop takes the earliest of their heads and the calendar's next
+// event, the calendar's first at the same time. Push and pop are O(1) amortised
 // and allocate nothing once the pool has grown. Client state is a flat
 // array of 32-byte structs without pointers (one cache line per event,
 // nothing for the garbage collector to scan; backed by huge pages where

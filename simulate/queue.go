@@ -162,9 +162,36 @@ func (q *queue) gather(bk *bucket) {
 // pop removes and returns the earliest event; ok is false when the queue is
 // empty.
 func (q *queue) pop() (e event, ok bool) {
+	if !q.load() {
+		return event{}, false
+	}
+	e = q.now[q.pos]
+	q.pos++
+	q.n--
+	return e, true
+}
+
+// peek returns the earliest event without removing it; ok is false when
+// the queue is empty.
+func (q *queue) peek() (e event, ok bool) {
+	if !q.load() {
+		return event{}, false
+	}
+	return q.now[q.pos], true
+}
+
+// skip removes the event peek returned.
+func (q *queue) skip() {
+	q.pos++
+	q.n--
+}
+
+// load makes q.now[q.pos] the earliest event, turning the ring as far as
+// needed; it reports false when the queue is empty.
+func (q *queue) load() bool {
 	for q.pos >= len(q.now) {
 		if q.n == 0 {
-			return event{}, false
+			return false
 		}
 		q.now, q.pos = q.now[:0], 0
 		if q.inRing == 0 && len(q.far) > 0 {
@@ -183,10 +210,7 @@ func (q *queue) pop() (e event, ok bool) {
 			q.sortNow(q.cur * q.width)
 		}
 	}
-	e = q.now[q.pos]
-	q.pos++
-	q.n--
-	return e, true
+	return true
 }
 
 // sortNow sorts q.now, the events of the bucket starting at base, by time

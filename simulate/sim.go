@@ -132,6 +132,7 @@ type sim struct {
 	ctx      context.Context
 	rng      *rand.Rand
 	q        *queue
+	syn      synQueues // pending SYN retransmits, out of q
 	now      int64
 	end      int64
 	trig     int64
@@ -226,7 +227,11 @@ func (s *sim) schedulePoll(i int) {
 func (s *sim) setAct(i int, a uint8, t int64) {
 	t = ceilMicro(t)
 	s.cl[i].act, s.cl[i].actAt = a, t
-	s.push(event{at: t, id: uint32(i), kind: evAct, arg: a})
+	e := event{at: t, id: uint32(i), kind: evAct, arg: a}
+	if a >= aSyn && a <= aSynLast && s.syn.push(int(a-aSyn)+1, e) {
+		return
+	}
+	s.q.push(e)
 }
 
 // push schedules e at a whole microsecond: the Redis scripts count time in
@@ -249,6 +254,7 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		end:        int64(sc.Duration),
 		trig:       int64(sc.Trigger.At),
 		clock:      &vclock{},
+		syn:        newSynQueues(),
 		org:        newOrigin(sc),
 		acc:        newAcceptModel(sc.Node),
 		nodes:      make([]nodeState, sc.Nodes),
@@ -325,7 +331,12 @@ func (s *sim) run() error {
 		s.setupRefresh()
 	}
 	for s.err == nil {
-		e, ok := s.q.pop()
+		e, ok := s.q.peek()
+		if ok && e.at <= s.syn.next {
+			s.q.skip()
+		} else if s.syn.next != math.MaxInt64 {
+			e, ok = s.syn.pop(s.cl), true
+		}
 		if !ok || e.at >= s.end {
 			break
 		}
