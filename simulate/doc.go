@@ -128,9 +128,59 @@
 //
 // Coordination lives in process by default. With Config.Redis the same
 // budgets, admission and rollouts run on Redis, with the virtual time
-// passed to every script, and the same seed gives the same numbers (the
-// Redis backends run FailClosed with a long timeout, so a Redis that
-// cannot answer stops the run rather than changing its numbers).
+// passed to every script, and the same seed gives the same numbers.
+//
+// # The Redis model
+//
+// Scenario.Redis makes the store a component that takes time and fails:
+//
+//   - Latency (redis.latency, default 0 so that the built-ins keep their
+//     figures) delays, in virtual time, the effect of every coordination
+//     call of the protected run, the same on both stores: a call the
+//     origin guard holds or refuses waits that much longer, counted
+//     against the caller's deadline; a reconnect pays it twice (admission,
+//     then the origin budget); a notice a page view finds due reaches the
+//     client that much later; each tick's rollout advance, each push
+//     interval and the config change's paced refresh happen that much
+//     after their moment. The session's own due check is part of the
+//     session's setup and costs nothing more. At 0 none of this runs.
+//   - Outages (redis.outages: {at, for, lose_data} windows of virtual
+//     time) make every Redis call of the protected run fail: a go-redis
+//     hook on the run's client answers each command with an error while
+//     the virtual clock is inside a window, without touching the server.
+//     The library's real failure policy answers (redis.failure: "local",
+//     fleet.FailLocal, the default the library ships; "open"; "closed"):
+//     the origin budget, the push budget and the admission gate decide
+//     from their fallback (under FailLocal a local bucket with this
+//     node's share, which is the whole limit since the simulator's
+//     fleet-wide budgets are one component); a coordinator's AppendDue
+//     answers from its cached copy; an advance fails, so the rollout
+//     releases nothing until Redis is back and then resumes where it was
+//     (the store banks at most one tick of its running time). With
+//     lose_data the run's own keys (its prefix's; never anything else)
+//     are deleted as the outage starts, so Redis comes back empty as
+//     after a restart without persistence: the coordinators notice the
+//     loss and re-register the rollout with the highest released count
+//     they know (invalidate's durability; Result.RolloutRestores counts
+//     the re-registrations), which then waits its restore grace before
+//     releasing more. Under FailClosed the origin guard's refusal has no
+//     hint (the node answers 503 and the client backs off on its own);
+//     the admission gate's refusal says when to come back.
+//     Result.RedisFailed and Series.RedisFailed count the failed calls.
+//   - The breaker (internal/redisguard over sony/gobreaker) times its
+//     open period on the real clock, which would make a run depend on
+//     the machine: the simulator's components never open it
+//     (BreakerFailures out of reach). During an outage every call reaches
+//     the hook, which fails it at once, and the failure policy answers
+//     each, as it answers while a breaker is open. A Redis that fails for
+//     real, outside the windows, stops the run with an error; without
+//     outages the components run FailClosed, as before.
+//   - Outages need the Redis store: the memory store has no Redis to
+//     lose, and the policy that answers in an outage is the Redis
+//     backends' own, which the simulator must not re-implement. A
+//     protected run with outages on the memory store is refused with an
+//     error naming redis.outages; stormsim -check starts a private
+//     redis-server for such scenarios when -redis is not given.
 //
 // # Triggers
 //

@@ -43,6 +43,10 @@ type Series struct {
 	Unconverged []float64
 	// RedisOps counts Redis commands sent (0 on the memory store).
 	RedisOps []float64
+	// RedisFailed counts the coordination calls (Redis commands) that a
+	// scenario's outage failed (RedisSpec.Outages), each answered by the
+	// components' failure policy or a coordinator's cached copy.
+	RedisFailed []float64
 	// LatencyP99 is the 99th percentile of the time to data (seconds) of
 	// the needs that a fetch completed in the second, from a per-second
 	// log-linear histogram (see NoLatency for its precision), or
@@ -130,7 +134,7 @@ func newSeries(secs int) *Series {
 		OriginCalls: f(), OriginErrors: f(), QueueDelay: f(),
 		Views: f(), Hits: f(), HitRate: f(),
 		Requests: f(), Errors: f(), Refused: f(), Goodput: f(), Changed: f(),
-		Reconnects: f(), ReconnectsRefused: f(), Connected: f(), Unconverged: f(), RedisOps: f(),
+		Reconnects: f(), ReconnectsRefused: f(), Connected: f(), Unconverged: f(), RedisOps: f(), RedisFailed: f(),
 		LatencyP99: f(), lat: make([]uint32, secs*latBuckets),
 	}
 }
@@ -293,6 +297,16 @@ type Result struct {
 	RedisOps     int64   `json:"redis_ops"`
 	RedisOpsPeak float64 `json:"redis_ops_peak"`
 	RedisOpsMean float64 `json:"redis_ops_mean"`
+	// RedisFailed is the number of coordination calls (Redis commands)
+	// the scenario's outages failed (Series.RedisFailed): the failure
+	// policy (RedisSpec.Failure) answered the budgets' and the admission
+	// gate's, the coordinators answered from their cached copy. 0 without
+	// outages.
+	RedisFailed int64 `json:"redis_failed"`
+	// RolloutRestores counts the times a node re-registered the rollout
+	// after Redis lost its data (an outage with lose_data): the restore
+	// path of invalidate's durability. 0 without data loss.
+	RolloutRestores int64 `json:"rollout_restores"`
 
 	// OutageS is how long the trigger's own outage lasted, during which
 	// no protection can serve the affected clients: the downtime of

@@ -36,16 +36,19 @@ type budget interface {
 // the virtual time passed to every script. Each run gets its own key
 // prefix on Redis, so runs never share state.
 type store struct {
-	clock  *vclock
-	redis  redis.UniversalClient // nil: memory
-	prefix string
-	ops    *atomic.Int64 // Redis commands sent; nil on memory
+	clock   *vclock
+	redis   redis.UniversalClient // nil: memory
+	prefix  string
+	ops     *atomic.Int64 // Redis commands sent; nil on memory
+	hook    redisHook     // counts and fails the commands; zero on memory
+	failure fleet.FailurePolicy
 }
 
 // redisTimeout is the timeout of one Redis call in a simulation: long,
 // because a call answered by the failure policy instead of Redis would make
-// the run depend on the machine's load. The failure policy is FailClosed,
-// so a Redis that cannot answer stops the run with an error.
+// the run depend on the machine's load. The failure policy answers only
+// the calls a scenario's outage fails (redisHook); a Redis that really
+// cannot answer stops the run with an error.
 const redisTimeout = 10 * time.Second
 
 // budget returns a budget of l on the virtual clock whose limit changes
@@ -58,10 +61,15 @@ func (st *store) budget(name string, l limiter.Limit, ramp time.Duration) (budge
 	if st.redis == nil {
 		return limiter.NewLocal(l, cfg)
 	}
-	return fleet.NewStrict(st.redisConfig(name), l, fleet.Config{Config: cfg, Failure: fleet.FailClosed})
+	return fleet.NewStrict(st.redisConfig(name), l, fleet.Config{Config: cfg, Failure: st.failure})
 }
 
 // redisConfig is the Redis of a component named name ("": its default).
+// The breaker never opens (BreakerFailures is out of reach): gobreaker
+// times its open period on the real clock, which would make a run with
+// outages depend on the machine. During an outage every call reaches the
+// hook, which fails it at once, and the failure policy answers each, as it
+// answers while the breaker is open.
 func (st *store) redisConfig(name string) fleet.Redis {
 	return fleet.Redis{Client: st.redis, Prefix: st.prefix, Name: name, Timeout: redisTimeout,
 		BreakerFailures: 1 << 20, BreakerOpen: time.Second}
@@ -73,7 +81,7 @@ func (st *store) admission(l limiter.Limit, horizon time.Duration, maxKeys int) 
 		cfg.MaxKeys = maxKeys
 		return admission.New(l, cfg)
 	}
-	return admission.NewShared(st.redisConfig(""), l, admission.SharedConfig{Config: cfg, Failure: fleet.FailClosed})
+	return admission.NewShared(st.redisConfig(""), l, admission.SharedConfig{Config: cfg, Failure: st.failure})
 }
 
 func (st *store) invalidateStore() (invalidate.Store, error) {
@@ -169,6 +177,8 @@ type guards struct {
 	pushers   []*invalidate.Pusher               // one per node, on its coordinator
 	push      budget                             // the pushers' fleet-wide budget
 	ops       *atomic.Int64
+	st        *store
+	restores  atomic.Int64 // rollouts re-registered after the store lost them (restoreCounter)
 
 	rollout invalidate.Rollout
 	turn    int // the node whose turn it is to advance
@@ -242,7 +252,7 @@ type sessionReq uint32
 // newGuards returns the protected run's components; id returns client i's
 // ID.
 func newGuards(sc *Scenario, st *store, seed uint64, id func(i int) string) (*guards, error) {
-	g := &guards{ops: st.ops}
+	g := &guards{ops: st.ops, st: st}
 	var err error
 	p := sc.Protection
 	if g.origin, err = st.budget("origin", originLimit(p.OriginBudget), 0); err != nil {
@@ -290,7 +300,8 @@ func newGuards(sc *Scenario, st *store, seed uint64, id func(i int) string) (*gu
 			// The Due cache lives one tick, so that every node answers
 			// (and pushes) a release within a tick of it.
 			c, err := invalidate.NewCoordinator(is, invalidate.Config{Clock: st.clock.lend(), Node: fmt.Sprintf("node-%d", k),
-				Guard: guard, AdvanceInterval: p.Tick.D(), CacheTTL: p.PushInterval.D() / 2})
+				Guard: guard, AdvanceInterval: p.Tick.D(), CacheTTL: p.PushInterval.D() / 2,
+				Logger: slog.New(restoreCounter{&g.restores})})
 			if err != nil {
 				return nil, fmt.Errorf("coordinator: %w", err)
 			}
@@ -356,9 +367,10 @@ func (g *guards) reserveOrigin(ctx context.Context, now int64, remaining time.Du
 // admit asks the nodes' Admitter for client i's new session now, on the
 // virtual clock, as httpmw.Admit and grpcmw.Admit decide it: Pass, or
 // Refuse with the wait the transport sends (RetryAfter, Exact). Any other
-// verdict is an error that stops the run: here it can only come from a
-// store that failed (the Redis backends run FailClosed), which must not
-// change a run's numbers.
+// verdict is an error: here it can only come from a store that failed
+// (FailClosed): in a scenario's Redis outage the simulator takes it for
+// the 503 it is (Unavailable, with RetryAfter); outside one it stops the
+// run, since it must not change a run's numbers.
 func (g *guards) admit(ctx context.Context, i int) (serverside.AdmitOutcome, error) {
 	o := g.admitter.Decide(ctx, sessionReq(i), nil)
 	if o.Verdict != serverside.Pass && o.Verdict != serverside.Refuse {
@@ -389,8 +401,9 @@ func (g *guards) due(ctx context.Context, k, i int, applied uint64) (uint64, err
 	}
 	g.epochArg[0] = g.epochText(applied)
 	o := g.notifiers[k].Decide(ctx, sessionReq(i), g.epochArg[:], true)
-	if g.failed.err != nil {
-		return applied, fmt.Errorf("due: %w", g.failed.err)
+	if err := g.failed.err; err != nil {
+		g.failed.err = nil // this request's: a tolerated one (a Redis outage) must not fail the next
+		return applied, fmt.Errorf("due: %w", err)
 	}
 	if o.Verdict != serverside.Pass {
 		return applied, fmt.Errorf("due: %v: %w", o.Verdict, o.Err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -96,8 +95,11 @@ func Run(ctx context.Context, sc *Scenario, mode Mode, cfg Config) (*Result, err
 	sc = &c
 	s := newSim(ctx, sc, mode)
 	s.progress = cfg.Progress
-	st := &store{clock: s.clock}
+	st := &store{clock: s.clock, failure: failurePolicy(sc)}
 	storeName := "memory"
+	if cfg.Redis == nil && mode == Protected && len(sc.Redis.Outages) > 0 {
+		return nil, errOutagesNeedRedis()
+	}
 	if cfg.Redis != nil {
 		storeName = "redis"
 		cleanup, err := st.openRedis(ctx, cfg.Redis)
@@ -136,6 +138,11 @@ func Run(ctx context.Context, sc *Scenario, mode Mode, cfg Config) (*Result, err
 	if err := s.run(); err != nil {
 		return nil, err
 	}
+	if st.redis != nil {
+		if err := st.hook.realFailure(); err != nil {
+			return nil, fmt.Errorf("simulate: %s %s: %w", sc.Name, mode, err)
+		}
+	}
 	return s.result(storeName), nil
 }
 
@@ -155,8 +162,9 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// openRedis makes the run's Redis client, counting its commands, under a
-// fresh key prefix; cleanup deletes the prefix's keys and closes it.
+// openRedis makes the run's Redis client, counting its commands and
+// failing them during the scenario's outages (redisHook), under a fresh key
+// prefix; cleanup deletes the prefix's keys and closes it.
 func (st *store) openRedis(ctx context.Context, o *redis.Options) (cleanup func(), err error) {
 	opts := *o
 	// Every call is bounded by redisTimeout through its context; socket
@@ -169,8 +177,9 @@ func (st *store) openRedis(ctx context.Context, o *redis.Options) (cleanup func(
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	st.prefix = "stormsim-" + hex.EncodeToString(b[:])
-	st.ops = new(atomic.Int64)
-	c.AddHook(opsHook{st.ops})
+	st.hook = newRedisHook()
+	st.ops = st.hook.ops
+	c.AddHook(st.hook)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("simulate: redis: %w", err)
@@ -178,42 +187,13 @@ func (st *store) openRedis(ctx context.Context, o *redis.Options) (cleanup func(
 	st.redis = c
 	return func() {
 		// Delete this run's keys: a background context, since the run's
-		// may be done.
+		// may be done; with the outage over, whatever the run's end.
+		st.hook.down.Store(false)
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		iter := c.Scan(cctx, 0, st.prefix+"*", 1000).Iterator()
-		var keys []string
-		for iter.Next(cctx) {
-			keys = append(keys, iter.Val())
-			if len(keys) == 500 {
-				c.Unlink(cctx, keys...)
-				keys = keys[:0]
-			}
-		}
-		if len(keys) > 0 {
-			c.Unlink(cctx, keys...)
-		}
+		_ = st.deleteKeys(cctx)
 		c.Close()
 	}, nil
-}
-
-// opsHook counts the commands a client sends.
-type opsHook struct{ n *atomic.Int64 }
-
-func (h opsHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h opsHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h opsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
 }
 
 // result builds the run's Result.
@@ -226,6 +206,8 @@ func (s *sim) result(storeName string) *Result {
 	}
 	if s.prot != nil && s.prot.ops != nil {
 		r.RedisOps = s.prot.ops.Load()
+		r.RedisFailed = s.prot.st.hook.failed.Load()
+		r.RolloutRestores = s.prot.restores.Load()
 	}
 	p := sc.Protection
 	switch sc.Trigger.Kind {

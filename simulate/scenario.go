@@ -99,6 +99,9 @@ type Scenario struct {
 	Protection ProtectionSpec `json:"protection"`
 	// Trigger is the event each run replays. Its kind is required.
 	Trigger Trigger `json:"trigger"`
+	// Redis models the store the protected run coordinates through: the
+	// latency of its calls and its outages.
+	Redis RedisSpec `json:"redis"`
 	// Bounds are the checks the runs must pass (see Bound).
 	Bounds []Bound `json:"bounds,omitempty"`
 }
@@ -383,6 +386,49 @@ type Trigger struct {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
+// Failure policies of the Redis-backed components while Redis cannot
+// answer (RedisSpec.Failure): fleet.FailLocal, FailOpen and FailClosed.
+const (
+	FailureLocal  = "local"
+	FailureOpen   = "open"
+	FailureClosed = "closed"
+)
+
+// RedisSpec models the Redis the protected run's coordination (the origin
+// budget, the admission gate, the push budget, the config change's limit
+// and the rollouts' store) lives on. See the package documentation, "The
+// Redis model".
+type RedisSpec struct {
+	// Latency is how long, in virtual time, every coordination call the
+	// protected run makes takes to have its effect (an origin-budget or
+	// admission decision, a push, a rollout advance, a due notice found
+	// by a page view), on either store. 0 to 1 s; default 0, so that the
+	// built-ins keep their figures (a realistic round trip is 0.2 to 1 ms).
+	Latency Duration `json:"latency,omitempty"`
+	// Failure is what the Redis-backed components answer while Redis
+	// cannot (during Outages): "local" (fleet.FailLocal, the default the
+	// library ships and recommends), "open" or "closed".
+	Failure string `json:"failure,omitempty"`
+	// Outages are windows of virtual time during which every Redis call
+	// fails. At most 16, in time order, not overlapping, none covering
+	// trigger.at. They need the Redis store (Config.Redis; stormsim
+	// -redis): on the memory store there is no Redis to lose, and the
+	// failure policy is the Redis backends' own.
+	Outages []RedisOutage `json:"outages,omitempty"`
+}
+
+// RedisOutage is a window during which Redis cannot be reached, such as
+// {"at": "2m30s", "for": "30s", "lose_data": true}.
+type RedisOutage struct {
+	// At is when the outage starts, in (0, duration).
+	At Duration `json:"at"`
+	// For is how long it lasts: 1 ms to 1 h, ending before the run does.
+	For Duration `json:"for"`
+	// LoseData makes Redis come back empty, as after a restart without
+	// persistence: the run's keys are deleted when the outage starts.
+	LoseData bool `json:"lose_data,omitempty"`
+}
+
 // LoadScenario reads and validates the scenario file at path.
 func LoadScenario(path string) (*Scenario, error) {
 	b, err := os.ReadFile(path)
@@ -530,6 +576,9 @@ func (s *Scenario) Defaults() {
 	if t.Factor == 0 {
 		t.Factor = 100
 	}
+	if s.Redis.Failure == "" {
+		s.Redis.Failure = FailureLocal
+	}
 }
 
 // fieldErr returns a validation error for the field at path.
@@ -642,6 +691,8 @@ func (s *Scenario) Validate() error {
 		checkDur("protection.ramp", p.Ramp, 0, MaxDuration),
 		checkDur("protection.tick", p.Tick, 10*time.Millisecond, time.Minute),
 		checkDur("protection.push_interval", p.PushInterval, 10*time.Millisecond, max(p.Tick.D(), 10*time.Millisecond)),
+		checkDur("redis.latency", s.Redis.Latency, 0, time.Second),
+		checkPolicy("redis.failure", s.Redis.Failure, FailureLocal, FailureOpen, FailureClosed),
 	}
 	if math.IsNaN(c.RetryRatio) || c.RetryRatio < 1e-6 || c.RetryRatio > float64(c.RetryTokens) {
 		checks = append(checks, fieldErr("client.retry_ratio", "must be in [0.000001, retry_tokens], got %v", c.RetryRatio))
@@ -658,6 +709,9 @@ func (s *Scenario) Validate() error {
 		return fieldErr("node.keys", "node.keys × nodes is %.0f cache entries, more than %d", e, MaxCacheEntries)
 	}
 	if err := s.validateTrigger(); err != nil {
+		return err
+	}
+	if err := s.validateRedis(); err != nil {
 		return err
 	}
 	if polls := float64(s.Clients) * s.Duration.Seconds() / s.Client.PollInterval.Seconds(); polls > MaxPolls {
@@ -703,6 +757,34 @@ func (s *Scenario) validateOrigin() error {
 		prevEnd = c.At + c.For
 		if c.For == 0 {
 			prevEnd = 0
+		}
+	}
+	return nil
+}
+
+func (s *Scenario) validateRedis() error {
+	outs := s.Redis.Outages
+	if len(outs) > 16 {
+		return fieldErr("redis.outages", "at most 16 outages, got %d", len(outs))
+	}
+	var prevEnd Duration
+	for k, o := range outs {
+		path := fmt.Sprintf("redis.outages[%d]", k)
+		if o.At <= 0 || o.At >= s.Duration {
+			return fieldErr(path+".at", "must be in (0, duration = %v), got %v", s.Duration.D(), o.At.D())
+		}
+		if err := checkDur(path+".for", o.For, time.Millisecond, time.Hour); err != nil {
+			return err
+		}
+		if o.At+o.For >= s.Duration {
+			return fieldErr(path+".for", "must end before the run does (duration = %v), got at %v + for %v", s.Duration.D(), o.At.D(), o.For.D())
+		}
+		if k > 0 && o.At <= prevEnd {
+			return fieldErr(path+".at", "must be after the end of redis.outages[%d] (outages in time order, not overlapping), got %v", k-1, o.At.D())
+		}
+		prevEnd = o.At + o.For
+		if t := s.Trigger.At; o.At <= t && t <= o.At+o.For {
+			return fieldErr(path, "covers trigger.at = %v: the trigger's own call to Redis (a rollout's start) would fail; start the outage after it", t.D())
 		}
 	}
 	return nil
@@ -771,6 +853,7 @@ func (s *Scenario) Scale(clients int) (*Scenario, error) {
 	c.Origin.Capacity *= f
 	c.Origin.Concurrency = max(1, int(math.Round(float64(c.Origin.Concurrency)*f)))
 	c.Origin.Changes = append([]CapacityChange(nil), s.Origin.Changes...)
+	c.Redis.Outages = append([]RedisOutage(nil), s.Redis.Outages...)
 	c.Node.Keys = max(1, int(math.Round(float64(c.Node.Keys)*f)))
 	c.Node.AcceptRate *= f
 	c.Protection.OriginBudget *= f

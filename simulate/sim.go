@@ -59,6 +59,9 @@ const (
 	sysCapacity // a boundary of an origin capacity change
 	sysLBOut    // the load balancer's health check finds node id down
 	sysLBIn     // the load balancer's health check finds node id up
+	sysAdvance  // a tick's rollout advance, RedisSpec.Latency after it
+	sysRedisDown
+	sysRedisUp
 )
 
 // Actions: at most one is pending per client (actAt/act say which; an
@@ -82,6 +85,7 @@ const (
 const (
 	dirInvalidate uint8 = iota // the unprotected rogue broadcast
 	dirRefresh                 // the config change's paced refresh
+	dirDue                     // a notice a page view found due, delivered RedisSpec.Latency later
 )
 
 // client policies, resolved per run.
@@ -167,21 +171,24 @@ type sim struct {
 	refreshNext int
 	refreshLeft int // config change: clients still to refresh at the trigger
 
-	series       *Series
-	hist         hist
-	connected    int
-	unconverged  int
-	affected     int
-	lastConverge int64
-	sampled      int // seconds whose levels are written
-	redisSeen    int64
-	originCalls  int64
-	intended     int64
-	wasted       int64
-	events       int64
-	progress     func(Progress)
-	lastProgress time.Time
-	err          error
+	series        *Series
+	hist          hist
+	connected     int
+	unconverged   int
+	affected      int
+	lastConverge  int64
+	sampled       int // seconds whose levels are written
+	redisSeen     int64
+	redisFailSeen int64
+	rlat          int64 // the coordination calls' latency (RedisSpec.Latency), ns; 0 unprotected
+	rdown         bool  // a Redis outage is under way
+	originCalls   int64
+	intended      int64
+	wasted        int64
+	events        int64
+	progress      func(Progress)
+	lastProgress  time.Time
+	err           error
 }
 
 // Progress describes a run under way, for a progress display.
@@ -266,6 +273,7 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		reaction:   int64(sc.Client.Reaction),
 		nodeLat:    int64(sc.Node.Latency),
 		series:     newSeries(int(sc.Duration.D() / time.Second)),
+		rlat:       redisLatency(sc, mode),
 	}
 	s.cl = make([]client, n)
 	adviseHuge(unsafe.Pointer(unsafe.SliceData(s.cl)), n*int(unsafe.Sizeof(client{})))
@@ -326,6 +334,12 @@ func (s *sim) run() error {
 	}
 	if s.needsTicks() {
 		s.push(event{at: 0, kind: evSystem, arg: sysTick})
+	}
+	if s.prot != nil && s.prot.st.redis != nil {
+		for k, o := range s.sc.Redis.Outages {
+			s.push(event{at: int64(o.At), id: uint32(k), kind: evSystem, arg: sysRedisDown})
+			s.push(event{at: int64(o.At + o.For), id: uint32(k), kind: evSystem, arg: sysRedisUp})
+		}
 	}
 	if s.sc.Trigger.Kind == KindConfigChange {
 		s.setupRefresh()
@@ -429,6 +443,9 @@ func (s *sim) advance(t int64) {
 			n := s.prot.ops.Load()
 			s.series.RedisOps[s.sampled] = float64(n - s.redisSeen)
 			s.redisSeen = n
+			f := s.prot.st.hook.failed.Load()
+			s.series.RedisFailed[s.sampled] = float64(f - s.redisFailSeen)
+			s.redisFailSeen = f
 		}
 		s.sampled++
 	}
@@ -468,6 +485,10 @@ func (s *sim) system(e event) {
 		// instant, so that one change's end and the next one's start at
 		// the same time leave the next in force whichever runs first.
 		s.org.setFactor(s.sc.Origin.factorAt(Duration(s.now)))
+	case sysAdvance:
+		s.advanceRollout()
+	case sysRedisDown, sysRedisUp:
+		s.outage(int(e.id), e.arg == sysRedisDown)
 	case sysPush:
 		if !s.pushAll() {
 			return // the rollout is pushed: no more push intervals
@@ -695,7 +716,7 @@ func (s *sim) fetch(i int) {
 		s.intended++
 	}
 	s.cl[i].flags &^= fDenied
-	if s.prot != nil && !s.gate(i, aFetchOrigin, aFetchErr) {
+	if s.prot != nil && !s.gate(i, aFetchOrigin, aFetchErr, s.rlat) {
 		return
 	}
 	s.fetchOrigin(i)
@@ -708,17 +729,29 @@ func (s *sim) fetch(i int) {
 // refusal as action refused; held, action held sends the call later, with
 // what is left of the caller's time. It reports whether the call may go
 // now.
-func (s *sim) gate(i int, held, refused uint8) bool {
-	h, err := s.prot.reserveOrigin(s.ctx, s.now, time.Duration(s.org.timeout))
+//
+// The guard's decision takes lat (the coordination calls' latency before
+// it: RedisSpec.Latency for each) to have its effect: a held or refused
+// call waits that much longer, counted against the caller's deadline. In
+// an outage under FailClosed the guard's budget fails: the node answers
+// 503 without a hint, and the client backs off on its own.
+func (s *sim) gate(i int, held, refused uint8, lat int64) bool {
+	h, err := s.prot.reserveOrigin(s.ctx, s.now, time.Duration(s.org.timeout-lat))
 	if err != nil {
-		s.fail(err)
+		if !s.tolerate(err) {
+			s.fail(err)
+			return false
+		}
+		s.prot.holds[i] = originguard.Hold{}
+		s.setAct(i, refused, s.now+s.nodeLat+lat)
 		return false
 	}
+	h.Wait += time.Duration(lat) // callOrigin counts it against the deadline
 	s.prot.holds[i] = h
 	switch {
 	case !h.Allowed:
 		s.denied(i, h.RetryAfter)
-		s.setAct(i, refused, s.now+s.nodeLat)
+		s.setAct(i, refused, s.now+s.nodeLat+lat)
 		return false
 	case h.Wait > 0:
 		s.setAct(i, held, s.now+int64(h.Wait))
@@ -972,17 +1005,21 @@ func (s *sim) handshake(i int) {
 	}
 	if s.prot != nil {
 		o, err := s.prot.admit(s.ctx, i)
-		if err != nil {
+		if err != nil && !s.tolerate(err) {
 			s.fail(err)
 			return
 		}
-		if o.Verdict == serverside.Refuse {
+		// Refused, or (FailClosed in a Redis outage) unavailable: either
+		// is a 503 that says when to come back.
+		if o.Verdict == serverside.Refuse || err != nil {
 			s.told(i, toldHint(o.RetryAfter, o.Exact))
 			s.series.ReconnectsRefused[sec]++ // in the attempt's second, as Reconnects
-			s.setAct(i, aConnErr, s.now+s.nodeLat)
+			s.setAct(i, aConnErr, s.now+s.nodeLat+s.rlat)
 			return
 		}
-		if !s.gate(i, aSessionOrigin, aConnErr) {
+		// Two calls before the session goes on: admission, then the
+		// origin budget.
+		if !s.gate(i, aSessionOrigin, aConnErr, 2*s.rlat) {
 			if s.cl[i].flags&fDenied != 0 {
 				s.series.ReconnectsRefused[sec]++
 			}
@@ -1005,6 +1042,10 @@ func (s *sim) directive(i int, arg uint8) {
 		if s.cl[i].flags&fRefresh != 0 {
 			s.applyRefresh(i)
 		}
+	case dirDue:
+		if s.cl[i].epoch < s.target {
+			s.pushOne(i)
+		}
 	}
 }
 
@@ -1015,7 +1056,9 @@ func (s *sim) directive(i int, arg uint8) {
 func (s *sim) connectDue(i int) {
 	ep, err := s.prot.due(s.ctx, s.node(i), i, s.cl[i].epoch)
 	if err != nil {
-		s.fail(err)
+		if !s.tolerate(err) {
+			s.fail(err)
+		}
 		return
 	}
 	if ep > s.cl[i].epoch {
@@ -1027,16 +1070,30 @@ func (s *sim) connectDue(i int) {
 // for client i and, when a notice is due, delivers it through its Pusher, so
 // that it draws on the fleet-wide push budget like every push (a notice
 // the budget defers reaches the client at a later push).
+//
+// With RedisSpec.Latency the notice reaches the client that much later
+// (dirDue): the page view itself is answered meanwhile.
 func (s *sim) pollDue(i int) {
 	ep, err := s.prot.due(s.ctx, s.node(i), i, s.cl[i].epoch)
 	if err != nil {
-		s.fail(err)
+		if !s.tolerate(err) {
+			s.fail(err)
+		}
 		return
 	}
 	if ep > s.cl[i].epoch {
-		if err := s.prot.pushes.one(s, i); err != nil {
-			s.fail(err)
+		if s.rlat > 0 {
+			s.push(event{at: s.now + s.rlat, id: uint32(i), kind: evDirective, arg: dirDue})
+			return
 		}
+		s.pushOne(i)
+	}
+}
+
+// pushOne delivers client i's due notice through its node's Pusher.
+func (s *sim) pushOne(i int) {
+	if err := s.prot.pushes.one(s, i); err != nil && !s.tolerate(err) {
+		s.fail(err)
 	}
 }
 

@@ -28,8 +28,8 @@ func (s *sim) startRollout() (uint64, error) {
 	}
 	g.rollout = st.Rollout
 	g.pushes.init(s)
-	s.pushFrom = s.now
-	s.push(event{at: s.now + int64(sc.Protection.PushInterval), kind: evSystem, arg: sysPush})
+	s.pushFrom = s.now + s.rlat // each push's budget call takes the latency
+	s.push(event{at: s.now + int64(sc.Protection.PushInterval) + s.rlat, kind: evSystem, arg: sysPush})
 	return st.Rollout.Epoch, nil
 }
 
@@ -50,10 +50,24 @@ func (s *sim) tick() {
 	// and banks at most one tick of running time), at a tenth of the cost
 	// of merging every node's population sketch every tick. Each node's
 	// Due cache refreshes from the store on its own (Config.CacheTTL). The
-	// coordinators read the virtual clock, which is at s.now.
+	// coordinators read the virtual clock, which is at s.now. With
+	// RedisSpec.Latency the advance is made (and takes effect) that much
+	// after the tick.
+	if s.rlat > 0 {
+		s.push(event{at: s.now + s.rlat, kind: evSystem, arg: sysAdvance})
+		return
+	}
+	s.advanceRollout()
+}
+
+// advanceRollout is one node's advance of the rollout, the nodes taking
+// turns. An advance that fails in a Redis outage is skipped: the next
+// tick's advance makes up for it (the store banks at most one tick).
+func (s *sim) advanceRollout() {
+	g := s.prot
 	c := g.coords[g.turn%len(g.coords)]
 	g.turn++
-	if err := c.Advance(s.ctx); err != nil {
+	if err := c.Advance(s.ctx); err != nil && !s.tolerate(err) {
 		s.fail(fmt.Errorf("advance: %w", err))
 	}
 }
@@ -66,6 +80,9 @@ func (s *sim) pushAll() bool {
 	start := int(s.pushes)
 	for j := range s.sc.Nodes {
 		if err := g.pushes.node(s, (start+j)%s.sc.Nodes); err != nil {
+			if s.tolerate(err) {
+				continue // in an outage: the next interval's push tries again
+			}
 			s.fail(err)
 			return false
 		}
@@ -244,7 +261,9 @@ func (s *sim) dispatchRefresh() {
 	}
 	d, err := s.refreshB.Take(s.ctx, limiter.Request{Key: "refresh", N: left, UpTo: true})
 	if err != nil {
-		s.fail(fmt.Errorf("refresh budget: %w", err))
+		if !s.tolerate(err) {
+			s.fail(fmt.Errorf("refresh budget: %w", err))
+		}
 		return
 	}
 	// Spaced evenly over the tick: the limit's rate, second by second.
@@ -253,6 +272,6 @@ func (s *sim) dispatchRefresh() {
 		i := s.refresh[s.refreshNext]
 		s.refreshNext++
 		s.cl[i].flags |= fRefresh
-		s.push(event{at: s.now + 1 + int64(tick*float64(j)/float64(d.Taken)), id: i, kind: evDirective, arg: dirRefresh})
+		s.push(event{at: s.now + s.rlat + 1 + int64(tick*float64(j)/float64(d.Taken)), id: i, kind: evDirective, arg: dirRefresh})
 	}
 }

@@ -100,6 +100,7 @@ var columns = []column{
 	{"connected", func(s *simulate.Series) []float64 { return s.Connected }},
 	{"unconverged", func(s *simulate.Series) []float64 { return s.Unconverged }},
 	{"redis_ops", func(s *simulate.Series) []float64 { return s.RedisOps }},
+	{"redis_failed", func(s *simulate.Series) []float64 { return s.RedisFailed }},
 	{"latency_p99_s", func(s *simulate.Series) []float64 { return s.LatencyP99 }},
 }
 

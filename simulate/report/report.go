@@ -116,6 +116,12 @@ var rows = []row{
 		}
 		return formatNum(r.RedisOpsPeak) + " / " + formatNum(r.RedisOpsMean)
 	}},
+	{"redis calls failed in outages / rollout re-registrations", func(r *simulate.Result) string {
+		if r.Store != "redis" {
+			return "- (memory store)"
+		}
+		return formatNum(float64(r.RedisFailed)) + " / " + formatNum(float64(r.RolloutRestores))
+	}},
 	{"converged", yesNo(func(r *simulate.Result) bool { return r.Converged })},
 }
 

@@ -226,6 +226,8 @@ var metricLabels = map[string]string{
 	"redis_ops":              "redis ops",
 	"redis_ops_peak":         "redis ops, peak per s",
 	"redis_ops_mean":         "redis ops, mean per s",
+	"redis_failed":           "redis calls failed in outages",
+	"rollout_restores":       "rollout re-registered after data loss",
 	"refused_reconnects":     "reconnects refused (come back later)",
 	"refused_reconnect_peak": "  refused, peak per s",
 	"outage_s":               "trigger's own outage (s)",
@@ -276,7 +278,7 @@ func SeedTable(w io.Writer, ss []*SeedSummary) error {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "metric\tunprotected\tprotected\n")
 		for i, m := range summaryMetrics {
-			if m == "redis_ops" || m == "redis_ops_peak" || m == "redis_ops_mean" {
+			if m == "redis_ops" || m == "redis_ops_peak" || m == "redis_ops_mean" || m == "redis_failed" || m == "rollout_restores" {
 				if store != "redis" {
 					continue
 				}
