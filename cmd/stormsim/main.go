@@ -16,7 +16,9 @@
 //	-json                print the results as JSON instead of the table
 //	-out DIR             write per-second CSV, PNG and SVG charts and index.html under DIR
 //	-check               exit 1 when a scenario's declared bounds fail (on any seed)
-//	-redis URL           coordinate through Redis (redis://host:port/db) instead of memory
+//	-redis URL           coordinate through Redis (redis://host:port/db) instead of memory;
+//	                     without it, scenarios with Redis outages (redis-outage) run on
+//	                     a private redis-server stormsim starts (it must be installed)
 //	-bench               run the scale benchmark: the incident at 1,000,000 clients
 //	-q                   no progress on stderr
 //
@@ -89,6 +91,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/simulate"
 	"github.com/herdcap/herdcap/simulate/report"
 )
@@ -231,7 +234,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	runs, err := compareAll(ctx, scs, o.seeds, cfg)
+	// Scenarios with Redis outages run on Redis only: without -redis, on
+	// a private redis-server started for them (the others stay on memory).
+	var outageRedis *redis.Options
+	if cfg.Redis == nil {
+		if names := outageScenarios(scs); len(names) > 0 {
+			srv, stop, err := redistest.StartMain()
+			if err != nil {
+				fmt.Fprintf(stderr, "stormsim: %s: its Redis outages need the Redis store: pass -redis redis://host:port/db, or install redis-server (apt-get install -y redis-server) for stormsim to start a private one: %v\n",
+					strings.Join(names, ", "), err)
+				return 2
+			}
+			defer stop()
+			outageRedis = srv.Options()
+		}
+	}
+	runs, err := compareAll(ctx, scs, o.seeds, cfg, outageRedis)
 	if err != nil {
 		fmt.Fprintln(stderr, "stormsim:", err)
 		return 2
@@ -322,12 +340,24 @@ func reportSeeds(o *options, runs [][]*simulate.Comparison, stdout, stderr io.Wr
 	return 0
 }
 
+// outageScenarios returns the names of the scenarios with Redis outages.
+func outageScenarios(scs []*simulate.Scenario) []string {
+	var names []string
+	for _, sc := range scs {
+		if len(sc.Redis.Outages) > 0 {
+			names = append(names, sc.Name)
+		}
+	}
+	return names
+}
+
 // compareAll runs every scenario with seeds seeds (its seed and the next
 // ones), up to GOMAXPROCS runs at once (two per comparison) and at most
-// maxClientsInFlight clients, and returns the comparisons by scenario, then
+// maxClientsInFlight clients, scenarios with Redis outages on outageRedis
+// unless cfg has a Redis, and returns the comparisons by scenario, then
 // seed, in order: the output does not depend on which finished first. The
 // first error in that order wins, and cancels the runs still going.
-func compareAll(ctx context.Context, scs []*simulate.Scenario, seeds int, cfg simulate.Config) ([][]*simulate.Comparison, error) {
+func compareAll(ctx context.Context, scs []*simulate.Scenario, seeds int, cfg simulate.Config, outageRedis *redis.Options) ([][]*simulate.Comparison, error) {
 	type job struct {
 		sc   *simulate.Scenario
 		i, k int
@@ -358,6 +388,9 @@ func compareAll(ctx context.Context, scs []*simulate.Scenario, seeds int, cfg si
 		wg.Go(func() {
 			for j := range next {
 				c := cfg
+				if c.Redis == nil && len(j.sc.Redis.Outages) > 0 {
+					c.Redis = outageRedis
+				}
 				if cfg.Progress != nil && seeds > 1 {
 					seed := j.sc.Seed
 					c.Progress = func(p simulate.Progress) {

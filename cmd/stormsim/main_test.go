@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/simulate"
 	"github.com/herdcap/herdcap/simulate/report"
 )
@@ -412,4 +413,19 @@ func TestWarnings(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "== tiny")
 	assert.Contains(t, errOut, "stormsim: warning: tiny (2000 clients): scenario.protection.rollout_rate: 19 clients per second")
+}
+
+// TestOutagesOnPrivateRedis: a scenario with Redis outages runs without
+// -redis on a private redis-server stormsim starts for it (another
+// scenario beside it stays on memory), and the report shows the failed
+// calls.
+func TestOutagesOnPrivateRedis(t *testing.T) {
+	redistest.Require(t)
+	out := strings.Replace(small, `"trigger":`, `"redis": { "outages": [ { "at": "3m", "for": "20s" } ] }, "trigger":`, 1)
+	out = strings.Replace(out, `"tiny"`, `"tiny-outage"`, 1)
+	code, table, errOut := stormsim(t, "-q", "-check", "-scenario", writeFile(t, "outage.json", out), "-scenario", writeFile(t, "tiny.json", small))
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, table, "== tiny-outage: 2000 clients, 10 nodes, 10m0s virtual, seed 1, redis store")
+	assert.Contains(t, table, "== tiny: 2000 clients, 10 nodes, 10m0s virtual, seed 1, memory store")
+	assert.Regexp(t, `redis calls failed in outages / rollout re-registrations +0 / 0 +[1-9][0-9]* / 0`, table)
 }
