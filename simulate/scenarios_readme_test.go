@@ -25,6 +25,7 @@ var untestedRanges = map[string]string{
 	"trigger.limit":  "its upper bound, 1e9 ÷ trigger.factor, is not a constant",
 	"bounds":         "a list of checks, not a value (TestBuiltInsMatchSchema and the bound tests cover it)",
 	"origin.changes": "a list of changes, not a value (TestParseScenarioErrors covers each field's range)",
+	"redis.outages":  "a list of outages, not a value (TestParseScenarioErrors covers each field's range)",
 }
 
 // readmeProbeBase adjusts the built-in reconnect storm so that every
