@@ -20,7 +20,9 @@ type Config struct {
 	// script. Each run makes its own client from these options (with
 	// ContextTimeoutEnabled, and read and write timeouts of at least 10 s),
 	// uses its own key prefix, and deletes its keys when done. The same
-	// seed gives the same numbers as on the memory store.
+	// seed gives the same numbers as on the memory store. A scenario with
+	// Redis outages (Scenario.Redis.Outages) needs it: its protected run
+	// is refused on the memory store.
 	Redis *redis.Options
 	// Progress, when set, is called about twice a second of wall time
 	// during a run, and once at its end, from the goroutine running it
