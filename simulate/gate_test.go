@@ -24,6 +24,14 @@ func TestBuiltInBounds(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, scs, len(builtinOrder))
 	for _, sc := range scs {
+		if len(sc.Redis.Outages) > 0 {
+			// redis-outage's bounds are the gate's to check (stormsim
+			// -check, which CI runs, on a private redis-server at 100,000
+			// clients), and its outages' effects redis_test.go's: here,
+			// every coordination call a real Redis round trip, it took
+			// 130 s under -race, a third of this package's time in CI.
+			continue
+		}
 		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
 			small, err := sc.Scale(gateClients)
