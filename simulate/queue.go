@@ -159,18 +159,6 @@ func (q *queue) gather(bk *bucket) {
 	*bk = bucket{}
 }
 
-// pop removes and returns the earliest event; ok is false when the queue is
-// empty.
-func (q *queue) pop() (e event, ok bool) {
-	if !q.load() {
-		return event{}, false
-	}
-	e = q.now[q.pos]
-	q.pos++
-	q.n--
-	return e, true
-}
-
 // peek returns the earliest event without removing it; ok is false when
 // the queue is empty.
 func (q *queue) peek() (e event, ok bool) {

@@ -159,3 +159,13 @@ func TestQueuePoolFollowsEvents(t *testing.T) {
 	assert.LessOrEqual(t, len(q.next), burst/chunkLen+1024, "later bursts reuse the pool")
 	assert.Len(t, q.free, len(q.next))
 }
+
+// pop removes and returns the earliest event, as the run loop takes it
+// (peek, then skip); ok is false when the queue is empty.
+func (q *queue) pop() (event, bool) {
+	e, ok := q.peek()
+	if ok {
+		q.skip()
+	}
+	return e, ok
+}
