@@ -91,7 +91,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/internal/redisserver"
 	"github.com/herdcap/herdcap/simulate"
 	"github.com/herdcap/herdcap/simulate/report"
 )
@@ -239,13 +239,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var outageRedis *redis.Options
 	if cfg.Redis == nil {
 		if names := outageScenarios(scs); len(names) > 0 {
-			srv, stop, err := redistest.StartMain()
+			srv, err := redisserver.Start(redisserver.Config{})
 			if err != nil {
-				fmt.Fprintf(stderr, "stormsim: %s: its Redis outages need the Redis store: pass -redis redis://host:port/db, or install redis-server (apt-get install -y redis-server) for stormsim to start a private one: %v\n",
-					strings.Join(names, ", "), err)
+				fmt.Fprintf(stderr, "stormsim: %s: its Redis outages need the Redis store: pass -redis redis://host:port/db, or install redis-server (%s) for stormsim to start a private one: %v\n",
+					strings.Join(names, ", "), redisserver.InstallHint, err)
 				return 2
 			}
-			defer stop()
+			defer func() {
+				if err := srv.Stop(); err != nil {
+					fmt.Fprintln(stderr, "stormsim:", err)
+				}
+			}()
 			outageRedis = srv.Options()
 		}
 	}

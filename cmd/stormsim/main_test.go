@@ -429,3 +429,16 @@ func TestOutagesOnPrivateRedis(t *testing.T) {
 	assert.Contains(t, table, "== tiny: 2000 clients, 10 nodes, 10m0s virtual, seed 1, memory store")
 	assert.Regexp(t, `redis calls failed in outages / rollout re-registrations +0 / 0 +[1-9][0-9]* / 0`, table)
 }
+
+// TestOutagesWithoutRedisServer: with no -redis and no redis-server in
+// PATH, a scenario with Redis outages is refused (exit 2) with a message
+// that names both ways out, and nothing is run.
+func TestOutagesWithoutRedisServer(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	out := strings.Replace(small, `"trigger":`, `"redis": { "outages": [ { "at": "3m", "for": "20s" } ] }, "trigger":`, 1)
+	code, table, errOut := stormsim(t, "-q", "-scenario", writeFile(t, "outage.json", out))
+	assert.Equal(t, 2, code)
+	assert.Empty(t, table)
+	assert.Contains(t, errOut, "tiny: its Redis outages need the Redis store: pass -redis")
+	assert.Contains(t, errOut, "apt-get install -y redis-server")
+}

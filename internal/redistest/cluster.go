@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/herdcap/herdcap/internal/redisserver"
 )
 
 // clusterSlots are the slot ranges of the three masters.
@@ -89,30 +91,22 @@ func startCluster(opts []Option) (*Cluster, error) {
 // of them agree the cluster is healthy.
 func (c *Cluster) form() error {
 	for i, n := range c.nodes {
-		err := n.admin(func(a *adminConn) error {
-			// Distinct config epochs up front spare the nodes an epoch
-			// collision round, as redis-cli --cluster create does.
-			if _, err := a.str("CLUSTER", "SET-CONFIG-EPOCH", strconv.Itoa(i+1)); err != nil {
-				return err
-			}
+		// Distinct config epochs up front spare the nodes an epoch
+		// collision round, as redis-cli --cluster create does.
+		_, err := n.srv.Do("CLUSTER", "SET-CONFIG-EPOCH", strconv.Itoa(i+1))
+		if err == nil {
 			lo, hi := clusterSlots[i][0], clusterSlots[i][1]
-			_, err := a.str("CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(lo), strconv.Itoa(hi))
-			return err
-		})
+			_, err = n.srv.Do("CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(lo), strconv.Itoa(hi))
+		}
 		if err != nil {
 			return fmt.Errorf("redistest: cluster: configure node %s: %w", n.Addr(), err)
 		}
 	}
-	err := c.nodes[0].admin(func(a *adminConn) error {
-		for _, n := range c.nodes[1:] {
-			if _, err := a.str("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(n.port), strconv.Itoa(n.busPort)); err != nil {
-				return err
-			}
+	for _, n := range c.nodes[1:] {
+		_, err := c.nodes[0].srv.Do("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(n.srv.Port()), strconv.Itoa(n.srv.BusPort()))
+		if err != nil {
+			return fmt.Errorf("redistest: cluster: CLUSTER MEET: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("redistest: cluster: CLUSTER MEET: %w", err)
 	}
 	return c.awaitHealthy()
 }
@@ -161,20 +155,18 @@ func (c *Cluster) healthy() error {
 		"cluster_size":           "3",
 	}
 	for _, n := range c.nodes {
-		err := n.admin(func(a *adminConn) error {
-			info, err := a.str("CLUSTER", "INFO")
-			if err != nil {
-				return err
-			}
-			for k, v := range want {
-				if got, _ := infoField(info, k); got != v {
-					return fmt.Errorf("%s:%s, want %s", k, got, v)
-				}
-			}
-			return nil
-		})
+		reply, err := n.srv.Do("CLUSTER", "INFO")
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n.Addr(), err)
+		}
+		info, ok := reply.(string)
+		if !ok {
+			return fmt.Errorf("node %s: CLUSTER INFO: unexpected reply %T", n.Addr(), reply)
+		}
+		for k, v := range want {
+			if got, _ := redisserver.InfoField(info, k); got != v {
+				return fmt.Errorf("node %s: %s:%s, want %s", n.Addr(), k, got, v)
+			}
 		}
 	}
 	return nil
@@ -183,7 +175,7 @@ func (c *Cluster) healthy() error {
 func (c *Cluster) logTails() string {
 	var b strings.Builder
 	for _, n := range c.nodes {
-		fmt.Fprintf(&b, "\nlog of %s:\n%s", n.Addr(), n.logTail())
+		fmt.Fprintf(&b, "\nlog of %s:\n%s", n.Addr(), n.srv.LogTail())
 	}
 	return b.String()
 }
@@ -264,7 +256,7 @@ func (c *Cluster) Flush(tb testing.TB) {
 	}
 	var errs []error
 	for _, n := range c.nodes {
-		errs = append(errs, n.flush())
+		errs = append(errs, flush(n.srv))
 	}
 	if err := errors.Join(errs...); err != nil {
 		tb.Fatalf("%v", err)

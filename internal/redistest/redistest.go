@@ -1,32 +1,28 @@
 package redistest
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/herdcap/herdcap/internal/redisserver"
 )
 
 // InstallHint is the command that installs redis-server on the CI image.
-const InstallHint = "apt-get install -y redis-server"
+const InstallHint = redisserver.InstallHint
 
 // ErrNoRedis reports that no redis-server binary can be run (not in PATH, or
-// an operating system without the process control the harness needs).
-var ErrNoRedis = errors.New("redistest: redis-server not available (install it with: " + InstallHint + ")")
-
-// errProcGone reports a signal sent to a process that was already reaped.
-var errProcGone = errors.New("process already exited")
+// an operating system without the process control the harness needs). It
+// is redisserver.ErrNoRedis.
+var ErrNoRedis = redisserver.ErrNoRedis
 
 // DefaultStartTimeout bounds how long a server may take to answer PING, and
 // a cluster to reach cluster_state:ok, unless WithStartTimeout says
 // otherwise.
-const DefaultStartTimeout = 10 * time.Second
+const DefaultStartTimeout = redisserver.DefaultStartTimeout
 
 // Option configures Start, StartMain, StartCluster and StartClusterMain.
 type Option func(*config)
@@ -47,19 +43,15 @@ func WithStartTimeout(d time.Duration) Option {
 // WithArgs("--maxmemory", "16mb"). Arguments that would move the server off
 // its private loopback port or temporary directory (--port, --bind, --dir,
 // --daemonize, --logfile, --cluster-enabled, ...) are rejected when the
-// server starts. Enabling persistence here (--appendonly yes) makes data
-// survive Restart, since the directory is kept until Stop.
+// server starts (see redisserver.Config.Args). Enabling persistence here
+// (--appendonly yes) makes data survive Restart, since the directory is
+// kept until Stop.
 func WithArgs(args ...string) Option {
 	return func(c *config) { c.args = append(c.args, args...) }
 }
 
-// managedArgs are the redis-server settings the harness owns.
-var managedArgs = []string{
-	"port", "bind", "dir", "daemonize", "logfile", "pidfile", "protected-mode",
-	"unixsocket", "tls-port", "include", "cluster-enabled",
-	"cluster-config-file", "cluster-port",
-}
-
+// newConfig applies opts to the defaults. The arguments are checked by
+// redisserver.Start.
 func newConfig(opts []Option) (config, error) {
 	cfg := config{startTimeout: DefaultStartTimeout}
 	for _, o := range opts {
@@ -70,29 +62,18 @@ func newConfig(opts []Option) (config, error) {
 	if cfg.startTimeout <= 0 {
 		return cfg, fmt.Errorf("redistest: WithStartTimeout: %v is not positive", cfg.startTimeout)
 	}
-	for _, a := range cfg.args {
-		name, ok := strings.CutPrefix(a, "--")
-		if !ok {
-			continue
-		}
-		if slices.Contains(managedArgs, strings.ToLower(name)) {
-			return cfg, fmt.Errorf("redistest: WithArgs: %s is managed by the harness", a)
-		}
-	}
 	return cfg, nil
+}
+
+// server returns the redisserver configuration for one standalone server or
+// cluster node.
+func (c config) server(cluster bool) redisserver.Config {
+	return redisserver.Config{StartTimeout: c.startTimeout, Args: c.args, Cluster: cluster}
 }
 
 // Available returns nil if redis-server can be started, and otherwise an
 // error wrapping ErrNoRedis.
-func Available() error {
-	if err := procSupported(); err != nil {
-		return fmt.Errorf("%w: %v", ErrNoRedis, err)
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return fmt.Errorf("%w: %v", ErrNoRedis, err)
-	}
-	return nil
-}
+func Available() error { return redisserver.Available() }
 
 // Require skips the test if redis-server is not available, or fails it
 // when the environment variable CI is non-empty; the message names the

@@ -1,4 +1,4 @@
-package redistest
+package redisserver
 
 import (
 	"bufio"
@@ -49,10 +49,10 @@ func TestReadReply(t *testing.T) {
 
 func TestInfoField(t *testing.T) {
 	info := "# Server\r\nredis_version:7.0.15\r\nprocess_id:123\r\n"
-	v, ok := infoField(info, "process_id")
+	v, ok := InfoField(info, "process_id")
 	assert.True(t, ok)
 	assert.Equal(t, "123", v)
-	_, ok = infoField(info, "process")
+	_, ok = InfoField(info, "process")
 	assert.False(t, ok)
 }
 

@@ -1,6 +1,6 @@
 //go:build unix
 
-package redistest
+package redisserver
 
 import (
 	"errors"
@@ -151,11 +151,11 @@ func (p *proc) wait(options int) (done bool, err error) {
 	}
 }
 
-// alive reports whether a process with this pid exists (zombies included).
+// pidAlive reports whether a process with this pid exists (zombies included).
 func pidAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// procSupported reports whether this platform can run the harness.
+// procSupported reports whether this platform can run a server.
 func procSupported() error { return nil }

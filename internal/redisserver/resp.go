@@ -1,4 +1,4 @@
-package redistest
+package redisserver
 
 import (
 	"bufio"
@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// The harness drives its servers through this minimal RESP2 connection rather
-// than go-redis, so readiness polling, identity checks and FLUSHALL do not
-// depend on (or disturb) the state of any client pool under test.
+// The package drives its servers through this minimal RESP2 connection
+// rather than go-redis, so readiness polling, identity checks and Do do not
+// depend on (or disturb) the state of any client pool of the caller.
 
 // Limits on replies, so a garbled stream cannot make the reader allocate
 // without bound.
@@ -28,7 +28,7 @@ type errReply string
 
 func (e errReply) Error() string { return "redis: " + string(e) }
 
-// adminConn is one connection to a server the harness started.
+// adminConn is one connection to a server this package started.
 type adminConn struct {
 	c       net.Conn
 	r       *bufio.Reader
@@ -169,8 +169,9 @@ func readLine(r *bufio.Reader) (string, error) {
 	return string(b[:len(b)-2]), nil
 }
 
-// infoField returns the value of field in an INFO or CLUSTER INFO reply.
-func infoField(info, field string) (string, bool) {
+// InfoField returns the value of field in an INFO or CLUSTER INFO reply,
+// and whether the reply has the field.
+func InfoField(info, field string) (string, bool) {
 	for line := range strings.Lines(info) {
 		k, v, ok := strings.Cut(strings.TrimRight(line, "\r\n"), ":")
 		if ok && k == field {

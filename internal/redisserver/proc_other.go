@@ -1,14 +1,13 @@
 //go:build !unix
 
-package redistest
+package redisserver
 
 import "errors"
 
 var errUnsupportedOS = errors.New("process control needs a unix system")
 
-// proc is a stub: the harness needs fork/exec, process groups and job-control
-// signals, so on other systems Available reports ErrNoRedis and every test
-// using the harness skips (or fails under CI).
+// proc is a stub: running a server needs fork/exec, process groups and
+// job-control signals, so on other systems Available reports ErrNoRedis.
 type proc struct {
 	pid    int
 	status string
