@@ -2,6 +2,11 @@
 // loopback ports for tests and gives them go-redis v9 clients and fault
 // controls.
 //
+// The processes themselves are run by internal/redisserver, which commands
+// such as stormsim use directly; this package adds what tests need on top:
+// testing.TB lifetimes, the skip-or-fail rule, go-redis clients and log
+// routing, clusters and goleak options. Only tests may import it.
+//
 // # Private servers only
 //
 // The harness never talks to a Redis it did not start: not the one on
