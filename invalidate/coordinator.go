@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/pace"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -54,7 +55,9 @@ type Coordinator struct {
 	seen       sketch
 	seenWindow atomic.Int64
 	lastPop    atomic.Int64
-	held       atomic.Bool // the last health check failed
+	held       atomic.Bool   // the last health check failed
+	spareBad   atomic.Bool   // the last Headroom.Spare panicked
+	sparePanic atomic.Uint64 // Headroom.Spare panics recovered
 
 	storeStarts bool // guard.Starts is nil: the store's budget counts guarded starts
 }
@@ -446,6 +449,7 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time) error {
 			c.log.Info("herdcap: invalidation rollouts released from hold: origin healthy", "node", c.cfg.node)
 		}
 	}
+	p := c.pace()
 	win := int64(-1)
 	var sk []byte
 	if c.cfg.window > 0 {
@@ -464,7 +468,7 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time) error {
 		known = v.ver
 	}
 	res, err := c.store.advance(ctx, advanceReq{
-		now: now, holdUs: hold, waveUs: c.cfg.every.Microseconds(), retention: c.cfg.retention.Microseconds(),
+		now: now, holdUs: hold, waveUs: c.cfg.every.Microseconds(), pace: p, retention: c.cfg.retention.Microseconds(),
 		window: win, windowTTL: (2*c.cfg.window + c.cfg.every).Milliseconds(), sketch: sk, known: known, gen: c.gen,
 	})
 	if err != nil {
@@ -489,6 +493,28 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time) error {
 		}
 	}
 	return nil
+}
+
+// pace reads the origin's headroom (Config.Headroom) for one advance: the
+// clients per second it leaves room for, or pace.None without a Headroom
+// or when Spare panics (recovered, logged on the first of a run of panics,
+// counted).
+func (c *Coordinator) pace() float64 {
+	h := c.cfg.headroom
+	if h == nil {
+		return pace.None
+	}
+	p, panicked := pace.Read(h, c.cfg.perClient)
+	if panicked != nil {
+		n := c.sparePanic.Add(1)
+		if !c.spareBad.Swap(true) {
+			c.log.Error("herdcap: invalidation headroom panicked; rollouts run at their own rate until it answers",
+				"node", c.cfg.node, "panic", fmt.Sprint(panicked), "panics", n)
+		}
+	} else if c.spareBad.Swap(false) {
+		c.log.Info("herdcap: invalidation headroom answers again", "node", c.cfg.node, "panics", c.sparePanic.Load())
+	}
+	return p
 }
 
 // Run advances the rollouts (Advance) every Config.AdvanceInterval until
