@@ -55,9 +55,8 @@ type Coordinator struct {
 	seen       sketch
 	seenWindow atomic.Int64
 	lastPop    atomic.Int64
-	held       atomic.Bool   // the last health check failed
-	spareBad   atomic.Bool   // the last Headroom.Spare panicked
-	sparePanic atomic.Uint64 // Headroom.Spare panics recovered
+	held       atomic.Bool  // the last health check failed
+	room       *pace.Reader // nil without Config.Headroom
 
 	storeStarts bool // guard.Starts is nil: the store's budget counts guarded starts
 }
@@ -86,6 +85,9 @@ func NewCoordinator(s Store, cfg Config) (*Coordinator, error) {
 		rs.attachLogger(cfg.Logger)
 	}
 	c.seenWindow.Store(-1)
+	if st.headroom != nil {
+		c.room = &pace.Reader{H: st.headroom, Per: st.perClient, Log: st.log, What: "invalidation", Attrs: []any{"node", st.node}}
+	}
 	return c, nil
 }
 
@@ -449,7 +451,10 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time) error {
 			c.log.Info("herdcap: invalidation rollouts released from hold: origin healthy", "node", c.cfg.node)
 		}
 	}
-	p := c.pace()
+	p := pace.None
+	if c.room != nil {
+		p = c.room.Read()
+	}
 	win := int64(-1)
 	var sk []byte
 	if c.cfg.window > 0 {
@@ -493,28 +498,6 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time) error {
 		}
 	}
 	return nil
-}
-
-// pace reads the origin's headroom (Config.Headroom) for one advance: the
-// clients per second it leaves room for, or pace.None without a Headroom
-// or when Spare panics (recovered, logged on the first of a run of panics,
-// counted).
-func (c *Coordinator) pace() float64 {
-	h := c.cfg.headroom
-	if h == nil {
-		return pace.None
-	}
-	p, panicked := pace.Read(h, c.cfg.perClient)
-	if panicked != nil {
-		n := c.sparePanic.Add(1)
-		if !c.spareBad.Swap(true) {
-			c.log.Error("herdcap: invalidation headroom panicked; rollouts run at their own rate until it answers",
-				"node", c.cfg.node, "panic", fmt.Sprint(panicked), "panics", n)
-		}
-	} else if c.spareBad.Swap(false) {
-		c.log.Info("herdcap: invalidation headroom answers again", "node", c.cfg.node, "panics", c.sparePanic.Load())
-	}
-	return p
 }
 
 // Run advances the rollouts (Advance) every Config.AdvanceInterval until

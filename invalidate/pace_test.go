@@ -179,7 +179,7 @@ func TestHeadroomPanicIsRecovered(t *testing.T) {
 	// 4 cohorts at the rate (1-4 s), 1 at 200/s (5-9 s: 5 advances bank
 	// exactly one cohort), the other 5 at the rate again from 10 s.
 	assert.Equal(t, 14*time.Second, got)
-	assert.Equal(t, uint64(4+5), c.sparePanic.Load(), "every panic is counted")
+	assert.Equal(t, uint64(4+5), c.room.Panics(), "every panic is counted")
 	out := buf.String()
 	assert.Equal(t, 2, strings.Count(out, "headroom panicked"), "logged once per run of panics:\n%s", out)
 	assert.Contains(t, out, "headroom exploded")
