@@ -112,3 +112,19 @@ func BenchmarkAdmitRedisParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAdmitMemoryPaced: the common path with a Headroom, read every
+// 100 ms of the clock (the clock is the system's here: a reading is rare).
+func BenchmarkAdmitMemoryPaced(b *testing.B) {
+	a, _ := New(limiter.PerSecond(1e9, 1e6), Config{Headroom: newSpare(1e12)})
+	ids := benchIDs(1024)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			_, _ = a.Admit(ctx, ids[i&1023], "")
+			i++
+		}
+	})
+}
