@@ -34,6 +34,11 @@ func BenchmarkAdmitMemory(b *testing.B) {
 
 func BenchmarkAdmitMemoryParallel(b *testing.B) {
 	a, _ := New(limiter.PerSecond(1e9, 1e6), Config{})
+	admitParallel(b, a)
+}
+
+// admitParallel admits 1,024 clients over and over on every P.
+func admitParallel(b *testing.B, a *Gate) {
 	ids := benchIDs(1024)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -117,14 +122,5 @@ func BenchmarkAdmitRedisParallel(b *testing.B) {
 // 100 ms of the clock (the clock is the system's here: a reading is rare).
 func BenchmarkAdmitMemoryPaced(b *testing.B) {
 	a, _ := New(limiter.PerSecond(1e9, 1e6), Config{Headroom: newSpare(1e12)})
-	ids := benchIDs(1024)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			_, _ = a.Admit(ctx, ids[i&1023], "")
-			i++
-		}
-	})
+	admitParallel(b, a)
 }
