@@ -9,6 +9,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/pace"
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 )
@@ -60,6 +61,21 @@ type Config struct {
 	// Health is the health input of advances (see Health). If Health is
 	// nil, the origin is always healthy.
 	Health Health
+	// Headroom, if set, paces rollouts by the origin's spare capacity:
+	// each advance reads Headroom.Spare once (without locks) and every
+	// running rollout releases at the lesser of its own rate and Spare ÷
+	// CallsPerClient clients per second, its MinDuration (and the guard's)
+	// still binding: as fast as the origin can take, never faster than
+	// configured. A spare of 0 (or NaN, or negative) releases nothing
+	// until it rises, but is no health hold; +Inf is no cap; a panic in
+	// Spare is recovered, logged and counted, and that advance is not
+	// paced. If Headroom is nil, rollouts run at their own rate.
+	Headroom limiter.Headroom
+	// CallsPerClient is how many origin calls one told client causes (its
+	// refetches), to turn Headroom's spare calls per second into clients
+	// per second. If CallsPerClient is 0, 1; otherwise finite and > 0.
+	// Unused without Headroom.
+	CallsPerClient float64
 	// Guard treats broad invalidations as suspect (see Guard). Its zero
 	// value has every field at its default.
 	Guard Guard
@@ -146,6 +162,8 @@ type settings struct {
 	retention   time.Duration
 	maxRollouts int
 	health      Health
+	headroom    limiter.Headroom
+	perClient   float64       // origin calls per client told, > 0
 	guard       Guard         // every field resolved but Starts
 	window      time.Duration // 0: no counting
 	popFloor    int
@@ -175,6 +193,8 @@ func (cfg Config) resolve(s Store) (settings, error) {
 		return bad("Config.PopulationFloor must be 0 to %d (2^40) clients, got %d", int64(maxClients), cfg.PopulationFloor)
 	case cfg.PopulationWarmup < 0:
 		return bad("Config.PopulationWarmup must be >= 0, got %v", cfg.PopulationWarmup)
+	case !validPer(cfg.CallsPerClient):
+		return bad("Config.CallsPerClient must be 0 (1) or finite and > 0, got %v", cfg.CallsPerClient)
 	case cfg.MaxEpochJump > MaxEpoch:
 		return bad("Config.MaxEpochJump must be at most MaxEpoch (%d), got %d", uint64(MaxEpoch), cfg.MaxEpochJump)
 	}
@@ -186,8 +206,9 @@ func (cfg Config) resolve(s Store) (settings, error) {
 		cacheTTL: cfg.CacheTTL, every: cfg.AdvanceInterval, retention: cfg.Retention,
 		maxRollouts: cfg.MaxRollouts, health: cfg.Health, guard: cfg.Guard.withDefaults(),
 		window: cfg.PopulationWindow, popFloor: cfg.PopulationFloor, epochJump: cfg.MaxEpochJump,
-		grace: cfg.RestoreGrace,
+		grace: cfg.RestoreGrace, headroom: cfg.Headroom,
 	}
+	st.perClient, _ = pace.Per(cfg.CallsPerClient)
 	if st.node == "" {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
@@ -302,4 +323,10 @@ func (g Guard) check() error {
 		return bad("Config.Guard.Share must be in [0, 1] (0: 0.5), got %v", g.Share)
 	}
 	return nil
+}
+
+// validPer reports whether a calls-per-unit field is 0 or finite and > 0.
+func validPer(v float64) bool {
+	_, ok := pace.Per(v)
+	return ok
 }

@@ -52,6 +52,11 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		assert.ErrorIs(t, err, ErrInvalidConfig, field)
 		assert.ErrorContains(t, err, field)
 	}
+	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), -1, -math.SmallestNonzeroFloat64} {
+		_, err := NewCoordinator(m, Config{CallsPerClient: v})
+		assert.ErrorIs(t, err, ErrInvalidConfig, "%v", v)
+		assert.ErrorContains(t, err, "Config.CallsPerClient", "%v", v)
+	}
 	_, err = NewCoordinator(nil, Config{})
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
@@ -65,7 +70,7 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, settings{
 		clock: c.cfg.clock, node: c.cfg.node, log: c.cfg.log, cacheTTL: time.Second, every: time.Second,
 		retention: 24 * time.Hour, maxRollouts: 1024, guard: Guard{MinDuration: 10 * time.Minute, MinCohorts: 10, Share: 0.5},
-		window: 10 * time.Minute, warmup: 30 * time.Second, epochJump: 24 * 60 * 60 * 1000, grace: 3 * time.Second,
+		window: 10 * time.Minute, warmup: 30 * time.Second, epochJump: 24 * 60 * 60 * 1000, grace: 3 * time.Second, perClient: 1,
 	}, c.cfg)
 	assert.False(t, c.cfg.injected, "no clock injected: the system clock")
 	assert.Regexp(t, `^node-[0-9a-f]{8}$`, c.Node())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -726,8 +727,9 @@ func TestConformanceUnknownPopulation(t *testing.T) {
 }
 
 // TestConformanceSameNumbers replays one seeded random schedule of starts,
-// advances, holds, pauses and aborts on every store and compares every
-// status along the way; it also checks the budget invariants at each step.
+// advances, holds, pauses, aborts and headroom changes (none, 0, below and
+// above the rates) on every store and compares every status along the way;
+// it also checks the budget invariants at each step.
 func TestConformanceSameNumbers(t *testing.T) {
 	runs := map[string][]string{}
 	forEachStore(t, func(t *testing.T, sc storeCase) {
@@ -735,10 +737,12 @@ func TestConformanceSameNumbers(t *testing.T) {
 		rng := rand.New(rand.NewPCG(42, 7))
 		clk := newVClock(t0)
 		var sick atomicBool
+		room := newSpare(math.Inf(1))
 		stores := sc.fleet(t, 3)
 		var nodes []*Coordinator
 		for i, s := range stores {
-			nodes = append(nodes, newNode(t, s, clk, Config{Node: fmt.Sprintf("n%d", i), AdvanceInterval: time.Duration(1+i) * time.Second, Health: HealthFunc(func(context.Context) bool { return !sick.Load() })}))
+			nodes = append(nodes, newNode(t, s, clk, Config{Node: fmt.Sprintf("n%d", i), AdvanceInterval: time.Duration(1+i) * time.Second,
+				Health: HealthFunc(func(context.Context) bool { return !sick.Load() }), Headroom: room, CallsPerClient: 1.5}))
 		}
 		var trace []string
 		prev := map[string]int{}
@@ -755,6 +759,8 @@ func TestConformanceSameNumbers(t *testing.T) {
 				started[r.ID] = now
 			case k == 1:
 				sick.Store(!sick.Load())
+			case k == 3:
+				room.Set([]float64{math.Inf(1), 0, 3, 0.1 + rng.Float64()*450, 1e9}[rng.IntN(5)])
 			case k == 2 && len(started) > 0:
 				id := fmt.Sprintf("r%d", rng.IntN(step))
 				if _, ok := started[id]; ok {

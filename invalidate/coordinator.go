@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/pace"
 	"github.com/herdcap/herdcap/limiter"
 )
 
@@ -54,7 +55,8 @@ type Coordinator struct {
 	seen       sketch
 	seenWindow atomic.Int64
 	lastPop    atomic.Int64
-	held       atomic.Bool // the last health check failed
+	held       atomic.Bool  // the last health check failed
+	room       *pace.Reader // nil without Config.Headroom
 
 	storeStarts bool // guard.Starts is nil: the store's budget counts guarded starts
 }
@@ -83,6 +85,9 @@ func NewCoordinator(s Store, cfg Config) (*Coordinator, error) {
 		rs.attachLogger(cfg.Logger)
 	}
 	c.seenWindow.Store(-1)
+	if st.headroom != nil {
+		c.room = &pace.Reader{H: st.headroom, Per: st.perClient, Log: st.log, What: "invalidation", Attrs: []any{"node", st.node}}
+	}
 	return c, nil
 }
 
@@ -446,6 +451,10 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time) error {
 			c.log.Info("herdcap: invalidation rollouts released from hold: origin healthy", "node", c.cfg.node)
 		}
 	}
+	p := pace.None
+	if c.room != nil {
+		p = c.room.Read()
+	}
 	win := int64(-1)
 	var sk []byte
 	if c.cfg.window > 0 {
@@ -464,7 +473,7 @@ func (c *Coordinator) advance(ctx context.Context, t time.Time) error {
 		known = v.ver
 	}
 	res, err := c.store.advance(ctx, advanceReq{
-		now: now, holdUs: hold, waveUs: c.cfg.every.Microseconds(), retention: c.cfg.retention.Microseconds(),
+		now: now, holdUs: hold, waveUs: c.cfg.every.Microseconds(), pace: p, retention: c.cfg.retention.Microseconds(),
 		window: win, windowTTL: (2*c.cfg.window + c.cfg.every).Milliseconds(), sketch: sk, known: known, gen: c.gen,
 	})
 	if err != nil {

@@ -35,6 +35,28 @@
 // health input (Config.Health) holds every running rollout while any node
 // sees the origin in trouble; held time is not progress either.
 //
+// # Paced by headroom
+//
+// Rate is a ceiling the caller guesses; the origin's headroom says what it
+// can take now. With Config.Headroom (a limiter.Headroom: headroom.Origin,
+// or anything that reports the origin's spare calls per second), every
+// advance reads the spare once and paces every running rollout at
+//
+//	min(Rate, Spare / Config.CallsPerClient) clients per second
+//
+// so a cohort then takes max(Population / (Cohorts × that pace),
+// MinDuration / Cohorts) of running time: as fast as the origin can take,
+// never faster than Rate, and never faster than MinDuration (nor the
+// guard's): headroom can slow a suspect rollout, never speed it up. Time
+// passed at a lower pace banks proportionally less, so a rollout that was
+// slowed keeps what it earned and speeds up as soon as the headroom
+// rises. A spare of 0 releases nothing (the time banks nothing) but is not
+// a health hold: nothing is logged and Status.HoldUntil stays as it was.
+// The pace applies to each running rollout on its own; rollouts running at
+// once each take up to the pace, and a headroom controller that sees the
+// origin busier lowers the spare in turn. Status reports the rollout's own
+// Rate and CohortInterval, not the paced ones.
+//
 // # The population estimate
 //
 // Rate is in clients, so the pace needs the number of clients. The caller

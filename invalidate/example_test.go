@@ -263,3 +263,41 @@ func ExampleConfig() {
 	// invalidate: invalid config: Config.Retention must be 0 (24h) or at least 1s, got 1ms
 	// true
 }
+
+// spareCalls is a limiter.Headroom for the examples: in production,
+// headroom.Origin reports the origin calls per second its foreground
+// traffic leaves unused.
+type spareCalls float64
+
+func (s *spareCalls) Spare() float64 { return float64(*s) }
+
+func ExampleConfig_headroom() {
+	ctx := context.Background()
+	clk := &clock{t: start}
+	spare := spareCalls(100) // spare origin calls per second
+	c, _ := invalidate.NewCoordinator(invalidate.NewMemoryStore(), invalidate.Config{Clock: clk,
+		Headroom: &spare, CallsPerClient: 2}) // a told client refetches twice
+	_, _ = c.Start(ctx, invalidate.Rollout{ID: "catalog-v4", Scope: "tag:catalog", Cohorts: 10, Rate: 100,
+		Clients: 1000, Coverage: 0.2, By: "deployer"}) // one cohort a second at its own rate
+	for s := 1; s <= 8; s++ {
+		if s == 5 {
+			spare = 1e6 // the foreground quietens: the rollout's own rate binds again
+		}
+		clk.t = start.Add(time.Duration(s) * time.Second)
+		_ = c.Advance(ctx) // what Run does every second
+		st, _ := c.Status(ctx, "catalog-v4")
+		fmt.Printf("%ds spare %-7v released %d\n", s, float64(spare), st.Released)
+	}
+	// 100 spare calls at 2 calls a client: 50 clients/s, half the rate, a
+	// cohort every 2 s; never faster than Rate, however much is spare.
+
+	// Output:
+	// 1s spare 100     released 0
+	// 2s spare 100     released 1
+	// 3s spare 100     released 1
+	// 4s spare 100     released 2
+	// 5s spare 1e+06   released 3
+	// 6s spare 1e+06   released 4
+	// 7s spare 1e+06   released 5
+	// 8s spare 1e+06   released 6
+}

@@ -57,7 +57,9 @@ func FuzzDecodeState(f *testing.F) {
 		}
 		// Whatever it holds, stepping it keeps it decodable and in bounds.
 		before := s.released
-		s.step(s.last+1_000_000, int64(len(text)), 0, 1_000_000)
+		// A pace from the text's length: 0 (nothing banked) to above any
+		// rate, so that paced steps are fuzzed too.
+		s.step(s.last+1_000_000, int64(len(text)), 0, 1_000_000, float64(len(text)%7)*s.rate/3)
 		if s.released < before || s.released > s.cohorts {
 			t.Fatalf("step left released at %d of %d (was %d)", s.released, s.cohorts, before)
 		}

@@ -154,7 +154,7 @@ func (m *MemoryStore) advance(_ context.Context, req advanceReq) (advanceRes, er
 	}
 	changed := m.purge(now, req.retention)
 	for _, e := range m.recs {
-		if e.st.step(now, res.pop, req.holdUs, req.waveUs) {
+		if e.st.step(now, res.pop, req.holdUs, req.waveUs, req.pace) {
 			changed = true
 		}
 	}

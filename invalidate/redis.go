@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -286,7 +287,7 @@ func (s *RedisStore) advance(ctx context.Context, req advanceReq) (advanceRes, e
 		s.base + "seen:tmp"}
 	v, err := s.eval(ctx, advanceScript, keys,
 		timeArg(req.now), req.holdUs, req.waveUs, req.retention,
-		counting, req.sketch, max(req.windowTTL, 1), req.known.ver, req.known.gen, req.gen)
+		counting, req.sketch, max(req.windowTTL, 1), req.known.ver, req.known.gen, req.gen, paceArg(req.pace))
 	if err != nil {
 		return advanceRes{}, err
 	}
@@ -413,4 +414,14 @@ func (h lateHandler) then(f func(slog.Handler) slog.Handler) lateHandler {
 		return lateHandler{l: h.l, with: f}
 	}
 	return lateHandler{l: h.l, with: func(next slog.Handler) slog.Handler { return f(prev(next)) }}
+}
+
+// paceArg is the advance script's pace argument: "" when not paced (+Inf,
+// which Lua's tonumber would not read back), else the shortest decimal
+// that reads back as the same double.
+func paceArg(p float64) string {
+	if math.IsInf(p, 1) {
+		return ""
+	}
+	return strconv.FormatFloat(p, 'g', -1, 64)
 }

@@ -197,17 +197,21 @@ return {0, b, s}
 // ARGV  1 now, 2 hold µs (> 0: a health hold), 3 wave µs, 4 retention µs,
 //
 //	5 counting (1/0), 6 dense HyperLogLog to merge or "", 7 window TTL ms,
-//	8 known ver, 9 known gen, 10 gen token
+//	8 known ver, 9 known gen, 10 gen token, 11 pace (clients/s, >= 0;
+//	"": none)
 //
 // It merges the sketch into seen:W, counts seen:W ∪ seen:W-1 (a foreign
 // value there is dropped: it is only an estimate), purges rollouts finished
 // at least the retention ago, steps every running rollout, and returns
 // {population, ver, gen, 0} or {population, ver, gen, 1, ID, rollout,
-// state, ...} when (ver, gen) differs from the known one.
+// state, ...} when (ver, gen) differs from the known one. A pace below a
+// rollout's rate slows it as state.step says.
 var advanceScript = redis.NewScript(luaPrelude + `
 local cfg, st, meta, cur, prev, tmp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now = clock(ARGV[1])
 local hold, wave, retention = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local pace = nil
+if ARGV[11] ~= "" then pace = tonumber(ARGV[11]) end
 local fleet = 0
 if ARGV[5] == "1" then
   if ARGV[6] ~= "" then
@@ -242,7 +246,15 @@ for i = 1, #all, 2 do
       local from = math.max(t[11], t[12])
       if now > from then
         local iv = math.max(t[9] * 1e6 / (t[4] * t[6]), t[7] / t[4])
-        local credit = math.min(t[10] + (now - from), iv + wave)
+        local gain, ceil = now - from, iv + wave
+        if pace and pace < t[6] then
+          local ivp = math.max(t[9] * 1e6 / (t[4] * pace), t[7] / t[4])
+          if ivp > iv then
+            gain = gain * iv / ivp
+            ceil = iv + wave * iv / ivp
+          end
+        end
+        local credit = math.min(t[10] + gain, ceil)
         t[11] = now
         local n = math.floor(credit / iv)
         local left = t[4] - t[5]

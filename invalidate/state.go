@@ -146,7 +146,20 @@ func (s *state) interval(pop int64) float64 {
 // ratio of the two intervals, and a gap between advances releases at most
 // one cohort more than the steady pace would. It reports whether the released count
 // or the phase changed. It is the Go twin of the advance script's step.
-func (s *state) step(now, fleetPop, holdUs, waveUs int64) bool {
+//
+// pace (clients per second, >= 0; +Inf: none) is the origin's headroom
+// for this advance. Below the rollout's rate it slows the rollout: a
+// cohort then takes the paced interval
+//
+//	ivp = max(pop / (cohorts × pace), minDur / cohorts)
+//
+// of running time, so the time since the last advance banks dt × iv/ivp
+// (and the cap is iv + waveUs × iv/ivp: a gap releases at most one cohort
+// plus a wave at the pace). The bank stays in µs of running time at the
+// rate, so the stored state keeps its format. ivp >= iv always: pacing
+// can only slow a rollout, never speed it past its rate or MinDuration.
+// Pace 0 banks nothing (ivp is +Inf), but is no hold: s.hold is untouched.
+func (s *state) step(now, fleetPop, holdUs, waveUs int64, pace float64) bool {
 	if s.phase != Running {
 		return false
 	}
@@ -161,7 +174,16 @@ func (s *state) step(now, fleetPop, holdUs, waveUs int64) bool {
 		return false
 	}
 	iv := s.interval(s.pop)
-	credit := math.Min(s.credit+float64(now-from), iv+float64(waveUs))
+	gain, ceil := float64(now-from), iv+float64(waveUs)
+	if pace < s.rate {
+		ivp := math.Max(float64(s.pop)*1e6/(float64(s.cohorts)*pace), float64(s.minDur)/float64(s.cohorts))
+		if ivp > iv {
+			// Explicit conversions round each product, as Lua does.
+			gain = float64(gain*iv) / ivp
+			ceil = iv + float64(float64(waveUs)*iv)/ivp
+		}
+	}
+	credit := math.Min(s.credit+gain, ceil)
 	s.last = now
 	n := math.Floor(credit / iv)
 	if left := float64(s.cohorts - s.released); n > left {

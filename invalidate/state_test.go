@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/internal/pace"
 )
 
 func sampleState() state {
@@ -125,17 +127,17 @@ func TestParseSnapshotRejectsOddReplies(t *testing.T) {
 func TestStepMatchesFormula(t *testing.T) {
 	// 1000 clients, 10 cohorts, 100/s: one cohort per 1e6 µs.
 	s := state{phase: Running, epoch: 1, cohorts: 10, rate: 100, clients: 1000}
-	assert.False(t, s.step(500_000, 0, 0, 1_000_000))
-	assert.True(t, s.step(1_000_000, 0, 0, 1_000_000))
+	assert.False(t, s.step(500_000, 0, 0, 1_000_000, pace.None))
+	assert.True(t, s.step(1_000_000, 0, 0, 1_000_000, pace.None))
 	assert.Equal(t, 1, s.released)
-	assert.False(t, s.step(1_500_000, 0, 2_000_000, 1_000_000), "a hold")
+	assert.False(t, s.step(1_500_000, 0, 2_000_000, 1_000_000, pace.None), "a hold")
 	assert.Equal(t, int64(3_500_000), s.hold)
-	assert.False(t, s.step(3_400_000, 0, 0, 1_000_000))
-	assert.True(t, s.step(4_500_000, 0, 0, 1_000_000))
+	assert.False(t, s.step(3_400_000, 0, 0, 1_000_000, pace.None))
+	assert.True(t, s.step(4_500_000, 0, 0, 1_000_000, pace.None))
 	assert.Equal(t, 2, s.released)
 	assert.Equal(t, 0.0, s.credit, "one cohort's worth banked at most; the rest of the wave spent")
-	s.step(5_000_000, 50_000, 0, 1_000_000)
+	s.step(5_000_000, 50_000, 0, 1_000_000, pace.None)
 	assert.Equal(t, int64(50_000), s.pop, "the fleet's estimate raises the population")
-	s.step(6_000_000, 10, 0, 1_000_000)
+	s.step(6_000_000, 10, 0, 1_000_000, pace.None)
 	assert.Equal(t, int64(50_000), s.pop, "and it never falls during a rollout")
 }

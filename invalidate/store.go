@@ -93,12 +93,13 @@ type startRes struct {
 
 type advanceReq struct {
 	now       stamp
-	holdUs    int64  // > 0: a health hold of this length
-	waveUs    int64  // the most running time one advance may bank
-	retention int64  // µs a finished rollout is kept
-	window    int64  // population window index; < 0: no counting
-	windowTTL int64  // ms a window's sketch is kept
-	sketch    []byte // a dense HyperLogLog to merge, or nil
+	holdUs    int64   // > 0: a health hold of this length
+	waveUs    int64   // the most running time one advance may bank
+	pace      float64 // clients/s the origin's headroom allows, >= 0; +Inf: not paced
+	retention int64   // µs a finished rollout is kept
+	window    int64   // population window index; < 0: no counting
+	windowTTL int64   // ms a window's sketch is kept
+	sketch    []byte  // a dense HyperLogLog to merge, or nil
 	known     version
 	gen       string
 }

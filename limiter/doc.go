@@ -15,7 +15,9 @@
 //     overshoot bound.
 //
 // Package admission builds reconnect admission (slots, tickets) on the same
-// buckets.
+// buckets. Headroom is how an admission gate or an invalidation rollout
+// takes its pace from an origin's spare capacity, never faster than its own
+// configured rate.
 //
 // # Limits that change
 //

@@ -34,6 +34,11 @@ func BenchmarkAdmitMemory(b *testing.B) {
 
 func BenchmarkAdmitMemoryParallel(b *testing.B) {
 	a, _ := New(limiter.PerSecond(1e9, 1e6), Config{})
+	admitParallel(b, a)
+}
+
+// admitParallel admits 1,024 clients over and over on every P.
+func admitParallel(b *testing.B, a *Gate) {
 	ids := benchIDs(1024)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -111,4 +116,11 @@ func BenchmarkAdmitRedisParallel(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// BenchmarkAdmitMemoryPaced: the common path with a Headroom, read every
+// 100 ms of the clock (the clock is the system's here: a reading is rare).
+func BenchmarkAdmitMemoryPaced(b *testing.B) {
+	a, _ := New(limiter.PerSecond(1e9, 1e6), Config{Headroom: newSpare(1e12)})
+	admitParallel(b, a)
 }

@@ -54,6 +54,34 @@
 // (about deferred ÷ (0.75 × horizon) per second). Size the horizon to the
 // largest herd that should come back flat: herd ÷ rate.
 //
+// # Paced by headroom
+//
+// A limit is a ceiling someone configured; the origin's headroom says what
+// it can take now. With Config.Headroom (a limiter.Headroom:
+// headroom.Origin, or anything that reports the origin's spare calls per
+// second), the gate admits at most
+//
+//	min(limit, Spare / Config.CallsPerSession) sessions per second
+//
+// as fast as the origin can take, never faster than configured. Spare is
+// read lazily: the first Admit that finds the last reading older than
+// 100 ms of the gate's clock reads it again (one call, without locks;
+// concurrent Admits use the previous reading), so it costs nothing per
+// Admit. The paced limit applies at once, without the ramp (the headroom's
+// controller already moves at a bounded rate), but never above the
+// configured limit, which still ramps; the burst shrinks in proportion, at
+// least one. Decision.Limit reports the limit applied; Gate.Limit the
+// configured one. A shared gate carries the paced limit with each call, as
+// it carries its own. Slots booked earlier keep their times. When the pace
+// falls, the bucket's debt is repaid more slowly and new slots go after
+// the ones booked; when it rises, the debt is repaid at the new rate, so
+// for up to a horizon the clients booked at the slower pace come back
+// alongside new ones (at most the old pace on top of the new). A spare of
+// 0 (or NaN, or negative) is taken as two sessions per horizon, so that
+// refused clients are still told to come back within two horizons; +Inf
+// is no cap; a panic in Spare is recovered and counted (and logged through
+// SharedConfig.Logger), and the configured limit applies until it answers.
+//
 // # Tickets
 //
 // With Config.TicketKeys, every admitted client is given a ticket

@@ -120,3 +120,36 @@ func ExampleNewShared() {
 	// Output:
 	// false fallback true true
 }
+
+// spareCalls is a limiter.Headroom for the example: in production,
+// headroom.Origin reports the origin calls per second its foreground
+// traffic leaves unused.
+type spareCalls float64
+
+func (s *spareCalls) Spare() float64 { return float64(*s) }
+
+func ExampleConfig_headroom() {
+	// A gate of 1,000 sessions per second, on an origin that has 400 spare
+	// calls per second; a new session makes 4 origin calls.
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	spare := spareCalls(400)
+	gate, err := admission.New(limiter.PerSecond(1000, 10), admission.Config{Config: limiter.Config{Clock: clk},
+		Headroom: &spare, CallsPerSession: 4})
+	if err != nil {
+		panic(err)
+	}
+	defer gate.Close()
+	ctx := context.Background()
+	d, _ := gate.Admit(ctx, "alice", "")
+	fmt.Println("limit applied:", d.Limit, "configured:", gate.Limit())
+
+	// The spare rises far above the gate's limit; a reading is at most
+	// 100 ms old, and the gate never goes above its own limit.
+	spare = 1e9
+	clk.t = clk.t.Add(100 * time.Millisecond)
+	d, _ = gate.Admit(ctx, "bob", "")
+	fmt.Println("limit applied:", d.Limit)
+	// Output:
+	// limit applied: 100/1s burst 1 configured: 1000/1s burst 10
+	// limit applied: 1000/1s burst 10
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/cohorthash"
 	"github.com/herdcap/herdcap/internal/keymap"
+	"github.com/herdcap/herdcap/internal/pace"
 	"github.com/herdcap/herdcap/internal/ramp"
 	"github.com/herdcap/herdcap/internal/redisguard"
 	"github.com/herdcap/herdcap/internal/remote"
@@ -65,6 +66,18 @@ type Config struct {
 	// TicketTTL is how long a ticket lets its client rejoin. If TicketTTL
 	// is 0, 10 min; otherwise between 1 ms and 366 days.
 	TicketTTL time.Duration
+	// Headroom, if set, paces the gate by the origin's spare capacity:
+	// the gate admits at most Spare ÷ CallsPerSession sessions per second,
+	// and never more than its limit (see the package doc, "Paced by
+	// headroom"). Spare is read at most once per 100 ms of the gate's
+	// clock, without locks, by the Admit that finds the last reading
+	// stale. If Headroom is nil, the limit alone applies.
+	Headroom limiter.Headroom
+	// CallsPerSession is how many origin calls a new session causes (its
+	// first fetches), to turn Headroom's spare calls per second into
+	// sessions per second. If CallsPerSession is 0, 1; otherwise finite
+	// and > 0. Unused without Headroom.
+	CallsPerSession float64
 }
 
 // SharedConfig configures NewShared: Config's fields, the failure policy
@@ -123,6 +136,10 @@ type Gate struct {
 	ticketTTL              time.Duration
 
 	limit    ramp.State
+	room     *pace.Reader  // nil without Config.Headroom
+	paced    atomic.Uint64 // float64 bits: the last pace read from room
+	pacedAt  atomic.Int64  // when it was read: the clock's Unix ns
+	reading  atomic.Bool   // an Admit is reading room
 	clock    limiter.Clock // nil: the monotonic clock (see now)
 	injected bool          // shared: pass the clock's time instead of using TIME
 	mem      *memStore
@@ -206,6 +223,7 @@ func New(l limiter.Limit, cfg Config) (*Gate, error) {
 	}
 	g.mem = newMemStore(g.tableSize(l, cfg.MaxKeys), g.grace)
 	g.clock, g.injected = cfg.Clock, cfg.Clock != nil
+	g.readPace(g.now())
 	return g, nil
 }
 
@@ -234,6 +252,10 @@ func NewShared(r fleet.Redis, l limiter.Limit, cfg SharedConfig) (*Gate, error) 
 	g.clock, g.injected = clock, cfg.Clock != nil
 	g.bucketKey = link.Prefix + ":" + link.Name + ":{a:" + link.Name + "}"
 	g.slotPrefix = g.bucketKey + ":"
+	if g.room != nil && cfg.Logger != nil {
+		g.room.Log = cfg.Logger
+	}
+	g.readPace(g.now())
 	if cfg.Failure == fleet.FailLocal {
 		link.StartHeartbeat()
 	}
@@ -279,6 +301,10 @@ func newGate(l limiter.Limit, cfg Config) (*Gate, error) {
 	case cfg.TicketTTL != 0 && (cfg.TicketTTL < time.Millisecond || cfg.TicketTTL > ticket.MaxTTL):
 		return bad("Config.TicketTTL must be 0 or between 1ms and %v, got %v", ticket.MaxTTL, cfg.TicketTTL)
 	}
+	perSession, ok := pace.Per(cfg.CallsPerSession)
+	if !ok {
+		return bad("Config.CallsPerSession must be 0 (1) or finite and > 0, got %v", cfg.CallsPerSession)
+	}
 	g := &Gate{
 		horizon:   or(cfg.Horizon, defaultHorizon),
 		grace:     or(cfg.SlotGrace, defaultSlotGrace),
@@ -302,6 +328,9 @@ func newGate(l limiter.Limit, cfg Config) (*Gate, error) {
 	salt := cfg.Salt
 	g.salt.Store(&salt)
 	g.limit.Init(ramp.Limit(l), window)
+	if cfg.Headroom != nil {
+		g.room = &pace.Reader{H: cfg.Headroom, Per: perSession, Log: slog.New(slog.DiscardHandler), What: "admission"}
+	}
 	return g, nil
 }
 
@@ -329,7 +358,9 @@ func (g *Gate) Admit(ctx context.Context, clientID, ticket string) (Decision, er
 // salt.
 func (g *Gate) SetSalt(salt string) { g.salt.Store(&salt) }
 
-// Limit returns the limit in force now.
+// Limit returns the limit in force now: the configured limit (ramping
+// after SetLimit), without Config.Headroom's pace (Decision.Limit reports
+// the limit an Admit applied, paced).
 func (g *Gate) Limit() limiter.Limit {
 	l, _ := g.limit.At(g.now())
 	return limiter.Limit(l)
@@ -395,7 +426,7 @@ func checkClientID(id string) error {
 
 func (g *Gate) admit(ctx context.Context, id string, t time.Time, tk string) (Decision, error) {
 	lim, _ := g.limit.At(t)
-	d := Decision{Limit: limiter.Limit(lim), Via: limiter.ViaLocal}
+	d := Decision{Limit: g.pacedLimit(limiter.Limit(lim), t), Via: limiter.ViaLocal}
 	if g.link != nil {
 		d.Via = limiter.ViaRedis
 	}
