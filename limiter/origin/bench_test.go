@@ -34,7 +34,7 @@ func BenchmarkReserve(b *testing.B) {
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			h, err := g.Reserve(ctx, time.Time{})
+			h, err := g.Reserve(ctx, time.Time{}, origin.Foreground)
 			if err != nil || !h.Allowed {
 				b.Fatal(err, h.Reason)
 			}

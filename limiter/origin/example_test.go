@@ -28,7 +28,7 @@ func Example() {
 	defer cancel()
 	var served, refused int
 	for range 30 {
-		err := g.Do(ctx, func(ctx context.Context) error {
+		err := g.Do(ctx, origin.Foreground, func(ctx context.Context) error {
 			return nil // the query, with ctx
 		})
 		var re *origin.RefusedError
