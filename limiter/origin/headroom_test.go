@@ -42,7 +42,9 @@ func (h *testHeadroom) Record(lane origin.Lane, latency time.Duration, o origin.
 }
 
 // got returns how many reports of o in lane the guard made.
-func (h *testHeadroom) got(lane origin.Lane, o origin.Outcome) int64 { return h.reports[lane][o].Load() }
+func (h *testHeadroom) got(lane origin.Lane, o origin.Outcome) int64 {
+	return h.reports[lane][o].Load()
+}
 
 // total returns how many reports the guard made.
 func (h *testHeadroom) total() int64 {
