@@ -93,16 +93,48 @@ func TestHoldCountsAgainstTheDeadline(t *testing.T) {
 	h.Cancel()
 }
 
-// TestReserveAllocatesNothing: the event-loop form allocates nothing,
-// allowed or refused.
+// TestReserveAllocatesNothing: the event-loop form allocates nothing, in
+// either lane, allowed or refused, with a Headroom or not: a healthy
+// origin's decision (a token there, no wait) and a busy one's.
 func TestReserveAllocatesNothing(t *testing.T) {
-	g, _ := newGuard(t, 10, origin.Config{MaxWait: time.Millisecond})
 	ctx := context.Background()
-	allocs := testing.AllocsPerRun(100, func() {
-		h, _ := g.Reserve(ctx, time.Time{}, origin.Foreground)
-		h.RecordOutcome(origin.Success, time.Millisecond)
-	})
-	assert.Zero(t, allocs)
+	for _, c := range []struct {
+		name  string
+		rate  float64
+		burst int
+		hr    bool
+	}{
+		{"healthy", 1e12, 1_000_000, false},
+		{"healthy headroom", 1e12, 1_000_000, true},
+		{"busy", 10, 1, false},
+		{"busy headroom", 10, 1, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := origin.Config{MaxWait: time.Millisecond, MaxConcurrent: 100}
+			l := limiter.PerSecond(c.rate, c.burst)
+			if c.hr {
+				cfg.Headroom = newTestHeadroom(l, c.rate/10)
+			}
+			g, _, _ := newLaneGuard(t, l, cfg)
+			for _, lane := range []origin.Lane{origin.Foreground, origin.Background} {
+				h, err := g.Reserve(ctx, time.Time{}, lane) // the keys' buckets exist
+				require.NoError(t, err)
+				h.Cancel()
+				allocs := testing.AllocsPerRun(100, func() {
+					h, _ := g.Reserve(ctx, time.Time{}, lane)
+					h.RecordOutcome(origin.Success, time.Millisecond)
+				})
+				assert.Zero(t, allocs, "lane %v", lane)
+			}
+			s := g.Stats()
+			if c.rate > 100 {
+				assert.Positive(t, s.LaneCalls[origin.Foreground])
+				assert.Zero(t, s.LaneRefused[origin.Foreground], "healthy: every foreground call went")
+			} else {
+				assert.Positive(t, s.LaneRefused[origin.Foreground], "busy: refusals were measured too")
+			}
+		})
+	}
 }
 
 // TestDoHoldsOnTheClock: Do sleeps on the injected clock for its hold, then
