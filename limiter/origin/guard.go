@@ -218,10 +218,10 @@ type Stats struct {
 	// reported to Config.Headroom as Refused (for the budget or the
 	// concurrency cap), which are not calls.
 	Calls    int64
-	Outcomes [outcomes]int64
+	Outcomes [Refused + 1]int64
 	// LaneCalls and LaneRefused count calls that reached the origin and
 	// refusals (for any reason) by Lane (indexed by it).
-	LaneCalls, LaneRefused [lanes]int64
+	LaneCalls, LaneRefused [Background + 1]int64
 	// Held counts calls held for their token, HeldTime the time they were
 	// held in all.
 	Held     int64
@@ -367,9 +367,7 @@ func (g *Guard) foreground(ctx context.Context, maxWait time.Duration) (Hold, er
 		return Hold{g: g}, err
 	}
 	if !d.Allowed {
-		h := g.refuse(Foreground, ReasonBudget, d.RetryAfter)
-		h.Via = d.Via
-		return h, nil
+		return g.budgetRefusal(Foreground, d, d.RetryAfter), nil
 	}
 	if d.RetryAfter > 0 {
 		g.c.held.Add(1)
@@ -397,6 +395,14 @@ func (g *Guard) refuse(lane Lane, reason Reason, after time.Duration) Hold {
 		}
 	}
 	return Hold{RetryAfter: max(after, refusalFloor), Reason: reason, lane: lane, g: g}
+}
+
+// budgetRefusal counts a refusal in lane for the budget, whose decision
+// was d, and returns its Hold, told after.
+func (g *Guard) budgetRefusal(lane Lane, d limiter.Decision, after time.Duration) Hold {
+	h := g.refuse(lane, ReasonBudget, after)
+	h.Via = d.Via
+	return h
 }
 
 // spread returns a wait in [base, 2 × base), the next of a golden-ratio

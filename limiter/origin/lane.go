@@ -107,9 +107,7 @@ func (g *Guard) background(ctx context.Context) (Hold, error) {
 			return Hold{g: g}, err
 		}
 		if !d.Allowed {
-			h := g.refuse(Background, ReasonBudget, d.RetryAfter)
-			h.Via = d.Via
-			return h, nil
+			return g.budgetRefusal(Background, d, d.RetryAfter), nil
 		}
 		lim = g.headroom.Limit()
 	} else {
@@ -118,9 +116,7 @@ func (g *Guard) background(ctx context.Context) (Hold, error) {
 			return Hold{g: g}, err
 		}
 		if wait := halfFull(d); wait > 0 {
-			h := g.refuse(Background, ReasonBudget, g.spread(wait))
-			h.Via = d.Via
-			return h, nil
+			return g.budgetRefusal(Background, d, g.spread(wait)), nil
 		}
 	}
 	d, err := g.budget.Take(ctx, limiter.Request{Key: g.name, N: 1, Limit: lim})
@@ -128,9 +124,7 @@ func (g *Guard) background(ctx context.Context) (Hold, error) {
 		return Hold{g: g}, err
 	}
 	if !d.Allowed {
-		h := g.refuse(Background, ReasonBudget, d.RetryAfter)
-		h.Via = d.Via
-		return h, nil
+		return g.budgetRefusal(Background, d, d.RetryAfter), nil
 	}
 	return Hold{Allowed: true, Via: d.Via, lane: Background, g: g}, nil
 }
