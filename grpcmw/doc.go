@@ -58,6 +58,11 @@
 //     under the fail-closed policy, or any other error), or Admit refused
 //     a new session or its gate failed: codes.Unavailable. The message is
 //     generic, never the budget's error, which is logged instead.
+//   - The handler returned an error wrapping an *origin.RefusedError (an
+//     origin.Guard refused its call to the origin): codes.Unavailable,
+//     told the guard's wait in RetryInfo and as the pushback, as
+//     httpmw.WriteRefusal answers it (any of RateLimit's, Admit's or
+//     Invalidate's interceptors maps it).
 //   - The call's context ended while it was decided: its own status
 //     (Canceled, DeadlineExceeded).
 //   - A key function failed: codes.InvalidArgument for an error wrapping

@@ -37,8 +37,9 @@ var (
 // through Unwrap on the server side.
 type Error struct {
 	// Code is codes.ResourceExhausted when a quota is spent, and
-	// codes.Unavailable when a budget failed, or when Admit refused a new
-	// session or the gate failed.
+	// codes.Unavailable when a budget failed, when Admit refused a new
+	// session or the gate failed, or when a handler's call to its origin
+	// was refused by an origin.Guard (see RateLimit).
 	Code codes.Code
 	// RetryAfter is how long the client is told to wait before retrying:
 	// the decision's exact wait (a refusal's turn, spread by the budget;
@@ -52,6 +53,9 @@ type Error struct {
 	cause error
 	// admission marks a refusal by the admission interceptors.
 	admission bool
+	// origin marks a handler's error that wraps an *origin.RefusedError
+	// (cause): the origin guard refused the handler's call.
+	origin bool
 	// exact marks RetryAfter as a turn spread for this caller: it is sent
 	// as the pushback trailer too.
 	exact bool
@@ -65,6 +69,8 @@ func (e *Error) message() string {
 	switch {
 	case e.Code == codes.ResourceExhausted:
 		return "rate limit exceeded; retry after " + d.String()
+	case e.origin:
+		return "origin busy; retry after " + d.String()
 	case e.admission && e.cause == nil:
 		return "new session refused; retry after " + d.String()
 	case e.admission:
@@ -73,11 +79,15 @@ func (e *Error) message() string {
 	return "rate limiter unavailable; retry after " + d.String()
 }
 
-// Unwrap returns ErrRateLimited, ErrAdmissionRefused, or ErrLimiterFailed
-// and the budget's (or admission's) error.
+// Unwrap returns ErrRateLimited, ErrAdmissionRefused, ErrLimiterFailed
+// and the budget's (or admission's) error, or a handler's error that wraps
+// an *origin.RefusedError.
 func (e *Error) Unwrap() []error {
 	if e.Code == codes.ResourceExhausted {
 		return []error{ErrRateLimited}
+	}
+	if e.origin {
+		return []error{e.cause}
 	}
 	if e.admission && e.cause == nil {
 		return []error{ErrAdmissionRefused}

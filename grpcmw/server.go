@@ -11,6 +11,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/serverside"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/origin"
 )
 
 // RateLimit returns the interceptors that pass every call through the
@@ -41,6 +42,13 @@ import (
 //     cost function failed or panicked, or returned a limit or cost no
 //     budget can grant: codes.Internal without pushback, since no retry
 //     can succeed, and no policy's budget is asked.
+//
+// A handler's error that wraps an *origin.RefusedError (its call to the
+// origin was refused by an origin.Guard: origin.ErrRefused) becomes
+// codes.Unavailable, told the guard's wait, a turn the guard spread, in
+// RetryInfo and as the pushback trailer, as httpmw.WriteRefusal answers it
+// over HTTP; Admit's and Invalidate's interceptors do the same, and a chain
+// of them maps it once.
 //
 // Both refusals are an *Error, whose status carries the RetryInfo.
 // Health checking and reflection are skipped unless
@@ -160,6 +168,10 @@ func interceptors(decide func(ctx context.Context, method string) (metadata.MD, 
 				return nil, err
 			}
 			resp, err := handler(ctx, req)
+			if e := originRefusal(err); e != nil {
+				_ = grpc.SetTrailer(ctx, e.trailer())
+				err = e
+			}
 			if md != nil {
 				setResponseMD(ctx, md, err != nil)
 			}
@@ -174,12 +186,33 @@ func interceptors(decide func(ctx context.Context, method string) (metadata.MD, 
 				return err
 			}
 			if md == nil {
-				return handler(srv, ss)
+				err = handler(srv, ss)
+			} else {
+				ws := &mdStream{ServerStream: ss, md: md}
+				err = handler(srv, ws)
+				ws.finish()
 			}
-			ws := &mdStream{ServerStream: ss, md: md}
-			err = handler(srv, ws)
-			ws.finish()
+			if e := originRefusal(err); e != nil {
+				ss.SetTrailer(e.trailer())
+				return e
+			}
 			return err
 		},
 	}
+}
+
+// originRefusal returns the *Error that a handler's err becomes when it
+// wraps an *origin.RefusedError (the origin guard refused the handler's
+// call): codes.Unavailable, told the guard's wait, a turn it spread, in
+// RetryInfo and as the pushback. Else, or when err is already an *Error
+// (an interceptor further in mapped it), nil.
+func originRefusal(err error) *Error {
+	var re *origin.RefusedError
+	if err == nil || !errors.As(err, &re) {
+		return nil
+	}
+	if _, ok := err.(*Error); ok {
+		return nil
+	}
+	return &Error{Code: codes.Unavailable, RetryAfter: re.RetryAfter, cause: err, origin: true, exact: true}
 }

@@ -22,6 +22,9 @@
 //     from its caches once an invalidate.Coordinator has released its
 //     cohort (Herdcap-Invalidate, Herdcap-Epoch).
 //
+// A handler whose call to its origin is refused by an origin.Guard answers
+// with WriteRefusal: 503 with Retry-After and Herdcap-Retry-After-Ms.
+//
 // Chain them outermost first: RateLimit, then Admit, then Invalidate, then
 // the application, so that refused requests cost nothing further:
 //
@@ -150,8 +153,9 @@
 //
 // Herdcap-Retry-After-Ms accompanies Retry-After on refusals whose wait
 // is a turn the server spread, the caller's own: a 429 (the budget's
-// turn for it), and Admit's 503 (a slot, a deferral, or a failed gate's
-// wait, which the gate spreads too). It is the exact wait in milliseconds
+// turn for it), Admit's 503 (a slot, a deferral, or a failed gate's
+// wait, which the gate spreads too), and WriteRefusal's 503 (the origin
+// guard's wait, which its budget spreads). It is the exact wait in milliseconds
 // (at least 1), where Retry-After carries whole seconds. Clients that
 // understand it (Transport) come back at their turn instead of on a whole
 // second, which keeps returns flat. A 503 from a failed budget carries

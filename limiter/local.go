@@ -138,7 +138,7 @@ func (lb *Local) now() time.Time {
 // Request{Key: key, N: n}, the common call, on the hot path.
 func (lb *Local) AllowN(_ context.Context, key string, n int) (d Decision, err error) {
 	t := lb.now()
-	if lb.fast(&d, key, t, n) {
+	if lb.fast(&d, key, t, n, false) {
 		return d, nil
 	}
 	r := Request{Key: key, N: n}
@@ -149,9 +149,12 @@ func (lb *Local) AllowN(_ context.Context, key string, n int) (d Decision, err e
 // Take decides r now. See Budget and Request.
 func (lb *Local) Take(_ context.Context, r Request) (d Decision, err error) {
 	t := lb.now()
-	if !r.UpTo && r.Wait == 0 {
+	if !r.UpTo && r.Wait >= 0 {
+		// With Wait, the fast path serves a request whose tokens are
+		// there now (booked at once, as reserve would); any other goes
+		// on to the general path.
 		if r.Limit == (Limit{}) {
-			if lb.fast(&d, r.Key, t, r.N) {
+			if lb.fast(&d, r.Key, t, r.N, r.Wait > 0) {
 				return d, nil
 			}
 		} else if lb.fastKeyed(&d, &r, t) {
@@ -167,8 +170,10 @@ func (lb *Local) Take(_ context.Context, r Request) (d Decision, err error) {
 // the current limit. It reports false, having changed nothing, when any of
 // that does not hold, and the general path (take) decides instead. It
 // exists because passing a Limit, a time and a Decision down four calls
-// cost more than the bucket.
-func (lb *Local) fast(d *Decision, key string, t time.Time, n int) bool {
+// cost more than the bucket. With onlyNow (a request with Wait), it also
+// reports false, having changed nothing, when the n tokens are not there
+// now: booking them ahead is the general path's.
+func (lb *Local) fast(d *Decision, key string, t time.Time, n int, onlyNow bool) bool {
 	r := lb.limit.Load()
 	if n < 1 || n > r.To.Burst || t.Before(r.End) || len(key) == 0 || lb.closed.Load() {
 		return false
@@ -179,13 +184,13 @@ func (lb *Local) fast(d *Decision, key string, t time.Time, n int) bool {
 		return false
 	}
 	d.Limit, d.Via = Limit(r.To), ViaLocal
-	lb.allowEntry(d, s, t, ns, n)
-	return true
+	return lb.allowEntry(d, s, t, ns, n, onlyNow)
 }
 
 // fastKeyed is fast for a request carrying its own limit: the key's bucket
 // must exist and hold that limit, steady. Reading the carried limit is a
-// seqlock on gen (see localEntry): no lock, no allocation.
+// seqlock on gen (see localEntry): no lock, no allocation. A request with
+// Wait goes on to the general path unless its tokens are there now.
 func (lb *Local) fastKeyed(d *Decision, r *Request, t time.Time) bool {
 	l := r.Limit
 	if r.N < 1 || r.N > l.Burst || len(r.Key) == 0 || lb.closed.Load() {
@@ -203,22 +208,28 @@ func (lb *Local) fastKeyed(d *Decision, r *Request, t time.Time) bool {
 		return false
 	}
 	d.Limit, d.Via = l, ViaLocal
-	lb.allowEntry(d, s, t, ns, r.N)
-	return true
+	return lb.allowEntry(d, s, t, ns, r.N, r.Wait > 0)
 }
 
 // allowEntry takes n tokens from s's bucket, all or nothing, into d (whose
-// Limit is set).
-func (lb *Local) allowEntry(d *Decision, s *keymap.Slot[localEntry], t time.Time, ns int64, n int) {
+// Limit is set), and reports true. With onlyNow, a refusal changes
+// nothing (x/time/rate's AllowN leaves the bucket as it was, and the
+// denial tail is not moved) and allowEntry reports false, d zeroed.
+func (lb *Local) allowEntry(d *Decision, s *keymap.Slot[localEntry], t time.Time, ns int64, n int, onlyNow bool) bool {
 	e := &s.V
 	if e.lim.AllowN(t, n) {
 		d.Allowed, d.Taken = true, n
 		e.last.Store(ns)
 		fillFromTokens(d, e.lim.TokensAt(t), n, false)
-		return
+		return true
+	}
+	if onlyNow {
+		*d = Decision{}
+		return false
 	}
 	fillFromTokens(d, e.lim.TokensAt(t), n, false)
 	lb.refused(d, e, s.Key, ns, n)
+	return true
 }
 
 // refused moves e's denial tail for a refusal at ns of a request waiting for

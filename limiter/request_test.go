@@ -337,3 +337,43 @@ func TestNoRampIsTheRampPackagesNone(t *testing.T) {
 	w, _ = ramp.Window(0)
 	assert.Equal(t, 10*time.Second, w, "the default ramp")
 }
+
+// TestWaitFastPath: a request with Wait whose tokens are there now is
+// decided on the fast path exactly as the general path decides it (the
+// first take of a key goes the general way, the next the fast way, with
+// a limit carried or not); one whose tokens are not there is booked by the
+// general path, and trying the fast path first moves no denial tail.
+func TestWaitFastPath(t *testing.T) {
+	ctx := context.Background()
+	for _, carried := range []Limit{{}, PerSecond(10, 3)} {
+		lb, _ := localAt(t, t0, PerSecond(10, 3), Config{})
+		var got []Decision
+		for range 3 {
+			d, err := lb.Take(ctx, Request{Key: "k", N: 1, Wait: time.Second, Limit: carried})
+			require.NoError(t, err)
+			got = append(got, d)
+		}
+		for i, d := range got {
+			assert.Equal(t, Decision{Allowed: true, Taken: 1, Remaining: 2 - i, ResetAfter: time.Duration(i+1) * 100 * time.Millisecond,
+				Limit: PerSecond(10, 3), Via: ViaLocal}, d, "take %d", i)
+		}
+		// Empty: booked ahead by the general path.
+		d, err := lb.Take(ctx, Request{Key: "k", N: 1, Wait: time.Second, Limit: carried})
+		require.NoError(t, err)
+		assert.True(t, d.Allowed)
+		assert.Equal(t, 100*time.Millisecond, d.RetryAfter)
+		// Beyond Wait, refused many times: the tail does not move, so a
+		// refusal without Wait is told its own wait (the debt and its
+		// token), not pushed back by those refusals.
+		for range 5 {
+			d, err = lb.Take(ctx, Request{Key: "k", N: 1, Wait: time.Millisecond, Limit: carried})
+			require.NoError(t, err)
+			require.False(t, d.Allowed)
+		}
+		d, err = lb.Take(ctx, Request{Key: "k", N: 1, Limit: carried})
+		require.NoError(t, err)
+		assert.False(t, d.Allowed)
+		assert.Equal(t, 200*time.Millisecond, d.RetryAfter)
+		lb.Close()
+	}
+}

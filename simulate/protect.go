@@ -357,7 +357,7 @@ const originMaxWait = time.Second
 // deadline less the guard's MinCallTime), or a refused one with when to
 // come back.
 func (g *guards) reserveOrigin(ctx context.Context, now int64, remaining time.Duration) (originguard.Hold, error) {
-	h, err := g.guard.Reserve(ctx, epoch.Add(time.Duration(now)+remaining))
+	h, err := g.guard.Reserve(ctx, epoch.Add(time.Duration(now)+remaining), originguard.Foreground)
 	if err != nil {
 		return h, fmt.Errorf("origin guard: %w", err)
 	}

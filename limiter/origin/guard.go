@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,7 +79,16 @@ const (
 	// about the origin, and a controller of its headroom should not read
 	// it as a failure.
 	Canceled
+	// Refused: a call the guard refused, for its budget or its
+	// concurrency cap; it never reached the origin (unserved demand). The
+	// guard reports it to Config.Headroom; a classifier's or a
+	// RecordOutcome's Refused is read as Failure, since that call did
+	// reach the origin.
+	Refused
 )
+
+// outcomes is the number of Outcomes.
+const outcomes = int(Refused) + 1
 
 // String returns the outcome's name.
 func (o Outcome) String() string {
@@ -95,6 +103,8 @@ func (o Outcome) String() string {
 		return "failure"
 	case Canceled:
 		return "canceled"
+	case Refused:
+		return "refused"
 	}
 	return "unknown"
 }
@@ -125,15 +135,17 @@ func DefaultClassify(err error) Outcome {
 // zero field takes its default.
 type Config struct {
 	// Budget is where the origin's tokens come from: one token per call,
-	// under the key Name. Required.
+	// under the key Name (and, for the Background lane with a Headroom,
+	// also under Name + "/background"; see Lane). Required.
 	Budget limiter.Budget
 	// Name names the origin: the budget key, and the origin in refusals.
 	// Required.
 	Name string
-	// MaxWait is the longest a call is held for its token. If MaxWait is
-	// 0, 1 s; NoWait never holds a call (a call goes at once or is
-	// refused); any other negative value is invalid. The hold is further
-	// capped by the caller's deadline (see MinCallTime).
+	// MaxWait is the longest a Foreground call is held for its token. If
+	// MaxWait is 0, 1 s; NoWait never holds a call (a call goes at once or
+	// is refused); any other negative value is invalid. The hold is
+	// further capped by the caller's deadline (see MinCallTime). A
+	// Background call is never held.
 	MaxWait time.Duration
 	// MinCallTime is the time a call keeps for itself before its caller's
 	// deadline: a call is held at most until MinCallTime before the
@@ -143,12 +155,26 @@ type Config struct {
 	// MinCallTime is 0, 10 ms; it must not be negative.
 	MinCallTime time.Duration
 	// MaxConcurrent caps the calls in flight through the guard (held calls
-	// included); a call beyond it is refused at once. 0 means no cap; it
-	// must not be negative.
+	// included, both lanes); a call beyond it is refused at once. 0 means
+	// no cap; it must not be negative.
 	MaxConcurrent int
 	// Classify tells a call's outcome from its error. Nil means
-	// DefaultClassify. It is called outside the guard's locks.
+	// DefaultClassify. It is called outside the guard's locks; if it
+	// panics, the call is counted as a Failure (and in
+	// Stats.ClassifyPanics) and the panic is dropped. A Refused (or
+	// unknown) outcome from it is read as Failure.
 	Classify func(error) Outcome
+	// Headroom, when set, is the origin's adaptive limit: every budget
+	// request of the guard carries Limit: Headroom.Limit(), the Background
+	// lane takes only Headroom.Spare() (see Lane), and every call and
+	// every refusal for the budget or the concurrency cap is reported to
+	// Headroom.Record. Configure the Budget with limiter.NoRamp
+	// (limiter.Config.Ramp, or the fleet budgets' equivalent): the
+	// headroom's controller already bounds how fast its limit moves, and
+	// a budget's ramp on top would only lag behind it. Nil means a fixed
+	// budget: the budget's own limit. Its methods are called outside the
+	// guard's locks (it has none on its hot path).
+	Headroom Headroom
 	// Clock is the source of time and timers. Nil means the system clock.
 	Clock limiter.Clock
 }
@@ -167,30 +193,35 @@ const (
 	concurrencyRetry = 100 * time.Millisecond
 )
 
-// Guard guards the calls to one origin. It is safe for concurrent use.
+// Guard guards the calls to one origin. It is safe for concurrent use;
+// its decisions and records take no lock.
 type Guard struct {
 	budget   limiter.Budget
 	name     string
+	bgKey    string // name + "/background"
 	maxWait  time.Duration
 	minCall  time.Duration
 	cap      int64
 	classify func(error) Outcome
+	headroom Headroom
 	clock    limiter.Clock
 
 	inFlight atomic.Int64
-	refusals atomic.Uint64 // concurrency refusals, to spread their waits
-
-	mu    sync.Mutex
-	stats Stats
-	ewma  float64 // mean latency of recent calls, ns; 0 before the first
+	refusals atomic.Uint64 // refusals told a spread wait, to spread them
+	c        counters
 }
 
 // Stats counts a Guard's calls since it was made.
 type Stats struct {
 	// Calls counts calls that reached the origin; Outcomes counts them by
-	// Outcome (indexed by it).
+	// Outcome (indexed by it), and Outcomes[Refused] counts the refusals
+	// reported to Config.Headroom as Refused (for the budget or the
+	// concurrency cap), which are not calls.
 	Calls    int64
-	Outcomes [5]int64
+	Outcomes [Refused + 1]int64
+	// LaneCalls and LaneRefused count calls that reached the origin and
+	// refusals (for any reason) by Lane (indexed by it).
+	LaneCalls, LaneRefused [Background + 1]int64
 	// Held counts calls held for their token, HeldTime the time they were
 	// held in all.
 	Held     int64
@@ -198,6 +229,9 @@ type Stats struct {
 	// Refused counts refusals: for the budget, for the concurrency cap, and
 	// for a deadline too close.
 	RefusedBudget, RefusedConcurrency, RefusedDeadline int64
+	// ClassifyPanics counts the calls whose Config.Classify panicked (each
+	// counted as a Failure).
+	ClassifyPanics int64
 	// Latency is the total time of the calls that reached the origin
 	// (holds excluded); MeanLatency is the recent mean (an exponentially
 	// weighted moving average over about the last 20 calls).
@@ -225,10 +259,12 @@ func New(cfg Config) (*Guard, error) {
 	g := &Guard{
 		budget:   cfg.Budget,
 		name:     cfg.Name,
+		bgKey:    cfg.Name + backgroundSuffix,
 		maxWait:  or(cfg.MaxWait, defaultMaxWait),
 		minCall:  or(cfg.MinCallTime, defaultMinCallTime),
 		cap:      int64(cfg.MaxConcurrent),
 		classify: cfg.Classify,
+		headroom: cfg.Headroom,
 		clock:    sysclock.Or(cfg.Clock),
 	}
 	if g.classify == nil {
@@ -251,15 +287,17 @@ func or(d, def time.Duration) time.Duration {
 type Hold struct {
 	// Allowed reports whether the call may go (after Wait).
 	Allowed bool
-	// Wait is how long to hold an allowed call before sending it.
+	// Wait is how long to hold an allowed call before sending it (always
+	// 0 in the Background lane).
 	Wait time.Duration
 	// RetryAfter is when a refused caller should come back.
 	RetryAfter time.Duration
 	// Reason says why a call was refused.
 	Reason Reason
 	// Via says which part of the budget decided.
-	Via limiter.Via
-	g   *Guard
+	Via  limiter.Via
+	lane Lane
+	g    *Guard
 }
 
 // Err returns nil for an allowed Hold (or the zero Hold), and the
@@ -271,87 +309,110 @@ func (h Hold) Err() error {
 	return &RefusedError{Origin: h.g.name, RetryAfter: h.RetryAfter, Reason: h.Reason}
 }
 
-// Reserve decides one call without waiting, for a caller whose deadline
-// is deadline (the zero time: none), and allocates nothing: a Hold that is
-// allowed (send the call after its Wait, then Record the outcome) or
-// refused (with when to come back). An error is the budget's (the call
-// may then go on unguarded or fail, as the caller's failure policy says: a
-// closed budget's limiter.ErrClosed, a fail-closed store's
-// limiter.ErrUnavailable).
+// Reserve decides one call in lane without waiting, for a caller whose
+// deadline is deadline (the zero time: none), and allocates nothing: a
+// Hold that is allowed (send the call after its Wait, then Record the
+// outcome) or refused (with when to come back). See Lane for how each
+// lane takes its token; a lane out of range is taken for Background. An
+// error is the budget's (the call may then go on unguarded or fail, as
+// the caller's failure policy says: a closed budget's limiter.ErrClosed, a
+// fail-closed store's limiter.ErrUnavailable, or a Headroom limit the
+// budget rejects).
 //
 // An allowed Hold must be ended exactly once (Record, RecordOutcome or
 // Cancel): with Config.MaxConcurrent, ending one twice frees a slot that
 // is still taken.
-func (g *Guard) Reserve(ctx context.Context, deadline time.Time) (Hold, error) {
+func (g *Guard) Reserve(ctx context.Context, deadline time.Time, lane Lane) (Hold, error) {
+	if lane != Foreground {
+		lane = Background
+	}
 	maxWait := g.maxWait
 	if !deadline.IsZero() {
 		left := deadline.Sub(g.clock.Now()) - g.minCall
 		if left < 0 {
-			return g.refuse(ReasonDeadline, refusalFloor), nil
+			return g.refuse(lane, ReasonDeadline, refusalFloor), nil
 		}
 		maxWait = min(maxWait, left)
 	}
 	if g.cap > 0 {
 		if g.inFlight.Add(1) > g.cap {
 			g.inFlight.Add(-1)
-			return g.refuse(ReasonConcurrency, g.concurrencyRetry()), nil
+			return g.refuse(lane, ReasonConcurrency, g.spread(g.c.meanLatency(concurrencyRetry))), nil
 		}
 	}
+	var h Hold
+	var err error
+	if lane == Foreground {
+		h, err = g.foreground(ctx, maxWait)
+	} else {
+		h, err = g.background(ctx)
+	}
+	if (err != nil || !h.Allowed) && g.cap > 0 {
+		g.inFlight.Add(-1)
+	}
+	return h, err
+}
+
+// foreground books the call's token of the main key, held up to maxWait.
+func (g *Guard) foreground(ctx context.Context, maxWait time.Duration) (Hold, error) {
 	req := limiter.Request{Key: g.name, N: 1}
 	if maxWait > 0 {
 		req.Wait = maxWait
 	}
+	if g.headroom != nil {
+		req.Limit = g.headroom.Limit()
+	}
 	d, err := g.budget.Take(ctx, req)
-	if err != nil || !d.Allowed {
-		if g.cap > 0 {
-			g.inFlight.Add(-1)
-		}
-		if err != nil {
-			return Hold{g: g}, err
-		}
-		h := g.refuse(ReasonBudget, d.RetryAfter)
-		h.Via = d.Via
-		return h, nil
+	if err != nil {
+		return Hold{g: g}, err
+	}
+	if !d.Allowed {
+		return g.budgetRefusal(Foreground, d, d.RetryAfter), nil
 	}
 	if d.RetryAfter > 0 {
-		g.mu.Lock()
-		g.stats.Held++
-		g.stats.HeldTime += d.RetryAfter
-		g.mu.Unlock()
+		g.c.held.Add(1)
+		g.c.heldTime.Add(int64(d.RetryAfter))
 	}
 	return Hold{Allowed: true, Wait: d.RetryAfter, Via: d.Via, g: g}, nil
 }
 
-func (g *Guard) refuse(reason Reason, after time.Duration) Hold {
-	g.mu.Lock()
+// refuse counts a refusal in lane for reason and returns its Hold, telling
+// Config.Headroom of refusals for the budget or the concurrency cap.
+func (g *Guard) refuse(lane Lane, reason Reason, after time.Duration) Hold {
 	switch reason {
 	case ReasonBudget:
-		g.stats.RefusedBudget++
+		g.c.refusedBudget.Add(1)
 	case ReasonConcurrency:
-		g.stats.RefusedConcurrency++
+		g.c.refusedConcurrency.Add(1)
 	case ReasonDeadline:
-		g.stats.RefusedDeadline++
+		g.c.refusedDeadline.Add(1)
 	}
-	g.mu.Unlock()
-	return Hold{RetryAfter: max(after, refusalFloor), Reason: reason, g: g}
+	g.c.laneRefused[lane].Add(1)
+	if reason != ReasonDeadline {
+		g.c.outcomes[Refused].Add(1)
+		if g.headroom != nil {
+			g.headroom.Record(lane, 0, Refused)
+		}
+	}
+	return Hold{RetryAfter: max(after, refusalFloor), Reason: reason, lane: lane, g: g}
 }
 
-// concurrencyRetry is a concurrency refusal's wait: the mean latency of
-// recent calls (concurrencyRetry before the first has finished), spread
-// over [1, 2) times that by a sequence of the refusals, so that callers
-// refused together do not come back together.
-func (g *Guard) concurrencyRetry() time.Duration {
-	g.mu.Lock()
-	base := g.ewma
-	g.mu.Unlock()
-	if base == 0 {
-		base = float64(concurrencyRetry)
-	}
-	// The golden-ratio sequence spreads successive refusals evenly over
-	// the window whatever their number.
+// budgetRefusal counts a refusal in lane for the budget, whose decision
+// was d, and returns its Hold, told after.
+func (g *Guard) budgetRefusal(lane Lane, d limiter.Decision, after time.Duration) Hold {
+	h := g.refuse(lane, ReasonBudget, after)
+	h.Via = d.Via
+	return h
+}
+
+// spread returns a wait in [base, 2 × base), the next of a golden-ratio
+// sequence of the guard's refusals: it spreads successive refusals evenly
+// over the window whatever their number, so that callers refused together
+// do not come back together.
+func (g *Guard) spread(base time.Duration) time.Duration {
 	n := g.refusals.Add(1)
 	frac := float64(n*0x9E3779B97F4A7C15>>11) / (1 << 53)
-	return time.Duration(base * (1 + frac))
+	return time.Duration(float64(base) * (1 + frac))
 }
 
 // Record ends an allowed h with the outcome of its call: the call's error
@@ -361,7 +422,7 @@ func (h Hold) Record(err error, latency time.Duration) {
 	if !h.Allowed {
 		return
 	}
-	h.g.record(h.g.classify(err), latency)
+	h.g.record(h.lane, h.g.classifyErr(err), latency)
 }
 
 // RecordOutcome ends h with an outcome already classified and the call's
@@ -370,50 +431,55 @@ func (h Hold) RecordOutcome(o Outcome, latency time.Duration) {
 	if !h.Allowed {
 		return
 	}
-	h.g.record(o, latency)
+	h.g.record(h.lane, o, latency)
 }
 
 // Cancel ends h without a call (its caller gave up while it was held):
-// nothing is counted, and the booked token is spent.
+// nothing is counted or reported, and the booked token is spent.
 func (h Hold) Cancel() {
 	if h.Allowed && h.g.cap > 0 {
 		h.g.inFlight.Add(-1)
 	}
 }
 
-func (g *Guard) record(o Outcome, latency time.Duration) {
-	if o > Canceled {
+// classifyErr is Config.Classify of err, Failure if it panics.
+func (g *Guard) classifyErr(err error) (o Outcome) {
+	defer func() {
+		if recover() != nil {
+			g.c.classifyPanics.Add(1)
+			o = Failure
+		}
+	}()
+	return g.classify(err)
+}
+
+func (g *Guard) record(lane Lane, o Outcome, latency time.Duration) {
+	if o >= Refused {
 		o = Failure
 	}
 	if g.cap > 0 {
 		g.inFlight.Add(-1)
 	}
-	g.mu.Lock()
-	g.stats.Calls++
-	g.stats.Outcomes[o]++
-	g.stats.Latency += latency
-	if g.ewma == 0 {
-		g.ewma = float64(latency)
-	} else {
-		g.ewma += (float64(latency) - g.ewma) / 20
+	g.c.add(lane, o, latency)
+	if g.headroom != nil {
+		g.headroom.Record(lane, latency, o)
 	}
-	g.mu.Unlock()
 }
 
-// Do calls call through the guard: it books a token, holds the call until
-// the token is due (within MaxWait and the context's deadline, see
-// Config.MinCallTime), calls call with ctx, and records the outcome. It
-// returns call's error; a *RefusedError when refused; the context's error
-// when it ends during the hold (the call is not made); or the budget's
-// error (see Reserve). call runs on the caller's goroutine, outside the
-// guard's locks; if it panics, the call is recorded as a Failure and the
-// panic goes on.
-func (g *Guard) Do(ctx context.Context, call func(context.Context) error) (err error) {
+// Do calls call through the guard in lane: it takes a token (see Lane;
+// a Foreground call is held until its token is due, within MaxWait and
+// the context's deadline, see Config.MinCallTime), calls call with ctx,
+// and records the outcome. It returns call's error; a *RefusedError when
+// refused; the context's error when it ends during the hold (the call is
+// not made); or the budget's error (see Reserve). call runs on the
+// caller's goroutine, outside the guard's locks; if it panics, the call is
+// recorded as a Failure and the panic goes on.
+func (g *Guard) Do(ctx context.Context, lane Lane, call func(context.Context) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	dl, _ := ctx.Deadline()
-	h, err := g.Reserve(ctx, dl)
+	h, err := g.Reserve(ctx, dl, lane)
 	if err != nil {
 		return err
 	}
@@ -452,14 +518,10 @@ func (g *Guard) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Stats returns the guard's counts so far.
-func (g *Guard) Stats() Stats {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	s := g.stats
-	s.MeanLatency = time.Duration(g.ewma)
-	return s
-}
+// Stats returns the guard's counts so far. Each count is read atomically,
+// but not all at one instant: under concurrent calls they may disagree
+// by the calls under way.
+func (g *Guard) Stats() Stats { return g.c.stats() }
 
 // Name returns the origin's name (Config.Name).
 func (g *Guard) Name() string { return g.name }

@@ -37,13 +37,13 @@ func TestReserveHoldsThenRefuses(t *testing.T) {
 	ctx := context.Background()
 	var waits []time.Duration
 	for range 3 {
-		h, err := g.Reserve(ctx, time.Time{})
+		h, err := g.Reserve(ctx, time.Time{}, origin.Foreground)
 		require.NoError(t, err)
 		waits = append(waits, h.Wait)
 		h.Record(nil, time.Millisecond)
 	}
 	assert.Equal(t, []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond}, waits, "spaced at the rate")
-	h, err := g.Reserve(ctx, time.Time{})
+	h, err := g.Reserve(ctx, time.Time{}, origin.Foreground)
 	require.NoError(t, err)
 	assert.False(t, h.Allowed)
 	err = h.Err()
@@ -67,25 +67,25 @@ func TestReserveHoldsThenRefuses(t *testing.T) {
 func TestHoldCountsAgainstTheDeadline(t *testing.T) {
 	g, clk := newGuard(t, 10, origin.Config{MinCallTime: 20 * time.Millisecond})
 	ctx := context.Background()
-	h, err := g.Reserve(ctx, time.Time{})
+	h, err := g.Reserve(ctx, time.Time{}, origin.Foreground)
 	require.NoError(t, err)
 	h.Record(nil, 0)
 	// The next token is 100 ms away: 110 ms left keeps only 90 ms.
-	h, err = g.Reserve(ctx, clk.Now().Add(110*time.Millisecond))
+	h, err = g.Reserve(ctx, clk.Now().Add(110*time.Millisecond), origin.Foreground)
 	require.NoError(t, err)
 	require.ErrorIs(t, h.Err(), origin.ErrRefused, "held past its deadline's margin: refused, not held")
 	assert.Equal(t, origin.ReasonBudget, h.Reason)
 	// Less than MinCallTime left, or a deadline passed: refused at once,
 	// for the deadline, without taking a token.
 	for _, left := range []time.Duration{15 * time.Millisecond, -5 * time.Millisecond} {
-		h, err = g.Reserve(ctx, clk.Now().Add(left))
+		h, err = g.Reserve(ctx, clk.Now().Add(left), origin.Foreground)
 		require.NoError(t, err)
 		assert.False(t, h.Allowed, "%v left", left)
 		assert.Equal(t, origin.ReasonDeadline, h.Reason)
 	}
 	assert.Equal(t, int64(2), g.Stats().RefusedDeadline)
 	// 120 ms left keeps 100 ms: held.
-	h, err = g.Reserve(ctx, clk.Now().Add(120*time.Millisecond))
+	h, err = g.Reserve(ctx, clk.Now().Add(120*time.Millisecond), origin.Foreground)
 	require.NoError(t, err)
 	assert.True(t, h.Allowed)
 	assert.NoError(t, h.Err())
@@ -93,16 +93,48 @@ func TestHoldCountsAgainstTheDeadline(t *testing.T) {
 	h.Cancel()
 }
 
-// TestReserveAllocatesNothing: the event-loop form allocates nothing,
-// allowed or refused.
+// TestReserveAllocatesNothing: the event-loop form allocates nothing, in
+// either lane, allowed or refused, with a Headroom or not: a healthy
+// origin's decision (a token there, no wait) and a busy one's.
 func TestReserveAllocatesNothing(t *testing.T) {
-	g, _ := newGuard(t, 10, origin.Config{MaxWait: time.Millisecond})
 	ctx := context.Background()
-	allocs := testing.AllocsPerRun(100, func() {
-		h, _ := g.Reserve(ctx, time.Time{})
-		h.RecordOutcome(origin.Success, time.Millisecond)
-	})
-	assert.Zero(t, allocs)
+	for _, c := range []struct {
+		name  string
+		rate  float64
+		burst int
+		hr    bool
+	}{
+		{"healthy", 1e12, 1_000_000, false},
+		{"healthy headroom", 1e12, 1_000_000, true},
+		{"busy", 10, 1, false},
+		{"busy headroom", 10, 1, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := origin.Config{MaxWait: time.Millisecond, MaxConcurrent: 100}
+			l := limiter.PerSecond(c.rate, c.burst)
+			if c.hr {
+				cfg.Headroom = newTestHeadroom(l, c.rate/10)
+			}
+			g, _, _ := newLaneGuard(t, l, cfg)
+			for _, lane := range []origin.Lane{origin.Foreground, origin.Background} {
+				h, err := g.Reserve(ctx, time.Time{}, lane) // the keys' buckets exist
+				require.NoError(t, err)
+				h.Cancel()
+				allocs := testing.AllocsPerRun(100, func() {
+					h, _ := g.Reserve(ctx, time.Time{}, lane)
+					h.RecordOutcome(origin.Success, time.Millisecond)
+				})
+				assert.Zero(t, allocs, "lane %v", lane)
+			}
+			s := g.Stats()
+			if c.rate > 100 {
+				assert.Positive(t, s.LaneCalls[origin.Foreground])
+				assert.Zero(t, s.LaneRefused[origin.Foreground], "healthy: every foreground call went")
+			} else {
+				assert.Positive(t, s.LaneRefused[origin.Foreground], "busy: refusals were measured too")
+			}
+		})
+	}
 }
 
 // TestDoHoldsOnTheClock: Do sleeps on the injected clock for its hold, then
@@ -110,11 +142,11 @@ func TestReserveAllocatesNothing(t *testing.T) {
 func TestDoHoldsOnTheClock(t *testing.T) {
 	g, clk := newGuard(t, 10, origin.Config{})
 	ctx := context.Background()
-	require.NoError(t, g.Do(ctx, func(context.Context) error { return nil }))
+	require.NoError(t, g.Do(ctx, origin.Foreground, func(context.Context) error { return nil }))
 	called := make(chan time.Time, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- g.Do(ctx, func(context.Context) error {
+		done <- g.Do(ctx, origin.Foreground, func(context.Context) error {
 			called <- clk.Now()
 			return origin.ErrOverload
 		})
@@ -146,13 +178,13 @@ func TestDoHoldsOnTheClock(t *testing.T) {
 // called, gets its context's error, and frees its concurrency slot.
 func TestDoContextEndsDuringHold(t *testing.T) {
 	g, clk := newGuard(t, 10, origin.Config{MaxConcurrent: 1})
-	h, err := g.Reserve(context.Background(), time.Time{})
+	h, err := g.Reserve(context.Background(), time.Time{}, origin.Foreground)
 	require.NoError(t, err)
 	h.Record(nil, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- g.Do(ctx, func(context.Context) error {
+		done <- g.Do(ctx, origin.Foreground, func(context.Context) error {
 			t.Error("called after its caller gave up")
 			return nil
 		})
@@ -164,7 +196,7 @@ func TestDoContextEndsDuringHold(t *testing.T) {
 	require.ErrorIs(t, <-done, context.Canceled)
 	clk.Add(time.Second)
 	// The slot is free again.
-	h, err = g.Reserve(context.Background(), time.Time{})
+	h, err = g.Reserve(context.Background(), time.Time{}, origin.Foreground)
 	require.NoError(t, err)
 	require.True(t, h.Allowed, "the cancelled hold freed its slot")
 	h.Cancel()
@@ -175,11 +207,11 @@ func TestDoContextEndsDuringHold(t *testing.T) {
 func TestConcurrencyCap(t *testing.T) {
 	g, _ := newGuard(t, 1e6, origin.Config{MaxConcurrent: 2})
 	ctx := context.Background()
-	a, err := g.Reserve(ctx, time.Time{})
+	a, err := g.Reserve(ctx, time.Time{}, origin.Foreground)
 	require.NoError(t, err)
-	b, err := g.Reserve(ctx, time.Time{})
+	b, err := g.Reserve(ctx, time.Time{}, origin.Foreground)
 	require.NoError(t, err)
-	h, err := g.Reserve(ctx, time.Time{})
+	h, err := g.Reserve(ctx, time.Time{}, origin.Foreground)
 	require.NoError(t, err)
 	var re *origin.RefusedError
 	require.ErrorAs(t, h.Err(), &re)
@@ -187,9 +219,9 @@ func TestConcurrencyCap(t *testing.T) {
 	assert.GreaterOrEqual(t, re.RetryAfter, 100*time.Millisecond, "no call finished yet: the default, spread over [1, 2) of it")
 	assert.Less(t, re.RetryAfter, 200*time.Millisecond)
 	a.Record(nil, 40*time.Millisecond)
-	c, err := g.Reserve(ctx, time.Time{})
+	c, err := g.Reserve(ctx, time.Time{}, origin.Foreground)
 	require.NoError(t, err, "a finished call frees its slot")
-	h, err = g.Reserve(ctx, time.Time{})
+	h, err = g.Reserve(ctx, time.Time{}, origin.Foreground)
 	require.NoError(t, err)
 	require.ErrorAs(t, h.Err(), &re)
 	assert.GreaterOrEqual(t, re.RetryAfter, 40*time.Millisecond, "the mean latency of recent calls, spread")
@@ -215,7 +247,7 @@ func TestConcurrentDo(t *testing.T) {
 	for range 16 {
 		wg.Go(func() {
 			for range 200 {
-				err := g.Do(context.Background(), func(context.Context) error {
+				err := g.Do(context.Background(), origin.Foreground, func(context.Context) error {
 					mu.Lock()
 					inFlight++
 					most = max(most, inFlight)
@@ -286,12 +318,12 @@ func TestBudgetErrors(t *testing.T) {
 	require.NoError(t, err)
 	b.Close()
 	for range 2 {
-		err = g.Do(context.Background(), func(context.Context) error { return nil })
+		err = g.Do(context.Background(), origin.Foreground, func(context.Context) error { return nil })
 		require.ErrorIs(t, err, limiter.ErrClosed, "the slot was freed: the second sees the budget too")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	assert.ErrorIs(t, g.Do(ctx, func(context.Context) error { return nil }), context.Canceled)
+	assert.ErrorIs(t, g.Do(ctx, origin.Foreground, func(context.Context) error { return nil }), context.Canceled)
 }
 
 // TestDoPanicFreesItsSlot: a call that panics is recorded as a failure and
@@ -299,22 +331,22 @@ func TestBudgetErrors(t *testing.T) {
 func TestDoPanicFreesItsSlot(t *testing.T) {
 	g, clk := newGuard(t, 1e6, origin.Config{MaxConcurrent: 1})
 	assert.Panics(t, func() {
-		_ = g.Do(context.Background(), func(context.Context) error { panic("boom") })
+		_ = g.Do(context.Background(), origin.Foreground, func(context.Context) error { panic("boom") })
 	})
 	assert.Equal(t, int64(1), g.Stats().Outcomes[origin.Failure])
 	clk.Add(time.Second) // a token for the next call, without a hold
-	assert.NoError(t, g.Do(context.Background(), func(context.Context) error { return nil }), "the slot was freed")
+	assert.NoError(t, g.Do(context.Background(), origin.Foreground, func(context.Context) error { return nil }), "the slot was freed")
 }
 
 // TestNoWait: with NoWait a call goes at once or is refused, never held.
 func TestNoWait(t *testing.T) {
 	g, _ := newGuard(t, 10, origin.Config{MaxWait: origin.NoWait})
-	h, err := g.Reserve(context.Background(), time.Time{})
+	h, err := g.Reserve(context.Background(), time.Time{}, origin.Foreground)
 	require.NoError(t, err)
 	assert.True(t, h.Allowed)
 	assert.Zero(t, h.Wait)
 	h.Cancel()
-	h, err = g.Reserve(context.Background(), time.Time{})
+	h, err = g.Reserve(context.Background(), time.Time{}, origin.Foreground)
 	require.NoError(t, err)
 	assert.False(t, h.Allowed)
 	assert.Equal(t, origin.ReasonBudget, h.Reason)
@@ -325,12 +357,12 @@ func TestNoWait(t *testing.T) {
 // different waits, spread over [1, 2) of the recent latency.
 func TestConcurrencyRefusalsSpread(t *testing.T) {
 	g, _ := newGuard(t, 1e6, origin.Config{MaxConcurrent: 1})
-	h, err := g.Reserve(context.Background(), time.Time{})
+	h, err := g.Reserve(context.Background(), time.Time{}, origin.Foreground)
 	require.NoError(t, err)
 	seen := map[time.Duration]bool{}
 	lo, hi := time.Hour, time.Duration(0)
 	for range 100 {
-		r, err := g.Reserve(context.Background(), time.Time{})
+		r, err := g.Reserve(context.Background(), time.Time{}, origin.Foreground)
 		require.NoError(t, err)
 		require.False(t, r.Allowed)
 		seen[r.RetryAfter] = true
