@@ -147,6 +147,11 @@ func Resolve(c Config, u Use) (Config, error) {
 	return c, nil
 }
 
+// CheckName checks a name that becomes a component of Redis keys (a
+// Name, a Prefix, a headroom origin's name): 1 to 64 bytes, with no
+// braces, colons, spaces or control characters.
+func CheckName(s string) error { return checkName(s) }
+
 // checkName checks a Name or Prefix: a component of Redis keys.
 func checkName(s string) error {
 	if s == "" || len(s) > 64 {
