@@ -308,12 +308,15 @@ local function step(b, h, t, secs)
     sample = t[9] / t[5]
   end
   local bad = t[6] + t[7] + t[8]
-  local saturated = (answered > 0 and bad > 0.01 * answered) or
-    (sample > 0 and base > 0 and sample > base * (1 + b.tol))
+  local failing = answered > 0 and bad > 0.01 * answered
+  local saturated = failing or (sample > 0 and base > 0 and sample > base * (1 + b.tol))
+  local draining = saturated and not failing and h.sat == 1 and sample < h.sample
   local l = h.limit
   local offered = (t[1] + t[2] + t[3] + t[4]) / secs
   local nxt = l
-  if saturated then
+  if draining then
+    h.probe = 0
+  elseif saturated then
     local c = t[5] / secs
     h.cap = c
     h.probe = 0
@@ -327,7 +330,7 @@ local function step(b, h, t, secs)
     end
     local rise = p
     if h.cap > 0 and l >= 0.9 * h.cap and l < 1.05 * h.cap then
-      rise = math.min(rise, math.sqrt(l))
+      rise = math.min(rise, math.min(math.sqrt(l), 0.025 * h.cap))
     end
     nxt = l + rise
     h.probe = math.min(2 * p, b.rise * l)

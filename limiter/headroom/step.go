@@ -64,6 +64,9 @@ const (
 	// nearLow and nearHigh bound, as fractions of the capacity estimate,
 	// the region in which probes are additive steps of √limit.
 	nearLow, nearHigh = 0.9, 1.05
+	// nearStep caps a probe's step near the capacity estimate, as a
+	// fraction of it.
+	nearStep = 0.025
 )
 
 // newState returns the state of an origin starting at limit.
@@ -90,12 +93,18 @@ func step(b *Bounds, s *state, t tally, secs float64) {
 		sample = t.latSum / t.out[0]
 	}
 	bad := t.out[1] + t.out[2] + t.out[3]
-	saturated := (answered > 0 && bad > errorRatio*answered) ||
-		(sample > 0 && base > 0 && sample > base*(1+b.Tolerance))
+	failing := answered > 0 && bad > errorRatio*answered
+	saturated := failing || (sample > 0 && base > 0 && sample > base*(1+b.Tolerance))
+	// The queue is draining: saturated by latency alone, again, and less
+	// than the interval before.
+	draining := saturated && !failing && s.derive.saturated && sample < s.derive.sample
 	l := s.limit
 	offered := (t.calls[0] + t.calls[1] + t.refused[0] + t.refused[1]) / secs
 	next := l
 	switch {
+	case draining:
+		// The last fall was enough: hold while the queue drains.
+		s.probe = 0
 	case saturated:
 		c := t.out[0] / secs
 		s.cap = c
@@ -110,7 +119,7 @@ func step(b *Bounds, s *state, t tally, secs float64) {
 		}
 		rise := p
 		if s.cap > 0 && l >= nearLow*s.cap && l < nearHigh*s.cap {
-			rise = math.Min(rise, math.Sqrt(l))
+			rise = math.Min(rise, math.Min(math.Sqrt(l), nearStep*s.cap))
 		}
 		next = l + rise
 		s.probe = math.Min(2*p, b.MaxRise*l)

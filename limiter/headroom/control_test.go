@@ -1,0 +1,156 @@
+package headroom
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// simBounds are the bounds of the simulated origin "db".
+var simBounds = Bounds{Floor: 10, Ceiling: 10_000, Initial: 100}
+
+// newSim returns a run of three nodes: on one memory controller they all
+// record into, or (shared) on a controller each, sharing Redis through
+// the clients made by client.
+func newSim(t *testing.T, shared func(t *testing.T) fleet.Redis, b Bounds) *simRun {
+	t.Helper()
+	clk := fakeclock.New(t0)
+	cfg := Config{Origins: map[string]Bounds{"db": b}, Clock: clk}
+	r := &simRun{clk: clk, interval: time.Second,
+		org: simOrigin{capacity: 1000, base: 5 * time.Millisecond, timeout: 500 * time.Millisecond, maxQueue: 1000}}
+	var mem *Controller
+	for range 3 {
+		var c *Controller
+		var err error
+		switch {
+		case shared != nil:
+			c, err = NewShared(shared(t), SharedConfig{Config: cfg})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = c.Close() })
+		case mem == nil:
+			mem, err = New(cfg)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = mem.Close() })
+			c = mem
+		default:
+			c = mem
+		}
+		o, err := c.Origin("db")
+		require.NoError(t, err)
+		r.nodes = append(r.nodes, &simNode{o: o, nodes: 3})
+	}
+	return r
+}
+
+func constant(v float64) func(time.Duration) float64 { return func(time.Duration) float64 { return v } }
+
+// limitAt returns node 0's limit after the interval that ends at sim time
+// d.
+func (r *simRun) limitAt(d time.Duration) float64 { return r.trace[int(d/r.interval)-1][0] }
+
+// swing returns max/min of node 0's limit over the intervals ending in
+// [from, to].
+func (r *simRun) swing(from, to time.Duration) (lo, hi float64) {
+	lo, hi = math.Inf(1), 0
+	for d := from; d <= to; d += r.interval {
+		l := r.limitAt(d)
+		lo, hi = math.Min(lo, l), math.Max(hi, l)
+	}
+	return lo, hi
+}
+
+// checkStepChange runs the capacity step of the package's contract: 1000
+// calls/s for 60 s, 500 for 120 s, 1000 again for 120 s, under a demand of
+// 3000 calls/s, then 60 s of demand far below capacity; and checks the
+// limit's response.
+func checkStepChange(t *testing.T, r *simRun) {
+	const c = 1000.0
+	capacity := func(d time.Duration) float64 {
+		if d >= 60*time.Second && d < 180*time.Second {
+			return c / 2
+		}
+		return c
+	}
+	r.run(300*time.Second, constant(3*c), capacity)
+	r.run(60*time.Second, constant(c/5), capacity)
+	logTrace(t, r)
+
+	// Before the drop the limit found the capacity.
+	lo, hi := r.swing(40*time.Second, 60*time.Second)
+	assert.GreaterOrEqual(t, lo, 0.85*c, "settled below capacity before the drop")
+	assert.LessOrEqual(t, hi/lo, 1.10, "swing before the drop: %.0f-%.0f", lo, hi)
+	// Within 3 s of the drop, the limit is at most 1.1 × the new capacity,
+	// and stays there.
+	_, hi = r.swing(63*time.Second, 180*time.Second)
+	assert.LessOrEqual(t, hi, 1.1*c/2, "limit after the drop")
+	lo, hi = r.swing(80*time.Second, 180*time.Second)
+	assert.LessOrEqual(t, hi/lo, 1.10, "swing 20 s after the drop: %.0f-%.0f", lo, hi)
+	assert.GreaterOrEqual(t, lo, 0.8*c/2, "settled at the new capacity")
+	// Within 10 s of the return, >= 0.9 × capacity.
+	assert.GreaterOrEqual(t, r.limitAt(190*time.Second), 0.9*c, "limit 10 s after the return")
+	lo, hi = r.swing(200*time.Second, 300*time.Second)
+	assert.LessOrEqual(t, hi/lo, 1.10, "swing 20 s after the return: %.0f-%.0f", lo, hi)
+	// Overshoot: never above 1.05 × capacity two intervals running.
+	for d := 181 * time.Second; d <= 300*time.Second; d += time.Second {
+		if r.limitAt(d) > 1.05*c && r.limitAt(d-time.Second) > 1.05*c {
+			t.Errorf("overshoot > 5%% for two intervals at %v: %.0f, %.0f", d, r.limitAt(d-time.Second), r.limitAt(d))
+		}
+	}
+	// Demand far below capacity: the limit does not rise.
+	lo, hi = r.swing(305*time.Second, 360*time.Second)
+	assert.Equal(t, lo, hi, "the limit moved without demand")
+	assert.LessOrEqual(t, hi, r.limitAt(300*time.Second), "the limit rose without demand")
+}
+
+func logTrace(t *testing.T, r *simRun) {
+	t.Helper()
+	s := ""
+	for i, row := range r.trace {
+		s += fmt.Sprintf(" %d:%.0f", i+1, row[0])
+		if (i+1)%20 == 0 {
+			s += "\n"
+		}
+	}
+	t.Logf("limit by second:\n%s", s)
+}
+
+func TestStepChangeMemory(t *testing.T) {
+	checkStepChange(t, newSim(t, nil, simBounds))
+}
+
+// checkFailing runs an origin that fails every call, from a limit of 1000
+// calls/s: the limit must reach the floor within
+// log(limit/floor)/log(1/(1−MaxFall)) intervals, plus lag intervals.
+func checkFailing(t *testing.T, r *simRun, lag int) {
+	r.org.failing = true
+	r.run(20*time.Second, constant(3000), constant(1000))
+	want := int(math.Ceil(math.Log(1000/10.0)/math.Log(2))) + lag
+	got := -1
+	for i, row := range r.trace {
+		if row[0] == 10 && got < 0 {
+			got = i + 1
+		}
+		if got >= 0 {
+			assert.Equal(t, 10.0, row[0], "left the floor at %d s", i+1)
+		}
+	}
+	assert.True(t, got > 0 && got <= want, "floor reached after %d intervals, want <= %d", got, want)
+}
+
+func TestFailingMemory(t *testing.T) {
+	b := simBounds
+	b.Initial = 1000
+	checkFailing(t, newSim(t, nil, b), 0)
+}
+
+var _ = limiter.ErrClosed
