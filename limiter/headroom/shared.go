@@ -330,7 +330,7 @@ local function step(b, h, t, secs)
     end
     local rise = p
     if h.cap > 0 and l >= 0.9 * h.cap and l < 1.05 * h.cap then
-      rise = math.min(rise, math.min(math.sqrt(l), 0.025 * h.cap))
+      rise = math.min(rise, math.min(math.sqrt(l), 0.02 * h.cap))
     end
     nxt = l + rise
     h.probe = math.min(2 * p, b.rise * l)

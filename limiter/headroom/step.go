@@ -66,7 +66,7 @@ const (
 	nearLow, nearHigh = 0.9, 1.05
 	// nearStep caps a probe's step near the capacity estimate, as a
 	// fraction of it.
-	nearStep = 0.025
+	nearStep = 0.02
 )
 
 // newState returns the state of an origin starting at limit.
