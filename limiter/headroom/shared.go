@@ -63,7 +63,7 @@ func NewShared(r fleet.Redis, cfg SharedConfig) (*Controller, error) {
 		s.keys = append(s.keys, base+o.name)
 		o.stats.Via = limiter.ViaRedis
 	}
-	s.args = make([]any, 3+argsPerOrigin*len(c.origins))
+	s.args = make([]any, 0, 3+argsPerOrigin*len(c.origins))
 	c.shared = s
 	if cfg.Failure == fleet.FailLocal {
 		link.StartHeartbeat()
@@ -76,21 +76,14 @@ func NewShared(r fleet.Redis, cfg SharedConfig) (*Controller, error) {
 // when Redis cannot answer, the failure policy.
 func (s *sharedStore) tick(c *Controller) {
 	tallies := make([]tally, len(c.origins))
-	now := ""
-	if s.injected {
-		now = strconv.FormatInt(c.clock.Now().UnixMicro(), 10)
-	}
-	s.args[0], s.args[1], s.args[2] = now, c.interval.Microseconds(), s.ttl
 	for i, o := range c.origins {
-		t := o.drain()
-		tallies[i] = t
-		a := s.args[3+i*argsPerOrigin:]
-		b := &o.b
-		for j, v := range [argsPerOrigin]float64{b.Floor, b.Ceiling, b.Initial, b.MaxRise, b.MaxFall, b.Tolerance,
-			t.calls[0], t.calls[1], t.refused[0], t.refused[1], t.out[0], t.out[1], t.out[2], t.out[3], t.latSum, t.latMin} {
-			a[j] = strconv.FormatFloat(v, 'g', -1, 64)
-		}
+		tallies[i] = o.drain()
 	}
+	var now time.Time
+	if s.injected {
+		now = c.clock.Now()
+	}
+	s.args = reportArgs(s.args[:0], now, c.interval, s.ttl, c.origins, tallies)
 	v, err := s.link.Eval(context.Background(), reportScript, s.keys, s.args...)
 	var replies [][]float64
 	if err == nil {
@@ -117,6 +110,25 @@ func (s *sharedStore) tick(c *Controller) {
 		o.publish(rate, spare)
 		o.setStats(rate, spare, t, d, r[14], live, limiter.ViaRedis, int64(r[2]))
 	}
+}
+
+// reportArgs appends to dst reportScript's arguments: the time now (the
+// zero time: Redis TIME), the interval, the state's TTL in ms, and each
+// origin's bounds and reports.
+func reportArgs(dst []any, now time.Time, iv time.Duration, ttl int64, origins []*Origin, tallies []tally) []any {
+	at := ""
+	if !now.IsZero() {
+		at = strconv.FormatInt(now.UnixMicro(), 10)
+	}
+	dst = append(dst, at, iv.Microseconds(), ttl)
+	for i, o := range origins {
+		b, t := &o.b, &tallies[i]
+		for _, v := range [argsPerOrigin]float64{b.Floor, b.Ceiling, b.Initial, b.MaxRise, b.MaxFall, b.Tolerance,
+			t.calls[0], t.calls[1], t.refused[0], t.refused[1], t.out[0], t.out[1], t.out[2], t.out[3], t.latSum, t.latMin} {
+			dst = append(dst, strconv.FormatFloat(v, 'g', -1, 64))
+		}
+	}
+	return dst
 }
 
 // failed applies the failure policy to an interval Redis did not answer.
