@@ -72,6 +72,9 @@ func TestConformance(t *testing.T) {
 		{name: "a", b: Bounds{Floor: 5, Ceiling: 5000, Initial: 300, Burst: defaultBurst, MaxRise: 0.2, MaxFall: 0.5, Tolerance: 0.5}},
 		{name: "b", b: Bounds{Floor: 1, Ceiling: 80, Initial: 1, Burst: defaultBurst, MaxRise: 1, MaxFall: 0.1, Tolerance: 2}},
 	}
+	for _, o := range origins {
+		o.publish(o.b.Initial, 0) // the start of a missing state, as reportArgs passes it
+	}
 	keys := []string{"herdcap:conformance:{h:conformance}:a", "herdcap:conformance:{h:conformance}:b"}
 	iv := 2 * time.Second
 	secs := float64(iv.Microseconds()) / 1e6

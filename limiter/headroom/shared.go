@@ -123,7 +123,11 @@ func reportArgs(dst []any, now time.Time, iv time.Duration, ttl int64, origins [
 	dst = append(dst, at, iv.Microseconds(), ttl)
 	for i, o := range origins {
 		b, t := &o.b, &tallies[i]
-		for _, v := range [argsPerOrigin]float64{b.Floor, b.Ceiling, b.Initial, b.MaxRise, b.MaxFall, b.Tolerance,
+		// A fleet state that is missing (the first report, or a Redis that
+		// lost its data) starts at the reporter's current limit: Initial,
+		// or what it applies now.
+		start := math.Float64frombits(o.rate.Load())
+		for _, v := range [argsPerOrigin]float64{b.Floor, b.Ceiling, start, b.MaxRise, b.MaxFall, b.Tolerance,
 			t.calls[0], t.calls[1], t.refused[0], t.refused[1], t.out[0], t.out[1], t.out[2], t.out[3], t.latSum, t.latMin} {
 			dst = append(dst, strconv.FormatFloat(v, 'g', -1, 64))
 		}
@@ -211,7 +215,8 @@ const replyFields = 15
 // ARGV[2]  the control interval, µs
 // ARGV[3]  how long the state outlives the last report, ms
 // then per origin i, 16 arguments from ARGV[4+16(i-1)]: its bounds
-// (floor, ceiling, initial, max rise, max fall, tolerance) and the node's
+// (floor, ceiling, start, max rise, max fall, tolerance: start is the
+// limit a missing state starts at) and the node's
 // reports (calls foreground, background, refused foreground, background,
 // success, overload, timeout, failure, latency sum ns, latency min ns).
 //
