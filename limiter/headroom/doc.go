@@ -22,8 +22,8 @@
 //   - baseline = the least of the per-interval minimum latencies of the
 //     last 60 intervals: it survives a long overload, and follows an
 //     origin that became slower for good within a minute of intervals.
-//   - saturated = sample > baseline·(1+Tolerance), or (overload + timeout
-//   - failure) > 1 % of the answered calls.
+//   - saturated = sample > baseline·(1+Tolerance), or overloads, timeouts
+//     and failures together above 1 % of the answered calls.
 //   - Saturated: the capacity estimate C is what the origin served
 //     (success calls per second) and the limit becomes
 //     max(limit·(1−MaxFall), min(limit, 0.95·C)): just below what the

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/periodic"
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/origin"
@@ -39,11 +40,7 @@ type Controller struct {
 	shared   *sharedStore // nil: the memory store
 	closed   atomic.Bool
 
-	mu        sync.Mutex // guards what follows, and wg.Add against Close
-	stopped   bool
-	timer     limiter.Timer
-	armGen    uint64         // counts arms: only the latest stores its timer
-	wg        sync.WaitGroup // ticks armed or under way
+	loop      *periodic.Loop
 	closeOnce sync.Once
 }
 
@@ -134,9 +131,12 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.arm()
+	c.start()
 	return c, nil
 }
+
+// start starts the control loop.
+func (c *Controller) start() { c.loop = periodic.Start(c.clock, c.interval, c.tick) }
 
 func newController(cfg Config, path string) (*Controller, error) {
 	specs, iv, err := cfg.resolve(path)
@@ -189,15 +189,7 @@ func (c *Controller) Origin(name string) (*Origin, error) {
 func (c *Controller) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		c.mu.Lock()
-		c.stopped = true
-		t := c.timer
-		c.timer = nil
-		c.mu.Unlock()
-		if t != nil && t.Stop() {
-			c.wg.Done() // its tick will not run
-		}
-		c.wg.Wait()
+		c.loop.Stop() // returns once an interval under way has ended
 		if c.shared != nil {
 			c.shared.link.Close()
 		}
@@ -205,53 +197,18 @@ func (c *Controller) Close() error {
 	return nil
 }
 
-// arm sets the next tick, unless Close has begun. The clock is user code:
-// no lock is held while it runs.
-func (c *Controller) arm() {
-	c.mu.Lock()
-	if c.stopped {
-		c.mu.Unlock()
-		return
-	}
-	c.wg.Add(1)
-	c.armGen++
-	gen := c.armGen
-	c.mu.Unlock()
-	t := c.clock.AfterFunc(c.interval, c.tick)
-	c.mu.Lock()
-	if c.stopped {
-		c.mu.Unlock()
-		if t.Stop() {
-			c.wg.Done()
-		}
-		return
-	}
-	if c.armGen == gen { // not re-armed meanwhile by the tick itself
-		c.timer = t
-	}
-	c.mu.Unlock()
-}
-
-// tick runs one control interval and arms the next.
+// tick runs one control interval.
 func (c *Controller) tick() {
-	defer c.wg.Done()
-	c.mu.Lock()
-	stopped := c.stopped
-	c.mu.Unlock()
-	if stopped {
-		return
-	}
 	if c.shared != nil {
 		c.shared.tick(c)
-	} else {
-		for _, o := range c.origins {
-			t := o.drain()
-			step(&o.b, &o.st, t, c.secs)
-			o.publish(o.st.limit, o.st.derive.spare)
-			o.setStats(o.st.limit, o.st.derive.spare, t, o.st.derive, o.st.cap, 1, limiter.ViaLocal, o.st.n)
-		}
+		return
 	}
-	c.arm()
+	for _, o := range c.origins {
+		t := o.drain()
+		step(&o.b, &o.st, t, c.secs)
+		o.publish(o.st.limit, o.st.derive.spare)
+		o.setStats(o.st.limit, o.st.derive.spare, t, o.st.derive, o.st.cap, 1, limiter.ViaLocal, o.st.n)
+	}
 }
 
 // slot maps an outcome to its column of Origin.counts: Success, Overload,

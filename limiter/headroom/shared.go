@@ -68,7 +68,7 @@ func NewShared(r fleet.Redis, cfg SharedConfig) (*Controller, error) {
 	if cfg.Failure == fleet.FailLocal {
 		link.StartHeartbeat()
 	}
-	c.arm()
+	c.start()
 	return c, nil
 }
 
