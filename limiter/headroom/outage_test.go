@@ -141,3 +141,33 @@ func TestOutage(t *testing.T) {
 	assert.LessOrEqual(t, time.Duration(slowest.Load()), timeout+5*time.Millisecond, "the slowest Record")
 	assert.Equal(t, limiter.ViaFallback, caches[0].Stats().Via)
 }
+
+// TestFailOpenClosed: without Redis, FailOpen holds the limit at the
+// ceiling and FailClosed at the floor; neither runs a heartbeat.
+func TestFailOpenClosed(t *testing.T) {
+	s := redistest.Start(t)
+	s.Kill(t)
+	for _, tc := range []struct {
+		policy fleet.FailurePolicy
+		want   float64
+	}{{fleet.FailOpen, 500}, {fleet.FailClosed, 5}} {
+		clk := fakeclock.New(t0)
+		c, err := NewShared(fleet.Redis{Client: s.Client(t), Name: "policy"}, SharedConfig{
+			Config:  Config{Origins: map[string]Bounds{"db": {Floor: 5, Ceiling: 500, Initial: 50}}, Clock: clk},
+			Failure: tc.policy,
+		})
+		require.NoError(t, err)
+		o, err := c.Origin("db")
+		require.NoError(t, err)
+		assert.Equal(t, 50.0, o.Limit().Rate, "%v: Initial before the first interval", tc.policy)
+		for range 20 {
+			o.Record(Foreground, time.Millisecond, origin.Success)
+		}
+		clk.Add(time.Second)
+		st := o.Stats()
+		assert.Equal(t, tc.want, o.Limit().Rate, "%v", tc.policy)
+		assert.Equal(t, limiter.ViaFallback, st.Via, "%v", tc.policy)
+		assert.Equal(t, max(0, tc.want-20), o.Spare(), "%v: the limit less the foreground, at least 0", tc.policy)
+		require.NoError(t, c.Close())
+	}
+}

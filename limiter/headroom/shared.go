@@ -152,7 +152,7 @@ func (s *sharedStore) failed(c *Controller, tallies []tally, err error) {
 	}
 	for i, o := range c.origins {
 		t := tallies[i]
-		var rate float64
+		var rate, capacity float64
 		var d derived
 		live := s.live
 		switch s.failure {
@@ -168,11 +168,11 @@ func (s *sharedStore) failed(c *Controller, tallies []tally, err error) {
 			share := o.b
 			share.Floor, share.Ceiling = o.b.Floor/n, o.b.Ceiling/n
 			step(&share, &o.st, t, c.secs)
-			rate, d = o.st.limit*n, o.st.derive
+			rate, d, capacity = o.st.limit*n, o.st.derive, o.st.cap*n
 			d.spare *= n
 		}
 		o.publish(rate, d.spare)
-		o.setStats(rate, d.spare, t, d, o.st.cap, live, limiter.ViaFallback, o.st.n)
+		o.setStats(rate, d.spare, t, d, capacity, live, limiter.ViaFallback, o.st.n)
 	}
 }
 
