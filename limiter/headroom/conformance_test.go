@@ -12,7 +12,8 @@ import (
 
 // ledger is the Go model of reportScript's bookkeeping for one origin:
 // reports of the current interval k add up, and the first report of a
-// later interval finalises k with step.
+// later interval (or of one more than two intervals before: time stepped
+// back) finalises k with step.
 type ledger struct {
 	has bool
 	k   int64
@@ -24,7 +25,7 @@ func (l *ledger) report(b *Bounds, k int64, t tally, secs float64) {
 	switch {
 	case !l.has:
 		l.has, l.k, l.st = true, k, newState(b.Initial)
-	case k > l.k:
+	case k > l.k || k < l.k-2:
 		step(b, &l.st, l.acc, secs)
 		l.acc, l.k = tally{}, k
 	}
@@ -76,6 +77,7 @@ func TestConformance(t *testing.T) {
 		o.publish(o.b.Initial, 0) // the start of a missing state, as reportArgs passes it
 	}
 	keys := []string{"herdcap:conformance:{h:conformance}:a", "herdcap:conformance:{h:conformance}:b"}
+	require.NoError(t, c.Del(ctx, keys...).Err()) // a state of an earlier run (-count)
 	iv := 2 * time.Second
 	secs := float64(iv.Microseconds()) / 1e6
 	models := make([]ledger, len(origins))
@@ -88,6 +90,8 @@ func TestConformance(t *testing.T) {
 			k++ // the next interval
 		case r == 6:
 			k += 3 // intervals without reports
+		case r == 7 && rng.IntN(10) == 0:
+			k -= 5 // time stepped back
 		}
 		tag := k
 		if rng.IntN(8) == 0 {

@@ -3,6 +3,7 @@ package headroom
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/herdcap/herdcap/internal/fakeclock"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/limiter/origin"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -171,9 +173,14 @@ func TestFailingMemory(t *testing.T) {
 
 var _ = limiter.ErrClosed
 
+// runs numbers the Names of shared controllers, so that a test run again
+// (-count) shares no state with its earlier runs.
+var runs atomic.Int64
+
 // onServer returns fleet.Redis settings for the package's server under a
 // Name of the test's own.
 func onServer(name string) func(t *testing.T) fleet.Redis {
+	name = fmt.Sprintf("%s-%d", name, runs.Add(1))
 	return func(t *testing.T) fleet.Redis {
 		return fleet.Redis{Client: srv.Client(t), Name: name, Timeout: time.Second}
 	}
@@ -209,8 +216,9 @@ func TestStepChangeRedis(t *testing.T) {
 }
 
 func TestStepChangeCluster(t *testing.T) {
+	name := fmt.Sprintf("step-change-%d", runs.Add(1))
 	r := newSim(t, func(t *testing.T) fleet.Redis {
-		return fleet.Redis{Client: cluster.Client(t), Name: "step-change", Timeout: time.Second}
+		return fleet.Redis{Client: cluster.Client(t), Name: name, Timeout: time.Second}
 	}, simBounds)
 	checkStepChange(t, r)
 	checkSameLimit(t, r)
@@ -222,4 +230,30 @@ func TestFailingRedis(t *testing.T) {
 	r := newSim(t, onServer("failing"), b)
 	checkFailing(t, r, 1) // the shared limit lags one interval: see reportScript
 	checkSameLimit(t, r)
+}
+
+// TestClockStepsBack: a fleet state left by a clock an hour ahead (or a
+// clock stepped back) does not stall the shared limit until time catches
+// up: the first report far behind becomes the current interval.
+func TestClockStepsBack(t *testing.T) {
+	r := onServer("steps-back")
+	for i, start := range []time.Time{t0.Add(time.Hour), t0} {
+		clk := fakeclock.New(start)
+		c, err := NewShared(r(t), SharedConfig{Config: Config{Origins: map[string]Bounds{"db": simBounds}, Clock: clk}})
+		require.NoError(t, err)
+		o, err := c.Origin("db")
+		require.NoError(t, err)
+		for range 5 {
+			for range int(o.Limit().Rate) + 10 {
+				o.Record(Foreground, 5*time.Millisecond, origin.Success)
+			}
+			clk.Add(time.Second)
+		}
+		st := o.Stats()
+		require.NoError(t, c.Close())
+		assert.Equal(t, limiter.ViaRedis, st.Via, "round %d", i)
+		// Round 0 finalises 4 of its 5 intervals; round 1's first report
+		// finalises round 0's last, and its next 4 its own first 4.
+		assert.Equal(t, []int64{4, 9}[i], st.Intervals, "round %d: intervals run by the fleet", i)
+	}
 }

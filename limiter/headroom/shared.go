@@ -225,8 +225,11 @@ const replyFields = 15
 // of its reports (a1..a10), the state of step (limit, cap, probe, n, pos,
 // m0..m59) and the last finalised interval's figures (t1..t10, base,
 // sample, sat, spare). A report for an interval after k finalises k (runs
-// step) before it is added; a report for k or an earlier one (late) is
-// added to k. Numbers are stored with 17 significant digits, so every
+// step) before it is added; a report for k or one of the two intervals
+// before (late) is added to k. A report for an interval further back means
+// that the reporters' time stepped back (or the state outlived a clock
+// that was ahead): it too finalises k, and its interval becomes the
+// current one, so that a fleet never waits for time to catch up. Numbers are stored with 17 significant digits, so every
 // double survives. It returns, per origin, {limit, spare, n, t1..t8, base,
 // sample, sat, cap} as strings.
 var reportScript = redis.NewScript(stepLua + `
@@ -268,7 +271,7 @@ for i = 1, #KEYS do
     for j = 0, 59 do
       h["m" .. j] = 0
     end
-  elseif k > h.k then
+  elseif k > h.k or k < h.k - 2 then
     local t = {}
     for j = 1, 10 do
       t[j] = h["a" .. j]
