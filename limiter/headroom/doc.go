@@ -10,8 +10,8 @@
 // refusal by the guard, which is demand that was not served); once per
 // control interval the controller moves one limit per origin; the origin
 // guard (package origin) carries Origin.Limit in every budget request, and
-// background work (refetches, warm-ups) paces itself from Origin.Spare.
-// *Origin satisfies origin.Headroom.
+// storms (rollouts, admission, warm-ups) pace themselves from
+// Origin.Spare. *Origin satisfies origin.Headroom and limiter.Headroom.
 //
 // # The algorithm
 //

@@ -47,7 +47,9 @@ type Controller struct {
 // Origin is one origin's headroom: the limit a guard carries in its budget
 // requests (Limit), the spare capacity background work may take (Spare),
 // and the sink of the outcomes of calls to the origin (Record). It
-// satisfies origin.Headroom. Its methods are safe for concurrent use;
+// satisfies origin.Headroom (for the guard) and limiter.Headroom (for the
+// storms that pace themselves by Spare: invalidate's rollouts, admission's
+// gates). Its methods are safe for concurrent use;
 // Limit, Spare and Record are allocation-free and take no lock.
 type Origin struct {
 	c    *Controller
@@ -74,6 +76,10 @@ type Origin struct {
 	mu    sync.Mutex // guards stats
 	stats Stats
 }
+
+// An Origin is the limiter.Headroom that paces rollouts and admission
+// gates (invalidate.Config.Headroom, admission.Config.Headroom).
+var _ limiter.Headroom = (*Origin)(nil)
 
 // noLatency is latMin's "no success yet".
 const noLatency = math.MaxInt64
