@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herdcap/herdcap/internal/periodic"
 	"github.com/herdcap/herdcap/internal/redisguard"
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
@@ -147,6 +148,11 @@ func Resolve(c Config, u Use) (Config, error) {
 	return c, nil
 }
 
+// CheckName checks a name that becomes a component of Redis keys (a
+// Name, a Prefix, a headroom origin's name): 1 to 64 bytes, with no
+// braces, colons, spaces or control characters.
+func CheckName(s string) error { return checkName(s) }
+
 // checkName checks a Name or Prefix: a component of Redis keys.
 func checkName(s string) error {
 	if s == "" || len(s) > 64 {
@@ -174,12 +180,10 @@ type Link struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 
-	mu      sync.Mutex // guards what follows, and wg.Add against Close
-	beating bool       // the heartbeat was started
-	stopped bool       // Close has begun
-	timer   limiter.Timer
-	armGen  uint64         // counts arms: only the latest stores its timer
-	wg      sync.WaitGroup // heartbeats armed or under way
+	mu      sync.Mutex     // guards what follows
+	beating bool           // the heartbeat was started
+	stopped bool           // Close has begun
+	loop    *periodic.Loop // the heartbeat's timer; nil before StartHeartbeat
 }
 
 // Open returns a link with c, resolved by Resolve for u. Its heartbeat
@@ -234,48 +238,16 @@ func (l *Link) StartHeartbeat() {
 	l.beating = true
 	l.mu.Unlock()
 	l.beat(true)
-	l.arm()
-}
-
-// arm sets the next heartbeat, unless Close has begun. The clock is user
-// code: no lock is held while it runs.
-func (l *Link) arm() {
-	l.mu.Lock()
-	if l.stopped {
-		l.mu.Unlock()
-		return
-	}
-	l.wg.Add(1)
-	l.armGen++
-	gen := l.armGen
-	l.mu.Unlock()
-	t := l.clock.AfterFunc(l.Heartbeat, l.tick)
-	l.mu.Lock()
-	if l.stopped {
-		// Close began meanwhile, without this timer to stop.
-		l.mu.Unlock()
-		if t.Stop() {
-			l.wg.Done()
-		}
-		return
-	}
-	if l.armGen == gen { // not re-armed meanwhile by the timer itself
-		l.timer = t
-	}
-	l.mu.Unlock()
-}
-
-// tick is a heartbeat's timer.
-func (l *Link) tick() {
-	defer l.wg.Done()
+	loop := periodic.Start(l.clock, l.Heartbeat, func() { l.beat(true) })
 	l.mu.Lock()
 	stopped := l.stopped
+	if !stopped {
+		l.loop = loop
+	}
 	l.mu.Unlock()
 	if stopped {
-		return
+		loop.Stop() // Close began meanwhile
 	}
-	l.beat(true)
-	l.arm()
 }
 
 // beat records (or, with add false, removes) this node in the live-node set
@@ -311,16 +283,14 @@ func (l *Link) Close() {
 		l.closed.Store(true)
 		l.mu.Lock()
 		l.stopped = true
-		beating, t := l.beating, l.timer
-		l.timer = nil
+		beating, loop := l.beating, l.loop
 		l.mu.Unlock()
 		if !beating {
 			return
 		}
-		if t != nil && t.Stop() {
-			l.wg.Done() // its heartbeat will not run
+		if loop != nil {
+			loop.Stop() // returns once a heartbeat under way has ended
 		}
-		l.wg.Wait() // a heartbeat under way arms no other
 		l.beat(false)
 	})
 }
