@@ -24,8 +24,8 @@ func benchOrigin(b testing.TB) *Origin {
 func TestHotPathAllocs(t *testing.T) {
 	o := benchOrigin(t)
 	if n := testing.AllocsPerRun(1000, func() {
-		o.Record(Foreground, time.Millisecond, origin.Success)
-		o.Record(Background, 0, Refused)
+		o.Record(origin.Foreground, time.Millisecond, origin.Success)
+		o.Record(origin.Background, 0, origin.Refused)
 		_ = o.Limit()
 		_ = o.Spare()
 	}); n != 0 {
@@ -41,7 +41,7 @@ func BenchmarkRecord(b *testing.B) {
 		b.ReportAllocs()
 		lat := time.Millisecond
 		for b.Loop() {
-			o.Record(Foreground, lat, origin.Success)
+			o.Record(origin.Foreground, lat, origin.Success)
 			lat ^= 1 // not always the minimum
 		}
 	})
@@ -49,7 +49,7 @@ func BenchmarkRecord(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				o.Record(Foreground, time.Millisecond, origin.Success)
+				o.Record(origin.Foreground, time.Millisecond, origin.Success)
 			}
 		})
 	})

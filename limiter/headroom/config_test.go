@@ -129,15 +129,15 @@ func TestOriginAndClose(t *testing.T) {
 	assert.Contains(t, err.Error(), `"cache", "db"`)
 	o, err := c.Origin("db")
 	require.NoError(t, err)
-	o.Record(Foreground, time.Millisecond, Refused)
+	o.Record(origin.Foreground, time.Millisecond, origin.Refused)
 	require.NoError(t, c.Close())
 	require.NoError(t, c.Close(), "idempotent")
 	_, err = c.Origin("db")
 	require.ErrorIs(t, err, limiter.ErrClosed)
-	o.Record(Foreground, time.Millisecond, Refused)
-	o.Record(Background, time.Millisecond, origin.Success)
+	o.Record(origin.Foreground, time.Millisecond, origin.Refused)
+	o.Record(origin.Background, time.Millisecond, origin.Success)
 	assert.Equal(t, int64(2), o.Stats().Dropped)
-	assert.Equal(t, int64(1), o.counts[Foreground][4].Load(), "only the Record before Close counted")
+	assert.Equal(t, int64(1), o.counts[origin.Foreground][4].Load(), "only the Record before Close counted")
 }
 
 // TestRecord checks what Record counts: lanes, outcomes, refusals;
@@ -149,17 +149,17 @@ func TestRecord(t *testing.T) {
 	defer c.Close()
 	o, _ := c.Origin("db")
 	for range 60 {
-		o.Record(Foreground, 4*time.Millisecond, origin.Success)
+		o.Record(origin.Foreground, 4*time.Millisecond, origin.Success)
 	}
-	o.Record(Foreground, 2*time.Millisecond, origin.Success)
-	o.Record(Background, 9*time.Millisecond, origin.Success)
-	o.Record(Background, time.Second, origin.Timeout)
-	o.Record(Foreground, 0, Refused)
-	o.Record(Foreground, 0, Refused)
-	o.Record(Background, 0, Refused)
-	o.Record(Foreground, time.Millisecond, origin.Canceled)
-	o.Record(Lane(7), time.Millisecond, origin.Success)
-	o.Record(Foreground, time.Millisecond, 200) // unknown: a failure
+	o.Record(origin.Foreground, 2*time.Millisecond, origin.Success)
+	o.Record(origin.Background, 9*time.Millisecond, origin.Success)
+	o.Record(origin.Background, time.Second, origin.Timeout)
+	o.Record(origin.Foreground, 0, origin.Refused)
+	o.Record(origin.Foreground, 0, origin.Refused)
+	o.Record(origin.Background, 0, origin.Refused)
+	o.Record(origin.Foreground, time.Millisecond, origin.Canceled)
+	o.Record(origin.Lane(7), time.Millisecond, origin.Success)
+	o.Record(origin.Foreground, time.Millisecond, 200) // unknown: a failure
 	clk.Add(time.Second)
 	st := o.Stats()
 	assert.Equal(t, [2]float64{62, 2}, st.Calls)

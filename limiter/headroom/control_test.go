@@ -245,7 +245,7 @@ func TestClockStepsBack(t *testing.T) {
 		require.NoError(t, err)
 		for range 5 {
 			for range int(o.Limit().Rate) + 10 {
-				o.Record(Foreground, 5*time.Millisecond, origin.Success)
+				o.Record(origin.Foreground, 5*time.Millisecond, origin.Success)
 			}
 			clk.Add(time.Second)
 		}

@@ -85,10 +85,10 @@ func ExampleNew() {
 			calls, lat = 200, 40*time.Millisecond
 		}
 		for range calls {
-			db.Record(headroom.Foreground, lat, origin.Success)
+			db.Record(origin.Foreground, lat, origin.Success)
 		}
 		for range 400 - int(rate) {
-			db.Record(headroom.Foreground, 0, headroom.Refused)
+			db.Record(origin.Foreground, 0, origin.Refused)
 		}
 		clk.Add(time.Second)
 		st := db.Stats()

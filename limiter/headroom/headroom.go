@@ -77,9 +77,13 @@ type Origin struct {
 	stats Stats
 }
 
-// An Origin is the limiter.Headroom that paces rollouts and admission
+// An Origin is the origin.Headroom of a guard (origin.Config.Headroom) and
+// the limiter.Headroom that paces rollouts and admission
 // gates (invalidate.Config.Headroom, admission.Config.Headroom).
-var _ limiter.Headroom = (*Origin)(nil)
+var (
+	_ limiter.Headroom = (*Origin)(nil)
+	_ origin.Headroom  = (*Origin)(nil)
+)
 
 // noLatency is latMin's "no success yet".
 const noLatency = math.MaxInt64
@@ -97,7 +101,7 @@ type Stats struct {
 	// Spare is what Origin.Spare returns.
 	Spare float64
 	// Calls and Refused are the calls that reached the origin and the
-	// calls the guard refused, per second, by lane (indexed by Lane).
+	// calls the guard refused, per second, by lane (indexed by origin.Lane).
 	Calls, Refused [2]float64
 	// Success, Overload, Timeout and Failure count the answered calls of
 	// the interval by outcome.
@@ -224,7 +228,7 @@ func slot(o origin.Outcome) int {
 	switch o {
 	case origin.Success, origin.Overload, origin.Timeout, origin.Failure:
 		return int(o - origin.Success)
-	case Refused:
+	case origin.Refused:
 		return 4
 	case origin.Canceled:
 		return -1
@@ -235,15 +239,15 @@ func slot(o origin.Outcome) int {
 // Record reports one call to the origin in lane: its latency and outcome,
 // or a refusal by the guard (Outcome Refused, latency ignored). Canceled
 // calls say nothing about the origin and are ignored, as are lanes other
-// than Foreground and Background. It is allocation-free and takes no lock
+// than origin.Foreground and origin.Background. It is allocation-free and takes no lock
 // (a few atomic adds); after Close it only counts the call as dropped.
-func (o *Origin) Record(lane Lane, latency time.Duration, out origin.Outcome) {
+func (o *Origin) Record(lane origin.Lane, latency time.Duration, out origin.Outcome) {
 	if o.c.closed.Load() {
 		o.dropped.Add(1)
 		return
 	}
 	i := slot(out)
-	if i < 0 || lane > Background {
+	if i < 0 || lane > origin.Background {
 		return
 	}
 	o.counts[lane][i].Add(1)

@@ -119,7 +119,7 @@ func TestOutage(t *testing.T) {
 			default:
 			}
 			start := time.Now()
-			caches[0].Record(Background, time.Millisecond, origin.Success)
+			caches[0].Record(origin.Background, time.Millisecond, origin.Success)
 			if d := int64(time.Since(start)); d > slowest.Load() {
 				slowest.Store(d)
 			}
@@ -161,7 +161,7 @@ func TestFailOpenClosed(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 50.0, o.Limit().Rate, "%v: Initial before the first interval", tc.policy)
 		for range 20 {
-			o.Record(Foreground, time.Millisecond, origin.Success)
+			o.Record(origin.Foreground, time.Millisecond, origin.Success)
 		}
 		clk.Add(time.Second)
 		st := o.Stats()

@@ -70,7 +70,7 @@ func (r *simRun) run(d time.Duration, demand, capacity func(time.Duration) float
 			for len(n.ends) > 0 && n.ends[0].at <= r.now {
 				e := n.ends[0]
 				n.ends = n.ends[1:]
-				n.o.Record(Foreground, e.lat, e.out)
+				n.o.Record(origin.Foreground, e.lat, e.out)
 			}
 		}
 		for _, n := range r.nodes {
@@ -105,7 +105,7 @@ func (r *simRun) run(d time.Duration, demand, capacity func(time.Duration) float
 		for _, n := range r.nodes {
 			for n.refuse >= 1 {
 				n.refuse--
-				n.o.Record(Foreground, 0, Refused)
+				n.o.Record(origin.Foreground, 0, origin.Refused)
 			}
 		}
 		r.now += simStep
