@@ -236,8 +236,8 @@ type Stats struct {
 
 // counters are Stats' atomic counterparts.
 type counters struct {
-	hits, fills, joined, abandoned, stale, staleOnError, refreshes, early  atomic.Uint64
-	failed, panics, rejected, leases, waited, unleased                     atomic.Uint64
+	hits, fills, joined, abandoned, stale, staleOnError, refreshes, early atomic.Uint64
+	failed, panics, rejected, leases, waited, unleased                    atomic.Uint64
 }
 
 // Group coalesces the fills of a read-through cache: for each key, at most
