@@ -43,8 +43,9 @@
 // fills, the others poll the cache for its value for a bounded time, and a
 // dead holder's lease expires. Without Redis a node fills on its own. The
 // cache must be shared by the nodes for a waiter to see another node's
-// fill; with node-local caches the lease still spaces the fills out, and
-// the marker a holder publishes lets waiters stop waiting early.
+// fill. With node-local caches each node still fills once, after the
+// holder: the marker the holder bumps on release tells the waiters that
+// its value is not coming to them, so they stop waiting at once.
 //
 // # Anchors, and how this differs
 //
@@ -52,9 +53,10 @@
 // 10 s and lets the others wait or take a stale value; the lease lives in
 // the cache server. Here the lease is a Redis key beside any cache, and a
 // holder's release tells waiters when to look again. x/sync/singleflight
-// coalesces in a process but runs the fill on the first caller's context,
-// so its cancellation fails every waiter, and a panic re-panics in each;
-// here the fill is detached, bounded and recovered. sturdyc coalesces
+// coalesces in a process but takes no context: the fill usually closes
+// over the first caller's, whose cancellation then fails every waiter, and
+// a panic re-panics in each; here the fill is detached, bounded and
+// recovered. sturdyc coalesces
 // refreshes in a process and only makes duplicates across containers
 // unlikely; groupcache coalesces across a fleet through a mesh of peers
 // that own keys, and has no expiry. This package keeps the caller's cache

@@ -257,7 +257,8 @@ type counters struct {
 // context's error at once; the fill goes on for the others and still fills
 // the cache. A fill that panics is recovered: every waiter gets a
 // *PanicError. A fill's value is Set in the cache before any waiter
-// returns.
+// returns. A flight lasts at most FillTimeout, plus, under NewShared, the
+// lease wait and a few Redis calls of at most Redis.Timeout each.
 //
 // A Group is safe for concurrent use. Close it to end its fills.
 type Group[V any] struct {
