@@ -15,8 +15,10 @@ import (
 // fixedCache always holds one entry, and drops Sets.
 type fixedCache struct{ e Entry[string] }
 
-func (c fixedCache) Get(context.Context, string) (Entry[string], bool) { return c.e, c.e.Expires != time.Time{} }
-func (fixedCache) Set(context.Context, string, Entry[string])          {}
+func (c fixedCache) Get(context.Context, string) (Entry[string], bool) {
+	return c.e, c.e.Expires != time.Time{}
+}
+func (fixedCache) Set(context.Context, string, Entry[string]) {}
 
 func quick(context.Context, string) (string, time.Duration, error) { return "v", time.Minute, nil }
 

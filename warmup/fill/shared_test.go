@@ -261,7 +261,9 @@ func TestLeaseWaitServesStale(t *testing.T) {
 	keys := g.shared.keys("k")
 	require.NoError(t, client.Set(context.Background(), keys[0], "other-node", time.Hour).Err())
 	cache.Set(context.Background(), "k", Entry[string]{Value: "old", Expires: time.Now().Add(-time.Second)})
-	never := func(context.Context, string) (string, time.Duration, error) { return "", 0, fmt.Errorf("must not fill") }
+	never := func(context.Context, string) (string, time.Duration, error) {
+		return "", 0, fmt.Errorf("must not fill")
+	}
 	r, err := g.Do(context.Background(), "k", never)
 	require.NoError(t, err)
 	assert.Equal(t, StaleOnError, r.Source)
