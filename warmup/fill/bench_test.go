@@ -54,18 +54,17 @@ func BenchmarkFreshHit(b *testing.B) {
 	g, err := New[string](fixedCache{Entry[string]{Value: "v", Expires: time.Now().Add(time.Hour)}}, Config{})
 	require.NoError(b, err)
 	defer g.Close()
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			_, _ = g.Do(ctx, "k", quick)
-		}
-	})
+	benchDo(b, g)
 }
 
 func BenchmarkJoinInFlight(b *testing.B) {
 	g := joinedGroup(b)
 	defer g.Close()
+	benchDo(b, g)
+}
+
+// benchDo calls g.Do for "k" on every core.
+func benchDo(b *testing.B, g *Group[string]) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/bucketkey"
 	"github.com/herdcap/herdcap/internal/remote"
+	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
 )
@@ -181,7 +182,7 @@ func (g *Group[V]) lease(ctx context.Context, key string, seen, staleUntil time.
 			}
 			return unleased()
 		}
-		if err := sleep(ctx, clock, min(pause, left)); err != nil {
+		if err := sysclock.Sleep(ctx, clock, min(pause, left)); err != nil {
 			return e, false, nil, err
 		}
 		if c, ok := g.cache.Get(ctx, key); ok && g.fresh(c, seen) {
@@ -204,19 +205,6 @@ func (g *Group[V]) lease(ctx context.Context, key string, seen, staleUntil time.
 			}
 			return unleased()
 		}
-	}
-}
-
-// sleep waits d on clock, or until ctx ends.
-func sleep(ctx context.Context, clock limiter.Clock, d time.Duration) error {
-	ch := make(chan struct{})
-	t := clock.AfterFunc(d, func() { close(ch) })
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		t.Stop()
-		return ctx.Err()
 	}
 }
 
