@@ -34,7 +34,8 @@ func joinedGroup(tb testing.TB) *Group[string] {
 }
 
 func TestHotPathsAllocateNothing(t *testing.T) {
-	g, err := New[string](fixedCache{Entry[string]{Value: "v", Expires: time.Now().Add(time.Hour)}}, Config{Beta: 1})
+	// Beta and FillTime: the early-refresh draw is on the path.
+	g, err := New[string](fixedCache{Entry[string]{Value: "v", Expires: time.Now().Add(time.Hour), FillTime: time.Millisecond}}, Config{Beta: 1})
 	require.NoError(t, err)
 	defer g.Close()
 	ctx := context.Background()
