@@ -3,6 +3,7 @@
 package sysclock
 
 import (
+	"context"
 	"time"
 
 	"github.com/herdcap/herdcap/limiter"
@@ -24,4 +25,23 @@ func Or(c limiter.Clock) limiter.Clock {
 		return Clock{}
 	}
 	return c
+}
+
+// Sleep waits d on clock, or until ctx is done, and then returns ctx's
+// error. It returns at once (ctx's error, if any) when d <= 0 or ctx is
+// already done. A timer that clock cannot stop may still fire after Sleep
+// has returned; it then does nothing.
+func Sleep(ctx context.Context, clock limiter.Clock, d time.Duration) error {
+	if err := ctx.Err(); err != nil || d <= 0 {
+		return err
+	}
+	woke := make(chan struct{})
+	t := clock.AfterFunc(d, func() { close(woke) })
+	select {
+	case <-woke:
+		return nil
+	case <-ctx.Done():
+		t.Stop()
+		return ctx.Err()
+	}
 }

@@ -1,6 +1,8 @@
 package sysclock
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -22,5 +24,24 @@ func TestClock(t *testing.T) {
 	other := Clock{}
 	if Or(other) != other {
 		t.Fatal("Or keeps a clock")
+	}
+}
+
+func TestSleep(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := Sleep(ctx, Clock{}, time.Millisecond); err != nil {
+		t.Fatalf("Sleep = %v", err)
+	}
+	if err := Sleep(ctx, Clock{}, -time.Second); err != nil {
+		t.Fatalf("Sleep(<0) = %v", err)
+	}
+	errs := make(chan error, 1)
+	go func() { errs <- Sleep(ctx, Clock{}, time.Hour) }()
+	cancel()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled Sleep = %v", err)
+	}
+	if err := Sleep(ctx, Clock{}, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sleep on a done context = %v", err)
 	}
 }

@@ -507,15 +507,7 @@ func (g *Guard) Do(ctx context.Context, lane Lane, call func(context.Context) er
 
 // sleep waits d on the guard's clock, or until ctx is done.
 func (g *Guard) sleep(ctx context.Context, d time.Duration) error {
-	woke := make(chan struct{})
-	t := g.clock.AfterFunc(d, func() { close(woke) })
-	select {
-	case <-woke:
-		return nil
-	case <-ctx.Done():
-		t.Stop()
-		return ctx.Err()
-	}
+	return sysclock.Sleep(ctx, g.clock, d)
 }
 
 // Stats returns the guard's counts so far. Each count is read atomically,

@@ -1,0 +1,63 @@
+package fill_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/herdcap/herdcap/warmup/fill"
+)
+
+// mapCache is a Cache in a map: the caller's cache, which a Group fills.
+type mapCache struct {
+	mu sync.Mutex
+	m  map[string]fill.Entry[string]
+}
+
+func (c *mapCache) Get(_ context.Context, key string) (fill.Entry[string], bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	return e, ok
+}
+
+func (c *mapCache) Set(_ context.Context, key string, e fill.Entry[string]) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[key] = e
+}
+
+// loadPage is the fill: it reads a page from the origin (here, a string)
+// and says how long the page stays fresh.
+func loadPage(_ context.Context, key string) (string, time.Duration, error) {
+	return "<h1>" + key + "</h1>", time.Minute, nil
+}
+
+func Example() {
+	cache := &mapCache{m: map[string]fill.Entry[string]{}}
+	g, err := fill.New[string](cache, fill.Config{StaleIfError: time.Hour})
+	if err != nil {
+		panic(err)
+	}
+	defer g.Close()
+	ctx := context.Background()
+
+	r, err := g.Do(ctx, "home", loadPage) // a miss: one fill, however many callers
+	fmt.Println(r.Value, r.Source, err)
+	r, err = g.Do(ctx, "home", loadPage) // fresh: from the cache
+	fmt.Println(r.Value, r.Source, err)
+
+	// The entry expired and the origin is down: within StaleIfError the
+	// stale page is served, and the failure is told.
+	cache.Set(ctx, "home", fill.Entry[string]{Value: "<h1>old</h1>", Expires: time.Now().Add(-time.Minute)})
+	r, err = g.Do(ctx, "home", func(context.Context, string) (string, time.Duration, error) {
+		return "", 0, errors.New("origin down")
+	})
+	fmt.Println(r.Value, r.Source, r.FillErr, err)
+	// Output:
+	// <h1>home</h1> fill <nil>
+	// <h1>home</h1> cache <nil>
+	// <h1>old</h1> stale-on-error origin down <nil>
+}
