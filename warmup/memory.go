@@ -172,6 +172,17 @@ func pushFailed(list, keys []string, max int) []string {
 	return out
 }
 
+// appendFailed puts keys at the back of list, keeping max.
+func appendFailed(list, keys []string, max int) []string {
+	for _, k := range keys {
+		if len(list) >= max {
+			break
+		}
+		list = append(list, k)
+	}
+	return list
+}
+
 func (s *MemoryStore) control(_ context.Context, id string, act action, by By, now int64) (record, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -227,7 +238,7 @@ func (s *MemoryStore) restore(_ context.Context, r restoreReq) (string, error) {
 		}
 	}
 	w.rec.failed += r.rec.failed
-	w.rec.failedKeys = pushFailed(w.rec.failedKeys, r.rec.failedKeys, len(r.rec.failedKeys)+len(w.rec.failedKeys))
+	w.rec.failedKeys = appendFailed(w.rec.failedKeys, r.rec.failedKeys, r.maxFailed)
 	for _, c := range r.held {
 		if _, ok := w.claims[c]; !ok && !w.done.has(c) {
 			w.claims[c] = memClaim{node: r.node, exp: now + r.ttlUs}

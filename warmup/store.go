@@ -131,6 +131,8 @@ type restoreReq struct {
 	holdUs int64 // a written-back warm hands out no chunk for this long
 	known  string
 	now    int64
+	// maxFailed bounds the failed keys listed.
+	maxFailed int
 }
 
 // newGen returns a random generation token.

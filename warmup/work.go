@@ -106,7 +106,8 @@ func (wr *Warmer) learn(ctx context.Context, l *local, res claimRes) bool {
 	l.mu.Lock()
 	if res.missing || res.gen != l.gen {
 		req := restoreReq{rec: l.rec, done: append([]byte(nil), l.done...), node: wr.cfg.Node,
-			ttlUs: wr.cfg.ClaimTTL.Microseconds(), holdUs: 2 * wr.cfg.Interval.Microseconds(), known: l.gen, now: wr.nowUs()}
+			ttlUs: wr.cfg.ClaimTTL.Microseconds(), holdUs: 2 * wr.cfg.Interval.Microseconds(), known: l.gen, now: wr.nowUs(),
+			maxFailed: wr.cfg.MaxFailedKeys}
 		req.rec.phase = l.phase
 		req.rec.failed, req.rec.failedKeys = l.failed, append([]string(nil), l.failedKeys...)
 		for c := range l.held {

@@ -1,0 +1,274 @@
+package warmup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herdcap/herdcap/internal/redisguard"
+	"github.com/herdcap/herdcap/internal/remote"
+	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/limiter/fleet"
+)
+
+// RedisStore keeps the warms of a namespace in Redis, for a fleet: every
+// node has one on the same Redis, fleet.Redis.Prefix and Name. Every
+// operation is one Lua script (one round trip, atomic), and every key of
+// the namespace shares one hash tag ({warm:name}), so the store works on
+// Redis Cluster; a namespace lives on one cluster node. A warm takes five
+// keys: its state (a hash), its claims (a sorted set and a hash), its done
+// chunks (a bitmap, one bit per chunk: 1,250 bytes for 10,000 chunks) and
+// its failed keys (a list bounded by Config.MaxFailedKeys). The source's
+// items are never written to Redis.
+//
+// Each call has fleet.Redis.Timeout (0: 50 ms) and passes through a
+// circuit breaker (fleet.Redis.BreakerFailures, BreakerOpen); while it is
+// open no call is made and operations fail at once with ErrUnavailable:
+// the Warmer then claims nothing and keeps what it finished until Redis
+// answers. If Redis loses a warm (a restart without persistence), the
+// nodes that know it write it back, each with the chunks it completed (see
+// the package documentation on durability).
+//
+// A RedisStore is safe for concurrent use and holds no goroutine.
+type RedisStore struct {
+	guard *redisguard.Guard
+	base  string // prefix:{warm:name}:
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a store on r.Client, shared by the nodes that use
+// the same Redis, r.Prefix and r.Name (if "", "warmup"). Timeout 0 means
+// 50 ms; Node and Heartbeat must be zero (a Warmer's node is its
+// Config.Node). A bad field is an error wrapping limiter.ErrInvalidConfig
+// that names it (Redis.Name, ...).
+func NewRedisStore(r fleet.Redis) (*RedisStore, error) {
+	if r.Timeout == 0 {
+		r.Timeout = 50 * time.Millisecond
+	}
+	rc, err := remote.Resolve(remote.Config(r), remote.Use{DefaultName: "warmup", Invalid: limiter.ErrInvalidConfig,
+		NoHeartbeat: "the store keeps no live-node set, and a Warmer's node is its Config.Node"})
+	if err != nil {
+		return nil, err
+	}
+	return &RedisStore{
+		base: rc.Prefix + ":{warm:" + rc.Name + "}:",
+		guard: redisguard.New(rc.Client, redisguard.Settings{Name: "herdcap-warmup-" + rc.Name, Timeout: rc.Timeout,
+			Failures: rc.BreakerFailures, OpenFor: rc.BreakerOpen, Logger: slog.New(slog.DiscardHandler)}),
+	}, nil
+}
+
+// keys returns the keys of warm id: meta claims owners done failed tmp.
+func (s *RedisStore) keys(id string) []string {
+	b := s.base + "w:" + id + ":"
+	return []string{b + "meta", b + "claims", b + "owners", b + "done", b + "failed", b + "tmp"}
+}
+
+func (s *RedisStore) eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+	v, err := s.guard.Eval(ctx, sc, keys, args...)
+	if err != nil {
+		if redisguard.IsStoreFailure(err) {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+var errReply = errors.New("warmup: unexpected reply from redis")
+
+func (s *RedisStore) register(ctx context.Context, r regReq) (record, bool, error) {
+	v, err := s.eval(ctx, scriptRegister, s.keys(r.id)[:5], r.keys, r.chunkSize, r.by, r.now, newGen())
+	if err != nil {
+		return record{}, false, err
+	}
+	a, _ := v.([]any)
+	if len(a) != 2 {
+		return record{}, false, errReply
+	}
+	rec, err := parseDump(r.id, a[1])
+	if err != nil {
+		return record{}, false, err
+	}
+	created := a[0] == int64(1)
+	if !created && (rec.keys != r.keys || rec.chunkSize != r.chunkSize) {
+		return rec, false, conflict(&rec, r)
+	}
+	return rec, created, nil
+}
+
+func (s *RedisStore) get(ctx context.Context, id string) (record, error) {
+	v, err := s.eval(ctx, scriptGet, s.keys(id)[:5])
+	if err != nil {
+		return record{}, err
+	}
+	a, _ := v.([]any)
+	if len(a) == 1 {
+		return record{}, fmt.Errorf("%w: %q", ErrUnknownWarm, id)
+	}
+	if len(a) != 2 {
+		return record{}, errReply
+	}
+	return parseDump(id, a[1])
+}
+
+func (s *RedisStore) claim(ctx context.Context, r claimReq) (claimRes, error) {
+	v, err := s.eval(ctx, scriptClaim, s.keys(r.id)[:4], r.node, r.now, r.ttlUs)
+	if err != nil {
+		return claimRes{}, err
+	}
+	res, err := parseClaim(v)
+	return res, err
+}
+
+func (s *RedisStore) renew(ctx context.Context, r claimReq, chunk int64) (claimRes, error) {
+	v, err := s.eval(ctx, scriptRenew, s.keys(r.id)[:3], r.node, r.now, r.ttlUs, chunk)
+	if err != nil {
+		return claimRes{}, err
+	}
+	res, err := parseClaim(v)
+	res.held, res.chunk = res.chunk == 1, chunk
+	return res, err
+}
+
+func (s *RedisStore) complete(ctx context.Context, r claimReq, chunk int64, failed []string, nFailed int64, maxFailed int) (claimRes, error) {
+	args := make([]any, 0, 5+len(failed))
+	args = append(args, r.node, r.now, chunk, nFailed, maxFailed)
+	for _, k := range failed {
+		args = append(args, k)
+	}
+	v, err := s.eval(ctx, scriptComplete, s.keys(r.id)[:5], args...)
+	if err != nil {
+		return claimRes{}, err
+	}
+	return parseClaim(v)
+}
+
+func (s *RedisStore) control(ctx context.Context, id string, act action, by By, now int64) (record, bool, error) {
+	v, err := s.eval(ctx, scriptControl, s.keys(id)[:5], int(act), by.Who, by.Reason, now)
+	if err != nil {
+		return record{}, false, err
+	}
+	a, _ := v.([]any)
+	if len(a) == 1 {
+		return record{}, false, fmt.Errorf("%w: %q", ErrUnknownWarm, id)
+	}
+	if len(a) != 2 {
+		return record{}, false, errReply
+	}
+	rec, err := parseDump(id, a[1])
+	if err != nil {
+		return record{}, false, err
+	}
+	switch a[0] {
+	case int64(2):
+		return rec, false, ErrFinished
+	case int64(1):
+		return rec, true, nil
+	}
+	return rec, false, nil
+}
+
+func (s *RedisStore) restore(ctx context.Context, r restoreReq) (string, error) {
+	rec := &r.rec
+	args := make([]any, 0, 19+len(r.held)+len(rec.failedKeys))
+	args = append(args, r.node, r.now, r.ttlUs, r.holdUs, r.known, newGen(), int(rec.phase), rec.keys, rec.chunkSize,
+		rec.startedBy, rec.by.Who, rec.by.Reason, rec.startedUs, rec.finishedUs, rec.runUs, rec.failed, r.maxFailed,
+		string(r.done), len(r.held))
+	for _, c := range r.held {
+		args = append(args, c)
+	}
+	for _, k := range rec.failedKeys {
+		args = append(args, k)
+	}
+	v, err := s.eval(ctx, scriptRestore, s.keys(rec.id), args...)
+	if err != nil {
+		return "", err
+	}
+	gen, ok := v.(string)
+	if !ok {
+		return "", errReply
+	}
+	return gen, nil
+}
+
+func parseClaim(v any) (claimRes, error) {
+	a, _ := v.([]any)
+	if len(a) == 1 && a[0] == int64(-2) {
+		return claimRes{missing: true, chunk: -1}, nil
+	}
+	if len(a) != 3 {
+		return claimRes{}, errReply
+	}
+	p, _ := a[0].(int64)
+	c, _ := a[1].(int64)
+	gen, _ := a[2].(string)
+	return claimRes{phase: Phase(p), chunk: c, gen: gen}, nil
+}
+
+// parseDump reads {HGETALL meta, ZCARD claims, LRANGE failed}.
+func parseDump(id string, v any) (record, error) {
+	a, _ := v.([]any)
+	if len(a) != 3 {
+		return record{}, errReply
+	}
+	h, _ := a[0].([]any)
+	rec := record{id: id}
+	for i := 0; i+1 < len(h); i += 2 {
+		k, _ := h[i].(string)
+		val, _ := h[i+1].(string)
+		n, _ := strconv.ParseInt(val, 10, 64)
+		switch k {
+		case "phase":
+			rec.phase = Phase(n)
+		case "keys":
+			rec.keys = n
+		case "size":
+			rec.chunkSize = int(n)
+		case "startedBy":
+			rec.startedBy = val
+		case "byWho":
+			rec.by.Who = val
+		case "byReason":
+			rec.by.Reason = val
+		case "next":
+			rec.next = n
+		case "doneChunks":
+			rec.doneChunks = n
+		case "lastDone":
+			rec.lastDone = n == 1
+		case "failed":
+			rec.failed = n
+		case "startedUs":
+			rec.startedUs = n
+		case "updatedUs":
+			rec.updatedUs = n
+		case "finishedUs":
+			rec.finishedUs = n
+		case "runUs":
+			rec.runUs = n
+		case "resumedUs":
+			rec.resumedUs = n
+		case "holdUs":
+			rec.holdUs = n
+		case "gen":
+			rec.gen = val
+		}
+	}
+	if rec.chunkSize < 1 || rec.phase < Running || rec.phase > Done {
+		return record{}, fmt.Errorf("%w: warm %q has a corrupt state", errReply, id)
+	}
+	rec.claimed, _ = a[1].(int64)
+	list, _ := a[2].([]any)
+	for _, k := range list {
+		if s, ok := k.(string); ok {
+			rec.failedKeys = append(rec.failedKeys, s)
+		}
+	}
+	return rec, nil
+}
