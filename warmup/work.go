@@ -2,6 +2,7 @@ package warmup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -43,6 +44,7 @@ type worker struct {
 	seen    map[string]struct{}
 	failed  []string
 	offset  int
+	renewed time.Time // the last renewal of the chunk worked on
 }
 
 func (wk *worker) run(ctx context.Context) {
@@ -165,21 +167,13 @@ func (wk *worker) chunk(ctx context.Context, l *local, c int64) {
 	clear(wk.seen)
 	wk.failed = wk.failed[:0]
 	var nFailed int64
-	renewed := wr.cfg.clock.Now()
+	wk.renewed = wr.cfg.clock.Now()
+	gate := func() bool { return wk.gate(ctx, l, c) }
 	prev := math.Inf(1)
 	if from > 0 {
 		prev = math.MaxFloat64 // the previous item is in another chunk
 	}
 	for i, it := range wk.items {
-		if t := wr.cfg.clock.Now(); t.Sub(renewed) >= wr.cfg.Interval {
-			if !wk.renew(ctx, l, c) {
-				return
-			}
-			renewed = wr.cfg.clock.Now()
-		}
-		if ctx.Err() != nil {
-			return
-		}
 		if err := checkItem(from+int64(i), it, prev); err != nil {
 			nFailed++
 			wk.fail(l, it.Key, err)
@@ -191,8 +185,8 @@ func (wk *worker) chunk(ctx context.Context, l *local, c int64) {
 			continue
 		}
 		wk.seen[it.Key] = struct{}{}
-		if err := wr.warmKey(ctx, l, it.Key); err != nil {
-			if ctx.Err() != nil {
+		if err := wr.warmKey(ctx, l, it.Key, gate); err != nil {
+			if ctx.Err() != nil || err == errLeave {
 				return
 			}
 			nFailed++
@@ -208,6 +202,26 @@ func (wk *worker) fail(l *local, key string, err error) {
 		wk.failed = append(wk.failed, key)
 	}
 	wr.cfg.log.Debug("herdcap: warm key failed", "id", l.w.ID, "key", key, "node", wr.cfg.Node, "err", err)
+}
+
+// errLeave: the chunk must be left (aborted, taken over, ctx ended).
+var errLeave = errors.New("warmup: chunk left")
+
+// gate is called before every origin call of chunk c: once Interval has
+// passed since the last renewal it renews the claim (waiting while the
+// warm is paused), so that every node sees a pause or an abort before its
+// next call at most Interval after the store recorded it. False: leave
+// the chunk.
+func (wk *worker) gate(ctx context.Context, l *local, c int64) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if t := wk.wr.cfg.clock.Now(); t.Sub(wk.renewed) < wk.wr.cfg.Interval {
+		return true
+	}
+	ok := wk.renew(ctx, l, c)
+	wk.renewed = wk.wr.cfg.clock.Now()
+	return ok
 }
 
 // renew renews the claim on c, waiting while the warm is paused; false
@@ -272,7 +286,8 @@ func (wk *worker) complete(ctx context.Context, l *local, c int64, nFailed int64
 
 // warmKey fetches key (paced, retried) and stores it (retried), unless
 // held off. The error is the last attempt's.
-func (wr *Warmer) warmKey(ctx context.Context, l *local, key string) error {
+// gate is checked before every fetch attempt (see worker.gate).
+func (wr *Warmer) warmKey(ctx context.Context, l *local, key string, gate func() bool) error {
 	var (
 		val    any
 		readAt time.Time
@@ -280,7 +295,7 @@ func (wr *Warmer) warmKey(ctx context.Context, l *local, key string) error {
 	)
 	backoff := wr.cfg.RetryBackoff
 	for attempt := 0; ; attempt++ {
-		h, perr := wr.pace(ctx, l)
+		h, perr := wr.pace(ctx, l, gate)
 		if perr != nil {
 			return perr
 		}
@@ -331,10 +346,10 @@ func (wr *Warmer) warmKey(ctx context.Context, l *local, key string) error {
 // (their RetryAfter, at most Interval at a time), never given up on.
 // With a guard, the Hold must be ended with the call's outcome; with a
 // budget it is the zero Hold, whose Record does nothing.
-func (wr *Warmer) pace(ctx context.Context, l *local) (origin.Hold, error) {
+func (wr *Warmer) pace(ctx context.Context, l *local, gate func() bool) (origin.Hold, error) {
 	for {
-		if err := ctx.Err(); err != nil {
-			return origin.Hold{}, err
+		if !gate() {
+			return origin.Hold{}, errLeave
 		}
 		var wait time.Duration
 		if wr.cfg.Guard != nil {
