@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
 	"github.com/herdcap/herdcap/warmup"
@@ -208,3 +209,7 @@ func waitPhase(t *testing.T, w *warmup.Warmer, id string, phase warmup.Phase, wi
 		time.Sleep(5 * time.Millisecond) // polling, not synchronisation
 	}
 }
+
+// redistestStart starts a private redis-server for one test (it may be
+// restarted).
+func redistestStart(t *testing.T) *redistest.Server { return redistest.Start(t) }
