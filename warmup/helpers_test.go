@@ -150,14 +150,22 @@ func storeKinds() []storeKind {
 		}},
 		{"redis", func(t *testing.T, ns string) func() warmup.Store {
 			c := srv.Client(t)
+			ns = uniqueNS(ns)
 			return func() warmup.Store { return redisStore(t, c, ns) }
 		}},
 		{"cluster", func(t *testing.T, ns string) func() warmup.Store {
 			c := cluster.Client(t)
+			ns = uniqueNS(ns)
 			return func() warmup.Store { return redisStore(t, c, ns) }
 		}},
 	}
 }
+
+// nsSeq makes namespaces unique across -count runs on the shared servers.
+var nsSeq atomic.Int64
+
+// uniqueNS returns ns with a suffix no other test run of this process uses.
+func uniqueNS(ns string) string { return fmt.Sprintf("%s-%d", ns, nsSeq.Add(1)) }
 
 func redisStore(t *testing.T, c redis.UniversalClient, ns string) warmup.Store {
 	t.Helper()
