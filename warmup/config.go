@@ -27,8 +27,11 @@ type Config struct {
 	// set.
 	Guard *origin.Guard
 	// Budget paces fetches at a fixed rate: one token of key BudgetKey
-	// per fetch (retries included). Exactly one of Guard and Budget must
-	// be set.
+	// per fetch (retries included), taken at once when the bucket has one
+	// (on a fleet.Leased budget, from the node's lease: no round trip),
+	// else booked up to Interval ahead (limiter.Request.Wait) and waited
+	// for, so that the workers of a fleet go at the budget's rate. Exactly
+	// one of Guard and Budget must be set.
 	Budget limiter.Budget
 	// BudgetKey is the Budget's key. If BudgetKey is "", "warmup".
 	BudgetKey string

@@ -364,7 +364,21 @@ func (wr *Warmer) pace(ctx context.Context, l *local, gate func() bool) (origin.
 				wait = h.RetryAfter
 			}
 		} else {
+			// A token in hand first (on a Leased budget, from the lease,
+			// with no round trip); else book one up to Interval ahead and
+			// wait for it, so that refused workers do not race each other
+			// for the refill.
 			d, err := wr.cfg.Budget.Take(ctx, limiter.Request{Key: wr.cfg.BudgetKey, N: 1})
+			if err == nil && !d.Allowed {
+				d, err = wr.cfg.Budget.Take(ctx, limiter.Request{Key: wr.cfg.BudgetKey, N: 1, Wait: wr.cfg.Interval})
+				if err == nil && d.Allowed {
+					l.stats.refused.Add(1)
+					if err := wr.sleep(ctx, d.RetryAfter); err != nil {
+						return origin.Hold{}, err // the booked token is spent
+					}
+					return origin.Hold{}, nil
+				}
+			}
 			switch {
 			case err != nil:
 				wait = max(d.RetryAfter, wr.cfg.Interval/10)
