@@ -221,3 +221,5 @@ func waitPhase(t *testing.T, w *warmup.Warmer, id string, phase warmup.Phase, wi
 // redistestStart starts a private redis-server for one test (it may be
 // restarted).
 func redistestStart(t *testing.T) *redistest.Server { return redistest.Start(t) }
+
+func fleetRedisNoClient() fleet.Redis { return fleet.Redis{} }

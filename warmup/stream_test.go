@@ -37,13 +37,13 @@ func liveHeap() uint64 {
 	return m.HeapAlloc
 }
 
-// 10,000,000 keys from a streamed iterator (1,000,000 under -short or
+// 10,000,000 keys from a streamed iterator (300,000 under -short or
 // -race, where the per-key path is ten times slower) are warmed with
 // bounded memory: the live heap never grows by more than a few chunks.
 func TestStreamTenMillionBoundedMemory(t *testing.T) {
 	n := 10_000_000
 	if testing.Short() || raceEnabled {
-		n = 1_000_000
+		n = 300_000
 	}
 	const chunk, workers = 10_000, 2
 	base := liveHeap()
