@@ -97,12 +97,6 @@ func (o *originServer) snapshot() (map[string]int, []string, []time.Time) {
 	return c, append([]string(nil), o.order...), append([]time.Time(nil), o.at...)
 }
 
-func (o *originServer) served() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.order)
-}
-
 // cache is the tests' cache: an add-only map.
 type cache struct {
 	mu sync.Mutex
