@@ -146,26 +146,11 @@ func (c Config) resolve() (config, error) {
 		return bad("Config.ClaimTTL (%v) must be at least 2 × Config.Interval (%v): a claim is renewed every Interval", c.ClaimTTL, c.Interval)
 	}
 	c.Workers = orInt(c.Workers, defaultWorkers)
-	switch c.Retries {
-	case 0:
-		c.Retries = defaultRetries
-	case -1:
-		c.Retries = 0
-	}
+	c.Retries = orNone(c.Retries, defaultRetries)
 	c.RetryBackoff = orDur(c.RetryBackoff, defaultRetryBackoff)
-	switch c.HoldOff {
-	case 0:
-		c.HoldOff = defaultHoldOff
-	case -1:
-		c.HoldOff = 0
-	}
+	c.HoldOff = orNone(c.HoldOff, defaultHoldOff)
 	c.MaxDeletes = orInt(c.MaxDeletes, defaultMaxDeletes)
-	switch c.MaxFailedKeys {
-	case 0:
-		c.MaxFailedKeys = defaultMaxFailed
-	case -1:
-		c.MaxFailedKeys = 0
-	}
+	c.MaxFailedKeys = orNone(c.MaxFailedKeys, defaultMaxFailed)
 	out := config{Config: c, clock: sysclock.Or(c.Clock), server: c.Clock == nil, log: c.Logger}
 	if _, mem := c.Store.(*MemoryStore); mem {
 		out.server = false
@@ -174,6 +159,17 @@ func (c Config) resolve() (config, error) {
 		out.log = slog.New(slog.DiscardHandler)
 	}
 	return out, nil
+}
+
+// orNone reads a field where 0 means def and -1 means none (0).
+func orNone[T int | time.Duration](v, def T) T {
+	switch v {
+	case 0:
+		return def
+	case -1:
+		return 0
+	}
+	return v
 }
 
 func orInt(v, def int) int {

@@ -19,17 +19,12 @@ const (
 	Done
 )
 
+var phaseNames = [...]string{Running: "running", Paused: "paused", Aborted: "aborted", Done: "done"}
+
 // String returns "running", "paused", "aborted" or "done".
 func (p Phase) String() string {
-	switch p {
-	case Running:
-		return "running"
-	case Paused:
-		return "paused"
-	case Aborted:
-		return "aborted"
-	case Done:
-		return "done"
+	if p >= Running && p <= Done {
+		return phaseNames[p]
 	}
 	return fmt.Sprintf("Phase(%d)", uint8(p))
 }
@@ -53,12 +48,15 @@ const (
 	maxIDLen     = 256
 )
 
+// check reports a field of b out of range, naming it.
 func (b By) check() error {
-	switch {
-	case len(b.Who) > maxWhoLen:
-		return fmt.Errorf("%w: By.Who must be at most %d bytes, got %d", ErrInvalidArgument, maxWhoLen, len(b.Who))
-	case len(b.Reason) > maxReasonLen:
-		return fmt.Errorf("%w: By.Reason must be at most %d bytes, got %d", ErrInvalidArgument, maxReasonLen, len(b.Reason))
+	for _, f := range [...]struct {
+		name   string
+		n, max int
+	}{{"By.Who", len(b.Who), maxWhoLen}, {"By.Reason", len(b.Reason), maxReasonLen}} {
+		if f.n > f.max {
+			return fmt.Errorf("%w: %s must be at most %d bytes, got %d", ErrInvalidArgument, f.name, f.max, f.n)
+		}
 	}
 	return nil
 }

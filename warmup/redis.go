@@ -16,25 +16,27 @@ import (
 	"github.com/herdcap/herdcap/limiter/fleet"
 )
 
-// RedisStore keeps the warms of a namespace in Redis, for a fleet: every
-// node has one on the same Redis, fleet.Redis.Prefix and Name. Every
-// operation is one Lua script (one round trip, atomic), and every key of
-// the namespace shares one hash tag ({warm:name}), so the store works on
-// Redis Cluster; a namespace lives on one cluster node. A warm takes five
-// keys: its state (a hash), its claims (a sorted set and a hash), its done
-// chunks (a bitmap, one bit per chunk: 1,250 bytes for 10,000 chunks) and
-// its failed keys (a list bounded by Config.MaxFailedKeys). The source's
-// items are never written to Redis.
+// RedisStore is the fleet's store: the Warmers of all nodes given a
+// RedisStore on the same Redis, fleet.Redis.Prefix and Name see the same
+// warms. Each operation (register, claim, renew, complete, control,
+// write-back) is a single Lua script, atomic and one round trip. A warm
+// takes five keys, all under the namespace's hash tag {warm:name} so that
+// every script stays in one slot of a Redis Cluster (a namespace so lives
+// on one cluster node): a hash of counters and phase, the claims in force
+// (a sorted set by expiry and a hash of owners), a bitmap of done chunks
+// (a bit per chunk: 1,250 bytes for 10,000 chunks), and the failed keys
+// (a list bounded by Config.MaxFailedKeys). No item of a source is ever
+// written to Redis.
 //
-// Each call has fleet.Redis.Timeout (0: 50 ms) and passes through a
-// circuit breaker (fleet.Redis.BreakerFailures, BreakerOpen); while it is
-// open no call is made and operations fail at once with ErrUnavailable:
-// the Warmer then claims nothing and keeps what it finished until Redis
-// answers. If Redis loses a warm (a restart without persistence), the
-// nodes that know it write it back, each with the chunks it completed (see
-// the package documentation on durability).
+// Calls are bounded by fleet.Redis.Timeout (0: 50 ms) and go through a
+// circuit breaker (BreakerFailures, BreakerOpen); a call that cannot be
+// made fails with ErrUnavailable, and a Warmer then claims nothing and
+// holds on to the chunks it finished until Redis is back. A warm lost by
+// Redis (a restart without persistence) is written back by the nodes that
+// know it (see the package documentation on durability). Claims expire
+// by Redis TIME unless the Warmer's Config.Clock is set.
 //
-// A RedisStore is safe for concurrent use and holds no goroutine.
+// A RedisStore may be used concurrently and starts no goroutine.
 type RedisStore struct {
 	guard *redisguard.Guard
 	base  string // prefix:{warm:name}:
@@ -219,47 +221,22 @@ func parseDump(id string, v any) (record, error) {
 	}
 	h, _ := a[0].([]any)
 	rec := record{id: id}
+	var phase, size, lastDone int64
+	ints := map[string]*int64{"phase": &phase, "keys": &rec.keys, "size": &size, "next": &rec.next,
+		"doneChunks": &rec.doneChunks, "lastDone": &lastDone, "failed": &rec.failed, "startedUs": &rec.startedUs,
+		"updatedUs": &rec.updatedUs, "finishedUs": &rec.finishedUs, "runUs": &rec.runUs, "resumedUs": &rec.resumedUs,
+		"holdUs": &rec.holdUs}
+	strs := map[string]*string{"startedBy": &rec.startedBy, "byWho": &rec.by.Who, "byReason": &rec.by.Reason, "gen": &rec.gen}
 	for i := 0; i+1 < len(h); i += 2 {
 		k, _ := h[i].(string)
 		val, _ := h[i+1].(string)
-		n, _ := strconv.ParseInt(val, 10, 64)
-		switch k {
-		case "phase":
-			rec.phase = Phase(n)
-		case "keys":
-			rec.keys = n
-		case "size":
-			rec.chunkSize = int(n)
-		case "startedBy":
-			rec.startedBy = val
-		case "byWho":
-			rec.by.Who = val
-		case "byReason":
-			rec.by.Reason = val
-		case "next":
-			rec.next = n
-		case "doneChunks":
-			rec.doneChunks = n
-		case "lastDone":
-			rec.lastDone = n == 1
-		case "failed":
-			rec.failed = n
-		case "startedUs":
-			rec.startedUs = n
-		case "updatedUs":
-			rec.updatedUs = n
-		case "finishedUs":
-			rec.finishedUs = n
-		case "runUs":
-			rec.runUs = n
-		case "resumedUs":
-			rec.resumedUs = n
-		case "holdUs":
-			rec.holdUs = n
-		case "gen":
-			rec.gen = val
+		if p := ints[k]; p != nil {
+			*p, _ = strconv.ParseInt(val, 10, 64)
+		} else if p := strs[k]; p != nil {
+			*p = val
 		}
 	}
+	rec.phase, rec.chunkSize, rec.lastDone = Phase(phase), int(size), lastDone == 1
 	if rec.chunkSize < 1 || rec.phase < Running || rec.phase > Done {
 		return record{}, fmt.Errorf("%w: warm %q has a corrupt state", errReply, id)
 	}

@@ -40,15 +40,9 @@ const (
 	actAbort
 )
 
-func (a action) String() string {
-	switch a {
-	case actPause:
-		return "pause"
-	case actResume:
-		return "resume"
-	}
-	return "abort"
-}
+var actionNames = [...]string{actPause: "pause", actResume: "resume", actAbort: "abort"}
+
+func (a action) String() string { return actionNames[a] }
 
 // record is a warm's state in the store. Times are µs since the Unix epoch.
 type record struct {

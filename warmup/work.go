@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/origin"
 )
@@ -428,16 +429,5 @@ func (wr *Warmer) store(ctx context.Context, l *local, key string, val any, read
 
 // sleep waits d on the clock, or until ctx ends.
 func (wr *Warmer) sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	woke := make(chan struct{})
-	t := wr.cfg.clock.AfterFunc(d, func() { close(woke) })
-	select {
-	case <-woke:
-		return nil
-	case <-ctx.Done():
-		t.Stop()
-		return ctx.Err()
-	}
+	return sysclock.Sleep(ctx, wr.cfg.clock, d)
 }
