@@ -172,7 +172,14 @@ func TestRestartedNodeResumesFromCheckpoint(t *testing.T) {
 // A redis-server restarted (empty) mid-warm: the nodes write the warm
 // back, each with the chunks it completed, and the warm finishes with no
 // key lost; keys fetched twice are at most the chunks held at the restart.
+// A staged warm is staged again by the node that staged it.
 func TestRedisRestartMidWarm(t *testing.T) {
+	for _, staged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("staged=%v", staged), func(t *testing.T) { testRedisRestart(t, staged) })
+	}
+}
+
+func testRedisRestart(t *testing.T, staged bool) {
 	s := redistestStart(t)
 	c := s.Client(t)
 	const n, chunk, nodes, workers = 3000, 100, 3, 2
@@ -189,12 +196,16 @@ func TestRedisRestartMidWarm(t *testing.T) {
 		w, err := warmup.New(warmup.Config{Store: redisStore(t, c, "restart"), Node: node, Budget: localBudget(t, 1000, 1),
 			ChunkSize: chunk, Workers: workers, ClaimTTL: time.Second, Interval: 50 * time.Millisecond})
 		require.NoError(t, err)
-		require.NoError(t, w.Start(context.Background(), warmup.Warm{ID: "rr", Source: src, Store: discard,
+		warm := warmup.Warm{ID: "rr", Source: src, Staged: staged, Store: discard,
 			Fetch: log.fetch(node, func(context.Context, string) {
 				if total.Add(1) == n/3 {
 					once.Do(func() { close(restartAt) })
 				}
-			})}))
+			})}
+		if staged && i > 0 {
+			warm.Source = nil
+		}
+		require.NoError(t, w.Start(context.Background(), warm))
 		ws = append(ws, w)
 	}
 	runFleet(t, ws...)
@@ -204,12 +215,20 @@ func TestRedisRestartMidWarm(t *testing.T) {
 	// machine.
 	st := waitPhase(t, ws[0], "rr", warmup.Done, 30*time.Second)
 	counts := log.counts()
-	require.Len(t, counts, n, "no key lost")
+	if len(counts) != n {
+		var missing []int
+		for i := range n {
+			if counts[fmt.Sprintf("key-%07d", i)] == 0 {
+				missing = append(missing, i)
+			}
+		}
+		t.Fatalf("%d keys lost (status %+v): %v", len(missing), st, missing)
+	}
 	again := 0
 	for _, v := range counts {
 		again += v - 1
 	}
-	t.Logf("keys fetched twice across the restart: %d; status %+v", again, st)
+	t.Logf("keys fetched twice across the restart: %d; done %d keys in %d chunks", again, st.Done, st.DoneChunks)
 	assert.LessOrEqual(t, again, nodes*workers*chunk)
 	assert.EqualValues(t, n, st.Done)
 }

@@ -13,10 +13,12 @@ import (
 type MemoryStore struct {
 	mu    sync.Mutex
 	warms map[string]*memWarm
+	areas map[[2]string][]Item // staging areas by (id, node)
 }
 
 type memWarm struct {
 	rec    record
+	items  []Item // staged
 	done   bitset
 	claims map[int64]memClaim
 }
@@ -29,7 +31,9 @@ type memClaim struct {
 var _ Store = (*MemoryStore)(nil)
 
 // NewMemoryStore returns an empty in-process store.
-func NewMemoryStore() *MemoryStore { return &MemoryStore{warms: map[string]*memWarm{}} }
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{warms: map[string]*memWarm{}, areas: map[[2]string][]Item{}}
+}
 
 func memNow(now int64) int64 {
 	if now < 0 {
@@ -41,6 +45,8 @@ func memNow(now int64) int64 {
 func (s *MemoryStore) register(_ context.Context, r regReq) (record, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	area := s.areas[[2]string{r.id, r.node}]
+	delete(s.areas, [2]string{r.id, r.node})
 	if w, ok := s.warms[r.id]; ok {
 		if w.rec.keys != r.keys || w.rec.chunkSize != r.chunkSize {
 			return w.snapshot(), false, conflict(&w.rec, r)
@@ -49,8 +55,11 @@ func (s *MemoryStore) register(_ context.Context, r regReq) (record, bool, error
 	}
 	now := memNow(r.now)
 	w := &memWarm{claims: map[int64]memClaim{}}
-	w.rec = record{id: r.id, phase: Running, keys: r.keys, chunkSize: r.chunkSize, startedBy: r.by,
+	w.rec = record{id: r.id, phase: Running, keys: r.keys, chunkSize: r.chunkSize, staged: r.staged, startedBy: r.by,
 		startedUs: now, updatedUs: now, resumedUs: now, gen: newGen()}
+	if r.staged {
+		w.items = area
+	}
 	w.finishIfDone(now)
 	s.warms[r.id] = w
 	return w.snapshot(), true, nil
@@ -214,11 +223,42 @@ func (s *MemoryStore) control(_ context.Context, id string, act action, by By, n
 	return w.snapshot(), true, nil
 }
 
+func (s *MemoryStore) stage(_ context.Context, id, node string, items []Item, first bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := [2]string{id, node}
+	if first {
+		delete(s.areas, k)
+	}
+	s.areas[k] = append(s.areas[k], items...)
+	return nil
+}
+
+func (s *MemoryStore) staged(_ context.Context, id string, from int64, n int) ([]Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.warms[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownWarm, id)
+	}
+	if from >= int64(len(w.items)) {
+		return nil, nil
+	}
+	return append([]Item(nil), w.items[from:min(from+int64(n), int64(len(w.items)))]...), nil
+}
+
 func (s *MemoryStore) restore(_ context.Context, r restoreReq) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := memNow(r.now)
+	area := s.areas[[2]string{r.rec.id, r.node}]
+	delete(s.areas, [2]string{r.rec.id, r.node})
 	w, ok := s.warms[r.rec.id]
+	defer func() {
+		if w.rec.staged && w.items == nil {
+			w.items = area
+		}
+	}()
 	if !ok {
 		w = &memWarm{claims: map[int64]memClaim{}, rec: r.rec}
 		w.rec.next, w.rec.doneChunks, w.rec.lastDone, w.rec.failedKeys = 0, 0, false, nil

@@ -65,10 +65,15 @@ func NewRedisStore(r fleet.Redis) (*RedisStore, error) {
 	}, nil
 }
 
-// keys returns the keys of warm id: meta claims owners done failed tmp.
-func (s *RedisStore) keys(id string) []string {
+// keys returns the keys of warm id: meta claims owners done failed tmp
+// items, and node's staging area if node is not "".
+func (s *RedisStore) keys(id, node string) []string {
 	b := s.base + "w:" + id + ":"
-	return []string{b + "meta", b + "claims", b + "owners", b + "done", b + "failed", b + "tmp"}
+	k := []string{b + "meta", b + "claims", b + "owners", b + "done", b + "failed", b + "tmp", b + "items"}
+	if node != "" {
+		k = append(k, b+"stage:"+node)
+	}
+	return k
 }
 
 func (s *RedisStore) eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
@@ -84,8 +89,16 @@ func (s *RedisStore) eval(ctx context.Context, sc *redis.Script, keys []string, 
 
 var errReply = errors.New("warmup: unexpected reply from redis")
 
+func b01(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (s *RedisStore) register(ctx context.Context, r regReq) (record, bool, error) {
-	v, err := s.eval(ctx, scriptRegister, s.keys(r.id)[:5], r.keys, r.chunkSize, r.by, r.now, newGen())
+	k := s.keys(r.id, r.node)
+	v, err := s.eval(ctx, scriptRegister, []string{k[0], k[1], k[2], k[3], k[4], k[6], k[7]}, r.keys, r.chunkSize, r.by, r.now, newGen(), b01(r.staged))
 	if err != nil {
 		return record{}, false, err
 	}
@@ -105,7 +118,7 @@ func (s *RedisStore) register(ctx context.Context, r regReq) (record, bool, erro
 }
 
 func (s *RedisStore) get(ctx context.Context, id string) (record, error) {
-	v, err := s.eval(ctx, scriptGet, s.keys(id)[:5])
+	v, err := s.eval(ctx, scriptGet, s.keys(id, "")[:5])
 	if err != nil {
 		return record{}, err
 	}
@@ -120,7 +133,7 @@ func (s *RedisStore) get(ctx context.Context, id string) (record, error) {
 }
 
 func (s *RedisStore) claim(ctx context.Context, r claimReq) (claimRes, error) {
-	v, err := s.eval(ctx, scriptClaim, s.keys(r.id)[:4], r.node, r.now, r.ttlUs)
+	v, err := s.eval(ctx, scriptClaim, s.keys(r.id, "")[:4], r.node, r.now, r.ttlUs)
 	if err != nil {
 		return claimRes{}, err
 	}
@@ -129,7 +142,7 @@ func (s *RedisStore) claim(ctx context.Context, r claimReq) (claimRes, error) {
 }
 
 func (s *RedisStore) renew(ctx context.Context, r claimReq, chunk int64) (claimRes, error) {
-	v, err := s.eval(ctx, scriptRenew, s.keys(r.id)[:3], r.node, r.now, r.ttlUs, chunk)
+	v, err := s.eval(ctx, scriptRenew, s.keys(r.id, "")[:3], r.node, r.now, r.ttlUs, chunk)
 	if err != nil {
 		return claimRes{}, err
 	}
@@ -144,7 +157,7 @@ func (s *RedisStore) complete(ctx context.Context, r claimReq, chunk int64, fail
 	for _, k := range failed {
 		args = append(args, k)
 	}
-	v, err := s.eval(ctx, scriptComplete, s.keys(r.id)[:5], args...)
+	v, err := s.eval(ctx, scriptComplete, s.keys(r.id, "")[:5], args...)
 	if err != nil {
 		return claimRes{}, err
 	}
@@ -152,7 +165,7 @@ func (s *RedisStore) complete(ctx context.Context, r claimReq, chunk int64, fail
 }
 
 func (s *RedisStore) control(ctx context.Context, id string, act action, by By, now int64) (record, bool, error) {
-	v, err := s.eval(ctx, scriptControl, s.keys(id)[:5], int(act), by.Who, by.Reason, now)
+	v, err := s.eval(ctx, scriptControl, s.keys(id, "")[:5], int(act), by.Who, by.Reason, now)
 	if err != nil {
 		return record{}, false, err
 	}
@@ -181,14 +194,14 @@ func (s *RedisStore) restore(ctx context.Context, r restoreReq) (string, error) 
 	args := make([]any, 0, 19+len(r.held)+len(rec.failedKeys))
 	args = append(args, r.node, r.now, r.ttlUs, r.holdUs, r.known, newGen(), int(rec.phase), rec.keys, rec.chunkSize,
 		rec.startedBy, rec.by.Who, rec.by.Reason, rec.startedUs, rec.finishedUs, rec.runUs, rec.failed, r.maxFailed,
-		string(r.done), len(r.held))
+		string(r.done), len(r.held), b01(rec.staged))
 	for _, c := range r.held {
 		args = append(args, c)
 	}
 	for _, k := range rec.failedKeys {
 		args = append(args, k)
 	}
-	v, err := s.eval(ctx, scriptRestore, s.keys(rec.id), args...)
+	v, err := s.eval(ctx, scriptRestore, s.keys(rec.id, r.node), args...)
 	if err != nil {
 		return "", err
 	}
@@ -197,6 +210,39 @@ func (s *RedisStore) restore(ctx context.Context, r restoreReq) (string, error) 
 		return "", errReply
 	}
 	return gen, nil
+}
+
+func (s *RedisStore) stage(ctx context.Context, id, node string, items []Item, first bool) error {
+	args := make([]any, 0, 1+2*len(items))
+	args = append(args, b01(first))
+	for _, it := range items {
+		args = append(args, it.Key, strconv.FormatFloat(it.Weight, 'g', -1, 64))
+	}
+	_, err := s.eval(ctx, scriptStage, s.keys(id, node)[7:], args...)
+	return err
+}
+
+func (s *RedisStore) staged(ctx context.Context, id string, from int64, n int) ([]Item, error) {
+	k := s.keys(id, "")
+	v, err := s.eval(ctx, scriptStaged, []string{k[0], k[6]}, 2*from, 2*(from+int64(n))-1)
+	if err != nil {
+		return nil, err
+	}
+	if v == int64(-2) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownWarm, id)
+	}
+	a, _ := v.([]any)
+	out := make([]Item, 0, len(a)/2)
+	for i := 0; i+1 < len(a); i += 2 {
+		key, _ := a[i].(string)
+		ws, _ := a[i+1].(string)
+		w, err := strconv.ParseFloat(ws, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: staged item %d of warm %q", errReply, from+int64(i/2), id)
+		}
+		out = append(out, Item{Key: key, Weight: w})
+	}
+	return out, nil
 }
 
 func parseClaim(v any) (claimRes, error) {
@@ -222,7 +268,8 @@ func parseDump(id string, v any) (record, error) {
 	h, _ := a[0].([]any)
 	rec := record{id: id}
 	var phase, size, lastDone int64
-	ints := map[string]*int64{"phase": &phase, "keys": &rec.keys, "size": &size, "next": &rec.next,
+	var staged int64
+	ints := map[string]*int64{"phase": &phase, "staged": &staged, "keys": &rec.keys, "size": &size, "next": &rec.next,
 		"doneChunks": &rec.doneChunks, "lastDone": &lastDone, "failed": &rec.failed, "startedUs": &rec.startedUs,
 		"updatedUs": &rec.updatedUs, "finishedUs": &rec.finishedUs, "runUs": &rec.runUs, "resumedUs": &rec.resumedUs,
 		"holdUs": &rec.holdUs}
@@ -236,7 +283,7 @@ func parseDump(id string, v any) (record, error) {
 			*p = val
 		}
 	}
-	rec.phase, rec.chunkSize, rec.lastDone = Phase(phase), int(size), lastDone == 1
+	rec.phase, rec.chunkSize, rec.lastDone, rec.staged = Phase(phase), int(size), lastDone == 1, staged == 1
 	if rec.chunkSize < 1 || rec.phase < Running || rec.phase > Done {
 		return record{}, fmt.Errorf("%w: warm %q has a corrupt state", errReply, id)
 	}

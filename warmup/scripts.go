@@ -41,11 +41,17 @@ local function dump()
 end
 `
 
-// KEYS: meta claims owners done failed. ARGV: keys size by now gen.
+// KEYS: meta claims owners done failed items stage. ARGV: keys size by
+// now gen staged.
 var scriptRegister = redis.NewScript(luaPrelude + `
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, dump()} end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DEL', KEYS[7])
+  return {0, dump()}
+end
 local now = now_of(ARGV[4])
-redis.call('HSET', KEYS[1], 'phase', 1, 'keys', ARGV[1], 'size', ARGV[2], 'startedBy', ARGV[3],
+redis.call('DEL', KEYS[6])
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[7]) == 1 then redis.call('RENAME', KEYS[7], KEYS[6]) end
+redis.call('HSET', KEYS[1], 'phase', 1, 'keys', ARGV[1], 'size', ARGV[2], 'startedBy', ARGV[3], 'staged', ARGV[6],
   'next', 0, 'doneChunks', 0, 'lastDone', 0, 'failed', 0, 'startedUs', s(now), 'updatedUs', s(now),
   'finishedUs', 0, 'runUs', 0, 'resumedUs', s(now), 'holdUs', 0, 'gen', ARGV[5])
 finish(now)
@@ -142,20 +148,29 @@ redis.call('HSET', KEYS[1], 'byWho', ARGV[2], 'byReason', ARGV[3], 'updatedUs', 
 return {1, dump()}
 `)
 
-// KEYS: meta claims owners done failed tmp. ARGV: node now ttl hold known
-// gen phase keys size startedBy byWho byReason startedUs finishedUs runUs
-// failed maxFailed done nHeld held... failedKeys...
+// KEYS: meta claims owners done failed tmp items stage. ARGV: node now ttl
+// hold known gen phase keys size startedBy byWho byReason startedUs
+// finishedUs runUs failed maxFailed done nHeld staged held... failedKeys...
 var scriptRestore = redis.NewScript(luaPrelude + `
 local now = now_of(ARGV[2])
+local function take_stage()
+  if redis.call('HGET', KEYS[1], 'staged') == '1' and redis.call('EXISTS', KEYS[7]) == 0
+      and redis.call('EXISTS', KEYS[8]) == 1 then
+    redis.call('RENAME', KEYS[8], KEYS[7])
+  end
+  redis.call('DEL', KEYS[8])
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-  redis.call('HSET', KEYS[1], 'phase', ARGV[7], 'keys', ARGV[8], 'size', ARGV[9], 'startedBy', ARGV[10],
+  redis.call('HSET', KEYS[1], 'phase', ARGV[7], 'keys', ARGV[8], 'size', ARGV[9], 'startedBy', ARGV[10], 'staged', ARGV[20],
     'byWho', ARGV[11], 'byReason', ARGV[12], 'next', 0, 'doneChunks', 0, 'lastDone', 0, 'failed', 0,
     'startedUs', ARGV[13], 'updatedUs', s(now), 'finishedUs', ARGV[14], 'runUs', ARGV[15],
     'resumedUs', s(now), 'holdUs', s(now + tonumber(ARGV[4])), 'gen', ARGV[6])
 elseif redis.call('HGET', KEYS[1], 'gen') == ARGV[5] then
+  take_stage()
   return redis.call('HGET', KEYS[1], 'gen')
 end
+take_stage()
 local total = chunks(KEYS[1])
 if #ARGV[18] > 0 then
   redis.call('SET', KEYS[6], ARGV[18])
@@ -165,14 +180,14 @@ if #ARGV[18] > 0 then
 end
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[16])
 local nHeld = tonumber(ARGV[19])
-for i = 20, 19 + nHeld do
+for i = 21, 20 + nHeld do
   if not redis.call('ZSCORE', KEYS[2], ARGV[i]) and redis.call('GETBIT', KEYS[4], ARGV[i]) == 0 then
     redis.call('ZADD', KEYS[2], s(now + tonumber(ARGV[3])), ARGV[i])
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[1])
   end
 end
 local max = tonumber(ARGV[17])
-for i = 20 + nHeld, #ARGV do redis.call('RPUSH', KEYS[5], ARGV[i]) end
+for i = 21 + nHeld, #ARGV do redis.call('RPUSH', KEYS[5], ARGV[i]) end
 if max > 0 then redis.call('LTRIM', KEYS[5], 0, max - 1) else redis.call('DEL', KEYS[5]) end
 local p = num(KEYS[1], 'phase')
 if tonumber(ARGV[7]) == 3 and (p == 1 or p == 2) then
@@ -182,4 +197,17 @@ if tonumber(ARGV[7]) == 3 and (p == 1 or p == 2) then
 end
 if p == 1 then finish(now) end
 return redis.call('HGET', KEYS[1], 'gen')
+`)
+
+// KEYS: stage. ARGV: first key weight key weight ...
+var scriptStage = redis.NewScript(`
+if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) end
+if #ARGV > 1 then redis.call('RPUSH', KEYS[1], unpack(ARGV, 2)) end
+return 1
+`)
+
+// KEYS: meta items. ARGV: first last (list indexes).
+var scriptStaged = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+return redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])
 `)

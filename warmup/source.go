@@ -166,3 +166,34 @@ func (c *cursor) close() {
 	}
 	c.next, c.stop, c.pos = nil, nil, 0
 }
+
+// stagedSource reads a staged warm's items from the store, a page at a
+// time.
+type stagedSource struct {
+	store Store
+	id    string
+}
+
+func (s stagedSource) Items(ctx context.Context, from int64) iter.Seq2[Item, error] {
+	return func(yield func(Item, error) bool) {
+		for pos := from; ; {
+			page, err := s.store.staged(ctx, s.id, pos, stageBatch)
+			if err == nil && len(page) == 0 && pos == from {
+				err = fmt.Errorf("warmup: the staged items of warm %q are missing from the store", s.id)
+			}
+			if err != nil {
+				yield(Item{}, err)
+				return
+			}
+			for _, it := range page {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			if len(page) < stageBatch {
+				return
+			}
+			pos += int64(len(page))
+		}
+	}
+}

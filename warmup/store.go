@@ -25,6 +25,12 @@ type Store interface {
 	complete(ctx context.Context, r claimReq, chunk int64, failed []string, nFailed int64, maxFailed int) (claimRes, error)
 	// control pauses, resumes or aborts a warm.
 	control(ctx context.Context, id string, act action, by By, now int64) (rec record, changed bool, err error)
+	// stage appends items to this node's staging area for warm id (first:
+	// emptied before), which register or restore then makes the warm's
+	// staged items.
+	stage(ctx context.Context, id, node string, items []Item, first bool) error
+	// staged returns up to n staged items of warm id from position from.
+	staged(ctx context.Context, id string, from int64, n int) ([]Item, error)
 	// restore writes a warm the store lost back, or merges a node's own
 	// knowledge (done chunks, failures, held chunks) into one written
 	// back by another node; see restoreReq.
@@ -50,6 +56,7 @@ type record struct {
 	phase      Phase
 	keys       int64
 	chunkSize  int
+	staged     bool // the items are in the store (Warm.Staged)
 	startedBy  string
 	by         By
 	next       int64 // lowest chunk never handed out (done chunks are skipped)
@@ -92,6 +99,8 @@ type regReq struct {
 	id        string
 	keys      int64
 	chunkSize int
+	staged    bool   // make node's staging area the warm's items
+	node      string // the registering node
 	by        string
 	now       int64 // µs; < 0: the store's own clock (Redis TIME)
 }

@@ -19,8 +19,19 @@ type Warm struct {
 	// store holds joins that warm.
 	ID string
 	// Source yields the items, hottest first; every node must see the
-	// same sequence. Required.
+	// same sequence. Required, except to join a staged warm.
 	Source Source
+	// Staged copies Source's items into the store when this node
+	// registers the warm (at most 1,000,000 items, checked as they are
+	// copied), and every node then reads them from there: for a source
+	// only one node has, such as its Sketch's Top. Nodes that join a
+	// staged warm may leave Source nil. It costs the store the items
+	// (about 40 bytes each plus the key on Redis). If the store loses
+	// them (a Redis restart without persistence), the node that staged
+	// them copies them again when it writes the warm back; if it is gone,
+	// the warm's chunks cannot be read (each attempt is logged) until it
+	// is started again under a new ID.
+	Staged bool
 	// Fetch reads key from the origin and returns its value and when it
 	// was read (the zero time: the Warmer takes the moment just before
 	// the call, which is earlier and so safe for the hold-off). It is
@@ -48,7 +59,7 @@ func (w *Warm) check() error {
 	switch {
 	case w.ID == "" || len(w.ID) > maxIDLen:
 		return bad("Warm.ID must be 1 to %d bytes, got %d", maxIDLen, len(w.ID))
-	case w.Source == nil:
+	case w.Source == nil && !w.Staged:
 		return bad("Warm.Source is nil")
 	case w.Fetch == nil:
 		return bad("Warm.Fetch is nil")
@@ -84,9 +95,11 @@ type Warmer struct {
 // local is what this node knows of one warm.
 type local struct {
 	w         Warm
+	read      Source // w.Source, or the store's copy of a staged warm
 	keys      int64
 	chunkSize int
 	stats     nodeStats
+	restoring sync.Mutex // held by the worker writing the warm back
 
 	mu         sync.Mutex
 	gen        string
@@ -151,19 +164,35 @@ func (wr *Warmer) Start(ctx context.Context, w Warm) error {
 	rec, err := wr.cfg.Store.get(ctx, w.ID)
 	created := false
 	switch {
+	case errors.Is(err, ErrUnknownWarm) && w.Source == nil:
+		return fmt.Errorf("%w: Warm.Source is nil, and warm %q is not in the store to be joined", ErrInvalidWarm, w.ID)
 	case errors.Is(err, ErrUnknownWarm):
-		keys, cerr := count(ctx, w.Source)
+		var keys int64
+		var cerr error
+		if w.Staged {
+			keys, cerr = wr.stage(ctx, w.ID, w.Source)
+		} else {
+			keys, cerr = count(ctx, w.Source)
+		}
 		if cerr != nil {
 			return cerr
 		}
-		rec, created, err = wr.cfg.Store.register(ctx, regReq{id: w.ID, keys: keys, chunkSize: wr.cfg.ChunkSize, by: w.By, now: wr.nowUs()})
+		rec, created, err = wr.cfg.Store.register(ctx, regReq{id: w.ID, keys: keys, chunkSize: wr.cfg.ChunkSize,
+			staged: w.Staged, node: wr.cfg.Node, by: w.By, now: wr.nowUs()})
 		if err != nil {
 			return err
 		}
 	case err != nil:
 		return err
 	}
+	if !rec.staged && w.Source == nil {
+		return fmt.Errorf("%w: Warm.Source is nil, and warm %q is not staged", ErrInvalidWarm, w.ID)
+	}
 	l := &local{w: w, keys: rec.keys, chunkSize: rec.chunkSize, gen: rec.gen, phase: rec.phase, rec: rec, held: map[int64]struct{}{}}
+	l.read = w.Source
+	if rec.staged {
+		l.read = stagedSource{store: wr.cfg.Store, id: w.ID}
+	}
 	wr.mu.Lock()
 	if _, ok := wr.warms[w.ID]; !ok {
 		wr.warms[w.ID] = l
@@ -176,7 +205,11 @@ func (wr *Warmer) Start(ctx context.Context, w Warm) error {
 }
 
 // count reads src once, checking every item, and returns how many it has.
-func count(ctx context.Context, src Source) (int64, error) {
+func count(ctx context.Context, src Source) (int64, error) { return scan(ctx, src, nil) }
+
+// scan reads src once, checking every item and passing each to each (if
+// not nil), and returns how many it has.
+func scan(ctx context.Context, src Source, each func(Item) error) (int64, error) {
 	var n int64
 	prev := math.Inf(1)
 	for it, err := range src.Items(ctx, 0) {
@@ -185,6 +218,11 @@ func count(ctx context.Context, src Source) (int64, error) {
 		}
 		if err := checkItem(n, it, prev); err != nil {
 			return n, err
+		}
+		if each != nil {
+			if err := each(it); err != nil {
+				return n, err
+			}
 		}
 		prev = it.Weight
 		n++
@@ -195,6 +233,38 @@ func count(ctx context.Context, src Source) (int64, error) {
 		}
 	}
 	return n, nil
+}
+
+// maxStaged bounds a staged warm's items.
+const maxStaged = 1_000_000
+
+// stageBatch is the items copied to the store per call.
+const stageBatch = 1000
+
+// stage copies src's items, checked, to this node's staging area for warm
+// id, in batches, and returns how many there are.
+func (wr *Warmer) stage(ctx context.Context, id string, src Source) (int64, error) {
+	batch := make([]Item, 0, stageBatch)
+	first := true
+	flush := func() error {
+		err := wr.cfg.Store.stage(ctx, id, wr.cfg.Node, batch, first)
+		batch, first = batch[:0], false
+		return err
+	}
+	n, err := scan(ctx, src, func(it Item) error {
+		batch = append(batch, it)
+		if len(batch) == stageBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil && n > maxStaged {
+		return n, fmt.Errorf("%w: Warm.Staged: the source has %d items, more than %d", ErrInvalidWarm, n, maxStaged)
+	}
+	if err == nil && (len(batch) > 0 || first) {
+		err = flush()
+	}
+	return n, err
 }
 
 // Pause stops warm id fleet-wide, on behalf of by: no chunk is claimed and

@@ -108,6 +108,23 @@ func (wr *Warmer) storeFailed(ctx context.Context, l *local, op string, err erro
 func (wr *Warmer) learn(ctx context.Context, l *local, res claimRes) bool {
 	l.mu.Lock()
 	if res.missing || res.gen != l.gen {
+		known, staged := l.gen, l.rec.staged
+		l.mu.Unlock()
+		// One worker restores at a time; the others leave it to it.
+		l.restoring.Lock()
+		defer l.restoring.Unlock()
+		if l.genNow() != known {
+			return false
+		}
+		if staged && l.w.Source != nil {
+			// This node staged the items: copy them again, in case the
+			// store lost them with the warm.
+			if _, err := wr.stage(ctx, l.w.ID, l.w.Source); err != nil {
+				wr.storeFailed(ctx, l, "stage", err)
+				return false
+			}
+		}
+		l.mu.Lock()
 		req := restoreReq{rec: l.rec, done: append([]byte(nil), l.done...), node: wr.cfg.Node,
 			ttlUs: wr.cfg.ClaimTTL.Microseconds(), holdUs: 2 * wr.cfg.Interval.Microseconds(), known: l.gen, now: wr.nowUs(),
 			maxFailed: wr.cfg.MaxFailedKeys}
@@ -146,7 +163,7 @@ func (wk *worker) chunk(ctx context.Context, l *local, c int64) {
 	}()
 	cur := wk.cursors[l]
 	if cur == nil {
-		cur = &cursor{src: l.w.Source}
+		cur = &cursor{src: l.read}
 		wk.cursors[l] = cur
 	}
 	from := c * int64(l.chunkSize)
