@@ -36,6 +36,13 @@
 //     rebuild: the source is on every node, and each node writes back the
 //     chunks it completed (see Durability).
 //
+// A source only one node has, such as the Sketch of the requests it has
+// seen (a bounded Space-Saving top-k: Observe each request, Top for the
+// hottest), is staged instead (Warm.Staged): the node that registers the
+// warm copies the items, checked, into the store in batches of 1000 (at
+// most 1,000,000 items, so bounded on both sides), and every node reads
+// its chunks from there; the others join with no Source.
+//
 // A node claims the lowest chunk that is neither done nor held (an
 // expired claim first), for Config.ClaimTTL; renews the claim every
 // Config.Interval while it works; and marks the chunk done when each of
