@@ -77,7 +77,15 @@ func TestKilledNodeChunkTakenOver(t *testing.T) {
 			const ttl, interval = 400 * time.Millisecond, 50 * time.Millisecond
 			store := kind.make(t, "killed-"+kind.name)
 			log := newFetchLog()
-			src := warmup.Slice(items(20)) // two chunks of 10
+			// Two chunks of 10, streamed: b reads chunk 1 first, then
+			// goes back to chunk 0 (a new pass over the stream).
+			src := warmup.Stream(func(yield func(string, float64) bool) {
+				for _, it := range items(20) {
+					if !yield(it.Key, it.Weight) {
+						return
+					}
+				}
+			})
 			blocked := make(chan struct{})
 			var once sync.Once
 			// Node a blocks in its 6th fetch of chunk 0 until killed.

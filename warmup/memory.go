@@ -109,7 +109,11 @@ func (s *MemoryStore) claim(_ context.Context, r claimReq) (claimRes, error) {
 	}
 	// An expired claim first: the lowest such chunk.
 	for c, cl := range w.claims {
-		if cl.exp <= now && (res.chunk < 0 || c < res.chunk) {
+		switch {
+		case cl.exp > now:
+		case w.done.has(c): // done by another node after a takeover
+			delete(w.claims, c)
+		case res.chunk < 0 || c < res.chunk:
 			res.chunk = c
 		}
 	}

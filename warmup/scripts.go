@@ -72,8 +72,14 @@ local phase, gen = num(KEYS[1], 'phase'), redis.call('HGET', KEYS[1], 'gen')
 if phase ~= 1 or now < num(KEYS[1], 'holdUs') then return {phase, -1, gen} end
 local chunk = -1
 for _, c in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', s(now))) do
-  c = tonumber(c)
-  if chunk < 0 or c < chunk then chunk = c end
+  if redis.call('GETBIT', KEYS[4], c) == 1 then
+    -- done by another node after this claim was taken over: drop it
+    redis.call('ZREM', KEYS[2], c)
+    redis.call('HDEL', KEYS[3], c)
+  else
+    c = tonumber(c)
+    if chunk < 0 or c < chunk then chunk = c end
+  end
 end
 if chunk < 0 then
   local n, total = num(KEYS[1], 'next'), chunks(KEYS[1])
