@@ -69,7 +69,9 @@ func TestPauseResumeAbortFleetWide(t *testing.T) {
 			}
 			runFleet(t, ws...)
 			ctx := context.Background()
-			waitFor(t, func() bool { return f.count() > 50 }, 10*time.Second)
+			// Past the 300 keys the fleet's 6 workers hold at once in
+			// chunks of 50: some chunk is done, so progress has a rate.
+			waitFor(t, func() bool { return f.count() > 400 }, 10*time.Second)
 
 			require.NoError(t, ws[0].Pause(ctx, "ctl", warmup.By{Who: "ops", Reason: "origin alarm"}))
 			paused := time.Now()
@@ -80,6 +82,8 @@ func TestPauseResumeAbortFleetWide(t *testing.T) {
 				st, err := w.Status(ctx, "ctl")
 				require.NoError(t, err)
 				assert.Equal(t, warmup.Paused, st.Phase)
+				assert.Positive(t, st.Rate)
+				assert.Positive(t, st.ETA, "a paused warm still has an ETA at its running rate")
 				assert.Equal(t, warmup.By{Who: "ops", Reason: "origin alarm"}, st.By)
 			}
 			require.NoError(t, ws[1].Pause(ctx, "ctl", warmup.By{}), "pausing a paused warm does nothing")

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/limiter/fleet"
 	"github.com/herdcap/herdcap/warmup"
 )
 
@@ -238,5 +239,55 @@ func testRedisRestart(t *testing.T, staged bool) {
 	}
 	t.Logf("keys fetched twice across the restart: %d; done %d keys in %d chunks", again, st.Done, st.DoneChunks)
 	assert.LessOrEqual(t, again, nodes*workers*chunk)
+	assert.EqualValues(t, n, st.Done)
+}
+
+// While Redis does not answer (the server stopped, connections open), no
+// chunk is claimed and finished chunks wait to be marked done; when it
+// answers again the warm goes on and finishes, each key fetched once.
+func TestRedisOutagePausesWork(t *testing.T) {
+	s := redistestStart(t)
+	c := s.Client(t)
+	const n = 2000
+	log := newFetchLog()
+	var total atomic.Int64
+	outage := make(chan struct{})
+	var once sync.Once
+	var ws []*warmup.Warmer
+	for i := range 2 {
+		node := fmt.Sprintf("n%d", i)
+		st, err := warmup.NewRedisStore(fleet.Redis{Client: c, Name: "outage", Timeout: 50 * time.Millisecond, BreakerOpen: 200 * time.Millisecond})
+		require.NoError(t, err)
+		// 1000 keys/s per node; claims outlast the outage (5 s TTL).
+		w, err := warmup.New(warmup.Config{Store: st, Node: node, Budget: localBudget(t, 1000, 1), ChunkSize: 100,
+			Workers: 2, ClaimTTL: 5 * time.Second, Interval: 50 * time.Millisecond})
+		require.NoError(t, err)
+		require.NoError(t, w.Start(context.Background(), warmup.Warm{ID: "o", Source: warmup.Slice(items(n)), Store: discard,
+			Fetch: log.fetch(node, func(context.Context, string) {
+				if total.Add(1) == n/4 {
+					once.Do(func() { close(outage) })
+				}
+			})}))
+		ws = append(ws, w)
+	}
+	runFleet(t, ws...)
+	<-outage
+	s.Pause(t)
+	stopped := time.Now()
+	// Let the workers run into the outage: those in a chunk finish it
+	// (at most 4 chunks of 100 at 1000 keys/s per node, 200 ms), then
+	// nothing more can be claimed.
+	waitUntil(stopped.Add(time.Second))
+	during := len(log.counts())
+	waitUntil(stopped.Add(1500 * time.Millisecond))
+	assert.Equal(t, during, len(log.counts()), "keys fetched while Redis was away and no chunk was held")
+	s.Resume(t)
+	// The breaker probes every 200 ms; 30 s covers a loaded machine.
+	st := waitPhase(t, ws[0], "o", warmup.Done, 30*time.Second)
+	counts := log.counts()
+	assert.Len(t, counts, n, "no key lost")
+	for k, v := range counts {
+		assert.Equal(t, 1, v, k)
+	}
 	assert.EqualValues(t, n, st.Done)
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/herdcap/herdcap/internal/logthrottle"
 )
 
 // Warm is one warm-up: the keys of Source, hottest first, each fetched
@@ -90,6 +92,7 @@ type Warmer struct {
 	warms   map[string]*local
 	order   []*local
 	holdoff holdoff
+	logs    logthrottle.Throttle // store failures
 }
 
 // local is what this node knows of one warm.

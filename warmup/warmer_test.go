@@ -94,12 +94,24 @@ func TestStartConflict(t *testing.T) {
 	require.NoError(t, a.Start(context.Background(), warmup.Warm{ID: "c", Source: warmup.Slice(items(5)), Fetch: noFetch, Store: discard}))
 	require.NoError(t, a.Start(context.Background(), warmup.Warm{ID: "c", Source: warmup.Slice(items(5)), Fetch: noFetch, Store: discard}),
 		"starting again does nothing")
-	require.NoError(t, b.Start(context.Background(), warmup.Warm{ID: "c", Source: warmup.Slice(items(5)), Fetch: noFetch, Store: discard}),
-		"another node joins")
+	require.NoError(t, b.Start(context.Background(), warmup.Warm{ID: "c", Source: warmup.Slice(items(5)), Fetch: noFetch, Store: discard,
+		HitRate: func() float64 { return 0.25 }}), "another node joins")
 	st, err := b.Status(context.Background(), "c")
 	require.NoError(t, err)
 	assert.EqualValues(t, 5, st.Keys)
 	assert.Equal(t, warmup.Running, st.Phase)
+	assert.Equal(t, 0.25, st.HitRate, "the hit-rate hook is sampled")
+	st, err = a.Status(context.Background(), "c")
+	require.NoError(t, err)
+	assert.True(t, math.IsNaN(st.HitRate), "no hook: NaN")
+
+	bad, err := warmup.New(warmup.Config{Store: s, Budget: localBudget(t, 1e6, 10), ChunkSize: 10})
+	require.NoError(t, err)
+	require.NoError(t, bad.Start(context.Background(), warmup.Warm{ID: "c", Source: warmup.Slice(items(5)), Fetch: noFetch, Store: discard,
+		HitRate: func() float64 { panic("hook") }}))
+	st, err = bad.Status(context.Background(), "c")
+	require.NoError(t, err)
+	assert.True(t, math.IsNaN(st.HitRate), "a panicking hook: NaN")
 }
 
 // Fetch errors are retried within the retry budget, then the key is

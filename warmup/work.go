@@ -95,9 +95,14 @@ func (wr *Warmer) claimReq(l *local) claimReq {
 	return claimReq{id: l.w.ID, node: wr.cfg.Node, now: wr.nowUs(), ttlUs: wr.cfg.ClaimTTL.Microseconds()}
 }
 
+// storeFailed logs a failed store call, about once a second at most: in
+// an outage every worker fails every Interval.
 func (wr *Warmer) storeFailed(ctx context.Context, l *local, op string, err error) {
-	if ctx.Err() == nil {
-		wr.cfg.log.Warn("herdcap: warm store call failed", "id", l.w.ID, "op", op, "node", wr.cfg.Node, "err", err)
+	if ctx.Err() != nil {
+		return
+	}
+	if n, ok := wr.logs.Allow(); ok {
+		wr.cfg.log.Warn("herdcap: warm store call failed", "id", l.w.ID, "op", op, "node", wr.cfg.Node, "err", err, "suppressed", n)
 	}
 }
 
