@@ -64,3 +64,21 @@ func Example() {
 	// done 4 of 4 keys
 	// [home cart help about] <page home>
 }
+
+// A node counts the keys it is asked for in a Sketch; a warm from its Top
+// is staged, so that the other nodes join it with no source of their own.
+func ExampleSketch() {
+	sk, _ := warmup.NewSketch(3)
+	for _, k := range []string{"home", "cart", "home", "help", "home", "cart", "about"} {
+		sk.Observe(k)
+	}
+	// A warm from it: warmup.Warm{ID: "hot", Source: warmup.Slice(sk.Top()), Staged: true, ...}.
+	// "about" took the place of "help", the least counted, and its count.
+	for _, it := range sk.Top() {
+		fmt.Println(it.Key, it.Weight)
+	}
+	// Output:
+	// home 3
+	// about 2
+	// cart 2
+}
