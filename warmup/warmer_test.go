@@ -206,3 +206,29 @@ func TestHoldOffAfterDelete(t *testing.T) {
 	assert.EqualValues(t, 1, st.Node.HeldOff)
 	assert.EqualValues(t, 2, st.Node.Stored)
 }
+
+// A source that yields fewer items than it had when the warm was counted
+// (it changed) has the missing ones reported failed; the warm finishes.
+func TestSourceShorterThanCounted(t *testing.T) {
+	var calls atomic.Int64
+	src := warmup.Stream(func(yield func(string, float64) bool) {
+		n := 30
+		if calls.Add(1) > 1 { // every read after the count
+			n = 25
+		}
+		for _, it := range items(n) {
+			if !yield(it.Key, float64(100-len(it.Key))) {
+				return
+			}
+		}
+	})
+	w, err := warmup.New(warmup.Config{Store: warmup.NewMemoryStore(), Budget: localBudget(t, 1e6, 10), ChunkSize: 10,
+		Workers: 1, Interval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, w.Start(context.Background(), warmup.Warm{ID: "s", Source: src, Fetch: noFetch, Store: discard}))
+	runFleet(t, w)
+	st := waitPhase(t, w, "s", warmup.Done, 10*time.Second)
+	assert.EqualValues(t, 30, st.Keys)
+	assert.EqualValues(t, 5, st.Failed)
+	assert.EqualValues(t, 25, st.Node.Fetched)
+}

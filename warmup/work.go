@@ -175,12 +175,11 @@ func (wk *worker) chunk(ctx context.Context, l *local, c int64) {
 	n := int(min(int64(l.chunkSize), l.keys-from))
 	var err error
 	wk.items, err = cur.read(ctx, from, n, wk.items)
-	if err == nil && len(wk.items) < n {
-		err = fmt.Errorf("the source ended at item %d, before its %d items", from+int64(len(wk.items)), l.keys)
-	}
 	if err != nil {
 		// The claim is left to expire: the chunk is tried again later.
-		wr.cfg.log.Warn("herdcap: warm source failed", "id", l.w.ID, "chunk", c, "node", wr.cfg.Node, "err", err)
+		if k, ok := wr.logs.Allow(); ok {
+			wr.cfg.log.Warn("herdcap: warm source failed", "id", l.w.ID, "chunk", c, "node", wr.cfg.Node, "err", err, "suppressed", k)
+		}
 		_ = wr.sleep(ctx, wr.cfg.Interval)
 		return
 	}
@@ -189,7 +188,13 @@ func (wk *worker) chunk(ctx context.Context, l *local, c int64) {
 	}
 	clear(wk.seen)
 	wk.failed = wk.failed[:0]
-	var nFailed int64
+	// Items the source no longer has (it changed since it was counted)
+	// are reported failed: counted, not silently dropped.
+	nFailed := int64(n - len(wk.items))
+	if nFailed > 0 {
+		wr.cfg.log.Warn("herdcap: warm source ended early", "id", l.w.ID, "chunk", c, "node", wr.cfg.Node,
+			"at", from+int64(len(wk.items)), "keys", l.keys)
+	}
 	wk.renewed = wr.cfg.clock.Now()
 	gate := func() bool { return wk.gate(ctx, l, c) }
 	prev := math.Inf(1)
