@@ -328,11 +328,13 @@ func (wr *Warmer) warmKey(ctx context.Context, l *local, key string, gate func()
 			return perr
 		}
 		start := wr.cfg.clock.Now()
-		val, readAt, err = wr.fetch(ctx, l, key)
-		if isPanic(err) {
-			h.RecordOutcome(origin.Failure, wr.cfg.clock.Now().Sub(start))
-		} else {
-			h.Record(err, wr.cfg.clock.Now().Sub(start))
+		val, readAt, err = wr.fetch(ctx, l, key, start)
+		if wr.cfg.Guard != nil { // the guard counts the call's latency
+			if isPanic(err) {
+				h.RecordOutcome(origin.Failure, wr.cfg.clock.Now().Sub(start))
+			} else {
+				h.Record(err, wr.cfg.clock.Now().Sub(start))
+			}
 		}
 		if err == nil || attempt >= wr.cfg.Retries || ctx.Err() != nil || isPanic(err) {
 			break
@@ -429,8 +431,8 @@ func (e panicError) Error() string { return fmt.Sprintf("panic: %v", e.v) }
 
 func isPanic(err error) bool { _, ok := err.(panicError); return ok }
 
-func (wr *Warmer) fetch(ctx context.Context, l *local, key string) (val any, readAt time.Time, err error) {
-	before := wr.cfg.clock.Now()
+// fetch calls Fetch, made at before, recovering a panic.
+func (wr *Warmer) fetch(ctx context.Context, l *local, key string, before time.Time) (val any, readAt time.Time, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			l.stats.panics.Add(1)
