@@ -9,7 +9,9 @@
 // taking part uses. Each node has one Warmer: Start registers a warm in
 // the store or joins it, Run works until its context ends, and Pause,
 // Resume, Abort and Status act fleet-wide, in the words of invalidate's
-// rollouts (Phase Running, Paused, Aborted, Done; By{Who, Reason}).
+// rollouts (Phase Running, Paused, Aborted, Done; By{Who, Reason}). The
+// fills a warm does not make, of a key that many requests miss at once,
+// are coalesced by package fill.
 //
 // # The claim unit: chunk numbers over a positional source
 //

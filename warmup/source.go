@@ -12,7 +12,10 @@ import (
 // Item is one key to warm and its weight (how hot it is: requests seen, a
 // score); a source yields items in non-increasing weight order.
 type Item struct {
-	Key    string
+	// Key is what Fetch and Store are called with; not empty.
+	Key string
+	// Weight is how hot Key is (requests seen, a score): not NaN, >= 0,
+	// and no larger than the weight of the item before it.
 	Weight float64
 }
 
