@@ -281,6 +281,9 @@ func TestRedisOutagePausesWork(t *testing.T) {
 	during := len(log.counts())
 	waitUntil(stopped.Add(1500 * time.Millisecond))
 	assert.Equal(t, during, len(log.counts()), "keys fetched while Redis was away and no chunk was held")
+	_, err := ws[0].Status(context.Background(), "o")
+	assert.ErrorIs(t, err, warmup.ErrUnavailable)
+	assert.ErrorIs(t, ws[1].Pause(context.Background(), "o", warmup.By{Who: "ops"}), warmup.ErrUnavailable)
 	s.Resume(t)
 	// The breaker probes every 200 ms; 30 s covers a loaded machine.
 	st := waitPhase(t, ws[0], "o", warmup.Done, 30*time.Second)
