@@ -41,8 +41,10 @@ type Config struct {
 	ChunkSize int
 	// ClaimTTL is how long a claim on a chunk lasts unless renewed: a node
 	// that dies holding a claim loses it this long after its last renewal
-	// and another node takes the chunk over. If ClaimTTL is 0, 10 s; it
-	// must be at least 2 × Interval.
+	// and another node takes the chunk over. A claim is renewed between
+	// keys, so a single fetch (with its pacing wait) that takes longer
+	// than ClaimTTL may lose the chunk to another node, which then fetches
+	// it again. If ClaimTTL is 0, 10 s; it must be at least 2 × Interval.
 	ClaimTTL time.Duration
 	// Interval is how often a node renews its claims, sees a pause,
 	// resume or abort, and polls for work when it has none. If Interval
