@@ -1,0 +1,5 @@
+//go:build !race
+
+package warmup_test
+
+const raceEnabled = false
