@@ -387,6 +387,13 @@ type HeadroomSpec struct {
 	// Interval is the control interval (headroom.Config.Interval).
 	// Default 1s, 100ms to 1m.
 	Interval Duration `json:"interval,omitempty"`
+	// Tolerance says when the origin's latency means it is saturated:
+	// a mean success latency above (1 + Tolerance) × the least seen
+	// (headroom.Bounds.Tolerance). Set it above the origin's own spread:
+	// an origin whose mean latency at light load is twice its least reads
+	// as saturated under a tolerance below 1. Default 0.5 (the library's),
+	// above 0 to 100.
+	Tolerance float64 `json:"tolerance,omitempty"`
 }
 
 // Trigger is the event each run replays.
@@ -611,6 +618,9 @@ func (s *Scenario) Defaults() {
 			h.Initial = min(max(p.OriginBudget, h.Floor), h.Ceiling)
 		}
 		setDur(&h.Interval, time.Second)
+		if h.Tolerance == 0 {
+			h.Tolerance = 0.5
+		}
 		if p.CallsPerClient == 0 {
 			p.CallsPerClient = 1
 			if c.ReconnectOnInvalidate {
@@ -848,6 +858,8 @@ func (s *Scenario) validateHeadroom() error {
 			fmtNum(h.Floor), fmtNum(s.Origin.Capacity))
 	case h.Initial < h.Floor || h.Initial > h.Ceiling:
 		return fieldErr("protection.headroom.initial", "%s is outside [floor %s, ceiling %s]", fmtNum(h.Initial), fmtNum(h.Floor), fmtNum(h.Ceiling))
+	case math.IsNaN(h.Tolerance) || h.Tolerance <= 0 || h.Tolerance > 100:
+		return fieldErr("protection.headroom.tolerance", "must be above 0 and at most 100, got %v", h.Tolerance)
 	case math.IsNaN(p.CallsPerClient) || p.CallsPerClient < 1 || p.CallsPerClient > 100:
 		return fieldErr("protection.calls_per_client", "must be between 1 and 100, got %v", p.CallsPerClient)
 	}
