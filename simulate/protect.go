@@ -296,7 +296,7 @@ func (h *fleetHeadroom) stop() {
 // the virtual clock.
 func (st *store) headroomController(hs *HeadroomSpec) (*headroom.Controller, error) {
 	cfg := headroom.Config{
-		Origins:  map[string]headroom.Bounds{"origin": {Floor: hs.Floor, Ceiling: hs.Ceiling, Initial: hs.Initial, Burst: headroomBurst,
+		Origins: map[string]headroom.Bounds{"origin": {Floor: hs.Floor, Ceiling: hs.Ceiling, Initial: hs.Initial, Burst: headroomBurst,
 			Tolerance: hs.Tolerance}},
 		Interval: hs.Interval.D(),
 		Clock:    st.clock.lend(),

@@ -364,8 +364,9 @@ type ProtectionSpec struct {
 	// which turns the headroom's spare calls per second into a rollout's
 	// clients per second (invalidate.Config.CallsPerClient). Default what
 	// the model makes: 1 (the refetch), plus 1 (the new session) with
-	// client.reconnect_on_invalidate. 1 to 100. Used only with Headroom;
-	// admission counts 1 call per session.
+	// client.reconnect_on_invalidate. 1 to 100. It paces rollouts only
+	// with Headroom (admission counts 1 call per session), and sets
+	// Result.PhysicalS in any run.
 	CallsPerClient float64 `json:"calls_per_client,omitempty"`
 }
 
@@ -833,11 +834,11 @@ func (s *Scenario) validateOrigin() error {
 // protection.calls_per_client.
 func (s *Scenario) validateHeadroom() error {
 	p := s.Protection
+	if c := p.CallsPerClient; c != 0 && (math.IsNaN(c) || c < 1 || c > 100) {
+		return fieldErr("protection.calls_per_client", "must be between 1 and 100, got %v", c)
+	}
 	h := p.Headroom
 	if h == nil {
-		if p.CallsPerClient != 0 {
-			return fieldErr("protection.calls_per_client", "is used only with protection.headroom, got %v", p.CallsPerClient)
-		}
 		return nil
 	}
 	for _, err := range []error{
@@ -860,8 +861,6 @@ func (s *Scenario) validateHeadroom() error {
 		return fieldErr("protection.headroom.initial", "%s is outside [floor %s, ceiling %s]", fmtNum(h.Initial), fmtNum(h.Floor), fmtNum(h.Ceiling))
 	case math.IsNaN(h.Tolerance) || h.Tolerance <= 0 || h.Tolerance > 100:
 		return fieldErr("protection.headroom.tolerance", "must be above 0 and at most 100, got %v", h.Tolerance)
-	case math.IsNaN(p.CallsPerClient) || p.CallsPerClient < 1 || p.CallsPerClient > 100:
-		return fieldErr("protection.calls_per_client", "must be between 1 and 100, got %v", p.CallsPerClient)
 	}
 	return nil
 }
