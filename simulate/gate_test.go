@@ -48,6 +48,13 @@ func TestBuiltInBounds(t *testing.T) {
 			assert.Positive(t, c.Protected.CollapseWindowS, "the run is long enough to tell a collapse")
 			assert.True(t, c.Unprotected.StormFailedShare >= 0.2 || c.Unprotected.Collapsed,
 				"the unprotected run shows no harm: %v of requests failed in the storm, collapsed %v", c.Unprotected.StormFailedShare, c.Unprotected.Collapsed)
+			assert.True(t, c.Protected.Converged)
+			if small.Protection.Headroom != nil {
+				// Paced by headroom, the configured rates are caps, not
+				// the pace: the file's own bounds (the physical limit,
+				// the capacity, the limit's figures) are the checks.
+				return
+			}
 			assert.LessOrEqual(t, c.Protected.StormFailedShare, 0.01)
 			assert.LessOrEqual(t, c.Protected.PeakOverBudget, 1.1)
 			assert.LessOrEqual(t, c.Protected.ChangedOverBudget, 1.1)
