@@ -945,6 +945,10 @@ func (s *Scenario) validateTrigger() error {
 func (s *Scenario) Scale(clients int) (*Scenario, error) {
 	c := *s
 	c.Bounds = append([]Bound(nil), s.Bounds...)
+	if h := s.Protection.Headroom; h != nil {
+		hc := *h // the copy's own, scaled below
+		c.Protection.Headroom = &hc
+	}
 	if clients == s.Clients {
 		return &c, c.Validate()
 	}
@@ -964,12 +968,10 @@ func (s *Scenario) Scale(clients int) (*Scenario, error) {
 	c.Protection.PushBudget *= f
 	c.Protection.AdmissionRate *= f
 	c.Trigger.Limit *= f
-	if h := s.Protection.Headroom; h != nil {
-		hc := *h
-		hc.Floor *= f
-		hc.Ceiling *= f
-		hc.Initial *= f
-		c.Protection.Headroom = &hc
+	if h := c.Protection.Headroom; h != nil {
+		h.Floor *= f
+		h.Ceiling *= f
+		h.Initial *= f
 	}
 	return &c, c.Validate()
 }

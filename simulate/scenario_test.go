@@ -173,6 +173,19 @@ func TestScale(t *testing.T) {
 	assert.ErrorContains(t, err, "scenario.trigger.limit: must be between 0.001 and 1e+09 per second")
 	_, err = sc.Scale(MaxClients + 1)
 	assert.ErrorIs(t, err, ErrInvalidScenario)
+	// The headroom's bounds scale too, on the copy's own spec.
+	hr := builtin(t, "headroom-incident", 1_000_000)
+	h := *hr.Protection.Headroom
+	for _, n := range []int{10_000, 1_000_000} {
+		s, err := hr.Scale(n)
+		require.NoError(t, err)
+		f := float64(n) / 1e6
+		assert.InDelta(t, h.Ceiling*f, s.Protection.Headroom.Ceiling, 1e-9)
+		assert.InDelta(t, h.Floor*f, s.Protection.Headroom.Floor, 1e-9)
+		assert.InDelta(t, h.Initial*f, s.Protection.Headroom.Initial, 1e-9)
+		assert.NotSame(t, hr.Protection.Headroom, s.Protection.Headroom)
+	}
+	assert.Equal(t, h, *hr.Protection.Headroom, "the original is untouched")
 }
 
 // TestBuiltInFiles: the built-ins parse, round-trip through JSON, and
