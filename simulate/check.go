@@ -21,6 +21,10 @@ import (
 //     pushes at scale exceed X × the rollout rate, so that no peak window
 //     of 1 s could hold, however large the fleet.
 //
+// With protection.headroom the origin budget and the admission rate are
+// caps on what the origin's measured headroom allows, not the pace: they
+// may exceed the capacity (validateHeadroom refuses a floor above it).
+//
 // The tick makes no burst of changes: a rollout's releases reach clients
 // through the push budget, and the config change's dispatch spreads each
 // tick's take evenly over the tick (measured with ticks of 100 ms, 5 s and
@@ -29,11 +33,12 @@ import (
 // most 1.055). So no tick is refused for the change bound.
 func (s *Scenario) checkProtection() error {
 	o, p := s.Origin, s.Protection
-	if p.OriginBudget > o.Capacity {
+	capped := p.Headroom == nil
+	if capped && p.OriginBudget > o.Capacity {
 		return fieldErr("protection.origin_budget", "%s per second is above origin.capacity %s: the protected run would overload the origin",
 			fmtNum(p.OriginBudget), fmtNum(o.Capacity))
 	}
-	if s.hasSessions() && p.AdmissionRate > o.Capacity {
+	if capped && s.hasSessions() && p.AdmissionRate > o.Capacity {
 		return fieldErr("protection.admission_rate", "%s sessions per second is above origin.capacity %s (each session is one origin call; the admission rate defaults to protection.rollout_rate): admitted reconnects would overload the origin",
 			fmtNum(p.AdmissionRate), fmtNum(o.Capacity))
 	}
@@ -101,13 +106,18 @@ func (s *Scenario) changeBound() (x float64, at int, ok bool) {
 //   - A capacity change (origin.changes) that takes the origin's capacity
 //     below the origin budget: the fixed budget will overload it while the
 //     change lasts (a budget that follows the origin's headroom would not).
+//
+// With protection.headroom the first two and the last do not apply: the
+// headroom, not the configured rates, paces the rollout, the admission and
+// the origin calls.
 func (s *Scenario) Warnings() []string {
 	var out []string
 	warn := func(path, format string, args ...any) {
 		out = append(out, "scenario."+path+": "+fmt.Sprintf(format, args...))
 	}
 	p := s.Protection
-	if s.Trigger.Kind == KindRogueInvalidate || s.Trigger.Kind == KindIncident {
+	fixed := p.Headroom == nil
+	if fixed && (s.Trigger.Kind == KindRogueInvalidate || s.Trigger.Kind == KindIncident) {
 		calls, what := 1.0, "1 fetch"
 		if s.Client.ReconnectOnInvalidate {
 			calls, what = 2, "1 fetch and 1 session (client.reconnect_on_invalidate)"
@@ -117,12 +127,12 @@ func (s *Scenario) Warnings() []string {
 				fmtNum(p.RolloutRate), what, fmtNum(load), fmtNum(p.OriginBudget))
 		}
 	}
-	if s.hasSessions() && p.AdmissionRate > p.OriginBudget*(1+1e-9) {
+	if fixed && s.hasSessions() && p.AdmissionRate > p.OriginBudget*(1+1e-9) {
 		warn("protection.admission_rate", "%s sessions per second is above protection.origin_budget %s: the origin budget, not the admission, will pace the reconnects",
 			fmtNum(p.AdmissionRate), fmtNum(p.OriginBudget))
 	}
 	for k, c := range s.Origin.Changes {
-		if capacity := s.Origin.Capacity * c.Factor; capacity < p.OriginBudget*(1-1e-9) {
+		if capacity := s.Origin.Capacity * c.Factor; fixed && capacity < p.OriginBudget*(1-1e-9) {
 			warn(fmt.Sprintf("origin.changes[%d].factor", k), "%s takes the origin's capacity to %s per second, below protection.origin_budget %s: the protected run's fixed budget will overload the origin while it lasts",
 				fmtNum(c.Factor), fmtNum(capacity), fmtNum(p.OriginBudget))
 		}

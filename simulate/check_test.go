@@ -201,3 +201,19 @@ func TestShortRunNotJudged(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, c.Protected.CollapseJudged)
 }
+
+// TestHeadroomLiftsBudgetRefusals: with protection.headroom the origin
+// budget and admission rate above capacity are caps, not refusals, and the
+// warnings about them go; a floor above capacity is refused.
+func TestHeadroomLiftsBudgetRefusals(t *testing.T) {
+	sc, err := ParseScenario([]byte(`{"name":"t","clients":100000,"origin":{"capacity":1800},
+		"protection":{"origin_budget":3600,"rollout_rate":3600,"admission_rate":3600,"headroom":{"ceiling":3600}},"trigger":{"kind":"incident"}}`))
+	require.NoError(t, err)
+	assert.Equal(t, 36.0, sc.Protection.Headroom.Floor, "1% of the ceiling")
+	assert.Equal(t, 3600.0, sc.Protection.Headroom.Initial, "the origin budget")
+	assert.Equal(t, 1.0, sc.Protection.CallsPerClient, "one fetch per told client")
+	assert.Empty(t, sc.Warnings())
+	_, err = ParseScenario([]byte(`{"name":"t","clients":100000,"origin":{"capacity":1800},
+		"protection":{"headroom":{"floor":2000,"ceiling":3600}},"trigger":{"kind":"incident"}}`))
+	assert.ErrorContains(t, err, "scenario.protection.headroom.floor: 2000 per second is above origin.capacity 1800")
+}

@@ -126,6 +126,30 @@
 //   - the config change's limit ramps over Protection.Ramp (limiter
 //     Config.Ramp and SetLimit) instead of jumping.
 //
+// With Protection.Headroom the protected run takes its pace from the
+// origin's measured headroom instead (limiter/headroom): one controller
+// for the fleet (headroom.New on the memory store, headroom.NewShared on
+// Redis, on the virtual clock) adapts the origin's limit between the
+// headroom's floor and ceiling from the outcomes the nodes record; the
+// origin guard carries that limit (Config.Headroom, on a budget made with
+// limiter.NoRamp); the rollout (invalidate.Config.Headroom, CallsPerClient)
+// and the admission gate (admission.Config.Headroom, one call per session)
+// run at the spare capacity, capped by Protection.RolloutRate and
+// AdmissionRate. A page view's fetch takes the guard's Foreground lane;
+// the calls the storm causes (the refetch of a client that applied the
+// invalidation, every session call) take the Background lane, which is
+// never held and takes only what the foreground leaves. A shared
+// controller applies interval k's step when the first report of k+1
+// finalises it, one interval later than a memory controller would: the
+// nodes of the memory store read the limit and spare through the same
+// one-interval lag, so that both stores give the same numbers, those of a
+// fleet. Result.Series.Limit and Spare record them each second.
+//
+// Every origin call's outcome is recorded with the guard (and so with a
+// headroom controller) when the call completes, as a node learns it: the
+// fluid origin knows a call's outcome when it is sent, but a controller
+// told then would learn of a timeout ten seconds early.
+//
 // Coordination lives in process by default. With Config.Redis the same
 // budgets, admission and rollouts run on Redis, with the virtual time
 // passed to every script, and the same seed gives the same numbers.

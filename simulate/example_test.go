@@ -49,3 +49,27 @@ func ExampleParseScenario() {
 	// Output:
 	// simulate: invalid scenario: scenario.trigger.share: must be in (0,1], got 1.5
 }
+
+// A protection paced by the origin's headroom needs no knowledge of the
+// origin's capacity: its defaults come from the budget an operator would
+// have set, which then only caps (here 3 × the capacity).
+func ExampleHeadroomSpec() {
+	sc, err := simulate.ParseScenario([]byte(`{
+		"name": "paced",
+		"clients": 5000,
+		"origin": { "capacity": 5 },
+		"client": { "reconnect_on_invalidate": true },
+		"protection": { "origin_budget": 15, "headroom": {} },
+		"trigger": { "kind": "incident" }
+	}`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := sc.Protection.Headroom
+	fmt.Printf("floor %g, ceiling %g, initial %g, interval %v, tolerance %g\n", h.Floor, h.Ceiling, h.Initial, h.Interval.D(), h.Tolerance)
+	fmt.Println("calls per told client:", sc.Protection.CallsPerClient)
+	// Output:
+	// floor 0.3, ceiling 30, initial 15, interval 1s, tolerance 0.5
+	// calls per told client: 2
+}

@@ -47,6 +47,10 @@ type Series struct {
 	// scenario's outage failed (RedisSpec.Outages), each answered by the
 	// components' failure policy or a coordinator's cached copy.
 	RedisFailed []float64
+	// Limit and Spare are the origin's adaptive limit and its spare
+	// capacity (calls per second) as the nodes apply them at the second's
+	// end, with protection.headroom; 0 otherwise.
+	Limit, Spare []float64
 	// LatencyP99 is the 99th percentile of the time to data (seconds) of
 	// the needs that a fetch completed in the second, from a per-second
 	// log-linear histogram (see NoLatency for its precision), or
@@ -135,7 +139,7 @@ func newSeries(secs int) *Series {
 		Views: f(), Hits: f(), HitRate: f(),
 		Requests: f(), Errors: f(), Refused: f(), Goodput: f(), Changed: f(),
 		Reconnects: f(), ReconnectsRefused: f(), Connected: f(), Unconverged: f(), RedisOps: f(), RedisFailed: f(),
-		LatencyP99: f(), lat: make([]uint32, secs*latBuckets),
+		Limit: f(), Spare: f(), LatencyP99: f(), lat: make([]uint32, secs*latBuckets),
 	}
 }
 
@@ -236,6 +240,32 @@ type Result struct {
 	ScheduleS            float64 `json:"schedule_s"`
 	WaveS                float64 `json:"wave_s"`
 	ConvergeOverSchedule float64 `json:"converge_over_schedule"`
+	// PhysicalS is the fastest the origin lets an invalidation's clients
+	// change, whatever paces them: Affected × calls per client
+	// (Protection.CallsPerClient, or its default) ÷ (the capacity less
+	// SteadyRPS, the load measured before the trigger); -1 for other
+	// triggers, or an origin the steady load already fills.
+	// ConvergeOverPhysical is ConvergeS ÷ max(PhysicalS, the rollout's
+	// least duration) (-1 when not converged or PhysicalS is -1).
+	PhysicalS            float64 `json:"physical_s"`
+	ConvergeOverPhysical float64 `json:"converge_over_physical"`
+	// PeakOverCapacity is the highest origin load over PeakCapacityWindowS
+	// seconds as a share of the capacity of those seconds (with
+	// Origin.Changes), the window being the peak window of a budget at
+	// the capacity with a burst of 5% of a second (1 s at scale).
+	PeakOverCapacity    float64 `json:"peak_over_capacity"`
+	PeakCapacityWindowS float64 `json:"peak_capacity_window_s"`
+	// With Protection.Headroom and a capacity change that ends
+	// (Origin.Changes' first with a factor below 1 and a For): LimitDropS
+	// is the time from the drop until the limit the nodes apply is at most
+	// 1.1 × the new capacity, LimitReturnS from the capacity's return
+	// until the limit is at least 0.9 × the capacity (each -1: never), and
+	// LimitSwing the largest max ÷ min − 1 of the limit over the settled
+	// part of each phase (from SettleMarginS after it met its mark to the
+	// phase's end). All -1 (LimitSwing 0) without such a change.
+	LimitDropS   float64 `json:"limit_drop_s"`
+	LimitReturnS float64 `json:"limit_return_s"`
+	LimitSwing   float64 `json:"limit_swing"`
 	// NormalHitRate is the mean hit rate before the trigger, MinHitRate
 	// the lowest one-second hit rate after it, HitRecoverS the time from
 	// the trigger until the hit rate is back at 90% of normal for good
@@ -513,6 +543,7 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 	r.WaveS = round6(r.WaveS)
 	r.HitDropped = lastLow >= 0
 	r.harm(sc, trig)
+	r.headroomMetrics(sc, trig)
 }
 
 // windowPeak is the highest mean of x over w consecutive entries (w < 1

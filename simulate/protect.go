@@ -20,6 +20,7 @@ import (
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/admission"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/limiter/headroom"
 	originguard "github.com/herdcap/herdcap/limiter/origin"
 	"github.com/herdcap/herdcap/limiter/retry"
 )
@@ -75,8 +76,11 @@ func (st *store) redisConfig(name string) fleet.Redis {
 		BreakerFailures: 1 << 20, BreakerOpen: time.Second}
 }
 
-func (st *store) admission(l limiter.Limit, horizon time.Duration, maxKeys int) (*admission.Gate, error) {
-	cfg := admission.Config{Config: limiter.Config{Clock: st.clock.lend()}, Horizon: horizon}
+func (st *store) admission(l limiter.Limit, horizon time.Duration, maxKeys int, room limiter.Headroom) (*admission.Gate, error) {
+	cfg := admission.Config{Config: limiter.Config{Clock: st.clock.lend()}, Horizon: horizon, Headroom: room}
+	if room != nil {
+		cfg.CallsPerSession = 1 // a session is one origin call
+	}
 	if st.redis == nil {
 		cfg.MaxKeys = maxKeys
 		return admission.New(l, cfg)
@@ -183,7 +187,129 @@ type guards struct {
 	rollout invalidate.Rollout
 	turn    int // the node whose turn it is to advance
 	pushes  pushState
+
+	ctl     *headroom.Controller // the fleet's headroom controller; nil: fixed budgets
+	room    *fleetHeadroom       // the headroom the nodes read
+	records []parked             // origin calls sent, recorded with the guard at their completion
+	free    []uint32             // free slots of records
 }
+
+// parked is an origin call's guard decision and outcome, from its sending
+// until its caller learns the outcome, when it is recorded (recordAt).
+type parked struct {
+	h   originguard.Hold
+	out originguard.Outcome
+	lat time.Duration
+}
+
+// park keeps h with its call's outcome and latency until the call
+// completes, and returns its slot.
+func (g *guards) park(h originguard.Hold, out originguard.Outcome, lat time.Duration) uint32 {
+	p := parked{h, out, lat}
+	if n := len(g.free); n > 0 {
+		k := g.free[n-1]
+		g.free = g.free[:n-1]
+		g.records[k] = p
+		return k
+	}
+	g.records = append(g.records, p)
+	return uint32(len(g.records) - 1)
+}
+
+// recordAt records the call parked in slot k with the guard (and so with
+// the headroom): at its completion, not when it was sent, so that the
+// controller learns a timeout when the caller does, not before.
+func (g *guards) recordAt(k uint32) {
+	p := g.records[k]
+	g.records[k] = parked{}
+	g.free = append(g.free, k)
+	p.h.RecordOutcome(p.out, p.lat)
+}
+
+// fleetHeadroom is the origin's headroom as the simulated nodes read it
+// (origin.Headroom for the guard, limiter.Headroom for rollouts and
+// admission). On Redis it is the shared controller's Origin. On the memory
+// store the limit and spare it gives are the controller's one interval
+// late, as a shared controller's are (its interval k is finalised by the
+// first report of k+1): the simulated nodes are a fleet, and with the
+// same lag both stores give the same numbers. Only the simulator's
+// goroutine uses it (the virtual clock's timers run there).
+type fleetHeadroom struct {
+	o           *headroom.Origin
+	lag         bool
+	limit, next limiter.Limit
+	spare, nsp  float64
+	clock       *vclock
+	every       time.Duration
+	timer       limiter.Timer
+}
+
+func newFleetHeadroom(o *headroom.Origin, lag bool, clock *vclock, every time.Duration) *fleetHeadroom {
+	h := &fleetHeadroom{o: o, lag: lag, clock: clock, every: every}
+	if lag {
+		h.limit, h.spare = o.Limit(), o.Spare()
+		h.next, h.nsp = h.limit, h.spare
+		// Set after the controller's loop, this timer fires after its
+		// tick at every interval's end (the virtual clock fires timers
+		// due at one time in the order they were set).
+		h.timer = clock.AfterFunc(every, h.shift)
+	}
+	return h
+}
+
+// shift moves the lagged figures one interval on.
+func (h *fleetHeadroom) shift() {
+	h.limit, h.spare = h.next, h.nsp
+	h.next, h.nsp = h.o.Limit(), h.o.Spare()
+	h.timer = h.clock.AfterFunc(h.every, h.shift)
+}
+
+// Limit is the origin's limit as the nodes apply it.
+func (h *fleetHeadroom) Limit() limiter.Limit {
+	if h.lag {
+		return h.limit
+	}
+	return h.o.Limit()
+}
+
+// Spare is the origin's spare capacity as the nodes see it.
+func (h *fleetHeadroom) Spare() float64 {
+	if h.lag {
+		return h.spare
+	}
+	return h.o.Spare()
+}
+
+// Record reports a call to the controller.
+func (h *fleetHeadroom) Record(lane originguard.Lane, latency time.Duration, o originguard.Outcome) {
+	h.o.Record(lane, latency, o)
+}
+
+func (h *fleetHeadroom) stop() {
+	if h.timer != nil {
+		h.timer.Stop()
+	}
+}
+
+// headroomController returns the fleet's headroom controller for the
+// scenario's protection.headroom: in memory, or shared through Redis, on
+// the virtual clock.
+func (st *store) headroomController(hs *HeadroomSpec) (*headroom.Controller, error) {
+	cfg := headroom.Config{
+		Origins: map[string]headroom.Bounds{"origin": {Floor: hs.Floor, Ceiling: hs.Ceiling, Initial: hs.Initial, Burst: headroomBurst,
+			Tolerance: hs.Tolerance}},
+		Interval: hs.Interval.D(),
+		Clock:    st.clock.lend(),
+	}
+	if st.redis == nil {
+		return headroom.New(cfg)
+	}
+	return headroom.NewShared(st.redisConfig("headroom"), headroom.SharedConfig{Config: cfg, Failure: st.failure})
+}
+
+// headroomBurst is the adaptive limit's burst as time at the limit: 5% of
+// a second (peakShare), as the fixed origin budget's.
+const headroomBurst = 50 * time.Millisecond
 
 // clientSide is what herdcap gives a client (PolicyJitter, PolicySlot):
 // the client core's retry decision over the real backoff, and a retry
@@ -253,26 +379,48 @@ type sessionReq uint32
 // ID.
 func newGuards(sc *Scenario, st *store, seed uint64, id func(i int) string) (*guards, error) {
 	g := &guards{ops: st.ops, st: st}
+	if err := g.build(sc, st, seed, id); err != nil {
+		g.close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// build makes g's components; on error, g.close releases those made.
+func (g *guards) build(sc *Scenario, st *store, seed uint64, id func(i int) string) error {
 	var err error
 	p := sc.Protection
 	if g.origin, err = st.budget("origin", originLimit(p.OriginBudget), 0); err != nil {
-		return nil, fmt.Errorf("origin budget: %w", err)
+		return fmt.Errorf("origin budget: %w", err)
 	}
 	// A call keeps for itself what an origin call takes when the origin
 	// is idle: its base latency and a mean service time (capacity ÷
 	// workers).
 	minCall := sc.Origin.Latency.D() + time.Duration(float64(sc.Origin.Concurrency)/sc.Origin.Capacity*float64(time.Second))
-	if g.guard, err = originguard.New(originguard.Config{Budget: g.origin, Name: "origin", MaxWait: originMaxWait,
-		MinCallTime: max(minCall, time.Nanosecond), Clock: st.clock.lend()}); err != nil {
-		return nil, fmt.Errorf("origin guard: %w", err)
+	gc := originguard.Config{Budget: g.origin, Name: "origin", MaxWait: originMaxWait,
+		MinCallTime: max(minCall, time.Nanosecond), Clock: st.clock.lend()}
+	var room limiter.Headroom // nil: rollouts and admission at their own rates
+	if hs := p.Headroom; hs != nil {
+		if g.ctl, err = st.headroomController(hs); err != nil {
+			return fmt.Errorf("headroom: %w", err)
+		}
+		o, err := g.ctl.Origin("origin")
+		if err != nil {
+			return fmt.Errorf("headroom: %w", err)
+		}
+		g.room = newFleetHeadroom(o, st.redis == nil, st.clock, hs.Interval.D())
+		gc.Headroom, room = g.room, g.room
+	}
+	if g.guard, err = originguard.New(gc); err != nil {
+		return fmt.Errorf("origin guard: %w", err)
 	}
 	g.holds = make([]originguard.Hold, sc.Clients)
 	// The horizon is the operator's setting, and the slot table holds
 	// what it books (rate × horizon, with room for the slots' grace): no
 	// size is taken from the exact client count.
 	slots := int(math.Min(2*p.AdmissionRate*p.AdmissionHorizon.Seconds(), float64(MaxClients))) + 1024
-	if g.admission, err = st.admission(admissionLimit(p.AdmissionRate), p.AdmissionHorizon.D(), slots); err != nil {
-		return nil, fmt.Errorf("admission: %w", err)
+	if g.admission, err = st.admission(admissionLimit(p.AdmissionRate), p.AdmissionHorizon.D(), slots, room); err != nil {
+		return fmt.Errorf("admission: %w", err)
 	}
 	g.admission.SetSalt(fmt.Sprintf("%s-%d", sc.Name, seed))
 	// The nodes answer a session's first request as the transports do,
@@ -285,15 +433,15 @@ func newGuards(sc *Scenario, st *store, seed uint64, id func(i int) string) (*gu
 		Key:    func(r sessionReq) (string, error) { return id(int(r)), nil },
 		Path:   "protection",
 	}); err != nil {
-		return nil, fmt.Errorf("admission: %w", err)
+		return fmt.Errorf("admission: %w", err)
 	}
 	if sc.Trigger.Kind == KindRogueInvalidate || sc.Trigger.Kind == KindIncident {
 		is, err := st.invalidateStore()
 		if err != nil {
-			return nil, fmt.Errorf("invalidation store: %w", err)
+			return fmt.Errorf("invalidation store: %w", err)
 		}
 		if g.push, err = st.budget("push", pushLimit(p.PushBudget, p.PushInterval.D()), 0); err != nil {
-			return nil, fmt.Errorf("push budget: %w", err)
+			return fmt.Errorf("push budget: %w", err)
 		}
 		guard := invalidate.Guard{MinDuration: p.MinDuration.D(), MaxRate: p.RolloutRate}
 		for k := range sc.Nodes {
@@ -301,9 +449,10 @@ func newGuards(sc *Scenario, st *store, seed uint64, id func(i int) string) (*gu
 			// (and pushes) a release within a tick of it.
 			c, err := invalidate.NewCoordinator(is, invalidate.Config{Clock: st.clock.lend(), Node: fmt.Sprintf("node-%d", k),
 				Guard: guard, AdvanceInterval: p.Tick.D(), CacheTTL: p.PushInterval.D() / 2,
+				Headroom: room, CallsPerClient: p.CallsPerClient,
 				Logger: slog.New(restoreCounter{&g.restores})})
 			if err != nil {
-				return nil, fmt.Errorf("coordinator: %w", err)
+				return fmt.Errorf("coordinator: %w", err)
 			}
 			g.coords = append(g.coords, c)
 			// The Due cache lives half a push interval, so that every
@@ -312,7 +461,7 @@ func newGuards(sc *Scenario, st *store, seed uint64, id func(i int) string) (*gu
 			// in order, so the run stays deterministic.
 			pu, err := invalidate.NewPusher(c, invalidate.PushConfig{Budget: g.push, BudgetKey: "push", Concurrency: 1})
 			if err != nil {
-				return nil, fmt.Errorf("pusher: %w", err)
+				return fmt.Errorf("pusher: %w", err)
 			}
 			g.pushers = append(g.pushers, pu)
 			// The node tells a client its notices on a request as
@@ -328,12 +477,12 @@ func newGuards(sc *Scenario, st *store, seed uint64, id func(i int) string) (*gu
 				EpochField:  "Herdcap-Epoch",
 			})
 			if err != nil {
-				return nil, fmt.Errorf("notifier: %w", err)
+				return fmt.Errorf("notifier: %w", err)
 			}
 			g.notifiers = append(g.notifiers, n)
 		}
 	}
-	return g, nil
+	return nil
 }
 
 func (g *guards) close() {
@@ -344,6 +493,12 @@ func (g *guards) close() {
 	}
 	if g.admission != nil {
 		g.admission.Close()
+	}
+	if g.room != nil {
+		g.room.stop()
+	}
+	if g.ctl != nil {
+		g.ctl.Close()
 	}
 }
 
@@ -356,8 +511,8 @@ const originMaxWait = time.Second
 // an allowed Hold with the wait until its token is due (never past the
 // deadline less the guard's MinCallTime), or a refused one with when to
 // come back.
-func (g *guards) reserveOrigin(ctx context.Context, now int64, remaining time.Duration) (originguard.Hold, error) {
-	h, err := g.guard.Reserve(ctx, epoch.Add(time.Duration(now)+remaining), originguard.Foreground)
+func (g *guards) reserveOrigin(ctx context.Context, now int64, remaining time.Duration, lane originguard.Lane) (originguard.Hold, error) {
+	h, err := g.guard.Reserve(ctx, epoch.Add(time.Duration(now)+remaining), lane)
 	if err != nil {
 		return h, fmt.Errorf("origin guard: %w", err)
 	}

@@ -351,6 +351,50 @@ type ProtectionSpec struct {
 	// second's pushes plus one, within the 5% of a one-second peak window
 	// at scale (see Result.ChangedOverBudget). 10ms to Tick.
 	PushInterval Duration `json:"push_interval,omitempty"`
+	// Headroom, when set, paces the protected run by the origin's
+	// measured headroom (limiter/headroom): one controller for the fleet
+	// adapts the origin guard's limit between its floor and ceiling, and
+	// rollouts and admission take their pace from its spare capacity,
+	// capped by RolloutRate and AdmissionRate. OriginBudget, RolloutRate,
+	// AdmissionRate and PushBudget then become caps, and may exceed the
+	// origin's capacity (the misconfigured case headroom must survive).
+	// Nil: fixed budgets.
+	Headroom *HeadroomSpec `json:"headroom,omitempty"`
+	// CallsPerClient is how many origin calls one told client causes,
+	// which turns the headroom's spare calls per second into a rollout's
+	// clients per second (invalidate.Config.CallsPerClient). Default what
+	// the model makes: 1 (the refetch), plus 1 (the new session) with
+	// client.reconnect_on_invalidate. 1 to 100. It paces rollouts only
+	// with Headroom (admission counts 1 call per session), and sets
+	// Result.PhysicalS in any run.
+	CallsPerClient float64 `json:"calls_per_client,omitempty"`
+}
+
+// HeadroomSpec bounds the origin's adaptive limit (headroom.Bounds), in
+// calls per second across the fleet. Its defaults need no knowledge of
+// the origin's capacity, which an operator rarely knows: only the origin
+// budget they would have set.
+type HeadroomSpec struct {
+	// Ceiling is the most the limit may reach. Default 2 ×
+	// Protection.OriginBudget.
+	Ceiling float64 `json:"ceiling,omitempty"`
+	// Floor is the least the limit may fall to, at most Ceiling and at
+	// most Origin.Capacity (a floor above capacity would hold the origin
+	// overloaded). Default 1% of Ceiling.
+	Floor float64 `json:"floor,omitempty"`
+	// Initial is the limit the controller starts at, in [Floor, Ceiling].
+	// Default Protection.OriginBudget, within [Floor, Ceiling].
+	Initial float64 `json:"initial,omitempty"`
+	// Interval is the control interval (headroom.Config.Interval).
+	// Default 1s, 100ms to 1m.
+	Interval Duration `json:"interval,omitempty"`
+	// Tolerance says when the origin's latency means it is saturated:
+	// a mean success latency above (1 + Tolerance) × the least seen
+	// (headroom.Bounds.Tolerance). Set it above the origin's own spread:
+	// an origin whose mean latency at light load is twice its least reads
+	// as saturated under a tolerance below 1. Default 0.5 (the library's),
+	// above 0 to 100.
+	Tolerance float64 `json:"tolerance,omitempty"`
 }
 
 // Trigger is the event each run replays.
@@ -564,6 +608,27 @@ func (s *Scenario) Defaults() {
 	setDur(&p.Ramp, 10*time.Minute)
 	setDur(&p.Tick, time.Second)
 	setDur(&p.PushInterval, min(40*time.Millisecond, p.Tick.D()))
+	if h := p.Headroom; h != nil {
+		if h.Ceiling == 0 {
+			h.Ceiling = 2 * p.OriginBudget
+		}
+		if h.Floor == 0 {
+			h.Floor = 0.01 * h.Ceiling
+		}
+		if h.Initial == 0 {
+			h.Initial = min(max(p.OriginBudget, h.Floor), h.Ceiling)
+		}
+		setDur(&h.Interval, time.Second)
+		if h.Tolerance == 0 {
+			h.Tolerance = 0.5
+		}
+		if p.CallsPerClient == 0 {
+			p.CallsPerClient = 1
+			if c.ReconnectOnInvalidate {
+				p.CallsPerClient = 2
+			}
+		}
+	}
 	t := &s.Trigger
 	setDur(&t.At, 2*time.Minute)
 	if t.Share == 0 {
@@ -717,6 +782,9 @@ func (s *Scenario) Validate() error {
 	if polls := float64(s.Clients) * s.Duration.Seconds() / s.Client.PollInterval.Seconds(); polls > MaxPolls {
 		return fieldErr("clients", "clients × duration ÷ client.poll_interval is %.3g polls, more than %.0g: shorten the run or poll less often", polls, float64(MaxPolls))
 	}
+	if err := s.validateHeadroom(); err != nil {
+		return err
+	}
 	if len(s.Bounds) > 100 {
 		return fieldErr("bounds", "at most 100 bounds, got %d", len(s.Bounds))
 	}
@@ -758,6 +826,41 @@ func (s *Scenario) validateOrigin() error {
 		if c.For == 0 {
 			prevEnd = 0
 		}
+	}
+	return nil
+}
+
+// validateHeadroom checks protection.headroom and
+// protection.calls_per_client.
+func (s *Scenario) validateHeadroom() error {
+	p := s.Protection
+	if c := p.CallsPerClient; c != 0 && (math.IsNaN(c) || c < 1 || c > 100) {
+		return fieldErr("protection.calls_per_client", "must be between 1 and 100, got %v", c)
+	}
+	h := p.Headroom
+	if h == nil {
+		return nil
+	}
+	for _, err := range []error{
+		checkRate("protection.headroom.ceiling", h.Ceiling, false),
+		checkRate("protection.headroom.floor", h.Floor, false),
+		checkRate("protection.headroom.initial", h.Initial, false),
+		checkDur("protection.headroom.interval", h.Interval, 100*time.Millisecond, time.Minute),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	switch {
+	case h.Floor > h.Ceiling:
+		return fieldErr("protection.headroom.floor", "%s is above protection.headroom.ceiling %s", fmtNum(h.Floor), fmtNum(h.Ceiling))
+	case h.Floor > s.Origin.Capacity:
+		return fieldErr("protection.headroom.floor", "%s per second is above origin.capacity %s: the limit could never fall to what the origin can take",
+			fmtNum(h.Floor), fmtNum(s.Origin.Capacity))
+	case h.Initial < h.Floor || h.Initial > h.Ceiling:
+		return fieldErr("protection.headroom.initial", "%s is outside [floor %s, ceiling %s]", fmtNum(h.Initial), fmtNum(h.Floor), fmtNum(h.Ceiling))
+	case math.IsNaN(h.Tolerance) || h.Tolerance <= 0 || h.Tolerance > 100:
+		return fieldErr("protection.headroom.tolerance", "must be above 0 and at most 100, got %v", h.Tolerance)
 	}
 	return nil
 }
@@ -842,6 +945,10 @@ func (s *Scenario) validateTrigger() error {
 func (s *Scenario) Scale(clients int) (*Scenario, error) {
 	c := *s
 	c.Bounds = append([]Bound(nil), s.Bounds...)
+	if h := s.Protection.Headroom; h != nil {
+		hc := *h // the copy's own, scaled below
+		c.Protection.Headroom = &hc
+	}
 	if clients == s.Clients {
 		return &c, c.Validate()
 	}
@@ -861,5 +968,10 @@ func (s *Scenario) Scale(clients int) (*Scenario, error) {
 	c.Protection.PushBudget *= f
 	c.Protection.AdmissionRate *= f
 	c.Trigger.Limit *= f
+	if h := c.Protection.Headroom; h != nil {
+		h.Floor *= f
+		h.Ceiling *= f
+		h.Initial *= f
+	}
 	return &c, c.Validate()
 }

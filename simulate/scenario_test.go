@@ -77,6 +77,14 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"unprotected slot", with(`{"client":{"unprotected_backoff":"slot"}}`), `scenario.client.unprotected_backoff: must be "none", "jitter", got "slot"`},
 		{"hint jitter", with(`{"client":{"hint_jitter":"2m"}}`), "scenario.client.hint_jitter: must be between 0s and 1m0s, got 2m0s"},
 		{"tiny origin budget", with(`{"protection":{"origin_budget":1e-300}}`), "scenario.protection.origin_budget: must be between 0.001 and 1e+09 per second, got 1e-300"},
+		{"headroom floor above ceiling", with(`{"protection":{"headroom":{"floor":6,"ceiling":5}}}`), "scenario.protection.headroom.floor: 6 is above protection.headroom.ceiling 5"},
+		{"headroom floor above capacity", with(`{"protection":{"headroom":{"floor":11,"ceiling":20}}}`), "scenario.protection.headroom.floor: 11 per second is above origin.capacity 10"},
+		{"headroom negative ceiling", with(`{"protection":{"headroom":{"ceiling":-1}}}`), "scenario.protection.headroom.ceiling: must not be negative, got -1"},
+		{"headroom initial outside", with(`{"protection":{"headroom":{"floor":1,"ceiling":5,"initial":6}}}`), "scenario.protection.headroom.initial: 6 is outside [floor 1, ceiling 5]"},
+		{"headroom short interval", with(`{"protection":{"headroom":{"interval":"10ms"}}}`), "scenario.protection.headroom.interval: must be between 100ms and 1m0s, got 10ms"},
+		{"headroom negative tolerance", with(`{"protection":{"headroom":{"tolerance":-1}}}`), "scenario.protection.headroom.tolerance: must be above 0 and at most 100, got -1"},
+		{"calls per client below 1", with(`{"protection":{"calls_per_client":0.5}}`), "scenario.protection.calls_per_client: must be between 1 and 100, got 0.5"},
+		{"calls per client above 100", with(`{"protection":{"headroom":{},"calls_per_client":101}}`), "scenario.protection.calls_per_client: must be between 1 and 100, got 101"},
 		{"tiny capacity", with(`{"origin":{"capacity":1e-300}}`), "scenario.origin.capacity: must be between 0.001 and 1e+09 per second, got 1e-300"},
 		{"huge capacity", with(`{"origin":{"capacity":1e300}}`), "scenario.origin.capacity: must be between 0.001 and 1e+09 per second, got 1e+300"},
 		{"tiny push budget", with(`{"protection":{"push_budget":1e-9}}`), "scenario.protection.push_budget: must be between"},
@@ -165,6 +173,19 @@ func TestScale(t *testing.T) {
 	assert.ErrorContains(t, err, "scenario.trigger.limit: must be between 0.001 and 1e+09 per second")
 	_, err = sc.Scale(MaxClients + 1)
 	assert.ErrorIs(t, err, ErrInvalidScenario)
+	// The headroom's bounds scale too, on the copy's own spec.
+	hr := builtin(t, "headroom-incident", 1_000_000)
+	h := *hr.Protection.Headroom
+	for _, n := range []int{10_000, 1_000_000} {
+		s, err := hr.Scale(n)
+		require.NoError(t, err)
+		f := float64(n) / 1e6
+		assert.InDelta(t, h.Ceiling*f, s.Protection.Headroom.Ceiling, 1e-9)
+		assert.InDelta(t, h.Floor*f, s.Protection.Headroom.Floor, 1e-9)
+		assert.InDelta(t, h.Initial*f, s.Protection.Headroom.Initial, 1e-9)
+		assert.NotSame(t, hr.Protection.Headroom, s.Protection.Headroom)
+	}
+	assert.Equal(t, h, *hr.Protection.Headroom, "the original is untouched")
 }
 
 // TestBuiltInFiles: the built-ins parse, round-trip through JSON, and

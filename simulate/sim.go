@@ -62,6 +62,7 @@ const (
 	sysAdvance  // a tick's rollout advance, RedisSpec.Latency after it
 	sysRedisDown
 	sysRedisUp
+	sysRecord // an origin call completes: record it with the guard (id: its parked slot)
 )
 
 // Actions: at most one is pending per client (actAt/act say which; an
@@ -439,6 +440,10 @@ func (s *sim) advance(t int64) {
 	for s.sampled < sec && s.sampled < len(s.series.Connected) {
 		s.series.Connected[s.sampled] = float64(s.connected)
 		s.series.Unconverged[s.sampled] = float64(s.unconverged)
+		if s.prot != nil && s.prot.room != nil {
+			s.series.Limit[s.sampled] = s.prot.room.Limit().Rate
+			s.series.Spare[s.sampled] = s.prot.room.Spare()
+		}
 		if s.prot != nil && s.prot.ops != nil {
 			n := s.prot.ops.Load()
 			s.series.RedisOps[s.sampled] = float64(n - s.redisSeen)
@@ -487,6 +492,8 @@ func (s *sim) system(e event) {
 		s.org.setFactor(s.sc.Origin.factorAt(Duration(s.now)))
 	case sysAdvance:
 		s.advanceRollout()
+	case sysRecord:
+		s.prot.recordAt(e.id)
 	case sysRedisDown, sysRedisUp:
 		s.outage(int(e.id), e.arg == sysRedisDown)
 	case sysPush:
@@ -716,7 +723,7 @@ func (s *sim) fetch(i int) {
 		s.intended++
 	}
 	s.cl[i].flags &^= fDenied
-	if s.prot != nil && !s.gate(i, aFetchOrigin, aFetchErr, s.rlat) {
+	if s.prot != nil && !s.gate(i, aFetchOrigin, aFetchErr, s.rlat, s.fetchLane(i)) {
 		return
 	}
 	s.fetchOrigin(i)
@@ -735,8 +742,8 @@ func (s *sim) fetch(i int) {
 // call waits that much longer, counted against the caller's deadline. In
 // an outage under FailClosed the guard's budget fails: the node answers
 // 503 without a hint, and the client backs off on its own.
-func (s *sim) gate(i int, held, refused uint8, lat int64) bool {
-	h, err := s.prot.reserveOrigin(s.ctx, s.now, time.Duration(s.org.timeout-lat))
+func (s *sim) gate(i int, held, refused uint8, lat int64, lane originguard.Lane) bool {
+	h, err := s.prot.reserveOrigin(s.ctx, s.now, time.Duration(s.org.timeout-lat), lane)
 	if err != nil {
 		if !s.tolerate(err) {
 			s.fail(err)
@@ -758,6 +765,27 @@ func (s *sim) gate(i int, held, refused uint8, lat int64) bool {
 		return false
 	}
 	return true
+}
+
+// fetchLane is the origin guard's lane for client i's fetch: with
+// protection.headroom, Background for the refetch the storm caused (an
+// affected client that has applied the change and holds no data of it
+// yet), Foreground for a page view's; without it, Foreground (a fixed
+// budget keeps today's single lane).
+func (s *sim) fetchLane(i int) originguard.Lane {
+	if s.prot.room != nil && s.target > 0 && s.cl[i].flags&fPending != 0 && s.cl[i].epoch >= s.target {
+		return originguard.Background
+	}
+	return originguard.Foreground
+}
+
+// stormLane is the lane of a session's origin call: the reconnects a
+// storm causes are Background with protection.headroom.
+func (s *sim) stormLane() originguard.Lane {
+	if s.prot.room != nil {
+		return originguard.Background
+	}
+	return originguard.Foreground
 }
 
 func (s *sim) fetchOrigin(i int) {
@@ -809,8 +837,10 @@ func (s *sim) told(i int, h clientcore.Hint) {
 // callOrigin sends client i's call to the origin and returns when its
 // caller learns the outcome. In a protected run the call went through the
 // guard: its hold counts against the caller's deadline (the origin gets
-// the timeout less the hold), and its outcome is recorded with the guard
-// when it is sent, since the fluid origin knows it then.
+// the timeout less the hold), and its outcome, which the fluid origin
+// knows at once, is recorded with the guard at the call's completion (a
+// sysRecord event), when a real node would learn it: a headroom
+// controller learns of a timeout when its caller does.
 func (s *sim) callOrigin(i int) (int64, bool) {
 	sec := s.sec()
 	s.originCalls++
@@ -824,7 +854,8 @@ func (s *sim) callOrigin(i int) (int64, bool) {
 	}
 	t, out, wait, waste := s.org.call(s.now, timeout)
 	if h.Allowed {
-		h.RecordOutcome(outcomes[out], time.Duration(t-s.now))
+		k := s.prot.park(h, outcomes[out], time.Duration(t-s.now))
+		s.push(event{at: t, id: k, kind: evSystem, arg: sysRecord})
 	}
 	s.series.QueueDelay[sec] = max(s.series.QueueDelay[sec], wait/1e9)
 	if waste {
@@ -1019,7 +1050,7 @@ func (s *sim) handshake(i int) {
 		}
 		// Two calls before the session goes on: admission, then the
 		// origin budget.
-		if !s.gate(i, aSessionOrigin, aConnErr, 2*s.rlat) {
+		if !s.gate(i, aSessionOrigin, aConnErr, 2*s.rlat, s.stormLane()) {
 			if s.cl[i].flags&fDenied != 0 {
 				s.series.ReconnectsRefused[sec]++
 			}

@@ -252,7 +252,7 @@ func TestList(t *testing.T) {
 		assert.True(t, strings.HasSuffix(lines[i], "."), "%q: one whole sentence", lines[i])
 		assert.Equal(t, 1, strings.Count(lines[i], ". ")+1, "%q: only the first sentence", lines[i])
 	}
-	assert.Contains(t, out, "reconnect-storm   A network blip drops 30% of the clients at once; each reconnect sets up a session at the origin.\n")
+	assert.Contains(t, out, "reconnect-storm       A network blip drops 30% of the clients at once; each reconnect sets up a session at the origin.\n")
 }
 
 func TestFirstSentence(t *testing.T) {

@@ -25,6 +25,9 @@ type chart struct {
 	lines func(c *simulate.Comparison) []ref
 	// ymax is the top of a linear axis (0: from the data).
 	ymax func(c *simulate.Comparison) float64
+	// extra returns a third series to draw, in purple, with its label
+	// (nil: none).
+	extra func(c *simulate.Comparison) (string, []float64)
 }
 
 type ref struct {
@@ -39,6 +42,12 @@ var charts = []chart{
 		get: func(s *simulate.Series) []float64 { return s.OriginCalls },
 		lines: func(c *simulate.Comparison) []ref {
 			return []ref{{"capacity", c.Scenario.Origin.Capacity}, {"origin budget", c.Scenario.Protection.OriginBudget}}
+		},
+		extra: func(c *simulate.Comparison) (string, []float64) {
+			if c.Scenario.Protection.Headroom == nil {
+				return "", nil
+			}
+			return "headroom limit (protected)", c.Protected.Series.Limit
 		},
 	},
 	{
@@ -95,6 +104,8 @@ var (
 	blue  = color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
 	gray  = color.RGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xff}
 	green = color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}
+	// purple draws a chart's extra series (the headroom limit).
+	purple = color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}
 )
 
 // drawable reports whether y is data the chart can draw: a number, and
@@ -225,7 +236,20 @@ func renderChart(c *simulate.Comparison, ch chart, format string) ([]byte, error
 	for k, run := range runs {
 		data[k] = ch.get(run.r.Series)
 	}
-	secs := max(len(data[0]), len(data[1]))
+	if ch.extra != nil {
+		if label, v := ch.extra(c); v != nil {
+			runs = append(runs, struct {
+				label string
+				r     *simulate.Result
+				col   color.Color
+			}{label, c.Protected, purple})
+			data = append(data, v)
+		}
+	}
+	var secs int
+	for _, d := range data {
+		secs = max(secs, len(d))
+	}
 	p.X.Min, p.X.Max = 0, float64(secs)/60
 
 	// The y range: the data's, and the reference lines'.

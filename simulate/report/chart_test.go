@@ -1,15 +1,19 @@
 package report
 
 import (
+	"context"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gonum.org/v1/plot/plotter"
+
+	"github.com/herdcap/herdcap/simulate"
 )
 
 // TestSegments: seconds without data are gaps; on a log axis zero counts
@@ -84,4 +88,34 @@ func TestChartsRender(t *testing.T) {
 		assert.Contains(t, svg, "unprotected", ch.file)
 		assert.Contains(t, svg, "trigger", ch.file)
 	}
+}
+
+// TestChartHeadroomLimit: a scenario paced by headroom draws the limit the
+// nodes applied on its origin chart, and one with fixed budgets does not.
+func TestChartHeadroomLimit(t *testing.T) {
+	sc, err := simulate.BuiltInNamed("headroom-incident")
+	require.NoError(t, err)
+	sc, err = sc.Scale(1000)
+	require.NoError(t, err)
+	sc.Duration = simulate.Duration(4 * time.Minute)
+	c, err := simulate.Compare(context.Background(), sc, simulate.Config{})
+	require.NoError(t, err)
+	var origin chart
+	for _, ch := range charts {
+		if ch.file == "origin" {
+			origin = ch
+		}
+	}
+	require.NotNil(t, origin.extra)
+	label, v := origin.extra(c)
+	assert.Equal(t, "headroom limit (protected)", label)
+	assert.Equal(t, c.Protected.Series.Limit, v)
+	assert.Positive(t, v[0], "the limit is drawn from the start")
+	b, err := renderChart(c, origin, "svg")
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "headroom limit (protected)")
+
+	b, err = renderChart(comparison(t), origin, "svg")
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "headroom limit", "fixed budgets draw no limit")
 }

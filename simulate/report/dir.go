@@ -101,6 +101,8 @@ var columns = []column{
 	{"unconverged", func(s *simulate.Series) []float64 { return s.Unconverged }},
 	{"redis_ops", func(s *simulate.Series) []float64 { return s.RedisOps }},
 	{"redis_failed", func(s *simulate.Series) []float64 { return s.RedisFailed }},
+	{"limit", func(s *simulate.Series) []float64 { return s.Limit }},
+	{"spare", func(s *simulate.Series) []float64 { return s.Spare }},
 	{"latency_p99_s", func(s *simulate.Series) []float64 { return s.LatencyP99 }},
 }
 

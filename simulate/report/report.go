@@ -74,6 +74,25 @@ var rows = []row{
 		}
 		return formatNum(r.ConvergeOverSchedule)
 	}},
+	{"  ÷ physical limit (its length)", func(r *simulate.Result) string {
+		if r.ConvergeOverPhysical < 0 {
+			return "-"
+		}
+		return formatNum(r.ConvergeOverPhysical) + " (" + formatNum(r.PhysicalS) + " s)"
+	}},
+	{"origin peak ÷ capacity", num(func(r *simulate.Result) float64 { return r.PeakOverCapacity })},
+	{"headroom limit: to 1.1× drop / to 0.9× return / swing", func(r *simulate.Result) string {
+		if r.LimitDropS < 0 && r.LimitReturnS < 0 {
+			return "-"
+		}
+		never := func(v float64) string {
+			if v < 0 {
+				return "never"
+			}
+			return formatNum(v) + " s"
+		}
+		return never(r.LimitDropS) + " / " + never(r.LimitReturnS) + " / " + formatNum(100*r.LimitSwing) + "%"
+	}},
 	{"lowest hit rate (normal)", func(r *simulate.Result) string {
 		return formatNum(r.MinHitRate) + " (" + formatNum(r.NormalHitRate) + ")"
 	}},
