@@ -22,11 +22,19 @@ func (r *Result) headroomMetrics(sc *Scenario, trig int) {
 	r.PeakOverCapacity = round6(windowPeak(share, int(r.PeakCapacityWindowS)))
 
 	r.PhysicalS, r.ConvergeOverPhysical = -1, -1
-	if k := sc.Trigger.Kind; (k == KindRogueInvalidate || k == KindIncident) && capacity > r.SteadyRPS {
-		r.PhysicalS = round6(float64(r.Affected) * callsPerClient(sc) / (capacity - r.SteadyRPS))
-		if r.Converged {
-			r.ConvergeOverPhysical = round6(r.ConvergeS / max(r.PhysicalS, sc.Protection.MinDuration.Seconds()))
+	if k := sc.Trigger.Kind; (k == KindRogueInvalidate || k == KindIncident) && capacity > r.SteadyRPS && r.Converged {
+		// The storm's work at the origin, measured: the calls above the
+		// steady load from the trigger until the fleet converged. A
+		// configured calls-per-client would flatter a run that paces by
+		// it: told clients whose refetch the node cache answers cost the
+		// origin nothing.
+		end := min(secs, trig+int(math.Ceil(r.ConvergeS)))
+		excess := 0.0
+		for i := trig; i < end; i++ {
+			excess += s.OriginCalls[i] - r.SteadyRPS
 		}
+		r.PhysicalS = round6(math.Max(excess, 0) / (capacity - r.SteadyRPS))
+		r.ConvergeOverPhysical = round6(r.ConvergeS / max(r.PhysicalS, sc.Protection.MinDuration.Seconds()))
 	}
 
 	r.LimitDropS, r.LimitReturnS = -1, -1

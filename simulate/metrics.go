@@ -241,10 +241,13 @@ type Result struct {
 	WaveS                float64 `json:"wave_s"`
 	ConvergeOverSchedule float64 `json:"converge_over_schedule"`
 	// PhysicalS is the fastest the origin lets an invalidation's clients
-	// change, whatever paces them: Affected × calls per client
-	// (Protection.CallsPerClient, or its default) ÷ (the capacity less
-	// SteadyRPS, the load measured before the trigger); -1 for other
-	// triggers, or an origin the steady load already fills.
+	// change, whatever paces them: the storm's work at the origin (its
+	// calls above SteadyRPS, the load measured before the trigger, from
+	// the trigger until the fleet converged) ÷ (the capacity less
+	// SteadyRPS); -1 for other triggers, a run that did not converge, or
+	// an origin the steady load already fills. It is measured, not taken
+	// from Protection.CallsPerClient: a told client whose refetch the
+	// node cache answers costs the origin nothing.
 	// ConvergeOverPhysical is ConvergeS ÷ max(PhysicalS, the rollout's
 	// least duration) (-1 when not converged or PhysicalS is -1).
 	PhysicalS            float64 `json:"physical_s"`

@@ -365,8 +365,7 @@ type ProtectionSpec struct {
 	// clients per second (invalidate.Config.CallsPerClient). Default what
 	// the model makes: 1 (the refetch), plus 1 (the new session) with
 	// client.reconnect_on_invalidate. 1 to 100. It paces rollouts only
-	// with Headroom (admission counts 1 call per session), and sets
-	// Result.PhysicalS in any run.
+	// with Headroom (admission counts 1 call per session).
 	CallsPerClient float64 `json:"calls_per_client,omitempty"`
 }
 

@@ -174,7 +174,7 @@ func TestScale(t *testing.T) {
 	_, err = sc.Scale(MaxClients + 1)
 	assert.ErrorIs(t, err, ErrInvalidScenario)
 	// The headroom's bounds scale too, on the copy's own spec.
-	hr := builtin(t, "headroom-incident", 1_000_000)
+	hr := builtin(t, "misconfigured-budget", 1_000_000)
 	h := *hr.Protection.Headroom
 	for _, n := range []int{10_000, 1_000_000} {
 		s, err := hr.Scale(n)

@@ -93,7 +93,7 @@ func TestChartsRender(t *testing.T) {
 // TestChartHeadroomLimit: a scenario paced by headroom draws the limit the
 // nodes applied on its origin chart, and one with fixed budgets does not.
 func TestChartHeadroomLimit(t *testing.T) {
-	sc, err := simulate.BuiltInNamed("headroom-incident")
+	sc, err := simulate.BuiltInNamed("misconfigured-budget")
 	require.NoError(t, err)
 	sc, err = sc.Scale(1000)
 	require.NoError(t, err)
