@@ -144,11 +144,15 @@ func (c *Coalescer[T]) Finish(key string, f *Flight[T], result T, o FlightEnd) {
 	close(f.done)
 }
 
-// InFlight is the number of keys in flight.
-func (c *Coalescer[T]) InFlight() int {
+// InFlight returns the number of keys in flight and of the requests
+// waiting on their leaders.
+func (c *Coalescer[T]) InFlight() (keys, waiters int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.flights)
+	for _, f := range c.flights {
+		waiters += f.waiters
+	}
+	return len(c.flights), waiters
 }
 
 // Wait waits for the flight to end and returns the leader's result, or
