@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/herdcap/herdcap/internal/serverside"
@@ -148,52 +150,60 @@ func Coalesce(cfg CoalesceConfig) (func(http.Handler) http.Handler, error) {
 
 // ServeHTTP leads, waits or passes the request through.
 func (m *coalescer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	key := m.key(r)
-	if key == "" {
-		m.next.ServeHTTP(w, r)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		m.next.ServeHTTP(w, r) // not idempotent and safe: never coalesced
 		return
 	}
-	f, leader := m.c.Join(key)
+	bp := keyBufs.Get().(*[]byte)
+	key, ok := m.key((*bp)[:0], r)
+	var f *serverside.Flight[*replay]
+	var leader bool
+	if ok {
+		f, leader = m.c.Join(key)
+	}
+	*bp = key
+	keyBufs.Put(bp)
 	switch {
 	case f == nil:
 		m.next.ServeHTTP(w, r)
 	case leader:
-		m.lead(w, r, key, f)
+		m.lead(w, r, f)
 	default:
 		m.wait(w, r, f)
 	}
 }
 
-// key returns r's key, or "" if r is not to be coalesced.
-func (m *coalescer) key(r *http.Request) string {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return ""
-	}
+// keyBufs holds the buffers keys are built in.
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// key appends the key of r, a GET or HEAD, to b, and reports false if r
+// is not to be coalesced.
+func (m *coalescer) key(b []byte, r *http.Request) ([]byte, bool) {
 	h := r.Header
 	if !m.cfg.Credentials && (h["Authorization"] != nil || h["Cookie"] != nil) ||
 		!m.cfg.Ranges && h["Range"] != nil ||
 		!m.cfg.Bodies && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
-		return ""
+		return b, false
 	}
 	if m.cfg.Key != nil {
-		return m.userKey(r)
+		k := m.userKey(r)
+		return append(b, k...), k != ""
 	}
-	var b strings.Builder
-	b.WriteString(r.Method)
-	b.WriteByte(0)
-	b.WriteString(r.Host)
-	b.WriteByte(0)
-	b.WriteString(r.URL.EscapedPath())
-	b.WriteByte('?')
-	b.WriteString(r.URL.RawQuery)
-	keyFields(&b, h, m.cfg.Vary)
+	b = append(b, r.Method...)
+	b = append(b, 0)
+	b = append(b, r.Host...)
+	b = append(b, 0)
+	b = append(b, r.URL.EscapedPath()...)
+	b = append(b, '?')
+	b = append(b, r.URL.RawQuery...)
+	b = keyFields(b, h, m.cfg.Vary)
 	if m.cfg.Credentials {
-		keyFields(&b, h, credentialFields)
+		b = keyFields(b, h, credentialFields)
 	}
 	if m.cfg.Ranges {
-		keyFields(&b, h, rangeFields)
+		b = keyFields(b, h, rangeFields)
 	}
-	return b.String()
+	return b, true
 }
 
 // The fields the default key adds under Credentials and Ranges.
@@ -204,13 +214,16 @@ var (
 
 // keyFields appends the values of names to a key, each value
 // length-prefixed so that no two lists of values give one key.
-func keyFields(b *strings.Builder, h http.Header, names []string) {
+func keyFields(b []byte, h http.Header, names []string) []byte {
 	for _, n := range names {
-		b.WriteByte(0)
+		b = append(b, 0)
 		for _, v := range h[n] {
-			fmt.Fprintf(b, "%d:%s", len(v), v)
+			b = strconv.AppendInt(b, int64(len(v)), 10)
+			b = append(b, ':')
+			b = append(b, v...)
 		}
 	}
+	return b
 }
 
 // userKey calls CoalesceConfig.Key under recover.
@@ -223,13 +236,13 @@ func (m *coalescer) userKey(r *http.Request) (key string) {
 	return m.cfg.Key(r)
 }
 
-// lead runs the handler for key's flight f and replays its response to w.
-func (m *coalescer) lead(w http.ResponseWriter, r *http.Request, key string, f *serverside.Flight[*replay]) {
+// lead runs the handler for the flight f and replays its response to w.
+func (m *coalescer) lead(w http.ResponseWriter, r *http.Request, f *serverside.Flight[*replay]) {
 	ctx, cancel := serverside.Detach(r.Context(), m.c.Timeout())
 	defer cancel()
 	cw := &captureWriter{w: w, header: make(http.Header), max: m.cfg.MaxBody}
 	cw.overflow = func() {
-		m.c.Finish(key, f, nil, serverside.Declined)
+		m.c.Finish(f, nil, serverside.Declined)
 		stop := context.AfterFunc(r.Context(), cancel)
 		cw.stop = stop
 	}
@@ -239,7 +252,7 @@ func (m *coalescer) lead(w http.ResponseWriter, r *http.Request, key string, f *
 			cw.stop()
 		}
 		if !ended {
-			m.c.Finish(key, f, nil, serverside.Panicked) // the panic goes on
+			m.c.Finish(f, nil, serverside.Panicked) // the panic goes on
 		}
 	}()
 	m.next.ServeHTTP(cw, r.WithContext(ctx))
@@ -249,9 +262,9 @@ func (m *coalescer) lead(w http.ResponseWriter, r *http.Request, key string, f *
 	}
 	rep := cw.replay()
 	if private(rep.header) {
-		m.c.Finish(key, f, nil, serverside.Declined)
+		m.c.Finish(f, nil, serverside.Declined)
 	} else {
-		m.c.Finish(key, f, rep, serverside.Shared)
+		m.c.Finish(f, rep, serverside.Shared)
 	}
 	rep.write(w, false)
 }

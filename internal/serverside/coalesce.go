@@ -90,6 +90,7 @@ type Coalescer[T any] struct {
 // Flight is one key's request in flight. Its result is written before done
 // is closed and read only after.
 type Flight[T any] struct {
+	key     string
 	done    chan struct{}
 	waiters int
 	ended   bool
@@ -107,11 +108,12 @@ func (c *Coalescer[T]) Timeout() time.Duration { return c.b.Timeout }
 
 // Join returns key's flight and whether the caller leads it (and must end
 // it with Finish, whatever happens). A nil flight means a bound is
-// reached: serve the request uncoalesced.
-func (c *Coalescer[T]) Join(key string) (f *Flight[T], leader bool) {
+// reached: serve the request uncoalesced. The caller may reuse key's
+// storage once Join returns; joining a flight allocates nothing.
+func (c *Coalescer[T]) Join(key []byte) (f *Flight[T], leader bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if f, ok := c.flights[key]; ok {
+	if f, ok := c.flights[string(key)]; ok {
 		if f.waiters >= c.b.MaxWaiters {
 			return nil, false
 		}
@@ -121,23 +123,23 @@ func (c *Coalescer[T]) Join(key string) (f *Flight[T], leader bool) {
 	if len(c.flights) >= c.b.MaxKeys {
 		return nil, false
 	}
-	f = &Flight[T]{done: make(chan struct{})}
-	c.flights[key] = f
+	f = &Flight[T]{key: string(key), done: make(chan struct{})}
+	c.flights[f.key] = f
 	return f, true
 }
 
-// Finish ends key's flight f with the leader's result and wakes its
-// waiters; a later request of the key starts a new flight. Only the first
+// Finish ends the flight f with the leader's result and wakes its
+// waiters; a later request of its key starts a new flight. Only the first
 // call for a flight counts.
-func (c *Coalescer[T]) Finish(key string, f *Flight[T], result T, o FlightEnd) {
+func (c *Coalescer[T]) Finish(f *Flight[T], result T, o FlightEnd) {
 	c.mu.Lock()
 	if f.ended {
 		c.mu.Unlock()
 		return
 	}
 	f.ended = true
-	if c.flights[key] == f {
-		delete(c.flights, key)
+	if c.flights[f.key] == f {
+		delete(c.flights, f.key)
 	}
 	c.mu.Unlock()
 	f.result, f.outcome = result, o
