@@ -490,4 +490,3 @@ func TestCoalesceRace(t *testing.T) {
 	wg.Wait()
 	assert.Zero(t, bad.Load())
 }
-
