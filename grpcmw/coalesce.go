@@ -3,6 +3,7 @@ package grpcmw
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -180,7 +181,9 @@ func (u *unaryCoalescer) key(b []byte, method string, msg proto.Message, md meta
 	for _, k := range u.md {
 		b = append(b, 0)
 		for _, v := range md[k] {
-			b = fmt.Appendf(b, "%d:%s", len(v), v)
+			b = strconv.AppendInt(b, int64(len(v)), 10)
+			b = append(b, ':')
+			b = append(b, v...)
 		}
 	}
 	return b, nil
