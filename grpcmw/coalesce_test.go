@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,15 +17,11 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/herdcap/herdcap/internal/coalescetest"
 	"github.com/herdcap/herdcap/limiter"
 )
 
 const unaryMethod = "/grpc.testing.TestService/UnaryCall"
-
-// waitBound bounds how long a test waits for calls to reach a state: far
-// above what loopback calls take, even on a loaded 2-core machine under
-// -race, so that it only ends a test that is stuck.
-const waitBound = 10 * time.Second
 
 // gatedService answers UnaryCall with its run number and the request's
 // payload; until release is closed, it blocks each run for which block
@@ -90,10 +85,7 @@ func coalesceApp(t *testing.T, cfg CoalesceConfig, s *gatedService, leaderCtx ch
 // waiting on them.
 func callsInFlight(t *testing.T, u *unaryCoalescer, keys, waiters int) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		k, w := u.c.InFlight()
-		return k == keys && w == waiters
-	}, waitBound, time.Millisecond, "want %d keys and %d waiters in flight", keys, waiters)
+	coalescetest.InFlight(t, u.c, keys, waiters)
 }
 
 type callResult struct {

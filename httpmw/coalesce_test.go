@@ -15,13 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/coalescetest"
 	"github.com/herdcap/herdcap/limiter"
 )
-
-// waitBound bounds how long a test waits for requests to reach a state: far
-// above what loopback requests take, even on a loaded 2-core machine under
-// -race, so that it only ends a test that is stuck.
-const waitBound = 10 * time.Second
 
 // gatedHandler counts its runs and, until release is closed, blocks each
 // run in which block returns true.
@@ -62,10 +58,19 @@ func coalesceServer(t *testing.T, cfg CoalesceConfig, h http.Handler) (*httptest
 // waiting on them.
 func inFlight(t *testing.T, c *coalescer, keys, waiters int) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		k, w := c.c.InFlight()
-		return k == keys && w == waiters
-	}, waitBound, time.Millisecond, "want %d keys and %d waiters in flight", keys, waiters)
+	coalescetest.InFlight(t, c.c, keys, waiters)
+}
+
+// bodies receives n results, each without error, and counts their bodies.
+func bodies(t *testing.T, out <-chan cResult, n int) map[string]int {
+	t.Helper()
+	count := map[string]int{}
+	for range n {
+		r := <-out
+		require.NoError(t, r.err)
+		count[r.body]++
+	}
+	return count
 }
 
 // cResult is one client's response.
@@ -156,14 +161,9 @@ func TestCoalesceDifferentKeys(t *testing.T) {
 	out := getAll(append(reqs, head)...)
 	inFlight(t, c, 6, 0)
 	close(h.release)
-	bodies := map[string]bool{}
-	for range 6 {
-		r := <-out
-		require.NoError(t, r.err)
-		bodies[r.body] = true
-	}
+	got := bodies(t, out, 6)
 	assert.EqualValues(t, 6, h.runs.Load())
-	assert.Len(t, bodies, 6, "each GET its own response, and HEAD none: %v", bodies)
+	assert.Len(t, got, 6, "each GET its own response, and HEAD none: %v", got)
 }
 
 func TestCoalesceNotCoalesced(t *testing.T) {
@@ -224,13 +224,7 @@ func TestCoalesceCredentialsKeyed(t *testing.T) {
 	out := getAll(reqs...)
 	inFlight(t, c, 2, 4)
 	close(h.release)
-	count := map[string]int{}
-	for range 6 {
-		r := <-out
-		require.NoError(t, r.err)
-		count[r.body]++
-	}
-	assert.Equal(t, map[string]int{"for Bearer alice": 3, "for Bearer bob": 3}, count)
+	assert.Equal(t, map[string]int{"for Bearer alice": 3, "for Bearer bob": 3}, bodies(t, out, 6))
 	assert.EqualValues(t, 2, h.runs.Load())
 }
 
@@ -246,13 +240,7 @@ func TestCoalescePrivateResponseNotShared(t *testing.T) {
 			out := getAll(cRepeat(t, 3, srv.URL)...)
 			inFlight(t, c, 1, 2)
 			close(h.release)
-			bodies := map[string]bool{}
-			for range 3 {
-				r := <-out
-				require.NoError(t, r.err)
-				bodies[r.body] = true
-			}
-			assert.Len(t, bodies, 3, "each request ran the handler itself")
+			assert.Len(t, bodies(t, out, 3), 3, "each request ran the handler itself")
 		})
 	}
 }
