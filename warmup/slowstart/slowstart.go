@@ -200,9 +200,9 @@ type Gate struct {
 	salt              string
 	clock             limiter.Clock
 
-	cur      atomic.Pointer[ramp]
-	seq      atomic.Uint64 // key-less places
-	spread   atomic.Uint64 // golden-ratio spread of the waits
+	cur    atomic.Pointer[ramp]
+	seq    atomic.Uint64 // key-less places
+	spread atomic.Uint64 // golden-ratio spread of the waits
 	admitted, shedShare, shedBudget, budgetErrs,
 	warmthFails, resets atomic.Uint64
 }
