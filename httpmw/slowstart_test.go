@@ -131,7 +131,6 @@ func TestSlowStartTransportHonoursHint(t *testing.T) {
 	assert.Equal(t, http.StatusOK, got.status)
 
 	seen := rec.attempts()
-	t.Logf("attempts: %+v", seen)
 	require.GreaterOrEqual(t, len(seen), 2, "a client at place 0.6 is shed at first")
 	assert.LessOrEqual(t, len(seen), 6, "the hints bring it back a few times, not in a busy loop")
 	for i, a := range seen[:len(seen)-1] {
