@@ -24,31 +24,13 @@ import (
 	"github.com/herdcap/herdcap/grpcmw"
 	"github.com/herdcap/herdcap/httpmw"
 	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/internal/slowstarttest"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/retry"
 	"github.com/herdcap/herdcap/warmup/slowstart"
 )
 
 var ssT0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-
-// ssPlace is a client's place on a Gate with the default salt (the Gate
-// places clients as limiter.Cohort does, here over 2^20 cohorts).
-func ssPlace(id string) float64 {
-	return float64(limiter.Cohort(slowstart.DefaultSalt, id, 1<<20)) / (1 << 20)
-}
-
-// ssClientAt returns a client ID whose place is in [lo, hi).
-func ssClientAt(t *testing.T, lo, hi float64) string {
-	t.Helper()
-	for i := range 100000 {
-		id := "client-" + strconv.Itoa(i)
-		if p := ssPlace(id); p >= lo && p < hi {
-			return id
-		}
-	}
-	t.Fatal("no client found")
-	return ""
-}
 
 // ssOutcome is what a client saw of one call, transport-neutral.
 type ssOutcome struct {
@@ -172,7 +154,7 @@ func ssRunGRPC(t *testing.T, w ssWorld, steps []ssStep) []ssOutcome {
 // clock driven alike, and checks that both transports answer every call
 // the same way: admitted or shed, the wait, exact or coarse.
 func TestSlowStartParity(t *testing.T) {
-	in, mid, out := ssClientAt(t, 0, 0.2), ssClientAt(t, 0.5, 0.6), ssClientAt(t, 0.9, 1)
+	in, mid, out := slowstarttest.ClientAt(t, 0, 0.2), slowstarttest.ClientAt(t, 0.5, 0.6), slowstarttest.ClientAt(t, 0.9, 1)
 	var steps []ssStep
 	for _, adv := range []time.Duration{0, 2 * time.Second, 3 * time.Second, time.Second, 3 * time.Second} {
 		steps = append(steps, ssStep{advance: adv, client: in}, ssStep{client: mid}, ssStep{client: out},
@@ -230,7 +212,7 @@ func TestSlowStartClientHonoursPushback(t *testing.T) {
 		mu.Unlock()
 		return resp, err
 	}
-	id := ssClientAt(t, 0.6, 0.7)
+	id := slowstarttest.ClientAt(t, 0.6, 0.7)
 	c, err := grpcmw.NewClient(grpcmw.ClientConfig{ClientID: id, Clock: clk, Retry: retry.Policy{MaxAttempts: 20, MaxWait: time.Minute}})
 	require.NoError(t, err)
 	conn := ssServe(t, g, record, grpc.WithChainUnaryInterceptor(c.UnaryInterceptor()))
@@ -239,21 +221,7 @@ func TestSlowStartClientHonoursPushback(t *testing.T) {
 		_, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 		done <- err
 	}()
-	var callErr error
-	for finished := false; !finished; {
-		require.Eventually(t, func() bool { // the client sleeps on the clock, or is done
-			select {
-			case callErr = <-done:
-				finished = true
-				return true
-			default:
-				return clk.Pending() > 0
-			}
-		}, 10*time.Second, time.Millisecond) // generous: one loopback call under -race
-		for !finished && clk.Pending() > 0 {
-			clk.Add(time.Millisecond)
-		}
-	}
+	callErr := slowstarttest.Drive(t, clk, done)
 	require.NoError(t, callErr)
 	mu.Lock()
 	defer mu.Unlock()
@@ -264,7 +232,7 @@ func TestSlowStartClientHonoursPushback(t *testing.T) {
 	}
 	last := seen[len(seen)-1]
 	assert.Equal(t, codes.OK, last.code)
-	assert.GreaterOrEqual(t, last.at.Sub(ssT0), time.Duration(ssPlace(id)*float64(10*time.Second)))
+	assert.GreaterOrEqual(t, last.at.Sub(ssT0), time.Duration(slowstarttest.Place(id)*float64(10*time.Second)))
 	assert.Equal(t, uint64(len(seen)-1), g.Stats().ShedShare)
 }
 
@@ -280,7 +248,7 @@ func TestSlowStartErrors(t *testing.T) {
 
 	// the server-side error of a shed call
 	in, err := grpcmw.SlowStart(g, grpcmw.SlowStartConfig{Key: func(context.Context, string) (string, error) {
-		return ssClientAt(t, 0.6, 1), nil
+		return slowstarttest.ClientAt(t, 0.6, 1), nil
 	}})
 	require.NoError(t, err)
 	_, err = in.Unary(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/svc/M"},

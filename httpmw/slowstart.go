@@ -13,8 +13,8 @@ import (
 // request, and identifies a client by its Herdcap-Client ID, else its
 // address.
 type SlowStartConfig struct {
-	// ClientIP finds and keys the client's address, for clients that send
-	// no Herdcap-Client. It must be zero when Key is set.
+	// ClientIP keys clients that send no Herdcap-Client by their address,
+	// as AdmitConfig.ClientIP; zero when Key is set.
 	ClientIP ClientIP
 	// Key, if set, returns a request's client key in place of
 	// Herdcap-Client and the address. Its errors wrapping ErrNoKey make

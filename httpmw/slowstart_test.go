@@ -15,31 +15,13 @@ import (
 
 	"github.com/herdcap/herdcap/httpmw"
 	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/internal/slowstarttest"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/retry"
 	"github.com/herdcap/herdcap/warmup/slowstart"
 )
 
 var ssT0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-
-// placeOf is a client's place on a Gate with the default salt: the Gate
-// places clients as limiter.Cohort does, here over 2^20 cohorts.
-func placeOf(id string) float64 {
-	return float64(limiter.Cohort(slowstart.DefaultSalt, id, 1<<20)) / (1 << 20)
-}
-
-// clientAt returns a client ID whose place is in [lo, hi).
-func clientAt(t *testing.T, lo, hi float64) string {
-	t.Helper()
-	for i := range 100000 {
-		id := "client-" + strconv.Itoa(i)
-		if p := placeOf(id); p >= lo && p < hi {
-			return id
-		}
-	}
-	t.Fatal("no client found")
-	return ""
-}
 
 // attempt is what the server saw and answered of one request.
 type attempt struct {
@@ -92,7 +74,7 @@ func TestSlowStartTransportHonoursHint(t *testing.T) {
 	srv := httptest.NewServer(rec)
 	defer srv.Close()
 
-	id := clientAt(t, 0.6, 0.7) // admitted at 6 to 7 s into the 10 s window
+	id := slowstarttest.ClientAt(t, 0.6, 0.7) // admitted at 6 to 7 s into the 10 s window
 	tr, err := httpmw.NewTransport(httpmw.TransportConfig{Base: srv.Client().Transport, ClientID: id, Clock: clk,
 		Retry: retry.Policy{MaxAttempts: 20, MaxWait: time.Minute}})
 	require.NoError(t, err)
@@ -111,22 +93,7 @@ func TestSlowStartTransportHonoursHint(t *testing.T) {
 		_ = res.Body.Close()
 		done <- result{status: res.StatusCode}
 	}()
-	var got result
-	for finished := false; !finished; {
-		// wait until the client sleeps on the clock, or is done
-		require.Eventually(t, func() bool {
-			select {
-			case got = <-done:
-				finished = true
-				return true
-			default:
-				return clk.Pending() > 0
-			}
-		}, 10*time.Second, time.Millisecond) // generous: one loopback round trip under -race
-		for !finished && clk.Pending() > 0 { // move the clock until its sleep ends
-			clk.Add(time.Millisecond)
-		}
-	}
+	got := slowstarttest.Drive(t, clk, done)
 	require.NoError(t, got.err)
 	assert.Equal(t, http.StatusOK, got.status)
 
@@ -143,7 +110,7 @@ func TestSlowStartTransportHonoursHint(t *testing.T) {
 	}
 	last := seen[len(seen)-1]
 	assert.Equal(t, http.StatusOK, last.status)
-	assert.GreaterOrEqual(t, last.at.Sub(ssT0), time.Duration(placeOf(id)*float64(10*time.Second)),
+	assert.GreaterOrEqual(t, last.at.Sub(ssT0), time.Duration(slowstarttest.Place(id)*float64(10*time.Second)),
 		"served once the share passed its place")
 	st := g.Stats()
 	assert.Equal(t, uint64(1), st.Admitted)
@@ -170,7 +137,7 @@ func TestSlowStartAnswers(t *testing.T) {
 		_ = res.Body.Close()
 		return res
 	}
-	in, out := clientAt(t, 0, 0.4), clientAt(t, 0.6, 1)
+	in, out := slowstarttest.ClientAt(t, 0, 0.4), slowstarttest.ClientAt(t, 0.6, 1)
 	assert.Equal(t, http.StatusOK, do("/", in).StatusCode)
 	res := do("/", out)
 	assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
