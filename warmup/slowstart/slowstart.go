@@ -411,15 +411,16 @@ func (g *Gate) Admit(ctx context.Context, key string) (Decision, error) {
 }
 
 // wait estimates when place x will be admitted, the share being s after
-// elapsed: the sooner of the timer's time to reach x and the share's own
-// mean pace so far (which warmth may have quickened), spread upwards by a
-// quarter by a golden-ratio sequence so that requests shed together do
-// not come back together, within [MinRetryAfter, MaxRetryAfter].
+// elapsed: the sooner of the timer's time to reach x and the time the
+// share takes at its mean pace so far above MinShare (which warmth may
+// have quickened), spread upwards by a quarter by a golden-ratio sequence
+// so that requests shed together do not come back together, within
+// [MinRetryAfter, MaxRetryAfter].
 func (g *Gate) wait(x, s float64, elapsed time.Duration) time.Duration {
 	// the timer reaches x at maxWindow × x^Aggression
 	w := float64(g.maxWindow)*math.Pow(x, 1/g.invAggr) - float64(elapsed)
-	if s > 0 && elapsed > 0 {
-		w = min(w, (x-s)*float64(elapsed)/s)
+	if grown := s - g.minShare; grown > 0 && elapsed > 0 {
+		w = min(w, (x-s)*float64(elapsed)/grown)
 	}
 	f := golden(g.spread.Add(1))
 	w *= 1 + f/4

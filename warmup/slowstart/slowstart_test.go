@@ -317,3 +317,33 @@ func TestReasonString(t *testing.T) {
 	assert.Equal(t, "warm ramp share budget Reason(9)",
 		fmt.Sprint(Warm, Ramp, Share, Budget, Reason(9)))
 }
+
+// TestRetryAfterFollowsWarmth: a node whose warmth outpaces its timer
+// tells shed clients the sooner time its warmth's pace gives.
+func TestRetryAfterFollowsWarmth(t *testing.T) {
+	var w atomic.Uint64
+	g, c := newGate(t, Config{Warmth: func() float64 { return math.Float64frombits(w.Load()) }, MaxRetryAfter: time.Minute})
+	c.Add(10 * time.Second)
+	w.Store(math.Float64bits(0.3)) // from MinShare 0.1 to 0.3 in 10 s: 0.02 a second
+	checked := 0
+	for i := range 100 {
+		key := fmt.Sprint("c", i)
+		x := g.place(key)
+		d, err := g.Admit(context.Background(), key)
+		require.NoError(t, err)
+		if d.Admitted {
+			continue
+		}
+		// due in (x − 0.3) ÷ 0.02 s at the share's pace; the timer over
+		// the 4 min MaxWindow would say 240x − 10 s; the spread adds up
+		// to a quarter
+		due := time.Duration(min((x-0.3)/0.02, 240*x-10) * float64(time.Second))
+		if due < DefaultMinRetryAfter || due*5/4 > time.Minute {
+			continue
+		}
+		checked++
+		assert.GreaterOrEqual(t, d.RetryAfter, due-time.Millisecond, "place %v", x)
+		assert.LessOrEqual(t, d.RetryAfter, due*5/4+time.Millisecond, "place %v", x)
+	}
+	assert.Greater(t, checked, 30)
+}
