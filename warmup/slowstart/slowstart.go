@@ -83,8 +83,9 @@ type Config struct {
 	// as its cache's hit rate; the share then follows max(timer over
 	// MaxWindow, warmth / Target). It is called on every decision of a
 	// ramping Gate, concurrently, with no lock held, so it must be cheap
-	// (an atomic load). A NaN is read as 0; a panic is recovered, read as
-	// 0 and counted (Stats.WarmthFailures).
+	// (an atomic load). A NaN is read as 0, a value past Target as
+	// Target; a panic is recovered, read as 0 and counted
+	// (Stats.WarmthFailures).
 	Warmth func() float64
 	// Target is the warmth at which the node takes full traffic. If
 	// Target is 0, 1; it must be in (0, 1]. It must be 0 without Warmth.
