@@ -143,6 +143,10 @@
 // AdmitConfig.IPv4Prefix and IPv6Prefix (InvalidateConfig's for
 // Invalidate).
 //
+// SlowStart lets a cold node take a growing share of its clients through
+// a slowstart.Gate; the others get codes.Unavailable with the wait in
+// RetryInfo and the pushback trailer, Trailers-Only, as Admit's refusals.
+//
 // # Wire protocol
 //
 // The herdcap metadata keys carry the values of package httpmw's header

@@ -53,6 +53,8 @@ type Error struct {
 	cause error
 	// admission marks a refusal by the admission interceptors.
 	admission bool
+	// slowStart marks a call shed by the SlowStart interceptors.
+	slowStart bool
 	// origin marks a handler's error that wraps an *origin.RefusedError
 	// (cause): the origin guard refused the handler's call.
 	origin bool
@@ -71,6 +73,10 @@ func (e *Error) message() string {
 		return "rate limit exceeded; retry after " + d.String()
 	case e.origin:
 		return "origin busy; retry after " + d.String()
+	case e.slowStart && e.cause == nil:
+		return "node warming up; retry after " + d.String()
+	case e.slowStart:
+		return "slow start unavailable; retry after " + d.String()
 	case e.admission && e.cause == nil:
 		return "new session refused; retry after " + d.String()
 	case e.admission:
@@ -91,6 +97,9 @@ func (e *Error) Unwrap() []error {
 	}
 	if e.admission && e.cause == nil {
 		return []error{ErrAdmissionRefused}
+	}
+	if e.slowStart && e.cause == nil {
+		return []error{ErrSlowStartShed}
 	}
 	if e.cause == nil {
 		return []error{ErrLimiterFailed}

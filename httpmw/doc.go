@@ -21,6 +21,9 @@
 //   - Invalidate tells each client, on its ordinary responses, what to drop
 //     from its caches once an invalidate.Coordinator has released its
 //     cohort (Herdcap-Invalidate, Herdcap-Epoch).
+//   - SlowStart lets a cold node take a growing share of its clients
+//     through a slowstart.Gate: 503 with Retry-After and
+//     Herdcap-Retry-After-Ms for the others.
 //
 // A handler whose call to its origin is refused by an origin.Guard answers
 // with WriteRefusal: 503 with Retry-After and Herdcap-Retry-After-Ms.

@@ -11,7 +11,8 @@
 // Resume, Abort and Status act fleet-wide, in the words of invalidate's
 // rollouts (Phase Running, Paused, Aborted, Done; By{Who, Reason}). The
 // fills a warm does not make, of a key that many requests miss at once,
-// are coalesced by package fill.
+// are coalesced by package fill; a cold node takes a growing share of
+// its traffic through package slowstart.
 //
 // # The claim unit: chunk numbers over a positional source
 //
