@@ -83,16 +83,3 @@ func swingOf(x []float64) float64 {
 	}
 	return hi/lo - 1
 }
-
-// callsPerClient is the origin calls one told client causes:
-// Protection.CallsPerClient, or what the model makes (one fetch, plus one
-// session with client.reconnect_on_invalidate).
-func callsPerClient(sc *Scenario) float64 {
-	if c := sc.Protection.CallsPerClient; c > 0 {
-		return c
-	}
-	if sc.Client.ReconnectOnInvalidate {
-		return 2
-	}
-	return 1
-}
