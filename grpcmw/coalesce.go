@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herdcap/herdcap/internal/serverside"
-	"github.com/herdcap/herdcap/limiter"
 )
 
 // CoalesceConfig configures Coalesce. The zero value coalesces nothing:
@@ -65,8 +64,7 @@ type unaryCoalescer struct {
 
 // Coalesce returns interceptors that run a unary handler once for
 // concurrent identical calls of the methods CoalesceConfig.Methods lists,
-// or an error wrapping ErrInvalidConfig and limiter.ErrInvalidConfig that
-// names the bad field. Stream passes every stream through untouched (it is
+// or an error wrapping ErrInvalidConfig that names the bad field. Stream passes every stream through untouched (it is
 // there so the pair installs like the others). The interceptors are safe
 // for concurrent use.
 //
@@ -103,7 +101,7 @@ func Coalesce(cfg CoalesceConfig) (Interceptors, error) {
 
 func newCoalescer(cfg CoalesceConfig) (*unaryCoalescer, error) {
 	bad := func(format string, args ...any) error {
-		return configError("", fmt.Errorf("%w: grpcmw.CoalesceConfig."+format, append([]any{limiter.ErrInvalidConfig}, args...)...))
+		return configError("", fmt.Errorf("grpcmw.CoalesceConfig."+format, args...))
 	}
 	u := &unaryCoalescer{methods: make(map[string]bool, len(cfg.Methods)), credentials: cfg.Credentials}
 	for i, m := range cfg.Methods {

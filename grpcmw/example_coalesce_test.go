@@ -29,5 +29,5 @@ func ExampleCoalesce() {
 	fmt.Println(err)
 	// Output:
 	// SERVING <nil>
-	// grpcmw: invalid config: limiter: invalid config: grpcmw.CoalesceConfig.Methods[0] must be a full method name (/package.Service/Method), got "Check"
+	// grpcmw: invalid config: grpcmw.CoalesceConfig.Methods[0] must be a full method name (/package.Service/Method), got "Check"
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/herdcap/herdcap/internal/serverside"
-	"github.com/herdcap/herdcap/limiter"
 )
 
 // CoalescedHeader is the field Coalesce adds, with the value "1", to the
@@ -92,7 +91,7 @@ type coalescer struct {
 
 // Coalesce returns middleware that runs the next handler once for
 // concurrent identical GET and HEAD requests, or an error wrapping
-// ErrInvalidConfig and limiter.ErrInvalidConfig that names the bad field.
+// ErrInvalidConfig that names the bad field.
 // The middleware is safe for concurrent use.
 //
 // The first request of a key leads: it runs the handler, writing into a
@@ -118,7 +117,7 @@ type coalescer struct {
 // request runs uncoalesced.
 func Coalesce(cfg CoalesceConfig) (func(http.Handler) http.Handler, error) {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %w: httpmw.CoalesceConfig."+format, append([]any{ErrInvalidConfig, limiter.ErrInvalidConfig}, args...)...)
+		return fmt.Errorf("%w: httpmw.CoalesceConfig."+format, append([]any{ErrInvalidConfig}, args...)...)
 	}
 	switch {
 	case cfg.MaxBody < 0:

@@ -44,5 +44,5 @@ func ExampleCoalesce() {
 	fmt.Println(err)
 	// Output:
 	// 200 report mon as text/plain
-	// httpmw: invalid config: limiter: invalid config: httpmw.CoalesceConfig.MaxBody must be >= 0, got -1
+	// httpmw: invalid config: httpmw.CoalesceConfig.MaxBody must be >= 0, got -1
 }

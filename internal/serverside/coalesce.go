@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/herdcap/herdcap/limiter"
 )
 
 // FlightEnd is how a coalesced flight ended for its waiters.
@@ -44,15 +42,16 @@ const (
 
 // Resolve validates b, naming a bad field after path (e.g.
 // "httpmw.CoalesceConfig"), and returns it with its defaults filled in.
-// The error wraps limiter.ErrInvalidConfig.
+// The error names the field; a transport wraps it in its own
+// ErrInvalidConfig.
 func (b CoalesceBounds) Resolve(path string) (CoalesceBounds, error) {
 	switch {
 	case b.Timeout < 0:
-		return b, fmt.Errorf("%w: %s.Timeout must be >= 0, got %v", limiter.ErrInvalidConfig, path, b.Timeout)
+		return b, fmt.Errorf("%s.Timeout must be >= 0, got %v", path, b.Timeout)
 	case b.MaxKeys < 0:
-		return b, fmt.Errorf("%w: %s.MaxKeys must be >= 0, got %d", limiter.ErrInvalidConfig, path, b.MaxKeys)
+		return b, fmt.Errorf("%s.MaxKeys must be >= 0, got %d", path, b.MaxKeys)
 	case b.MaxWaiters < 0:
-		return b, fmt.Errorf("%w: %s.MaxWaiters must be >= 0, got %d", limiter.ErrInvalidConfig, path, b.MaxWaiters)
+		return b, fmt.Errorf("%s.MaxWaiters must be >= 0, got %d", path, b.MaxWaiters)
 	}
 	if b.Timeout == 0 {
 		b.Timeout = defaultCoalesceTimeout
