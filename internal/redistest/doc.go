@@ -80,6 +80,9 @@
 //		os.Exit(code)
 //	}
 //
+// [Main] is that TestMain for a package that also shares a cluster:
+// func TestMain(m *testing.M) { os.Exit(redistest.Main(m, &srv, &cluster)) }.
+//
 //	func TestSomething(t *testing.T) {
 //		c := srv.Client(t) // skips (or fails under CI) when srv is nil
 //		...

@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -107,4 +108,37 @@ func LeakOptions() []goleak.Option {
 		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"),
 		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9.(*clusterStateHolder).LazyReload.func1"),
 	}
+}
+
+// Main is the TestMain of a package whose tests share one private
+// redis-server and one private 3-master cluster: it starts both (a missing
+// redis-server leaves them nil, for Require to skip or fail on), sets *srv
+// and *cluster, runs the tests, stops both, and on success checks that no
+// goroutine outlived them (goleak, with LeakOptions). It returns the exit
+// code:
+//
+//	func TestMain(m *testing.M) { os.Exit(redistest.Main(m, &srv, &cluster)) }
+func Main(m *testing.M, srv **Server, cluster **Cluster) int {
+	s, stopS, err := StartMain()
+	if err != nil && !errors.Is(err, ErrNoRedis) {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	c, stopC, err := StartClusterMain()
+	if err != nil && !errors.Is(err, ErrNoRedis) {
+		stopS()
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*srv, *cluster = s, c
+	code := m.Run()
+	stopS()
+	stopC()
+	if code == 0 {
+		if err := goleak.Find(LeakOptions()...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	return code
 }

@@ -1,12 +1,8 @@
 package fill
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/herdcap/herdcap/internal/redistest"
 )
@@ -19,27 +15,4 @@ var (
 	cluster *redistest.Cluster
 )
 
-func TestMain(m *testing.M) {
-	s, stopS, err := redistest.StartMain()
-	if err != nil && !errors.Is(err, redistest.ErrNoRedis) {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	c, stopC, err := redistest.StartClusterMain()
-	if err != nil && !errors.Is(err, redistest.ErrNoRedis) {
-		stopS()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srv, cluster = s, c
-	code := m.Run()
-	stopS()
-	stopC()
-	if code == 0 {
-		if err := goleak.Find(redistest.LeakOptions()...); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m, &srv, &cluster)) }
