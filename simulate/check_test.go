@@ -181,6 +181,7 @@ func TestWarnings(t *testing.T) {
 // its bound on protected.collapsed fails as "not judged" instead of
 // passing, as it did.
 func TestShortRunNotJudged(t *testing.T) {
+	modelCheck(t)
 	sc := builtin(t, "incident", 1000)
 	sc.Duration = Duration(20 * time.Minute)
 	c, err := Compare(context.Background(), sc, Config{})

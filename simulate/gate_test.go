@@ -20,6 +20,7 @@ const gateClients = 20_000
 // the protected fleet within its budgets, converged and not collapsed; the
 // unprotected one showing the failure it is protected from.
 func TestBuiltInBounds(t *testing.T) {
+	modelCheck(t)
 	scs, err := BuiltIn()
 	require.NoError(t, err)
 	require.Len(t, scs, len(builtinOrder))
@@ -82,6 +83,7 @@ const headroomGateClients = 50_000
 // TestBuiltInBounds checks, so the gate spends its time on the protected
 // runs.
 func TestHeadroomBuiltInBounds(t *testing.T) {
+	modelCheck(t)
 	scs, err := BuiltIn()
 	require.NoError(t, err)
 	n := 0
@@ -114,6 +116,7 @@ func TestHeadroomBuiltInBounds(t *testing.T) {
 // through the model's dynamics (timeouts, wasted work, retries and
 // reconnects) and the protected one does not need any of them.
 func TestIncidentDynamics(t *testing.T) {
+	modelCheck(t)
 	sc := builtin(t, "incident", 5000)
 	un, err := Run(context.Background(), sc, Unprotected, Config{})
 	require.NoError(t, err)
@@ -150,6 +153,7 @@ func TestIncidentDynamics(t *testing.T) {
 // that simulator's figures exactly (checked against its binary when the
 // realistic origin replaced it).
 func TestLenientOrigin(t *testing.T) {
+	modelCheck(t)
 	sc := builtin(t, "incident", 5000)
 	sc.Origin.UnboundedQueue, sc.Origin.FinishAbandoned, sc.Origin.ServiceCV = true, true, new(float64)
 	sc.Origin.Timeout = Duration(30 * time.Second)
@@ -174,6 +178,7 @@ func TestLenientOrigin(t *testing.T) {
 // admission, paced by the rollout; the rogue invalidation alone reconnects
 // no one.
 func TestIncidentIsAReconnectStorm(t *testing.T) {
+	modelCheck(t)
 	rogue := builtin(t, "rogue-invalidate", 5000)
 	inc := builtin(t, "incident", 5000)
 	rp, err := Run(context.Background(), rogue, Protected, Config{})
@@ -194,6 +199,7 @@ func TestIncidentIsAReconnectStorm(t *testing.T) {
 // back. Unprotected, full jitter spreads the herd the naive client sends
 // at once.
 func TestPolicies(t *testing.T) {
+	modelCheck(t)
 	res := map[string]*Result{}
 	for _, pol := range []string{PolicyNone, PolicyJitter, PolicySlot} {
 		sc := builtin(t, "reconnect-storm", 5000)
@@ -266,6 +272,7 @@ func TestDropReaction(t *testing.T) {
 // TestNodeCaches: an entry filled before the change cannot serve a client
 // that applied it; one filled after can; none outlives the TTL.
 func TestNodeCaches(t *testing.T) {
+	modelCheck(t)
 	sc := builtin(t, "rogue-invalidate", 2000)
 	s := newSim(context.Background(), sc, Unprotected)
 	i := 7
@@ -346,6 +353,7 @@ func TestCollapseDefinition(t *testing.T) {
 // it, the at-once raise overloads the origin (the protected run's budget
 // then holds it at the budget).
 func TestConfigChangeRamp(t *testing.T) {
+	modelCheck(t)
 	sc := builtin(t, "config-change", gateClients)
 	ramped, err := Run(context.Background(), sc, Protected, Config{})
 	require.NoError(t, err)

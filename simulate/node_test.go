@@ -123,6 +123,7 @@ func TestUnansweredConnectFails(t *testing.T) {
 // connections at a finite rate keep most of the naive fleet's reconnects
 // from the origin, and the unprotected run still collapses.
 func TestNodesThrottleNaiveFleet(t *testing.T) {
+	modelCheck(t)
 	run := func(rate float64) *Result {
 		sc := builtin(t, "incident", 5_000)
 		if rate > 0 {
