@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -232,4 +233,31 @@ func (q *queue) pop() (event, bool) {
 		q.skip()
 	}
 	return e, ok
+}
+
+// TestDivider: the multiply gives the quotient for every divisor shape
+// (1, powers of two, odd, the simulator's 10 ms, the largest) and
+// dividends up to the largest int64, the edges around multiples included.
+func TestDivider(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, d := range []int64{1, 2, 3, 7, 10, 1000, 1 << 20, 10_000_000, 1<<62 + 1, math.MaxInt64 - 1, math.MaxInt64} {
+		v := newDivider(d)
+		check := func(n int64) {
+			if n >= 0 {
+				require.Equal(t, n/d, v.of(n), "%d / %d", n, d)
+			}
+		}
+		for _, n := range []int64{0, 1, d - 1, d, d + 1, math.MaxInt64, math.MaxInt64 - 1} {
+			check(n)
+		}
+		for range 20_000 {
+			n := rng.Int64()
+			check(n)
+			check(n / d * d)
+			check(n/d*d - 1)
+			check(rng.Int64N(1 << 40))
+		}
+	}
+	q := newQueue(10, 2)
+	assert.Equal(t, int64(-1), q.bucketOf(-10), "before the run: divided as before")
 }
