@@ -70,7 +70,8 @@ func TestQueueLadderIsCalendar(t *testing.T) {
 		now := int64(0)
 		for q.len() > 0 {
 			peak = max(peak, q.len())
-			e, _ := q.pop()
+			e, ok := q.pop()
+			require.True(t, ok, "the queue holds q.len() events")
 			now = e.at
 			e.fine = 0 // the queue's own note
 			out = append(out, e)
@@ -99,15 +100,24 @@ func TestQueueLadderIsCalendar(t *testing.T) {
 }
 
 // TestQueueJumpsGaps: an event far beyond the ring is reached without
-// walking the buckets in between one by one forever.
+// walking the buckets in between one by one forever, and the ring's
+// coarse buckets go on from there: events near it, within the horizon or
+// beyond it again, come out in order.
 func TestQueueJumpsGaps(t *testing.T) {
-	q := newQueue(10, 2)
-	q.push(event{at: 1 << 50})
-	q.push(event{at: 5})
-	e, _ := q.pop()
-	assert.Equal(t, int64(5), e.at)
-	e, _ = q.pop()
-	assert.Equal(t, int64(1<<50), e.at)
+	for _, q := range []*queue{newQueue(10, 2), newLadder(10, 4, 2)} {
+		far := int64(1) << 50
+		want := []int64{5, far, far + 7, far + 25, far + 90, far + 200, far + 5000}
+		for _, i := range []int{1, 0, 4, 2, 6, 3, 5} {
+			q.push(event{at: want[i]})
+		}
+		var got []int64
+		for q.len() > 0 {
+			e, ok := q.pop()
+			require.True(t, ok, "the queue holds q.len() events")
+			got = append(got, e.at)
+		}
+		assert.Equal(t, want, got, "fbits %d", q.fbits)
+	}
 }
 
 // TestQueueNoAllocs: in steady state push and pop reuse their buffers.
@@ -210,7 +220,8 @@ func TestQueuePoolFollowsEvents(t *testing.T) {
 			q.push(event{at: now + rng.Int64N(1_000_000)})
 		}
 		for q.len() > 0 {
-			e, _ := q.pop()
+			e, ok := q.pop()
+			require.True(t, ok, "the queue holds q.len() events")
 			now = e.at
 		}
 	}
