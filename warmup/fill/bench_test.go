@@ -27,7 +27,7 @@ func quick(context.Context, string) (string, time.Duration, error) { return "v",
 func joinedGroup(tb testing.TB) *Group[string] {
 	g, err := New[string](fixedCache{}, Config{})
 	require.NoError(tb, err)
-	f := &flight[string]{done: make(chan struct{}), entry: Entry[string]{Value: "v", Expires: time.Now().Add(time.Hour)}}
+	f := &flight[string]{done: make(chan struct{}), src: FromFill, entry: Entry[string]{Value: "v", Expires: time.Now().Add(time.Hour)}}
 	close(f.done)
 	g.flights["k"] = f
 	return g
@@ -93,7 +93,7 @@ func BenchmarkFill(b *testing.B) {
 // has its value.
 func BenchmarkLeasedFill(b *testing.B) {
 	client := srv.Client(b)
-	g, err := NewShared[string](fixedCache{}, fleet.Redis{Client: client, Name: uniqueName(), Timeout: time.Second}, SharedConfig{})
+	g, err := NewShared[string](fixedCache{}, fleet.Redis{Client: client, Name: uniqueName(), Timeout: time.Second}, SharedConfig[string]{})
 	require.NoError(b, err)
 	defer g.Close()
 	ctx := context.Background()

@@ -133,7 +133,7 @@ func hotKey(t *testing.T, client redis.UniversalClient, nodes, callers, rounds i
 		if lease {
 			// Timeout: generous, as these tests count fills, not latency.
 			groups[i], err = NewShared[string](cache, fleet.Redis{Client: client, Name: name, Timeout: time.Second},
-				SharedConfig{LeaseTTL: 5 * time.Second})
+				SharedConfig[string]{LeaseTTL: 5 * time.Second})
 		} else {
 			groups[i], err = New[string](cache, Config{})
 		}
@@ -202,7 +202,7 @@ func TestDeadLeaseHolder(t *testing.T) {
 	name := uniqueName()
 	cache := &redisCache{c: client, prefix: "cache:" + name + ":"}
 	const ttl, leaseWait = 300 * time.Millisecond, time.Second
-	cfg := SharedConfig{LeaseTTL: ttl, LeaseWait: leaseWait}
+	cfg := SharedConfig[string]{LeaseTTL: ttl, LeaseWait: leaseWait}
 	r := fleet.Redis{Client: client, Name: name, Timeout: time.Second}
 	a, err := NewShared[string](cache, r, cfg)
 	require.NoError(t, err)
@@ -261,7 +261,7 @@ func TestNodeLocalCaches(t *testing.T) {
 	for i := range groups {
 		var err error
 		groups[i], err = NewShared[string](newMemCache[string](), fleet.Redis{Client: client, Name: name, Timeout: time.Second},
-			SharedConfig{LeaseTTL: time.Hour})
+			SharedConfig[string]{LeaseTTL: time.Hour})
 		require.NoError(t, err)
 		defer groups[i].Close()
 	}
@@ -292,7 +292,7 @@ func TestLeaseWaitServesStale(t *testing.T) {
 	name := uniqueName()
 	cache := &redisCache{c: client, prefix: "cache:" + name + ":"}
 	g, err := NewShared[string](cache, fleet.Redis{Client: client, Name: name, Timeout: time.Second},
-		SharedConfig{Config: Config{StaleIfError: time.Hour}, LeaseTTL: time.Hour, LeaseWait: 50 * time.Millisecond})
+		SharedConfig[string]{Config: Config{StaleIfError: time.Hour}, LeaseTTL: time.Hour, LeaseWait: 50 * time.Millisecond})
 	require.NoError(t, err)
 	defer g.Close()
 	keys := g.shared.keys("k")
@@ -322,7 +322,7 @@ func TestRedisDownFillsLocally(t *testing.T) {
 			s := redistest.Start(t)
 			const timeout = 30 * time.Millisecond
 			g, err := NewShared[string](newMemCache[string](), fleet.Redis{Client: s.Client(t), Name: uniqueName(),
-				Timeout: timeout, BreakerFailures: 1, BreakerOpen: time.Hour}, SharedConfig{})
+				Timeout: timeout, BreakerFailures: 1, BreakerOpen: time.Hour}, SharedConfig[string]{})
 			require.NoError(t, err)
 			defer g.Close()
 			ok := func(_ context.Context, key string) (string, time.Duration, error) { return "v" + key, time.Minute, nil }
@@ -356,23 +356,24 @@ func TestSharedBadConfig(t *testing.T) {
 	cache := newMemCache[int]()
 	for _, tc := range []struct {
 		r     fleet.Redis
-		cfg   SharedConfig
+		cfg   SharedConfig[int]
 		field string
 	}{
-		{fleet.Redis{Client: client}, SharedConfig{LeaseTTL: -1}, "fill.SharedConfig.LeaseTTL"},
-		{fleet.Redis{Client: client}, SharedConfig{LeaseTTL: time.Microsecond}, "fill.SharedConfig.LeaseTTL"},
-		{fleet.Redis{Client: client}, SharedConfig{LeaseWait: -1}, "fill.SharedConfig.LeaseWait"},
-		{fleet.Redis{Client: client}, SharedConfig{Config: Config{MaxKeys: -1}}, "fill.SharedConfig.MaxKeys"},
-		{fleet.Redis{}, SharedConfig{}, "Redis.Client"},
-		{fleet.Redis{Client: client, Name: "a:b"}, SharedConfig{}, "Redis.Name"},
-		{fleet.Redis{Client: client, Node: "n"}, SharedConfig{}, "Redis.Node"},
-		{fleet.Redis{Client: client, Heartbeat: time.Second}, SharedConfig{}, "Redis.Heartbeat"},
-		{fleet.Redis{Client: client, Timeout: -1}, SharedConfig{}, "Redis.Timeout"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{LeaseTTL: -1}, "fill.SharedConfig.LeaseTTL"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{LeaseTTL: time.Microsecond}, "fill.SharedConfig.LeaseTTL"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{LeaseWait: -1}, "fill.SharedConfig.LeaseWait"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{Config: Config{MaxKeys: -1}}, "fill.SharedConfig.MaxKeys"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{HandoffMaxBytes: -1}, "fill.SharedConfig.HandoffMaxBytes"},
+		{fleet.Redis{}, SharedConfig[int]{}, "Redis.Client"},
+		{fleet.Redis{Client: client, Name: "a:b"}, SharedConfig[int]{}, "Redis.Name"},
+		{fleet.Redis{Client: client, Node: "n"}, SharedConfig[int]{}, "Redis.Node"},
+		{fleet.Redis{Client: client, Heartbeat: time.Second}, SharedConfig[int]{}, "Redis.Heartbeat"},
+		{fleet.Redis{Client: client, Timeout: -1}, SharedConfig[int]{}, "Redis.Timeout"},
 	} {
 		_, err := NewShared[int](cache, tc.r, tc.cfg)
 		assert.ErrorIs(t, err, limiter.ErrInvalidConfig, tc.field)
 		assert.ErrorContains(t, err, tc.field)
 	}
-	_, err := NewShared[int](nil, fleet.Redis{Client: client}, SharedConfig{})
+	_, err := NewShared[int](nil, fleet.Redis{Client: client}, SharedConfig[int]{})
 	assert.ErrorContains(t, err, "cache is nil")
 }
