@@ -268,7 +268,8 @@ type counters struct {
 // Do serves, in order: a fresh entry of the cache (Source FromCache;
 // without allocating); an entry expired less than StaleWhileRevalidate ago,
 // at once, starting one background refresh (Source Stale); otherwise the
-// value of the key's fill in flight, or of a new one (Source FromFill). If
+// value of the key's fill in flight, or of a new one (Source FromFill, or
+// FromHandoff when another node handed it off: see NewShared). If
 // that fill fails and the entry expired less than StaleIfError ago, the
 // entry is served instead (Source StaleOnError, with Result.FillErr).
 //

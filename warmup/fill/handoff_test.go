@@ -1,13 +1,10 @@
 package fill
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/internal/logtest"
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
@@ -50,24 +48,6 @@ func (c brokenCodec) Decode(b []byte) (string, error) {
 		return "", errCodec
 	}
 	return string(b), nil
-}
-
-// logBuffer collects a Group's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // node is one simulated node: a Group on a cache of its own.
@@ -110,6 +90,10 @@ func localHotKey(t *testing.T, client redis.UniversalClient, n, callers, rounds 
 	// LeaseTTL and LeaseWait of an hour: a node that found nothing to take
 	// would fill without the lease at once (the marker moved), never wait.
 	nodes := newNodes(t, client, uniqueName(), n, SharedConfig[string]{LeaseTTL: time.Hour, Handoff: codec})
+	groups := make([]*Group[string], n)
+	for i, g := range nodes {
+		groups[i] = g.Group
+	}
 	fills := make([]int64, rounds)
 	for round := range rounds {
 		key := "hot" + strconv.Itoa(round)
@@ -117,39 +101,21 @@ func localHotKey(t *testing.T, client redis.UniversalClient, n, callers, rounds 
 			g.cache.put(key, Entry[string]{Value: "old", Expires: time.Now().Add(-time.Second)})
 		}
 		before := o.served.Load() + o.refused.Load()
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for _, g := range nodes {
-			for range callers {
-				wg.Go(func() {
-					<-start
-					ctx, cancel := context.WithTimeout(context.Background(), wait)
-					defer cancel()
-					r, err := g.Do(ctx, key, o.fetch)
-					if assert.NoError(t, err) {
-						assert.Equal(t, "value of "+key, r.Value)
-					}
-				})
+		stampede(groups, callers, func(g *Group[string]) {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			r, err := g.Do(ctx, key, o.fetch)
+			if assert.NoError(t, err) {
+				assert.Equal(t, "value of "+key, r.Value)
 			}
-		}
-		close(start)
-		wg.Wait()
-		for _, g := range nodes {
-			g.wg.Wait() // leases released
-		}
+		})
 		fills[round] = o.served.Load() + o.refused.Load() - before
 	}
 	return fills, nodes
 }
 
 func TestHandoffHotKey(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		client func(t *testing.T) redis.UniversalClient
-	}{
-		{"server", func(t *testing.T) redis.UniversalClient { return srv.Client(t) }},
-		{"cluster", func(t *testing.T) redis.UniversalClient { return cluster.Client(t) }},
-	} {
+	for _, tc := range redisKinds {
 		t.Run(tc.name, func(t *testing.T) {
 			client := tc.client(t)
 			const n, callers, rounds = 10, 8, 3
@@ -275,11 +241,11 @@ func TestHandoffCodecErrors(t *testing.T) {
 		t.Run("panics="+strconv.FormatBool(panics), func(t *testing.T) {
 			client := srv.Client(t)
 			o := newOrigin(t, 4, time.Millisecond, time.Minute)
-			var logs logBuffer
+			var logs logtest.Buffer
 			name := uniqueName()
 			cfg := func(c brokenCodec) SharedConfig[string] {
 				c.panics = panics
-				return SharedConfig[string]{Handoff: c, Config: Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}}
+				return SharedConfig[string]{Handoff: c, Config: Config{Logger: logtest.NewLogger(&logs)}}
 			}
 			a := newNodes(t, client, name, 1, cfg(brokenCodec{}))[0]
 			b := newNodes(t, client, name, 1, cfg(brokenCodec{decode: true}))[0]

@@ -145,39 +145,51 @@ func hotKey(t *testing.T, client redis.UniversalClient, nodes, callers, rounds i
 	for round := range rounds {
 		cache.Set(context.Background(), "hot", Entry[string]{Value: "old", Expires: time.Now().Add(-time.Second)})
 		before := o.served.Load() + o.refused.Load()
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for _, g := range groups {
-			for range callers {
-				wg.Go(func() {
-					<-start
-					r, err := g.Do(context.Background(), "hot", o.fetch)
-					if err != nil {
-						failures.Add(1)
-						return
-					}
-					assert.Equal(t, "value of hot", r.Value)
-				})
+		stampede(groups, callers, func(g *Group[string]) {
+			r, err := g.Do(context.Background(), "hot", o.fetch)
+			if err != nil {
+				failures.Add(1)
+				return
 			}
-		}
-		close(start)
-		wg.Wait()
-		for _, g := range groups {
-			g.wg.Wait() // leases released: the next expiry is a new one
-		}
+			assert.Equal(t, "value of hot", r.Value)
+		})
 		fills[round] = o.served.Load() + o.refused.Load() - before
 	}
 	return fills, failures.Load()
 }
 
+// redisKinds are the package's private server and its 3-master cluster.
+var redisKinds = []struct {
+	name   string
+	client func(t *testing.T) redis.UniversalClient
+}{
+	{"server", func(t *testing.T) redis.UniversalClient { return srv.Client(t) }},
+	{"cluster", func(t *testing.T) redis.UniversalClient { return cluster.Client(t) }},
+}
+
+// stampede makes callers calls of do at once on each group, and returns
+// once they and the groups' flights have ended (leases released: the next
+// expiry is a new one).
+func stampede(groups []*Group[string], callers int, do func(g *Group[string])) {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		for range callers {
+			wg.Go(func() {
+				<-start
+				do(g)
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	for _, g := range groups {
+		g.wg.Wait()
+	}
+}
+
 func TestHotKeyOneFillPerLease(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		client func(t *testing.T) redis.UniversalClient
-	}{
-		{"server", func(t *testing.T) redis.UniversalClient { return srv.Client(t) }},
-		{"cluster", func(t *testing.T) redis.UniversalClient { return cluster.Client(t) }},
-	} {
+	for _, tc := range redisKinds {
 		t.Run(tc.name, func(t *testing.T) {
 			client := tc.client(t)
 			for _, nodes := range []int{3, 10} {
