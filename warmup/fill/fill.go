@@ -164,8 +164,9 @@ type Config struct {
 	// be safe for concurrent use. If Rand is nil, math/rand/v2.
 	Rand func() float64
 	// Logger receives panics and failed background refreshes (Warn) and,
-	// under NewShared, the breaker's transitions. If Logger is nil, nothing
-	// is logged.
+	// under NewShared, the breaker's transitions and the handoff's
+	// encoding and decoding errors (Warn). If Logger is nil, nothing is
+	// logged.
 	Logger *slog.Logger
 }
 

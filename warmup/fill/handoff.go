@@ -97,12 +97,13 @@ func (g *Group[V]) encode(v V) (b []byte, err error) {
 // node missing its cache afterwards does not find the old entry.
 //
 // A fill under way when Forget runs (its lease taken before) does not
-// hand its value off: its release sees that the marker moved. The nodes
-// waiting for that fill then fill on their own, and this node's fills
-// that were in flight still Set their values in this node's cache, as
-// without Forget. On a Group from New, Forget does nothing. It returns
-// Redis's error (or the breaker's) if the round trip failed, and
-// limiter.ErrClosed after Close.
+// hand its value off: its release sees that the marker moved, and the
+// nodes waiting for it fill on their own. Forget does not stop what is in
+// flight from reaching the caches: a fill under way still Sets its value
+// in its node's cache, and so does a node that took the entry from Redis
+// just before Forget ran, as with any fill during an invalidation. On a
+// Group from New, Forget does nothing. It returns Redis's error (or the
+// breaker's) if the round trip failed, and limiter.ErrClosed after Close.
 func (g *Group[V]) Forget(ctx context.Context, key string) error {
 	if g.shared == nil {
 		return nil
