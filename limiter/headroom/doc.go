@@ -23,45 +23,62 @@
 //     last 60 intervals: it survives a long overload, and follows an
 //     origin that became slower for good within a minute of intervals.
 //   - saturated = sample > baseline·(1+Tolerance), or overloads, timeouts
-//     and failures together above 1 % of the answered calls.
-//   - Saturated: the capacity estimate C is what the origin served
-//     (success calls per second) and the limit becomes
-//     max(limit·(1−MaxFall), min(limit, 0.95·C)): just below what the
-//     origin actually served, so that its queue drains, and never falling
-//     faster than MaxFall. But when the interval before was saturated too,
-//     by latency alone, and the sample has fallen since, the queue is
-//     draining: the last fall was enough, and the limit holds.
+//     and failures together above 1 % of the answered calls. Short of
+//     that, the origin runs cold while sample <= baseline·(1+0.15·Tolerance)
+//     (or no latency is known), warm above baseline·(1+0.5·Tolerance).
+//   - The limit in force is min(limit, the limit before it): a shared
+//     limit acts one interval late.
+//   - Saturated: the capacity estimate C becomes what the origin served
+//     (success calls per second), or moves a quarter of the way to it
+//     when within [0.9, 1/0.9] × C (one interval's count is noisy). The
+//     limit becomes max(limit·(1−MaxFall), min(limit, max(0.97·C,
+//     C − C·(sample − baseline)/(2 intervals)))): below what the origin
+//     served by enough to drain the queue the latency implies (Little)
+//     within two intervals, by at least 3 % (by exactly 3 % for a
+//     failing origin: its latency says nothing). But when the interval
+//     before was saturated too, by latency alone, and the sample has
+//     fallen since, the queue is draining: the last fall was enough, and
+//     the limit holds.
 //   - Not saturated, and the demand offered (calls + refusals) below 0.9 ×
-//     the limit: the limit holds. No probing without demand: an idle fleet
-//     never drifts to the ceiling.
-//   - Not saturated, and the limit in use: probe upward by a step that
-//     starts at √limit (Envoy's headroom term) and doubles with each
-//     consecutive probe, capped at MaxRise·limit, so that after capacity
-//     returns the limit climbs back geometrically; a saturated interval
-//     resets it. Within [0.9, 1.05] × C, near the last capacity estimate,
-//     the step is at most min(√limit, 0.02·C).
+//     the limit in force: the limit holds. No probing without demand: an
+//     idle fleet never drifts to the ceiling.
+//   - Cold, below 1.02·C: up to 1.02·C, by at most √limit.
+//   - Cold twice running, without an estimate or above it (it is stale):
+//     probe upward by a step that starts at √limit (Envoy's headroom
+//     term) and doubles with each consecutive probe, capped at
+//     MaxRise·limit, once the calls reached 0.9 × the limit in force
+//     (the last rise is in use; hold until then). After capacity returns
+//     the limit so climbs back geometrically.
+//   - Warm: hold.
+//   - Within [C, 1.02·C]: a tiny step of min(√limit, 0.005·C), up to
+//     1.02·C.
+//   - Otherwise: a small step of min(√limit, 0.02·limit).
+//   - Every case but the geometric probe resets the probe's step.
 //   - Always: the limit stays within [Floor, Ceiling], rises at most
 //     MaxRise and falls at most MaxFall per interval, and changes at most
 //     once per interval.
 //   - Spare = max(0, limit − the foreground's calls per second, refused
 //     ones included).
 //
-// So at capacity the limit cycles between 0.95·C and a step or two above
-// C (950 to 1,030 for an origin of 1,000 calls/s in the tests: an 8 %
-// swing), a drop of capacity is followed within one or two intervals, and
-// an origin that fails every call takes the limit to the floor within
+// So at capacity the limit cycles between about 0.97·C and 1.02·C, a
+// drop of capacity is followed within one or two intervals, and an
+// origin that fails every call takes the limit to the floor within
 // ⌈log(limit/Floor) / log(1/(1−MaxFall))⌉ intervals (one more when
 // shared).
 //
-// Three refinements of the plain rule came from the virtual-time tests of
-// this package. Failures count with overloads and timeouts, or an origin
-// that fails everything would never be found saturated. The step near the
-// estimate is capped at 2 % of it, because √limit is 4.5 % of a limit of
-// 500: two such steps from 0.95·C overshoot by 4 %, and the cycle swings
-// more than 10 %. And the draining hold: the interval after a fall serves
-// the old queue too, and less than capacity once it is empty, so a second
-// fall would read a capacity below the true one and the limit would drift
-// down interval after interval.
+// Refinements of the plain rule came from the virtual-time tests of this
+// package and from the simulator's capacity-drop scenario. Failures count
+// with overloads and timeouts, or an origin that fails everything would
+// never be found saturated. The draining hold: the interval after a fall
+// serves the old queue too, and less than capacity once it is empty, so
+// a second fall would read a capacity below the true one and the limit
+// would drift down interval after interval. Steps near and above the
+// estimate are small, and do not add up to a larger one, because a probe
+// that had doubled while near the estimate jumped 20 % past it (a 65 %
+// swing in the simulator). A geometric probe needs two cold intervals,
+// as one interval's latency at a few hundred calls is noisy; and the
+// estimate moves only a quarter of the way on a noisy reading, as a
+// low one taken while demand dipped pulled the limit down.
 //
 // # Beside the anchors
 //

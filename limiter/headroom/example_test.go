@@ -100,9 +100,9 @@ func ExampleNew() {
 	// limit 152/s (burst 16), saturated false
 	// limit 178/s (burst 18), saturated false
 	// limit 208/s (burst 21), saturated false
-	// limit 190/s (burst 19), saturated true
-	// limit 194/s (burst 20), saturated false
-	// limit 198/s (burst 20), saturated false
-	// limit 202/s (burst 21), saturated false
-	// limit 190/s (burst 19), saturated true
+	// limit 196/s (burst 20), saturated true
+	// limit 204/s (burst 21), saturated false
+	// limit 196/s (burst 20), saturated true
+	// limit 204/s (burst 21), saturated false
+	// limit 196/s (burst 20), saturated true
 }

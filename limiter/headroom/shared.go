@@ -222,7 +222,7 @@ const replyFields = 15
 //
 // The report is tagged with interval k = round(now/interval) - 1, the one
 // that just ended. A hash holds the current interval k (field k), the sums
-// of its reports (a1..a10), the state of step (limit, cap, probe, n, pos,
+// of its reports (a1..a10), the state of step (limit, prev, peak, cap, probe, n, pos,
 // m0..m59) and the last finalised interval's figures (t1..t10, base,
 // sample, sat, spare). A report for an interval after k finalises k (runs
 // step) before it is added; a report for k or one of the two intervals
@@ -262,7 +262,7 @@ for i = 1, #KEYS do
     h[raw[j]] = tonumber(raw[j + 1])
   end
   if h.k == nil then
-    h = {k = k, limit = v[3], cap = 0, probe = 0, n = 0, pos = 0,
+    h = {k = k, limit = v[3], prev = v[3], peak = 0, cap = 0, probe = 0, n = 0, pos = 0,
       base = 0, sample = 0, sat = 0, spare = 0}
     for j = 1, 10 do
       h["a" .. j] = 0
@@ -331,32 +331,63 @@ local function step(b, h, t, secs)
   local failing = answered > 0 and bad > 0.01 * answered
   local saturated = failing or (sample > 0 and base > 0 and sample > base * (1 + b.tol))
   local draining = saturated and not failing and h.sat == 1 and sample < h.sample
+  local cold = sample == 0 or base == 0 or sample <= base * (1 + 0.15 * b.tol)
   local l = h.limit
+  local prev = h.prev or l
+  local peak = h.peak or 0
+  local inforce = math.min(l, prev)
   local offered = (t[1] + t[2] + t[3] + t[4]) / secs
   local nxt = l
   if draining then
     h.probe = 0
   elseif saturated then
     local c = t[5] / secs
+    if h.cap > 0 and c > 0.9 * h.cap and c < h.cap / 0.9 then
+      c = (c + 3 * h.cap) / 4
+    end
     h.cap = c
+    peak = math.max(peak, c)
     h.probe = 0
-    nxt = math.max(l * (1 - b.fall), math.min(l, 0.95 * c))
-  elseif offered < 0.9 * l then
+    local target = 0.97 * c
+    if not failing then
+      target = math.max(target, c - c * (sample - base) / 1e9 / (2 * secs))
+    end
+    nxt = math.max(l * (1 - b.fall), math.min(l, target))
+  elseif offered < 0.9 * inforce then
     -- demand-limited: hold
+  elseif cold and h.cap > 0 and l < 1.02 * h.cap then
+    nxt = l + math.min(math.sqrt(l), math.max(0.02 * l, 1.02 * h.cap - l))
+    h.probe = 0
+  elseif cold and not (h.sample > h.base * (1 + 0.15 * b.tol)) then
+    local known = 1.02 * peak
+    local need = inforce
+    if l >= known then
+      need = l
+    end
+    if (t[1] + t[2]) / secs >= 0.9 * need then
+      local p = h.probe
+      if p == 0 then
+        p = math.sqrt(l)
+      end
+      nxt = l + p
+      if l < known then
+        nxt = math.min(nxt, known)
+      end
+      h.probe = math.min(2 * p, b.rise * l)
+    end
+  elseif not cold and sample > base * (1 + 0.5 * b.tol) then
+    h.probe = 0
+  elseif h.cap > 0 and l >= h.cap and l <= 1.02 * h.cap then
+    nxt = math.min(l + math.min(math.sqrt(l), 0.005 * h.cap), 1.02 * h.cap)
+    h.probe = 0
   else
-    local p = h.probe
-    if p == 0 then
-      p = math.sqrt(l)
-    end
-    local rise = p
-    if h.cap > 0 and l >= 0.9 * h.cap and l < 1.05 * h.cap then
-      rise = math.min(rise, math.min(math.sqrt(l), 0.02 * h.cap))
-    end
-    nxt = l + rise
-    h.probe = math.min(2 * p, b.rise * l)
+    nxt = l + math.min(math.sqrt(l), 0.02 * l)
+    h.probe = 0
   end
   nxt = math.min(math.max(nxt, l * (1 - b.fall)), l * (1 + b.rise))
   nxt = math.min(math.max(nxt, b.floor), b.ceil)
+  h.prev = l
+  h.peak = peak
   h.limit = nxt
   h.base = base
   h.sample = sample

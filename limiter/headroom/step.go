@@ -36,6 +36,8 @@ type state struct {
 	limit  float64         // calls/s
 	cap    float64         // capacity estimate: success calls/s of the last saturated interval; 0: none yet
 	probe  float64         // the next probe's step, calls/s; 0: √limit
+	prev   float64         // the limit before the last interval, calls/s
+	peak   float64         // the highest capacity estimate, calls/s; 0: none yet
 	mins   [window]float64 // the per-interval minimum latencies, ns, a ring; 0: none
 	pos    int             // where the next minimum goes in mins
 	n      int64           // intervals run
@@ -55,22 +57,34 @@ const (
 	// errorRatio: more overloads, timeouts and failures than this
 	// fraction of the answered calls means the origin is saturated.
 	errorRatio = 0.01
-	// drainFactor: a saturated origin's limit falls to this fraction of
-	// what it served, so that its queue drains.
-	drainFactor = 0.95
-	// demandFactor: offered demand below this fraction of the limit holds
-	// the limit (no probing without demand).
+	// drainFactor: a saturated origin's limit falls to at least this
+	// fraction of what it served, so that its queue drains.
+	drainFactor = 0.97
+	// drainIntervals is how many intervals a saturated origin's queue
+	// (Little: the served rate times the latency above the baseline) is
+	// given to drain.
+	drainIntervals = 2
+	// demandFactor: offered demand below this fraction of the limit in
+	// force holds the limit (no probing without demand).
 	demandFactor = 0.9
-	// nearLow and nearHigh bound, as fractions of the capacity estimate,
-	// the region in which probes are additive steps of √limit.
-	nearLow, nearHigh = 0.9, 1.05
-	// nearStep caps a probe's step near the capacity estimate, as a
-	// fraction of it.
+	// noiseBand: a saturated interval's served rate within
+	// [noiseBand, 1/noiseBand] × the capacity estimate moves the
+	// estimate a quarter of the way (noise); outside it, all the way (a
+	// change of capacity).
+	noiseBand = 0.9
+	// nearStep caps a small step, as a fraction of the limit.
 	nearStep = 0.02
+	// coolShare and warmShare split the way from the baseline latency to
+	// saturation (baseline·Tolerance): at most coolShare of it the
+	// origin runs cold, above warmShare warm.
+	coolShare, warmShare = 0.15, 0.5
+	// aboveStep caps a step above the capacity estimate, as a fraction
+	// of it, and aboveMax bounds such steps, as a multiple of it.
+	aboveStep, aboveMax = 0.005, 1.02
 )
 
 // newState returns the state of an origin starting at limit.
-func newState(limit float64) state { return state{limit: limit} }
+func newState(limit float64) state { return state{limit: limit, prev: limit} }
 
 // step runs one control interval of secs seconds on the reports t: it
 // updates s.limit and the rest of s (see the package doc for the
@@ -98,7 +112,13 @@ func step(b *Bounds, s *state, t tally, secs float64) {
 	// The queue is draining: saturated by latency alone, again, and less
 	// than the interval before.
 	draining := saturated && !failing && s.derive.saturated && sample < s.derive.sample
+	// How warm the origin runs: cold below coolShare of the way from the
+	// baseline to saturation, warm above warmShare.
+	cold := sample == 0 || base == 0 || sample <= base*(1+coolShare*b.Tolerance)
 	l := s.limit
+	// The limit in force during the interval: the lesser of the last two
+	// (a shared limit acts one interval late).
+	inForce := math.Min(l, s.prev)
 	offered := (t.calls[0] + t.calls[1] + t.refused[0] + t.refused[1]) / secs
 	next := l
 	switch {
@@ -106,26 +126,74 @@ func step(b *Bounds, s *state, t tally, secs float64) {
 		// The last fall was enough: hold while the queue drains.
 		s.probe = 0
 	case saturated:
+		// The capacity estimate: what the origin served, averaged with the
+		// estimate before unless they are far apart (a change of
+		// capacity), as one interval's count is noisy.
 		c := t.out[0] / secs
+		if s.cap > 0 && c > noiseBand*s.cap && c < s.cap/noiseBand {
+			c = (c + 3*s.cap) / 4
+		}
 		s.cap = c
+		s.peak = math.Max(s.peak, c)
 		s.probe = 0
-		next = math.Max(l*(1-b.MaxFall), math.Min(l, drainFactor*c))
-	case offered < demandFactor*l:
+		// Below what the origin served by enough to drain its queue
+		// (Little: the served rate times the latency above the baseline)
+		// within drainIntervals; without a latency to go by (failing),
+		// by 1 − drainFactor.
+		target := drainFactor * c
+		if !failing {
+			target = math.Max(target, c-c*(sample-base)/1e9/(drainIntervals*secs))
+		}
+		next = math.Max(l*(1-b.MaxFall), math.Min(l, target))
+	case offered < demandFactor*inForce:
 		// Demand-limited: hold.
+	case cold && s.cap > 0 && l < aboveMax*s.cap:
+		// Far from saturation below the capacity estimate: up to just
+		// above it, by at most √limit.
+		next = l + math.Min(math.Sqrt(l), math.Max(nearStep*l, aboveMax*s.cap-l))
+		s.probe = 0
+	case cold && !(s.derive.sample > s.derive.baseline*(1+coolShare*b.Tolerance)):
+		// Far from saturation twice running, with no capacity estimate or
+		// above it (it is stale): probe geometrically, up to just above
+		// the highest capacity ever estimated, once the calls reached the
+		// limit in force (the last rise is in use), and hold until then.
+		// Above that, where no capacity was seen, a probe waits until its
+		// own effect shows (the calls reached the limit itself: a shared
+		// limit acts one interval late), so that a probe past capacity is
+		// found before the next one.
+		known := aboveMax * s.peak
+		need := inForce
+		if l >= known {
+			need = l
+		}
+		if (t.calls[0]+t.calls[1])/secs >= demandFactor*need {
+			p := s.probe
+			if p == 0 {
+				p = math.Sqrt(l)
+			}
+			next = l + p
+			if l < known {
+				next = math.Min(next, known)
+			}
+			s.probe = math.Min(2*p, b.MaxRise*l)
+		}
+	case !cold && sample > base*(1+warmShare*b.Tolerance):
+		// Warm: near saturation, hold.
+		s.probe = 0
+	case s.cap > 0 && l >= s.cap && l <= aboveMax*s.cap:
+		// Just above the capacity estimate: a tiny step, up to aboveMax
+		// times it.
+		next = math.Min(l+math.Min(math.Sqrt(l), aboveStep*s.cap), aboveMax*s.cap)
+		s.probe = 0
 	default:
-		p := s.probe
-		if p == 0 {
-			p = math.Sqrt(l)
-		}
-		rise := p
-		if s.cap > 0 && l >= nearLow*s.cap && l < nearHigh*s.cap {
-			rise = math.Min(rise, math.Min(math.Sqrt(l), nearStep*s.cap))
-		}
-		next = l + rise
-		s.probe = math.Min(2*p, b.MaxRise*l)
+		// Below the estimate, or the last rise not in use yet: a small
+		// step, and the next geometric probe starts again from √limit.
+		next = l + math.Min(math.Sqrt(l), nearStep*l)
+		s.probe = 0
 	}
 	next = math.Min(math.Max(next, l*(1-b.MaxFall)), l*(1+b.MaxRise))
 	next = math.Min(math.Max(next, b.Floor), b.Ceiling)
+	s.prev = l
 	s.limit = next
 	s.derive = derived{
 		baseline:  base,
