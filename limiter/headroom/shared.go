@@ -222,7 +222,7 @@ const replyFields = 15
 //
 // The report is tagged with interval k = round(now/interval) - 1, the one
 // that just ended. A hash holds the current interval k (field k), the sums
-// of its reports (a1..a10), the state of step (limit, prev, peak, cap, probe, n, pos,
+// of its reports (a1..a10), the state of step (limit, prev, peak, gain, cap, probe, n, pos,
 // m0..m59) and the last finalised interval's figures (t1..t10, base,
 // sample, sat, spare). A report for an interval after k finalises k (runs
 // step) before it is added; a report for k or one of the two intervals
@@ -262,7 +262,7 @@ for i = 1, #KEYS do
     h[raw[j]] = tonumber(raw[j + 1])
   end
   if h.k == nil then
-    h = {k = k, limit = v[3], prev = v[3], peak = 0, cap = 0, probe = 0, n = 0, pos = 0,
+    h = {k = k, limit = v[3], prev = v[3], peak = 0, gain = 1, cap = 0, probe = 0, n = 0, pos = 0,
       base = 0, sample = 0, sat = 0, spare = 0}
     for j = 1, 10 do
       h["a" .. j] = 0
@@ -335,6 +335,7 @@ local function step(b, h, t, secs)
   local l = h.limit
   local prev = h.prev or l
   local peak = h.peak or 0
+  local gain = h.gain or 1
   local inforce = math.min(l, prev)
   local offered = (t[1] + t[2] + t[3] + t[4]) / secs
   local nxt = l
@@ -346,7 +347,9 @@ local function step(b, h, t, secs)
       c = (c + 3 * h.cap) / 4
     end
     h.cap = c
-    peak = math.max(peak, c)
+    if c >= 0.9 * peak then
+      peak = c
+    end
     h.probe = 0
     local target = 0.97 * c
     if not failing then
@@ -355,30 +358,42 @@ local function step(b, h, t, secs)
     nxt = math.max(l * (1 - b.fall), math.min(l, target))
   elseif offered < 0.9 * inforce then
     -- demand-limited: hold
-  elseif cold and h.cap > 0 and l < 1.02 * h.cap then
-    nxt = l + math.min(math.sqrt(l), math.max(0.02 * l, 1.02 * h.cap - l))
+  elseif cold and h.cap > 0 and l < h.cap then
+    nxt = l + math.min(math.sqrt(l), math.max(0.02 * l, h.cap - l))
     h.probe = 0
   elseif cold and not (h.sample > h.base * (1 + 0.15 * b.tol)) then
-    local known = 1.02 * peak
     local need = inforce
-    if l >= known then
+    local p = h.probe
+    if p == 0 then
+      p = math.sqrt(l)
+    end
+    local grow = true
+    if l >= peak then
       need = l
+      if l > prev then
+        need = math.huge
+      end
+      if sample > base * (1 + 0.05 * b.tol) then
+        p = math.min(p, 0.02 * l)
+        grow = false
+      end
     end
     if (t[1] + t[2]) / secs >= 0.9 * need then
-      local p = h.probe
-      if p == 0 then
-        p = math.sqrt(l)
-      end
       nxt = l + p
-      if l < known then
-        nxt = math.min(nxt, known)
+      if l < peak then
+        nxt = math.min(nxt, peak)
       end
-      h.probe = math.min(2 * p, b.rise * l)
+      h.probe = 0
+      if grow then
+        h.probe = math.min(2 * p, b.rise * l)
+      end
     end
   elseif not cold and sample > base * (1 + 0.5 * b.tol) then
     h.probe = 0
-  elseif h.cap > 0 and l >= h.cap and l <= 1.02 * h.cap then
-    nxt = math.min(l + math.min(math.sqrt(l), 0.005 * h.cap), 1.02 * h.cap)
+  elseif h.cap > 0 and l < h.cap / 0.9 then
+    nxt = math.max(l, math.min(l + math.min(math.sqrt(l), 0.02 * l), h.cap))
+    h.probe = 0
+  elseif l > prev then
     h.probe = 0
   else
     nxt = l + math.min(math.sqrt(l), 0.02 * l)
@@ -386,12 +401,21 @@ local function step(b, h, t, secs)
   end
   nxt = math.min(math.max(nxt, l * (1 - b.fall)), l * (1 + b.rise))
   nxt = math.min(math.max(nxt, b.floor), b.ceil)
+  local bg = (t[2] + t[4]) / secs
+  if bg == 0 then
+    gain = 1
+  elseif saturated or t[4] > 0 and offered >= 0.9 * inforce then
+    gain = math.max(1, gain / 1.03)
+  elseif offered < 0.9 * inforce then
+    gain = math.min(4, gain * 1.03)
+  end
   h.prev = l
   h.peak = peak
+  h.gain = gain
   h.limit = nxt
   h.base = base
   h.sample = sample
   h.sat = saturated and 1 or 0
-  h.spare = math.max(0, nxt - (t[1] + t[3]) / secs)
+  h.spare = gain * math.max(0, nxt - (t[1] + t[3]) / secs)
 end
 `

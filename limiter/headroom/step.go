@@ -38,6 +38,7 @@ type state struct {
 	probe  float64         // the next probe's step, calls/s; 0: √limit
 	prev   float64         // the limit before the last interval, calls/s
 	peak   float64         // the highest capacity estimate, calls/s; 0: none yet
+	gain   float64         // the spare's gain, in [1, maxGain]
 	mins   [window]float64 // the per-interval minimum latencies, ns, a ring; 0: none
 	pos    int             // where the next minimum goes in mins
 	n      int64           // intervals run
@@ -78,13 +79,16 @@ const (
 	// saturation (baseline·Tolerance): at most coolShare of it the
 	// origin runs cold, above warmShare warm.
 	coolShare, warmShare = 0.15, 0.5
-	// aboveStep caps a step above the capacity estimate, as a fraction
-	// of it, and aboveMax bounds such steps, as a multiple of it.
-	aboveStep, aboveMax = 0.005, 1.02
+	// baseShare: a latency at most this share of the way to saturation
+	// is at the baseline (the origin is idle).
+	baseShare = 0.05
+	// gainStep is how much the spare's gain changes per interval, as a
+	// fraction of it, and maxGain its most.
+	gainStep, maxGain = 0.03, 4
 )
 
 // newState returns the state of an origin starting at limit.
-func newState(limit float64) state { return state{limit: limit, prev: limit} }
+func newState(limit float64) state { return state{limit: limit, prev: limit, gain: 1} }
 
 // step runs one control interval of secs seconds on the reports t: it
 // updates s.limit and the rest of s (see the package doc for the
@@ -134,7 +138,11 @@ func step(b *Bounds, s *state, t tally, secs float64) {
 			c = (c + 3*s.cap) / 4
 		}
 		s.cap = c
-		s.peak = math.Max(s.peak, c)
+		if c >= noiseBand*s.peak {
+			// Near or above the highest estimate: it follows (noise moves
+			// both); far below, it is remembered (a drop of capacity).
+			s.peak = c
+		}
 		s.probe = 0
 		// Below what the origin served by enough to drain its queue
 		// (Little: the served rate times the latency above the baseline)
@@ -147,58 +155,84 @@ func step(b *Bounds, s *state, t tally, secs float64) {
 		next = math.Max(l*(1-b.MaxFall), math.Min(l, target))
 	case offered < demandFactor*inForce:
 		// Demand-limited: hold.
-	case cold && s.cap > 0 && l < aboveMax*s.cap:
-		// Far from saturation below the capacity estimate: up to just
-		// above it, by at most √limit.
-		next = l + math.Min(math.Sqrt(l), math.Max(nearStep*l, aboveMax*s.cap-l))
+	case cold && s.cap > 0 && l < s.cap:
+		// Far from saturation below the capacity estimate: up to it, by
+		// at most √limit.
+		next = l + math.Min(math.Sqrt(l), math.Max(nearStep*l, s.cap-l))
 		s.probe = 0
 	case cold && !(s.derive.sample > s.derive.baseline*(1+coolShare*b.Tolerance)):
 		// Far from saturation twice running, with no capacity estimate or
-		// above it (it is stale): probe geometrically, up to just above
-		// the highest capacity ever estimated, once the calls reached the
+		// at or above it (it is stale): probe geometrically, up to the
+		// highest capacity estimated (peak), once the calls reached the
 		// limit in force (the last rise is in use), and hold until then.
-		// Above that, where no capacity was seen, a probe waits until its
-		// own effect shows (the calls reached the limit itself: a shared
-		// limit acts one interval late), so that a probe past capacity is
-		// found before the next one.
-		known := aboveMax * s.peak
-		need := inForce
+		known := s.peak
+		need, p := inForce, s.probe
+		if p == 0 {
+			p = math.Sqrt(l)
+		}
+		grow := true
 		if l >= known {
+			// Beyond any capacity seen: after a rise, hold until it shows
+			// (a shared limit acts one interval late); and unless the
+			// latency is at its baseline, small steps only.
 			need = l
+			if l > s.prev {
+				need = math.Inf(1)
+			}
+			if sample > base*(1+baseShare*b.Tolerance) {
+				p, grow = math.Min(p, nearStep*l), false
+			}
 		}
 		if (t.calls[0]+t.calls[1])/secs >= demandFactor*need {
-			p := s.probe
-			if p == 0 {
-				p = math.Sqrt(l)
-			}
 			next = l + p
 			if l < known {
 				next = math.Min(next, known)
 			}
-			s.probe = math.Min(2*p, b.MaxRise*l)
+			s.probe = 0
+			if grow {
+				s.probe = math.Min(2*p, b.MaxRise*l)
+			}
 		}
 	case !cold && sample > base*(1+warmShare*b.Tolerance):
 		// Warm: near saturation, hold.
 		s.probe = 0
-	case s.cap > 0 && l >= s.cap && l <= aboveMax*s.cap:
-		// Just above the capacity estimate: a tiny step, up to aboveMax
-		// times it.
-		next = math.Min(l+math.Min(math.Sqrt(l), aboveStep*s.cap), aboveMax*s.cap)
+	case s.cap > 0 && l < s.cap/noiseBand:
+		// Near the capacity estimate: small steps up to it, and hold
+		// above it.
+		next = math.Max(l, math.Min(l+math.Min(math.Sqrt(l), nearStep*l), s.cap))
+		s.probe = 0
+	case l > s.prev:
+		// No estimate near (none yet, or far below: stale), and the last
+		// interval rose: hold until its effect shows (a shared limit acts
+		// one interval late).
 		s.probe = 0
 	default:
-		// Below the estimate, or the last rise not in use yet: a small
-		// step, and the next geometric probe starts again from √limit.
+		// No estimate near: a small step.
 		next = l + math.Min(math.Sqrt(l), nearStep*l)
 		s.probe = 0
 	}
 	next = math.Min(math.Max(next, l*(1-b.MaxFall)), l*(1+b.MaxRise))
 	next = math.Min(math.Max(next, b.Floor), b.Ceiling)
+	// The spare's gain: background work running while the limit is not
+	// in use takes less than it is offered (a storm turns spare calls
+	// into clients or sessions with a guess of what each costs), so the
+	// offer grows; saturation, or refused background calls while the
+	// limit is in use, shrink it; without background work it is 1.
+	bg := (t.calls[1] + t.refused[1]) / secs
+	switch {
+	case bg == 0:
+		s.gain = 1
+	case saturated || t.refused[1] > 0 && offered >= demandFactor*inForce:
+		s.gain = math.Max(1, s.gain/(1+gainStep))
+	case offered < demandFactor*inForce:
+		s.gain = math.Min(maxGain, s.gain*(1+gainStep))
+	}
 	s.prev = l
 	s.limit = next
 	s.derive = derived{
 		baseline:  base,
 		sample:    sample,
 		saturated: saturated,
-		spare:     math.Max(0, next-(t.calls[0]+t.refused[0])/secs),
+		spare:     s.gain * math.Max(0, next-(t.calls[0]+t.refused[0])/secs),
 	}
 }
