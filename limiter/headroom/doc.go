@@ -56,7 +56,9 @@
 //     the origin is idle the steps are 0.02·limit and do not grow: the
 //     first climb to an unknown capacity is careful.
 //   - Warm: hold.
-//   - Near C (below C/0.9): steps of min(√limit, 0.02·limit), up to C.
+//   - Near C (below C/0.9): steps of min(√limit, 0.02·limit) up to C,
+//     of min(√limit, 0.005·limit) above it (a low estimate must not hold
+//     the limit down).
 //   - Otherwise (no estimate, or far above a stale one): a step of
 //     min(√limit, 0.02·limit), each after an interval without a rise.
 //   - Every case but the growing probe resets the probe's step.
@@ -73,7 +75,8 @@
 //     refused; no background work resets it to 1. The guard still holds
 //     every call to the limit.
 //
-// So at capacity the limit cycles between about 0.97·C and C, a drop of
+// So at capacity the limit cycles between about 0.97·C and a little
+// above C, a drop of
 // capacity is followed within one or two intervals, and an origin that
 // fails every call takes the limit to the floor within ⌈log(limit/Floor)
 // / log(1/(1−MaxFall))⌉ intervals (one more when shared).

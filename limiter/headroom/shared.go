@@ -391,7 +391,8 @@ local function step(b, h, t, secs)
   elseif not cold and sample > base * (1 + 0.5 * b.tol) then
     h.probe = 0
   elseif h.cap > 0 and l < h.cap / 0.9 then
-    nxt = math.max(l, math.min(l + math.min(math.sqrt(l), 0.02 * l), h.cap))
+    local up = math.min(l + math.min(math.sqrt(l), 0.02 * l), h.cap)
+    nxt = math.max(up, l + math.min(math.sqrt(l), 0.005 * l))
     h.probe = 0
   elseif l > prev then
     h.probe = 0

@@ -79,6 +79,9 @@ const (
 	// saturation (baseline·Tolerance): at most coolShare of it the
 	// origin runs cold, above warmShare warm.
 	coolShare, warmShare = 0.15, 0.5
+	// tinyStep is a step above the capacity estimate, as a fraction of
+	// the limit.
+	tinyStep = 0.005
 	// baseShare: a latency at most this share of the way to saturation
 	// is at the baseline (the origin is idle).
 	baseShare = 0.05
@@ -197,9 +200,10 @@ func step(b *Bounds, s *state, t tally, secs float64) {
 		// Warm: near saturation, hold.
 		s.probe = 0
 	case s.cap > 0 && l < s.cap/noiseBand:
-		// Near the capacity estimate: small steps up to it, and hold
-		// above it.
-		next = math.Max(l, math.Min(l+math.Min(math.Sqrt(l), nearStep*l), s.cap))
+		// Near the capacity estimate: small steps up to it, tiny ones
+		// above it (a low estimate must not hold the limit down).
+		up := math.Min(l+math.Min(math.Sqrt(l), nearStep*l), s.cap)
+		next = math.Max(up, l+math.Min(math.Sqrt(l), tinyStep*l))
 		s.probe = 0
 	case l > s.prev:
 		// No estimate near (none yet, or far below: stale), and the last
