@@ -31,8 +31,11 @@
 //     limit acts one interval late.
 //   - Saturated: the capacity estimate C becomes what the origin served
 //     (success calls per second), or moves a quarter of the way to it
-//     when within [0.9, 1/0.9] × C (one interval's count is noisy); the
-//     peak P, the highest estimate, follows C unless C fell below 0.9·P
+//     when within [0.9, 1/0.9] × C (one interval's count is noisy); a
+//     reading below 0.9·C counts only when the interval before was
+//     saturated too, or the origin fails (else it may be a queue from
+//     before, served while demand dipped: C stays). The peak P, the
+//     highest estimate, follows C unless C fell below 0.9·P
 //     (a drop of capacity, which P remembers). The limit becomes
 //     max(limit·(1−MaxFall), min(limit, max(0.97·C, C − C·(sample −
 //     baseline)/(2 intervals)))): below what the origin served by enough
@@ -48,13 +51,13 @@
 //   - Cold twice running, without an estimate or at or above it (it is
 //     stale): probe upward by a step that starts at √limit (Envoy's
 //     headroom term) and doubles with each consecutive probe, capped at
-//     MaxRise·limit, once the calls reached 0.9 × the limit in force (the
-//     last rise is in use; hold until then), up to P: after capacity
-//     returns, the limit climbs back geometrically. At or above P, where
-//     no capacity was measured, a probe also waits out the interval after
-//     a rise (its effect shows one interval late when shared), and unless
-//     the origin is idle the steps are 0.02·limit and do not grow: the
-//     first climb to an unknown capacity is careful.
+//     MaxRise·limit, up to P, where the origin served before: after
+//     capacity returns, the limit climbs back geometrically. At or above
+//     P, where no capacity was measured, a probe needs the calls to have
+//     reached 0.9 × the limit (the last rise is in use), waits out the
+//     interval after a rise (its effect shows one interval late when
+//     shared), and unless the origin is idle steps 0.02·limit without
+//     growing: the first climb to an unknown capacity is careful.
 //   - Warm: hold.
 //   - Near C (below C/0.9): steps of min(√limit, 0.02·limit) up to C,
 //     of min(√limit, 0.005·limit) above it (a low estimate must not hold

@@ -345,6 +345,8 @@ local function step(b, h, t, secs)
     local c = t[5] / secs
     if h.cap > 0 and c > 0.9 * h.cap and c < h.cap / 0.9 then
       c = (c + 3 * h.cap) / 4
+    elseif h.cap > 0 and c <= 0.9 * h.cap and not failing and h.sat ~= 1 then
+      c = h.cap
     end
     h.cap = c
     if c >= 0.9 * peak then
@@ -362,7 +364,7 @@ local function step(b, h, t, secs)
     nxt = l + math.min(math.sqrt(l), math.max(0.02 * l, h.cap - l))
     h.probe = 0
   elseif cold and not (h.sample > h.base * (1 + 0.15 * b.tol)) then
-    local need = inforce
+    local need = 0
     local p = h.probe
     if p == 0 then
       p = math.sqrt(l)

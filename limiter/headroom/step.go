@@ -137,8 +137,14 @@ func step(b *Bounds, s *state, t tally, secs float64) {
 		// estimate before unless they are far apart (a change of
 		// capacity), as one interval's count is noisy.
 		c := t.out[0] / secs
-		if s.cap > 0 && c > noiseBand*s.cap && c < s.cap/noiseBand {
+		switch {
+		case s.cap > 0 && c > noiseBand*s.cap && c < s.cap/noiseBand:
 			c = (c + 3*s.cap) / 4
+		case s.cap > 0 && c <= noiseBand*s.cap && !failing && !s.derive.saturated:
+			// Far below the estimate at the first saturated interval: a
+			// queue from before while demand dipped, or a drop of
+			// capacity; the next saturated interval confirms a drop.
+			c = s.cap
 		}
 		s.cap = c
 		if c >= noiseBand*s.peak {
@@ -166,18 +172,19 @@ func step(b *Bounds, s *state, t tally, secs float64) {
 	case cold && !(s.derive.sample > s.derive.baseline*(1+coolShare*b.Tolerance)):
 		// Far from saturation twice running, with no capacity estimate or
 		// at or above it (it is stale): probe geometrically, up to the
-		// highest capacity estimated (peak), once the calls reached the
-		// limit in force (the last rise is in use), and hold until then.
+		// highest capacity estimated (peak), where the origin served
+		// before.
 		known := s.peak
-		need, p := inForce, s.probe
+		need, p := 0.0, s.probe
 		if p == 0 {
 			p = math.Sqrt(l)
 		}
 		grow := true
 		if l >= known {
-			// Beyond any capacity seen: after a rise, hold until it shows
-			// (a shared limit acts one interval late); and unless the
-			// latency is at its baseline, small steps only.
+			// Beyond any capacity seen: only once the calls reached the
+			// limit (the last rise is in use), not in the interval after
+			// a rise (a shared limit acts one interval late), and, unless
+			// the latency is at its baseline, by small steps.
 			need = l
 			if l > s.prev {
 				need = math.Inf(1)
