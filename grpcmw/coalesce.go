@@ -13,12 +13,16 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/herdcap/herdcap/internal/serverside"
 )
 
 // CoalesceConfig configures Coalesce. The zero value coalesces nothing:
-// Methods lists the methods to coalesce. Calls that carry authorization
+// Methods lists the methods to coalesce, and NoSideEffects adds those whose
+// proto definitions say they have none. Calls that carry authorization
 // metadata are not coalesced unless Credentials is set, because their
 // responses may depend on who asks: one caller's response must never
 // reach another.
@@ -27,6 +31,22 @@ type CoalesceConfig struct {
 	// methods to coalesce: methods without side effects, whose response
 	// depends only on the request message and the Metadata keys.
 	Methods []string
+	// NoSideEffects coalesces, besides Methods, every unary method whose
+	// proto definition declares it has no side effects:
+	//
+	//	rpc Get(GetRequest) returns (GetResponse) {
+	//	  option idempotency_level = NO_SIDE_EFFECTS;
+	//	}
+	//
+	// gRPC's counterpart of HTTP's safe methods. A method's declaration is
+	// read from Descriptors on its first call and remembered. A method
+	// declared IDEMPOTENT is not coalesced by this: repeating it is
+	// harmless, but its response may depend on the state it changes.
+	NoSideEffects bool
+	// Descriptors is where NoSideEffects reads the methods' definitions.
+	// If Descriptors is nil, protoregistry.GlobalFiles, where generated
+	// code registers every .proto file compiled into the program.
+	Descriptors *protoregistry.Files
 	// Metadata names the request metadata keys whose values the key
 	// includes (case-insensitive): the metadata the responses vary by.
 	Metadata []string
@@ -57,13 +77,16 @@ type unaryReplay struct {
 // unaryCoalescer is Coalesce's interceptor state.
 type unaryCoalescer struct {
 	methods     map[string]bool
+	declared    *protoregistry.Files // nil: NoSideEffects unset
+	seen        sync.Map             // method -> bool, what declared says
 	md          []string
 	credentials bool
 	c           *serverside.Coalescer[*unaryReplay]
 }
 
 // Coalesce returns interceptors that run a unary handler once for
-// concurrent identical calls of the methods CoalesceConfig.Methods lists,
+// concurrent identical calls of the methods CoalesceConfig.Methods lists
+// (and, with NoSideEffects, those declared without side effects),
 // or an error wrapping ErrInvalidConfig that names the bad field. Stream passes every stream through untouched (it is
 // there so the pair installs like the others). The interceptors are safe
 // for concurrent use.
@@ -104,6 +127,14 @@ func newCoalescer(cfg CoalesceConfig) (*unaryCoalescer, error) {
 		return configError("", fmt.Errorf("grpcmw.CoalesceConfig."+format, args...))
 	}
 	u := &unaryCoalescer{methods: make(map[string]bool, len(cfg.Methods)), credentials: cfg.Credentials}
+	switch {
+	case cfg.NoSideEffects && cfg.Descriptors != nil:
+		u.declared = cfg.Descriptors
+	case cfg.NoSideEffects:
+		u.declared = protoregistry.GlobalFiles
+	case cfg.Descriptors != nil:
+		return nil, bad("Descriptors is set but NoSideEffects is not: nothing reads it")
+	}
 	for i, m := range cfg.Methods {
 		if !strings.HasPrefix(m, "/") || strings.Count(m, "/") != 2 || strings.HasSuffix(m, "/") {
 			return nil, bad("Methods[%d] must be a full method name (/package.Service/Method), got %q", i, m)
@@ -136,7 +167,7 @@ var deterministic = proto.MarshalOptions{Deterministic: true}
 // intercept leads, waits or passes the call through.
 func (u *unaryCoalescer) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	msg, ok := req.(proto.Message)
-	if !ok || !u.methods[info.FullMethod] {
+	if !ok || !u.coalesces(info.FullMethod) {
 		return handler(ctx, req)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -166,6 +197,42 @@ func (u *unaryCoalescer) intercept(ctx context.Context, req any, info *grpc.Unar
 		return nil, status.Error(codes.Internal, "grpcmw: the handler of the call this one was coalesced with failed")
 	}
 	return rep.answer(ctx, true)
+}
+
+// coalesces reports whether calls of method are coalesced: listed, or
+// declared without side effects.
+func (u *unaryCoalescer) coalesces(method string) bool {
+	if u.methods[method] {
+		return true
+	}
+	if u.declared == nil {
+		return false
+	}
+	if v, ok := u.seen.Load(method); ok {
+		return v.(bool)
+	}
+	v := noSideEffects(u.declared, method)
+	u.seen.Store(method, v)
+	return v
+}
+
+// noSideEffects reports whether files defines the full method name
+// ("/package.Service/Method") with idempotency_level NO_SIDE_EFFECTS.
+func noSideEffects(files *protoregistry.Files, method string) bool {
+	svc, name, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	if !ok {
+		return false
+	}
+	d, err := files.FindDescriptorByName(protoreflect.FullName(svc + "." + name))
+	if err != nil {
+		return false
+	}
+	m, ok := d.(protoreflect.MethodDescriptor)
+	if !ok {
+		return false
+	}
+	opts, ok := m.Options().(*descriptorpb.MethodOptions)
+	return ok && opts.GetIdempotencyLevel() == descriptorpb.MethodOptions_NO_SIDE_EFFECTS
 }
 
 // key appends the call's key to b.

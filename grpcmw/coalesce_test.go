@@ -16,6 +16,10 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/herdcap/herdcap/internal/coalescetest"
 )
@@ -173,6 +177,10 @@ func TestCoalesceCallsNotCoalesced(t *testing.T) {
 		{"credentials keyed", CoalesceConfig{Methods: []string{unaryMethod}, Credentials: true},
 			append(same(1, "a", "authorization", "Bearer x"), same(1, "a", "authorization", "Bearer y")...)},
 		{"method not listed", CoalesceConfig{Methods: []string{"/grpc.testing.TestService/EmptyCall"}}, same(2, "a")},
+		{"declared idempotent", CoalesceConfig{NoSideEffects: true, Descriptors: declared(t, descriptorpb.MethodOptions_IDEMPOTENT)}, same(2, "a")},
+		{"declared nothing", CoalesceConfig{NoSideEffects: true, Descriptors: declared(t, descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN)}, same(2, "a")},
+		{"not in the registry", CoalesceConfig{NoSideEffects: true, Descriptors: new(protoregistry.Files)}, same(2, "a")},
+		{"global registry", CoalesceConfig{NoSideEffects: true}, same(2, "a")}, // the test service declares no level
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			entered := make(chan struct{}, 2)
@@ -331,6 +339,7 @@ func TestCoalesceCallsConfig(t *testing.T) {
 		{CoalesceConfig{Timeout: -1}, "grpcmw.CoalesceConfig.Timeout"},
 		{CoalesceConfig{MaxKeys: -1}, "grpcmw.CoalesceConfig.MaxKeys"},
 		{CoalesceConfig{MaxWaiters: -1}, "grpcmw.CoalesceConfig.MaxWaiters"},
+		{CoalesceConfig{Descriptors: new(protoregistry.Files)}, "grpcmw.CoalesceConfig.Descriptors"},
 	} {
 		_, err := Coalesce(tc.cfg)
 		require.Error(t, err, tc.field)
@@ -341,4 +350,51 @@ func TestCoalesceCallsConfig(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotNil(t, i.Unary)
 	assert.NotNil(t, i.Stream)
+}
+
+// declared returns a registry that defines grpc.testing.TestService with
+// UnaryCall at the idempotency level, as a .proto file's
+// "option idempotency_level = ...;" does.
+func declared(t *testing.T, level descriptorpb.MethodOptions_IdempotencyLevel) *protoregistry.Files {
+	t.Helper()
+	msg := func(name string) *descriptorpb.DescriptorProto {
+		return &descriptorpb.DescriptorProto{Name: proto.String(name)}
+	}
+	fd := &descriptorpb.FileDescriptorProto{
+		Name:        proto.String("herdcap_coalesce_test.proto"),
+		Package:     proto.String("grpc.testing"),
+		Syntax:      proto.String("proto3"),
+		MessageType: []*descriptorpb.DescriptorProto{msg("Req"), msg("Resp")},
+		Service: []*descriptorpb.ServiceDescriptorProto{{
+			Name: proto.String("TestService"),
+			Method: []*descriptorpb.MethodDescriptorProto{{
+				Name: proto.String("UnaryCall"), InputType: proto.String(".grpc.testing.Req"), OutputType: proto.String(".grpc.testing.Resp"),
+				Options: &descriptorpb.MethodOptions{IdempotencyLevel: level.Enum()},
+			}},
+		}},
+	}
+	f, err := protodesc.NewFile(fd, new(protoregistry.Files))
+	require.NoError(t, err)
+	files := new(protoregistry.Files)
+	require.NoError(t, files.RegisterFile(f))
+	return files
+}
+
+// A method declared without side effects is coalesced with no Methods
+// list; the declaration is read once.
+func TestCoalesceDeclaredNoSideEffects(t *testing.T) {
+	const n = 10
+	s := newGatedService()
+	client, u := coalesceApp(t, CoalesceConfig{NoSideEffects: true, Descriptors: declared(t, descriptorpb.MethodOptions_NO_SIDE_EFFECTS)}, s, nil)
+	out := callAll(client, same(n, "hi")...)
+	callsInFlight(t, u, 1, n-1)
+	close(s.release)
+	for range n {
+		r := <-out
+		require.NoError(t, r.err)
+		assert.Equal(t, "hi run 1", r.resp.GetUsername())
+	}
+	assert.EqualValues(t, 1, s.runs.Load())
+	v, ok := u.seen.Load(unaryMethod)
+	assert.True(t, ok && v.(bool), "the declaration is remembered")
 }

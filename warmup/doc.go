@@ -86,6 +86,17 @@
 // HoldOff is not stored (NodeStats.HeldOff): it may predate the write the
 // delete announced.
 //
+// That hold-off is per node, as memcache's is per server: it covers the
+// deletes this node is told of, which is all of them with node-local
+// caches (each node deletes from its own). With a cache the nodes share
+// (Redis, memcached), one node deletes and the others never hear of it;
+// there the hold-off belongs in the cache, where memcache keeps it:
+// delete by writing a short-lived tombstone (SET key <tombstone> PX 2000)
+// instead of DEL, so that any node's add-only write (SET NX) of a value
+// read before it fails, and treat the tombstone as a miss on reads.
+// Checking a fleet-wide list of deletes in the Warmer instead would cost a
+// round trip per key stored, fifty times the warm's own per-key cost.
+//
 // # Durability
 //
 // The memory store lives as long as its process. The Redis store

@@ -378,6 +378,7 @@ func usTime(us int64) time.Time {
 // Config.HoldOff, a warm does not store a value of key read before now +
 // HoldOff, since it may predate the write that the delete announced
 // (memcache's hold-off). Call it from the code that deletes, on every node
-// (the hold-off is per node, as memcache's is per server). It is cheap and
-// safe for concurrent use.
+// (the hold-off is per node, as memcache's is per server; with a cache the
+// nodes share, it belongs in the cache as a tombstone: see the package
+// doc). It is cheap and safe for concurrent use.
 func (wr *Warmer) Deleted(key string) { wr.holdoff.deleted(key, wr.cfg.clock.Now()) }

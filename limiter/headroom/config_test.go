@@ -172,7 +172,8 @@ func TestRecord(t *testing.T) {
 	assert.True(t, st.Saturated, "2 errors in 64 calls")
 	assert.Equal(t, int64(1), st.Intervals)
 	assert.Equal(t, 62.0, st.Capacity)
-	// Saturated: the limit falls to 0.95 × 62 calls/s, within MaxFall.
-	assert.InDelta(t, 0.95*62, o.Limit().Rate, 1e-9)
+	// Saturated by errors: the limit falls to drainFactor × 62 calls/s,
+	// within MaxFall.
+	assert.InDelta(t, drainFactor*62, o.Limit().Rate, 1e-9)
 	assert.Equal(t, 0.0, o.Spare(), "the foreground (64/s with refusals) is above the limit")
 }

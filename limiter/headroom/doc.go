@@ -23,45 +23,83 @@
 //     last 60 intervals: it survives a long overload, and follows an
 //     origin that became slower for good within a minute of intervals.
 //   - saturated = sample > baseline·(1+Tolerance), or overloads, timeouts
-//     and failures together above 1 % of the answered calls.
-//   - Saturated: the capacity estimate C is what the origin served
-//     (success calls per second) and the limit becomes
-//     max(limit·(1−MaxFall), min(limit, 0.95·C)): just below what the
-//     origin actually served, so that its queue drains, and never falling
-//     faster than MaxFall. But when the interval before was saturated too,
-//     by latency alone, and the sample has fallen since, the queue is
-//     draining: the last fall was enough, and the limit holds.
+//     and failures together above 1 % of the answered calls. Short of
+//     that, the origin runs cold while sample <= baseline·(1+0.15·Tolerance)
+//     (or no latency is known), idle while sample <= baseline·(1+0.05·
+//     Tolerance), and warm above baseline·(1+0.5·Tolerance).
+//   - The limit in force is min(limit, the limit before it): a shared
+//     limit acts one interval late.
+//   - Saturated: the capacity estimate C becomes what the origin served
+//     (success calls per second), or moves a quarter of the way to it
+//     when within [0.9, 1/0.9] × C (one interval's count is noisy); a
+//     reading below 0.9·C counts only when the interval before was
+//     saturated too, or the origin fails (else it may be a queue from
+//     before, served while demand dipped: C stays). The peak P, the
+//     highest estimate, follows C unless C fell below 0.9·P
+//     (a drop of capacity, which P remembers). The limit becomes
+//     max(limit·(1−MaxFall), min(limit, max(0.97·C, C − C·(sample −
+//     baseline)/(2 intervals)))): below what the origin served by enough
+//     to drain the queue the latency implies (Little) within two
+//     intervals, by at least 3 % (exactly 3 % for a failing origin, whose
+//     latency says nothing). But when the interval before was saturated
+//     too, by latency alone, and the sample has fallen since, the queue
+//     is draining: the last fall was enough, and the limit holds.
 //   - Not saturated, and the demand offered (calls + refusals) below 0.9 ×
-//     the limit: the limit holds. No probing without demand: an idle fleet
-//     never drifts to the ceiling.
-//   - Not saturated, and the limit in use: probe upward by a step that
-//     starts at √limit (Envoy's headroom term) and doubles with each
-//     consecutive probe, capped at MaxRise·limit, so that after capacity
-//     returns the limit climbs back geometrically; a saturated interval
-//     resets it. Within [0.9, 1.05] × C, near the last capacity estimate,
-//     the step is at most min(√limit, 0.02·C).
+//     the limit in force: the limit holds. No probing without demand: an
+//     idle fleet never drifts to the ceiling.
+//   - Cold, below C: up to C, by at most √limit.
+//   - Cold twice running, without an estimate or at or above it (it is
+//     stale): probe upward by a step that starts at √limit (Envoy's
+//     headroom term) and doubles with each consecutive probe, capped at
+//     MaxRise·limit, up to P, where the origin served before: after
+//     capacity returns, the limit climbs back geometrically. At or above
+//     P, where no capacity was measured, a probe needs the calls to have
+//     reached 0.9 × the limit (the last rise is in use), waits out the
+//     interval after a rise (its effect shows one interval late when
+//     shared), and unless the origin is idle steps 0.02·limit without
+//     growing: the first climb to an unknown capacity is careful.
+//   - Warm: hold.
+//   - Near C (below C/0.9): steps of min(√limit, 0.02·limit) up to C,
+//     of min(√limit, 0.005·limit) above it (a low estimate must not hold
+//     the limit down).
+//   - Otherwise (no estimate, or far above a stale one): a step of
+//     min(√limit, 0.02·limit), each after an interval without a rise.
+//   - Every case but the growing probe resets the probe's step.
 //   - Always: the limit stays within [Floor, Ceiling], rises at most
 //     MaxRise and falls at most MaxFall per interval, and changes at most
 //     once per interval.
-//   - Spare = max(0, limit − the foreground's calls per second, refused
-//     ones included).
+//   - Spare = g × max(0, limit − the foreground's calls per second,
+//     refused ones included). The gain g in [1, 4] closes the loop of
+//     the storms that pace by Spare: they turn spare calls into clients
+//     or sessions with a guess of what each costs, and background work
+//     running while the limit is not in use took less than it was
+//     offered, so g grows by 3 % an interval; it shrinks by 3 % when the
+//     origin saturates, or the limit is in use and background calls were
+//     refused; no background work resets it to 1. The guard still holds
+//     every call to the limit.
 //
-// So at capacity the limit cycles between 0.95·C and a step or two above
-// C (950 to 1,030 for an origin of 1,000 calls/s in the tests: an 8 %
-// swing), a drop of capacity is followed within one or two intervals, and
-// an origin that fails every call takes the limit to the floor within
-// ⌈log(limit/Floor) / log(1/(1−MaxFall))⌉ intervals (one more when
-// shared).
+// So at capacity the limit cycles between about 0.97·C and a little
+// above C, a drop of
+// capacity is followed within one or two intervals, and an origin that
+// fails every call takes the limit to the floor within ⌈log(limit/Floor)
+// / log(1/(1−MaxFall))⌉ intervals (one more when shared).
 //
-// Three refinements of the plain rule came from the virtual-time tests of
-// this package. Failures count with overloads and timeouts, or an origin
-// that fails everything would never be found saturated. The step near the
-// estimate is capped at 2 % of it, because √limit is 4.5 % of a limit of
-// 500: two such steps from 0.95·C overshoot by 4 %, and the cycle swings
-// more than 10 %. And the draining hold: the interval after a fall serves
-// the old queue too, and less than capacity once it is empty, so a second
-// fall would read a capacity below the true one and the limit would drift
-// down interval after interval.
+// Refinements of the plain rule came from the virtual-time tests of this
+// package and from the simulator's capacity-drop and headroom-incident
+// scenarios. Failures count with overloads and timeouts, or an origin
+// that fails everything would never be found saturated. The draining
+// hold: the interval after a fall serves the old queue too, and less
+// than capacity once it is empty, so a second fall would read a capacity
+// below the true one and the limit would drift down interval after
+// interval. Steps near the estimate are small and do not add up, because
+// a probe that had doubled near the estimate jumped 20 % past it (a 65 %
+// swing in the simulator). A geometric probe needs two cold intervals,
+// as one interval's latency at a few hundred calls is noisy, and stops
+// at P, as a shared probe past capacity shows only after the next one
+// was sent. The estimate moves a quarter of the way on a noisy reading,
+// as a low one taken while demand dipped pulled the limit down. And the
+// gain: a rollout that assumed two origin calls per client, where a
+// told client cost 1.15, left the origin at 80 % of what it could take.
 //
 // # Beside the anchors
 //

@@ -77,8 +77,10 @@ func ExampleNew() {
 	// Each second the guard sends what the limit allows of a demand of
 	// 400 calls/s (refusing the rest), and reports every outcome. The
 	// origin answers in 5 ms until it saturates at 200 calls/s: then in
-	// 40 ms, and it serves only 200 calls/s.
-	for range 10 {
+	// 40 ms, and it serves only 200 calls/s. Beyond any capacity it
+	// measured, the controller waits an interval after each rise (a
+	// shared limit acts one interval late).
+	for range 14 {
 		rate := db.Limit().Rate
 		calls, lat := int(rate), 5*time.Millisecond
 		if calls > 200 {
@@ -96,13 +98,17 @@ func ExampleNew() {
 	}
 	// Output:
 	// limit 110/s (burst 11), saturated false
+	// limit 110/s (burst 11), saturated false
+	// limit 130/s (burst 13), saturated false
 	// limit 130/s (burst 13), saturated false
 	// limit 152/s (burst 16), saturated false
+	// limit 152/s (burst 16), saturated false
+	// limit 178/s (burst 18), saturated false
 	// limit 178/s (burst 18), saturated false
 	// limit 208/s (burst 21), saturated false
-	// limit 190/s (burst 19), saturated true
-	// limit 194/s (burst 20), saturated false
-	// limit 198/s (burst 20), saturated false
-	// limit 202/s (burst 21), saturated false
-	// limit 190/s (burst 19), saturated true
+	// limit 196/s (burst 20), saturated true
+	// limit 200/s (burst 21), saturated false
+	// limit 200/s (burst 21), saturated false
+	// limit 215/s (burst 22), saturated false
+	// limit 196/s (burst 20), saturated true
 }

@@ -222,7 +222,7 @@ const replyFields = 15
 //
 // The report is tagged with interval k = round(now/interval) - 1, the one
 // that just ended. A hash holds the current interval k (field k), the sums
-// of its reports (a1..a10), the state of step (limit, cap, probe, n, pos,
+// of its reports (a1..a10), the state of step (limit, prev, peak, gain, cap, probe, n, pos,
 // m0..m59) and the last finalised interval's figures (t1..t10, base,
 // sample, sat, spare). A report for an interval after k finalises k (runs
 // step) before it is added; a report for k or one of the two intervals
@@ -262,7 +262,7 @@ for i = 1, #KEYS do
     h[raw[j]] = tonumber(raw[j + 1])
   end
   if h.k == nil then
-    h = {k = k, limit = v[3], cap = 0, probe = 0, n = 0, pos = 0,
+    h = {k = k, limit = v[3], prev = v[3], peak = 0, gain = 1, cap = 0, probe = 0, n = 0, pos = 0,
       base = 0, sample = 0, sat = 0, spare = 0}
     for j = 1, 10 do
       h["a" .. j] = 0
@@ -331,36 +331,94 @@ local function step(b, h, t, secs)
   local failing = answered > 0 and bad > 0.01 * answered
   local saturated = failing or (sample > 0 and base > 0 and sample > base * (1 + b.tol))
   local draining = saturated and not failing and h.sat == 1 and sample < h.sample
+  local cold = sample == 0 or base == 0 or sample <= base * (1 + 0.15 * b.tol)
   local l = h.limit
+  local prev = h.prev or l
+  local peak = h.peak or 0
+  local gain = h.gain or 1
+  local inforce = math.min(l, prev)
   local offered = (t[1] + t[2] + t[3] + t[4]) / secs
   local nxt = l
   if draining then
     h.probe = 0
   elseif saturated then
     local c = t[5] / secs
+    if h.cap > 0 and c > 0.9 * h.cap and c < h.cap / 0.9 then
+      c = (c + 3 * h.cap) / 4
+    elseif h.cap > 0 and c <= 0.9 * h.cap and not failing and h.sat ~= 1 then
+      c = h.cap
+    end
     h.cap = c
+    if c >= 0.9 * peak then
+      peak = c
+    end
     h.probe = 0
-    nxt = math.max(l * (1 - b.fall), math.min(l, 0.95 * c))
-  elseif offered < 0.9 * l then
+    local target = 0.97 * c
+    if not failing then
+      target = math.max(target, c - c * (sample - base) / 1e9 / (2 * secs))
+    end
+    nxt = math.max(l * (1 - b.fall), math.min(l, target))
+  elseif offered < 0.9 * inforce then
     -- demand-limited: hold
-  else
+  elseif cold and h.cap > 0 and l < h.cap then
+    nxt = l + math.min(math.sqrt(l), math.max(0.02 * l, h.cap - l))
+    h.probe = 0
+  elseif cold and not (h.sample > h.base * (1 + 0.15 * b.tol)) then
+    local need = 0
     local p = h.probe
     if p == 0 then
       p = math.sqrt(l)
     end
-    local rise = p
-    if h.cap > 0 and l >= 0.9 * h.cap and l < 1.05 * h.cap then
-      rise = math.min(rise, math.min(math.sqrt(l), 0.02 * h.cap))
+    local grow = true
+    if l >= peak then
+      need = l
+      if l > prev then
+        need = math.huge
+      end
+      if sample > base * (1 + 0.05 * b.tol) then
+        p = math.min(p, 0.02 * l)
+        grow = false
+      end
     end
-    nxt = l + rise
-    h.probe = math.min(2 * p, b.rise * l)
+    if (t[1] + t[2]) / secs >= 0.9 * need then
+      nxt = l + p
+      if l < peak then
+        nxt = math.min(nxt, peak)
+      end
+      h.probe = 0
+      if grow then
+        h.probe = math.min(2 * p, b.rise * l)
+      end
+    end
+  elseif not cold and sample > base * (1 + 0.5 * b.tol) then
+    h.probe = 0
+  elseif h.cap > 0 and l < h.cap / 0.9 then
+    local up = math.min(l + math.min(math.sqrt(l), 0.02 * l), h.cap)
+    nxt = math.max(up, l + math.min(math.sqrt(l), 0.005 * l))
+    h.probe = 0
+  elseif l > prev then
+    h.probe = 0
+  else
+    nxt = l + math.min(math.sqrt(l), 0.02 * l)
+    h.probe = 0
   end
   nxt = math.min(math.max(nxt, l * (1 - b.fall)), l * (1 + b.rise))
   nxt = math.min(math.max(nxt, b.floor), b.ceil)
+  local bg = (t[2] + t[4]) / secs
+  if bg == 0 then
+    gain = 1
+  elseif saturated or t[4] > 0 and offered >= 0.9 * inforce then
+    gain = math.max(1, gain / 1.03)
+  elseif offered < 0.9 * inforce then
+    gain = math.min(4, gain * 1.03)
+  end
+  h.prev = l
+  h.peak = peak
+  h.gain = gain
   h.limit = nxt
   h.base = base
   h.sample = sample
   h.sat = saturated and 1 or 0
-  h.spare = math.max(0, nxt - (t[1] + t[3]) / secs)
+  h.spare = gain * math.max(0, nxt - (t[1] + t[3]) / secs)
 end
 `

@@ -27,7 +27,7 @@ func quick(context.Context, string) (string, time.Duration, error) { return "v",
 func joinedGroup(tb testing.TB) *Group[string] {
 	g, err := New[string](fixedCache{}, Config{})
 	require.NoError(tb, err)
-	f := &flight[string]{done: make(chan struct{}), entry: Entry[string]{Value: "v", Expires: time.Now().Add(time.Hour)}}
+	f := &flight[string]{done: make(chan struct{}), src: FromFill, entry: Entry[string]{Value: "v", Expires: time.Now().Add(time.Hour)}}
 	close(f.done)
 	g.flights["k"] = f
 	return g
@@ -93,7 +93,7 @@ func BenchmarkFill(b *testing.B) {
 // has its value.
 func BenchmarkLeasedFill(b *testing.B) {
 	client := srv.Client(b)
-	g, err := NewShared[string](fixedCache{}, fleet.Redis{Client: client, Name: uniqueName(), Timeout: time.Second}, SharedConfig{})
+	g, err := NewShared[string](fixedCache{}, fleet.Redis{Client: client, Name: uniqueName(), Timeout: time.Second}, SharedConfig[string]{})
 	require.NoError(b, err)
 	defer g.Close()
 	ctx := context.Background()
@@ -112,5 +112,31 @@ func BenchmarkLeasedFill(b *testing.B) {
 	b.StopTimer()
 	if g.Stats().Unleased != 0 {
 		b.Fatal("fills without the lease")
+	}
+}
+
+// BenchmarkHandoffHit is a miss of a node-local cache served by another
+// node's handoff: a flight, and one round trip that returns the entry
+// instead of the lease, decoded and Set in the cache.
+func BenchmarkHandoffHit(b *testing.B) {
+	client := srv.Client(b)
+	r := fleet.Redis{Client: client, Name: uniqueName(), Timeout: time.Second}
+	cfg := SharedConfig[string]{Handoff: stringCodec{}}
+	holder, err := NewShared[string](newMemCache[string](), r, cfg)
+	require.NoError(b, err)
+	defer holder.Close()
+	ctx := context.Background()
+	hour := func(context.Context, string) (string, time.Duration, error) { return "v", time.Hour, nil }
+	_, err = holder.Do(ctx, "k", hour)
+	require.NoError(b, err)
+	holder.wg.Wait()                                  // handed off
+	g, err := NewShared[string](fixedCache{}, r, cfg) // misses every time
+	require.NoError(b, err)
+	defer g.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, err := g.Do(ctx, "k", hour); err != nil || r.Source != FromHandoff {
+			b.Fatal(r.Source, err)
+		}
 	}
 }

@@ -40,12 +40,22 @@
 // # Across the fleet
 //
 // NewShared adds a fill lease per key in Redis (see NewShared): one node
-// fills, the others poll the cache for its value for a bounded time, and a
-// dead holder's lease expires. Without Redis a node fills on its own. The
-// cache must be shared by the nodes for a waiter to see another node's
-// fill. With node-local caches each node still fills once, after the
-// holder: the marker the holder bumps on release tells the waiters that
-// its value is not coming to them, so they stop waiting at once.
+// fills, the others wait a bounded time for its value, and a dead holder's
+// lease expires. Without Redis a node fills on its own. A waiter finds the
+// holder's value in the cache when the nodes share it. With node-local
+// caches (an in-process cache on each node), SharedConfig.Handoff hands
+// the value over: the holder's release writes the filled entry to Redis
+// beside the lease, for the rest of its fresh lifetime, and the round trip
+// in which another node would take the lease returns the entry instead,
+// which that node Sets in its cache (Source FromHandoff). A key that
+// expires on every node at once then costs one origin fill per lease
+// across the fleet, not one per node. Without a handoff each node still
+// fills once, after the holder: the marker the holder bumps on release
+// tells the waiters that its value is not coming to them, so they stop
+// waiting at once. With a handoff, an invalidation calls Group.Forget once
+// (on any node) besides deleting the key from the nodes' caches, so the
+// copy in Redis does not come back; a fill that began before Forget does
+// not hand its value off.
 //
 // # Anchors, and how this differs
 //

@@ -7,6 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/limiter/fleet"
 	"github.com/herdcap/herdcap/warmup/fill"
 )
 
@@ -60,4 +64,50 @@ func Example() {
 	// <h1>home</h1> fill <nil>
 	// <h1>home</h1> cache <nil>
 	// <h1>old</h1> stale-on-error origin down <nil>
+}
+
+// pageCodec hands pages off between nodes as their bytes.
+type pageCodec struct{}
+
+func (pageCodec) Encode(page string) ([]byte, error) { return []byte(page), nil }
+func (pageCodec) Decode(b []byte) (string, error)    { return string(b), nil }
+
+// Two nodes, each with a cache of its own in memory, and one Redis: a page
+// one node filled is handed to the other, which does not fill it again.
+func ExampleNewShared_handoff() {
+	srv, stop, err := redistest.StartMain() // a private redis-server for the example
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stop()
+	client := redis.NewClient(srv.Options())
+	defer client.Close()
+
+	r := fleet.Redis{Client: client, Name: "pages"}
+	cfg := fill.SharedConfig[string]{Handoff: pageCodec{}}
+	a, err := fill.NewShared[string](&mapCache{m: map[string]fill.Entry[string]{}}, r, cfg)
+	if err != nil {
+		panic(err)
+	}
+	defer a.Close()
+	b, err := fill.NewShared[string](&mapCache{m: map[string]fill.Entry[string]{}}, r, cfg)
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+
+	ra, err := a.Do(ctx, "home", loadPage) // node a fills the page and hands it off
+	fmt.Println(ra.Value, ra.Source, err)
+	rb, err := b.Do(ctx, "home", loadPage) // node b misses its cache: a's page, no fill
+	fmt.Println(rb.Value, rb.Source, err)
+
+	// An invalidation of "home" calls Forget once, on any node, then
+	// deletes the page from every node's cache.
+	fmt.Println(b.Forget(ctx, "home"))
+	// Output:
+	// <h1>home</h1> fill <nil>
+	// <h1>home</h1> handoff <nil>
+	// <nil>
 }

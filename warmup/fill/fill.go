@@ -35,9 +35,9 @@ type Entry[V any] struct {
 // process or shared by the fleet. Get reports a miss with false. Both must
 // be safe for concurrent use; a Cache that cannot reach its store reports a
 // miss from Get and drops a Set. For fleet-wide coalescing (NewShared) the
-// nodes' waiters find a value another node filled only through Get, so the
-// Cache must be shared by the nodes (a remote cache, or a local one in front
-// of a shared one).
+// nodes' waiters find a value another node filled through Get when the
+// Cache is shared by the nodes (a remote cache, or a local one in front of a
+// shared one), or, with node-local caches, through SharedConfig.Handoff.
 type Cache[V any] interface {
 	Get(ctx context.Context, key string) (Entry[V], bool)
 	Set(ctx context.Context, key string, e Entry[V])
@@ -66,9 +66,13 @@ const (
 	// StaleOnError: an expired entry within Config.StaleIfError, served
 	// because the fill failed (Result.FillErr says why).
 	StaleOnError
+	// FromHandoff (NewShared with SharedConfig.Handoff): an entry another
+	// node filled and handed off through Redis, now also in this node's
+	// cache; no fill ran on this node.
+	FromHandoff
 )
 
-// String returns "cache", "fill", "stale" or "stale-on-error".
+// String returns "cache", "fill", "stale", "stale-on-error" or "handoff".
 func (s Source) String() string {
 	switch s {
 	case FromCache:
@@ -79,6 +83,8 @@ func (s Source) String() string {
 		return "stale"
 	case StaleOnError:
 		return "stale-on-error"
+	case FromHandoff:
+		return "handoff"
 	}
 	return fmt.Sprintf("Source(%d)", uint8(s))
 }
@@ -158,8 +164,9 @@ type Config struct {
 	// be safe for concurrent use. If Rand is nil, math/rand/v2.
 	Rand func() float64
 	// Logger receives panics and failed background refreshes (Warn) and,
-	// under NewShared, the breaker's transitions. If Logger is nil, nothing
-	// is logged.
+	// under NewShared, the breaker's transitions and the handoff's
+	// encoding and decoding errors (Warn). If Logger is nil, nothing is
+	// logged.
 	Logger *slog.Logger
 }
 
@@ -229,15 +236,30 @@ type Stats struct {
 	Waited uint64
 	// Unleased (NewShared): fills made without the lease because Redis
 	// could not answer (the failure policy), the lease wait ran out, or
-	// another node's fill finished but its value was not in this node's
-	// cache.
+	// another node's fill finished but its value was neither in this
+	// node's cache nor handed off.
 	Unleased uint64
+	// HandoffHits (SharedConfig.Handoff): flights served an entry another
+	// node handed off (Source FromHandoff).
+	HandoffHits uint64
+	// HandoffWrites (SharedConfig.Handoff): filled entries this Group
+	// handed off to the other nodes when it released the lease.
+	HandoffWrites uint64
+	// HandoffTooLarge (SharedConfig.Handoff): filled entries not handed
+	// off because their encoded value exceeded HandoffMaxBytes.
+	HandoffTooLarge uint64
+	// HandoffErrors (SharedConfig.Handoff): values the Codec failed to
+	// encode or decode (an error or a panic), each logged (Warn). A value
+	// that fails to decode is ignored: the node goes on as if none was
+	// handed off.
+	HandoffErrors uint64
 }
 
 // counters are Stats' atomic counterparts.
 type counters struct {
 	hits, fills, joined, abandoned, stale, staleOnError, refreshes, early atomic.Uint64
 	failed, panics, rejected, leases, waited, unleased                    atomic.Uint64
+	handoffHits, handoffWrites, handoffTooLarge, handoffErrors            atomic.Uint64
 }
 
 // Group coalesces the fills of a read-through cache: for each key, at most
@@ -247,7 +269,8 @@ type counters struct {
 // Do serves, in order: a fresh entry of the cache (Source FromCache;
 // without allocating); an entry expired less than StaleWhileRevalidate ago,
 // at once, starting one background refresh (Source Stale); otherwise the
-// value of the key's fill in flight, or of a new one (Source FromFill). If
+// value of the key's fill in flight, or of a new one (Source FromFill, or
+// FromHandoff when another node handed it off: see NewShared). If
 // that fill fails and the entry expired less than StaleIfError ago, the
 // entry is served instead (Source StaleOnError, with Result.FillErr).
 //
@@ -264,7 +287,8 @@ type counters struct {
 type Group[V any] struct {
 	cache  Cache[V]
 	cfg    Config
-	shared *shared // nil: in process only
+	shared *shared  // nil: in process only
+	codec  Codec[V] // SharedConfig.Handoff; nil: no handoff
 	n      counters
 
 	closing context.Context // ends when Close begins
@@ -284,6 +308,7 @@ type flight[V any] struct {
 	err    error
 	staleU time.Time // the starter's stale entry may be served until then (lease wait)
 	bg     bool      // started by a background refresh
+	src    Source    // FromFill, or FromHandoff
 }
 
 // New returns a Group that fills cache, coalescing fills in this process.
@@ -347,7 +372,7 @@ func (g *Group[V]) Do(ctx context.Context, key string, fill Func[V]) (Result[V],
 			return Result[V]{}, ctx.Err()
 		}
 		if err == nil {
-			return Result[V]{Value: f.entry.Value, Expires: f.entry.Expires, Source: FromFill}, nil
+			return Result[V]{Value: f.entry.Value, Expires: f.entry.Expires, Source: f.src}, nil
 		}
 	}
 	if ok && !errors.Is(err, limiter.ErrClosed) && g.cfg.Clock.Now().Before(staleUntil) {
@@ -399,7 +424,7 @@ func (g *Group[V]) start(ctx context.Context, key string, seen, staleUntil time.
 		g.n.rejected.Add(1)
 		return nil, ErrTooManyFills
 	}
-	f := &flight[V]{done: make(chan struct{}), staleU: staleUntil, bg: background}
+	f := &flight[V]{done: make(chan struct{}), staleU: staleUntil, bg: background, src: FromFill}
 	g.flights[key] = f
 	g.wg.Add(1)
 	g.mu.Unlock()
@@ -419,10 +444,14 @@ func (g *Group[V]) run(ctx context.Context, key string, seen time.Time, fill Fun
 	stop := context.AfterFunc(g.closing, cancel)
 	defer stop()
 
-	var release func(filled bool)
+	var release func(e Entry[V], filled bool)
 	if g.shared != nil {
-		e, found, rel, err := g.lease(ctx, key, seen, f.staleU)
-		if err != nil || found {
+		e, src, rel, err := g.lease(ctx, key, seen, f.staleU)
+		if err != nil || src != 0 {
+			if src == FromHandoff {
+				g.cache.Set(ctx, key, e)
+				f.src = src
+			}
 			g.finish(key, f, e, err)
 			return
 		}
@@ -437,7 +466,7 @@ func (g *Group[V]) run(ctx context.Context, key string, seen time.Time, fill Fun
 	}
 	g.finish(key, f, e, err)
 	if release != nil {
-		release(err == nil)
+		release(e, err == nil)
 	}
 	if err != nil && f.bg {
 		g.cfg.Logger.Warn("herdcap: a background refresh failed", "key", key, "err", err)
@@ -494,7 +523,9 @@ func (g *Group[V]) Stats() Stats {
 	return Stats{Hits: n.hits.Load(), Fills: n.fills.Load(), Joined: n.joined.Load(), Abandoned: n.abandoned.Load(),
 		Stale: n.stale.Load(), StaleOnError: n.staleOnError.Load(), Refreshes: n.refreshes.Load(), Early: n.early.Load(),
 		Failed: n.failed.Load(), Panics: n.panics.Load(), Rejected: n.rejected.Load(),
-		Leases: n.leases.Load(), Waited: n.waited.Load(), Unleased: n.unleased.Load()}
+		Leases: n.leases.Load(), Waited: n.waited.Load(), Unleased: n.unleased.Load(),
+		HandoffHits: n.handoffHits.Load(), HandoffWrites: n.handoffWrites.Load(),
+		HandoffTooLarge: n.handoffTooLarge.Load(), HandoffErrors: n.handoffErrors.Load()}
 }
 
 // Close ends the Group: later calls of Do return limiter.ErrClosed, the

@@ -133,7 +133,7 @@ func hotKey(t *testing.T, client redis.UniversalClient, nodes, callers, rounds i
 		if lease {
 			// Timeout: generous, as these tests count fills, not latency.
 			groups[i], err = NewShared[string](cache, fleet.Redis{Client: client, Name: name, Timeout: time.Second},
-				SharedConfig{LeaseTTL: 5 * time.Second})
+				SharedConfig[string]{LeaseTTL: 5 * time.Second})
 		} else {
 			groups[i], err = New[string](cache, Config{})
 		}
@@ -145,39 +145,51 @@ func hotKey(t *testing.T, client redis.UniversalClient, nodes, callers, rounds i
 	for round := range rounds {
 		cache.Set(context.Background(), "hot", Entry[string]{Value: "old", Expires: time.Now().Add(-time.Second)})
 		before := o.served.Load() + o.refused.Load()
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for _, g := range groups {
-			for range callers {
-				wg.Go(func() {
-					<-start
-					r, err := g.Do(context.Background(), "hot", o.fetch)
-					if err != nil {
-						failures.Add(1)
-						return
-					}
-					assert.Equal(t, "value of hot", r.Value)
-				})
+		stampede(groups, callers, func(g *Group[string]) {
+			r, err := g.Do(context.Background(), "hot", o.fetch)
+			if err != nil {
+				failures.Add(1)
+				return
 			}
-		}
-		close(start)
-		wg.Wait()
-		for _, g := range groups {
-			g.wg.Wait() // leases released: the next expiry is a new one
-		}
+			assert.Equal(t, "value of hot", r.Value)
+		})
 		fills[round] = o.served.Load() + o.refused.Load() - before
 	}
 	return fills, failures.Load()
 }
 
+// redisKinds are the package's private server and its 3-master cluster.
+var redisKinds = []struct {
+	name   string
+	client func(t *testing.T) redis.UniversalClient
+}{
+	{"server", func(t *testing.T) redis.UniversalClient { return srv.Client(t) }},
+	{"cluster", func(t *testing.T) redis.UniversalClient { return cluster.Client(t) }},
+}
+
+// stampede makes callers calls of do at once on each group, and returns
+// once they and the groups' flights have ended (leases released: the next
+// expiry is a new one).
+func stampede(groups []*Group[string], callers int, do func(g *Group[string])) {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		for range callers {
+			wg.Go(func() {
+				<-start
+				do(g)
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	for _, g := range groups {
+		g.wg.Wait()
+	}
+}
+
 func TestHotKeyOneFillPerLease(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		client func(t *testing.T) redis.UniversalClient
-	}{
-		{"server", func(t *testing.T) redis.UniversalClient { return srv.Client(t) }},
-		{"cluster", func(t *testing.T) redis.UniversalClient { return cluster.Client(t) }},
-	} {
+	for _, tc := range redisKinds {
 		t.Run(tc.name, func(t *testing.T) {
 			client := tc.client(t)
 			for _, nodes := range []int{3, 10} {
@@ -202,7 +214,7 @@ func TestDeadLeaseHolder(t *testing.T) {
 	name := uniqueName()
 	cache := &redisCache{c: client, prefix: "cache:" + name + ":"}
 	const ttl, leaseWait = 300 * time.Millisecond, time.Second
-	cfg := SharedConfig{LeaseTTL: ttl, LeaseWait: leaseWait}
+	cfg := SharedConfig[string]{LeaseTTL: ttl, LeaseWait: leaseWait}
 	r := fleet.Redis{Client: client, Name: name, Timeout: time.Second}
 	a, err := NewShared[string](cache, r, cfg)
 	require.NoError(t, err)
@@ -261,7 +273,7 @@ func TestNodeLocalCaches(t *testing.T) {
 	for i := range groups {
 		var err error
 		groups[i], err = NewShared[string](newMemCache[string](), fleet.Redis{Client: client, Name: name, Timeout: time.Second},
-			SharedConfig{LeaseTTL: time.Hour})
+			SharedConfig[string]{LeaseTTL: time.Hour})
 		require.NoError(t, err)
 		defer groups[i].Close()
 	}
@@ -292,7 +304,7 @@ func TestLeaseWaitServesStale(t *testing.T) {
 	name := uniqueName()
 	cache := &redisCache{c: client, prefix: "cache:" + name + ":"}
 	g, err := NewShared[string](cache, fleet.Redis{Client: client, Name: name, Timeout: time.Second},
-		SharedConfig{Config: Config{StaleIfError: time.Hour}, LeaseTTL: time.Hour, LeaseWait: 50 * time.Millisecond})
+		SharedConfig[string]{Config: Config{StaleIfError: time.Hour}, LeaseTTL: time.Hour, LeaseWait: 50 * time.Millisecond})
 	require.NoError(t, err)
 	defer g.Close()
 	keys := g.shared.keys("k")
@@ -322,7 +334,7 @@ func TestRedisDownFillsLocally(t *testing.T) {
 			s := redistest.Start(t)
 			const timeout = 30 * time.Millisecond
 			g, err := NewShared[string](newMemCache[string](), fleet.Redis{Client: s.Client(t), Name: uniqueName(),
-				Timeout: timeout, BreakerFailures: 1, BreakerOpen: time.Hour}, SharedConfig{})
+				Timeout: timeout, BreakerFailures: 1, BreakerOpen: time.Hour}, SharedConfig[string]{})
 			require.NoError(t, err)
 			defer g.Close()
 			ok := func(_ context.Context, key string) (string, time.Duration, error) { return "v" + key, time.Minute, nil }
@@ -356,23 +368,24 @@ func TestSharedBadConfig(t *testing.T) {
 	cache := newMemCache[int]()
 	for _, tc := range []struct {
 		r     fleet.Redis
-		cfg   SharedConfig
+		cfg   SharedConfig[int]
 		field string
 	}{
-		{fleet.Redis{Client: client}, SharedConfig{LeaseTTL: -1}, "fill.SharedConfig.LeaseTTL"},
-		{fleet.Redis{Client: client}, SharedConfig{LeaseTTL: time.Microsecond}, "fill.SharedConfig.LeaseTTL"},
-		{fleet.Redis{Client: client}, SharedConfig{LeaseWait: -1}, "fill.SharedConfig.LeaseWait"},
-		{fleet.Redis{Client: client}, SharedConfig{Config: Config{MaxKeys: -1}}, "fill.SharedConfig.MaxKeys"},
-		{fleet.Redis{}, SharedConfig{}, "Redis.Client"},
-		{fleet.Redis{Client: client, Name: "a:b"}, SharedConfig{}, "Redis.Name"},
-		{fleet.Redis{Client: client, Node: "n"}, SharedConfig{}, "Redis.Node"},
-		{fleet.Redis{Client: client, Heartbeat: time.Second}, SharedConfig{}, "Redis.Heartbeat"},
-		{fleet.Redis{Client: client, Timeout: -1}, SharedConfig{}, "Redis.Timeout"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{LeaseTTL: -1}, "fill.SharedConfig.LeaseTTL"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{LeaseTTL: time.Microsecond}, "fill.SharedConfig.LeaseTTL"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{LeaseWait: -1}, "fill.SharedConfig.LeaseWait"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{Config: Config{MaxKeys: -1}}, "fill.SharedConfig.MaxKeys"},
+		{fleet.Redis{Client: client}, SharedConfig[int]{HandoffMaxBytes: -1}, "fill.SharedConfig.HandoffMaxBytes"},
+		{fleet.Redis{}, SharedConfig[int]{}, "Redis.Client"},
+		{fleet.Redis{Client: client, Name: "a:b"}, SharedConfig[int]{}, "Redis.Name"},
+		{fleet.Redis{Client: client, Node: "n"}, SharedConfig[int]{}, "Redis.Node"},
+		{fleet.Redis{Client: client, Heartbeat: time.Second}, SharedConfig[int]{}, "Redis.Heartbeat"},
+		{fleet.Redis{Client: client, Timeout: -1}, SharedConfig[int]{}, "Redis.Timeout"},
 	} {
 		_, err := NewShared[int](cache, tc.r, tc.cfg)
 		assert.ErrorIs(t, err, limiter.ErrInvalidConfig, tc.field)
 		assert.ErrorContains(t, err, tc.field)
 	}
-	_, err := NewShared[int](nil, fleet.Redis{Client: client}, SharedConfig{})
+	_, err := NewShared[int](nil, fleet.Redis{Client: client}, SharedConfig[int]{})
 	assert.ErrorContains(t, err, "cache is nil")
 }
