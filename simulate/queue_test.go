@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -11,49 +12,112 @@ import (
 
 // TestQueueOrder: events come out in time order, whatever the order and
 // spread they were pushed in (inside the ring, beyond its horizon, into
-// the bucket being drained), and none is lost.
+// the bucket being drained; into a coarse bucket not yet spread and into
+// the fine buckets of the one being drained), and none is lost.
 func TestQueueOrder(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	q := newQueue(1000, 4) // 16 buckets of 1 µs: a small ring, so the far heap works too
-	var want []int64
-	now := int64(0)
-	push := func(d int64) {
-		e := event{at: now + d, id: uint32(len(want))}
-		q.push(e)
-		want = append(want, e.at)
+	for _, c := range []struct{ bits, fbits uint }{{4, 4}, {6, 2}, {6, 0}} {
+		rng := rand.New(rand.NewPCG(1, 2))
+		// Buckets of 1 µs, a small ring, so the far heap works too.
+		q := newLadder(1000, c.bits, c.fbits)
+		var want []int64
+		now := int64(0)
+		push := func(d int64) {
+			e := event{at: now + d, id: uint32(len(want))}
+			q.push(e)
+			want = append(want, e.at)
+		}
+		for range 2000 {
+			push(rng.Int64N(100_000))
+		}
+		var got []int64
+		for q.len() > 0 {
+			e, ok := q.pop()
+			require.True(t, ok)
+			require.GreaterOrEqual(t, e.at, now, "%+v: time never runs backwards", c)
+			now = e.at
+			got = append(got, e.at)
+			if len(want) < 6000 {
+				// Push while draining: into the current bucket, the
+				// current coarse bucket's fine ones, the coarse ring and
+				// the far heap.
+				push([]int64{0, 1, rng.Int64N(4_000), rng.Int64N(64_000), rng.Int64N(1_000_000)}[rng.IntN(5)])
+			}
+		}
+		_, ok := q.pop()
+		assert.False(t, ok)
+		slices.Sort(want)
+		assert.Equal(t, want, got, "%+v", c)
 	}
-	for range 2000 {
-		push(rng.Int64N(100_000))
+}
+
+// TestQueueLadderIsCalendar: the ladder gives events in exactly the order
+// a single-level calendar of its fine buckets gives them (a ladder of one
+// fine bucket a coarse bucket is one), ties and the far heap included:
+// the order a run's results depend on, byte for byte.
+func TestQueueLadderIsCalendar(t *testing.T) {
+	run := func(fbits uint) (out []event, peak int) {
+		rng := rand.New(rand.NewPCG(11, 12))
+		q := newLadder(1000, 8, fbits) // 256 buckets of 1 µs
+		var id uint32
+		push := func(at int64) {
+			// Times on a coarse grid, so that ties are common.
+			q.push(event{at: at / 50 * 50, id: id})
+			id++
+		}
+		for range 3000 {
+			push(rng.Int64N(2_000_000))
+		}
+		now := int64(0)
+		for q.len() > 0 {
+			peak = max(peak, q.len())
+			e, ok := q.pop()
+			require.True(t, ok, "the queue holds q.len() events")
+			now = e.at
+			e.fine = 0 // the queue's own note
+			out = append(out, e)
+			for range rng.IntN(3) {
+				if id < 20_000 {
+					d := []int64{0, rng.Int64N(2_000), rng.Int64N(40_000), rng.Int64N(256_000), 200_000 + rng.Int64N(2_000_000)}[rng.IntN(5)]
+					push(now + d)
+				}
+			}
+		}
+		return out, peak
 	}
-	var got []int64
-	for q.len() > 0 {
-		e, ok := q.pop()
-		require.True(t, ok)
-		require.GreaterOrEqual(t, e.at, now, "time never runs backwards")
-		now = e.at
-		got = append(got, e.at)
-		if len(want) < 6000 {
-			// Push while draining: into the current bucket, the ring and
-			// the far heap.
-			push([]int64{0, 1, rng.Int64N(16_000), rng.Int64N(1_000_000)}[rng.IntN(4)])
+	want, peak := run(0)
+	require.Len(t, want, 20_000)
+	assert.Greater(t, peak, 3000, "the queue grew while draining")
+	for _, fbits := range []uint{3, 5, 8} {
+		got, _ := run(fbits)
+		i := 0
+		for i < min(len(got), len(want)) && got[i] == want[i] {
+			i++
+		}
+		if !assert.Len(t, got, len(want), "fbits %d", fbits) || i < len(want) {
+			t.Errorf("fbits %d: event %d is %+v, want %+v", fbits, i, got[i], want[i])
 		}
 	}
-	_, ok := q.pop()
-	assert.False(t, ok)
-	slices.Sort(want)
-	assert.Equal(t, want, got)
 }
 
 // TestQueueJumpsGaps: an event far beyond the ring is reached without
-// walking the buckets in between one by one forever.
+// walking the buckets in between one by one forever, and the ring's
+// coarse buckets go on from there: events near it, within the horizon or
+// beyond it again, come out in order.
 func TestQueueJumpsGaps(t *testing.T) {
-	q := newQueue(10, 2)
-	q.push(event{at: 1 << 50})
-	q.push(event{at: 5})
-	e, _ := q.pop()
-	assert.Equal(t, int64(5), e.at)
-	e, _ = q.pop()
-	assert.Equal(t, int64(1<<50), e.at)
+	for _, q := range []*queue{newQueue(10, 2), newLadder(10, 4, 2)} {
+		far := int64(1) << 50
+		want := []int64{5, far, far + 7, far + 25, far + 90, far + 200, far + 5000}
+		for _, i := range []int{1, 0, 4, 2, 6, 3, 5} {
+			q.push(event{at: want[i]})
+		}
+		var got []int64
+		for q.len() > 0 {
+			e, ok := q.pop()
+			require.True(t, ok, "the queue holds q.len() events")
+			got = append(got, e.at)
+		}
+		assert.Equal(t, want, got, "fbits %d", q.fbits)
+	}
 }
 
 // TestQueueNoAllocs: in steady state push and pop reuse their buffers.
@@ -91,22 +155,25 @@ func BenchmarkQueue(b *testing.B) {
 
 // TestQueueStableFIFO: events of the same time come out in the order they
 // were pushed, whether the bucket is sorted by insertion (a few events) or
-// by the radix sort (many, over several 8-bit passes of a wide bucket), and
-// an event pushed into the bucket being drained goes after those of its
-// time already there. (Events beyond the ring's horizon pass through the
-// far heap, whose order among equal times is deterministic but not FIFO:
-// this test keeps to the ring.)
+// by the radix sort (many, over several 8-bit passes of a wide bucket),
+// whether they reached their fine bucket directly or through a coarse
+// bucket spread into it, and an event pushed into the bucket being drained
+// goes after those of its time already there. (Events beyond the ring's
+// horizon pass through the far heap, whose order among equal times is
+// deterministic but not FIFO: this test keeps to the ring.)
 func TestQueueStableFIFO(t *testing.T) {
 	for _, n := range []int{5, 31, 32, 5000} {
 		rng := rand.New(rand.NewPCG(uint64(n), 9))
-		q := newQueue(1<<20, 4) // 2^20 ns a bucket: three radix passes
+		// 2^20 ns a bucket: three radix passes; coarse buckets of 4.
+		q := newLadder(1<<20, 4, 2)
 		var id uint32
+		// Few distinct times, so that ties are common, whose offsets in
+		// their bucket differ in every byte (so that each of the three
+		// radix passes sorts), spread over the ring's first 9 buckets
+		// from the bucket b.
+		at := func(b int64) int64 { return (b+rng.Int64N(9))<<20 + rng.Int64N(8)*0x10101 }
 		for range n {
-			// Few distinct times, so that ties are common, whose offsets
-			// in their bucket differ in every byte (so that each of the
-			// three radix passes sorts), spread over the first 9 of the
-			// ring's 16 buckets.
-			q.push(event{at: rng.Int64N(9)<<20 + rng.Int64N(8)*0x10101, id: id})
+			q.push(event{at: at(0), id: id})
 			id++
 		}
 		var last event
@@ -120,11 +187,19 @@ func TestQueueStableFIFO(t *testing.T) {
 					require.Greater(t, e.id, last.id, "n=%d: same time, push order", n)
 				}
 			}
-			if id < uint32(2*n) && rng.IntN(3) == 0 {
-				// Into the current bucket, at the time just popped: after
-				// the events of that time still queued.
-				q.push(event{at: e.at, id: id})
-				id++
+			if id < uint32(3*n) {
+				switch rng.IntN(3) {
+				case 0:
+					// Into the current bucket, at the time just popped:
+					// after the events of that time still queued.
+					q.push(event{at: e.at, id: id})
+					id++
+				case 1:
+					// Into a later bucket, directly or through its coarse
+					// bucket: after the events of its time pushed before.
+					q.push(event{at: max(at(e.at>>20), e.at), id: id})
+					id++
+				}
 			}
 			last, first = e, false
 		}
@@ -145,7 +220,8 @@ func TestQueuePoolFollowsEvents(t *testing.T) {
 			q.push(event{at: now + rng.Int64N(1_000_000)})
 		}
 		for q.len() > 0 {
-			e, _ := q.pop()
+			e, ok := q.pop()
+			require.True(t, ok, "the queue holds q.len() events")
 			now = e.at
 		}
 	}
@@ -168,4 +244,31 @@ func (q *queue) pop() (event, bool) {
 		q.skip()
 	}
 	return e, ok
+}
+
+// TestDivider: the multiply gives the quotient for every divisor shape
+// (1, powers of two, odd, the simulator's 10 ms, the largest) and
+// dividends up to the largest int64, the edges around multiples included.
+func TestDivider(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, d := range []int64{1, 2, 3, 7, 10, 1000, 1 << 20, 10_000_000, 1<<62 + 1, math.MaxInt64 - 1, math.MaxInt64} {
+		v := newDivider(d)
+		check := func(n int64) {
+			if n >= 0 {
+				require.Equal(t, n/d, v.of(n), "%d / %d", n, d)
+			}
+		}
+		for _, n := range []int64{0, 1, d - 1, d, d + 1, math.MaxInt64, math.MaxInt64 - 1} {
+			check(n)
+		}
+		for range 20_000 {
+			n := rng.Int64()
+			check(n)
+			check(n / d * d)
+			check(n/d*d - 1)
+			check(rng.Int64N(1 << 40))
+		}
+	}
+	q := newQueue(10, 2)
+	assert.Equal(t, int64(-1), q.bucketOf(-10), "before the run: divided as before")
 }
