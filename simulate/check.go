@@ -181,5 +181,5 @@ func (s *Scenario) settleEstimate() float64 {
 		schedule = max(rampSchedule(left, s.Trigger.Limit, to, p.Ramp.Seconds()), rampSchedule(left, s.Trigger.Limit, to, 0))
 		wave = p.Tick.Seconds()
 	}
-	return max(60, schedule+wave, affected/s.Origin.Capacity)
+	return max(60, schedule+wave, affected/s.Origin.Capacity, s.warmWork()/s.Origin.Capacity)
 }
