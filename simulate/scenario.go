@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -391,24 +390,25 @@ type ProtectionSpec struct {
 	CallsPerClient float64 `json:"calls_per_client,omitempty"`
 	// WarmWorkers is, for content-push and cold-node, the keys each
 	// warming node fetches at once (warmup.Config.Workers). Default 4
-	// (warmup's), 1 to 1024; only for those triggers.
+	// (warmup's), 1 to 1024; ignored by the other triggers (a warning).
 	WarmWorkers int `json:"warm_workers,omitempty"`
 	// WarmChunk is, for content-push and cold-node, the keys per chunk,
 	// the unit the warming nodes claim (warmup.Config.ChunkSize): chunks
 	// are claimed in order, hottest first, and each worker fetches its
 	// chunk's keys in order, so the fleet works on nodes × workers chunks
-	// at once. Default 1000 (warmup's), 1 to 100,000; only for those
-	// triggers.
+	// at once. Default 1000 (warmup's), 1 to 100,000; ignored by the
+	// other triggers (a warning).
 	WarmChunk int `json:"warm_chunk,omitempty"`
 	// FillLease is, for hot-key, the TTL of the fleet's fill lease per key
 	// (fill.SharedConfig.LeaseTTL): at most one origin fetch per key per
 	// lease across the fleet. Default 10s (fill's FillTimeout, which the
-	// lease defaults to), 1ms to 1h; only for hot-key.
+	// lease defaults to), 1ms to 1h; ignored by the other triggers (a
+	// warning).
 	FillLease Duration `json:"fill_lease,omitempty"`
 	// SlowStart is, for cold-node, the window over which the replaced node
 	// takes a growing share of its traffic (slowstart.Config.Window, from
 	// 10% to all of it, linear in time). Default 1m (slowstart's), 1s to
-	// 1h; only for cold-node.
+	// 1h; ignored by the other triggers (a warning).
 	SlowStart Duration `json:"slow_start,omitempty"`
 }
 
@@ -951,7 +951,8 @@ func (s *Scenario) validateRedis() error {
 	return nil
 }
 
-// validateWarm checks node.zipf and the warm-up triggers' settings.
+// validateWarm checks node.zipf and the warm-up triggers' settings (set
+// for another trigger, they are ignored, and Warnings says so).
 func (s *Scenario) validateWarm() error {
 	p, k := s.Protection, s.Trigger.Kind
 	if z := s.Node.Zipf; math.IsNaN(z) || z < 0 || z > 4 {
@@ -960,36 +961,54 @@ func (s *Scenario) validateWarm() error {
 	if (k == KindContentPush || k == KindColdNode || k == KindHotKey) && s.Node.CacheTTL == 0 {
 		return fieldErr("node.cache_ttl", "must be above 0 for %s (it is about the node caches)", k)
 	}
-	type only struct {
+	for _, err := range []error{
+		checkOptInt("protection.warm_workers", p.WarmWorkers, 1, 1024),
+		checkOptInt("protection.warm_chunk", p.WarmChunk, 1, 100_000),
+		checkOptDur("protection.fill_lease", p.FillLease, time.Millisecond, time.Hour),
+		checkOptDur("protection.slow_start", p.SlowStart, time.Second, time.Hour),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// warmFields are the warm-up triggers' settings, each with the triggers
+// it applies to.
+func (s *Scenario) warmFields() []struct {
+	path  string
+	set   bool
+	kinds []string
+} {
+	p := s.Protection
+	return []struct {
 		path  string
 		set   bool
 		kinds []string
-	}
-	for _, o := range []only{
+	}{
 		{"protection.warm_workers", p.WarmWorkers != 0, []string{KindContentPush, KindColdNode}},
 		{"protection.warm_chunk", p.WarmChunk != 0, []string{KindContentPush, KindColdNode}},
 		{"protection.fill_lease", p.FillLease != 0, []string{KindHotKey}},
 		{"protection.slow_start", p.SlowStart != 0, []string{KindColdNode}},
-	} {
-		if o.set && !slices.Contains(o.kinds, k) {
-			return fieldErr(o.path, "applies to %s only, got it for %s", strings.Join(o.kinds, " and "), truncate(k, 40))
-		}
 	}
-	switch k {
-	case KindContentPush, KindColdNode:
-		if err := checkInt("protection.warm_workers", p.WarmWorkers, 1, 1024); err != nil {
-			return err
-		}
-		if err := checkInt("protection.warm_chunk", p.WarmChunk, 1, 100_000); err != nil {
-			return err
-		}
-		if k == KindColdNode {
-			return checkDur("protection.slow_start", p.SlowStart, time.Second, time.Hour)
-		}
-	case KindHotKey:
-		return checkDur("protection.fill_lease", p.FillLease, time.Millisecond, time.Hour)
+}
+
+// checkOptInt checks an integer that is 0 (unset: not this trigger's) or
+// in [lo, hi].
+func checkOptInt(path string, v, lo, hi int) error {
+	if v == 0 {
+		return nil
 	}
-	return nil
+	return checkInt(path, v, lo, hi)
+}
+
+// checkOptDur checks a duration that is 0 (unset) or in [lo, hi].
+func checkOptDur(path string, d Duration, lo, hi time.Duration) error {
+	if d == 0 {
+		return nil
+	}
+	return checkDur(path, d, lo, hi)
 }
 
 func (s *Scenario) validateTrigger() error {
