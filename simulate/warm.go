@@ -209,6 +209,7 @@ type warmWorker struct {
 	pos, end int // its chunk's next position and end in order; pos == end: none
 	sent     int64
 	ok, held bool
+	again    bool // the fetch under way repeats one that failed
 	h        originguard.Hold
 }
 
@@ -277,6 +278,9 @@ func (s *sim) warmStep(w int) {
 func (s *sim) warmSend(w int, h originguard.Hold) {
 	wk := &s.warm.workers[w]
 	wk.sent = s.now
+	if !wk.again {
+		s.intended++ // the warm's work: each key once
+	}
 	s.series.WarmCalls[s.sec()]++
 	t, ok := s.sendOrigin(h)
 	wk.ok = ok
@@ -303,12 +307,14 @@ func (s *sim) warmDone(w int) {
 			}
 		}
 		wk.pos++
+		wk.again = false
 		m.done++
 		if m.done == len(m.order) {
 			m.doneAt = s.now
 		}
 	} else {
 		m.failed++
+		wk.again = true
 	}
 	s.warmStep(w)
 }
@@ -334,6 +340,7 @@ func (s *sim) fillStart(k int) {
 		return // another node holds it: serve stale
 	}
 	l.until[k] = s.now + int64(s.sc.Protection.FillLease)
+	s.intended++ // the refresh of the need served stale
 	h, err := s.prot.reserveOrigin(s.ctx, s.now, time.Duration(s.org.timeout-s.rlat), originguard.Foreground)
 	if err != nil {
 		if !s.tolerate(err) {
