@@ -181,12 +181,13 @@
 //     its own goroutines): the keys hottest first cut into chunks of
 //     Protection.WarmChunk, each node's Protection.WarmWorkers workers
 //     claiming the lowest chunk not yet claimed and fetching its keys in
-//     order, one at a time, a failed fetch made again. A fetched key is
-//     stored add-only (warmup's rule) and keeps the stale entry's expiry
-//     (Redis's SET with KEEPTTL), so that what the warm fetched in a
-//     minute does not all expire in the same minute; it renews the entries
-//     the nodes hold, and a node that holds nothing of a key fetches it
-//     when asked, as before. Result.Hit90S is the time to a node hit rate
+//     order, one at a time, a failed fetch tried again 3 times after
+//     100 ms doubled each time, then reported failed (warmup's defaults).
+//     A fetched key is stored add-only (warmup's rule) and keeps the stale
+//     entry's expiry (Redis's SET with KEEPTTL), so that what the warm
+//     fetched in a minute does not all expire in the same minute; it
+//     renews the entries the nodes hold, and a node that holds nothing of
+//     a key fetches it when asked, as before. Result.Hit90S is the time to a node hit rate
 //     of 90%, against the physical limit WarmPhysicalS: the keys that
 //     carry 90% of the clients, one call each, ÷ the origin's spare
 //     capacity during the warm (capacity less the calls that were not the

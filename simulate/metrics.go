@@ -392,9 +392,10 @@ type Result struct {
 	// during the warm (its capacity less the calls that were not the
 	// warm's, averaged over the trigger's second to Hit90S; -1 when that
 	// spare is not positive, an overloaded origin), and Hit90OverPhysical
-	// Hit90S ÷ WarmPhysicalS. WarmDoneS is when the warm had fetched every
-	// key (-1: not by the end, or no warm), WarmFailed its fetches that
-	// failed and were made again.
+	// Hit90S ÷ WarmPhysicalS. WarmDoneS is when the warm had been through
+	// every key (-1: not by the end, or no warm), WarmFailed counts its
+	// fetches that failed, WarmKeysFailed the keys it reported failed
+	// after its retries.
 	NodeHitRate       float64 `json:"node_hit_rate"`
 	Hit90S            float64 `json:"hit90_s"`
 	WarmKeys          int     `json:"warm_keys"`
@@ -403,6 +404,7 @@ type Result struct {
 	Hit90OverPhysical float64 `json:"hit90_over_physical"`
 	WarmDoneS         float64 `json:"warm_done_s"`
 	WarmFailed        int64   `json:"warm_failed"`
+	WarmKeysFailed    int64   `json:"warm_keys_failed"`
 	// HotKeyFetches is, for hot-key, the origin fetches of the key in the
 	// first node-cache TTL after it expired everywhere (one expiry), and
 	// HotKeyLeasePeak the most in any protection.fill_lease window after

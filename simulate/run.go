@@ -254,7 +254,7 @@ func (s *sim) result(storeName string) *Result {
 		order, key90 := s.popularity(s.watch)
 		r.WarmKeys, r.WarmKey90 = len(order), key90
 		if m := s.warm; m != nil {
-			r.WarmFailed = m.failed
+			r.WarmFailed, r.WarmKeysFailed = m.failed, m.keysFailed
 			if m.doneAt >= 0 {
 				r.WarmDoneS = secondsOf(m.doneAt - s.trig)
 			}

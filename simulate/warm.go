@@ -179,8 +179,9 @@ func (s *sim) slowAdmit(i int) bool {
 // that each key is fetched once across the fleet. Every fetch takes the
 // origin guard's Background lane (the real guard; with protection.headroom
 // paced by the spare capacity), and a refused one comes back after the
-// guard's Retry-After. A fetch that fails is made again: no key is
-// dropped. A fetched key is stored add-only (warmup's rule: never over a
+// guard's Retry-After. A fetch that fails is tried again as warmup does
+// (3 times, after 100 ms doubled each time), then the key is reported
+// failed: counted (Result.WarmKeysFailed), never silently dropped. A fetched key is stored add-only (warmup's rule: never over a
 // value fresher than the fetch). After a content push it renews the
 // stale entries the nodes hold and keeps their expiry (as Redis's SET
 // with KEEPTTL does), so that the entries' expiries stay spread as they
@@ -200,8 +201,12 @@ type warmer struct {
 	workers []warmWorker
 	done    int   // keys warmed
 	doneAt  int64 // when the last was; -1: not yet
-	failed  int64 // fetches that failed and were made again
-	rng     *rand.Rand
+	failed  int64 // fetches that failed
+	// keysFailed counts the keys reported failed after warmRetries
+	// retries
+	keysFailed int64
+	lastAt     int64 // now, for next1
+	rng        *rand.Rand
 }
 
 // warmWorker is one worker: the key it fetches and its guard decision.
@@ -209,7 +214,7 @@ type warmWorker struct {
 	pos, end int // its chunk's next position and end in order; pos == end: none
 	sent     int64
 	ok, held bool
-	again    bool // the fetch under way repeats one that failed
+	tries    int // failed fetches of the current key
 	h        originguard.Hold
 }
 
@@ -231,6 +236,23 @@ func (s *sim) startWarm(node int) {
 	s.warm = m
 	for w := range m.workers {
 		s.push(event{at: s.now, id: uint32(w), kind: evSystem, arg: sysWarm})
+	}
+}
+
+// warmup.Config's defaults for a failed fetch: tried again Retries times,
+// after RetryBackoff doubled each time, then reported failed.
+const (
+	warmRetries      = 3
+	warmRetryBackoff = 100 * time.Millisecond
+)
+
+// next1 moves worker wk past its key, fetched or reported failed.
+func (m *warmer) next1(wk *warmWorker) {
+	wk.pos++
+	wk.tries = 0
+	m.done++
+	if m.done == len(m.order) {
+		m.doneAt = m.lastAt
 	}
 }
 
@@ -278,7 +300,7 @@ func (s *sim) warmStep(w int) {
 func (s *sim) warmSend(w int, h originguard.Hold) {
 	wk := &s.warm.workers[w]
 	wk.sent = s.now
-	if !wk.again {
+	if wk.tries == 0 {
 		s.intended++ // the warm's work: each key once
 	}
 	s.series.WarmCalls[s.sec()]++
@@ -292,6 +314,7 @@ func (s *sim) warmSend(w int, h originguard.Hold) {
 // key; a failure is fetched again.
 func (s *sim) warmDone(w int) {
 	m := s.warm
+	m.lastAt = s.now
 	wk := &m.workers[w]
 	if wk.ok {
 		k := m.order[wk.pos]
@@ -306,15 +329,17 @@ func (s *sim) warmDone(w int) {
 				nd.renewed[k] = true
 			}
 		}
-		wk.pos++
-		wk.again = false
-		m.done++
-		if m.done == len(m.order) {
-			m.doneAt = s.now
-		}
+		m.next1(wk)
 	} else {
 		m.failed++
-		wk.again = true
+		wk.tries++
+		if wk.tries <= warmRetries {
+			// warmup's retry: after RetryBackoff, doubled each time.
+			s.push(event{at: s.now + int64(warmRetryBackoff)<<(wk.tries-1), id: uint32(w), kind: evSystem, arg: sysWarm})
+			return
+		}
+		m.keysFailed++ // reported failed: counted, not dropped
+		m.next1(wk)
 	}
 	s.warmStep(w)
 }

@@ -54,6 +54,7 @@ func TestCacheBuiltIns(t *testing.T) {
 			}
 			assert.Positive(t, p.WarmDoneS, "the warm fetched every key")
 			assert.Zero(t, p.WarmFailed)
+			assert.Zero(t, p.WarmKeysFailed)
 			assert.Less(t, p.WarmKey90, p.WarmKeys, "a skewed popularity: fewer keys carry 90%")
 			assert.GreaterOrEqual(t, p.Hit90S, 0.0)
 			assert.Positive(t, p.NodeHitRate)
@@ -93,10 +94,10 @@ func TestZipfKeys(t *testing.T) {
 // TestWarmFieldsValidate: the warm-up settings are refused out of range,
 // naming the field, and draw a warning for a trigger they do not apply to.
 func TestWarmFieldsValidate(t *testing.T) {
-	sc, err := ParseScenario([]byte(`{"name": "x", "clients": 1000, "origin": {"capacity": 10}, "trigger": {"kind": "incident"}, "node": {"zipf": 5}}`))
+	_, err := ParseScenario([]byte(`{"name": "x", "clients": 1000, "origin": {"capacity": 10}, "trigger": {"kind": "incident"}, "node": {"zipf": 5}}`))
 	require.ErrorIs(t, err, ErrInvalidScenario)
 	assert.ErrorContains(t, err, "scenario.node.zipf: must be in [0, 4]")
-	sc, err = ParseScenario([]byte(`{"name": "x", "clients": 1000, "origin": {"capacity": 10}, "trigger": {"kind": "incident"}, "protection": {"slow_start": "1m"}}`))
+	sc, err := ParseScenario([]byte(`{"name": "x", "clients": 1000, "origin": {"capacity": 10}, "trigger": {"kind": "incident"}, "protection": {"slow_start": "1m"}}`))
 	require.NoError(t, err, "ignored for another trigger")
 	assert.Contains(t, sc.Warnings(), "scenario.protection.slow_start: applies to cold-node only: ignored for incident")
 	for _, tc := range []struct {
