@@ -206,12 +206,13 @@
 //     request that misses while its first call is under way (no per-process
 //     coalescing), and the entries, refilled together, expire together
 //     again a TTL later. Protected, a fleet fill lease per key (warmup/fill
-//     NewShared's rule, modelled: its lease lives in Redis on real time):
-//     a node that finds a key expired less than a TTL ago serves the stale
-//     value and, unless another node holds the key's lease, takes it for
-//     Protection.FillLease and fetches through the guard's Foreground lane;
-//     the value goes to the cache the nodes share (every node's entry) and
-//     the lease is released. A miss with nothing stale to serve fetches as
+//     NewShared's rule with SharedConfig.Handoff, modelled: its lease lives
+//     in Redis on real time): a node that finds a key expired less than a
+//     TTL ago serves the stale value and, unless another node holds the
+//     key's lease, takes it for Protection.FillLease and fetches through
+//     the guard's Foreground lane; on release the value reaches every
+//     node's cache (the handoff: a shared cache would do the same) and the
+//     lease is released. A miss with nothing stale to serve fetches as
 //     before. Result.HotKeyFetches counts the key's origin fetches in the
 //     TTL after it expired, HotKeyLeasePeak the most in a lease.
 //

@@ -344,12 +344,13 @@ func (s *sim) warmDone(w int) {
 	s.warmStep(w)
 }
 
-// leases are the fleet's fill leases (warmup/fill's NewShared rule,
-// modelled: its lease lives in Redis on real time): per key, until when
-// a node holds it, whether its fill succeeded, and the fill's guard
-// decision while held. A node that needs a key refreshed takes the lease
-// unless another node holds one in force; the holder fetches, stores the
-// value in the cache the nodes share (every node's entry) and releases it.
+// leases are the fleet's fill leases (warmup/fill's NewShared rule with
+// SharedConfig.Handoff, modelled: its lease lives in Redis on real time):
+// per key, until when a node holds it, whether its fill succeeded, and
+// the fill's guard decision while held. A node that needs a key refreshed
+// takes the lease unless another node holds one in force; the holder
+// fetches, and on release the value reaches every node's cache (the
+// handoff) and the lease is free.
 type leases struct {
 	until []int64
 	ok    []bool
