@@ -148,12 +148,14 @@ func assertSameNumbers(t *testing.T, mem, red *Comparison) {
 	// microseconds the Lua script (µs) and the in-process store
 	// (ns) can book a held call 1 µs apart, which moves that
 	// second's longest queueing delay by 1 µs and nothing else
-	// (seen in node-failure; every other number is identical).
+	// (seen in node-failure; every other number is identical), or by
+	// 2 µs where two such calls queue one behind the other (seen in
+	// content-push, whose warm keeps the origin's queue busy).
 	for k, r := range []*Result{red.Unprotected, red.Protected} {
 		m := []*Result{mem.Unprotected, mem.Protected}[k]
 		require.Len(t, r.Series.QueueDelay, len(m.Series.QueueDelay))
 		for i, d := range r.Series.QueueDelay {
-			assert.InDelta(t, m.Series.QueueDelay[i], d, 1.5e-6, "second %d", i)
+			assert.InDelta(t, m.Series.QueueDelay[i], d, 2.5e-6, "second %d", i)
 		}
 		r.Series.QueueDelay = m.Series.QueueDelay
 	}
