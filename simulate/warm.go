@@ -181,8 +181,9 @@ func (s *sim) slowAdmit(i int) bool {
 // paced by the spare capacity), and a refused one comes back after the
 // guard's Retry-After. A fetch that fails is tried again as warmup does
 // (3 times, after 100 ms doubled each time), then the key is reported
-// failed: counted (Result.WarmKeysFailed), never silently dropped. A fetched key is stored add-only (warmup's rule: never over a
-// value fresher than the fetch). After a content push it renews the
+// failed: counted (Result.WarmKeysFailed), never silently dropped. A
+// fetched key is stored add-only (warmup's rule: never over a value
+// fresher than the fetch). After a content push it renews the
 // stale entries the nodes hold and keeps their expiry (as Redis's SET
 // with KEEPTTL does), so that the entries' expiries stay spread as they
 // were: stored with a new TTL, everything the warm fetched in a minute
@@ -203,9 +204,8 @@ type warmer struct {
 	doneAt  int64 // when the last was; -1: not yet
 	failed  int64 // fetches that failed
 	// keysFailed counts the keys reported failed after warmRetries
-	// retries
+	// retries.
 	keysFailed int64
-	lastAt     int64 // now, for next1
 	rng        *rand.Rand
 }
 
@@ -246,13 +246,13 @@ const (
 	warmRetryBackoff = 100 * time.Millisecond
 )
 
-// next1 moves worker wk past its key, fetched or reported failed.
-func (m *warmer) next1(wk *warmWorker) {
+// next1 moves worker wk past its key, fetched or reported failed, at now.
+func (m *warmer) next1(wk *warmWorker, now int64) {
 	wk.pos++
 	wk.tries = 0
 	m.done++
 	if m.done == len(m.order) {
-		m.doneAt = m.lastAt
+		m.doneAt = now
 	}
 }
 
@@ -311,10 +311,9 @@ func (s *sim) warmSend(w int, h originguard.Hold) {
 
 // warmDone ends worker w's fetch: a value fills the warmed nodes' entries
 // older than the fetch (add-only), and the worker goes on with its next
-// key; a failure is fetched again.
+// key; a failure is tried again, or reported (see warmer).
 func (s *sim) warmDone(w int) {
 	m := s.warm
-	m.lastAt = s.now
 	wk := &m.workers[w]
 	if wk.ok {
 		k := m.order[wk.pos]
@@ -329,7 +328,7 @@ func (s *sim) warmDone(w int) {
 				nd.renewed[k] = true
 			}
 		}
-		m.next1(wk)
+		m.next1(wk, s.now)
 	} else {
 		m.failed++
 		wk.tries++
@@ -339,7 +338,7 @@ func (s *sim) warmDone(w int) {
 			return
 		}
 		m.keysFailed++ // reported failed: counted, not dropped
-		m.next1(wk)
+		m.next1(wk, s.now)
 	}
 	s.warmStep(w)
 }
