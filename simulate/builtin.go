@@ -15,7 +15,7 @@ var builtinFS embed.FS
 
 // builtinOrder is the order BuiltIn returns the scenarios in; scenario
 // files embedded under scenarios/ that it does not name follow it, sorted.
-var builtinOrder = []string{"rogue-invalidate", "reconnect-storm", "incident", "config-change", "node-failure", "cold-start", "redis-outage", "misconfigured-budget"}
+var builtinOrder = []string{"rogue-invalidate", "reconnect-storm", "incident", "config-change", "node-failure", "cold-start", "redis-outage", "misconfigured-budget", "content-push", "cold-node", "hot-key"}
 
 // schemaFile is the JSON Schema embedded beside the scenarios: not one.
 const schemaFile = "scenario.schema.json"

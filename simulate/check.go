@@ -3,6 +3,8 @@ package simulate
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -106,6 +108,12 @@ func (s *Scenario) changeBound() (x float64, at int, ok bool) {
 //   - A capacity change (origin.changes) that takes the origin's capacity
 //     below the origin budget: the fixed budget will overload it while the
 //     change lasts (a budget that follows the origin's headroom would not).
+//   - A warm-up setting (protection.warm_workers, warm_chunk, fill_lease,
+//     slow_start) for a trigger it does not apply to: it is ignored.
+//   - A content push or a cold node paced by a fixed origin budget whose
+//     burst is one call (a small size): the guard's background lane, which
+//     the warm takes, keeps half the burst for the foreground, so the warm
+//     gets nothing.
 //
 // With protection.headroom the first two and the last do not apply: the
 // headroom, not the configured rates, paces the rollout, the admission and
@@ -136,6 +144,15 @@ func (s *Scenario) Warnings() []string {
 			warn(fmt.Sprintf("origin.changes[%d].factor", k), "%s takes the origin's capacity to %s per second, below protection.origin_budget %s: the protected run's fixed budget will overload the origin while it lasts",
 				fmtNum(c.Factor), fmtNum(capacity), fmtNum(p.OriginBudget))
 		}
+	}
+	for _, f := range s.warmFields() {
+		if f.set && !slices.Contains(f.kinds, s.Trigger.Kind) {
+			warn(f.path, "applies to %s only: ignored for %s", strings.Join(f.kinds, " and "), s.Trigger.Kind)
+		}
+	}
+	if fixed && s.warmKind() && originLimit(p.OriginBudget).Burst < 2 {
+		warn("protection.origin_budget", "%s per second has a burst of 1 call: the origin guard's background lane takes a token only when the budget keeps half its burst, so the warm gets nothing; raise the budget or the size, or set protection.headroom",
+			fmtNum(p.OriginBudget))
 	}
 	secs := int(s.Duration.D() / time.Second)
 	at := s.Trigger.At.Seconds()
@@ -181,5 +198,5 @@ func (s *Scenario) settleEstimate() float64 {
 		schedule = max(rampSchedule(left, s.Trigger.Limit, to, p.Ramp.Seconds()), rampSchedule(left, s.Trigger.Limit, to, 0))
 		wave = p.Tick.Seconds()
 	}
-	return max(60, schedule+wave, affected/s.Origin.Capacity)
+	return max(60, schedule+wave, affected/s.Origin.Capacity, s.warmWork()/s.Origin.Capacity)
 }

@@ -34,6 +34,7 @@ func TestDeterministic(t *testing.T) {
 			}
 			sc.Duration = Duration(6 * time.Minute)
 			fitChanges(sc)
+			fitWarm(sc)
 			a := compareJSON(t, sc, Config{})
 			b := compareJSON(t, sc, Config{})
 			assert.Equal(t, string(a), string(b))
@@ -80,10 +81,25 @@ func redisSized(t *testing.T, name string) *Scenario {
 		// The backlog is done within the ramp (about 300 s of its 600 s).
 		sc.Duration = Duration(8 * time.Minute)
 	}
+	fitWarm(sc)
 	// Each session is one origin call: Validate refuses admission faster
 	// than the origin.
 	p.AdmissionRate = min(p.AdmissionRate, sc.Origin.Capacity)
 	return sc
+}
+
+// fitWarm gives a warm-up built-in shrunk for a test an origin (and a
+// fixed budget) of at least 40 calls a second, so that the budget's burst
+// (5%) is 2 and the guard's background lane lets the warm through: at the
+// built-in's own rates, 3,000 clients have a burst of 1, which leaves it
+// nothing.
+func fitWarm(sc *Scenario) {
+	if !sc.warmKind() || sc.Protection.OriginBudget >= 40 {
+		return
+	}
+	f := 40 / sc.Protection.OriginBudget
+	sc.Origin.Capacity *= f
+	sc.Protection.OriginBudget = 40
 }
 
 // TestMemoryAgainstRedis: the same runs with coordination on a private
@@ -105,7 +121,7 @@ func TestMemoryAgainstRedis(t *testing.T) {
 			fitChanges(sc)
 			mem, err := Compare(context.Background(), sc, Config{})
 			require.NoError(t, err)
-			if sc.Protection.Headroom == nil {
+			if sc.Protection.Headroom == nil && !cacheTrigger(sc) {
 				// Paced by headroom, the rollout takes what the origin
 				// leaves, which this size does not make fit the run.
 				require.True(t, mem.Protected.Converged, "the protected change completes within the run")
@@ -132,12 +148,14 @@ func assertSameNumbers(t *testing.T, mem, red *Comparison) {
 	// microseconds the Lua script (µs) and the in-process store
 	// (ns) can book a held call 1 µs apart, which moves that
 	// second's longest queueing delay by 1 µs and nothing else
-	// (seen in node-failure; every other number is identical).
+	// (seen in node-failure; every other number is identical), or by
+	// 2 µs where two such calls queue one behind the other (seen in
+	// content-push, whose warm keeps the origin's queue busy).
 	for k, r := range []*Result{red.Unprotected, red.Protected} {
 		m := []*Result{mem.Unprotected, mem.Protected}[k]
 		require.Len(t, r.Series.QueueDelay, len(m.Series.QueueDelay))
 		for i, d := range r.Series.QueueDelay {
-			assert.InDelta(t, m.Series.QueueDelay[i], d, 1.5e-6, "second %d", i)
+			assert.InDelta(t, m.Series.QueueDelay[i], d, 2.5e-6, "second %d", i)
 		}
 		r.Series.QueueDelay = m.Series.QueueDelay
 	}

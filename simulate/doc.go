@@ -8,7 +8,10 @@
 // real herdcap code through its injected clocks (limiter budgets,
 // admission.Gate, invalidate.Coordinator's AdvanceAt and AppendDue, the
 // client core's retry decision over a retry.Backoff with a seeded source
-// and a retry.Budget); it re-implements none of them.
+// and a retry.Budget); it re-implements none of them. Two components run
+// on real time and cannot be stepped: the warm-up triggers model their
+// schedule instead, warmup.Warmer's chunk claims and warmup/fill's fleet
+// lease, each rule stated below with the package that implements it.
 //
 //   - Clients (1 to 10,000,000) each hold a connection to one node (at
 //     first client i to node i mod nodes; see the load balancer below)
@@ -20,7 +23,9 @@
 //     directive a client drops its copy and refetches; on a disconnect it
 //     reconnects.
 //   - Nodes (1 to 50) cache page data by key (Node.Keys keys; client i
-//     reads one key, shared with the clients of the same key): a fetch the
+//     reads one key, shared with the clients of the same key, every key
+//     about as popular by default, or skewed by a seeded Zipf draw with
+//     Node.Zipf, so that a few keys carry most requests): a fetch the
 //     node's entry can serve (filled by an origin fetch within
 //     Node.CacheTTL, and after the change for a client that applied it) is
 //     answered from the cache; a miss is a call to the origin, which
@@ -154,6 +159,63 @@
 // budgets, admission and rollouts run on Redis, with the virtual time
 // passed to every script, and the same seed gives the same numbers.
 //
+// # Warm-ups: content push, cold node, hot key
+//
+// Three triggers are about the node caches rather than the clients: no
+// client is told anything and none converges; what is judged is the
+// origin, the failed requests, and the node hit rate (Series.Fresh ÷
+// Lookups: fetches a node answered from its cache with the current
+// content). With Node.Zipf the caches start in steady state for skewed
+// keys: an entry its node asks for λ times a second starts live with the
+// probability λT ÷ (1 + λT) of a TTL T, as it would be after a long run.
+//
+//   - content-push: new content makes every entry filled before the push
+//     out of date at once. Unprotected, every node misses on every key its
+//     clients ask for (nodes × keys origin calls) and the naive clients
+//     retry each second. Protected, a node answers with its stale entry
+//     (stale-while-revalidate, as warmup/fill serves it) while one warm
+//     fetches each key once for the fleet, hottest first, in the origin
+//     guard's Background lane, on the run's fixed budget or headroom: page
+//     views' misses keep the Foreground lane. The guard is the real one;
+//     the warm's schedule is modelled (warmup.Warmer runs on real time and
+//     its own goroutines): the keys hottest first cut into chunks of
+//     Protection.WarmChunk, each node's Protection.WarmWorkers workers
+//     claiming the lowest chunk not yet claimed and fetching its keys in
+//     order, one at a time, a failed fetch tried again 3 times after
+//     100 ms doubled each time, then reported failed (warmup's defaults).
+//     A fetched key is stored add-only (warmup's rule) and keeps the stale
+//     entry's expiry (Redis's SET with KEEPTTL), so that what the warm
+//     fetched in a minute does not all expire in the same minute; it
+//     renews the entries the nodes hold, and a node that holds nothing of
+//     a key fetches it when asked, as before. Result.Hit90S is the time to a node hit rate
+//     of 90%, against the physical limit WarmPhysicalS: the keys that
+//     carry 90% of the clients, one call each, ÷ the origin's spare
+//     capacity during the warm (capacity less the calls that were not the
+//     warm's).
+//   - cold-node: node Trigger.Node's cache is replaced by an empty one
+//     while its clients stay on it. Unprotected, it misses on every key its
+//     clients ask for. Protected, warmup/slowstart's Gate (the real one,
+//     on the virtual clock, Window Protection.SlowStart) admits a growing
+//     share of the node's fetches and answers the rest 503 with its
+//     Retry-After (a refusal the client reads as httpmw.SlowStart's), and
+//     the warm above fills that node's keys, hottest first, each stored
+//     with its TTL shortened by a random share of up to half, so that the
+//     node's entries do not expire together.
+//   - hot-key: the most popular key expires on every node at the same
+//     moment. Unprotected, each node calls the origin for it once per
+//     request that misses while its first call is under way (no per-process
+//     coalescing), and the entries, refilled together, expire together
+//     again a TTL later. Protected, a fleet fill lease per key (warmup/fill
+//     NewShared's rule with SharedConfig.Handoff, modelled: its lease lives
+//     in Redis on real time): a node that finds a key expired less than a
+//     TTL ago serves the stale value and, unless another node holds the
+//     key's lease, takes it for Protection.FillLease and fetches through
+//     the guard's Foreground lane; on release the value reaches every
+//     node's cache (the handoff: a shared cache would do the same) and the
+//     lease is released. A miss with nothing stale to serve fetches as
+//     before. Result.HotKeyFetches counts the key's origin fetches in the
+//     TTL after it expired, HotKeyLeasePeak the most in a lease.
+//
 // # The Redis model
 //
 // Scenario.Redis makes the store a component that takes time and fails:
@@ -212,8 +274,9 @@
 // trigger: rogue-invalidate (one node tells every client to invalidate),
 // reconnect-storm (a share of clients drop at once, or one node restarts),
 // incident (the rogue invalidation, with clients that reconnect on
-// errors), and config-change (a content push paced by a limit that an
-// operator raises 100× at once, against ramped). Each runs unprotected and
+// errors), config-change (a content push paced by a limit that an
+// operator raises 100× at once, against ramped), and the warm-ups
+// content-push, cold-node and hot-key (above). Each runs unprotected and
 // protected with the same seed (Compare); the clients' placement and poll
 // phases are the same in both.
 //

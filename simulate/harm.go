@@ -62,6 +62,11 @@ func (r *Result) harm(sc *Scenario, trig int) {
 		last := max(r.ConvergeS, r.RecoverS, r.OutageS+60)
 		end = min(secs, trig+int(math.Ceil(last)))
 	}
+	if sc.warmKind() && r.Hit90S >= 0 && r.Recovered {
+		// No client converges: the storm lasts until the node caches
+		// serve the new content again.
+		end = min(secs, trig+int(math.Ceil(max(r.Hit90S, r.RecoverS, 60))))
+	}
 	r.StormS = float64(end - from)
 	var reqs, errs, refused float64
 	for i := from; i < end; i++ {

@@ -51,6 +51,17 @@ type Series struct {
 	// capacity (calls per second) as the nodes apply them at the second's
 	// end, with protection.headroom; 0 otherwise.
 	Limit, Spare []float64
+	// Lookups counts the fetches that looked up a node cache, Fresh those
+	// it answered with the current content (a stale answer is not
+	// fresh): the node hit rate, of every node, or with cold-node of the
+	// replaced one.
+	Lookups, Fresh []float64
+	// WarmCalls counts the warm's origin calls (content-push and
+	// cold-node, protected); they are in OriginCalls too.
+	WarmCalls []float64
+	// HotKeyCalls counts the origin calls for hot-key's key after it
+	// expired, clients' fetches and fills alike (in OriginCalls too).
+	HotKeyCalls []float64
 	// LatencyP99 is the 99th percentile of the time to data (seconds) of
 	// the needs that a fetch completed in the second, from a per-second
 	// log-linear histogram (see NoLatency for its precision), or
@@ -140,6 +151,7 @@ func newSeries(secs int) *Series {
 		Requests: f(), Errors: f(), Refused: f(), Goodput: f(), Changed: f(),
 		Reconnects: f(), ReconnectsRefused: f(), Connected: f(), Unconverged: f(), RedisOps: f(), RedisFailed: f(),
 		Limit: f(), Spare: f(), LatencyP99: f(), lat: make([]uint32, secs*latBuckets),
+		Lookups: f(), Fresh: f(), WarmCalls: f(), HotKeyCalls: f(),
 	}
 }
 
@@ -368,6 +380,38 @@ type Result struct {
 	// after the trigger at all (HitRecoverS is 0 when it did not).
 	HitDropped bool `json:"hit_dropped"`
 
+	// The warm-up triggers' figures (content-push, cold-node; see warm.go),
+	// -1 where they do not apply. NodeHitRate is the node hit rate
+	// (Series.Fresh ÷ Lookups: fetches the node cache answered with the
+	// current content) before the trigger; Hit90S the time from the
+	// trigger until it first is at least 90% (-1: never). WarmKeys is
+	// the number of keys the clients read (of the replaced node, for
+	// cold-node), WarmKey90 the fewest of them, hottest first, that carry
+	// 90% of those clients. WarmPhysicalS is the physical limit of Hit90S:
+	// WarmKey90 keys at one origin call each ÷ the origin's spare capacity
+	// during the warm (its capacity less the calls that were not the
+	// warm's, averaged over the trigger's second to Hit90S; -1 when that
+	// spare is not positive, an overloaded origin), and Hit90OverPhysical
+	// Hit90S ÷ WarmPhysicalS. WarmDoneS is when the warm had been through
+	// every key (-1: not by the end, or no warm), WarmFailed counts its
+	// fetches that failed, WarmKeysFailed the keys it reported failed
+	// after its retries.
+	NodeHitRate       float64 `json:"node_hit_rate"`
+	Hit90S            float64 `json:"hit90_s"`
+	WarmKeys          int     `json:"warm_keys"`
+	WarmKey90         int     `json:"warm_key90"`
+	WarmPhysicalS     float64 `json:"warm_physical_s"`
+	Hit90OverPhysical float64 `json:"hit90_over_physical"`
+	WarmDoneS         float64 `json:"warm_done_s"`
+	WarmFailed        int64   `json:"warm_failed"`
+	WarmKeysFailed    int64   `json:"warm_keys_failed"`
+	// HotKeyFetches is, for hot-key, the origin fetches of the key in the
+	// first node-cache TTL after it expired everywhere (one expiry), and
+	// HotKeyLeasePeak the most in any protection.fill_lease window after
+	// the trigger (-1 for other triggers).
+	HotKeyFetches   int64 `json:"hot_key_fetches"`
+	HotKeyLeasePeak int64 `json:"hot_key_lease_peak"`
+
 	// Series is the per-second time series (not in the JSON).
 	Series *Series `json:"-"`
 }
@@ -545,6 +589,7 @@ func (r *Result) summarize(sc *Scenario, h *hist, trig int) {
 	r.ScheduleS = round6(r.ScheduleS)
 	r.WaveS = round6(r.WaveS)
 	r.HitDropped = lastLow >= 0
+	r.warmMetrics(sc, trig)
 	r.harm(sc, trig)
 	r.headroomMetrics(sc, trig)
 }
@@ -587,7 +632,7 @@ const failWindow = 10
 func (r *Result) collapse(sc *Scenario, trig int) {
 	s := r.Series
 	secs := len(s.OriginCalls)
-	r.SettleS = round6(max(60, r.ScheduleS+r.WaveS, float64(r.Affected)/sc.Origin.Capacity))
+	r.SettleS = round6(max(60, r.ScheduleS+r.WaveS, float64(r.Affected)/sc.Origin.Capacity, sc.warmWork()/sc.Origin.Capacity))
 	win := int(CollapseWindow / time.Second)
 	from := secs - win
 	if float64(from) < float64(trig)+r.SettleS || from < 60 {

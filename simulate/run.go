@@ -249,6 +249,17 @@ func (s *sim) result(storeName string) *Result {
 			s.hist.add(s.end - t)
 		}
 	}
+	r.WarmKeys, r.WarmKey90, r.WarmDoneS = -1, -1, -1
+	if sc.warmKind() {
+		order, key90 := s.popularity(s.watch)
+		r.WarmKeys, r.WarmKey90 = len(order), key90
+		if m := s.warm; m != nil {
+			r.WarmFailed, r.WarmKeysFailed = m.failed, m.keysFailed
+			if m.doneAt >= 0 {
+				r.WarmDoneS = secondsOf(m.doneAt - s.trig)
+			}
+		}
+	}
 	r.summarize(sc, &s.hist, int(s.trig/int64(time.Second)))
 	return r
 }

@@ -58,6 +58,20 @@ const (
 	// KindConfigChange: the limit pacing a content refresh is raised at
 	// once (unprotected) or ramped (protected).
 	KindConfigChange = "config-change"
+	// KindContentPush: new content makes every node's cache out of date
+	// at once (unprotected: every node refetches what its clients ask
+	// for; protected: the nodes serve stale while one warm fetches each
+	// key once for the fleet, hottest first, in the origin's background
+	// lane).
+	KindContentPush = "content-push"
+	// KindColdNode: node Trigger.Node is replaced by one with an empty
+	// cache (protected: it takes a growing share of its traffic, as
+	// warmup/slowstart decides, while a warm fills it hottest first).
+	KindColdNode = "cold-node"
+	// KindHotKey: the most popular key expires on every node at the same
+	// moment (protected: a fleet fill lease, one origin fetch per key per
+	// lease, the others served stale).
+	KindHotKey = "hot-key"
 )
 
 // ErrInvalidScenario is wrapped by every scenario parsing and validation
@@ -225,6 +239,13 @@ type NodeSpec struct {
 	// the node dropped after 1 s, then 2, 4, 8, 16 and 32 s (Linux's
 	// defaults), and a retransmit that finds room in the backlog connects.
 	ConnectTimeout Duration `json:"connect_timeout,omitempty"`
+	// Zipf skews the keys' popularity: 0 (the default) gives each client
+	// a key by a fixed hash of its index, every key about as popular as
+	// any other; s > 0 draws each client's key from a Zipf law of
+	// exponent s (key k, from 0, chosen with a weight 1 ÷ (k+1)^s), with
+	// the run's seed, so that a few keys carry most of the traffic and
+	// "hottest first" means something. 0 to 4.
+	Zipf float64 `json:"zipf,omitempty"`
 	// HealthCheck is how long the load balancer in front of the nodes
 	// takes to notice that a node went down, or came back: its health
 	// check's interval times the failures (or successes) it needs in a
@@ -367,6 +388,28 @@ type ProtectionSpec struct {
 	// client.reconnect_on_invalidate. 1 to 100. It paces rollouts only
 	// with Headroom (admission counts 1 call per session).
 	CallsPerClient float64 `json:"calls_per_client,omitempty"`
+	// WarmWorkers is, for content-push and cold-node, the keys each
+	// warming node fetches at once (warmup.Config.Workers). Default 4
+	// (warmup's), 1 to 1024; ignored by the other triggers (a warning).
+	WarmWorkers int `json:"warm_workers,omitempty"`
+	// WarmChunk is, for content-push and cold-node, the keys per chunk,
+	// the unit the warming nodes claim (warmup.Config.ChunkSize): chunks
+	// are claimed in order, hottest first, and each worker fetches its
+	// chunk's keys in order, so the fleet works on nodes × workers chunks
+	// at once. Default 1000 (warmup's), 1 to 100,000; ignored by the
+	// other triggers (a warning).
+	WarmChunk int `json:"warm_chunk,omitempty"`
+	// FillLease is, for hot-key, the TTL of the fleet's fill lease per key
+	// (fill.SharedConfig.LeaseTTL): at most one origin fetch per key per
+	// lease across the fleet. Default 10s (fill's FillTimeout, which the
+	// lease defaults to), 1ms to 1h; ignored by the other triggers (a
+	// warning).
+	FillLease Duration `json:"fill_lease,omitempty"`
+	// SlowStart is, for cold-node, the window over which the replaced node
+	// takes a growing share of its traffic (slowstart.Config.Window, from
+	// 10% to all of it, linear in time). Default 1m (slowstart's), 1s to
+	// 1h; ignored by the other triggers (a warning).
+	SlowStart Duration `json:"slow_start,omitempty"`
 }
 
 // HeadroomSpec bounds the origin's adaptive limit (headroom.Bounds), in
@@ -406,8 +449,8 @@ type Trigger struct {
 	// Share is the share of clients affected, in (0, 1]. Default 1.
 	// Invalidations reach every client, so they need 1.
 	Share float64 `json:"share,omitempty"`
-	// Node is the rogue (invalidations) or restarted (reconnect storm with
-	// Cause "restart") node, 0 to Nodes-1.
+	// Node is the rogue (invalidations), restarted (reconnect storm with
+	// Cause "restart") or replaced (cold-node) node, 0 to Nodes-1.
 	Node int `json:"node,omitempty"`
 	// Cause is the reconnect storm's cause: "blip" (Share of all clients
 	// drop; the default), "restart" (node Node restarts: its clients drop
@@ -642,6 +685,22 @@ func (s *Scenario) Defaults() {
 	}
 	if s.Redis.Failure == "" {
 		s.Redis.Failure = FailureLocal
+	}
+	// The warm-up triggers' settings, only for them, so that the other
+	// scenarios read as before.
+	switch t.Kind {
+	case KindContentPush, KindColdNode:
+		if p.WarmWorkers == 0 {
+			p.WarmWorkers = 4
+		}
+		if p.WarmChunk == 0 {
+			p.WarmChunk = 1000
+		}
+		if t.Kind == KindColdNode {
+			setDur(&p.SlowStart, time.Minute)
+		}
+	case KindHotKey:
+		setDur(&p.FillLease, 10*time.Second)
 	}
 }
 
@@ -892,13 +951,73 @@ func (s *Scenario) validateRedis() error {
 	return nil
 }
 
+// validateWarm checks node.zipf and the warm-up triggers' settings (set
+// for another trigger, they are ignored, and Warnings says so).
+func (s *Scenario) validateWarm() error {
+	p, k := s.Protection, s.Trigger.Kind
+	if z := s.Node.Zipf; math.IsNaN(z) || z < 0 || z > 4 {
+		return fieldErr("node.zipf", "must be in [0, 4], got %v", z)
+	}
+	if (k == KindContentPush || k == KindColdNode || k == KindHotKey) && s.Node.CacheTTL == 0 {
+		return fieldErr("node.cache_ttl", "must be above 0 for %s (it is about the node caches)", k)
+	}
+	for _, err := range []error{
+		checkOptInt("protection.warm_workers", p.WarmWorkers, 1, 1024),
+		checkOptInt("protection.warm_chunk", p.WarmChunk, 1, 100_000),
+		checkOptDur("protection.fill_lease", p.FillLease, time.Millisecond, time.Hour),
+		checkOptDur("protection.slow_start", p.SlowStart, time.Second, time.Hour),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// warmFields are the warm-up triggers' settings, each with the triggers
+// it applies to.
+func (s *Scenario) warmFields() []struct {
+	path  string
+	set   bool
+	kinds []string
+} {
+	p := s.Protection
+	return []struct {
+		path  string
+		set   bool
+		kinds []string
+	}{
+		{"protection.warm_workers", p.WarmWorkers != 0, []string{KindContentPush, KindColdNode}},
+		{"protection.warm_chunk", p.WarmChunk != 0, []string{KindContentPush, KindColdNode}},
+		{"protection.fill_lease", p.FillLease != 0, []string{KindHotKey}},
+		{"protection.slow_start", p.SlowStart != 0, []string{KindColdNode}},
+	}
+}
+
+// checkOptInt checks an integer that is 0 (unset: not this trigger's) or
+// in [lo, hi].
+func checkOptInt(path string, v, lo, hi int) error {
+	if v == 0 {
+		return nil
+	}
+	return checkInt(path, v, lo, hi)
+}
+
+// checkOptDur checks a duration that is 0 (unset) or in [lo, hi].
+func checkOptDur(path string, d Duration, lo, hi time.Duration) error {
+	if d == 0 {
+		return nil
+	}
+	return checkDur(path, d, lo, hi)
+}
+
 func (s *Scenario) validateTrigger() error {
 	t := s.Trigger
 	switch t.Kind {
-	case KindRogueInvalidate, KindIncident, KindReconnectStorm, KindConfigChange:
+	case KindRogueInvalidate, KindIncident, KindReconnectStorm, KindConfigChange, KindContentPush, KindColdNode, KindHotKey:
 	default:
-		return fieldErr("trigger.kind", "must be one of %q, %q, %q, %q, got %q",
-			KindRogueInvalidate, KindReconnectStorm, KindIncident, KindConfigChange, truncate(t.Kind, 40))
+		return fieldErr("trigger.kind", "must be one of %q, %q, %q, %q, %q, %q, %q, got %q",
+			KindRogueInvalidate, KindReconnectStorm, KindIncident, KindConfigChange, KindContentPush, KindColdNode, KindHotKey, truncate(t.Kind, 40))
 	}
 	if t.At <= 0 || t.At >= s.Duration {
 		return fieldErr("trigger.at", "must be in (0, duration = %v), got %v", s.Duration.D(), t.At.D())
@@ -922,6 +1041,9 @@ func (s *Scenario) validateTrigger() error {
 		return fieldErr("trigger.cause", "applies to %s only, got %q for %s", KindReconnectStorm, truncate(t.Cause, 40), t.Kind)
 	}
 	if err := checkDur("trigger.downtime", t.Downtime, 0, time.Hour); err != nil {
+		return err
+	}
+	if err := s.validateWarm(); err != nil {
 		return err
 	}
 	if err := checkRate("trigger.limit", t.Limit, t.Kind != KindConfigChange); err != nil {

@@ -108,7 +108,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 	sorted := func(v ...string) []string { slices.Sort(v); return v }
 	assert.Equal(t, sorted(PolicyNone, PolicyJitter, PolicySlot), enum("client", "backoff"))
 	assert.Equal(t, sorted(PolicyNone, PolicyJitter), enum("client", "unprotected_backoff"))
-	assert.Equal(t, sorted(KindRogueInvalidate, KindReconnectStorm, KindIncident, KindConfigChange), enum("trigger", "kind"))
+	assert.Equal(t, sorted(KindRogueInvalidate, KindReconnectStorm, KindIncident, KindConfigChange, KindContentPush, KindColdNode, KindHotKey), enum("trigger", "kind"))
 	assert.Equal(t, sorted("blip", "restart", "cold-start"), enum("trigger", "cause"))
 	bound := root["$defs"].(map[string]any)["bound"].(map[string]any)
 	var metrics []string

@@ -62,7 +62,11 @@ const (
 	sysAdvance  // a tick's rollout advance, RedisSpec.Latency after it
 	sysRedisDown
 	sysRedisUp
-	sysRecord // an origin call completes: record it with the guard (id: its parked slot)
+	sysRecord   // an origin call completes: record it with the guard (id: its parked slot)
+	sysWarm     // a warm worker's next step (id: the worker)
+	sysWarmDone // a warm worker's origin call completes (id: the worker)
+	sysFill     // a fill lease's origin call completes (id: the key)
+	sysFillCall // a fill lease's origin call, held by the guard, goes (id: the key)
 )
 
 // Actions: at most one is pending per client (actAt/act say which; an
@@ -106,6 +110,10 @@ type nodeState struct {
 	// fill is, per page-data key, when an origin fetch last filled the
 	// node's cache entry (virtual ns; noFill: never).
 	fill []int64
+	// renewed marks, after a content push, the entries filled before it
+	// that the warm renewed (new content, the same expiry); nil without a
+	// push.
+	renewed []bool
 }
 
 // hintExact marks a client's hint as exact (a slot the server spread,
@@ -168,6 +176,13 @@ type sim struct {
 	retryDelay  int64
 	reaction    int64
 	nodeLat     int64
+	keyOf       []uint32 // node.zipf: each client's key; nil: the fixed hash
+	pushedAt    int64    // content-push: when the content changed; math.MinInt64: no push
+	watch       int      // the node whose cache the node hit rate watches; -1: every node
+	warm        *warmer  // content-push and cold-node, protected: the warm
+	lease       *leases  // hot-key, protected: the fleet's fill leases
+	slow        *slowGate
+	hotKey      int      // hot-key: the key that expires; -1: none
 	refresh     []uint32 // config change: clients in refresh order
 	refreshNext int
 	refreshLeft int // config change: clients still to refresh at the trigger
@@ -211,8 +226,11 @@ func (s *sim) id(i int) string { return s.ids[i*s.idLen : (i+1)*s.idLen] }
 func (s *sim) node(i int) int { return int(s.cl[i].node) }
 
 // key is client i's page-data key: a fixed mix of its index, so that the
-// clients of a key spread over every node.
+// clients of a key spread over every node, or with node.zipf its draw.
 func (s *sim) key(i int) int {
+	if s.keyOf != nil {
+		return int(s.keyOf[i])
+	}
 	z := uint64(i) + 0x9e3779b97f4a7c15
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
 	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
@@ -275,7 +293,14 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		nodeLat:    int64(sc.Node.Latency),
 		series:     newSeries(int(sc.Duration.D() / time.Second)),
 		rlat:       redisLatency(sc, mode),
+		watch:      -1,
+		hotKey:     -1,
+		pushedAt:   math.MinInt64,
 	}
+	if sc.Trigger.Kind == KindColdNode {
+		s.watch = sc.Trigger.Node
+	}
+	s.keyOf = zipfKeys(sc)
 	s.cl = make([]client, n)
 	adviseHuge(unsafe.Pointer(unsafe.SliceData(s.cl)), n*int(unsafe.Sizeof(client{})))
 	pol := sc.Client.UnprotectedBackoff
@@ -320,6 +345,7 @@ func newSim(ctx context.Context, sc *Scenario, mode Mode) *sim {
 		s.cl[i] = client{flags: fConn | fCopy, actAt: -1, needAt: -1, node: uint8(i % sc.Nodes)}
 		s.schedulePoll(i)
 	}
+	s.steadyCaches()
 	s.connected = n
 	return s
 }
@@ -496,6 +522,14 @@ func (s *sim) system(e event) {
 		s.prot.recordAt(e.id)
 	case sysRedisDown, sysRedisUp:
 		s.outage(int(e.id), e.arg == sysRedisDown)
+	case sysWarm:
+		s.warmStep(int(e.id))
+	case sysWarmDone:
+		s.warmDone(int(e.id))
+	case sysFill:
+		s.fillDone(int(e.id))
+	case sysFillCall:
+		s.fillCall(int(e.id))
 	case sysPush:
 		if !s.pushAll() {
 			return // the rollout is pushed: no more push intervals
@@ -560,6 +594,8 @@ func (s *sim) trigger() {
 				s.drop(i)
 			}
 		}
+	case KindContentPush, KindColdNode, KindHotKey:
+		s.warmTrigger()
 	case KindConfigChange:
 		s.refreshLeft = len(s.refresh) - s.refreshNext
 		l := refreshLimit(sc.Trigger.Limit*sc.Trigger.Factor, sc.Protection.Tick.D())
@@ -702,7 +738,7 @@ func (s *sim) cached(i int) bool {
 		return false
 	}
 	f := s.nodes[s.node(i)].fill[s.key(i)]
-	if s.now-f >= s.cacheTTL {
+	if s.now-f >= s.cacheTTL || (f < s.pushedAt && !s.renewed(i)) {
 		return false
 	}
 	return s.target == 0 || s.cl[i].epoch < s.target || f >= s.changeAt
@@ -713,9 +749,18 @@ func (s *sim) cached(i int) bool {
 // misses is an intended origin call.
 func (s *sim) fetch(i int) {
 	s.series.Requests[s.sec()]++
+	if s.slow != nil && s.node(i) == s.slow.node && !s.slowAdmit(i) {
+		return
+	}
 	first := s.cl[i].flags&fLooked == 0
 	s.cl[i].flags |= fLooked
 	if s.cached(i) {
+		s.lookup(i, true)
+		s.setAct(i, aFetchHit, s.now+s.nodeLat)
+		return
+	}
+	s.lookup(i, false)
+	if s.prot != nil && s.serveStale(i) {
 		s.setAct(i, aFetchHit, s.now+s.nodeLat)
 		return
 	}
@@ -789,6 +834,9 @@ func (s *sim) stormLane() originguard.Lane {
 }
 
 func (s *sim) fetchOrigin(i int) {
+	if s.hotKey >= 0 && s.key(i) == s.hotKey {
+		s.series.HotKeyCalls[s.sec()]++
+	}
 	t, ok := s.callOrigin(i)
 	if ok {
 		s.setAct(i, aFetchOK, t)
@@ -842,16 +890,23 @@ func (s *sim) told(i int, h clientcore.Hint) {
 // sysRecord event), when a real node would learn it: a headroom
 // controller learns of a timeout when its caller does.
 func (s *sim) callOrigin(i int) (int64, bool) {
-	sec := s.sec()
-	s.originCalls++
-	s.series.OriginCalls[sec]++
-	timeout := s.org.timeout
 	var h originguard.Hold
 	if s.prot != nil {
 		h = s.prot.holds[i]
 		s.prot.holds[i] = originguard.Hold{}
-		timeout -= int64(h.Wait)
 	}
+	return s.sendOrigin(h)
+}
+
+// sendOrigin sends an origin call now whose guard decision was h (the
+// zero Hold when unguarded; its wait is counted against the caller's
+// deadline) and returns when its caller learns the outcome, recording the
+// outcome with the guard then.
+func (s *sim) sendOrigin(h originguard.Hold) (int64, bool) {
+	sec := s.sec()
+	s.originCalls++
+	s.series.OriginCalls[sec]++
+	timeout := s.org.timeout - int64(h.Wait)
 	t, out, wait, waste := s.org.call(s.now, timeout)
 	if h.Allowed {
 		k := s.prot.park(h, outcomes[out], time.Duration(t-s.now))

@@ -79,6 +79,13 @@ func TestWindowsAtFullSize(t *testing.T) {
 		assert.Equal(t, 1, changeWindow(sc, secs, 0), sc.Name)
 		small, err := sc.Scale(1000)
 		require.NoError(t, err)
+		if cacheTrigger(sc) {
+			// No client changes (the change window is 1 at every size),
+			// and their budgets are other than 2,000 at 1,000,000.
+			assert.Equal(t, 1, changeWindow(small, secs, 0), sc.Name)
+			assert.Greater(t, peakWindow(small.Protection.OriginBudget, originLimit(small.Protection.OriginBudget).Burst, secs), 1, sc.Name)
+			continue
+		}
 		if sc.Protection.Headroom == nil {
 			// Paced by headroom, the origin budget is a cap (2 × the
 			// capacity in misconfigured-budget) and the peak is judged

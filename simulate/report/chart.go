@@ -28,6 +28,8 @@ type chart struct {
 	// extra returns a third series to draw, in purple, with its label
 	// (nil: none).
 	extra func(c *simulate.Comparison) (string, []float64)
+	// when says whether the comparison has this chart (nil: always).
+	when func(c *simulate.Comparison) bool
 }
 
 type ref struct {
@@ -89,6 +91,22 @@ var charts = []chart{
 			return out
 		},
 		ymax: func(*simulate.Comparison) float64 { return 1.05 },
+	},
+	{
+		file: "nodehit", title: "Node cache hit rate (answers with the current content)", ylabel: "fresh hits ÷ node lookups",
+		get: func(s *simulate.Series) []float64 {
+			out := make([]float64, len(s.Lookups))
+			for i, n := range s.Lookups {
+				out[i] = math.NaN() // no lookup, no rate
+				if n > 0 {
+					out[i] = s.Fresh[i] / n
+				}
+			}
+			return out
+		},
+		ymax: func(*simulate.Comparison) float64 { return 1.05 },
+		// The triggers about the node caches: content-push, cold-node.
+		when: func(c *simulate.Comparison) bool { return c.Protected.WarmKeys >= 0 },
 	},
 	{
 		file: "changed", title: "Clients changed per second", ylabel: "clients per second (log)", log: true,

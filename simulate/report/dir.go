@@ -148,8 +148,9 @@ func WriteCSV(w io.Writer, c *simulate.Comparison) error {
 // WriteDir writes, for each comparison, NAME.csv (the per-second series),
 // the charts NAME-origin (with the capacity and the budget), NAME-goodput,
 // NAME-errors, NAME-latency (client time to data, p99 per second),
-// NAME-connected, NAME-hitrate and NAME-changed, unprotected against
-// protected, as PNG and SVG, and index.html, a report that embeds the
+// NAME-connected, NAME-hitrate, NAME-nodehit (the node caches' hit rate
+// with the current content, for content-push and cold-node) and
+// NAME-changed, unprotected against protected, as PNG and SVG, and index.html, a report that embeds the
 // charts and explains each verdict beside the table. It creates files only
 // under dir. Two comparisons of one scenario name are refused (their files
 // would overwrite each other's), before anything is written.
@@ -182,6 +183,9 @@ func WriteDir(dir string, cs []*simulate.Comparison) (err error) {
 		}
 		page := htmlScenario{Name: name, Description: c.Scenario.Description, CSV: name + ".csv", Verdicts: verdicts(c)}
 		for _, ch := range charts {
+			if ch.when != nil && !ch.when(c) {
+				continue
+			}
 			for _, format := range []string{"png", "svg"} {
 				b, err := renderChart(c, ch, format)
 				if err != nil {

@@ -105,6 +105,36 @@ var rows = []row{
 		}
 		return formatNum(r.HitRecoverS) + " s"
 	}},
+	{"node hit rate: normal / 90% after (÷ physical limit)", func(r *simulate.Result) string {
+		if r.WarmKeys < 0 {
+			return "-"
+		}
+		out := formatNum(r.NodeHitRate) + " / "
+		if r.Hit90S < 0 {
+			return out + "never"
+		}
+		out += formatNum(r.Hit90S) + " s"
+		if r.WarmPhysicalS >= 0 {
+			out += " (" + formatNum(r.Hit90OverPhysical) + " × " + formatNum(r.WarmPhysicalS) + " s)"
+		}
+		return out
+	}},
+	{"warm: keys / 90% of clients' / all fetched after / failed", func(r *simulate.Result) string {
+		if r.WarmKeys < 0 {
+			return "-"
+		}
+		done := "-"
+		if r.WarmDoneS >= 0 {
+			done = formatNum(r.WarmDoneS) + " s"
+		}
+		return formatNum(float64(r.WarmKeys)) + " / " + formatNum(float64(r.WarmKey90)) + " / " + done + " / " + formatNum(float64(r.WarmFailed))
+	}},
+	{"hot key: origin fetches in one expiry / most per lease", func(r *simulate.Result) string {
+		if r.HotKeyFetches < 0 {
+			return "-"
+		}
+		return formatNum(float64(r.HotKeyFetches)) + " / " + formatNum(float64(r.HotKeyLeasePeak))
+	}},
 	{"recovered after the trigger", func(r *simulate.Result) string {
 		switch {
 		case r.Collapsed:
