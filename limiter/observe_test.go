@@ -30,7 +30,7 @@ func TestLocalReportsDecisions(t *testing.T) {
 	}
 	_, err = lb.Take(ctx, Request{Key: "user:2", N: 2})
 	require.NoError(t, err)
-	_, err = lb.Take(ctx, Request{Key: "user:2", N: 1, Limit: Limit{Rate: 5, Period: time.Minute, Burst: 5}})
+	_, err = lb.Take(ctx, Request{Key: "user:3", N: 1, Limit: Limit{Rate: 5, Period: time.Minute, Burst: 5}})
 	require.NoError(t, err)
 	_, err = lb.Take(ctx, Request{Key: "", N: 1}) // bad request: no decision, no event
 	require.Error(t, err)
