@@ -47,3 +47,26 @@ func BenchmarkLocalAllowNObserved(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLocalObserveDispatch isolates what AllowN adds for its hook:
+// the nil check, and with a no-op hook the event's construction and the
+// call. On a loaded machine it resolves what BenchmarkLocalAllowNObserved's
+// noise hides.
+func BenchmarkLocalObserveDispatch(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		obs  *observe.Hooks
+	}{
+		{"none", nil},
+		{"noop", &observe.Hooks{Decision: func(observe.Decision) {}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			lb, _ := NewLocal(PerSecond(1e9, 1e9), Config{Observe: c.obs, Name: "api"})
+			d := Decision{Allowed: true, Taken: 1, Via: ViaLocal}
+			b.ReportAllocs()
+			for b.Loop() {
+				lb.observed(d, 1)
+			}
+		})
+	}
+}
