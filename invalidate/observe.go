@@ -11,8 +11,9 @@ import (
 // observer is what a Coordinator knows of the rollouts it has reported.
 type observer struct {
 	on   func(observe.Rollout) // nil: no events
-	mu   sync.Mutex            // guards seen; never held while on runs
+	mu   sync.Mutex            // guards seen and last; never held while on runs
 	seen map[string]seenRollout
+	last *view // the view last reported: an unchanged view reports nothing
 }
 
 type seenRollout struct {
@@ -28,6 +29,11 @@ func (o *observer) report(v *view, reason string) {
 	}
 	var out []observe.Rollout
 	o.mu.Lock()
+	if v == o.last {
+		o.mu.Unlock()
+		return
+	}
+	o.last = v
 	if o.seen == nil {
 		o.seen = map[string]seenRollout{}
 	}
