@@ -63,9 +63,13 @@ func BenchmarkLocalObserveDispatch(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			lb, _ := NewLocal(PerSecond(1e9, 1e9), Config{Observe: c.obs, Name: "api"})
 			d := Decision{Allowed: true, Taken: 1, Via: ViaLocal}
+			var err error
 			b.ReportAllocs()
 			for b.Loop() {
-				lb.observed(d, 1)
+				// What AllowN runs after its decision, as it is there.
+				if lb.onDec != nil && err == nil {
+					lb.onDec(observed(lb.name, d, 1))
+				}
 			}
 		})
 	}
