@@ -41,7 +41,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Observe receives each origin's limit, spare and saturation
 	// (observe.Headroom) after every control interval that changed one,
-	// read once at construction. Nil: none.
+	// and a shared controller's breaker changes (observe.Breaker, named by
+	// its Redis name), read once at construction. Nil: none.
 	Observe *observe.Hooks
 }
 

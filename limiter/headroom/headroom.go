@@ -45,6 +45,7 @@ type Controller struct {
 	closeOnce sync.Once
 
 	onHeadroom func(observe.Headroom) // Config.Observe.Headroom; nil: none
+	onBreaker  func(observe.Breaker)  // Config.Observe.Breaker (a shared controller's); nil: none
 }
 
 // Origin is one origin's headroom: the limit a guard carries in its budget
@@ -168,7 +169,7 @@ func newController(cfg Config, path string) (*Controller, error) {
 		byName:   make(map[string]*Origin, len(specs)),
 	}
 	if cfg.Observe != nil {
-		c.onHeadroom = cfg.Observe.Headroom
+		c.onHeadroom, c.onBreaker = cfg.Observe.Headroom, cfg.Observe.Breaker
 	}
 	for _, s := range specs {
 		o := &Origin{c: c, name: s.name, b: s.b, st: newState(s.b.Initial)}

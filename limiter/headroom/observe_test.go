@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/internal/fakeclock"
+	"github.com/herdcap/herdcap/internal/redistest"
+	"github.com/herdcap/herdcap/limiter/fleet"
 	"github.com/herdcap/herdcap/limiter/origin"
 	"github.com/herdcap/herdcap/observe"
 )
@@ -50,4 +52,22 @@ func TestControllerReportsHeadroom(t *testing.T) {
 	assert.Equal(t, o.Limit().PerSecond(), last.Limit)
 	assert.Equal(t, o.Spare(), last.Spare)
 	assert.Equal(t, o.Stats().Saturated, last.Saturated)
+}
+
+// TestSharedControllerReportsBreaker: a shared controller's breaker opens
+// when its redis-server dies, and Config.Observe hears of it.
+func TestSharedControllerReportsBreaker(t *testing.T) {
+	s := redistest.Start(t)
+	got := make(chan observe.Breaker, 8)
+	clk := fakeclock.New(time.Unix(1_000_000, 0))
+	// A generous time limit: CI runs under -race on 2 loaded cores.
+	c, err := NewShared(fleet.Redis{Client: s.Client(t), Name: "observed", Timeout: time.Second, BreakerFailures: 1},
+		SharedConfig{Config: Config{Origins: map[string]Bounds{"db": {Floor: 10, Ceiling: 1000}}, Clock: clk,
+			Observe: &observe.Hooks{Breaker: func(e observe.Breaker) { got <- e }}}})
+	require.NoError(t, err)
+	defer c.Close()
+	s.Kill(t)
+	clk.Add(time.Second) // one control interval: its report fails
+	require.NotEmpty(t, got)
+	assert.Equal(t, observe.Breaker{Policy: "observed", From: observe.BreakerClosed, To: observe.BreakerOpen}, <-got)
 }
