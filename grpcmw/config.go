@@ -16,6 +16,7 @@ import (
 	"github.com/herdcap/herdcap/internal/serverside"
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // ErrNoKey is what a key function returns (wrapped with %w) when the call
@@ -119,6 +120,11 @@ type RateLimitConfig struct {
 	// method and throttled to about one record a second per kind with a
 	// count of those suppressed. If Logger is nil, nothing is logged.
 	Logger *slog.Logger
+	// Observe receives a shadow policy's refusals as observe.Decision
+	// events of Outcome observe.Shadow, named by the policy (its budget,
+	// if observed, reports its own decision too). Read once at
+	// construction; nil: none.
+	Observe *observe.Hooks
 }
 
 // AdmitConfig configures Admit. The zero value gates every call but

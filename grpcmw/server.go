@@ -78,6 +78,7 @@ func newRateLimit(cfg RateLimitConfig, policies []Policy) (*rateLimit, error) {
 		Common:                common("grpcmw: RateLimit", cfg.Skip, cfg.LimitHealth, cfg.Logger),
 		UnavailableRetryAfter: cfg.UnavailableRetryAfter,
 		Path:                  "RateLimitConfig",
+		Observe:               cfg.Observe,
 	}
 	keyed := 0
 	for _, p := range policies {

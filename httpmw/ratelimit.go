@@ -14,6 +14,7 @@ import (
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/internal/wire"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // ErrNoKey is what a key function returns (wrapped with %w) when the
@@ -112,6 +113,11 @@ type RateLimitConfig struct {
 	// to about one record a second with a count of those suppressed. If
 	// Logger is nil, nothing is logged.
 	Logger *slog.Logger
+	// Observe receives a shadow policy's refusals as observe.Decision
+	// events of Outcome observe.Shadow, named by the policy (its budget,
+	// if observed, reports its own decision too). Read once at
+	// construction; nil: none.
+	Observe *observe.Hooks
 }
 
 // defaultMaxHeld is MaxHeld's default.
@@ -195,6 +201,7 @@ func newRateLimit(cfg RateLimitConfig, policies []Policy) (*rateLimit, error) {
 			Logger: cfg.Logger, Names: rateLimitNames},
 		UnavailableRetryAfter: cfg.UnavailableRetryAfter,
 		Path:                  "RateLimitConfig",
+		Observe:               cfg.Observe,
 	}
 	keyed := 0
 	for _, p := range policies {

@@ -12,6 +12,7 @@ import (
 	"github.com/herdcap/herdcap/internal/pace"
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Config configures NewCoordinator. The zero value is the default
@@ -37,6 +38,11 @@ type Config struct {
 	// (the first coordinator's on a store with a logger). If Logger is nil,
 	// nothing is logged.
 	Logger *slog.Logger
+	// Observe receives rollout events (observe.Rollout: started, cohorts
+	// released, paused with its reason, resumed, aborted, completed) as
+	// this node learns them (see the package doc, "Observing"), read once
+	// by NewCoordinator. Nil: none.
+	Observe *observe.Hooks
 	// CacheTTL is how long AppendDue answers from the released-wave state
 	// this node last read, making no store call; a release, pause or abort
 	// reaches this node's answers within the TTL, or at its next advance

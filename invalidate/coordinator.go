@@ -59,6 +59,8 @@ type Coordinator struct {
 	room       *pace.Reader // nil without Config.Headroom
 
 	storeStarts bool // guard.Starts is nil: the store's budget counts guarded starts
+
+	obs observer // Config.Observe's rollout events
 }
 
 // monoBase anchors the monotonic time of the Due cache when no clock is
@@ -83,6 +85,9 @@ func NewCoordinator(s Store, cfg Config) (*Coordinator, error) {
 	c.storeStarts = c.guard.Starts == nil
 	if rs, ok := s.(*RedisStore); ok && cfg.Logger != nil {
 		rs.attachLogger(cfg.Logger)
+	}
+	if cfg.Observe != nil {
+		c.obs.on = cfg.Observe.Rollout
 	}
 	c.seenWindow.Store(-1)
 	if st.headroom != nil {
@@ -205,6 +210,7 @@ func (c *Coordinator) started(res startRes, r Rollout) (Status, error) {
 	}
 	st := res.rec.st.status(res.rec.r)
 	c.learn(res.rec)
+	c.obs.report(c.view.Load(), "")
 	attrs := []any{"id", r.ID, "scope", truncate(r.Scope, 256), "epoch", st.Rollout.Epoch,
 		"by", r.By, "node", c.cfg.node, "guarded", st.Guarded, "cohorts", r.Cohorts,
 		"rate", st.Rate, "min_duration", st.MinDuration, "population", st.Population}
@@ -405,6 +411,7 @@ func (c *Coordinator) control(ctx context.Context, id string, act action, by By)
 		return err
 	}
 	c.learn(rec)
+	c.obs.report(c.view.Load(), by.Reason)
 	if err != nil {
 		c.log.Warn("herdcap: invalidation "+act.String()+" refused: finished", "id", id, "by", who, "node", c.cfg.node,
 			"reason", by.Reason, "phase", rec.st.phase.String())

@@ -162,6 +162,17 @@
 // sessions connected to a node, with bounded concurrency and optionally a
 // fleet-wide push budget (PushConfig).
 //
+// # Observing
+//
+// Rollout events (Config.Observe, observe.Rollout) are reported by every node, each change
+// once per node, as it learns it: the node that starts, pauses, resumes or
+// aborts a rollout at once (with the reason given), the others when they
+// next read the store (an advance, or AppendDue's refresh), without the
+// reason, which the store does not keep. Releases and completion are
+// reported alike. A node's events so describe the fleet's rollouts as that
+// node sees them: a counter summed over nodes counts each change once per
+// node, and a rollout a node first sees running is reported started.
+//
 // # Time
 //
 // A coordinator takes every time from Config.Clock (nil: the system

@@ -227,6 +227,7 @@ func (c *Coordinator) install(s snapshot, now int64) *view {
 		c.log.Warn("herdcap: invalidation store lost rollouts this node knows; answering from its copy until they are re-registered",
 			"node", c.cfg.node, "lost", lost, "store_reset", reset, "store_has", len(s.recs))
 	}
+	c.obs.report(nv, "")
 	return nv
 }
 

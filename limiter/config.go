@@ -6,6 +6,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/keymap"
 	"github.com/herdcap/herdcap/internal/ramp"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Config configures a budget: NewLocal's, and through embedding the Redis
@@ -32,6 +33,15 @@ type Config struct {
 	// 100,000 (a gate sizes its slot table from its limit instead); it
 	// must not be negative.
 	MaxKeys int
+	// Name is the budget's name in the events it reports to Observe (a
+	// policy's name: "api", "login"), never a key. For the Redis budgets
+	// of package fleet, "" means their Redis.Name; otherwise "" stays "".
+	Name string
+	// Observe receives the budget's events (decisions; for the Redis
+	// budgets also breaker changes, fallback, lease exchanges), read once
+	// at construction. Nil: none, at the cost of one nil check per
+	// decision.
+	Observe *observe.Hooks
 }
 
 // NoRamp is the Config.Ramp that applies limit changes at once.

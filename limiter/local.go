@@ -14,6 +14,7 @@ import (
 	"github.com/herdcap/herdcap/internal/keymap"
 	"github.com/herdcap/herdcap/internal/ramp"
 	"github.com/herdcap/herdcap/internal/tail"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Local is an in-process Budget: one golang.org/x/time/rate bucket per key,
@@ -42,6 +43,8 @@ type Local struct {
 	limit  ramp.State
 	keys   *keymap.Map[localEntry]
 	closed atomic.Bool
+	name   string                 // Config.Name, for events
+	onDec  func(observe.Decision) // Config.Observe.Decision; nil: none
 }
 
 // keyedGen marks a localEntry.gen that stands for the limit the key's
@@ -103,7 +106,10 @@ func NewLocal(l Limit, cfg Config) (*Local, error) {
 		return nil, err
 	}
 	window, _ := ramp.Window(cfg.Ramp)
-	lb := &Local{clock: cfg.Clock, window: window}
+	lb := &Local{clock: cfg.Clock, window: window, name: cfg.Name}
+	if cfg.Observe != nil {
+		lb.onDec = cfg.Observe.Decision
+	}
 	lb.keys = keymap.New(cfg.maxKeys(), lb.idle, nil)
 	lb.limit.Init(ramp.Limit(l), window)
 	return lb, nil
@@ -138,11 +144,13 @@ func (lb *Local) now() time.Time {
 // Request{Key: key, N: n}, the common call, on the hot path.
 func (lb *Local) AllowN(_ context.Context, key string, n int) (d Decision, err error) {
 	t := lb.now()
-	if lb.fast(&d, key, t, n, false) {
-		return d, nil
+	if !lb.fast(&d, key, t, n, false) {
+		r := Request{Key: key, N: n}
+		err = lb.take(&d, &r, t)
 	}
-	r := Request{Key: key, N: n}
-	err = lb.take(&d, &r, t)
+	if lb.onDec != nil && err == nil {
+		lb.onDec(observed(lb.name, d, n))
+	}
 	return d, err
 }
 
@@ -155,14 +163,36 @@ func (lb *Local) Take(_ context.Context, r Request) (d Decision, err error) {
 		// on to the general path.
 		if r.Limit == (Limit{}) {
 			if lb.fast(&d, r.Key, t, r.N, r.Wait > 0) {
+				lb.observed(d, r.N)
 				return d, nil
 			}
 		} else if lb.fastKeyed(&d, &r, t) {
+			lb.observed(d, r.N)
 			return d, nil
 		}
 	}
-	err = lb.take(&d, &r, t)
+	if err = lb.take(&d, &r, t); err == nil {
+		lb.observed(d, r.N)
+	}
 	return d, err
+}
+
+// observed reports d, a decision for n tokens, to the Decision hook.
+func (lb *Local) observed(d Decision, n int) {
+	if lb.onDec != nil {
+		lb.onDec(observed(lb.name, d, n))
+	}
+}
+
+// observed returns the event that reports d, a decision of policy for n
+// tokens, to an observe.Hooks' Decision hook. (observe.Source numbers its
+// values as Via does.)
+func observed(policy string, d Decision, n int) observe.Decision {
+	e := observe.Decision{Policy: policy, Outcome: observe.Denied, Source: observe.Source(d.Via), Tokens: n}
+	if d.Allowed {
+		e.Outcome, e.Tokens = observe.Allowed, d.Taken
+	}
+	return e
 }
 
 // fast is the hot path under the budget's own limit, for the common case:

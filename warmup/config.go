@@ -8,6 +8,7 @@ import (
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/origin"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Config configures a Warmer. Store and one of Guard or Budget are
@@ -79,6 +80,10 @@ type Config struct {
 	// Logger receives starts, controls (with By), failed keys (Debug) and
 	// store outages (Warn). If Logger is nil, nothing is logged.
 	Logger *slog.Logger
+	// Observe receives this node's warm-up events (observe.Warmup: chunks
+	// it completed, keys it failed, phase changes it made or learned),
+	// read once by New. Nil: none.
+	Observe *observe.Hooks
 }
 
 // Defaults of Config's zero fields.
@@ -101,6 +106,7 @@ type config struct {
 	clock  limiter.Clock
 	server bool // store times from the store's own clock
 	log    *slog.Logger
+	onWarm func(observe.Warmup) // Observe.Warmup; nil: none
 }
 
 func (c Config) resolve() (config, error) {
@@ -154,6 +160,9 @@ func (c Config) resolve() (config, error) {
 	c.MaxDeletes = orInt(c.MaxDeletes, defaultMaxDeletes)
 	c.MaxFailedKeys = orNone(c.MaxFailedKeys, defaultMaxFailed)
 	out := config{Config: c, clock: sysclock.Or(c.Clock), server: c.Clock == nil, log: c.Logger}
+	if c.Observe != nil {
+		out.onWarm = c.Observe.Warmup
+	}
 	if _, mem := c.Store.(*MemoryStore); mem {
 		out.server = false
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herdcap/herdcap/internal/logthrottle"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Warm is one warm-up: the keys of Source, hottest first, each fetched
@@ -202,6 +203,9 @@ func (wr *Warmer) Start(ctx context.Context, w Warm) error {
 		wr.order = append(wr.order, l)
 	}
 	wr.mu.Unlock()
+	if created {
+		wr.observe(observe.Warmup{Kind: observe.WarmupPhase, ID: w.ID, Phase: rec.phase.String()})
+	}
 	wr.cfg.log.Info("herdcap: warm started", "id", w.ID, "by", w.By, "node", wr.cfg.Node, "created", created,
 		"keys", rec.keys, "chunk_size", rec.chunkSize, "phase", rec.phase.String())
 	return nil
@@ -304,10 +308,15 @@ func (wr *Warmer) control(ctx context.Context, id string, act action, by By) err
 		wr.cfg.log.Warn("herdcap: warm "+act.String()+" failed", "id", id, "by", by.Who, "reason", by.Reason, "node", wr.cfg.Node, "err", err)
 		return err
 	}
+	was := Phase(0)
 	if l := wr.lookup(id); l != nil {
 		l.mu.Lock()
+		was = l.phase
 		l.phase, l.rec = rec.phase, rec
 		l.mu.Unlock()
+	}
+	if err == nil && (changed || was != rec.phase) {
+		wr.observe(observe.Warmup{Kind: observe.WarmupPhase, ID: id, Phase: rec.phase.String(), Reason: by.Reason})
 	}
 	if err != nil {
 		return fmt.Errorf("%w: warm %q is %v", err, id, rec.phase)

@@ -11,6 +11,7 @@ import (
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/origin"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Run works on the warms this node has started (Start, before or during
@@ -150,9 +151,21 @@ func (wr *Warmer) learn(ctx context.Context, l *local, res claimRes) bool {
 		l.mu.Unlock()
 		return false
 	}
+	was := l.phase
 	l.phase = res.phase
 	l.mu.Unlock()
+	if was != res.phase {
+		wr.observe(observe.Warmup{Kind: observe.WarmupPhase, ID: l.w.ID, Phase: res.phase.String()})
+	}
 	return true
+}
+
+// observe reports e to Config.Observe's Warmup hook. The caller holds no
+// lock.
+func (wr *Warmer) observe(e observe.Warmup) {
+	if wr.cfg.onWarm != nil {
+		wr.cfg.onWarm(e)
+	}
 }
 
 // chunk warms chunk c of l.
@@ -230,6 +243,9 @@ func (wk *worker) fail(l *local, key string, err error) {
 		wk.failed = append(wk.failed, key)
 	}
 	wr.cfg.log.Debug("herdcap: warm key failed", "id", l.w.ID, "key", key, "node", wr.cfg.Node, "err", err)
+	if wr.cfg.onWarm != nil {
+		wr.observe(observe.Warmup{Kind: observe.WarmupKeyFailed, ID: l.w.ID, Keys: 1, Phase: l.phaseNow().String(), Reason: err.Error()})
+	}
 }
 
 // errLeave: the chunk must be left (aborted, taken over, ctx ended).
@@ -283,6 +299,12 @@ func (wk *worker) renew(ctx context.Context, l *local, c int64) bool {
 	return false
 }
 
+func (l *local) phaseNow() Phase {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.phase
+}
+
 func (l *local) genNow() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -299,6 +321,11 @@ func (wk *worker) complete(ctx context.Context, l *local, c int64, nFailed int64
 	l.failedKeys = pushFailed(l.failedKeys, wk.failed, wr.cfg.MaxFailedKeys)
 	l.mu.Unlock()
 	l.stats.chunks.Add(1)
+	if wr.cfg.onWarm != nil {
+		from := c * int64(l.chunkSize)
+		keys := min(int64(l.chunkSize), l.keys-from) - nFailed
+		wr.observe(observe.Warmup{Kind: observe.WarmupChunkDone, ID: l.w.ID, Keys: int(keys), Phase: l.phaseNow().String()})
+	}
 	for ctx.Err() == nil {
 		res, err := wr.cfg.Store.complete(ctx, wr.claimReq(l), c, wk.failed, nFailed, wr.cfg.MaxFailedKeys)
 		if err == nil {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/herdcap/herdcap/observe"
 )
 
 // ErrNoContextTimeout is returned by CheckClient for a client that would
@@ -59,6 +61,9 @@ type Guard struct {
 	// from<<8 | to | 1<<16: gobreaker reports changes under its lock, and
 	// the logger (user code) is called after the call instead.
 	transition atomic.Int32
+	// OnChange, if set before the first call, is called with each state
+	// change after the call that made it, outside the breaker's lock.
+	OnChange func(from, to observe.BreakerState)
 }
 
 // New returns a Guard for c.
@@ -192,6 +197,9 @@ func (g *Guard) logTransition(ctx context.Context, err error) {
 		}
 		g.s.Logger.Log(ctx, lvl, "herdcap: redis breaker changed state",
 			"breaker", g.s.Name, "from", from.String(), "to", to.String(), "err", err)
+		if g.OnChange != nil {
+			g.OnChange(breakerState(from), breakerState(to))
+		}
 	}
 }
 
@@ -210,4 +218,15 @@ func IsStoreFailure(err error) bool {
 			redis.HasErrorPrefix(err, "BUSY")
 	}
 	return true // network errors, timeouts, pool exhaustion, open breaker
+}
+
+// breakerState maps gobreaker's states to observe's.
+func breakerState(s gobreaker.State) observe.BreakerState {
+	switch s {
+	case gobreaker.StateClosed:
+		return observe.BreakerClosed
+	case gobreaker.StateHalfOpen:
+		return observe.BreakerHalfOpen
+	}
+	return observe.BreakerOpen
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/herdcap/herdcap/internal/redisguard"
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Config has the shape of fleet.Redis, field for field, so that fleet.Redis
@@ -64,6 +65,12 @@ type Use struct {
 	// a Node or Heartbeat that is set (and would be ignored) is an error
 	// that gives this reason.
 	NoHeartbeat string
+	// Breaker receives the breaker's state changes, outside its lock;
+	// nil: none.
+	Breaker func(observe.Breaker)
+	// Policy names the component in Breaker's events; "": the resolved
+	// Name.
+	Policy string
 }
 
 // NoHeartbeatUnder returns Use.NoHeartbeat for a component under the
@@ -209,6 +216,13 @@ func Open(c Config, u Use, clock limiter.Clock, logger *slog.Logger, policy stri
 		OpenFor:  c.BreakerOpen,
 		Logger:   logger.With("policy", policy),
 	})
+	if f := u.Breaker; f != nil {
+		name := u.Policy
+		if name == "" {
+			name = c.Name
+		}
+		l.guard.OnChange = func(from, to observe.BreakerState) { f(observe.Breaker{Policy: name, From: from, To: to}) }
+	}
 	return l, nil
 }
 

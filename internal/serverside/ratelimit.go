@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // MaxPolicyName bounds a policy's name, which HTTP sends on every response.
@@ -40,6 +41,8 @@ type RateLimitConfig[R any] struct {
 	// Path names the transport's config struct in errors about its fields
 	// ("RateLimitConfig"); policies are named "Policy[i]".
 	Path string
+	// Observe receives shadow refusals (observe.Shadow); nil: none.
+	Observe *observe.Hooks
 }
 
 // RateLimiter decides a request over several policies. For each policy it
@@ -84,6 +87,7 @@ type RateLimiter[R any] struct {
 	keys     Keys
 	unavail  time.Duration
 	log      *logger[R]
+	onShadow func(observe.Decision) // RateLimitConfig.Observe.Decision; nil: none
 }
 
 // State is what one policy's budget answered for a request: its Decision,
@@ -134,6 +138,9 @@ func NewRateLimiter[R any](cfg RateLimitConfig[R]) (*RateLimiter[R], error) {
 		return nil, err
 	}
 	l := &RateLimiter[R]{skip: cfg.Skip, keys: cfg.Keys, unavail: unavail, log: newLogger(cfg.Common)}
+	if cfg.Observe != nil {
+		l.onShadow = cfg.Observe.Decision
+	}
 	seen := make(map[string]int, len(cfg.Policies))
 	for i, p := range cfg.Policies {
 		if p.Name == "" {
@@ -392,6 +399,9 @@ func (l *RateLimiter[R]) combine(ctx context.Context, r R, states []State) Outco
 				l.log.at(ctx, r, &l.log.shadow, slog.LevelInfo, "shadow policy would refuse",
 					slog.String("policy", p.Name), slog.Int("cost", st.req.N),
 					slog.Duration("retry_after", st.Decision.RetryAfter))
+			}
+			if l.onShadow != nil {
+				l.onShadow(observe.Decision{Policy: p.Name, Outcome: observe.Shadow, Source: observe.Source(st.Decision.Via), Tokens: st.req.N})
 			}
 			continue
 		case st.OK && !st.Decision.Allowed:

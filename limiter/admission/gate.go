@@ -20,6 +20,7 @@ import (
 	"github.com/herdcap/herdcap/internal/ticket"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // MaxClientIDLen is the longest client ID a Gate accepts, in bytes: 256,
@@ -149,6 +150,8 @@ type Gate struct {
 	// client's booked slot. They share one hash tag, so one cluster slot.
 	bucketKey, slotPrefix string
 	closed                atomic.Bool
+	name                  string                  // Config.Name (shared: or the Redis name), for events
+	onAdmit               func(observe.Admission) // Config.Observe.Admission; nil: none
 }
 
 // Decision is the answer to one Admit. It is returned by value, like
@@ -241,13 +244,21 @@ func NewShared(r fleet.Redis, l limiter.Limit, cfg SharedConfig) (*Gate, error) 
 		return nil, fmt.Errorf("%w: SharedConfig.Failure is unknown: %v", limiter.ErrInvalidConfig, cfg.Failure)
 	}
 	clock := sysclock.Or(cfg.Clock)
+	var onBreaker func(observe.Breaker)
+	if cfg.Observe != nil {
+		onBreaker = cfg.Observe.Breaker
+	}
 	link, err := remote.Open(remote.Config(r), remote.Use{DefaultName: defaultName,
-		NoHeartbeat: remote.NoHeartbeatUnder("SharedConfig.Failure", cfg.Failure.String())},
+		NoHeartbeat: remote.NoHeartbeatUnder("SharedConfig.Failure", cfg.Failure.String()),
+		Breaker:     onBreaker, Policy: cfg.Name},
 		cfg.Clock, cfg.Logger, cfg.Failure.String())
 	if err != nil {
 		return nil, err
 	}
 	g.link, g.failure = link, cfg.Failure
+	if g.name == "" {
+		g.name = link.Name
+	}
 	g.mem = newMemStore(g.tableSize(l, cfg.MaxKeys), g.grace)
 	g.clock, g.injected = clock, cfg.Clock != nil
 	g.bucketKey = link.Prefix + ":" + link.Name + ":{a:" + link.Name + "}"
@@ -311,6 +322,10 @@ func newGate(l limiter.Limit, cfg Config) (*Gate, error) {
 		jitter:    cfg.Jitter,
 		cohorts:   cfg.Cohorts,
 		ticketTTL: or(cfg.TicketTTL, defaultTicketTTL),
+		name:      cfg.Name,
+	}
+	if cfg.Observe != nil {
+		g.onAdmit = cfg.Observe.Admission
 	}
 	if g.cohorts == 0 {
 		g.cohorts = defaultCohorts
@@ -349,7 +364,12 @@ func or(d, def time.Duration) time.Duration {
 // caller's context, fleet.ErrUnexpectedReply, or limiter.ErrUnavailable
 // under FailClosed (whose decision still says when to come back).
 func (g *Gate) Admit(ctx context.Context, clientID, ticket string) (Decision, error) {
-	return g.admit(ctx, clientID, g.now(), ticket)
+	d, err := g.admit(ctx, clientID, g.now(), ticket)
+	if g.onAdmit != nil && (err == nil || errors.Is(err, limiter.ErrUnavailable)) {
+		g.onAdmit(observe.Admission{Policy: g.name, Granted: d.Admitted, Wait: d.RetryAfter, Ticket: d.Rejoined,
+			Source: observe.Source(d.Via)})
+	}
+	return d, err
 }
 
 // SetSalt changes the salt of cohorts and jitter, e.g. to a storm's incident

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herdcap/herdcap/internal/bucketkey"
@@ -17,6 +18,7 @@ import (
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/internal/tail"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // shared is what Strict and Leased share: the link to Redis, the budget's
@@ -34,6 +36,14 @@ type shared struct {
 	// refusals (FailClosed's, and FailLocal's of requests over this node's
 	// share); nil under FailOpen, which refuses nothing.
 	refusals *keymap.Map[refusal]
+
+	// What the budget reports (Config.Observe), named name; nil funcs:
+	// nothing. onFallback is told when inFallback changes.
+	name       string
+	onDecision func(observe.Decision)
+	onFallback func(observe.Fallback)
+	onLease    func(observe.Lease)
+	inFallback atomic.Bool
 }
 
 // refusal is one key's denial tail for the failure policy's refusals.
@@ -66,13 +76,22 @@ func newShared(r Redis, l limiter.Limit, cfg Config, path string) (*shared, erro
 		return nil, err
 	}
 	clock := sysclock.Or(cfg.Clock)
+	var hooks observe.Hooks
+	if cfg.Observe != nil {
+		hooks = *cfg.Observe
+	}
 	link, err := remote.Open(remote.Config(r), remote.Use{DefaultName: "default",
-		NoHeartbeat: remote.NoHeartbeatUnder(path+".Failure", cfg.Failure.String())},
+		NoHeartbeat: remote.NoHeartbeatUnder(path+".Failure", cfg.Failure.String()),
+		Breaker:     hooks.Breaker, Policy: cfg.Name},
 		cfg.Clock, cfg.Logger, cfg.Failure.String())
 	if err != nil {
 		return nil, err
 	}
-	s := &shared{link: link, window: window, clock: clock, injected: cfg.Clock != nil, failure: cfg.Failure, fallback: fb}
+	s := &shared{link: link, window: window, clock: clock, injected: cfg.Clock != nil, failure: cfg.Failure, fallback: fb,
+		name: cfg.Name, onDecision: hooks.Decision, onFallback: hooks.Fallback, onLease: hooks.Lease}
+	if s.name == "" {
+		s.name = link.Name
+	}
 	if cfg.Failure != FailOpen {
 		maxKeys := cfg.MaxKeys
 		if maxKeys == 0 {
@@ -85,6 +104,41 @@ func newShared(r Redis, l limiter.Limit, cfg Config, path string) (*shared, erro
 		link.StartHeartbeat()
 	}
 	return s, nil
+}
+
+// observed reports d, a decision for n tokens that ended in err, to the
+// Decision and Fallback hooks. The caller holds no lock. A decision that
+// failed for another reason than the failure policy reports nothing.
+func (s *shared) observed(d limiter.Decision, err error, n int) {
+	if err != nil && !errors.Is(err, limiter.ErrUnavailable) {
+		return
+	}
+	if d.Via == limiter.ViaFallback {
+		s.fellBack()
+	}
+	if s.onDecision == nil {
+		return
+	}
+	e := observe.Decision{Policy: s.name, Outcome: observe.Denied, Source: observe.Source(d.Via), Tokens: n}
+	if d.Allowed {
+		e.Outcome, e.Tokens = observe.Allowed, d.Taken
+	}
+	s.onDecision(e)
+}
+
+// fellBack notes that the failure policy answered. The caller holds no
+// lock.
+func (s *shared) fellBack() {
+	if s.onFallback != nil && !s.inFallback.Load() && s.inFallback.CompareAndSwap(false, true) {
+		s.onFallback(observe.Fallback{Policy: s.name, Entered: true})
+	}
+}
+
+// answered notes that Redis answered a call. The caller holds no lock.
+func (s *shared) answered() {
+	if s.onFallback != nil && s.inFallback.Load() && s.inFallback.CompareAndSwap(true, false) {
+		s.onFallback(observe.Fallback{Policy: s.name})
+	}
 }
 
 // close stops the heartbeat, leaves the live-node set and closes the

@@ -244,14 +244,18 @@ func (b *Leased) dropLease(l *lease) {
 // limiter.Request{Key: key, N: n}.
 func (b *Leased) AllowN(ctx context.Context, key string, n int) (limiter.Decision, error) {
 	r := limiter.Request{Key: key, N: n}
-	return b.decide(ctx, &r)
+	d, err := b.decide(ctx, &r)
+	b.s.observed(d, err, n)
+	return d, err
 }
 
 // Take decides r, from the lease when it can. See limiter.Budget and
 // limiter.Request; a reservation (Request.Wait) goes to the shared bucket
 // in one round trip, so that every node queues behind the same debt.
 func (b *Leased) Take(ctx context.Context, r limiter.Request) (limiter.Decision, error) {
-	return b.decide(ctx, &r)
+	d, err := b.decide(ctx, &r)
+	b.s.observed(d, err, r.N)
+	return d, err
 }
 
 // Limit returns the budget's own limit in force now.
@@ -678,6 +682,7 @@ func (b *Leased) reserve(c *call, r *limiter.Request) (limiter.Decision, error) 
 	if err != nil {
 		return b.s.failed(c.ctx, err, r, c.lim, c.t)
 	}
+	b.s.answered()
 	return parseBucketReply(v, c.lim, limiter.ViaRedis)
 }
 

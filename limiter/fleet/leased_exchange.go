@@ -12,6 +12,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/bucketlua"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // exchange runs the bucket script for c on rkey: n tokens in mode (see
@@ -29,13 +30,25 @@ func (b *Leased) exchange(c *call, rkey string, n, mode int) (limiter.Decision, 
 // script runs the bucket script: n tokens in mode at t, under lim, with
 // neither a denial tail nor a carried limit in Redis (this node keeps
 // those).
+//
+// It reports a lease exchange (mode 0 or 1 for tokens) to the Lease hook,
+// and Redis's answer to the Fallback hook: its callers hold no lock.
 func (b *Leased) script(ctx context.Context, rkey string, n, mode int, t time.Time, pass bool, lim limiter.Limit) (limiter.Decision, error) {
+	var start time.Time
+	if b.s.onLease != nil {
+		start = b.s.clock.Now()
+	}
 	v, err := b.s.link.Eval(ctx, bucketScript, []string{rkey}, lim.PerSecond()/1e6, lim.Burst, n, mode,
 		bucketlua.NowArg(t, pass), 0, "", "")
 	if err != nil {
 		return limiter.Decision{}, err
 	}
-	return parseBucketReply(v, lim, limiter.ViaRedis)
+	b.s.answered()
+	d, err := parseBucketReply(v, lim, limiter.ViaRedis)
+	if err == nil && b.s.onLease != nil && n > 0 && mode <= 1 {
+		b.s.onLease(observe.Lease{Policy: b.s.name, Tokens: d.Taken, Latency: b.s.clock.Now().Sub(start)})
+	}
+	return d, err
 }
 
 // exchangeLocked makes an exchange for c that changes nothing but l's

@@ -53,13 +53,17 @@ func NewStrict(r Redis, l limiter.Limit, cfg Config) (*Strict, error) {
 // limiter.Request{Key: key, N: n}.
 func (b *Strict) AllowN(ctx context.Context, key string, n int) (limiter.Decision, error) {
 	r := limiter.Request{Key: key, N: n}
-	return b.decide(ctx, &r)
+	d, err := b.decide(ctx, &r)
+	b.s.observed(d, err, n)
+	return d, err
 }
 
 // Take decides r in one round trip. See limiter.Budget and
 // limiter.Request.
 func (b *Strict) Take(ctx context.Context, r limiter.Request) (limiter.Decision, error) {
-	return b.decide(ctx, &r)
+	d, err := b.decide(ctx, &r)
+	b.s.observed(d, err, r.N)
+	return d, err
 }
 
 // Limit returns the budget's own limit in force now.
@@ -135,6 +139,7 @@ func (b *Strict) decide(ctx context.Context, r *limiter.Request) (limiter.Decisi
 	if err != nil {
 		return b.s.failed(ctx, err, r, lim, t)
 	}
+	b.s.answered()
 	return parseBucketReply(v, lim, limiter.ViaRedis)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/herdcap/herdcap/internal/remote"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // ErrUnknownOrigin is wrapped by Controller.Origin's error for a name that
@@ -38,6 +39,11 @@ type Config struct {
 	// control) and, for a shared controller, the breaker's transitions and
 	// failed heartbeats. If Logger is nil, nothing is logged.
 	Logger *slog.Logger
+	// Observe receives each origin's limit, spare and saturation
+	// (observe.Headroom) after every control interval that changed one,
+	// and a shared controller's breaker changes (observe.Breaker, named by
+	// its Redis name), read once at construction. Nil: none.
+	Observe *observe.Hooks
 }
 
 // Bounds are an operator's bounds on one origin's limit and the pace at

@@ -13,6 +13,7 @@ import (
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/origin"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Controller adapts one limit per origin to what the origin can take, in
@@ -42,6 +43,9 @@ type Controller struct {
 
 	loop      *periodic.Loop
 	closeOnce sync.Once
+
+	onHeadroom func(observe.Headroom) // Config.Observe.Headroom; nil: none
+	onBreaker  func(observe.Breaker)  // Config.Observe.Breaker (a shared controller's); nil: none
 }
 
 // Origin is one origin's headroom: the limit a guard carries in its budget
@@ -163,6 +167,9 @@ func newController(cfg Config, path string) (*Controller, error) {
 		clock:    sysclock.Or(cfg.Clock),
 		logger:   logger,
 		byName:   make(map[string]*Origin, len(specs)),
+	}
+	if cfg.Observe != nil {
+		c.onHeadroom, c.onBreaker = cfg.Observe.Headroom, cfg.Observe.Breaker
 	}
 	for _, s := range specs {
 		o := &Origin{c: c, name: s.name, b: s.b, st: newState(s.b.Initial)}
@@ -313,8 +320,12 @@ func (o *Origin) setStats(rate, spare float64, t tally, d derived, capacity floa
 		s.Refused[i] = t.refused[i] / o.c.secs
 	}
 	o.mu.Lock()
+	prev := o.stats
 	o.stats = s
 	o.mu.Unlock()
+	if f := o.c.onHeadroom; f != nil && (prev.Limit != s.Limit || prev.Spare != s.Spare || prev.Saturated != s.Saturated) {
+		f(observe.Headroom{Origin: o.name, Limit: rate, Spare: spare, Saturated: s.Saturated})
+	}
 }
 
 // Limit returns the origin's current limit: calls per second, with a

@@ -51,7 +51,8 @@ func NewShared(r fleet.Redis, cfg SharedConfig) (*Controller, error) {
 		return nil, fmt.Errorf("%w: headroom.SharedConfig.Failure is unknown: %v", limiter.ErrInvalidConfig, cfg.Failure)
 	}
 	link, err := remote.Open(remote.Config(r), remote.Use{DefaultName: "headroom",
-		NoHeartbeat: remote.NoHeartbeatUnder("headroom.SharedConfig.Failure", cfg.Failure.String())},
+		NoHeartbeat: remote.NoHeartbeatUnder("headroom.SharedConfig.Failure", cfg.Failure.String()),
+		Breaker:     c.onBreaker},
 		cfg.Clock, cfg.Logger, cfg.Failure.String())
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // ErrRefused is wrapped by every refusal of a Guard (a *RefusedError).
@@ -177,6 +178,12 @@ type Config struct {
 	Headroom Headroom
 	// Clock is the source of time and timers. Nil means the system clock.
 	Clock limiter.Clock
+	// Observe receives the guard's decisions (observe.Decision, one per
+	// Reserve or Do, named Name, or Name + "/background" in the
+	// Background lane; a refusal not made by the budget, for the deadline
+	// or the concurrency cap, has Source local), read once by New. Nil:
+	// none.
+	Observe *observe.Hooks
 }
 
 // NoWait is the Config.MaxWait that never holds a call.
@@ -205,6 +212,7 @@ type Guard struct {
 	classify func(error) Outcome
 	headroom Headroom
 	clock    limiter.Clock
+	onDec    func(observe.Decision) // Config.Observe.Decision; nil: none
 
 	inFlight atomic.Int64
 	refusals atomic.Uint64 // refusals told a spread wait, to spread them
@@ -270,6 +278,9 @@ func New(cfg Config) (*Guard, error) {
 	if g.classify == nil {
 		g.classify = DefaultClassify
 	}
+	if cfg.Observe != nil {
+		g.onDec = cfg.Observe.Decision
+	}
 	return g, nil
 }
 
@@ -330,14 +341,22 @@ func (g *Guard) Reserve(ctx context.Context, deadline time.Time, lane Lane) (Hol
 	if !deadline.IsZero() {
 		left := deadline.Sub(g.clock.Now()) - g.minCall
 		if left < 0 {
-			return g.refuse(lane, ReasonDeadline, refusalFloor), nil
+			h := g.refuse(lane, ReasonDeadline, refusalFloor)
+			if g.onDec != nil {
+				g.observed(lane, h)
+			}
+			return h, nil
 		}
 		maxWait = min(maxWait, left)
 	}
 	if g.cap > 0 {
 		if g.inFlight.Add(1) > g.cap {
 			g.inFlight.Add(-1)
-			return g.refuse(lane, ReasonConcurrency, g.spread(g.c.meanLatency(concurrencyRetry))), nil
+			h := g.refuse(lane, ReasonConcurrency, g.spread(g.c.meanLatency(concurrencyRetry)))
+			if g.onDec != nil {
+				g.observed(lane, h)
+			}
+			return h, nil
 		}
 	}
 	var h Hold
@@ -350,7 +369,25 @@ func (g *Guard) Reserve(ctx context.Context, deadline time.Time, lane Lane) (Hol
 	if (err != nil || !h.Allowed) && g.cap > 0 {
 		g.inFlight.Add(-1)
 	}
+	if g.onDec != nil && err == nil {
+		g.observed(lane, h)
+	}
 	return h, err
+}
+
+// observed reports h, a decision in lane, to the Decision hook.
+func (g *Guard) observed(lane Lane, h Hold) {
+	e := observe.Decision{Policy: g.name, Outcome: observe.Denied, Source: observe.Source(h.Via), Tokens: 1}
+	if lane == Background {
+		e.Policy = g.bgKey
+	}
+	if h.Allowed {
+		e.Outcome = observe.Allowed
+	}
+	if e.Source == 0 {
+		e.Source = observe.SourceLocal
+	}
+	g.onDec(e)
 }
 
 // foreground books the call's token of the main key, held up to maxWait.
