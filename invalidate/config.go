@@ -41,7 +41,10 @@ type Config struct {
 	// Observe receives rollout events (observe.Rollout: started, cohorts
 	// released, paused with its reason, resumed, aborted, completed) as
 	// this node learns them (see the package doc, "Observing"), read once
-	// by NewCoordinator. Nil: none.
+	// by NewCoordinator, and, on a RedisStore, its breaker's changes
+	// (observe.Breaker, named after the store's Redis.Name; the first
+	// coordinator made on the store with a Breaker hook gets them). Nil:
+	// none.
 	Observe *observe.Hooks
 	// CacheTTL is how long AppendDue answers from the released-wave state
 	// this node last read, making no store call; a release, pause or abort

@@ -88,6 +88,9 @@ func NewCoordinator(s Store, cfg Config) (*Coordinator, error) {
 	}
 	if cfg.Observe != nil {
 		c.obs.on = cfg.Observe.Rollout
+		if rs, ok := s.(*RedisStore); ok {
+			rs.guard.Attach(rs.r.Name, cfg.Observe.Breaker)
+		}
 	}
 	c.seenWindow.Store(-1)
 	if st.headroom != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes.
@@ -120,4 +121,34 @@ func TestRedisStoreLogsThroughItsCoordinator(t *testing.T) {
 	_, err = c.Status(context.Background(), "x")
 	require.ErrorIs(t, err, ErrUnavailable)
 	assert.Contains(t, strings.Join(buf.lines(), "\n"), `msg="herdcap: redis breaker changed state" breaker=herdcap-invalidate-default from=closed to=open`)
+}
+
+// TestRedisStoreBreakerObserved: the store's breaker changes reach the
+// Breaker hook of the first coordinator made on it with one, named after
+// the store's Redis.Name; a second coordinator's hook is not attached.
+func TestRedisStoreBreakerObserved(t *testing.T) {
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true, MaxRetries: -1,
+		DialTimeout: 100 * time.Millisecond})
+	defer dead.Close()
+	s, err := NewRedisStore(fleet.Redis{Client: dead, Name: "obs", BreakerFailures: 1, Timeout: time.Second})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var got []observe.Breaker
+	first, err := NewCoordinator(s, Config{Observe: &observe.Hooks{Breaker: func(b observe.Breaker) {
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+	}}})
+	require.NoError(t, err)
+	second, err := NewCoordinator(s, Config{Observe: &observe.Hooks{Breaker: func(observe.Breaker) {
+		t.Error("a second coordinator's Breaker hook was attached")
+	}}})
+	require.NoError(t, err)
+	_, err = second.Status(context.Background(), "x")
+	require.ErrorIs(t, err, ErrUnavailable)
+	_, err = first.Status(context.Background(), "x") // the breaker is open: no change
+	require.ErrorIs(t, err, ErrUnavailable)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []observe.Breaker{{Policy: "obs", From: observe.BreakerClosed, To: observe.BreakerOpen}}, got)
 }

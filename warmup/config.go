@@ -82,7 +82,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Observe receives this node's warm-up events (observe.Warmup: chunks
 	// it completed, keys it failed, phase changes it made or learned),
-	// read once by New. Nil: none.
+	// read once by New, and, on a RedisStore, its breaker's changes
+	// (observe.Breaker, named after the store's Redis.Name; the first
+	// Warmer made on the store with a Breaker hook gets them). Nil: none.
 	Observe *observe.Hooks
 }
 

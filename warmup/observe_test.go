@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herdcap/herdcap/limiter/fleet"
 	"github.com/herdcap/herdcap/observe"
 	"github.com/herdcap/herdcap/warmup"
 )
@@ -64,4 +66,28 @@ func TestWarmerReportsProgress(t *testing.T) {
 	assert.Equal(t, 3, chunks)
 	assert.Equal(t, 9, keys, "10 keys, one failed")
 	assert.Equal(t, []string{"origin said 404"}, failed)
+}
+
+// TestRedisStoreBreakerObserved: a RedisStore's breaker changes reach the
+// Breaker hook of the Warmer made on it, named after the store's
+// Redis.Name.
+func TestRedisStoreBreakerObserved(t *testing.T) {
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true, MaxRetries: -1,
+		DialTimeout: 100 * time.Millisecond})
+	defer dead.Close()
+	store, err := warmup.NewRedisStore(fleet.Redis{Client: dead, Name: "obs", BreakerFailures: 1, Timeout: time.Second})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var got []observe.Breaker
+	w, err := warmup.New(warmup.Config{Store: store, Budget: localBudget(t, 100, 1), Observe: &observe.Hooks{Breaker: func(b observe.Breaker) {
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+	}}})
+	require.NoError(t, err)
+	_, err = w.Status(context.Background(), "x")
+	require.ErrorIs(t, err, warmup.ErrUnavailable)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []observe.Breaker{{Policy: "obs", From: observe.BreakerClosed, To: observe.BreakerOpen}}, got)
 }

@@ -40,6 +40,7 @@ import (
 type RedisStore struct {
 	guard *redisguard.Guard
 	base  string // prefix:{warm:name}:
+	name  string // the resolved Redis.Name, the breaker's policy in events
 }
 
 var _ Store = (*RedisStore)(nil)
@@ -60,6 +61,7 @@ func NewRedisStore(r fleet.Redis) (*RedisStore, error) {
 	}
 	return &RedisStore{
 		base: rc.Prefix + ":{warm:" + rc.Name + "}:",
+		name: rc.Name,
 		guard: redisguard.New(rc.Client, redisguard.Settings{Name: "herdcap-warmup-" + rc.Name, Timeout: rc.Timeout,
 			Failures: rc.BreakerFailures, OpenFor: rc.BreakerOpen, Logger: slog.New(slog.DiscardHandler)}),
 	}, nil

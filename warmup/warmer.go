@@ -132,6 +132,9 @@ func New(cfg Config) (*Warmer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rs, ok := c.Store.(*RedisStore); ok && cfg.Observe != nil {
+		rs.guard.Attach(rs.name, cfg.Observe.Breaker)
+	}
 	return &Warmer{cfg: c, warms: map[string]*local{}, holdoff: holdoff{max: c.MaxDeletes, d: c.HoldOff}}, nil
 }
 

@@ -64,6 +64,27 @@ type Guard struct {
 	// OnChange, if set before the first call, is called with each state
 	// change after the call that made it, outside the breaker's lock.
 	OnChange func(from, to observe.BreakerState)
+	// late is the observer Attach gave, for a guard shared by components
+	// made before their observers (a store, then its users).
+	late atomic.Pointer[lateObserver]
+}
+
+// lateObserver is an observer Attach gave: f, with the events named
+// policy.
+type lateObserver struct {
+	policy string
+	f      func(observe.Breaker)
+}
+
+// Attach makes f receive the guard's state changes as observe.Breaker
+// events named policy, after the call that made each, outside the
+// breaker's lock, unless an observer was attached before (it reports
+// whether f was). It is safe at any time, concurrently with calls.
+func (g *Guard) Attach(policy string, f func(observe.Breaker)) bool {
+	if f == nil {
+		return false
+	}
+	return g.late.CompareAndSwap(nil, &lateObserver{policy: policy, f: f})
 }
 
 // New returns a Guard for c.
@@ -199,6 +220,9 @@ func (g *Guard) logTransition(ctx context.Context, err error) {
 			"breaker", g.s.Name, "from", from.String(), "to", to.String(), "err", err)
 		if g.OnChange != nil {
 			g.OnChange(breakerState(from), breakerState(to))
+		}
+		if lo := g.late.Load(); lo != nil {
+			lo.f(observe.Breaker{Policy: lo.policy, From: breakerState(from), To: breakerState(to)})
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Entry is a cached value as the Group sees it: the value and when it stops
@@ -168,6 +169,10 @@ type Config struct {
 	// encoding and decoding errors (Warn). If Logger is nil, nothing is
 	// logged.
 	Logger *slog.Logger
+	// Observe receives, under NewShared, the breaker's changes
+	// (observe.Breaker, named after the Redis.Name); its other hooks are
+	// not called. Nil: none.
+	Observe *observe.Hooks
 }
 
 // Defaults of Config's zero values.

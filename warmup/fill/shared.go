@@ -15,6 +15,7 @@ import (
 	"github.com/herdcap/herdcap/internal/sysclock"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // SharedConfig configures NewShared: Config's fields, the fill lease and
@@ -148,8 +149,12 @@ func NewShared[V any](cache Cache[V], r fleet.Redis, cfg SharedConfig[V]) (*Grou
 	if maxBytes == 0 {
 		maxBytes = defaultHandoffMaxBytes
 	}
+	var onBreaker func(observe.Breaker)
+	if c.Observe != nil {
+		onBreaker = c.Observe.Breaker
+	}
 	link, err := remote.Open(remote.Config(r), remote.Use{DefaultName: "fill",
-		NoHeartbeat: "fill leases run no live-node heartbeat"}, c.Clock, c.Logger, "local")
+		NoHeartbeat: "fill leases run no live-node heartbeat", Breaker: onBreaker}, c.Clock, c.Logger, "local")
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/observe"
 )
 
 var nameSeq atomic.Int64
@@ -388,4 +389,32 @@ func TestSharedBadConfig(t *testing.T) {
 	}
 	_, err := NewShared[int](nil, fleet.Redis{Client: client}, SharedConfig[int]{})
 	assert.ErrorContains(t, err, "cache is nil")
+}
+
+// TestSharedBreakerObserved: with Redis out of reach the lease's breaker
+// opens, the fill goes on without the lease, and Config.Observe's Breaker
+// hook hears of the change, named after the Redis.Name.
+func TestSharedBreakerObserved(t *testing.T) {
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true, MaxRetries: -1,
+		DialTimeout: 100 * time.Millisecond})
+	defer dead.Close()
+	var mu sync.Mutex
+	var got []observe.Breaker
+	cfg := SharedConfig[string]{Config: Config{Observe: &observe.Hooks{Breaker: func(b observe.Breaker) {
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+	}}}}
+	g, err := NewShared[string](newMemCache[string](), fleet.Redis{Client: dead, Name: "obs", BreakerFailures: 1, Timeout: time.Second}, cfg)
+	require.NoError(t, err)
+	defer g.Close()
+	r, err := g.Do(context.Background(), "k", func(context.Context, string) (string, time.Duration, error) {
+		return "v", time.Minute, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "v", r.Value)
+	assert.EqualValues(t, 1, g.Stats().Unleased)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []observe.Breaker{{Policy: "obs", From: observe.BreakerClosed, To: observe.BreakerOpen}}, got)
 }
