@@ -27,6 +27,8 @@ type Hooks struct {
 	Warmup func(Warmup)
 	// Headroom is called when an origin's shared limit changes.
 	Headroom func(Headroom)
+	// SlowStart is called for every decision of a slow-start gate.
+	SlowStart func(SlowStart)
 }
 
 // Join returns Hooks that call each non-nil hs's hooks, in order. Nil
@@ -51,6 +53,7 @@ func Join(hs ...*Hooks) *Hooks {
 		Rollout:   join(in, func(h *Hooks) func(Rollout) { return h.Rollout }),
 		Warmup:    join(in, func(h *Hooks) func(Warmup) { return h.Warmup }),
 		Headroom:  join(in, func(h *Hooks) func(Headroom) { return h.Headroom }),
+		SlowStart: join(in, func(h *Hooks) func(SlowStart) { return h.SlowStart }),
 	}
 }
 
@@ -199,6 +202,23 @@ type Lease struct {
 	Tokens int
 	// Latency is the round trip, measured on the budget's clock.
 	Latency time.Duration
+}
+
+// SlowStart is one decision of a slow-start gate (warmup/slowstart).
+type SlowStart struct {
+	// Policy is the gate's name.
+	Policy string
+	// Admitted reports whether the request may be served.
+	Admitted bool
+	// Reason says why: "warm" (full share), "ramp" (within the share),
+	// "share" (shed: beyond the share) or "budget" (shed by the fleet's
+	// budget), as slowstart.Reason's String.
+	Reason string
+	// Share is the share of traffic in force, from the gate's MinShare
+	// to 1.
+	Share float64
+	// RetryAfter is, for a shed request, when it is told to come back.
+	RetryAfter time.Duration
 }
 
 // Admission is one decision of an admission gate.

@@ -45,6 +45,8 @@ const (
 	HeadroomLimit    = "herdcap_headroom_limit_per_second"
 	HeadroomSpare    = "herdcap_headroom_spare_per_second"
 	HeadroomSaturate = "herdcap_headroom_saturated"
+	SlowStarts       = "herdcap_slowstart_decisions_total"
+	SlowStartShare   = "herdcap_slowstart_share"
 )
 
 // metrics holds the collectors and the state the gauges of rollouts and
@@ -58,6 +60,8 @@ type metrics struct {
 	leaseN, leaseTokens        *prom.CounterVec
 	leaseDur                   *prom.HistogramVec
 	admissions                 *prom.CounterVec
+	slowStarts                 *prom.CounterVec
+	slowStartShare             *prom.GaugeVec
 	admissionWait              *prom.HistogramVec
 	rolloutEvents              *prom.CounterVec
 	cohorts                    prom.Counter
@@ -105,7 +109,9 @@ func New(reg prom.Registerer) (*observe.Hooks, error) {
 	m.limit = gauge(HeadroomLimit, "An origin's shared limit, in calls per second.", "origin")
 	m.spare = gauge(HeadroomSpare, "An origin's spare capacity, in calls per second.", "origin")
 	m.saturated = gauge(HeadroomSaturate, "1 while an origin shows overload at its limit.", "origin")
-	for _, c := range []prom.Collector{m.decisions, m.tokens, m.breaker, m.breakerChanges, m.fallback, m.fallbackEntered,
+	m.slowStarts = counter(SlowStarts, "Slow-start gate decisions, by reason (warm, ramp: admitted; share, budget: shed).", "policy", "reason")
+	m.slowStartShare = gauge(SlowStartShare, "The share of traffic a slow-start gate admits, from its minimum to 1, as of its last decision.", "policy")
+	for _, c := range []prom.Collector{m.slowStarts, m.slowStartShare, m.decisions, m.tokens, m.breaker, m.breakerChanges, m.fallback, m.fallbackEntered,
 		m.leaseN, m.leaseTokens, m.leaseDur, m.admissions, m.admissionWait, m.rolloutEvents, m.cohorts, m.rollouts,
 		m.warmupEvents, m.warmupKeys, m.warmups, m.limit, m.spare, m.saturated} {
 		if err := reg.Register(c); err != nil {
@@ -125,6 +131,7 @@ func New(reg prom.Registerer) (*observe.Hooks, error) {
 		Rollout:   m.rollout,
 		Warmup:    m.warmup,
 		Headroom:  m.headroom,
+		SlowStart: m.slowStart,
 	}, nil
 }
 
@@ -159,6 +166,11 @@ func (m *metrics) lease(e observe.Lease) {
 	m.leaseN.WithLabelValues(e.Policy).Inc()
 	m.leaseTokens.WithLabelValues(e.Policy).Add(float64(e.Tokens))
 	m.leaseDur.WithLabelValues(e.Policy).Observe(e.Latency.Seconds())
+}
+
+func (m *metrics) slowStart(e observe.SlowStart) {
+	m.slowStarts.WithLabelValues(e.Policy, e.Reason).Inc()
+	m.slowStartShare.WithLabelValues(e.Policy).Set(e.Share)
 }
 
 func (m *metrics) admission(e observe.Admission) {

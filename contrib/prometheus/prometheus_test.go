@@ -2,6 +2,7 @@ package prometheus_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/herdcap/herdcap/limiter/fleet"
 	"github.com/herdcap/herdcap/observe"
 	"github.com/herdcap/herdcap/warmup"
+	"github.com/herdcap/herdcap/warmup/slowstart"
 )
 
 // The Redis tests use internal/redistest: Go's internal rule goes by
@@ -321,4 +323,24 @@ func assertNoKey(t *testing.T, reg *prom.Registry, key string) {
 			}
 		}
 	}
+}
+
+// TestSlowStart: a slow-start gate's decisions count by reason and its
+// share is a gauge, from a real gate.
+func TestSlowStart(t *testing.T) {
+	reg, h := newHooks(t)
+	g, err := slowstart.New(slowstart.Config{Name: "api", Observe: h})
+	require.NoError(t, err)
+	counts := map[string]float64{}
+	for i := range 100 {
+		d, err := g.Admit(context.Background(), fmt.Sprint("client-", i))
+		require.NoError(t, err)
+		counts[d.Reason.String()]++
+	}
+	require.Positive(t, counts["share"])
+	require.Positive(t, counts["ramp"])
+	for reason, n := range counts {
+		assert.Equal(t, n, testutil.ToFloat64(metricVec(t, reg, herdprom.SlowStarts, map[string]string{"policy": "api", "reason": reason})), reason)
+	}
+	assert.InDelta(t, g.Share(), testutil.ToFloat64(metricVec(t, reg, herdprom.SlowStartShare, map[string]string{"policy": "api"})), 0.01)
 }

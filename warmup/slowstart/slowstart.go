@@ -54,6 +54,7 @@ import (
 
 	"github.com/herdcap/herdcap/internal/cohorthash"
 	"github.com/herdcap/herdcap/limiter"
+	"github.com/herdcap/herdcap/observe"
 )
 
 // Defaults of Config's zero fields.
@@ -115,6 +116,12 @@ type Config struct {
 	Salt string
 	// Clock is the source of time; nil: the system clock.
 	Clock limiter.Clock
+	// Name names the gate in Observe's events. If Name is "",
+	// "slowstart".
+	Name string
+	// Observe receives each decision (observe.SlowStart), after it is
+	// made. Nil: none.
+	Observe *observe.Hooks
 }
 
 // Reason says why a Decision admitted or shed.
@@ -199,6 +206,8 @@ type Gate struct {
 	budgetKey         string
 	minRA, maxRA      time.Duration
 	salt              string
+	name              string
+	onDecide          func(observe.SlowStart) // Observe.SlowStart; nil: none
 	clock             limiter.Clock
 
 	cur    atomic.Pointer[ramp]
@@ -216,7 +225,13 @@ func New(cfg Config) (*Gate, error) {
 	}
 	g := &Gate{window: cfg.Window, minShare: cfg.MinShare, target: cfg.Target, maxWindow: cfg.MaxWindow,
 		warmth: cfg.Warmth, budget: cfg.Budget, budgetKey: cfg.BudgetKey,
-		minRA: cfg.MinRetryAfter, maxRA: cfg.MaxRetryAfter, salt: cfg.Salt, clock: cfg.Clock}
+		minRA: cfg.MinRetryAfter, maxRA: cfg.MaxRetryAfter, salt: cfg.Salt, clock: cfg.Clock, name: cfg.Name}
+	if g.name == "" {
+		g.name = "slowstart"
+	}
+	if cfg.Observe != nil {
+		g.onDecide = cfg.Observe.SlowStart
+	}
 	aggr := cfg.Aggression
 	switch {
 	case cfg.Window < 0:
@@ -381,6 +396,16 @@ func (g *Gate) place(key string) float64 {
 // one). ctx bounds only the budget's call. An error is the budget's (the
 // request is then shed, Reason Budget); the Decision is valid either way.
 func (g *Gate) Admit(ctx context.Context, key string) (Decision, error) {
+	d, err := g.admit(ctx, key)
+	if g.onDecide != nil {
+		g.onDecide(observe.SlowStart{Policy: g.name, Admitted: d.Admitted, Reason: d.Reason.String(),
+			Share: d.Share, RetryAfter: d.RetryAfter})
+	}
+	return d, err
+}
+
+// admit is Admit's decision.
+func (g *Gate) admit(ctx context.Context, key string) (Decision, error) {
 	r := g.cur.Load()
 	s, elapsed := g.share(r, g.now())
 	if s >= 1 {

@@ -15,6 +15,7 @@ import (
 	"github.com/herdcap/herdcap/internal/redistest"
 	"github.com/herdcap/herdcap/limiter"
 	"github.com/herdcap/herdcap/limiter/fleet"
+	"github.com/herdcap/herdcap/observe"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -346,4 +347,41 @@ func TestRetryAfterFollowsWarmth(t *testing.T) {
 		assert.LessOrEqual(t, d.RetryAfter, due*5/4+time.Millisecond, "place %v", x)
 	}
 	assert.Greater(t, checked, 30)
+}
+
+// TestObserve: every decision reaches Config.Observe as it was returned,
+// named after Config.Name, and the hook may call back into the gate (it
+// is called with no lock held).
+func TestObserve(t *testing.T) {
+	var got []observe.SlowStart
+	var g *Gate
+	g, c := newGate(t, Config{Name: "api", Observe: &observe.Hooks{SlowStart: func(e observe.SlowStart) {
+		_ = g.Share() // a hook may call the gate
+		got = append(got, e)
+	}}})
+	var want []observe.SlowStart
+	for i := range 200 {
+		d, err := g.Admit(context.Background(), fmt.Sprint("client-", i))
+		require.NoError(t, err)
+		want = append(want, observe.SlowStart{Policy: "api", Admitted: d.Admitted, Reason: d.Reason.String(), Share: d.Share, RetryAfter: d.RetryAfter})
+	}
+	c.Add(2 * time.Minute)
+	_, err := g.Admit(context.Background(), "later")
+	require.NoError(t, err)
+	want = append(want, observe.SlowStart{Policy: "api", Admitted: true, Reason: "warm", Share: 1})
+	assert.Equal(t, want, got)
+	reasons := map[string]int{}
+	for _, e := range got {
+		reasons[e.Reason]++
+	}
+	assert.Positive(t, reasons["share"], "some were shed at the starting share")
+	assert.Positive(t, reasons["ramp"], "some were admitted within it")
+
+	// Unnamed, a gate reports as "slowstart".
+	got = nil
+	g, _ = newGate(t, Config{Observe: &observe.Hooks{SlowStart: func(e observe.SlowStart) { got = append(got, e) }}})
+	_, err = g.Admit(context.Background(), "x")
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "slowstart", got[0].Policy)
 }
