@@ -61,17 +61,15 @@ type Guard struct {
 	// from<<8 | to | 1<<16: gobreaker reports changes under its lock, and
 	// the logger (user code) is called after the call instead.
 	transition atomic.Int32
-	// OnChange, if set before the first call, is called with each state
-	// change after the call that made it, outside the breaker's lock.
-	OnChange func(from, to observe.BreakerState)
-	// late is the observer Attach gave, for a guard shared by components
-	// made before their observers (a store, then its users).
-	late atomic.Pointer[lateObserver]
+	// obs is the observer Attach gave: at construction (remote.Open), or
+	// later for a guard made before its observer (a store, then its
+	// users).
+	obs atomic.Pointer[observer]
 }
 
-// lateObserver is an observer Attach gave: f, with the events named
+// observer is an observer Attach gave: f, with the events named
 // policy.
-type lateObserver struct {
+type observer struct {
 	policy string
 	f      func(observe.Breaker)
 }
@@ -84,7 +82,7 @@ func (g *Guard) Attach(policy string, f func(observe.Breaker)) bool {
 	if f == nil {
 		return false
 	}
-	return g.late.CompareAndSwap(nil, &lateObserver{policy: policy, f: f})
+	return g.obs.CompareAndSwap(nil, &observer{policy: policy, f: f})
 }
 
 // New returns a Guard for c.
@@ -218,10 +216,7 @@ func (g *Guard) logTransition(ctx context.Context, err error) {
 		}
 		g.s.Logger.Log(ctx, lvl, "herdcap: redis breaker changed state",
 			"breaker", g.s.Name, "from", from.String(), "to", to.String(), "err", err)
-		if g.OnChange != nil {
-			g.OnChange(breakerState(from), breakerState(to))
-		}
-		if lo := g.late.Load(); lo != nil {
+		if lo := g.obs.Load(); lo != nil {
 			lo.f(observe.Breaker{Policy: lo.policy, From: breakerState(from), To: breakerState(to)})
 		}
 	}

@@ -216,12 +216,12 @@ func Open(c Config, u Use, clock limiter.Clock, logger *slog.Logger, policy stri
 		OpenFor:  c.BreakerOpen,
 		Logger:   logger.With("policy", policy),
 	})
-	if f := u.Breaker; f != nil {
+	if u.Breaker != nil {
 		name := u.Policy
 		if name == "" {
 			name = c.Name
 		}
-		l.guard.OnChange = func(from, to observe.BreakerState) { f(observe.Breaker{Policy: name, From: from, To: to}) }
+		l.guard.Attach(name, u.Breaker)
 	}
 	return l, nil
 }
